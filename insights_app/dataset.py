@@ -1,0 +1,202 @@
+"""Batches and stable example ids over a user's dataset (an iterable of :class:`Batch`).
+
+Captum Insights pulled batches from a single iterator and could neither go back nor
+restart. Here every example gets a stable id (its position in iteration order); a
+re-iterable source (list, DataLoader, anything whose ``iter()`` returns a fresh iterator)
+is restarted to reach examples that fell out of the cache, and a one-shot generator is
+kept in memory up to a bound, beyond which its oldest examples are reported as gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+class Batch:
+    """A batch of examples (captum.insights' ``Batch``).
+
+    ``inputs``: a tensor, or a tuple of tensors (one per feature), batch first, in display
+    space (the features' ``input_transforms`` make them model inputs). ``labels``: class
+    indices (tensor or list), or None. ``additional_args``: extra forward arguments.
+    """
+
+    def __init__(self, inputs: Union[torch.Tensor, Tuple[torch.Tensor, ...]], labels: Optional[Any] = None,
+                 additional_args: Optional[Any] = None) -> None:
+        self.inputs = inputs
+        self.labels = labels
+        self.additional_args = additional_args
+
+    def __repr__(self) -> str:
+        shapes = [tuple(x.shape) for x in _input_tuple(self.inputs)]
+        return f"Batch(inputs={shapes}, labels={'yes' if self.labels is not None else 'no'})"
+
+
+class DatasetError(RuntimeError):
+    """The dataset could not produce an example (it raised, or the example is gone)."""
+
+
+@dataclass
+class Example:
+    """One example, batch dimension removed; ``label`` is a class index or None."""
+
+    id: int
+    inputs: Tuple[torch.Tensor, ...]
+    label: Optional[int]
+    additional_args: Any
+
+
+def _input_tuple(inputs: Any) -> Tuple[torch.Tensor, ...]:
+    if isinstance(inputs, torch.Tensor):
+        return (inputs,)
+    if isinstance(inputs, (tuple, list)) and all(isinstance(x, torch.Tensor) for x in inputs) and inputs:
+        return tuple(inputs)
+    raise DatasetError(f"Batch.inputs must be a tensor or a tuple of tensors, got {type(inputs).__name__}")
+
+
+def _plain(t: torch.Tensor) -> torch.Tensor:
+    """Strip tensor subclasses (fastai's TensorImage etc.) so they never reach captum or JSON."""
+    return t.as_subclass(torch.Tensor) if type(t) is not torch.Tensor else t
+
+
+def split_batch(batch: Any, first_id: int) -> List[Example]:
+    """A Batch -> its examples with consecutive ids starting at ``first_id``."""
+    if not isinstance(batch, Batch):
+        raise DatasetError(f"the dataset yielded {type(batch).__name__}; it must yield insights_app.Batch")
+    inputs = tuple(_plain(x.detach()).cpu() for x in _input_tuple(batch.inputs))
+    n = int(inputs[0].shape[0]) if inputs[0].dim() > 0 else 0
+    if any(x.dim() == 0 or x.shape[0] != n for x in inputs):
+        raise DatasetError("all inputs of a Batch must share the batch dimension")
+    labels: List[Optional[int]] = [None] * n
+    if batch.labels is not None:
+        raw = batch.labels
+        if isinstance(raw, torch.Tensor):
+            raw = _plain(raw).detach().cpu().reshape(-1).tolist()
+        raw = list(raw)
+        if len(raw) != n:
+            raise DatasetError(f"a Batch has {n} inputs but {len(raw)} labels")
+        labels = [None if v is None or (isinstance(v, (int, float)) and v < 0) else int(v) for v in raw]
+    from .engine import slice_additional_args
+
+    out = []
+    for j in range(n):
+        extra = slice_additional_args(batch.additional_args, [j], n)
+        out.append(Example(first_id + j, tuple(x[j] for x in inputs), labels[j], extra))
+    return out
+
+
+def stack_examples(examples: Sequence[Example]) -> Tuple[Tuple[torch.Tensor, ...], Any]:
+    """Examples -> (raw input batches, additional args concatenated where batched)."""
+    raw = tuple(torch.stack([e.inputs[i] for e in examples]) for i in range(len(examples[0].inputs)))
+    extra = examples[0].additional_args
+    if extra is not None:
+        extra = _concat_args([e.additional_args for e in examples])
+    return raw, extra
+
+
+def _concat_args(items: List[Any]) -> Any:
+    first = items[0]
+    if isinstance(first, torch.Tensor):
+        if first.dim() > 0 and first.shape[0] == 1:
+            return torch.cat(items)
+        return first
+    if isinstance(first, (tuple, list)):
+        return type(first)(_concat_args([it[i] for it in items]) for i in range(len(first)))
+    return first
+
+
+class ExampleStore:
+    """Random access by id over an iterable of Batch, with a bounded example cache."""
+
+    def __init__(self, dataset: Iterable[Any], max_cached_examples: int = 4096) -> None:
+        self.dataset = dataset
+        self.max_cached = max(1, int(max_cached_examples))
+        try:
+            probe = iter(dataset)
+        except TypeError as exc:
+            raise DatasetError("the dataset must be an iterable of Batch") from exc
+        self.reiterable = probe is not dataset
+        self._iter: Optional[Iterator[Any]] = probe
+        self._next_id = 0
+        self._cache: "OrderedDict[int, Example]" = OrderedDict()
+        self._lock = threading.RLock()
+        self.length: Optional[int] = None  # known once the end was reached
+        self.restarts = 0
+        self.errors = 0
+
+    def _advance(self) -> bool:
+        """Pull one batch; False at the end of the dataset."""
+        if self._iter is None:
+            if not self.reiterable:
+                return False
+            self._iter = iter(self.dataset)
+            self._next_id = 0
+            self.restarts += 1
+        try:
+            batch = next(self._iter)
+        except StopIteration:
+            self.length = self._next_id
+            self._iter = None
+            return False
+        except Exception as exc:
+            self.errors += 1
+            self._iter = None
+            if self.reiterable:
+                # Next access restarts from the beginning rather than replaying a broken iterator.
+                self._next_id = 0
+            raise DatasetError(f"the dataset raised {type(exc).__name__} at example {self._next_id}: {exc}") from exc
+        examples = split_batch(batch, self._next_id)
+        self._next_id += len(examples)
+        for ex in examples:
+            self._cache[ex.id] = ex
+            self._cache.move_to_end(ex.id)
+        while len(self._cache) > self.max_cached:
+            self._cache.popitem(last=False)
+        return True
+
+    def get(self, ex_id: int) -> Example:
+        """The example with this id; raises IndexError past the end, DatasetError if gone."""
+        with self._lock:
+            ex = self._cache.get(ex_id)
+            if ex is not None:
+                self._cache.move_to_end(ex_id)
+                return ex
+            if self.length is not None and ex_id >= self.length:
+                raise IndexError(ex_id)
+            if ex_id < 0:
+                raise IndexError(ex_id)
+            if ex_id < self._next_id:  # already passed and evicted from the cache
+                if not self.reiterable:
+                    raise DatasetError(
+                        f"example {ex_id} is no longer available: the dataset is a one-shot generator and only "
+                        f"{self.max_cached} examples are kept; pass a re-iterable dataset (a list or DataLoader)"
+                    )
+                self._iter = None  # restart from the beginning
+            while True:
+                if self._iter is None and not self.reiterable:
+                    raise IndexError(ex_id)
+                if not self._advance():
+                    raise IndexError(ex_id)
+                ex = self._cache.get(ex_id)
+                if ex is not None:
+                    return ex
+                if self._next_id > ex_id:
+                    raise DatasetError(f"example {ex_id} could not be kept in the cache")
+
+    def get_many(self, ids: Sequence[int]) -> List[Example]:
+        with self._lock:
+            return [self.get(i) for i in ids]
+
+    def exists(self, ex_id: int) -> bool:
+        try:
+            self.get(ex_id)
+            return True
+        except IndexError:
+            return False

@@ -1,0 +1,184 @@
+"""Validation of API request bodies into typed queries.
+
+Every field a client sends is checked here (type, bounds, allowed values) and a bad one
+raises :class:`~insights_app.methods.ValidationError` naming it, which the server turns
+into a 400. Nothing past this module sees unvalidated input.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from .methods import MethodSpec, ValidationError
+from .render import SIGNS, VIS_METHODS
+
+PAGE_SIZE_MAX = 64
+TOP_K_MAX = 20
+PAGE_MAX = 1_000_000
+EXAMPLE_ID_MAX = 2**40
+PREDICTION_FILTERS = ("all", "correct", "incorrect")
+CLASS_SOURCES = ("prediction", "label")
+
+
+@dataclass(frozen=True)
+class Visualization:
+    method: str = "blended_heat_map"
+    sign: str = "absolute_value"
+    outlier_perc: float = 2.0
+
+
+@dataclass(frozen=True)
+class Filter:
+    classes: Tuple[int, ...] = ()
+    prediction: str = "all"
+    class_source: str = "prediction"
+
+    @property
+    def trivial(self) -> bool:
+        return not self.classes and self.prediction == "all"
+
+    @property
+    def needs_label(self) -> bool:
+        return self.prediction != "all" or (bool(self.classes) and self.class_source == "label")
+
+
+@dataclass(frozen=True)
+class Query:
+    method: MethodSpec
+    arguments: Dict[str, Any]
+    visualization: Visualization
+    top_k: int
+
+
+@dataclass(frozen=True)
+class PageQuery(Query):
+    filter: Filter = field(default_factory=Filter)
+    page: int = 0
+    page_size: int = 4
+    stream: bool = False
+
+
+@dataclass(frozen=True)
+class AttributeQuery(Query):
+    example_id: int = 0
+    model: int = 0
+    target: Optional[int] = None
+
+
+def _require_object(body: Any, where: str) -> Mapping[str, Any]:
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise ValidationError(where, "must be a JSON object")
+    return body
+
+
+def _check_keys(obj: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
+    for key in obj:
+        if key not in allowed:
+            raise ValidationError(f"{where}{key}", f"is not a known field (allowed: {', '.join(allowed)})")
+
+
+def _int(obj: Mapping[str, Any], key: str, default: int, lo: int, hi: int, where: str = "") -> int:
+    value = obj.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+        isinstance(value, float) and (not math.isfinite(value) or not value.is_integer())
+    ):
+        raise ValidationError(where + key, "must be an integer")
+    value = int(value)
+    if not lo <= value <= hi:
+        raise ValidationError(where + key, f"must be between {lo} and {hi}")
+    return value
+
+
+def _enum(obj: Mapping[str, Any], key: str, default: str, choices: Sequence[str], where: str = "") -> str:
+    value = obj.get(key, default)
+    if not isinstance(value, str) or value not in choices:
+        raise ValidationError(where + key, f"must be one of {', '.join(choices)}")
+    return value
+
+
+def parse_visualization(body: Any) -> Visualization:
+    obj = _require_object(body, "visualization")
+    _check_keys(obj, ("method", "sign", "outlier_perc"), "visualization.")
+    method = _enum(obj, "method", "blended_heat_map", VIS_METHODS, "visualization.")
+    sign = _enum(obj, "sign", "absolute_value", SIGNS, "visualization.")
+    outlier = obj.get("outlier_perc", 2.0)
+    if isinstance(outlier, bool) or not isinstance(outlier, (int, float)) or not math.isfinite(outlier) or not 0 <= outlier <= 50:
+        raise ValidationError("visualization.outlier_perc", "must be a number between 0 and 50")
+    if method in ("masked_image", "alpha_scaling") and sign == "all":
+        raise ValidationError("visualization.sign", f"{method} needs sign positive, negative or absolute_value")
+    return Visualization(method, sign, float(outlier))
+
+
+def class_index(value: Any, classes: Sequence[str], where: str) -> int:
+    """A class given as an index or as its name -> its index."""
+    if isinstance(value, str):
+        try:
+            return list(classes).index(value)
+        except ValueError:
+            raise ValidationError(where, f"unknown class {value[:80]!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < len(classes):
+        raise ValidationError(where, f"must be a class name or an index between 0 and {len(classes) - 1}")
+    return value
+
+
+def parse_filter(body: Any, classes: Sequence[str]) -> Filter:
+    obj = _require_object(body, "filter")
+    _check_keys(obj, ("classes", "prediction", "class_source"), "filter.")
+    raw = obj.get("classes", [])
+    if not isinstance(raw, list) or len(raw) > max(1, len(classes)):
+        raise ValidationError("filter.classes", "must be a list of class names or indices")
+    idx = tuple(sorted({class_index(v, classes, "filter.classes") for v in raw}))
+    return Filter(idx, _enum(obj, "prediction", "all", PREDICTION_FILTERS, "filter."),
+                  _enum(obj, "class_source", "prediction", CLASS_SOURCES, "filter."))
+
+
+def parse_common(body: Mapping[str, Any], methods: Mapping[str, MethodSpec], default_method: str,
+                 image_hw: Tuple[int, int], n_classes: int) -> Dict[str, Any]:
+    name = body.get("method", default_method)
+    if not isinstance(name, str) or name not in methods:
+        raise ValidationError("method", f"unknown method; choose one of {', '.join(methods)}")
+    spec = methods[name]
+    return {
+        "method": spec,
+        "arguments": spec.validate(body.get("arguments"), image_hw),
+        "visualization": parse_visualization(body.get("visualization")),
+        "top_k": min(_int(body, "top_k", 4, 1, TOP_K_MAX), max(1, n_classes)),
+    }
+
+
+COMMON_KEYS = ("method", "arguments", "visualization", "top_k")
+
+
+def parse_page_query(body: Any, methods: Mapping[str, MethodSpec], default_method: str,
+                     classes: Sequence[str], image_hw: Tuple[int, int]) -> PageQuery:
+    obj = _require_object(body, "body")
+    _check_keys(obj, COMMON_KEYS + ("filter", "page", "page_size", "stream"), "")
+    stream = obj.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ValidationError("stream", "must be true or false")
+    return PageQuery(
+        **parse_common(obj, methods, default_method, image_hw, len(classes)),
+        filter=parse_filter(obj.get("filter"), classes),
+        page=_int(obj, "page", 0, 0, PAGE_MAX),
+        page_size=_int(obj, "page_size", 4, 1, PAGE_SIZE_MAX),
+        stream=stream,
+    )
+
+
+def parse_attribute_query(body: Any, methods: Mapping[str, MethodSpec], default_method: str,
+                          classes: Sequence[str], image_hw: Tuple[int, int], n_models: int) -> AttributeQuery:
+    obj = _require_object(body, "body")
+    _check_keys(obj, COMMON_KEYS + ("example_id", "model", "target"), "")
+    if "example_id" not in obj:
+        raise ValidationError("example_id", "is required")
+    target = obj.get("target")
+    return AttributeQuery(
+        **parse_common(obj, methods, default_method, image_hw, len(classes)),
+        example_id=_int(obj, "example_id", 0, 0, EXAMPLE_ID_MAX),
+        model=_int(obj, "model", 0, 0, max(0, n_models - 1)),
+        target=None if target is None else class_index(target, classes, "target"),
+    )
