@@ -142,16 +142,15 @@ class ExampleStore:
         try:
             batch = next(self._iter)
         except StopIteration:
-            self.length = self._next_id
-            self._iter = None
-            return False
+            return self._reached_end()
+        except RuntimeError as exc:
+            if isinstance(exc.__cause__, StopIteration):
+                # A generator doing `while True: next(it)` ends like this (PEP 479): the
+                # captum.insights tutorials did exactly that, so it means "the end".
+                return self._reached_end()
+            return self._fail(exc)
         except Exception as exc:
-            self.errors += 1
-            self._iter = None
-            if self.reiterable:
-                # Next access restarts from the beginning rather than replaying a broken iterator.
-                self._next_id = 0
-            raise DatasetError(f"the dataset raised {type(exc).__name__} at example {self._next_id}: {exc}") from exc
+            return self._fail(exc)
         examples = split_batch(batch, self._next_id)
         self._next_id += len(examples)
         for ex in examples:
@@ -160,6 +159,20 @@ class ExampleStore:
         while len(self._cache) > self.max_cached:
             self._cache.popitem(last=False)
         return True
+
+    def _reached_end(self) -> bool:
+        self.length = self._next_id
+        self._iter = None
+        return False
+
+    def _fail(self, exc: Exception) -> bool:
+        self.errors += 1
+        self._iter = None
+        failed_at = self._next_id
+        if self.reiterable:
+            # The next access restarts from the beginning rather than reusing a broken iterator.
+            self._next_id = 0
+        raise DatasetError(f"the dataset raised {type(exc).__name__} after example {failed_at}: {exc}") from exc
 
     def get(self, ex_id: int) -> Example:
         """The example with this id; raises IndexError past the end, DatasetError if gone."""

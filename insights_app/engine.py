@@ -9,6 +9,7 @@ at a time (``Engine.lock``); different models compute in parallel.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -16,7 +17,7 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -338,16 +339,14 @@ class Engine:
             internal_batch_size=self.internal_batch_size,
             resolve_layer=self.resolve_layer,
         )
-        with self.lock:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                try:
-                    result = spec.run(ctx)
-                except ValidationError:
-                    raise
-                except Exception as exc:  # the model or captum failed: report, keep serving
-                    log.warning("%s failed on %s: %s", spec.name, self.name, exc, exc_info=True)
-                    raise ComputationError(f"{spec.label} failed for {self.name}: {type(exc).__name__}: {exc}") from exc
+        with self.lock, seeded_rngs(seed):
+            try:
+                result = spec.run(ctx)
+            except ValidationError:
+                raise
+            except Exception as exc:  # the model or captum failed: report, keep serving
+                log.warning("%s failed on %s: %s", spec.name, self.name, exc, exc_info=True)
+                raise ComputationError(f"{spec.label} failed for {self.name}: {type(exc).__name__}: {exc}") from exc
         if isinstance(result, torch.Tensor):
             result = (result,)
         return tuple(r.detach() for r in result)
@@ -388,6 +387,23 @@ class Engine:
                 self.results.put((ids[i], key, targets[i]), exp, exp.nbytes())
                 out[i] = exp
         return [out[i] for i in range(len(ids))]
+
+
+@contextlib.contextmanager
+def seeded_rngs(seed: int) -> Iterator[None]:
+    """Seed torch's and numpy's global generators for one captum call, then restore them.
+
+    Captum draws noise from torch and baseline indices / path coefficients from numpy;
+    seeding both makes randomized methods reproducible (and so cacheable).
+    """
+    np_state = np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
 
 
 def _example_seed(seed: int, ex_id: Hashable) -> int:

@@ -1,0 +1,189 @@
+"""Every registered method gives what a direct captum call with the same arguments gives."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms as T
+from captum.attr import (
+    Deconvolution, DeepLift, DeepLiftShap, FeatureAblation, GradientShap, GuidedBackprop, GuidedGradCam,
+    InputXGradient, IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel, Occlusion, Saliency,
+    ShapleyValueSampling,
+)
+
+from engine_helpers import RandomImages, make_model
+from insights_app import AttributionVisualizer
+from insights_app.features import ImageFeature
+from insights_app.methods import ValidationError, build_registry
+
+NORMALIZE = T.Normalize((0.5, 0.4, 0.3), (0.25, 0.2, 0.3))
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model = make_model()
+    data = RandomImages(n_batches=1, batch_size=4)
+    vis = AttributionVisualizer([model], [str(i) for i in range(10)],
+                                [ImageFeature("image", input_transforms=[NORMALIZE])], data,
+                                score_func=lambda o: torch.softmax(o, 1))
+    raw = data.batches[0].inputs
+    x = torch.stack([NORMALIZE(r) for r in raw])
+    zeros = torch.stack([NORMALIZE(torch.zeros_like(r)) for r in raw])
+    targets = torch.tensor([1, 3, 5, 7])
+    return vis, model, raw, x, zeros, targets
+
+
+def engine_attr(vis, raw, targets, method, arguments=None):
+    spec = vis.methods[method]
+    params = spec.validate(arguments or {}, (32, 32))
+    (attr,) = vis.engines[0].attribute(spec, params, [0, 1, 2, 3], (raw,), targets.tolist())
+    return attr
+
+
+def seeded(fn, seed=0):
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    return fn()
+
+
+def direct(model, x, zeros, t, method):
+    """The same computation written directly against captum, independently of the engine."""
+    conv2 = model.conv2
+    dist = NORMALIZE(torch.zeros(3, 32, 32))[None].repeat(8, 1, 1, 1)
+    side = math.ceil(32 / 8)
+    rows = torch.arange(32) // side
+    mask = (rows[:, None] * math.ceil(32 / side) + rows[None, :]).reshape(1, 1, 32, 32)
+    if method == "IntegratedGradients":
+        return IntegratedGradients(model).attribute(x, baselines=zeros, target=t, n_steps=50, method="gausslegendre")
+    if method == "NoiseTunnel(IntegratedGradients)":
+        return seeded(lambda: NoiseTunnel(IntegratedGradients(model)).attribute(
+            x, baselines=zeros, target=t, nt_type="smoothgrad", nt_samples=10, stdevs=0.15, n_steps=20,
+            nt_samples_batch_size=10))
+    if method == "NoiseTunnel(Saliency)":
+        return seeded(lambda: NoiseTunnel(Saliency(model)).attribute(
+            x, target=t, nt_type="smoothgrad", nt_samples=10, stdevs=0.15, abs=True, nt_samples_batch_size=10))
+    if method == "GradientShap":
+        return seeded(lambda: GradientShap(model).attribute(x, baselines=dist, target=t, n_samples=20, stdevs=0.0))
+    if method == "DeepLift":
+        return DeepLift(model).attribute(x, baselines=zeros, target=t)
+    if method == "DeepLiftShap":
+        return DeepLiftShap(model).attribute(x, baselines=dist, target=t)
+    if method == "Saliency":
+        return Saliency(model).attribute(x, target=t, abs=True)
+    if method == "InputXGradient":
+        return InputXGradient(model).attribute(x, target=t)
+    if method == "Deconvolution":
+        return Deconvolution(model).attribute(x, target=t)
+    if method == "GuidedBackprop":
+        return GuidedBackprop(model).attribute(x, target=t)
+    if method == "GuidedGradCam":
+        return GuidedGradCam(model, conv2).attribute(x, target=t, interpolate_mode="nearest")
+    if method == "LayerGradCam":
+        cam = LayerGradCam(model, conv2).attribute(x, target=t, relu_attributions=True)
+        return LayerAttribution.interpolate(cam, (32, 32), interpolate_mode="bilinear")
+    if method == "Occlusion":
+        return Occlusion(model).attribute(x, sliding_window_shapes=(3, side, side), strides=(3, side // 2, side // 2),
+                                          baselines=zeros, target=t, perturbations_per_eval=16)
+    if method == "FeatureAblation":
+        return FeatureAblation(model).attribute(x, baselines=zeros, target=t, feature_mask=mask,
+                                                perturbations_per_eval=16)
+    if method == "ShapleyValueSampling":
+        return seeded(lambda: ShapleyValueSampling(model).attribute(
+            x, baselines=zeros, target=t, feature_mask=mask, n_samples=5, perturbations_per_eval=16))
+    raise AssertionError(method)
+
+
+ALL_METHODS = list(build_registry())
+
+
+def test_registry_has_every_required_method():
+    required = {"IntegratedGradients", "NoiseTunnel(IntegratedGradients)", "NoiseTunnel(Saliency)", "GradientShap",
+                "DeepLift", "DeepLiftShap", "Saliency", "InputXGradient", "Deconvolution", "GuidedBackprop",
+                "GuidedGradCam", "LayerGradCam", "Occlusion", "FeatureAblation", "ShapleyValueSampling"}
+    assert required <= set(ALL_METHODS)
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_engine_equals_direct_captum_call(setup, method):
+    vis, model, raw, x, zeros, targets = setup
+    got = engine_attr(vis, raw, targets, method)
+    want = direct(model, x, zeros, targets, method)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-5), f"{method}: max diff {(got - want).abs().max():.3g}"
+    assert got.abs().sum() > 0
+
+
+def test_each_example_gets_its_own_target(setup):
+    vis, model, raw, x, zeros, targets = setup
+    batched = engine_attr(vis, raw, targets, "Saliency")
+    for i in range(4):
+        alone = Saliency(model).attribute(x[i:i + 1], target=int(targets[i]), abs=True)
+        assert torch.allclose(batched[i:i + 1], alone, atol=1e-6)
+
+
+def test_layer_can_be_chosen_by_name(setup):
+    vis, model, raw, x, zeros, targets = setup
+    got = engine_attr(vis, raw, targets, "LayerGradCam", {"layer": "conv1"})
+    cam = LayerGradCam(model, model.conv1).attribute(x, target=targets, relu_attributions=True)
+    assert torch.allclose(got, LayerAttribution.interpolate(cam, (32, 32), interpolate_mode="bilinear"), atol=1e-6)
+    with pytest.raises(ValidationError, match="layer"):
+        engine_attr(vis, raw, targets, "LayerGradCam", {"layer": "no.such.layer"})
+
+
+def test_occlusion_window_and_stride_are_used(setup):
+    vis, model, raw, x, zeros, targets = setup
+    got = engine_attr(vis, raw, targets, "Occlusion", {"window": [8, 8], "stride": [8, 8]})
+    want = Occlusion(model).attribute(x, sliding_window_shapes=(3, 8, 8), strides=(3, 8, 8), baselines=zeros,
+                                      target=targets)
+    assert torch.allclose(got, want, atol=1e-5)
+    with pytest.raises(ValidationError, match="window"):
+        engine_attr(vis, raw, targets, "Occlusion", {"window": [64, 8]})
+
+
+@pytest.mark.parametrize("args,field", [
+    ({"n_steps": 0}, "n_steps"), ({"n_steps": 10**9}, "n_steps"), ({"n_steps": "50"}, "n_steps"),
+    ({"n_steps": 2.5}, "n_steps"), ({"method": "simpson"}, "method"), ({"bogus": 1}, "bogus"),
+    ({"baseline": "random"}, "baseline"),
+])
+def test_bad_arguments_are_rejected_naming_the_field(args, field):
+    spec = build_registry()["IntegratedGradients"]
+    with pytest.raises(ValidationError) as err:
+        spec.validate(args, (32, 32))
+    assert field in str(err.value)
+
+
+def test_cost_bound_rejects_runaway_requests():
+    spec = build_registry()["NoiseTunnel(IntegratedGradients)"]
+    with pytest.raises(ValidationError, match="forward passes"):
+        spec.validate({"nt_samples": 200, "n_steps": 1000}, (32, 32))
+    occ = build_registry()["Occlusion"]
+    with pytest.raises(ValidationError, match="forward passes"):
+        occ.validate({"window": [1, 1], "stride": [1, 1]}, (224, 224))
+    assert occ.validate({"window": [1, 1], "stride": [1, 1]}, (32, 32))["window"] == (1, 1)
+
+
+@pytest.mark.parametrize("kind", ["zeros", "uniform", "gaussian", "blur"])
+def test_baselines_are_per_example_and_reproducible(setup, kind):
+    vis, model, raw, x, zeros, targets = setup
+    engine = vis.engines[0]
+    b1 = engine.baselines(kind, [0, 1, 2, 3], (raw,), seed=3)[0]
+    b2 = engine.baselines(kind, [2, 3], (raw[2:],), seed=3)[0]
+    assert b1.shape == x.shape
+    assert torch.allclose(b1[2:], b2)  # an example's baseline does not depend on its batch-mates
+    if kind == "zeros":
+        assert torch.allclose(b1, zeros)
+    if kind == "blur":
+        assert not torch.allclose(b1, x) and (b1 - x).abs().mean() < (zeros - x).abs().mean()
+
+
+def test_feature_baseline_transforms_are_used():
+    model = make_model()
+    data = RandomImages(n_batches=1, batch_size=2)
+    feature = ImageFeature("image", baseline_transforms=[lambda im: torch.full_like(im, 0.5)],
+                           input_transforms=[NORMALIZE])
+    vis = AttributionVisualizer([model], [str(i) for i in range(10)], [feature], data)
+    base = vis.engines[0].baselines("feature", [0, 1], (data.batches[0].inputs,))[0]
+    assert torch.allclose(base, NORMALIZE(torch.full((3, 32, 32), 0.5)).expand(2, -1, -1, -1))
