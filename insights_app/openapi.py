@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from .query import CLASS_SOURCES, PAGE_MAX, PAGE_SIZE_MAX, PREDICTION_FILTERS, TOP_K_MAX
+from .query import CLASS_SOURCES, EXAMPLE_ID_MAX, PAGE_MAX, PAGE_SIZE_MAX, PREDICTION_FILTERS, TOP_K_MAX
 from .render import SIGNS, VIS_METHODS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -50,6 +50,31 @@ def _param_schema(p: Dict[str, Any]) -> Dict[str, Any]:
     return s
 
 
+def _widest(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
+    """One schema for a parameter name shared by several methods: the loosest bounds of both.
+
+    The exact per-method bounds are in /config; the server checks them and answers 400.
+    """
+    inner_a, inner_b = (s["anyOf"][0] if "anyOf" in s else s for s in (a, b))
+    if inner_a.get("type") != inner_b.get("type"):
+        return {"description": a.get("description", "")}  # same name, different types: any value
+    out = dict(inner_a)
+    if "minimum" in inner_a or "minimum" in inner_b:
+        out.pop("minimum", None)
+        if "minimum" in inner_a and "minimum" in inner_b:
+            out["minimum"] = min(inner_a["minimum"], inner_b["minimum"])
+    if "maximum" in inner_a or "maximum" in inner_b:
+        out.pop("maximum", None)
+        if "maximum" in inner_a and "maximum" in inner_b:
+            out["maximum"] = max(inner_a["maximum"], inner_b["maximum"])
+    if "enum" in inner_a and "enum" in inner_b:
+        out["enum"] = list(dict.fromkeys(inner_a["enum"] + inner_b["enum"]))
+    if "anyOf" in a or "anyOf" in b:
+        out = {"anyOf": [out, {"type": "null"}]}
+    out["description"] = a.get("description", "")
+    return out
+
+
 def openapi_document(visualizer: Any) -> Dict[str, Any]:
     """The API description for this visualizer (its classes and methods)."""
     methods = [m.to_json() for m in visualizer.methods.values()]
@@ -62,7 +87,8 @@ def openapi_document(visualizer: Any) -> Dict[str, Any]:
     }
     for m in methods:
         for p in m["params"]:
-            arguments["properties"].setdefault(p["name"], _param_schema(p))
+            props = arguments["properties"]
+            props[p["name"]] = _widest(props[p["name"]], _param_schema(p)) if p["name"] in props else _param_schema(p)
     class_ref = {"anyOf": [{"type": "string", "enum": visualizer.classes},
                            {"type": "integer", "minimum": 0, "maximum": len(visualizer.classes) - 1}]}
     common = {
@@ -102,7 +128,7 @@ def openapi_document(visualizer: Any) -> Dict[str, Any]:
         "additionalProperties": False,
         "required": ["example_id"],
         "properties": dict(common, **{
-            "example_id": {"type": "integer", "minimum": 0},
+            "example_id": {"type": "integer", "minimum": 0, "maximum": EXAMPLE_ID_MAX},
             "model": {"type": "integer", "minimum": 0, "maximum": max(0, len(visualizer.engines) - 1)},
             "target": {"anyOf": [class_ref, {"type": "null"}]},
         }),
@@ -110,7 +136,12 @@ def openapi_document(visualizer: Any) -> Dict[str, Any]:
     return {
         "openapi": "3.0.3",
         "info": {"title": "insights-app API", "version": "1.0.0",
-                 "description": "Attribution explorer API. Errors are {\"error\": message} with a 4xx status."},
+                 "description": "Attribution explorer API. Errors are {\"error\": message} with a 4xx status "
+                                "(5xx when the model or the dataset fails); a validation message starts with "
+                                "the field it names, e.g. 'arguments.n_steps: must be at most 1000'. POST bodies "
+                                "must be application/json. When the server has a token, every route but "
+                                "/api/v1/health needs it."},
+        "security": [{}, {"tokenHeader": []}, {"tokenQuery": []}, {"tokenCookie": []}],
         "paths": {
             "/api/v1/health": {"get": {"summary": "Liveness", "responses": {
                 "200": _json_response("ok", {"type": "object", "properties": {"status": {"type": "string"}}})}}},
@@ -122,9 +153,10 @@ def openapi_document(visualizer: Any) -> Dict[str, Any]:
             "/api/v1/examples": {"post": {
                 "summary": "One page of examples matching a filter, with predictions and rendered attributions",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": page_request}}},
-                "responses": {"200": {"description": "the page", "content": {
+                "responses": {"200": {"description": "the page (stream=false), or NDJSON events (stream=true)",
+                                      "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/Page"}},
-                    "application/x-ndjson": {"schema": {"type": "string"}}}},
+                    "application/x-ndjson": {"schema": {"$ref": "#/components/schemas/Event"}}}},
                     **_errors(400, 401, 403, 413, 415, 500)}}},
             "/api/v1/attribute": {"post": {
                 "summary": "Attribute one example under one model to any target class",
@@ -133,16 +165,61 @@ def openapi_document(visualizer: Any) -> Dict[str, Any]:
                     "example": {"$ref": "#/components/schemas/Example"}}}),
                     **_errors(400, 401, 403, 413, 415, 500)}}},
         },
-        "components": {"schemas": {
-            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
-            "Page": {"type": "object", "properties": {
-                "page": {"type": "object"},
-                "examples": {"type": "array", "items": {"$ref": "#/components/schemas/Example"}},
-                "elapsed_ms": {"type": "number"}}},
-            "Example": {"type": "object", "properties": {
-                "id": {"type": "integer"},
-                "label": {"type": "object", "nullable": True},
-                "features": {"type": "array", "items": {"type": "object"}},
-                "models": {"type": "array", "items": {"type": "object"}}}},
-        }},
+        "components": {
+            "securitySchemes": {
+                "tokenHeader": {"type": "http", "scheme": "bearer",
+                                "description": "Only when the server has a token: 'Authorization: Bearer <token>' "
+                                               "(or 'token <token>')."},
+                "tokenQuery": {"type": "apiKey", "in": "query", "name": "token",
+                               "description": "Only when the server has a token; also sets the cookie."},
+                "tokenCookie": {"type": "apiKey", "in": "cookie", "name": "insights_token_<hash>",
+                                "description": "Set by the server when the token arrives in the URL."},
+            },
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+                "PageInfo": {"type": "object", "properties": {
+                    "ids": {"type": "array", "items": {"type": "integer"}},
+                    "page": {"type": "integer"}, "page_size": {"type": "integer"},
+                    "scanned": {"type": "integer", "description": "examples examined so far for this filter"},
+                    "exhausted": {"type": "boolean", "description": "the whole dataset has been scanned"},
+                    "has_next": {"type": "boolean"}, "has_prev": {"type": "boolean"},
+                    "total": {"type": "integer", "nullable": True},
+                    "message": {"type": "string", "description": "why the page is empty, if it is"}}},
+                "Page": {"type": "object", "properties": {
+                    "page": {"$ref": "#/components/schemas/PageInfo"},
+                    "examples": {"type": "array", "items": {"$ref": "#/components/schemas/Example"}},
+                    "elapsed_ms": {"type": "number"}}},
+                "Event": {"type": "object", "required": ["type"], "description":
+                          "One line of the NDJSON stream (stream=true): first 'page' (the PageInfo fields), "
+                          "then one 'example' per example as soon as it is computed, then 'done' "
+                          "(elapsed_ms); a failure mid-stream is an 'error' event and ends the stream.",
+                          "properties": {
+                              "type": {"type": "string", "enum": ["page", "example", "done", "error"]},
+                              "example": {"$ref": "#/components/schemas/Example"},
+                              "error": {"type": "string"}, "elapsed_ms": {"type": "number"}}},
+                "Label": {"type": "object", "nullable": True, "properties": {
+                    "index": {"type": "integer"}, "name": {"type": "string"}}},
+                "Example": {"type": "object", "properties": {
+                    "id": {"type": "integer", "description": "stable position in the dataset"},
+                    "label": {"$ref": "#/components/schemas/Label"},
+                    "features": {"type": "array", "items": {"type": "object", "properties": {
+                        "name": {"type": "string"}, "type": {"type": "string"},
+                        "original": {"description": "image: PNG data URL; text: tokens; general: values"}}}},
+                    "models": {"type": "array", "items": {"$ref": "#/components/schemas/ModelResult"}}}},
+                "ModelResult": {"type": "object", "properties": {
+                    "index": {"type": "integer"}, "name": {"type": "string"},
+                    "predictions": {"type": "array", "items": {"type": "object", "properties": {
+                        "index": {"type": "integer"}, "label": {"type": "string"}, "score": {"type": "number"}}}},
+                    "target": {"$ref": "#/components/schemas/Label"},
+                    "attributions": {"type": "array", "items": {"type": "object", "properties": {
+                        "name": {"type": "string"}, "type": {"type": "string"},
+                        "image": {"type": "string", "description": "image features: PNG data URL"},
+                        "tokens": {"type": "array", "items": {"type": "string"}},
+                        "categories": {"type": "array", "items": {"type": "string"}},
+                        "scores": {"type": "array", "items": {"type": "number"}},
+                        "contribution": {"type": "number", "description": "share of the total |attribution|"}}}},
+                    "error": {"type": "string", "nullable": True,
+                              "description": "this model failed on this example (the rest of the page is fine)"}}},
+            },
+        },
     }

@@ -4,10 +4,13 @@ No module-level state: ``create_app`` closes over one visualizer and its token, 
 visualizers in one process serve on two ports. Errors are JSON ``{"error": ...}``;
 Werkzeug's debugger is never enabled; POSTs must be ``application/json`` (a cross-site
 form or ``text/plain`` post is refused); a token guards every route but health when set.
+Without a token the server answers only requests whose ``Host`` is a loopback name, so a
+web page cannot reach it through DNS rebinding.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import json
@@ -18,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional
 
 from flask import Flask, Response, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
@@ -32,6 +35,15 @@ from .render import RenderError
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).with_name("static")
 TOKEN_COOKIE = "insights_token"
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+MIME_TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".html": "text/html",
+              ".svg": "image/svg+xml", ".png": "image/png", ".json": "application/json"}
+UNAUTHORIZED_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Insights: token required</title></head>
+<body style="font-family: sans-serif; max-width: 40em; margin: 4em auto; line-height: 1.5">
+<h1>A token is required</h1><p>This Insights server was started with a token. Open the URL that the
+server printed when it started (it ends with <code>?token=&hellip;</code>); the browser then remembers
+the token for this server.</p></body></html>"""
 MAX_BODY_BYTES = 1 * 2**20
 API = "/api/v1"
 
@@ -51,35 +63,80 @@ def _error(message: str, status: int) -> Response:
     return resp
 
 
-def _token_from_request() -> Optional[str]:
+def token_cookie_name(token: str) -> str:
+    """The cookie that remembers ``token``; named after it, so servers on other ports keep theirs.
+
+    Cookies ignore ports: with one fixed name, opening a second server would log the browser
+    out of the first.
+    """
+    return f"{TOKEN_COOKIE}_{hashlib.sha256(token.encode()).hexdigest()[:12]}"
+
+
+def _token_from_request(cookie: str) -> Optional[str]:
     header = request.headers.get("Authorization", "")
-    for prefix in ("token ", "Token ", "Bearer ", "bearer "):
-        if header.startswith(prefix):
-            return header[len(prefix):].strip()
-    return request.args.get("token") or request.cookies.get(TOKEN_COOKIE)
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() in ("token", "bearer") and value.strip():
+        return value.strip()
+    return request.args.get("token") or request.cookies.get(cookie)
 
 
-def create_app(visualizer: Any, token: Optional[str] = None) -> Flask:
-    """A Flask app serving one visualizer; ``token`` (if set) is required on every route but health."""
+def host_is_loopback(host_header: str) -> bool:
+    """Whether a ``Host`` header names this machine's loopback interface (port ignored)."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        host = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def create_app(visualizer: Any, token: Optional[str] = None, *, allowed_hosts: Iterable[str] = ()) -> Flask:
+    """A Flask app serving one visualizer.
+
+    With ``token`` set, every route but health needs it: from the URL (``?token=``, which
+    also sets a cookie so the page keeps working), the cookie, or an
+    ``Authorization: token <t>`` / ``Bearer <t>`` header. Without a token only loopback
+    ``Host`` names (and ``allowed_hosts``) are answered.
+    """
     app = Flask(__name__, static_folder=None)
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False, PROPAGATE_EXCEPTIONS=False)
     app.debug = False
+    cookie = token_cookie_name(token) if token else TOKEN_COOKIE
+    extra_hosts = {h.lower() for h in allowed_hosts}
+
+    def refuse(message: str, status: int, page: Optional[str] = None) -> Response:
+        """JSON for the API; a short HTML page for someone opening the app without its token."""
+        if page and request.method == "GET" and request.path == "/":
+            return Response(page, status=status, mimetype="text/html")
+        return _error(message, status)
 
     @app.before_request
-    def check_token() -> Optional[Response]:
-        if not token or request.path == f"{API}/health":
+    def check_access() -> Optional[Response]:
+        if request.path == f"{API}/health":
             return None
-        given = _token_from_request()
+        if not token:
+            host = request.host or ""
+            if host_is_loopback(host) or host.lower() in extra_hosts or host.lower().split(":")[0] in extra_hosts:
+                return None
+            return refuse(f"host {host[:100]!r} is not allowed: this server answers loopback names only "
+                          "(start it with a token to serve other hosts)", 403)
+        given = _token_from_request(cookie)
         if not given:
-            return _error("a token is required: open the URL printed by the server (…?token=…)", 401)
+            return refuse("a token is required: open the URL printed by the server (…?token=…) "
+                          "or send 'Authorization: token <token>'", 401, UNAUTHORIZED_PAGE)
         if not hmac.compare_digest(given.encode(), token.encode()):
-            return _error("invalid token", 403)
+            return refuse("invalid token", 403, UNAUTHORIZED_PAGE)
         return None
 
     @app.after_request
     def security_headers(resp: Response) -> Response:
         if token and request.args.get("token") == token:
-            resp.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict")
+            resp.set_cookie(cookie, token, httponly=True, samesite="Strict")
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
         resp.headers.setdefault("Referrer-Policy", "no-referrer")
@@ -111,7 +168,7 @@ def create_app(visualizer: Any, token: Optional[str] = None) -> Flask:
         data = request.get_data(cache=False)
         try:
             return json.loads(data or b"null")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
             raise ValidationError("body", "is not valid JSON") from None
 
     def guarded(fn: Callable[[], Any]) -> Response:
@@ -127,13 +184,21 @@ def create_app(visualizer: Any, token: Optional[str] = None) -> Flask:
         except ComputationError as exc:
             return _error(str(exc), 500)
 
+    def static_response(filename: str) -> Response:
+        resp = send_from_directory(STATIC_DIR, filename, max_age=0)
+        # Module scripts need a JavaScript type; some systems map .js to text/plain.
+        mime = MIME_TYPES.get(Path(filename).suffix.lower())
+        if mime:
+            resp.mimetype = mime
+        return resp
+
     @app.get("/")
     def index() -> Response:
-        return send_from_directory(STATIC_DIR, "index.html", max_age=0)
+        return static_response("index.html")
 
     @app.get("/static/<path:filename>")
     def static_file(filename: str) -> Response:
-        return send_from_directory(STATIC_DIR, filename, max_age=0)
+        return static_response(filename)
 
     @app.get(f"{API}/health")
     def health() -> Response:
@@ -200,10 +265,32 @@ class ServerHandle:
             self.close()
 
     def close(self) -> None:
+        """Stop listening, finish or cancel running requests, drop kept-alive connections."""
+        from waitress import wasyncore
+
         try:
             self.server.close()
+            dispatcher = getattr(self.server, "task_dispatcher", None)
+            if dispatcher is not None:
+                dispatcher.shutdown(timeout=2)
+            channels = getattr(self.server, "_map", None)
+            if channels is not None:
+                wasyncore.close_all(channels, ignore_all=True)
         finally:
             self.thread.join(timeout=5)
+
+
+def access_token(host: str, token: Optional[str]) -> Optional[str]:
+    """The token a server bound to ``host`` must require (None: no token).
+
+    Loopback addresses may run without one; any other address gets the given token or a
+    fresh random one (printed with the URL, as Jupyter does); ``token=""`` there is refused.
+    """
+    if is_loopback(host):
+        return token or None
+    if token == "":
+        raise ValueError(f"refusing to bind {host} without a token; pass token=... or bind 127.0.0.1")
+    return token if token is not None else secrets.token_urlsafe(24)
 
 
 def start_server(visualizer: Any, host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None,
@@ -211,11 +298,7 @@ def start_server(visualizer: Any, host: str = "127.0.0.1", port: int = 0, token:
     """Bind, start serving in a background thread, and return once connections are accepted."""
     from waitress.server import create_server
 
-    if not is_loopback(host):
-        if token == "":
-            raise ValueError(f"refusing to bind {host} without a token; pass token=... or bind 127.0.0.1")
-        if token is None:
-            token = secrets.token_urlsafe(24)
+    token = access_token(host, token)
     if debug:
         logging.getLogger("insights_app").setLevel(logging.DEBUG)
     app = create_app(visualizer, token=token or None)
@@ -234,11 +317,14 @@ def start_server(visualizer: Any, host: str = "127.0.0.1", port: int = 0, token:
     handle = ServerHandle(server, thread, host, actual_port, token or None)
     probe_host = "127.0.0.1" if host in ("0.0.0.0", "") else host.strip("[]")
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    while True:
         try:
             with socket.create_connection((probe_host, actual_port), timeout=0.5):
                 break
         except OSError:
+            if time.monotonic() > deadline:
+                handle.close()
+                raise OSError(f"the server on {host}:{actual_port} did not accept connections within 10 s") from None
             time.sleep(0.02)
     if not quiet:
         print(f"Insights is running at {handle.url}", flush=True)

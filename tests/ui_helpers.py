@@ -1,0 +1,281 @@
+"""Shared set-up for the API, browser and reliability tests: small trained models, visualizers, servers.
+
+Everything is built from scikit-learn's digits (nothing is downloaded) and is deterministic.
+The pytest fixtures below are session-scoped so the CNN is trained once per test run
+(about 3 seconds on 2 cores); import the ones a test module needs::
+
+    from ui_helpers import digits_visualizer, digits_server  # noqa: F401  (pytest fixtures)
+
+Plain functions (``train_digits_cnn``, ``make_digits_visualizer``, ``make_mixed_visualizer``,
+``serve``) are there for tests that need their own instance, e.g. two servers at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from dataclasses import dataclass
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from insights_app import AttributionVisualizer, Batch
+from insights_app.features import GeneralFeature, ImageFeature, TextFeature
+from insights_app.server import ServerHandle, start_server
+
+DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+IMAGE_SIDE = 32
+TRAIN_SIZE = 1300  # the rest (497 examples) is what the visualizers show
+CHROMIUM = os.environ.get("INSIGHTS_CHROMIUM", "/usr/bin/chromium")  # Debian's package
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+# ---------------------------------------------------------------- data and models
+
+def load_digits_tensors(side: int = IMAGE_SIDE) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The 1797 scikit-learn digits as (N, 1, side, side) floats in [0, 1] and (N,) labels."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16.0
+    x = torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear", align_corners=False).clamp(0, 1)
+    return x, torch.tensor(d.target, dtype=torch.long)
+
+
+class DigitsCNN(nn.Module):
+    """A two-convolution CNN with distinct ReLU modules (DeepLift and GuidedBackprop need them)."""
+
+    def __init__(self, n_classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
+        self.relu1 = nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
+        self.relu2 = nn.ReLU()
+        self.gap = nn.AdaptiveAvgPool2d(4)
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(16 * 16, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.flat(self.gap(self.relu2(self.conv2(self.pool(self.relu1(self.conv1(x))))))))
+
+
+class DigitsMLP(nn.Module):
+    """A deliberately weaker second model, so two models disagree on some examples."""
+
+    def __init__(self, n_classes: int = 10) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.AvgPool2d(4), nn.Flatten(), nn.Linear((IMAGE_SIDE // 4) ** 2, 32), nn.ReLU(),
+                                 nn.Linear(32, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 2, seed: int = 0,
+          lr: float = 1e-2) -> nn.Module:
+    """A few epochs of Adam: seconds on a CPU, enough for ~85-95 % test accuracy (so both
+    correct and misclassified examples exist)."""
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    model.train()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny batches: one thread is faster, and robust on a busy machine
+    try:
+        for _ in range(epochs):
+            for i in range(0, len(x), 64):
+                idx = order[i:i + 64]
+                loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    return model.eval()
+
+
+def train_digits_cnn(seed: int = 0, epochs: int = 2) -> DigitsCNN:
+    x, y = load_digits_tensors()
+    torch.manual_seed(seed)
+    return train(DigitsCNN(), x[:TRAIN_SIZE], y[:TRAIN_SIZE], epochs=epochs, seed=seed)
+
+
+def train_digits_mlp(seed: int = 0, epochs: int = 2) -> DigitsMLP:
+    x, y = load_digits_tensors()
+    torch.manual_seed(seed)
+    return train(DigitsMLP(), x[:TRAIN_SIZE], y[:TRAIN_SIZE], epochs=epochs, seed=seed)
+
+
+def digits_batches(batch_size: int = 8, limit: Optional[int] = None) -> List[Batch]:
+    """The held-out digits as a list of Batch (a list is re-iterable: pages can go back)."""
+    x, y = load_digits_tensors()
+    x, y = x[TRAIN_SIZE:], y[TRAIN_SIZE:]
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    return [Batch(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+
+
+def accuracy(model: nn.Module) -> float:
+    x, y = load_digits_tensors()
+    with torch.no_grad():
+        return float((model(x[TRAIN_SIZE:]).argmax(1) == y[TRAIN_SIZE:]).float().mean())
+
+
+def make_digits_visualizer(models: Sequence[nn.Module], model_names: Optional[Sequence[str]] = None,
+                           classes: Sequence[str] = DIGIT_NAMES, **kwargs) -> AttributionVisualizer:
+    """A visualizer over the held-out digits (softmax scores, one image feature).
+
+    ``classes`` may name more classes than the model outputs (a class no example is ever
+    predicted as, for empty-filter tests).
+    """
+    return AttributionVisualizer(
+        list(models), list(classes), [ImageFeature("digit")], digits_batches(),
+        score_func=lambda out: torch.softmax(out, dim=-1),
+        model_names=list(model_names) if model_names else None, title="Digits", **kwargs,
+    )
+
+
+# ---------------------------------------------------------------- several kinds of features
+
+WORDS = ["thin", "bold", "loop", "stroke", "curve", "line", "dot", "tail", "gap", "cross", "hook", "arc"]
+
+
+class MixedModel(nn.Module):
+    """Image + tabular + token-embedding inputs -> 10 classes (untrained, deterministic)."""
+
+    def __init__(self, seed: int, n_stats: int = 4, emb: int = 6) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.gap = nn.AdaptiveAvgPool2d(2)
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(16 + n_stats + emb, 10)
+
+    def forward(self, image: torch.Tensor, stats: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.cat([self.flat(self.gap(self.relu(self.conv(image)))), stats, tokens.mean(1)], dim=1))
+
+
+def mixed_batches(n: int = 16, tokens: int = 5, emb: int = 6) -> List[Batch]:
+    """Digits plus four pixel statistics and a short 'caption' of token embeddings."""
+    x, y = load_digits_tensors()
+    x, y = x[TRAIN_SIZE:TRAIN_SIZE + n], y[TRAIN_SIZE:TRAIN_SIZE + n]
+    ink = x.mean(dim=(1, 2, 3))
+    cols = (x.sum(dim=(1, 2)) > 0.5).float().sum(-1) / IMAGE_SIDE
+    rows = (x.sum(dim=(1, 3)) > 0.5).float().sum(-1) / IMAGE_SIDE
+    sym = 1 - (x - x.flip(-1)).abs().mean(dim=(1, 2, 3))
+    stats = torch.stack([ink, cols, rows, sym], dim=1)
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(0, len(WORDS), (n, tokens), generator=g)
+    table = torch.randn(len(WORDS), emb, generator=g)
+    emb_in = table[ids]
+    # The token strings travel with the embeddings: the last column holds the word id.
+    text = torch.cat([emb_in, ids[..., None].float()], dim=-1)
+    return [Batch((x[i:i + 4], stats[i:i + 4], text[i:i + 4]), y[i:i + 4]) for i in range(0, n, 4)]
+
+
+def _caption_words(example: torch.Tensor) -> List[str]:
+    return [WORDS[int(i)] for i in example[:, -1].tolist()]
+
+
+def make_mixed_visualizer(n_models: int = 2) -> AttributionVisualizer:
+    """Two untrained models over three features (image, general, text): exercises every view."""
+    models = [MixedModel(seed) for seed in range(n_models)]
+    strip_id = [lambda t: t[..., :-1]]
+    features = [
+        ImageFeature("digit"),
+        GeneralFeature("stats", ["ink", "width", "height", "symmetry"]),
+        TextFeature("caption", input_transforms=strip_id, visualization_transform=_caption_words),
+    ]
+    return AttributionVisualizer(models, DIGIT_NAMES, features, mixed_batches(),
+                                 score_func=lambda out: torch.softmax(out, dim=-1),
+                                 model_names=[f"mixed-{i}" for i in range(n_models)], title="Mixed features")
+
+
+# ---------------------------------------------------------------- servers and images
+
+def serve(visualizer: AttributionVisualizer, token: Optional[str] = None, host: str = "127.0.0.1") -> ServerHandle:
+    """Start a real waitress server on a free port (returns once it accepts connections)."""
+    return start_server(visualizer, host=host, port=0, token=token, quiet=True)
+
+
+def decode_data_url(url: str) -> np.ndarray:
+    """A data:image/png;base64 URL -> an (H, W, C) uint8 array."""
+    from PIL import Image
+
+    assert url.startswith("data:image/png;base64,"), url[:40]
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"))
+
+
+def is_blank(pixels: np.ndarray) -> bool:
+    """True when an image is one flat colour (what a broken renderer produces)."""
+    return float(pixels.astype(np.float32).std()) < 1.0
+
+
+@dataclass
+class DigitsSetup:
+    model: DigitsCNN
+    visualizer: AttributionVisualizer
+    accuracy: float
+
+
+@pytest.fixture(scope="session")
+def digits_setup() -> DigitsSetup:
+    """The trained CNN and a one-model visualizer over the held-out digits."""
+    model = train_digits_cnn()
+    return DigitsSetup(model, make_digits_visualizer([model], ["DigitsCNN"]), accuracy(model))
+
+
+@pytest.fixture(scope="session")
+def digits_visualizer(digits_setup: DigitsSetup) -> AttributionVisualizer:
+    return digits_setup.visualizer
+
+
+@pytest.fixture(scope="session")
+def mixed_visualizer() -> AttributionVisualizer:
+    return make_mixed_visualizer()
+
+
+@pytest.fixture(scope="session")
+def digits_server(digits_visualizer: AttributionVisualizer) -> Iterator[ServerHandle]:
+    """A waitress server on 127.0.0.1 (no token) for the digits visualizer."""
+    handle = serve(digits_visualizer)
+    yield handle
+    handle.close()
+
+
+# ---------------------------------------------------------------- headless Chromium
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless Debian Chromium for the session (Playwright; never downloads a browser)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's package (apt-get install chromium) "
+                    "or set INSIGHTS_CHROMIUM; browser tests never download one")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+IDLE_JS = """() => {
+  const root = document.querySelector('.insights-app');
+  return !!root && !!root.querySelector('.ia-toolbar') && !root.classList.contains('ia-busy')
+    && !root.querySelector('.ia-card-loading');
+}"""
+
+
+def wait_idle(page, timeout: float = 30_000) -> None:
+    """Wait until the page has built its UI and no page or card is still computing."""
+    page.wait_for_function(IDLE_JS, timeout=timeout)
+
+
+def card_ids(page) -> List[int]:
+    return [int(x) for x in page.eval_on_selector_all(".ia-grid .ia-card", "els => els.map(e => e.dataset.exampleId)")]
