@@ -1,0 +1,253 @@
+"""What every adapter produces: a :class:`Source` (model, classes, score function, features, dataset).
+
+An adapter's job ends at a Source; ``Source.visualizer()`` is the single place that
+turns one into an :class:`insights_app.AttributionVisualizer`. The helpers here (the
+normalization transform, score functions, class lists, the one-forward-pass sanity check)
+are shared by the fastai, folder and torch adapters so that they fail the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Union
+
+import torch
+
+from insights_app import AttributionVisualizer, Batch
+from insights_app.features import BaseFeature, ImageFeature
+
+log = logging.getLogger(__name__)
+
+ScoreArg = Union[None, str, Callable[[torch.Tensor], torch.Tensor]]
+ClassesArg = Union[None, str, Path, Sequence[Any]]
+CHECK_EXAMPLES = 8  # examples in the one forward pass that checks the class count
+
+
+class AdapterError(ValueError):
+    """A source that cannot be shown: wrong path, empty folder, class count mismatch, bad CSV...
+
+    The message is meant for the user as is (the CLI prints it on one line).
+    """
+
+
+def plain(t: Any) -> Any:
+    """Strip tensor subclasses (fastai's TensorImage, TensorCategory) so they reach neither captum nor JSON."""
+    if isinstance(t, torch.Tensor) and type(t) is not torch.Tensor:
+        return t.as_subclass(torch.Tensor)
+    return t
+
+
+class Normalizer:
+    """``(x - mean) / std`` per channel on one (C, H, W) example: the model's input normalization.
+
+    Used as an ImageFeature ``input_transform`` (the engine applies it example by example),
+    so the dataset can stay in display space (0..1) while the model sees normalized input.
+    """
+
+    def __init__(self, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor) -> None:
+        m = torch.as_tensor(mean, dtype=torch.float32).detach().cpu().reshape(-1)
+        s = torch.as_tensor(std, dtype=torch.float32).detach().cpu().reshape(-1)
+        if m.numel() == 0 or s.numel() == 0:
+            raise AdapterError("mean and std need at least one value each")
+        if m.numel() != s.numel() and 1 not in (m.numel(), s.numel()):
+            raise AdapterError(f"mean has {m.numel()} values but std has {s.numel()}")
+        if bool((s == 0).any()):
+            raise AdapterError("std must not contain zeros")
+        self.mean = m[:, None, None]
+        self.std = s[:, None, None]
+
+    @property
+    def channels(self) -> int:
+        return max(int(self.mean.shape[0]), int(self.std.shape[0]))
+
+    def _stats(self, x: torch.Tensor) -> tuple:
+        if self.channels not in (1, x.shape[0]):
+            raise ValueError(f"normalization has {self.channels} channels but the image has {x.shape[0]}")
+        return self.mean.to(x.device, x.dtype), self.std.to(x.device, x.dtype)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        mean, std = self._stats(x)
+        return (x - mean) / std
+
+    def inverse(self, x: torch.Tensor) -> torch.Tensor:
+        """Undo the normalization (model space -> display space)."""
+        mean, std = self._stats(x)
+        return x * std + mean
+
+    def __repr__(self) -> str:
+        return f"Normalizer(mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()})"
+
+
+class Activation:
+    """A score function (softmax over classes or sigmoid) that returns plain tensors."""
+
+    def __init__(self, kind: str, fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> None:
+        if kind not in ("softmax", "sigmoid", "custom"):
+            raise AdapterError(f"score must be 'softmax', 'sigmoid', None or a callable, not {kind!r}")
+        self.kind = kind
+        self.fn = fn
+
+    def __call__(self, out: torch.Tensor) -> torch.Tensor:
+        out = plain(out)
+        if self.fn is not None:
+            return plain(self.fn(out))
+        if self.kind == "sigmoid":
+            return torch.sigmoid(out)
+        return torch.softmax(out, dim=1 if out.dim() > 1 else 0)
+
+    def __repr__(self) -> str:
+        return f"Activation({self.kind!r})"
+
+
+def score_function(score: ScoreArg) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
+    """'softmax' (single-label), 'sigmoid' (multi-label), None (raw outputs) or a callable."""
+    if score is None:
+        return None
+    if callable(score):
+        return score
+    if isinstance(score, str):
+        return Activation(score.lower())
+    raise AdapterError(f"score must be 'softmax', 'sigmoid', None or a callable, not {score!r}")
+
+
+def read_classes(classes: ClassesArg) -> Optional[List[str]]:
+    """Class names from a list, or from a file: one name per line (.txt) or a JSON list / index map.
+
+    A JSON object such as ``{"0": ["n01440764", "tench"], ...}`` (torchvision's ImageNet
+    index) is accepted too: keys are indices, the last element of a list value is the name.
+    """
+    if classes is None:
+        return None
+    if isinstance(classes, (str, Path)):
+        path = Path(classes).expanduser()
+        if not path.is_file():
+            raise AdapterError(f"class file not found: {path}")
+        text = path.read_text(encoding="utf-8-sig")
+        if path.suffix.lower() == ".json":
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise AdapterError(f"class file {path} is not valid JSON: {exc}") from None
+            if isinstance(data, dict):
+                try:
+                    ordered = sorted(data.items(), key=lambda kv: int(kv[0]))
+                except ValueError:
+                    raise AdapterError(f"class file {path}: a JSON object needs integer keys") from None
+                names = [v[-1] if isinstance(v, (list, tuple)) and v else v for _, v in ordered]
+            elif isinstance(data, list):
+                names = data
+            else:
+                raise AdapterError(f"class file {path} must hold a JSON list or object")
+        else:
+            names = [line.strip() for line in text.splitlines() if line.strip()]
+        out = [str(n) for n in names]
+        if not out:
+            raise AdapterError(f"class file {path} names no class")
+        return out
+    out = [str(c) for c in classes]
+    if not out:
+        raise AdapterError("classes is an empty list")
+    return out
+
+
+def image_feature(normalizer: Optional[Normalizer], name: str = "image") -> ImageFeature:
+    """The one image feature an adapter shows; its input transform re-applies the normalization."""
+    return ImageFeature(name, baseline_transforms=None, input_transforms=[normalizer] if normalizer else None)
+
+
+def prepare_model(model: Any, device: Optional[Union[str, torch.device]]) -> torch.nn.Module:
+    """The model in eval mode, moved to ``device`` when one is given (else left where it is)."""
+    if not isinstance(model, torch.nn.Module):
+        raise AdapterError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if device is not None:
+        try:
+            model.to(torch.device(device))
+        except (RuntimeError, ValueError) as exc:
+            raise AdapterError(f"cannot move the model to device {device!r}: {exc}") from None
+    model.eval()
+    return model
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+def first_batch(dataset: Iterable[Batch], what: str) -> Batch:
+    """The dataset's first Batch, or an AdapterError saying it is empty."""
+    try:
+        batch = next(iter(dataset))
+    except StopIteration:
+        raise AdapterError(f"{what} holds no example") from None
+    except AdapterError:
+        raise
+    except Exception as exc:
+        raise AdapterError(f"reading the first examples of {what} failed: {type(exc).__name__}: {exc}") from exc
+    return batch
+
+
+def count_outputs(model: torch.nn.Module, features: Sequence[BaseFeature], batch: Batch) -> int:
+    """Outputs per example of one forward pass on (a few examples of) the first batch."""
+    inputs = batch.inputs if isinstance(batch.inputs, (tuple, list)) else (batch.inputs,)
+    device = model_device(model)
+    with torch.no_grad():
+        x = tuple(f.transform_input(plain(t)[:CHECK_EXAMPLES]).to(device) for f, t in zip(features, inputs))
+        try:
+            out = model(*x)
+        except Exception as exc:
+            shapes = ", ".join(str(tuple(t.shape)) for t in x)
+            raise AdapterError(f"the model failed on the first examples (input shape {shapes}): "
+                               f"{type(exc).__name__}: {exc}") from exc
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    out = plain(out)
+    if not isinstance(out, torch.Tensor) or out.dim() == 0:
+        raise AdapterError("the model must return a tensor with one row of class scores per example")
+    return 1 if out.dim() == 1 else int(out[0].numel())
+
+
+def check_classes(classes: Optional[List[str]], n_outputs: int, hint: str = "") -> List[str]:
+    """The class names, checked against the model's output width (numbered names when unknown)."""
+    if classes is None:
+        log.warning("no class names given: naming the model's %d outputs 0..%d", n_outputs, n_outputs - 1)
+        return [str(i) for i in range(n_outputs)]
+    if len(classes) != n_outputs:
+        raise AdapterError(f"{len(classes)} class names but the model has {n_outputs} outputs per example"
+                           + (f" ({hint})" if hint else ""))
+    return classes
+
+
+@dataclass
+class Source:
+    """A model with its data, ready for :class:`insights_app.AttributionVisualizer`.
+
+    ``dataset`` is re-iterable (each ``iter()`` restarts it) and lazy; it yields
+    :class:`insights_app.Batch` with display-space inputs (0..1 float images, CHW) and
+    class-index labels (or None). ``features`` re-apply the model's normalization.
+    ``info`` holds adapter-specific facts (e.g. ``multi_label``, the files skipped).
+    """
+
+    model: torch.nn.Module
+    classes: List[str]
+    score_func: Optional[Callable[[torch.Tensor], torch.Tensor]]
+    features: List[BaseFeature]
+    dataset: Iterable[Batch]
+    name: Optional[str] = None
+    info: dict = field(default_factory=dict)
+
+    def visualizer(self, **kwargs: Any) -> AttributionVisualizer:
+        """An AttributionVisualizer over this source; ``kwargs`` go to its constructor (e.g. ``title``)."""
+        if self.name and "model_names" not in kwargs:
+            kwargs["model_names"] = [self.name]
+        return AttributionVisualizer(self.model, self.classes, self.features, self.dataset,
+                                     score_func=self.score_func, **kwargs)
+
+    def batches(self) -> Iterator[Batch]:
+        """Iterate the dataset once (a convenience for scripts and tests)."""
+        return iter(self.dataset)

@@ -1,0 +1,116 @@
+"""Real data and small models for the data_adapters tests: digits as PNG files, skimage photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+DIGIT_SIZE = 16
+
+
+def digit_images(size: int = DIGIT_SIZE) -> Tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits upscaled to ``size`` x ``size`` uint8 images, and their labels."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    out = []
+    for img in digits.images:
+        pixels = np.clip(img / 16.0 * 255.0, 0, 255).astype(np.uint8)
+        out.append(np.asarray(Image.fromarray(pixels, "L").resize((size, size), Image.BILINEAR)))
+    return np.stack(out), digits.target.astype(np.int64)
+
+
+def write_digit_folders(root: Path, n_train: int = 600, n_valid: int = 120, size: int = DIGIT_SIZE,
+                        seed: int = 0) -> Dict[str, List[Path]]:
+    """Write ``root/{train,valid}/<digit>/<index>.png`` (a seeded subset of the digits)."""
+    from PIL import Image
+
+    images, labels = digit_images(size)
+    order = np.random.default_rng(seed).permutation(len(images))
+    split = {"valid": order[:n_valid], "train": order[n_valid:n_valid + n_train]}
+    written: Dict[str, List[Path]] = {}
+    for name, idx in split.items():
+        written[name] = []
+        for i in idx:
+            folder = root / name / str(int(labels[i]))
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{int(i):04d}.png"
+            Image.fromarray(images[i], "L").save(path)
+            written[name].append(path)
+    return written
+
+
+def digit_cnn(n_classes: int = 10, channels: int = 1) -> nn.Module:
+    """A small CNN for 16x16 images (conv layers so that GradCAM has something to hook)."""
+    return nn.Sequential(
+        nn.Conv2d(channels, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+        nn.Linear(128, n_classes),
+    )
+
+
+def digit_tags(path):  # no annotations: fastai's type dispatch chokes on list[str]
+    """Multi-label targets for a digit file: its parity, plus 'small' for digits below 5."""
+    d = int(Path(path).parent.name)
+    return ["even" if d % 2 == 0 else "odd"] + (["small"] if d < 5 else [])
+
+
+def pil_pixels(path: Path, mode: str = "L", size: Tuple[int, int] | None = None) -> torch.Tensor:
+    """A file's pixels as a (C, H, W) float tensor in 0..1, read independently of the adapters."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert(mode)
+        if size is not None:
+            im = im.resize((size[1], size[0]), Image.BILINEAR)
+        arr = np.asarray(im, dtype=np.float32) / 255.0
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return torch.from_numpy(arr).permute(2, 0, 1)
+
+
+SAMPLE_PHOTOS = {"animal": ("chelsea", "cat"), "object": ("coffee", "rocket"), "person": ("astronaut",)}
+
+
+def write_sample_photos(root: Path, classes: Dict[str, Sequence[str]] = SAMPLE_PHOTOS,
+                        max_side: int = 96) -> Dict[str, Path]:
+    """scikit-image's sample photos as ``root/<class>/<name>.png`` (downscaled to keep tests fast)."""
+    from PIL import Image
+    from skimage import data
+
+    written = {}
+    for cls, names in classes.items():
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            im = Image.fromarray(getattr(data, name)())
+            im.thumbnail((max_side, max_side))
+            path = root / cls / f"{name}.png"
+            im.save(path)
+            written[name] = path
+    return written
+
+
+def photo_cnn(n_classes: int, channels: int = 3) -> nn.Module:
+    """An untrained but deterministic small CNN for photos of any size."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(channels, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+        nn.Linear(128, n_classes),
+    )
+
+
+def page_predictions(page: dict) -> List[Tuple[int, int, float]]:
+    """(example id, top-1 class index, top-1 score) of the first model for each example of a page."""
+    out = []
+    for ex in page["examples"]:
+        top = ex["models"][0]["predictions"][0]
+        out.append((ex["id"], top["index"], top["score"]))
+    return out
+
+
+IG_PAGE = {"method": "IntegratedGradients", "arguments": {"n_steps": 8}, "page_size": 4}

@@ -1,0 +1,195 @@
+"""Folder adapter: scikit-image's sample photos (and digits) as image folders, no fastai involved."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+
+import pytest
+import torch
+
+import data_adapters.folder as folder_module
+from adapters_helpers import IG_PAGE, page_predictions, photo_cnn, pil_pixels, write_sample_photos
+from data_adapters import AdapterError, from_folder, source_from_folder
+
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+SIZE = (48, 64)
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
+    std = torch.tensor(IMAGENET_STD)[:, None, None]
+    return (x - mean) / std
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    return root, write_sample_photos(root)
+
+
+def test_subfolder_labels_images_and_predictions_end_to_end(photos):
+    root, written = photos
+    model = photo_cnn(3)
+    source = source_from_folder(root, model, size=SIZE, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    assert source.classes == ["animal", "object", "person"]
+    files = sorted(written.values(), key=lambda p: p.relative_to(root).as_posix())
+    batch = next(iter(source.dataset))
+    assert batch.inputs.shape == (len(files), 3) + SIZE
+    expected = torch.stack([pil_pixels(f, "RGB", SIZE) for f in files])
+    assert torch.equal(batch.inputs, expected)
+    assert batch.labels.tolist() == [source.classes.index(f.parent.name) for f in files]
+
+    with torch.no_grad():
+        scores = torch.softmax(model(_normalize(expected)), dim=1)
+    vis = source.visualizer(title="photos")
+    page = vis.page(IG_PAGE)
+    json.dumps(page)
+    assert [ex["id"] for ex in page["examples"]] == [0, 1, 2, 3]
+    for ex_id, index, score in page_predictions(page):
+        assert index == int(scores[ex_id].argmax())
+        assert score == pytest.approx(float(scores[ex_id].max()), abs=1e-5)
+    for ex in page["examples"]:
+        assert ex["label"]["name"] == files[ex["id"]].parent.name
+        assert ex["models"][0]["attributions"][0]["image"]
+    second = vis.page(dict(IG_PAGE, page=1))
+    assert [ex["id"] for ex in second["examples"]] == list(range(4, len(files)))
+    assert vis.page(IG_PAGE)["examples"][0]["label"] == page["examples"][0]["label"]  # pages back
+
+
+def test_grayscale_crop_and_first_image_size(photos, tmp_path):
+    root, written = photos
+    source = source_from_folder(root, photo_cnn(3, channels=1), channels=1, size=32, resize="crop")
+    batch = next(iter(source.dataset))
+    assert batch.inputs.shape[1:] == (1, 32, 32)
+    # no size: every image takes the first image's size
+    source = source_from_folder(root, photo_cnn(3), batch_size=2)
+    shapes = {tuple(b.inputs.shape[1:]) for b in source.dataset}
+    assert len(shapes) == 1
+
+
+def test_regex_labels_and_unmatched_files(photos, tmp_path):
+    _, written = photos
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for name, path in written.items():
+        (flat / f"{path.parent.name}_{name}.png").write_bytes(path.read_bytes())
+    (flat / "mystery.png").write_bytes(written["coffee"].read_bytes())
+    source = source_from_folder(flat, photo_cnn(3), labels=r"^(?P<label>[a-z]+)_", size=32)
+    assert source.classes == ["animal", "object", "person"]
+    names = sorted(p.name for p in flat.iterdir())
+    labels = torch.cat([b.labels for b in source.dataset]).tolist()
+    expected = [source.classes.index(n.split("_")[0]) if "_" in n else -1 for n in names]
+    assert labels == expected and -1 in labels
+    with pytest.raises(AdapterError, match="matches no file name"):
+        source_from_folder(flat, photo_cnn(3), labels=r"^zebra_(\w+)")
+    with pytest.raises(AdapterError, match="valid regex"):
+        source_from_folder(flat, photo_cnn(3), labels=r"([unclosed")
+
+
+def test_csv_labels_with_header_and_missing_files(photos, tmp_path):
+    root, written = photos
+    rows = [("animal/chelsea.png", "cat"), ("person/astronaut.png", "human"), ("object/coffee.png", "")]
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("filename,label\n" + "".join(f"{f},{lbl}\n" for f, lbl in rows))
+    source = source_from_folder(root, photo_cnn(2), labels=csv_path, size=32)
+    assert source.classes == ["cat", "human"]
+    batch = next(iter(source.dataset))
+    assert batch.labels.tolist() == [0, 1, -1]  # CSV order; an empty label is unlabeled
+    assert torch.equal(batch.inputs[1], pil_pixels(written["astronaut"], "RGB", (32, 32)))
+    vis = from_folder(root, photo_cnn(2), labels=str(csv_path), size=32)
+    assert [ex["label"] for ex in vis.page(IG_PAGE)["examples"]][2] is None
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("animal/chelsea.png,cat\nanimal/dog.png,dog\nzoo/lion.jpg,lion\n")
+    with pytest.raises(AdapterError, match=r"names 2 file\(s\) missing.*animal/dog\.png, zoo/lion\.jpg"):
+        from_folder(root, photo_cnn(2), labels=bad)
+    with pytest.raises(AdapterError, match="label CSV not found"):
+        from_folder(root, photo_cnn(2), labels=tmp_path / "nope.csv")
+
+
+def test_unlabeled_folder_with_class_file(photos, tmp_path):
+    _, written = photos
+    flat = tmp_path / "unlabeled"
+    flat.mkdir()
+    for name in ("chelsea", "coffee"):
+        (flat / f"{name}.png").write_bytes(written[name].read_bytes())
+    class_file = tmp_path / "classes.txt"
+    class_file.write_text("tabby\nespresso\nrocket\n")
+    vis = from_folder(flat, photo_cnn(3), classes=class_file, size=32)
+    assert vis.classes == ["tabby", "espresso", "rocket"]
+    page = vis.page(IG_PAGE)
+    assert len(page["examples"]) == 2 and all(ex["label"] is None for ex in page["examples"])
+    assert {p["label"] for ex in page["examples"] for p in ex["models"][0]["predictions"]} <= set(vis.classes)
+    numbered = from_folder(flat, photo_cnn(4), size=32)  # unlabeled and no class list: outputs are numbered
+    assert numbered.classes == ["0", "1", "2", "3"]
+
+
+def test_corrupt_files_are_skipped_and_counted(photos, tmp_path, caplog):
+    root, written = photos
+    data = tmp_path / "mixed"
+    (data / "animal").mkdir(parents=True)
+    (data / "object").mkdir()
+    (data / "animal" / "a_chelsea.png").write_bytes(written["chelsea"].read_bytes())
+    (data / "animal" / "b_garbage.png").write_bytes(b"this is not an image at all")
+    (data / "object" / "c_truncated.png").write_bytes(written["coffee"].read_bytes()[:200])
+    (data / "object" / "d_coffee.png").write_bytes(written["coffee"].read_bytes())
+    (data / "object" / "notes.txt").write_text("not an image extension: never listed")
+    with caplog.at_level(logging.WARNING, logger="data_adapters.folder"):
+        source = source_from_folder(data, photo_cnn(2), size=32, batch_size=2)
+        batches = list(source.dataset) + list(source.dataset)
+    assert [b.inputs.shape[0] for b in batches] == [1, 1, 1, 1]
+    assert sorted(p.name for p in source.dataset.skipped) == ["b_garbage.png", "c_truncated.png"]
+    warnings = [r for r in caplog.records if "skipping unreadable image" in r.getMessage()]
+    assert len(warnings) == 2  # once per file, not once per pass
+    page = source.visualizer().page(IG_PAGE)
+    assert [ex["label"]["name"] for ex in page["examples"]] == ["animal", "object"]
+
+
+def test_clear_errors(photos, tmp_path):
+    root, _ = photos
+    with pytest.raises(AdapterError, match="image folder not found"):
+        from_folder(tmp_path / "nowhere", photo_cnn(3))
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "sub" / "readme.txt").write_text("no images here")
+    with pytest.raises(AdapterError, match="no image files"):
+        from_folder(empty, photo_cnn(3))
+    with pytest.raises(AdapterError, match="3 class names but the model has 5 outputs"):
+        from_folder(root, photo_cnn(5), size=32)
+    with pytest.raises(AdapterError, match="not among the 2 classes: 'person'"):
+        from_folder(root, photo_cnn(2), classes=["animal", "object"], size=32)
+    with pytest.raises(AdapterError, match="class file not found"):
+        from_folder(root, photo_cnn(3), classes=tmp_path / "classes.txt")
+    with pytest.raises(AdapterError, match="both mean and std"):
+        from_folder(root, photo_cnn(3), mean=IMAGENET_MEAN)
+    with pytest.raises(AdapterError, match="the model failed on the first examples"):
+        from_folder(root, photo_cnn(3, channels=1), size=32)  # RGB images, grayscale model
+
+
+@pytest.mark.slow
+def test_large_folder_is_read_lazily(tmp_path, monkeypatch):
+    """50,000 files: listing them is fine, reading them is not; a page reads about one batch."""
+    from PIL import Image
+
+    n = 50_000
+    big = tmp_path / "big"
+    for cls in ("a", "b"):
+        (big / cls).mkdir(parents=True)
+    original = tmp_path / "one.png"
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(original)
+    try:
+        for i in range(n):  # hard links: 50,000 names, one file's bytes on disk
+            os.link(original, big / ("a" if i % 2 else "b") / f"{i:05d}.png")
+        reads = []
+        real = folder_module.load_image
+        monkeypatch.setattr(folder_module, "load_image", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+        source = source_from_folder(big, photo_cnn(2), batch_size=16)
+        assert len(source.dataset) == n
+        page = source.visualizer().page(IG_PAGE)
+        assert [ex["label"]["name"] for ex in page["examples"]] == ["a"] * 4  # a/00001.png, a/00003.png, ...
+        assert len(reads) <= 2 * 16  # the class-count check and the first page: one batch each
+    finally:
+        shutil.rmtree(big, ignore_errors=True)
