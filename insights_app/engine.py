@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import math
+import sys
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from .methods import AttributionContext, MethodSpec, ValidationError
 
 log = logging.getLogger(__name__)
 TOP_K_MAX = 20
+# Guards torch's and numpy's default generators, which are themselves process-wide state.
+_PROCESS_RNG_LOCK = threading.Lock()
 
 
 class ComputationError(RuntimeError):
@@ -39,6 +42,7 @@ class Prediction:
 
     indices: List[int]
     scores: List[float]
+    error: Optional[str] = None  # the model raised on this example (indices and scores are then empty)
 
     def top(self, k: int) -> List[Tuple[int, float]]:
         return list(zip(self.indices[:k], self.scores[:k]))
@@ -144,6 +148,28 @@ def slice_additional_args(args: Any, index: Sequence[int], batch_size: int) -> A
     return args
 
 
+def transform_batch(feature: BaseFeature, batch: torch.Tensor) -> torch.Tensor:
+    """``feature.transform_input(batch)``, in one call per transform when each one computes
+    the same on a batch as example by example: torchvision's ``Normalize`` on (C, H, W)
+    examples, or any transform with an ``apply_to_batch(batch)`` method. Calling a transform
+    once per example can cost more than the attribution of a small image."""
+    transforms = feature.input_transforms
+    if not transforms or batch.dim() < 2 or not batch.is_floating_point():
+        return feature.transform_input(batch)
+    tv = sys.modules.get("torchvision.transforms")
+    steps = []
+    for t in transforms:
+        if callable(getattr(t, "apply_to_batch", None)):
+            steps.append(t.apply_to_batch)
+        elif tv is not None and type(t) is tv.Normalize and not t.inplace and batch.dim() >= 4:
+            steps.append(t)
+        else:
+            return feature.transform_input(batch)
+    for step in steps:
+        batch = step(batch)
+    return batch
+
+
 def _as_tuple(args: Any) -> Any:
     if args is None or isinstance(args, tuple):
         return args
@@ -205,7 +231,7 @@ class Engine:
         """Raw (display-space) batches, one per feature -> model inputs on the device."""
         if len(raw) != len(self.features):
             raise ValidationError("inputs", f"{len(raw)} inputs for {len(self.features)} features")
-        return tuple(f.transform_input(x).to(self.device) for f, x in zip(self.features, raw))
+        return tuple(transform_batch(f, x).to(self.device) for f, x in zip(self.features, raw))
 
     # ------------------------------------------------------------ prediction
     def scores(self, inputs: Tuple[torch.Tensor, ...], additional_args: Any = None) -> torch.Tensor:
@@ -231,16 +257,33 @@ class Engine:
             else:
                 found[i] = p
         if missing:
-            sub = tuple(x[missing] for x in raw)
-            extra = slice_additional_args(additional_args, missing, len(ids))
-            scores = self.scores(self.model_inputs(sub), extra)
-            k = min(TOP_K_MAX, scores.shape[1])
-            values, indices = torch.topk(scores, k, dim=1)
-            for row, i in enumerate(missing):
-                p = Prediction(indices[row].tolist(), values[row].tolist())
-                self.predictions.put(ids[i], p)
+            for i, p in zip(missing, self._predict_rows(ids, missing, raw, additional_args)):
                 found[i] = p
         return [found[i] for i in range(len(ids))]
+
+    def _predict_rows(self, ids: Sequence[Hashable], rows: List[int], raw: Sequence[torch.Tensor],
+                      additional_args: Any) -> List[Prediction]:
+        """Predict some rows in one pass; if the model raises, retry them one by one so that
+        only the examples it cannot handle fail (their Prediction carries the error, uncached)."""
+        sub = tuple(x[rows] for x in raw)
+        extra = slice_additional_args(additional_args, rows, len(ids))
+        try:
+            scores = self.scores(self.model_inputs(sub), extra)
+        except ValidationError:
+            raise
+        except Exception as exc:  # the user's model or transforms failed: isolate, report, keep serving
+            if len(rows) > 1:
+                return [p for r in rows for p in self._predict_rows(ids, [r], raw, additional_args)]
+            log.warning("prediction failed for example %s on %s: %s", ids[rows[0]], self.name, exc)
+            return [Prediction([], [], error=f"prediction failed for {self.name}: {type(exc).__name__}: {exc}")]
+        k = min(TOP_K_MAX, scores.shape[1])
+        values, indices = torch.topk(scores, k, dim=1)
+        out = []
+        for row, i in enumerate(rows):
+            p = Prediction(indices[row].tolist(), values[row].tolist())
+            self.predictions.put(ids[i], p)
+            out.append(p)
+        return out
 
     # ------------------------------------------------------------ baselines
     def baselines(self, kind: str, ids: Sequence[Hashable], raw: Sequence[torch.Tensor], seed: int = 0) -> Tuple[torch.Tensor, ...]:
@@ -251,9 +294,11 @@ class Engine:
         """
         out = []
         for feature, x in zip(self.features, raw):
-            rows = [self._baseline_example(kind, feature, x[j], ids[j], seed) for j in range(x.shape[0])]
-            base = torch.stack(rows)
-            out.append(feature.transform_input(base).to(self.device))
+            if kind == "zeros" or (kind == "feature" and not feature.baseline_transforms) or not x.is_floating_point():
+                base = torch.zeros_like(x)  # what every row would be, without a Python loop
+            else:
+                base = torch.stack([self._baseline_example(kind, feature, x[j], ids[j], seed) for j in range(x.shape[0])])
+            out.append(transform_batch(feature, base).to(self.device))
         return tuple(out)
 
     def _baseline_example(self, kind: str, feature: BaseFeature, x: torch.Tensor, ex_id: Hashable, seed: int) -> torch.Tensor:
@@ -292,7 +337,7 @@ class Engine:
                 base = (torch.randn(size, generator=gen) * 0.25 + 0.5).clamp(0, 1).to(dtype)
             else:
                 raise ValidationError("arguments.baseline", f"{kind!r} cannot form a baseline distribution")
-            out.append(feature.transform_input(base).to(self.device))
+            out.append(transform_batch(feature, base).to(self.device))
         return tuple(out)
 
     # ------------------------------------------------------------ attribution
@@ -339,7 +384,9 @@ class Engine:
             internal_batch_size=self.internal_batch_size,
             resolve_layer=self.resolve_layer,
         )
-        with self.lock, seeded_rngs(seed):
+        # Only randomized methods touch the process-wide generators (and then one at a time).
+        rngs = seeded_rngs(seed, cpu_only=self.device.type == "cpu") if spec.randomized else contextlib.nullcontext()
+        with self.lock, rngs:
             try:
                 result = spec.run(ctx)
             except ValidationError:
@@ -349,6 +396,10 @@ class Engine:
                 raise ComputationError(f"{spec.label} failed for {self.name}: {type(exc).__name__}: {exc}") from exc
         if isinstance(result, torch.Tensor):
             result = (result,)
+        if any(r.dim() == 0 or r.shape[0] != len(ids) for r in result):  # never index past what captum gave
+            shapes = [tuple(r.shape) for r in result]
+            raise ComputationError(f"{spec.label} failed for {self.name}: attributions of shape {shapes} "
+                                   f"for {len(ids)} example(s)")
         return tuple(r.detach() for r in result)
 
     def explain(
@@ -376,7 +427,18 @@ class Engine:
             sub_targets = [targets[i] for i in missing]
             use_targets = None if any(t is None for t in sub_targets) else sub_targets
             extra = slice_additional_args(additional_args, missing, len(ids))
-            attrs = self.attribute(spec, params, sub_ids, sub_raw, use_targets, extra)
+            if spec.randomized and len(missing) > 1:
+                # A randomized method's draws for one example depend on the batch it runs in. One
+                # example per call makes each result depend only on the example and the seed, so a
+                # page, a re-attribution and a cache hit all show the same map (and captum called
+                # on that example alone after seeding gives it too).
+                rows = [self.attribute(spec, params, [sub_ids[j]], tuple(x[j:j + 1] for x in sub_raw),
+                                       None if use_targets is None else [use_targets[j]],
+                                       slice_additional_args(extra, [j], len(sub_ids)))
+                        for j in range(len(sub_ids))]
+                attrs = tuple(torch.cat(parts) for parts in zip(*rows))
+            else:
+                attrs = self.attribute(spec, params, sub_ids, sub_raw, use_targets, extra)
             for row, i in enumerate(missing):
                 per_feature = [a[row] for a in attrs]
                 exp = Explanation(
@@ -390,19 +452,31 @@ class Engine:
 
 
 @contextlib.contextmanager
-def seeded_rngs(seed: int) -> Iterator[None]:
+def seeded_rngs(seed: int, cpu_only: bool = False) -> Iterator[None]:
     """Seed torch's and numpy's global generators for one captum call, then restore them.
 
     Captum draws noise from torch and baseline indices / path coefficients from numpy;
-    seeding both makes randomized methods reproducible (and so cacheable).
+    seeding both makes randomized methods reproducible (and so cacheable). Those generators
+    are process-wide, so two models computing at once would draw from (and re-seed) each
+    other's streams: the results would depend on what else is running. One seeded
+    computation at a time holds them. ``cpu_only``: the computation runs on the CPU, so only
+    the CPU generator needs seeding (``torch.manual_seed`` also visits every other backend,
+    which costs ~0.4 ms per call).
     """
-    np_state = np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        np.random.seed(seed % 2**32)
+    with _PROCESS_RNG_LOCK:
+        np_state = np.random.get_state()
+        # What torch.random.fork_rng(devices=[]) saves and restores, without its ~2 ms per call
+        # (randomized methods run one example per call, so this is paid per example).
+        torch_state = torch.get_rng_state()
         try:
+            if cpu_only:
+                torch.default_generator.manual_seed(seed)
+            else:
+                torch.manual_seed(seed)
+            np.random.seed(seed % 2**32)
             yield
         finally:
+            torch.set_rng_state(torch_state)
             np.random.set_state(np_state)
 
 

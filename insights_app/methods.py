@@ -90,9 +90,14 @@ class ParamSpec:
                 raise ValidationError(where, "must be an integer")
             return self._bounded(int(value), where)
         if self.type == "float":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, float) and not math.isfinite(value)
+            ):
                 raise ValidationError(where, "must be a finite number")
-            return self._bounded(float(value), where)
+            try:  # bound first: float() of a 400-digit JSON integer overflows
+                return float(self._bounded(value, where))
+            except OverflowError:
+                raise ValidationError(where, "is too large") from None
         if self.type == "enum":
             if not isinstance(value, str) or value not in self.choices:
                 raise ValidationError(where, f"must be one of {', '.join(self.choices)}")
@@ -243,6 +248,12 @@ def _check_fits(name: str, value: Tuple[int, int], hw: Tuple[int, int]) -> None:
         raise ValidationError(f"arguments.{name}", f"{list(value)} is larger than the image ({hw[0]}x{hw[1]})")
 
 
+def _check_stride(stride: Tuple[int, int], window: Tuple[int, int]) -> None:
+    """Captum asserts stride <= window; say so as a 400 naming the field instead."""
+    if stride[0] > window[0] or stride[1] > window[1]:
+        raise ValidationError("arguments.stride", f"{list(stride)} must not be larger than the window {list(window)}")
+
+
 def occlusion_shapes(ctx: AttributionContext) -> Tuple[Tuple[Tuple[int, ...], ...], Tuple[Tuple[int, ...], ...]]:
     """Per-input sliding window and stride shapes (without the batch dimension)."""
     windows, strides = [], []
@@ -254,6 +265,7 @@ def occlusion_shapes(ctx: AttributionContext) -> Tuple[Tuple[Tuple[int, ...], ..
             window = ctx.params["window"] or (side, side)
             _check_fits("window", window, hw)
             stride = ctx.params["stride"] or (max(1, window[0] // 2), max(1, window[1] // 2))
+            _check_stride(stride, window)
             windows.append((per_example[0],) + tuple(window))
             strides.append((per_example[0],) + tuple(stride))
         else:
@@ -385,10 +397,15 @@ def _simple(cls: type, use_model: bool = False) -> Callable[[AttributionContext]
 
 def _run_guided_gradcam(ctx: AttributionContext) -> Tuple[torch.Tensor, ...]:
     layer = ctx.resolve_layer(ctx.params["layer"])
-    return GuidedGradCam(ctx.model, layer).attribute(
+    out = GuidedGradCam(ctx.model, layer).attribute(
         ctx.inputs, target=ctx.targets, additional_forward_args=ctx.additional_forward_args,
         interpolate_mode=ctx.params["interpolate_mode"],
     )
+    if any(t.numel() == 0 for t in (out if isinstance(out, tuple) else (out,))):
+        # Captum returns an empty tensor when the layer's output has no H x W to upsample.
+        raise ValidationError("arguments.layer", "GuidedGradCam needs a layer with a spatial (H x W) output, "
+                                                 "such as a convolution")
+    return out
 
 
 def _run_layer_gradcam(ctx: AttributionContext) -> Tuple[torch.Tensor, ...]:
@@ -495,6 +512,8 @@ def _occlusion_cost(p: Mapping[str, Any], hw: Tuple[int, int]) -> int:
     side = default_side(*hw)
     window = p.get("window") or (side, side)
     stride = p.get("stride") or (max(1, window[0] // 2), max(1, window[1] // 2))
+    _check_fits("window", window, hw)  # checked here too so that a bad shape is refused before any work
+    _check_stride(stride, window)
     rows = max(1, math.ceil((hw[0] - window[0]) / stride[0]) + 1)
     cols = max(1, math.ceil((hw[1] - window[1]) / stride[1]) + 1)
     return rows * cols
@@ -502,4 +521,5 @@ def _occlusion_cost(p: Mapping[str, Any], hw: Tuple[int, int]) -> int:
 
 def _patch_cost(p: Mapping[str, Any], hw: Tuple[int, int]) -> int:
     side = p.get("patch") or default_side(*hw)
+    _check_fits("patch", (side, side), hw)
     return math.ceil(hw[0] / side) * math.ceil(hw[1] / side)

@@ -106,7 +106,8 @@ def parse_visualization(body: Any) -> Visualization:
     method = _enum(obj, "method", "blended_heat_map", VIS_METHODS, "visualization.")
     sign = _enum(obj, "sign", "absolute_value", SIGNS, "visualization.")
     outlier = obj.get("outlier_perc", 2.0)
-    if isinstance(outlier, bool) or not isinstance(outlier, (int, float)) or not math.isfinite(outlier) or not 0 <= outlier <= 50:
+    # No math.isfinite here: it overflows on huge JSON integers; the range test rejects nan and inf too.
+    if isinstance(outlier, bool) or not isinstance(outlier, (int, float)) or not 0 <= outlier <= 50:
         raise ValidationError("visualization.outlier_perc", "must be a number between 0 and 50")
     if method in ("masked_image", "alpha_scaling") and sign == "all":
         raise ValidationError("visualization.sign", f"{method} needs sign positive, negative or absolute_value")

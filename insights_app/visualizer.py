@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from .dataset import DatasetError, Example, ExampleStore, stack_examples
-from .engine import ComputationError, Engine, Explanation, Prediction, conv_layer_names
+from .engine import ComputationError, Engine, Explanation, LRUCache, Prediction, arguments_key, conv_layer_names
 from .features import BaseFeature, GeneralFeature, ImageFeature, TextFeature
-from .methods import MethodSpec, ValidationError, build_registry
+from .methods import MAX_EVALS_PER_EXAMPLE, MethodSpec, ValidationError, build_registry
 from .query import (
     PAGE_SIZE_MAX,
     TOP_K_MAX,
@@ -33,10 +33,20 @@ from .query import (
     parse_attribute_query,
     parse_page_query,
 )
-from .render import SIGNS, VIS_METHODS, encode_png_base64, render_attribution, to_display_image
+from .render import (
+    MAX_DISPLAY_SIDE,
+    SIGNS,
+    VIS_METHODS,
+    encode_png_base64,
+    render_attribution,
+    shrink_image,
+    shrink_map,
+    to_display_image,
+)
 
 log = logging.getLogger(__name__)
 PREDICT_CHUNK = 64
+RENDERED_CACHE_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -135,6 +145,9 @@ class AttributionVisualizer:
         self._filters_lock = threading.Lock()
         self._originals: "OrderedDict[Tuple[int, int], Any]" = OrderedDict()
         self._originals_lock = threading.Lock()
+        # Rendered attributions (PNG data URLs) per explanation and view: a repeated page is then
+        # JSON only. Bounded by bytes; a miss just renders again.
+        self._rendered = LRUCache(4096, RENDERED_CACHE_BYTES)
         self._image_hw: Optional[Tuple[int, int]] = None
         self._servers: List[Any] = []
 
@@ -168,7 +181,8 @@ class AttributionVisualizer:
             "visualization": {"methods": list(VIS_METHODS), "signs": list(SIGNS),
                               "default": {"method": "blended_heat_map", "sign": "absolute_value", "outlier_perc": 2.0}},
             "top_k": self.default_top_k,
-            "limits": {"page_size_max": PAGE_SIZE_MAX, "top_k_max": TOP_K_MAX, "max_scan": self.max_scan},
+            "limits": {"page_size_max": PAGE_SIZE_MAX, "top_k_max": TOP_K_MAX, "max_scan": self.max_scan,
+                       "max_evals_per_example": MAX_EVALS_PER_EXAMPLE, "max_display_side": MAX_DISPLAY_SIDE},
             "image_size": list(self.image_hw),
         }
 
@@ -193,6 +207,8 @@ class AttributionVisualizer:
             return idx
 
     def _matches(self, flt: Filter, ex: Example, preds: Sequence[Prediction]) -> bool:
+        if any(p.error for p in preds):
+            return False  # a model failed on it: it matches no filter (unfiltered pages show the error)
         top1 = [p.indices[0] for p in preds]
         if flt.classes:
             if flt.class_source == "label":
@@ -216,7 +232,10 @@ class AttributionVisualizer:
                 if not self.store.exists(ex_id):
                     break
                 ids.append(ex_id)
-            has_next = self.store.exists(stop) if len(ids) == page_size else False
+            try:
+                has_next = self.store.exists(stop) if len(ids) == page_size else False
+            except DatasetError:  # the next page cannot be read: show this one, the next will say why
+                has_next = True
             total = self.store.length
             msg = "" if ids else (f"The dataset has {total} examples; this page is past its end." if total is not None
                                   else "The dataset is empty.")
@@ -270,7 +289,7 @@ class AttributionVisualizer:
                 return self._originals[key]
         f, x = self.features[i], ex.inputs[i]
         if isinstance(f, ImageFeature):
-            value = encode_png_base64(to_display_image(f.display_input(x)))
+            value = encode_png_base64(shrink_image(to_display_image(f.display_input(x))))
         elif isinstance(f, TextFeature):
             value = f.tokens(x)
         elif isinstance(f, GeneralFeature):
@@ -287,8 +306,9 @@ class AttributionVisualizer:
         f = self.features[i]
         out: Dict[str, Any] = {"name": f.name, "type": f.kind}
         if isinstance(f, ImageFeature):
-            original = to_display_image(f.display_input(ex.inputs[i]))
-            img = render_attribution(attr_map, original, vis.method, vis.sign, vis.outlier_perc)
+            # Both are shrunk to MAX_DISPLAY_SIDE: huge inputs cost bounded time and bytes per example.
+            original = shrink_image(to_display_image(f.display_input(ex.inputs[i])))
+            img = render_attribution(shrink_map(attr_map), original, vis.method, vis.sign, vis.outlier_perc)
             out["image"] = encode_png_base64(img)
         elif isinstance(f, TextFeature):
             out["tokens"] = self._original(ex, i)
@@ -323,11 +343,16 @@ class AttributionVisualizer:
         }
         if exp is not None:
             out["target"] = self._label_json(exp.target)
+            key = (engine_index, ex.id, arguments_key(q.method.name, q.arguments), exp.target, q.visualization)
             try:
-                out["attributions"] = [
-                    dict(self._render_feature(ex, i, m, q.visualization), contribution=c)
-                    for i, (m, c) in enumerate(zip(exp.maps, exp.contributions))
-                ]
+                rendered = self._rendered.get(key)
+                if rendered is None:
+                    rendered = [
+                        dict(self._render_feature(ex, i, m, q.visualization), contribution=c)
+                        for i, (m, c) in enumerate(zip(exp.maps, exp.contributions))
+                    ]
+                    self._rendered.put(key, rendered, 256 + sum(len(a.get("image", "")) for a in rendered))
+                out["attributions"] = list(rendered)
             except Exception as exc:  # a render failure is this example's error, not the page's
                 log.warning("render failed for example %s: %s", ex.id, exc, exc_info=True)
                 out["error"] = f"rendering failed: {exc}"
@@ -368,8 +393,12 @@ class AttributionVisualizer:
         preds = self._predict_all(examples)
         per_model: List[List[Dict[str, Any]]] = []
         for m, engine in enumerate(self.engines):
-            targets = [self._target(engine, p, None) for p in preds[m]]
-            results = self._explain_isolating(engine, q, examples, targets)
+            results: List[Tuple[Optional[Explanation], Optional[str]]] = [(None, p.error) for p in preds[m]]
+            ok = [j for j, p in enumerate(preds[m]) if not p.error]  # the model failed on the others
+            if ok:
+                targets = [self._target(engine, preds[m][j], None) for j in ok]
+                for j, r in zip(ok, self._explain_isolating(engine, q, [examples[j] for j in ok], targets)):
+                    results[j] = r
             per_model.append([self._model_json(m, ex, preds[m][j], exp, q, err)
                               for j, (ex, (exp, err)) in enumerate(zip(examples, results))])
         return [self._example_json(ex, [per_model[m][j] for m in range(len(self.engines))])
@@ -415,8 +444,11 @@ class AttributionVisualizer:
         engine = self.engines[q.model]
         raw, extra = stack_examples([ex])
         pred = engine.predict([ex.id], raw, extra)[0]
-        target = self._target(engine, pred, q.target)
-        (exp, err), = self._explain_isolating(engine, q, [ex], [target])
+        if pred.error:
+            exp, err = None, pred.error
+        else:
+            target = self._target(engine, pred, q.target)
+            (exp, err), = self._explain_isolating(engine, q, [ex], [target])
         return {"example": self._example_json(ex, [self._model_json(q.model, ex, pred, exp, q, err)])}
 
     # ------------------------------------------------------------ serving
@@ -431,8 +463,9 @@ class AttributionVisualizer:
         """
         from .server import start_server
 
-        handle = start_server(self, host=host or ("0.0.0.0" if bind_all else "127.0.0.1"), port=port or 0,
-                              token=token, threads=threads, debug=debug, quiet=quiet)
+        if host is None:
+            host = "0.0.0.0" if bind_all else "127.0.0.1"
+        handle = start_server(self, host=host, port=port or 0, token=token, threads=threads, debug=debug, quiet=quiet)
         self._servers.append(handle)
         if blocking:
             handle.wait()
