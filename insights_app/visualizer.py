@@ -480,8 +480,13 @@ class AttributionVisualizer:
         while self._servers:
             self._servers.pop().close()
 
-    def render(self, debug: bool = False, height: int = 900) -> Any:
-        """Show the UI inside a Jupyter notebook (JupyterLab 4, Notebook 7, VS Code)."""
+    def render(self, debug: bool = False, height: int = 900) -> None:
+        """Show the UI inside a Jupyter notebook (JupyterLab 4, Notebook 7, VS Code).
+
+        Returns None, as captum.insights did: a returned widget, as a cell's last value, would
+        be shown a second time. ``insights_app.notebook.InsightsWidget(vis)`` is the widget
+        itself, to place in a layout of your own.
+        """
         from .notebook import InsightsWidget
 
         widget = InsightsWidget(self, height=height)
@@ -491,4 +496,3 @@ class AttributionVisualizer:
             display(widget)
         except ImportError:  # pragma: no cover - outside IPython
             pass
-        return widget

@@ -1,0 +1,552 @@
+"""insights-app: serve the Insights web app for a model from the command line.
+
+    insights-app                                        the demo (a fastai CNN on digits)
+    insights-app --learner export.pkl --data images/    an exported fastai learner on new images
+    insights-app --model mymodels:build --data images/  a torch model (a factory) on an image folder
+    insights-app --model weights.pt --arch resnet18 --data images/ --classes classes.txt
+
+Flags map onto ``data_adapters`` (nothing is re-implemented here); every user mistake
+(a missing file, an unknown architecture, weights that do not fit) is one line on stderr
+and exit status 2, never a traceback (``--debug`` shows them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib
+import ipaddress
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+PROG = "insights-app"
+EXIT_USAGE = 2
+log = logging.getLogger("insights_app.launch")
+Say = Callable[[str], None]
+
+
+class CliError(Exception):
+    """A mistake the user can fix: printed as one line, exit status 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is a single line (the usage text is in --help)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise CliError(f"{message} (see {PROG} --help)")
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+# ---------------------------------------------------------------------- arguments
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog=PROG,
+        description="Explore a classifier's predictions and captum attributions in the browser.\n"
+                    "With no source flags: the demo (a small fastai CNN on scikit-learn's digits,\n"
+                    "trained once in a few seconds, then cached).",
+        epilog="Examples:\n"
+               f"  {PROG}\n"
+               f"  {PROG} --learner export.pkl --data new_images/\n"
+               f"  {PROG} --model mymodels:build_model --data images/ --size 224 --mean 0.485 0.456 0.406 "
+               "--std 0.229 0.224 0.225\n"
+               f"  {PROG} --model weights.pt --arch resnet18 --data images/ --classes classes.txt --size 224\n"
+               "The demo's cache: $INSIGHTS_APP_CACHE, else $XDG_CACHE_HOME/insights-app or ~/.cache/insights-app.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    src = p.add_argument_group("what to show (default: the demo)")
+    src.add_argument("--learner", metavar="EXPORT.pkl", help="a fastai learner saved with learn.export() (a pickle: "
+                     "load only files you trust)")
+    src.add_argument("--valid", action="store_true", help="with --learner: its own validation set (only if the "
+                     "file kept its data; an exported learner does not, so give --data)")
+    src.add_argument("--model", metavar="MODULE:CALLABLE | FILE.pt", help="a torch model: a module-level callable "
+                     "returning an nn.Module (the current folder is importable), or a weights file (state dict "
+                     "with --arch, or a whole pickled nn.Module)")
+    src.add_argument("--arch", metavar="NAME", help="with --model FILE.pt: a torchvision architecture "
+                     "(resnet18, mobilenet_v3_small, ...) built without pretrained weights")
+    src.add_argument("--data", metavar="FOLDER", help="a folder of images (searched recursively)")
+
+    data = p.add_argument_group("images (with --data)")
+    data.add_argument("--labels", metavar="SPEC", default=None, help="where labels come from: 'subfolders' "
+                      "(default: data/<class>/img.png), 'none', a regex matched in file names (its first group "
+                      "or (?P<label>...)), or a CSV of file,label rows. With --learner only 'none' (fastai "
+                      "labels the files itself)")
+    data.add_argument("--classes", metavar="FILE", help="class names in the model's output order: one per "
+                      "line, or a JSON list (default: the sorted label names, or the learner's vocab)")
+    data.add_argument("--size", metavar="N", nargs="+", type=int, help="resize images to N x N, or H W "
+                      "(default: the first image's size)")
+    data.add_argument("--mean", metavar="M", nargs="+", type=float, help="per-channel normalization mean the "
+                      "model expects, e.g. 0.485 0.456 0.406 (with --std)")
+    data.add_argument("--std", metavar="S", nargs="+", type=float, help="per-channel normalization std")
+    data.add_argument("--channels", type=int, choices=(1, 3), default=3, help="read images as RGB (3, default) "
+                      "or grayscale (1)")
+    data.add_argument("--resize", choices=("squish", "crop"), default="squish", help="how --size is reached: "
+                      "stretch (default) or scale and centre-crop")
+    data.add_argument("--score", choices=("softmax", "sigmoid", "none"), default="softmax",
+                      help="with --model: turns outputs into the probabilities shown (default softmax; sigmoid "
+                      "for multi-label)")
+
+    srv = p.add_argument_group("server")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine "
+                     "only); any other address requires a token, generated when not given")
+    srv.add_argument("--port", type=int, default=0, help="port (default 0: any free port; the URL is printed)")
+    srv.add_argument("--token", default=None, help="require this token (the printed URL carries it)")
+    srv.add_argument("--device", default=None, help="where the model runs: cpu, cuda, cuda:1, mps "
+                     "(default: where the model is; the CPU for loaded files)")
+    srv.add_argument("--open", action="store_true", help="open the page in a web browser")
+    srv.add_argument("--title", default=None, help="the page title")
+    srv.add_argument("--debug", action="store_true", help="debug logging and full tracebacks")
+    return p
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    if args.learner and args.model:
+        raise CliError("give --learner or --model, not both")
+    if args.valid and not args.learner:
+        raise CliError("--valid goes with --learner (a learner's own validation set)")
+    if args.valid and args.data:
+        raise CliError("give --data or --valid, not both")
+    if args.arch and not args.model:
+        raise CliError("--arch goes with --model FILE.pt (the weights of that architecture)")
+    if args.data is not None and not (args.learner or args.model):
+        raise CliError("--data needs a model: add --learner EXPORT.pkl or --model ...")
+    if args.model and args.data is None:
+        raise CliError("--model needs --data FOLDER (the images to show)")
+    demo = not (args.learner or args.model)
+    image_flags = [f for f, v in (("--size", args.size), ("--mean", args.mean), ("--std", args.std),
+                                  ("--channels", args.channels != 3), ("--resize", args.resize != "squish"),
+                                  ("--score", args.score != "softmax")) if v]
+    if image_flags and not args.model:
+        what = "a learner brings its own transforms" if args.learner else "the demo has its own data"
+        raise CliError(f"{', '.join(image_flags)} only apply to --model ({what})")
+    if demo and (args.labels is not None or args.classes):
+        raise CliError("--labels and --classes go with --model or --learner")
+    if args.learner and args.labels not in (None, "none"):
+        raise CliError("with --learner, fastai labels the images itself; --labels accepts only 'none' there")
+    if args.size is not None and len(args.size) not in (1, 2):
+        raise CliError("--size takes N or H W")
+    if args.size is not None and min(args.size) < 1:
+        raise CliError("--size must be positive")
+    if (args.mean is None) != (args.std is None):
+        raise CliError("give --mean and --std together")
+    if args.mean is not None and len(args.mean) != len(args.std):
+        raise CliError(f"--mean has {len(args.mean)} values but --std has {len(args.std)}")
+    if args.token == "" and not _loopback(args.host):
+        raise CliError(f"--host {args.host} serves other machines, so it needs a token: leave out --token "
+                       "(one is generated and printed) or pass --token SECRET")
+    if not 0 <= args.port <= 65535:
+        raise CliError(f"--port must be between 0 and 65535, not {args.port}")
+    if args.learner:
+        check_file(args.learner, "--learner")
+    if args.data is not None:
+        check_dir(args.data, "--data")
+    if args.classes:
+        check_file(args.classes, "--classes")
+    if args.labels and args.labels.lower().endswith(".csv"):
+        csv_path = Path(args.labels).expanduser()
+        if not csv_path.is_file() and not (Path(args.data).expanduser() / csv_path).is_file():
+            raise CliError(f"--labels: CSV file not found: {args.labels}")
+    args.device = parse_device(args.device)
+    return args
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_file(path: str, flag: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise CliError(f"{flag}: no such file: {path}")
+    if not p.is_file():
+        raise CliError(f"{flag}: not a file: {path}")
+    return p
+
+
+def check_dir(path: str, flag: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise CliError(f"{flag}: no such folder: {path}")
+    if not p.is_dir():
+        raise CliError(f"{flag}: not a folder: {path}")
+    return p
+
+
+def parse_device(spec: Optional[str]) -> Optional[str]:
+    """``--device`` checked against this machine (a typo or a missing GPU is a usage error)."""
+    if spec is None:
+        return None
+    import torch
+
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, ValueError):
+        raise CliError(f"--device: unknown device {spec!r} (use cpu, cuda, cuda:N or mps)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CliError(f"--device {spec}: CUDA is not available on this machine (torch {torch.__version__})")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise CliError(f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise CliError(f"--device {spec}: MPS is not available on this machine")
+    elif device.type != "cpu":
+        raise CliError(f"--device: unsupported device type {device.type!r} (use cpu, cuda, cuda:N or mps)")
+    return str(device)
+
+
+# ---------------------------------------------------------------------- models
+
+def load_model(spec: str, arch: Optional[str], n_classes: Optional[int]) -> Any:
+    """``--model``: a file (weights or a pickled module) or ``module:callable``."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return model_from_file(path, arch, n_classes)
+    if ":" in spec and path.suffix.lower() not in (".pt", ".pth", ".bin", ".ckpt"):
+        if arch:
+            raise CliError("--arch goes with a weights file, not with --model module:callable")
+        return model_from_factory(spec)
+    if path.exists():
+        raise CliError(f"--model: not a file: {spec}")
+    if path.suffix or os.sep in spec or "/" in spec:
+        raise CliError(f"--model: no such file: {spec}")
+    raise CliError(f"--model {spec!r}: expected a weights file or module:callable (e.g. mymodels:build_model)")
+
+
+def cwd_importable() -> None:
+    """Like ``python -m``: the user's own modules in the current folder can be imported (and unpickled)."""
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
+def model_from_factory(spec: str) -> Any:
+    """Import ``module:attr.path`` and call it (or take it, if it already is a module)."""
+    import torch
+
+    module_name, _, attr_path = spec.partition(":")
+    if not module_name or not attr_path:
+        raise CliError(f"--model {spec!r}: expected module:callable")
+    cwd_importable()
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CliError(f"--model: cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:
+        raise CliError(f"--model: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
+    for part in attr_path.split("."):
+        if not hasattr(obj, part):
+            raise CliError(f"--model: {module_name!r} has no attribute {attr_path!r}")
+        obj = getattr(obj, part)
+    if isinstance(obj, torch.nn.Module):
+        return obj
+    if not callable(obj):
+        raise CliError(f"--model: {spec} is neither an nn.Module nor callable")
+    try:
+        model = obj()
+    except Exception as exc:
+        raise CliError(f"--model: {spec}() failed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(model, torch.nn.Module):
+        raise CliError(f"--model: {spec}() returned {type(model).__name__}, not a torch nn.Module")
+    return model
+
+
+def _state_dict_of(obj: Any) -> Optional[dict]:
+    """A state dict in a checkpoint: the dict itself, or under a usual key; None if there is none."""
+    import torch
+
+    if isinstance(obj, dict):
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return obj
+        for key in ("state_dict", "model_state_dict", "model", "net", "weights"):
+            inner = obj.get(key)
+            if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+                return inner
+    return None
+
+
+def _strip_prefix(state: dict) -> dict:
+    """Weights saved from DataParallel / torch.compile carry a 'module.' / '_orig_mod.' prefix."""
+    for prefix in ("module.", "_orig_mod."):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def _output_width(state: dict) -> Optional[int]:
+    """The class count a state dict was trained for: rows of its last 2-D weight (the classifier)."""
+    last = None
+    for key, value in state.items():
+        if key.endswith("weight") and getattr(value, "dim", lambda: 0)() == 2:
+            last = value
+    return int(last.shape[0]) if last is not None else None
+
+
+def build_arch(arch: str, n_classes: int) -> Any:
+    """A torchvision architecture by name, without pretrained weights (nothing is downloaded)."""
+    import torchvision
+
+    names = torchvision.models.list_models(module=torchvision.models)
+    if arch not in names:
+        close = difflib.get_close_matches(arch, names, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else " (see torchvision.models.list_models())"
+        raise CliError(f"--arch: unknown torchvision architecture {arch!r}{hint}")
+    try:
+        return torchvision.models.get_model(arch, weights=None, num_classes=n_classes)
+    except Exception as exc:
+        raise CliError(f"--arch {arch}: cannot build it with {n_classes} classes: {type(exc).__name__}: {exc}") \
+            from exc
+
+
+def model_from_file(path: Path, arch: Optional[str], n_classes: Optional[int]) -> Any:
+    """Weights for ``arch`` (a state dict, possibly inside a checkpoint dict) or a whole pickled module."""
+    import pickle
+
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only load failed" not in str(exc).lower():
+            raise CliError(f"--model: {path} is not a torch file ({_first_line(exc)})") from None
+        # A pickle of more than tensors: a whole nn.Module (pickles run code: the user vouches for the file).
+        cwd_importable()
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        except pickle.UnpicklingError as exc2:
+            raise CliError(f"--model: {path} is not a torch file ({_first_line(exc2)})") from None
+        except (AttributeError, ImportError) as exc2:
+            raise CliError(f"--model: cannot load {path}: the model's class must be importable from here "
+                           f"({type(exc2).__name__}: {_first_line(exc2)}); save a state dict and use --arch, or "
+                           "use --model module:callable") from exc2
+        except Exception as exc2:
+            raise CliError(f"--model: cannot load {path}: {type(exc2).__name__}: {_first_line(exc2)}") from exc2
+    except Exception as exc:
+        raise CliError(f"--model: {path} is not a torch file ({type(exc).__name__}: {_first_line(exc)})") from exc
+    if isinstance(obj, torch.nn.Module):
+        if arch:
+            log.info("%s holds a whole model; --arch %s is not needed", path, arch)
+        return obj
+    state = _state_dict_of(obj)
+    if state is None:
+        raise CliError(f"--model: {path} holds neither a state dict nor an nn.Module ({type(obj).__name__})")
+    if not arch:
+        raise CliError(f"--model: {path} holds weights only; say which architecture with --arch NAME "
+                       "(e.g. --arch resnet18), or use --model module:callable")
+    state = _strip_prefix(state)
+    width = _output_width(state)
+    if n_classes is None:
+        n_classes = width
+    if n_classes is None:
+        raise CliError(f"--model: cannot tell how many classes {path} was trained for; pass --classes FILE")
+    model = build_arch(arch, n_classes)
+    check_state_dict(model, state, f"{path.name} does not fit {arch} with {n_classes} classes")
+    model.load_state_dict(state)
+    return model
+
+
+def check_state_dict(model: Any, state: dict, what: str) -> None:
+    """Missing / unexpected keys and shape mismatches, summarised on one line."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+                  if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    parts = []
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                         ("shape mismatches (file vs model)", mismatched)):
+        if items:
+            shown = ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
+            parts.append(f"{len(items)} {label}: {shown}")
+    if parts:
+        raise CliError(f"--model: {what}: " + "; ".join(parts))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else ""
+
+
+# ---------------------------------------------------------------------- sources
+
+
+def visualizer_from_model(args: argparse.Namespace, out: Say) -> Any:
+    from data_adapters.base import read_classes
+    from data_adapters.folder import source_from_folder
+
+    classes = read_classes(args.classes) if args.classes else None
+    out(f"loading the model {args.model}" + (f" ({args.arch})" if args.arch else ""))
+    model = load_model(args.model, args.arch, len(classes) if classes else None)
+    out(f"scanning {args.data} for images ...")
+    source = source_from_folder(
+        args.data, model, classes, "subfolders" if args.labels is None else args.labels,
+        size=args.size, mean=args.mean, std=args.std, channels=args.channels, resize=args.resize,
+        score=None if args.score == "none" else args.score, device=args.device,
+        name=args.arch or Path(args.model.split(":")[-1]).stem,
+    )
+    info = source.info
+    out(f"found {info.get('files', '?')} images ({info.get('labeled', 0)} labeled) in {args.data}; "
+        f"{len(source.classes)} classes")
+    return source.visualizer(**visualizer_kwargs(args, f"Insights: {Path(args.data).name}"))
+
+
+def visualizer_from_learner(args: argparse.Namespace, out: Say) -> Any:
+    from data_adapters.fastai import load_learner_file, source_from_learner
+
+    out(f"loading the fastai learner {args.learner}")
+    learn = load_learner_file(args.learner, cpu=args.device is None or args.device == "cpu")
+    if args.data is not None:
+        out(f"scanning {args.data} for images ...")
+    source = source_from_learner(learn, None, args.data, with_labels=False if args.labels == "none" else None,
+                                 classes=args.classes, device=args.device, name=Path(args.learner).stem)
+    n = source.info.get("length")
+    where = args.data if args.data is not None else "its validation set"
+    out(f"showing {n if n is not None else 'the'} images of {where}; {len(source.classes)} classes")
+    title = f"Insights: {Path(args.learner).stem}" + (f" on {Path(args.data).name}" if args.data else "")
+    return source.visualizer(**visualizer_kwargs(args, title))
+
+
+def visualizer_for_demo(args: argparse.Namespace, out: Say) -> Any:
+    """The digits demo: trained on first use, then loaded from the cache."""
+    from insights_app import demo
+
+    return demo.demo_source(progress=out, device=args.device).visualizer(**visualizer_kwargs(args, demo.DEMO_TITLE))
+
+
+def visualizer_kwargs(args: argparse.Namespace, title: str) -> dict:
+    kwargs: dict = {"title": args.title or title}
+    if args.device is not None:
+        kwargs["device"] = args.device
+    return kwargs
+
+
+def build_visualizer(args: argparse.Namespace, out: Say = say) -> Any:
+    if args.model:
+        return visualizer_from_model(args, out)
+    if args.learner:
+        return visualizer_from_learner(args, out)
+    return visualizer_for_demo(args, out)
+
+
+# ---------------------------------------------------------------------- serving
+
+def serve(visualizer: Any, args: argparse.Namespace, out: Say = say) -> int:
+    """Start the server, print its URL, optionally open a browser, and wait for Ctrl+C / SIGTERM."""
+    try:
+        visualizer.serve(port=args.port, host=args.host, token=args.token, quiet=True)
+    except OSError as exc:
+        if exc.errno in (98, 48, 10048) or "in use" in str(exc).lower():
+            raise CliError(f"port {args.port} on {args.host} is already in use; pick another with --port "
+                           "(--port 0: any free port)") from None
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # e.g. a non-loopback address with an empty token
+        raise CliError(str(exc)) from None
+    url = visualizer.url
+    out(f"Insights is running at {url}")
+    if not _loopback(args.host):
+        out(f"listening on {args.host}: from another machine, use this machine's address in the URL "
+            "(the token is required)")
+    if args.open:
+        import webbrowser
+
+        if not webbrowser.open(url):
+            out("could not open a browser; open the URL above yourself")
+    out("Press Ctrl+C to stop.")
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_signal) if in_main_thread else None
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+        # Closing waits for open keep-alive connections; do not make Ctrl+C hang on them.
+        closer = threading.Thread(target=visualizer.stop, daemon=True)
+        closer.start()
+        closer.join(1.0)
+    out("stopped")
+    return 0
+
+
+def quiet_libraries(debug: bool) -> None:
+    """Library chatter that a CLI user cannot act on (deprecations, captum's gradient notes)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if debug:
+        for name in ("insights_app", "data_adapters", "waitress"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
+        return
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", module=r"captum(\.|$)")
+    warnings.filterwarnings("ignore", message=r".*insecure pickle.*")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``insights-app`` (and ``python launch.py``); returns the exit status."""
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse_args(argv)
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    except CliError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    except (OSError, ValueError) as exc:  # a path the OS refuses to look at (too long, NUL byte, ...)
+        print(f"{PROG}: error: unusable path: {_one_line(str(exc))[:300]}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    quiet_libraries(args.debug)
+    started = time.perf_counter()
+    try:
+        from data_adapters.base import AdapterError
+
+        try:
+            visualizer = build_visualizer(args)
+        except AdapterError as exc:
+            raise CliError(str(exc)) from exc
+        log.debug("ready in %.1fs", time.perf_counter() - started)
+        return serve(visualizer, args)
+    except CliError as exc:
+        if debug:
+            logging.getLogger(PROG).exception("details")
+        print(f"{PROG}: error: {_one_line(str(exc))}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr, flush=True)
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"{PROG}: error: unexpected {type(exc).__name__}: {_one_line(str(exc))} "
+              "(run again with --debug for the traceback)", file=sys.stderr, flush=True)
+        return 1
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s*\n\s*", " ", text.strip())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
