@@ -310,6 +310,10 @@ def _interpolate_layer(ctx: AttributionContext, attr: torch.Tensor, mode: str) -
     if not ctx.image_inputs:
         raise ValidationError("method", "layer methods need an image feature")
     first = ctx.image_inputs[0]
+    if attr.dim() != 4:
+        name = ctx.params.get("layer") or "the chosen layer"
+        raise ValidationError("arguments.layer", f"{name} has no spatial output (got shape {tuple(attr.shape)}); "
+                                                 "pick a convolution layer")
     up = LayerAttribution.interpolate(attr, _image_hw(ctx, first), interpolate_mode=mode)
     out = []
     for i, x in enumerate(ctx.inputs):

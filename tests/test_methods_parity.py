@@ -131,6 +131,8 @@ def test_layer_can_be_chosen_by_name(setup):
     assert torch.allclose(got, LayerAttribution.interpolate(cam, (32, 32), interpolate_mode="bilinear"), atol=1e-6)
     with pytest.raises(ValidationError, match="layer"):
         engine_attr(vis, raw, targets, "LayerGradCam", {"layer": "no.such.layer"})
+    with pytest.raises(ValidationError, match="no spatial output"):  # a linear layer has no map to upsample
+        engine_attr(vis, raw, targets, "LayerGradCam", {"layer": "fc"})
 
 
 def test_occlusion_window_and_stride_are_used(setup):
