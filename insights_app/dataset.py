@@ -112,12 +112,23 @@ def _concat_args(items: List[Any]) -> Any:
     return first
 
 
-class ExampleStore:
-    """Random access by id over an iterable of Batch, with a bounded example cache."""
+def _example_bytes(ex: Example) -> int:
+    return sum(int(x.element_size() * x.nelement()) for x in ex.inputs)
 
-    def __init__(self, dataset: Iterable[Any], max_cached_examples: int = 4096) -> None:
+
+class ExampleStore:
+    """Random access by id over an iterable of Batch, with a bounded example cache.
+
+    Bounded by count and by bytes: 4096 examples are 48 MB of 32x32 images but 2.4 GB of
+    224x224 ones, so the byte bound keeps large images from filling memory.
+    """
+
+    def __init__(self, dataset: Iterable[Any], max_cached_examples: int = 4096,
+                 max_cached_bytes: int = 256 * 2**20) -> None:
         self.dataset = dataset
         self.max_cached = max(1, int(max_cached_examples))
+        self.max_cached_bytes = max(1, int(max_cached_bytes))
+        self._cached_bytes = 0
         try:
             probe = iter(dataset)
         except TypeError as exc:
@@ -154,10 +165,16 @@ class ExampleStore:
         examples = split_batch(batch, self._next_id)
         self._next_id += len(examples)
         for ex in examples:
+            old = self._cache.pop(ex.id, None)
+            if old is not None:
+                self._cached_bytes -= _example_bytes(old)
             self._cache[ex.id] = ex
-            self._cache.move_to_end(ex.id)
-        while len(self._cache) > self.max_cached:
-            self._cache.popitem(last=False)
+            self._cached_bytes += _example_bytes(ex)
+        # The byte bound never evicts the batch just read (it is what the caller asked for).
+        while len(self._cache) > self.max_cached or (
+                self._cached_bytes > self.max_cached_bytes and len(self._cache) > len(examples)):
+            _, old = self._cache.popitem(last=False)
+            self._cached_bytes -= _example_bytes(old)
         return True
 
     def _reached_end(self) -> bool:

@@ -402,6 +402,23 @@ class Engine:
                                    f"for {len(ids)} example(s)")
         return tuple(r.detach() for r in result)
 
+    def examples_per_call(self, spec: MethodSpec, params: Dict[str, Any], raw: Sequence[torch.Tensor]) -> int:
+        """How many examples one captum call attributes: as many as keep the inputs it expands
+        to (forward passes per example x examples) within ``internal_batch_size``.
+
+        Beyond that a bigger call is no faster, and on a CPU slower: measured with 64 small
+        images, Integrated Gradients (50 steps) took 1.5x as long in one call as in one call per
+        example, because captum keeps every step's gradients of the whole call before summing.
+        The bound also caps memory for methods that have no batch size of their own.
+        """
+        hw = next(((int(x.shape[-2]), int(x.shape[-1])) for i, x in enumerate(raw)
+                   if i in self.image_inputs and x.dim() >= 3), (1, 1))
+        try:
+            evals = int(spec.cost(params, hw))
+        except Exception:  # a cost estimate that cannot be made: batch as before
+            evals = 1
+        return max(1, self.internal_batch_size // max(1, evals))
+
     def explain(
         self,
         spec: MethodSpec,
@@ -427,16 +444,18 @@ class Engine:
             sub_targets = [targets[i] for i in missing]
             use_targets = None if any(t is None for t in sub_targets) else sub_targets
             extra = slice_additional_args(additional_args, missing, len(ids))
-            if spec.randomized and len(missing) > 1:
-                # A randomized method's draws for one example depend on the batch it runs in. One
-                # example per call makes each result depend only on the example and the seed, so a
-                # page, a re-attribution and a cache hit all show the same map (and captum called
-                # on that example alone after seeding gives it too).
-                rows = [self.attribute(spec, params, [sub_ids[j]], tuple(x[j:j + 1] for x in sub_raw),
-                                       None if use_targets is None else [use_targets[j]],
-                                       slice_additional_args(extra, [j], len(sub_ids)))
-                        for j in range(len(sub_ids))]
-                attrs = tuple(torch.cat(parts) for parts in zip(*rows))
+            n = len(sub_ids)
+            # A randomized method's draws for one example depend on the batch it runs in. One
+            # example per call makes each result depend only on the example and the seed, so a
+            # page, a re-attribution and a cache hit all show the same map (and captum called
+            # on that example alone after seeding gives it too).
+            chunk = 1 if spec.randomized else self.examples_per_call(spec, params, sub_raw)
+            if chunk < n:
+                parts = [self.attribute(spec, params, sub_ids[s:s + chunk], tuple(x[s:s + chunk] for x in sub_raw),
+                                        None if use_targets is None else use_targets[s:s + chunk],
+                                        slice_additional_args(extra, list(range(s, min(s + chunk, n))), n))
+                         for s in range(0, n, chunk)]
+                attrs = tuple(torch.cat(p) for p in zip(*parts))
             else:
                 attrs = self.attribute(spec, params, sub_ids, sub_raw, use_targets, extra)
             for row, i in enumerate(missing):

@@ -222,3 +222,15 @@ def test_failing_examples_are_isolated_and_reported():
     errors = [e["models"][0]["error"] for e in ex]
     assert errors[2] and "poisoned input" in errors[2]
     assert [e is None for e in errors] == [True, True, False, True]
+
+
+def test_example_cache_is_bounded_in_bytes_as_well_as_count():
+    from insights_app.dataset import ExampleStore
+
+    src = RandomImages(n_batches=8, batch_size=4, shape=(3, 64, 64))  # 48 KiB per example
+    store = ExampleStore(src, max_cached_examples=4096, max_cached_bytes=6 * 49152)
+    for ex_id in range(32):
+        assert store.get(ex_id).id == ex_id
+        assert store._cached_bytes <= max(store.max_cached_bytes, 4 * 49152)
+    assert len(store._cache) <= 6
+    assert torch.equal(store.get(0).inputs[0], src.batches[0].inputs[0])  # evicted, re-read identically

@@ -1,0 +1,107 @@
+"""What is measured: per model and method, the server's arguments and the raw captum call.
+
+The raw call is written directly against captum, with the arguments the engine passes
+for those server arguments (steps, baselines, window shapes, internal batch sizes), so
+both sides do the same attribution work. resnet18 uses lighter arguments than the
+defaults so that the full run stays within minutes on two CPU cores; lighter work per
+example makes the server's fixed overhead weigh more, so the ratios are conservative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Tuple
+
+import torch
+from captum.attr import GradientShap, IntegratedGradients, NoiseTunnel, Occlusion, Saliency
+
+from . import DEFAULT_METHODS
+from .models import BenchModel
+
+__all__ = ["ARGUMENTS", "DEFAULT_METHODS", "Case", "build_cases", "raw_call"]
+INTERNAL_BATCH_SIZE = 64  # AttributionVisualizer's default
+
+# Server arguments per model: the defaults for the small CNN, lighter ones for resnet18.
+ARGUMENTS: Dict[str, Dict[str, Dict[str, Any]]] = {
+    "cnn32": {
+        "IntegratedGradients": {"n_steps": 50, "method": "gausslegendre", "baseline": "zeros"},
+        "Saliency": {"abs": True},
+        "Occlusion": {"window": [4, 4], "stride": [2, 2], "perturbations_per_eval": 16, "baseline": "zeros"},
+        "GradientShap": {"n_samples": 20, "stdevs": 0.0, "n_baselines": 8, "baseline": "zeros", "seed": 0},
+        "NoiseTunnel(Saliency)": {"nt_type": "smoothgrad", "nt_samples": 10, "stdevs": 0.15, "abs": True, "seed": 0},
+    },
+    "resnet18": {
+        "IntegratedGradients": {"n_steps": 4, "method": "gausslegendre", "baseline": "zeros"},
+        "Saliency": {"abs": True},
+        "Occlusion": {"window": [112, 112], "stride": [112, 112], "perturbations_per_eval": 16, "baseline": "zeros"},
+        "GradientShap": {"n_samples": 4, "stdevs": 0.0, "n_baselines": 8, "baseline": "zeros", "seed": 0},
+        "NoiseTunnel(Saliency)": {"nt_type": "smoothgrad", "nt_samples": 4, "stdevs": 0.15, "abs": True, "seed": 0},
+    },
+}
+
+RawCall = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Case:
+    """One (model, method): the body arguments for the server and the raw captum call."""
+
+    method: str
+    arguments: Dict[str, Any]
+    raw: RawCall  # (inputs, zero baselines, targets) -> attributions, for any batch size
+
+    def describe(self) -> str:
+        short = {"n_steps": "steps", "perturbations_per_eval": "ppe", "n_samples": "samples",
+                 "nt_samples": "samples", "n_baselines": "baselines"}
+        keep = ("n_steps", "window", "stride", "n_samples", "nt_samples", "n_baselines")
+        parts = []
+        for k in keep:
+            if k in self.arguments:
+                v = self.arguments[k]
+                parts.append(f"{short.get(k, k)}={'x'.join(map(str, v)) if isinstance(v, list) else v}")
+        return ", ".join(parts) or "defaults"
+
+
+def raw_call(bm: BenchModel, method: str, args: Dict[str, Any]) -> RawCall:
+    """The direct captum call for ``method`` with the arguments the engine would use."""
+    model = bm.model
+    if method == "IntegratedGradients":
+        def run(x: torch.Tensor, zeros: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return IntegratedGradients(model).attribute(
+                x, baselines=zeros, target=t, n_steps=args["n_steps"], method=args["method"],
+                internal_batch_size=max(INTERNAL_BATCH_SIZE, len(t)))
+    elif method == "Saliency":
+        def run(x: torch.Tensor, zeros: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return Saliency(model).attribute(x, target=t, abs=args["abs"])
+    elif method == "Occlusion":
+        window = (3,) + tuple(args["window"])
+        stride = (3,) + tuple(args["stride"])
+
+        def run(x: torch.Tensor, zeros: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return Occlusion(model).attribute(x, sliding_window_shapes=window, strides=stride, baselines=zeros,
+                                              target=t, perturbations_per_eval=args["perturbations_per_eval"])
+    elif method == "GradientShap":
+        dist = bm.normalize(torch.zeros((args["n_baselines"], 3, bm.side, bm.side)))
+
+        def run(x: torch.Tensor, zeros: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return GradientShap(model).attribute(x, baselines=dist, target=t, n_samples=args["n_samples"],
+                                                 stdevs=args["stdevs"])
+    elif method == "NoiseTunnel(Saliency)":
+        def run(x: torch.Tensor, zeros: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            per_call = max(1, min(args["nt_samples"], INTERNAL_BATCH_SIZE // len(t)))
+            return NoiseTunnel(Saliency(model)).attribute(
+                x, target=t, nt_type=args["nt_type"], nt_samples=args["nt_samples"], stdevs=args["stdevs"],
+                abs=args["abs"], nt_samples_batch_size=per_call)
+    else:
+        raise ValueError(f"no raw captum call for {method!r}; choose from {', '.join(DEFAULT_METHODS)}")
+    return run
+
+
+def build_cases(bm: BenchModel, methods: Tuple[str, ...]) -> List[Case]:
+    out = []
+    for method in methods:
+        if method not in ARGUMENTS[bm.key]:
+            raise ValueError(f"unknown method {method!r}; choose from {', '.join(DEFAULT_METHODS)}")
+        args = ARGUMENTS[bm.key][method]
+        out.append(Case(method, args, raw_call(bm, method, args)))
+    return out

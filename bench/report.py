@@ -1,0 +1,147 @@
+"""Markdown tables, the machine description, and the issue's targets checked against a run."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from typing import Any, Dict, List, Optional, Sequence
+
+PAGE_RATIO_TARGET = 1.10
+FIRST_FRACTION_TARGET = 0.5  # of the page time, for 16 examples
+CACHE_HIT_TARGET_S = 0.050
+RENDER_TARGET_US = 5000.0
+MEMORY_FLAT_TOLERANCE = 0.15  # peak at the largest folder within 15 % of the peak at the smallest
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> Dict[str, Any]:
+    import captum
+    import torch
+
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = None
+    return {
+        "date": datetime.date.today().isoformat(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_at_start": load,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "captum": captum.__version__,
+        "device": "cpu",
+    }
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f}"
+
+
+def _table(header: Sequence[str], rows: List[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def pages_table(pages: Sequence[Any]) -> str:
+    header = ["model", "method (arguments)", "n", "captum batched ms", "captum per-example ms", "server page ms",
+              "ratio", "CPU ratio", "ratio incl. forward", "first example ms", "stream page ms", "first / stream",
+              "cache hit ms"]
+    rows = []
+    for r in pages:
+        rows.append([r.model, f"{r.method} ({r.arguments})", str(r.page_size), _ms(r.raw_batched_s),
+                     _ms(r.raw_per_example_s), _ms(r.server_page_s), f"{r.ratio:.2f}", f"{r.cpu_ratio:.2f}",
+                     f"{r.ratio_with_forward:.2f}", _ms(r.stream_first_s), _ms(r.stream_total_s),
+                     f"{r.first_fraction:.2f}", _ms(r.cache_hit_s)])
+    return _table(header, rows)
+
+
+def render_table(render: Sequence[Any]) -> str:
+    header = ["method", "sign", "draw µs", "PNG + base64 µs", "total µs", "PNG KB", "captum + matplotlib µs"]
+    rows = [[r.method, r.sign, f"{r.draw_us:.0f}", f"{r.encode_us:.0f}", f"{r.total_us:.0f}", f"{r.png_kb:.0f}",
+             "" if r.captum_matplotlib_us is None else f"{r.captum_matplotlib_us:.0f}"] for r in render]
+    return _table(header, rows)
+
+
+def memory_table(memory: Sequence[Any]) -> str:
+    header = ["files", "image side", "pages read", "RSS after first page MB", "after paging MB",
+              "after the last page MB", "peak MB", "last page s"]
+    rows = [[str(r.files), str(r.side), f"{r.pages} x {r.page_size} + last", f"{r.rss_built_mb:.0f}",
+             f"{r.rss_paged_mb:.0f}",
+             f"{r.rss_last_mb:.0f}", f"{r.peak_mb:.0f}", f"{r.last_page_s:.1f}"] for r in memory]
+    return _table(header, rows)
+
+
+def targets(pages: Optional[Sequence[Any]], render: Optional[Sequence[Any]],
+            memory: Optional[Sequence[Any]]) -> List[Dict[str, Any]]:
+    """Each target of the issue: met or not, and the figures behind the verdict."""
+    out: List[Dict[str, Any]] = []
+    if pages:
+        over = [r for r in pages if r.ratio > PAGE_RATIO_TARGET]
+        out.append({"target": f"page within {PAGE_RATIO_TARGET:.2f}x of raw captum", "met": not over,
+                    "detail": "all cells" if not over else "over in: " + "; ".join(
+                        f"{r.model} {r.method} n={r.page_size} ({r.ratio:.2f}x)" for r in over)})
+        sixteen = [r for r in pages if r.page_size == 16]
+        if sixteen:
+            slow = [r for r in sixteen if r.first_fraction >= FIRST_FRACTION_TARGET]
+            worst = max(sixteen, key=lambda r: r.first_fraction)
+            out.append({"target": "first example in under half the page time (16 examples)", "met": not slow,
+                        "detail": f"worst {worst.first_fraction:.2f} ({worst.model} {worst.method})"})
+        slow_hits = [r for r in pages if r.cache_hit_s >= CACHE_HIT_TARGET_S]
+        out.append({"target": f"cache hit under {CACHE_HIT_TARGET_S * 1e3:.0f} ms", "met": not slow_hits,
+                    "detail": "all cells" if not slow_hits else "over in: " + "; ".join(
+                        f"{r.model} {r.method} n={r.page_size} ({r.cache_hit_s * 1e3:.0f} ms)" for r in slow_hits)})
+    if render:
+        heat = [r for r in render if r.method in ("heat_map", "blended_heat_map")]
+        worst = max(heat or render, key=lambda r: r.total_us)
+        out.append({"target": f"224x224 heat map rendered in under {RENDER_TARGET_US / 1e3:.0f} ms",
+                    "met": worst.total_us < RENDER_TARGET_US,
+                    "detail": f"slowest heat map: {worst.method}/{worst.sign} {worst.total_us:.0f} µs"})
+    for side in sorted({r.side for r in memory or []}):
+        rows = [r for r in memory or [] if r.side == side]
+        if len(rows) < 2:
+            continue
+        small, large = rows[0], rows[-1]
+        growth = large.peak_mb - small.peak_mb
+        out.append({"target": f"memory flat in the folder size ({side}x{side} images)",
+                    "met": growth <= MEMORY_FLAT_TOLERANCE * small.peak_mb,
+                    "detail": f"peak {small.peak_mb:.0f} MB at {small.files} files, {large.peak_mb:.0f} MB at "
+                              f"{large.files} files ({growth:+.0f} MB for {large.files / small.files:.0f}x the files)"})
+    return out
+
+
+def markdown(info: Dict[str, Any], pages: Optional[Sequence[Any]], render: Optional[Sequence[Any]],
+             memory: Optional[Sequence[Any]], verdicts: List[Dict[str, Any]], elapsed_s: float) -> str:
+    parts = [f"## Benchmarks ({info['date']}, {info['cpu']}, {info['cores']} cores, torch {info['torch']} with "
+             f"{info['torch_threads']} threads, captum {info['captum']}, CPU)", ""]
+    if pages:
+        parts += ["### One page: the server (HTTP) against raw captum on the same inputs", "",
+                  "Times are the best of the repeats. *captum*: the attribution call alone, on the whole page "
+                  "and one example at a time; *ratio*: server page / the faster of the two; *CPU ratio*: the same in "
+                  "process CPU time (steadier on a busy machine); *ratio incl. forward*: the same with the forward pass that picks the targets added to captum's side. "
+                  "*first example*: streaming page, request sent to the first example received.", "",
+                  pages_table(pages), ""]
+    if render:
+        parts += ["### Rendering one 224x224 image (attribution -> PNG data URL)", "", render_table(render), ""]
+    if memory:
+        parts += ["### Memory while paging through generated image folders (one process per folder)", "",
+                  memory_table(memory), ""]
+    if verdicts:
+        parts += ["### Targets", ""]
+        parts += [f"- {'met' if v['met'] else 'MISSED'}: {v['target']} ({v['detail']})" for v in verdicts]
+        parts.append("")
+    parts.append(f"Total time {elapsed_s:.0f} s.")
+    return "\n".join(parts)

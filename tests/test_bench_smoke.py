@@ -1,0 +1,142 @@
+"""The benchmark (``python -m bench``) runs on a tiny configuration and compares like with like.
+
+No timing is asserted (that is the benchmark's job, not a test's): these tests keep the
+benchmark code working and check that its raw captum calls compute what the server
+computes, so that its ratios compare the same work.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # bench/ lives at the repository root, next to tests/
+    sys.path.insert(0, str(ROOT))
+
+from bench import rendering  # noqa: E402
+from bench.cases import DEFAULT_METHODS, build_cases  # noqa: E402
+from bench.memory import child, generate_folder  # noqa: E402
+from bench.models import POOL_SIZE, build_model  # noqa: E402
+from bench.pages import PageBench, make_visualizer  # noqa: E402
+from insights_app.engine import seeded_rngs  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return build_model("cnn32")
+
+
+@pytest.mark.parametrize("method", DEFAULT_METHODS)
+def test_raw_captum_call_computes_what_the_server_computes(cnn, method):
+    vis = make_visualizer(cnn)
+    engine = vis.engines[0]
+    (case,) = build_cases(cnn, (method,))
+    spec = vis.methods[method]
+    params = spec.validate(case.arguments, (cnn.side, cnn.side))
+    n = 3
+    x, zeros = cnn.model_inputs(n), cnn.baseline_zeros(n)
+    with torch.no_grad():
+        targets = cnn.model(x).argmax(dim=1)
+    raw_images = (cnn.images[:n],)
+    if spec.randomized:  # the engine seeds and runs randomized methods one example per call
+        for i in range(n):
+            (ours,) = engine.attribute(spec, params, [i], (raw_images[0][i:i + 1],), [int(targets[i])])
+            with seeded_rngs(params["seed"]):
+                theirs = case.raw(x[i:i + 1], zeros[i:i + 1], targets[i:i + 1])
+            torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+    else:
+        (ours,) = engine.attribute(spec, params, list(range(n)), raw_images, targets.tolist())
+        torch.testing.assert_close(ours, case.raw(x, zeros, targets), rtol=1e-4, atol=1e-5)
+
+
+def test_page_cell_measures_server_and_raw_on_fresh_pages(cnn):
+    bench = PageBench(cnn)
+    try:
+        (case,) = build_cases(cnn, ("Saliency",))
+        first = bench.run(case, 4, repeats=1)
+        again = bench.run(case, 4, repeats=1)
+        pages_used = bench._next_id
+    finally:
+        bench.close()
+    for r in (first, again):
+        assert r.page_size == 4 and r.repeats >= 1
+        assert min(r.raw_batched_s, r.raw_per_example_s, r.server_page_s, r.cache_hit_s, r.raw_forward_s) > 0
+        assert 0 < r.stream_first_s <= r.stream_total_s
+        assert r.ratio == pytest.approx(r.server_page_s / min(r.raw_batched_s, r.raw_per_example_s))
+        assert set(r.to_json()) >= {"ratio", "cpu_ratio", "first_fraction", "cache_hit_s"}
+    # Five pages, each one new to the server (one warm-up; a page and a streamed page per round):
+    # the last one starts at the fifth pool-aligned id.
+    assert pages_used == 4 * POOL_SIZE + 4
+
+
+def test_fresh_pages_show_the_raw_inputs_for_any_page_size(cnn):
+    bench = PageBench(cnn)
+    try:
+        for size in (3, 4, 10):
+            page = bench.fresh_page(size)
+            ids = list(range(page * size, (page + 1) * size))
+            shown = torch.stack([bench.vis.store.get(i).inputs[0] for i in ids])
+            assert torch.equal(shown, cnn.images[:size])
+    finally:
+        bench.close()
+
+
+def test_rendering_section_gives_decodable_pngs_for_every_method():
+    results = rendering.run(side=64, number=1, repeat=1, captum_repeat=0)
+    assert {(r.method, r.sign) for r in results} == set(rendering.CASES)
+    for r in results:
+        assert r.total_us > 0 and r.png_kb > 0 and r.captum_matplotlib_us is None
+
+
+def test_captum_reference_drawing_is_a_png_of_a_figure():
+    attr, photo = rendering.sample_inputs(32)
+    png = rendering.captum_matplotlib(attr, photo, "blended_heat_map", "absolute_value")
+    assert Image.open(io.BytesIO(png)).format == "PNG"
+
+
+def test_memory_child_pages_a_generated_folder_to_its_last_example(tmp_path):
+    big = generate_folder(tmp_path / "big", 45)
+    small = generate_folder(tmp_path / "small", 20, source=big)
+    assert sum(1 for _ in small.rglob("*.png")) == 20
+    assert np.asarray(Image.open(next(small.rglob("*.png")))).shape == (32, 32, 3)
+    res = child(big, pages=2, page_size=4, method="Saliency", threads=1)
+    assert res["files"] == 45 and res["side"] == 32
+    assert res["peak_mb"] >= res["rss_built_mb"] > 0
+    # Loaded at another size, the adapter resizes the small files (the model pools them back).
+    assert child(small, pages=1, page_size=4, method="Saliency", threads=1, side=48)["side"] == 48
+
+
+@pytest.mark.slow
+def test_command_line_prints_the_tables_and_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--models", "cnn32", "--methods", "Saliency", "--sizes", "2",
+         "--repeats", "1", "--memory-sizes", "20,40", "--memory-sides", "32", "--memory-pages", "1",
+         "--memory-dir", str(tmp_path),
+         "--json", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| cnn32 | Saliency" in proc.stdout
+    assert "### Rendering one 224x224 image" in proc.stdout and "### Memory" in proc.stdout
+    data = json.loads(out.read_text())
+    assert [p["page_size"] for p in data["pages"]] == [2]
+    assert [(m["files"], m["side"]) for m in data["memory"]] == [(20, 32), (40, 32)]
+    assert "memory flat in the folder size (32x32 images)" in {t["target"] for t in data["targets"]}
+    assert not list(tmp_path.glob("insights-bench-*"))  # the generated folders are removed
+
+
+def test_command_line_rejects_unknown_names():
+    proc = subprocess.run([sys.executable, "-m", "bench", "--models", "vgg"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode != 0 and "unknown model 'vgg'" in proc.stderr
