@@ -252,9 +252,13 @@ def digits_server(digits_visualizer: AttributionVisualizer) -> Iterator[ServerHa
 
 # ---------------------------------------------------------------- headless Chromium
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """One headless Debian Chromium for the session (Playwright; never downloads a browser)."""
+    """One headless Debian Chromium per test module (Playwright; never downloads a browser).
+
+    Module scope, not session: a live sync Playwright runs an event loop in the main thread,
+    which would break later modules that use asyncio (nbclient) or start their own Playwright.
+    """
     sync_api = pytest.importorskip("playwright.sync_api")
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's package (apt-get install chromium) "
