@@ -81,6 +81,13 @@ class Normalizer:
         return f"Normalizer(mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()})"
 
 
+def optional_normalizer(mean: Optional[Sequence[float]], std: Optional[Sequence[float]]) -> Optional[Normalizer]:
+    """The model's input normalization from user-given ``mean``/``std``: both or neither."""
+    if (mean is None) != (std is None):
+        raise AdapterError("give both mean and std (or neither)")
+    return Normalizer(mean, std) if mean is not None else None
+
+
 class Activation:
     """A score function (softmax over classes or sigmoid) that returns plain tensors."""
 

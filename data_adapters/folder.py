@@ -25,12 +25,12 @@ from insights_app import AttributionVisualizer, Batch
 from .base import (
     AdapterError,
     ClassesArg,
-    Normalizer,
     ScoreArg,
     Source,
     check_classes,
     count_outputs,
     first_batch,
+    optional_normalizer,
     image_feature,
     prepare_model,
     read_classes,
@@ -330,9 +330,7 @@ def source_from_folder(
                            "(fix the class list, or pass labels=None to show the images unlabeled)")
     entries = [(p, None if lbl is None else index[lbl]) for p, lbl in named]
     dataset = FolderImages(entries, hw, channels, resize, batch_size)
-    if (mean is None) != (std is None):
-        raise AdapterError("give both mean and std (or neither)")
-    normalizer = Normalizer(mean, std) if mean is not None else None
+    normalizer = optional_normalizer(mean, std)
     if normalizer is not None and normalizer.channels not in (1, channels):
         raise AdapterError(f"mean/std have {normalizer.channels} values but the images have {channels} channel(s)")
     model = prepare_model(model, device)

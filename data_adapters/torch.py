@@ -27,6 +27,7 @@ from .base import (
     check_classes,
     count_outputs,
     first_batch,
+    optional_normalizer,
     image_feature,
     plain,
     prepare_model,
@@ -182,11 +183,9 @@ def source_from_dataset(
     """A :class:`Source` over a torch dataset or DataLoader (see :func:`from_dataset`)."""
     if isinstance(dataset, (str, bytes)) or not hasattr(dataset, "__iter__") and not hasattr(dataset, "__getitem__"):
         raise AdapterError(f"expected a torch Dataset or DataLoader, got {type(dataset).__name__}")
-    if (mean is None) != (std is None):
-        raise AdapterError("give both mean and std (or neither)")
     if normalized and mean is None:
         raise AdapterError("normalized=True needs the mean and std the dataset was normalized with")
-    normalizer = Normalizer(mean, std) if mean is not None else None
+    normalizer = optional_normalizer(mean, std)
     if isinstance(dataset, DataLoader):
         dataset = _stable_loader(dataset)
     elif hasattr(dataset, "__len__") and not isinstance(dataset, IterableDataset) and len(dataset) == 0:

@@ -364,9 +364,6 @@ class Engine:
         inputs = self.model_inputs(raw)
         kind = params.get("baseline", "zeros")
         seed = int(params.get("seed", 0))
-        needs_baseline = any(p.name == "baseline" for p in spec.params)
-        baselines = self.baselines(kind, ids, raw, seed) if needs_baseline and kind in (
-            "zeros", "uniform", "gaussian", "blur", "feature") else tuple(torch.zeros_like(x) for x in inputs)
         shapes = [(x.shape[1:], x.dtype) for x in raw]
         target_tensor = None
         if targets is not None:
@@ -375,7 +372,7 @@ class Engine:
             model=self.model,
             forward=self.forward,
             inputs=inputs,
-            baselines=baselines,
+            make_baselines=lambda: self.baselines(kind, ids, raw, seed),
             baseline_distribution=lambda n: self.baseline_distribution(kind, shapes, n, seed),
             targets=target_tensor,
             additional_forward_args=_as_tuple(additional_args),
@@ -397,8 +394,8 @@ class Engine:
         if isinstance(result, torch.Tensor):
             result = (result,)
         if any(r.dim() == 0 or r.shape[0] != len(ids) for r in result):  # never index past what captum gave
-            shapes = [tuple(r.shape) for r in result]
-            raise ComputationError(f"{spec.label} failed for {self.name}: attributions of shape {shapes} "
+            got = [tuple(r.shape) for r in result]
+            raise ComputationError(f"{spec.label} failed for {self.name}: attributions of shape {got} "
                                    f"for {len(ids)} example(s)")
         return tuple(r.detach() for r in result)
 

@@ -8,8 +8,9 @@ validation read everything from here.
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
@@ -127,7 +128,7 @@ class AttributionContext:
     model: torch.nn.Module
     forward: Callable[..., torch.Tensor]  # model followed by nothing: raw outputs (logits)
     inputs: Tuple[torch.Tensor, ...]  # transformed inputs, batch first
-    baselines: Tuple[torch.Tensor, ...]  # same shapes as inputs (per-example baselines)
+    make_baselines: Callable[[], Tuple[torch.Tensor, ...]]  # per-example baselines, same shapes as inputs
     baseline_distribution: Callable[[int], Tuple[torch.Tensor, ...]]  # n -> (n, ...) per input
     targets: torch.Tensor  # (B,) class indices
     additional_forward_args: Any
@@ -135,6 +136,11 @@ class AttributionContext:
     image_inputs: Tuple[int, ...]  # indices of inputs that are images (C, H, W)
     internal_batch_size: int
     resolve_layer: Callable[[str], torch.nn.Module]
+
+    @functools.cached_property
+    def baselines(self) -> Tuple[torch.Tensor, ...]:
+        """Built on first use: methods without per-example baselines never pay for them."""
+        return self.make_baselines()
 
 
 @dataclass(frozen=True)
@@ -299,10 +305,6 @@ def patch_feature_mask(ctx: AttributionContext) -> Tuple[torch.Tensor, ...]:
         masks.append(mask + offset)
         offset += count
     return tuple(masks)
-
-
-def _feature_count(ctx: AttributionContext) -> int:
-    return int(max(int(m.max()) for m in patch_feature_mask(ctx))) + 1
 
 
 def _interpolate_layer(ctx: AttributionContext, attr: torch.Tensor, mode: str) -> Tuple[torch.Tensor, ...]:

@@ -289,7 +289,7 @@ class AttributionVisualizer:
                 return self._originals[key]
         f, x = self.features[i], ex.inputs[i]
         if isinstance(f, ImageFeature):
-            value = encode_png_base64(shrink_image(to_display_image(f.display_input(x))))
+            value = encode_png_base64(self._display_image(ex, i))
         elif isinstance(f, TextFeature):
             value = f.tokens(x)
         elif isinstance(f, GeneralFeature):
@@ -302,13 +302,17 @@ class AttributionVisualizer:
                 self._originals.popitem(last=False)
         return value
 
+    def _display_image(self, ex: Example, i: int) -> np.ndarray:
+        """An image feature's input as shown, shrunk to MAX_DISPLAY_SIDE so that huge inputs
+        cost bounded time and bytes per example (its attribution map is shrunk alike)."""
+        return shrink_image(to_display_image(self.features[i].display_input(ex.inputs[i])))
+
     def _render_feature(self, ex: Example, i: int, attr_map: np.ndarray, vis: Visualization) -> Dict[str, Any]:
         f = self.features[i]
         out: Dict[str, Any] = {"name": f.name, "type": f.kind}
         if isinstance(f, ImageFeature):
-            # Both are shrunk to MAX_DISPLAY_SIDE: huge inputs cost bounded time and bytes per example.
-            original = shrink_image(to_display_image(f.display_input(ex.inputs[i])))
-            img = render_attribution(shrink_map(attr_map), original, vis.method, vis.sign, vis.outlier_perc)
+            img = render_attribution(shrink_map(attr_map), self._display_image(ex, i), vis.method, vis.sign,
+                                     vis.outlier_perc)
             out["image"] = encode_png_base64(img)
         elif isinstance(f, TextFeature):
             out["tokens"] = self._original(ex, i)
