@@ -10,6 +10,7 @@ at a time (``Engine.lock``); different models compute in parallel.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -25,6 +26,7 @@ import torch
 
 from .features import BaseFeature, ImageFeature
 from .methods import AttributionContext, MethodSpec, ValidationError
+from .worker import ComputeThread, on_compute_thread
 
 log = logging.getLogger(__name__)
 TOP_K_MAX = 20
@@ -94,6 +96,11 @@ class LRUCache:
             while len(self._data) > self.max_entries or self._bytes > self.max_bytes:
                 _, (_, s) = self._data.popitem(last=False)
                 self._bytes -= s
+
+    def __contains__(self, key: Hashable) -> bool:
+        """Whether ``key`` is cached (no hit or miss is counted, the order is kept)."""
+        with self._lock:
+            return key in self._data
 
     def __len__(self) -> int:
         return len(self._data)
@@ -205,7 +212,12 @@ class Engine:
         if isinstance(model, torch.nn.Module):
             model.to(self.device)
             model.eval()
-        self.lock = threading.Lock()
+        # Re-entrant: a shared-forward computation holds it across its forward pass and the captum
+        # call that reuses that pass.
+        self.lock = threading.RLock()
+        # The model's forward and backward passes all run on this one thread (see worker.py).
+        self.compute = ComputeThread(f"insights-app compute: {name}")
+        self.compute.close_with(self)
         self.results = LRUCache(cache_entries, cache_bytes)
         self.predictions = LRUCache(prediction_entries, max_bytes=2**62)
         self.image_inputs = tuple(i for i, f in enumerate(self.features) if isinstance(f, ImageFeature))
@@ -234,11 +246,18 @@ class Engine:
         return tuple(transform_batch(f, x).to(self.device) for f, x in zip(self.features, raw))
 
     # ------------------------------------------------------------ prediction
+    @on_compute_thread
     def scores(self, inputs: Tuple[torch.Tensor, ...], additional_args: Any = None) -> torch.Tensor:
         """Scores (score_func of the outputs) for a batch, in one forward pass."""
         extra = _as_tuple(additional_args) or ()
         with self.lock, torch.no_grad():
             out = self.forward(*inputs, *extra)
+        return self._scores_of(out)
+
+    def _scores_of(self, out: torch.Tensor) -> torch.Tensor:
+        """Model outputs -> (B, classes) float scores on the CPU (score_func applied)."""
+        with torch.no_grad():
+            out = out.detach()
             if self.score_func is not None:
                 out = self.score_func(out)
         out = out.detach().float().cpu()
@@ -246,6 +265,7 @@ class Engine:
             out = out[:, None]
         return out.reshape(out.shape[0], -1)
 
+    @on_compute_thread
     def predict(self, ids: Sequence[Hashable], raw: Sequence[torch.Tensor], additional_args: Any = None) -> List[Prediction]:
         """Top predictions for examples, cached by example id; missing ones in one pass."""
         found: Dict[int, Prediction] = {}
@@ -276,12 +296,15 @@ class Engine:
                 return [p for r in rows for p in self._predict_rows(ids, [r], raw, additional_args)]
             log.warning("prediction failed for example %s on %s: %s", ids[rows[0]], self.name, exc)
             return [Prediction([], [], error=f"prediction failed for {self.name}: {type(exc).__name__}: {exc}")]
+        return self._store_predictions([ids[i] for i in rows], scores)
+
+    def _store_predictions(self, ids: Sequence[Hashable], scores: torch.Tensor) -> List[Prediction]:
         k = min(TOP_K_MAX, scores.shape[1])
         values, indices = torch.topk(scores, k, dim=1)
         out = []
-        for row, i in enumerate(rows):
-            p = Prediction(indices[row].tolist(), values[row].tolist())
-            self.predictions.put(ids[i], p)
+        for ex_id, idx, val in zip(ids, indices.tolist(), values.tolist()):
+            p = Prediction(idx, val)
+            self.predictions.put(ex_id, p)
             out.append(p)
         return out
 
@@ -351,6 +374,7 @@ class Engine:
             raise ValidationError("arguments.layer", f"the model has no layer named {name!r}")
         return modules[name]
 
+    @on_compute_thread
     def attribute(
         self,
         spec: MethodSpec,
@@ -359,21 +383,33 @@ class Engine:
         raw: Sequence[torch.Tensor],
         targets: Optional[Sequence[int]],
         additional_args: Any = None,
+        *,
+        inputs: Optional[Tuple[torch.Tensor, ...]] = None,
+        forward: Optional[Callable[..., torch.Tensor]] = None,
+        distribution: Optional[Callable[[int], Tuple[torch.Tensor, ...]]] = None,
     ) -> Tuple[torch.Tensor, ...]:
-        """Raw captum attributions for a batch (one call, per-example targets), not cached."""
-        inputs = self.model_inputs(raw)
+        """Raw captum attributions for a batch (one call, per-example targets), not cached.
+
+        ``inputs`` (the batch already transformed), ``forward`` (the function captum calls)
+        and ``distribution`` (the SHAP baselines) may be passed in when the caller has them,
+        so that a page split into several calls transforms and draws them once.
+        """
+        if inputs is None:
+            inputs = self.model_inputs(raw)
         kind = params.get("baseline", "zeros")
         seed = int(params.get("seed", 0))
-        shapes = [(x.shape[1:], x.dtype) for x in raw]
+        if distribution is None:
+            shapes = [(x.shape[1:], x.dtype) for x in raw]
+            distribution = functools.partial(self.baseline_distribution, kind, shapes, seed=seed)
         target_tensor = None
         if targets is not None:
             target_tensor = torch.as_tensor(list(targets), dtype=torch.long, device=self.device)
         ctx = AttributionContext(
             model=self.model,
-            forward=self.forward,
+            forward=forward or self.forward,
             inputs=inputs,
             make_baselines=lambda: self.baselines(kind, ids, raw, seed),
-            baseline_distribution=lambda n: self.baseline_distribution(kind, shapes, n, seed),
+            baseline_distribution=distribution,
             targets=target_tensor,
             additional_forward_args=_as_tuple(additional_args),
             params=params,
@@ -407,7 +443,14 @@ class Engine:
         images, Integrated Gradients (50 steps) took 1.5x as long in one call as in one call per
         example, because captum keeps every step's gradients of the whole call before summing.
         The bound also caps memory for methods that have no batch size of their own.
+
+        A randomized method's draws for one example depend on the batch it runs in, so it runs
+        one example per call: each result then depends only on the example and the seed, and
+        a page, a re-attribution and a cache hit all show the same map (captum called on that
+        example alone after seeding gives it too).
         """
+        if spec.randomized:
+            return 1
         hw = next(((int(x.shape[-2]), int(x.shape[-1])) for i, x in enumerate(raw)
                    if i in self.image_inputs and x.dim() >= 3), (1, 1))
         try:
@@ -416,6 +459,46 @@ class Engine:
             evals = 1
         return max(1, self.internal_batch_size // max(1, evals))
 
+    def _calls(self, spec: MethodSpec, params: Dict[str, Any], raw: Sequence[torch.Tensor],
+               additional_args: Any) -> Iterator[Tuple[slice, Tuple[torch.Tensor, ...], Tuple[torch.Tensor, ...], Any]]:
+        """The captum calls for a batch: (rows, raw rows, transformed rows, additional args).
+
+        The whole batch is transformed once; each call gets its rows as views.
+        """
+        n = int(raw[0].shape[0])
+        chunk = self.examples_per_call(spec, params, raw)
+        inputs = self.model_inputs(raw)
+        if chunk >= n:
+            yield slice(0, n), tuple(raw), inputs, additional_args
+            return
+        for s in range(0, n, chunk):
+            rows = slice(s, min(s + chunk, n))
+            yield (rows, tuple(x[rows] for x in raw), tuple(x[rows] for x in inputs),
+                   slice_additional_args(additional_args, list(range(rows.start, rows.stop)), n))
+
+    def _distribution(self, params: Dict[str, Any], raw: Sequence[torch.Tensor]) -> Callable[[int], Tuple[torch.Tensor, ...]]:
+        """The SHAP baseline distribution for a batch, drawn once however many calls use it."""
+        shapes = [(x.shape[1:], x.dtype) for x in raw]
+        draw = functools.partial(self.baseline_distribution, params.get("baseline", "zeros"), shapes,
+                                 seed=int(params.get("seed", 0)))
+        return functools.lru_cache(maxsize=2)(draw)
+
+    def _store_explanations(self, key: str, ids: Sequence[Hashable], targets: Sequence[Optional[int]],
+                            attrs: Tuple[torch.Tensor, ...]) -> List[Explanation]:
+        """Reduce each example's attributions to what the page shows, and cache them."""
+        out = []
+        for row, (ex_id, target) in enumerate(zip(ids, targets)):
+            per_feature = [a[row] for a in attrs]
+            exp = Explanation(
+                target=target,
+                maps=[f.reduce_attribution(a) for f, a in zip(self.features, per_feature)],
+                contributions=contributions(per_feature),
+            )
+            self.results.put((ex_id, key, target), exp, exp.nbytes())
+            out.append(exp)
+        return out
+
+    @on_compute_thread
     def explain(
         self,
         spec: MethodSpec,
@@ -425,7 +508,7 @@ class Engine:
         targets: Sequence[Optional[int]],
         additional_args: Any = None,
     ) -> List[Explanation]:
-        """Reduced attributions per example, from the cache or computed in one batched call."""
+        """Reduced attributions per example, from the cache or computed in batched calls."""
         key = arguments_key(spec.name, params)
         out: Dict[int, Explanation] = {}
         missing: List[int] = []
@@ -441,30 +524,101 @@ class Engine:
             sub_targets = [targets[i] for i in missing]
             use_targets = None if any(t is None for t in sub_targets) else sub_targets
             extra = slice_additional_args(additional_args, missing, len(ids))
-            n = len(sub_ids)
-            # A randomized method's draws for one example depend on the batch it runs in. One
-            # example per call makes each result depend only on the example and the seed, so a
-            # page, a re-attribution and a cache hit all show the same map (and captum called
-            # on that example alone after seeding gives it too).
-            chunk = 1 if spec.randomized else self.examples_per_call(spec, params, sub_raw)
-            if chunk < n:
-                parts = [self.attribute(spec, params, sub_ids[s:s + chunk], tuple(x[s:s + chunk] for x in sub_raw),
-                                        None if use_targets is None else use_targets[s:s + chunk],
-                                        slice_additional_args(extra, list(range(s, min(s + chunk, n))), n))
-                         for s in range(0, n, chunk)]
-                attrs = tuple(torch.cat(p) for p in zip(*parts))
-            else:
-                attrs = self.attribute(spec, params, sub_ids, sub_raw, use_targets, extra)
-            for row, i in enumerate(missing):
-                per_feature = [a[row] for a in attrs]
-                exp = Explanation(
-                    target=targets[i],
-                    maps=[f.reduce_attribution(a) for f, a in zip(self.features, per_feature)],
-                    contributions=contributions(per_feature),
-                )
-                self.results.put((ids[i], key, targets[i]), exp, exp.nbytes())
+            distribution = self._distribution(params, sub_raw)
+            parts = [self.attribute(spec, params, sub_ids[rows], part_raw,
+                                    None if use_targets is None else use_targets[rows], part_extra,
+                                    inputs=part_inputs, distribution=distribution)
+                     for rows, part_raw, part_inputs, part_extra in self._calls(spec, params, sub_raw, extra)]
+            attrs = parts[0] if len(parts) == 1 else tuple(torch.cat(p) for p in zip(*parts))
+            for i, exp in zip(missing, self._store_explanations(key, sub_ids, sub_targets, attrs)):
                 out[i] = exp
         return [out[i] for i in range(len(ids))]
+
+    # ------------------------------------------------------------ one forward pass for both
+    def shares_forward(self, spec: MethodSpec, ids: Sequence[Hashable]) -> bool:
+        """Whether :meth:`predict_and_explain` can serve these examples: the method's first
+        forward pass is on the inputs themselves and none of them has been predicted yet
+        (otherwise the prediction is free and the usual path costs nothing more)."""
+        return bool(spec.first_forward) and not any(i in self.predictions for i in ids)
+
+    @on_compute_thread
+    def predict_and_explain(
+        self,
+        spec: MethodSpec,
+        params: Dict[str, Any],
+        ids: Sequence[Hashable],
+        raw: Sequence[torch.Tensor],
+        requested: Optional[Sequence[Optional[int]]] = None,
+        additional_args: Any = None,
+    ) -> Optional[Tuple[List[Prediction], List[Explanation]]]:
+        """Predictions and attributions from one forward pass per captum call.
+
+        For methods whose first forward pass is on the unchanged inputs (Saliency and Input x
+        Gradient differentiate it; Occlusion and Feature Ablation compare against it), the
+        prediction pass *is* that pass: it is run here (with gradients when the method
+        needs them), gives the predictions and so the targets, and captum is handed a
+        forward function that answers its call on those same input tensors with that
+        output. The page then costs what the captum call alone costs.
+
+        Targets are ``requested[i]`` where given, else the top prediction. Returns None when
+        the model or captum fails; the caller then takes the two-step path, which isolates
+        the failing examples.
+        """
+        key = arguments_key(spec.name, params)
+        with_grad = spec.first_forward == "grad"
+        preds: List[Prediction] = []
+        exps: List[Explanation] = []
+        distribution = self._distribution(params, raw)
+        try:
+            with self.lock:
+                for rows, part_raw, inputs, extra in self._calls(spec, params, raw, additional_args):
+                    part_ids = list(ids[rows])
+                    if with_grad:
+                        inputs = tuple(x.detach().requires_grad_() if x.is_floating_point() else x for x in inputs)
+                    call_args = inputs + (_as_tuple(extra) or ())
+                    with torch.set_grad_enabled(with_grad):
+                        out = self.forward(*call_args)
+                    part_preds = self._store_predictions(part_ids, self._scores_of(out))
+                    targets: List[Optional[int]] = []
+                    for j, p in enumerate(part_preds):
+                        asked = requested[rows.start + j] if requested is not None else None
+                        targets.append(None if not self.use_label_for_attr else
+                                       asked if asked is not None else p.indices[0])
+                    use_targets = None if any(t is None for t in targets) else targets
+                    forward = ReusedForward(self.forward, call_args, out)
+                    attrs = self.attribute(spec, params, part_ids, part_raw, use_targets, extra, inputs=inputs,
+                                           forward=forward, distribution=distribution)
+                    preds.extend(part_preds)
+                    exps.extend(self._store_explanations(key, part_ids, targets, attrs))
+        except ValidationError:
+            raise
+        except Exception as exc:  # isolate on the two-step path (what succeeded is cached)
+            log.info("one-pass %s failed on %s (%s); predicting and explaining separately", spec.name, self.name, exc)
+            return None
+        return preds, exps
+
+
+class ReusedForward:
+    """A forward function that answers its first call on given input tensors with a given output.
+
+    Identity, not equality, decides: the output was computed from exactly these tensor
+    objects (with its autograd graph when gradients were on), so it is the output a new
+    forward pass would give. Any other call runs the model. The output is released once
+    used, so its graph is freed with captum's backward pass.
+    """
+
+    def __init__(self, forward: Callable[..., torch.Tensor], args: Tuple[Any, ...], output: torch.Tensor) -> None:
+        self._forward = forward
+        self._args: Tuple[Any, ...] = args
+        self._output: Optional[torch.Tensor] = output
+        self.reused = False
+
+    def __call__(self, *args: Any) -> torch.Tensor:
+        if self._output is not None and len(args) == len(self._args) and all(a is b for a, b in zip(args, self._args)):
+            out, self._output, self._args = self._output, None, ()
+            self.reused = True
+            return out
+        return self._forward(*args)
 
 
 @contextlib.contextmanager

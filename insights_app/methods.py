@@ -156,6 +156,10 @@ class MethodSpec:
     # Forward passes per example for the given parameters and image (height, width).
     cost: Callable[[Mapping[str, Any], Tuple[int, int]], int] = lambda p, hw: 1
     randomized: bool = False
+    # Whether captum's first forward pass is on the unchanged inputs, so that the page's
+    # prediction pass can serve as that pass: "grad" (it is differentiated), "eval" (it is
+    # the reference score), or "" (no such pass).
+    first_forward: str = ""
 
     def param(self, name: str) -> ParamSpec:
         for p in self.params:
@@ -483,9 +487,9 @@ def build_registry() -> Dict[str, MethodSpec]:
                    (n_baselines, _baseline_param(DISTRIBUTION_BASELINES), _seed_param()),
                    _run_deeplift_shap, cost=lambda p, hw: p["n_baselines"], randomized=True),
         MethodSpec("Saliency", "Saliency", "Saliency", "Gradient of the target score with respect to the input.",
-                   (ABS,), _run_saliency),
+                   (ABS,), _run_saliency, first_forward="grad"),
         MethodSpec("InputXGradient", "Input x Gradient", "InputXGradient", "The input multiplied by its gradient.",
-                   (), _simple(InputXGradient)),
+                   (), _simple(InputXGradient), first_forward="grad"),
         MethodSpec("Deconvolution", "Deconvolution", "Deconvolution",
                    "Gradients with ReLU applied to the backward signal.", (), _simple(Deconvolution, use_model=True)),
         MethodSpec("GuidedBackprop", "Guided Backprop", "GuidedBackprop",
@@ -501,11 +505,11 @@ def build_registry() -> Dict[str, MethodSpec]:
         MethodSpec("Occlusion", "Occlusion", "Occlusion",
                    "Change in the target score when a sliding window is replaced by the baseline.",
                    (WINDOW, STRIDE, PERTURBATIONS, _baseline_param(("zeros", "uniform", "gaussian", "blur", "feature"))),
-                   _run_occlusion, cost=_occlusion_cost),
+                   _run_occlusion, cost=_occlusion_cost, first_forward="eval"),
         MethodSpec("FeatureAblation", "Feature Ablation", "FeatureAblation",
                    "Change in the target score when each square patch is replaced by the baseline.",
                    (PATCH, PERTURBATIONS, _baseline_param()), _run_feature_ablation,
-                   cost=_patch_cost),
+                   cost=_patch_cost, first_forward="eval"),
         MethodSpec("ShapleyValueSampling", "Shapley Value Sampling", "ShapleyValueSampling",
                    "Shapley values of square patches estimated from sampled permutations.",
                    (PATCH, shap_samples, PERTURBATIONS, _baseline_param(), _seed_param()), _run_shapley,

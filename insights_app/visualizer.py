@@ -335,7 +335,7 @@ class AttributionVisualizer:
                 for i, s in pred.top(k)]
 
     def _model_json(self, engine_index: int, ex: Example, pred: Prediction, exp: Optional[Explanation],
-                    q: PageQuery | AttributeQuery, error: Optional[str]) -> Dict[str, Any]:
+                    q: PageQuery | AttributeQuery, error: Optional[str], args_key: str) -> Dict[str, Any]:
         engine = self.engines[engine_index]
         out: Dict[str, Any] = {
             "index": engine_index,
@@ -347,7 +347,7 @@ class AttributionVisualizer:
         }
         if exp is not None:
             out["target"] = self._label_json(exp.target)
-            key = (engine_index, ex.id, arguments_key(q.method.name, q.arguments), exp.target, q.visualization)
+            key = (engine_index, ex.id, args_key, exp.target, q.visualization)
             try:
                 rendered = self._rendered.get(key)
                 if rendered is None:
@@ -390,20 +390,39 @@ class AttributionVisualizer:
             out.extend(self._explain_isolating(engine, q, [ex], [t]))
         return out
 
+    def _predict_and_explain(self, engine: Engine, q: PageQuery | AttributeQuery, examples: Sequence[Example],
+                             requested: Optional[Sequence[Optional[int]]] = None,
+                             ) -> Tuple[List[Prediction], List[Tuple[Optional[Explanation], Optional[str]]]]:
+        """One model's predictions and (explanation, error) pairs for a chunk of examples.
+
+        Methods whose first forward pass is on the inputs get both from one pass (see
+        :meth:`Engine.predict_and_explain`); otherwise, or if that fails, the examples are
+        predicted, then explained, with failures isolated to the examples that cause them.
+        """
+        raw, extra = stack_examples(examples)
+        ids = [e.id for e in examples]
+        if engine.shares_forward(q.method, ids):
+            both = engine.predict_and_explain(q.method, q.arguments, ids, raw, requested, extra)
+            if both is not None:
+                return both[0], [(e, None) for e in both[1]]
+        preds = engine.predict(ids, raw, extra)
+        results: List[Tuple[Optional[Explanation], Optional[str]]] = [(None, p.error) for p in preds]
+        ok = [j for j, p in enumerate(preds) if not p.error]  # the model failed on the others
+        if ok:
+            targets = [self._target(engine, preds[j], requested[j] if requested else None) for j in ok]
+            for j, r in zip(ok, self._explain_isolating(engine, q, [examples[j] for j in ok], targets)):
+                results[j] = r
+        return preds, results
+
     def explain_examples(self, q: PageQuery, examples: Sequence[Example]) -> List[Dict[str, Any]]:
         """Predictions and attributions of every model for a chunk of examples (batched)."""
         if not examples:
             return []
-        preds = self._predict_all(examples)
+        args_key = arguments_key(q.method.name, q.arguments)
         per_model: List[List[Dict[str, Any]]] = []
         for m, engine in enumerate(self.engines):
-            results: List[Tuple[Optional[Explanation], Optional[str]]] = [(None, p.error) for p in preds[m]]
-            ok = [j for j, p in enumerate(preds[m]) if not p.error]  # the model failed on the others
-            if ok:
-                targets = [self._target(engine, preds[m][j], None) for j in ok]
-                for j, r in zip(ok, self._explain_isolating(engine, q, [examples[j] for j in ok], targets)):
-                    results[j] = r
-            per_model.append([self._model_json(m, ex, preds[m][j], exp, q, err)
+            preds, results = self._predict_and_explain(engine, q, examples)
+            per_model.append([self._model_json(m, ex, preds[j], exp, q, err, args_key)
                               for j, (ex, (exp, err)) in enumerate(zip(examples, results))])
         return [self._example_json(ex, [per_model[m][j] for m in range(len(self.engines))])
                 for j, ex in enumerate(examples)]
@@ -446,14 +465,9 @@ class AttributionVisualizer:
         except IndexError:
             raise ValidationError("example_id", f"no example {q.example_id} in the dataset") from None
         engine = self.engines[q.model]
-        raw, extra = stack_examples([ex])
-        pred = engine.predict([ex.id], raw, extra)[0]
-        if pred.error:
-            exp, err = None, pred.error
-        else:
-            target = self._target(engine, pred, q.target)
-            (exp, err), = self._explain_isolating(engine, q, [ex], [target])
-        return {"example": self._example_json(ex, [self._model_json(q.model, ex, pred, exp, q, err)])}
+        (pred,), ((exp, err),) = self._predict_and_explain(engine, q, [ex], [q.target])
+        args_key = arguments_key(q.method.name, q.arguments)
+        return {"example": self._example_json(ex, [self._model_json(q.model, ex, pred, exp, q, err, args_key)])}
 
     # ------------------------------------------------------------ serving
     def serve(self, blocking: bool = False, debug: bool = False, port: Optional[int] = None,
