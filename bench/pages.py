@@ -63,6 +63,11 @@ class PageResult:
         return self.server_page_s / (self.raw_best_s + self.raw_forward_s)
 
     @property
+    def overhead_per_example_s(self) -> float:
+        """What the page costs beyond the best raw call, per example (rendering, JSON, HTTP, ...)."""
+        return (self.server_page_s - self.raw_best_s) / self.page_size
+
+    @property
     def stream_ratio(self) -> float:
         return self.stream_total_s / self.raw_best_s
 
@@ -74,6 +79,7 @@ class PageResult:
         out = asdict(self)
         out.update(raw_best_s=self.raw_best_s, ratio=self.ratio, cpu_ratio=self.cpu_ratio,
                    ratio_with_forward=self.ratio_with_forward,
+                   overhead_per_example_s=self.overhead_per_example_s,
                    stream_ratio=self.stream_ratio,
                    first_fraction=self.first_fraction)
         return out
@@ -142,6 +148,19 @@ class PageBench:
             if ex["id"] % POOL_SIZE >= size:
                 raise RuntimeError("the page does not show the raw call's inputs")
 
+    def timed_page(self, case: Case, size: int, times: Dict[str, List[float]]) -> Dict[str, Any]:
+        """Fetch one never-seen page (non-streaming), record its wall and CPU time, check it."""
+        body = self.body(case, size, self.fresh_page(size))
+        payload = b""
+
+        def fetch() -> None:
+            nonlocal payload
+            payload = self.client.page_bytes(body)
+
+        times["page"].append(_timed(fetch, times["page_cpu"]))
+        self.check(json.loads(payload), size)
+        return body
+
     def run(self, case: Case, size: int, repeats: int, log: Optional[Callable[[str], None]] = None,
             min_seconds: float = 0.0, max_repeats: int = 20) -> PageResult:
         """Measure one cell: at least ``repeats`` rounds, more (up to ``max_repeats``) while the
@@ -177,17 +196,12 @@ class PageBench:
         rounds = 0
         while rounds < repeats or (time.perf_counter() - started < min_seconds and rounds < max_repeats):
             rounds += 1
+            # Each round times as many server pages as raw calls (two of each), in alternation, so
+            # that neither side gets more chances at a quiet moment of a shared machine.
             times["batched"].append(_timed(raw_batched, times["raw_cpu"]))
-            last_body = self.body(case, size, self.fresh_page(size))
-            payload = b""
-
-            def fetch() -> None:
-                nonlocal payload
-                payload = self.client.page_bytes(last_body)
-
-            times["page"].append(_timed(fetch, times["page_cpu"]))
-            self.check(json.loads(payload), size)
+            last_body = self.timed_page(case, size, times)
             times["per_example"].append(_timed(raw_per_example, times["raw_cpu"]))
+            last_body = self.timed_page(case, size, times)
             times["forward"].append(_timed(raw_forward))
             st = self.client.stream(self.body(case, size, self.fresh_page(size)))
             if st.examples != size:

@@ -58,13 +58,14 @@ def _table(header: Sequence[str], rows: List[Sequence[str]]) -> str:
 
 def pages_table(pages: Sequence[Any]) -> str:
     header = ["model", "method (arguments)", "n", "captum batched ms", "captum per-example ms", "server page ms",
-              "ratio", "CPU ratio", "ratio incl. forward", "first example ms", "stream page ms", "first / stream",
-              "cache hit ms"]
+              "ratio", "CPU ratio", "ratio incl. forward", "server extra ms / example", "first example ms",
+              "stream page ms", "first / stream", "cache hit ms"]
     rows = []
     for r in pages:
         rows.append([r.model, f"{r.method} ({r.arguments})", str(r.page_size), _ms(r.raw_batched_s),
                      _ms(r.raw_per_example_s), _ms(r.server_page_s), f"{r.ratio:.2f}", f"{r.cpu_ratio:.2f}",
-                     f"{r.ratio_with_forward:.2f}", _ms(r.stream_first_s), _ms(r.stream_total_s),
+                     f"{r.ratio_with_forward:.2f}", _ms(r.overhead_per_example_s), _ms(r.stream_first_s),
+                     _ms(r.stream_total_s),
                      f"{r.first_fraction:.2f}", _ms(r.cache_hit_s)])
     return _table(header, rows)
 
@@ -129,10 +130,12 @@ def markdown(info: Dict[str, Any], pages: Optional[Sequence[Any]], render: Optio
              f"{info['torch_threads']} threads, captum {info['captum']}, CPU)", ""]
     if pages:
         parts += ["### One page: the server (HTTP) against raw captum on the same inputs", "",
-                  "Times are the best of the repeats. *captum*: the attribution call alone, on the whole page "
-                  "and one example at a time; *ratio*: server page / the faster of the two; *CPU ratio*: the same in "
-                  "process CPU time (steadier on a busy machine); *ratio incl. forward*: the same with the forward pass that picks the targets added to captum's side. "
-                  "*first example*: streaming page, request sent to the first example received.", "",
+                  "Times are the best of the repeats (as many server pages as captum calls, alternating). "
+                  "*captum*: the attribution call alone, on the whole page and one example at a time; *ratio*: "
+                  "server page / the faster of the two; *CPU ratio*: the same in process CPU time; *ratio incl. "
+                  "forward*: the same with the forward pass that picks the targets added to captum's side; "
+                  "*server extra / example*: (server page - faster captum) / n. *first example*: streaming page, "
+                  "request sent to the first example received.", "",
                   pages_table(pages), ""]
     if render:
         parts += ["### Rendering one 224x224 image (attribution -> PNG data URL)", "", render_table(render), ""]

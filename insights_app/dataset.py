@@ -85,11 +85,10 @@ def split_batch(batch: Any, first_id: int) -> List[Example]:
         labels = [None if v is None or (isinstance(v, (int, float)) and v < 0) else int(v) for v in raw]
     from .engine import slice_additional_args
 
-    out = []
-    for j in range(n):
-        extra = slice_additional_args(batch.additional_args, [j], n)
-        out.append(Example(first_id + j, tuple(x[j] for x in inputs), labels[j], extra))
-    return out
+    rows = list(zip(*(x.unbind(0) for x in inputs)))  # one call per input, not one index per example
+    extra = batch.additional_args
+    return [Example(first_id + j, rows[j], labels[j], None if extra is None else slice_additional_args(extra, [j], n))
+            for j in range(n)]
 
 
 def stack_examples(examples: Sequence[Example]) -> Tuple[Tuple[torch.Tensor, ...], Any]:

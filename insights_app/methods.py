@@ -160,6 +160,9 @@ class MethodSpec:
     # prediction pass can serve as that pass: "grad" (it is differentiated), "eval" (it is
     # the reference score), or "" (no such pass).
     first_forward: str = ""
+    # Whether captum draws from numpy's global generator too (Gradient SHAP does), so that it
+    # must be seeded as well as torch's.
+    numpy_rng: bool = False
 
     def param(self, name: str) -> ParamSpec:
         for p in self.params:
@@ -478,7 +481,7 @@ def build_registry() -> Dict[str, MethodSpec]:
                    "Expected gradients between random points on paths from baselines drawn from a distribution.",
                    (gshap_samples, ParamSpec("stdevs", "float", 0.0, STDEVS.help, minimum=0.0, maximum=10.0),
                     n_baselines, _baseline_param(DISTRIBUTION_BASELINES), _seed_param()),
-                   _run_gradient_shap, cost=lambda p, hw: p["n_samples"], randomized=True),
+                   _run_gradient_shap, cost=lambda p, hw: p["n_samples"], randomized=True, numpy_rng=True),
         MethodSpec("DeepLift", "DeepLift", "DeepLift",
                    "Backpropagates the difference from the baseline with the rescale rule.",
                    (_baseline_param(),), _run_deeplift),

@@ -74,9 +74,9 @@ def test_page_cell_measures_server_and_raw_on_fresh_pages(cnn):
         assert 0 < r.stream_first_s <= r.stream_total_s
         assert r.ratio == pytest.approx(r.server_page_s / min(r.raw_batched_s, r.raw_per_example_s))
         assert set(r.to_json()) >= {"ratio", "cpu_ratio", "first_fraction", "cache_hit_s"}
-    # Five pages, each one new to the server (one warm-up; a page and a streamed page per round):
-    # the last one starts at the fifth pool-aligned id.
-    assert pages_used == 4 * POOL_SIZE + 4
+    # Seven pages, each one new to the server (one warm-up; two pages and a streamed page per
+    # round, as many timed pages as raw calls): the last one starts at the seventh pool-aligned id.
+    assert pages_used == 6 * POOL_SIZE + 4
 
 
 def test_fresh_pages_show_the_raw_inputs_for_any_page_size(cnn):
