@@ -107,3 +107,21 @@ def test_grayscale_images_stay_grayscale():
 def test_images_in_0_255_are_not_rescaled():
     img = to_display_image(np.full((3, 4, 4), 100.0, np.float32))
     assert img.max() == 100
+
+
+@pytest.mark.parametrize("kind", ["noise", "smooth", "thumbnail"])
+def test_png_decodes_to_the_exact_pixels_and_compresses_only_what_compresses(kind):
+    rng = np.random.default_rng(0)
+    if kind == "noise":  # deflate cannot shrink it: stored as is, not spent time on
+        img = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    elif kind == "smooth":  # a gradient: deflate shrinks it a lot
+        img = np.repeat(np.linspace(0, 255, 224, dtype=np.uint8)[None, :, None], 224, axis=0).repeat(3, axis=2)
+    else:  # 32x32: always stored
+        img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    png = encode_png(img)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), img)
+    raw_bytes = img.size + img.shape[0]  # pixels plus one filter byte per row
+    if kind == "smooth":
+        assert len(png) < 0.1 * raw_bytes
+    else:
+        assert raw_bytes < len(png) < 1.01 * raw_bytes + 200
