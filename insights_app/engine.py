@@ -440,8 +440,10 @@ class Engine:
         return tuple(r.detach() for r in result)
 
     def examples_per_call(self, spec: MethodSpec, params: Dict[str, Any], raw: Sequence[torch.Tensor]) -> int:
-        """How many examples one captum call attributes: as many as keep the inputs it expands
-        to (forward passes per example x examples) within ``internal_batch_size``.
+        """How many examples one captum call attributes: as many as keep the rows of each of its
+        forward passes (rows per example x examples) within ``internal_batch_size``. An
+        example adds ``n_steps`` rows to Integrated Gradients' passes, but only
+        ``perturbations_per_eval`` to Occlusion's (whatever its window count).
 
         Beyond that a bigger call is no faster, and on a CPU slower: measured with 64 small
         images, Integrated Gradients (50 steps) took 1.5x as long in one call as in one call per
@@ -462,8 +464,8 @@ class Engine:
         hw = next(((int(x.shape[-2]), int(x.shape[-1])) for i, x in enumerate(raw)
                    if i in self.image_inputs and x.dim() >= 3), (1, 1))
         try:
-            evals = int(spec.cost(params, hw))
-        except Exception:  # a cost estimate that cannot be made: batch as before
+            evals = int((spec.rows or spec.cost)(params, hw))
+        except Exception:  # an estimate that cannot be made: batch as before
             evals = 1
         row_bytes = 4 * sum(int(x[0].numel()) for x in raw if x.dim() > 0 and x.shape[0] > 0)
         rows = max(1, min(self.internal_batch_size, CALL_INPUT_BYTES // max(1, row_bytes)))

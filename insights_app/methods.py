@@ -156,6 +156,9 @@ class MethodSpec:
     # Forward passes per example for the given parameters and image (height, width).
     cost: Callable[[Mapping[str, Any], Tuple[int, int]], int] = lambda p, hw: 1
     randomized: bool = False
+    # Rows one example adds to each of captum's forward passes, when not ``cost`` (the
+    # perturbation methods evaluate ``perturbations_per_eval`` perturbations per pass).
+    rows: Optional[Callable[[Mapping[str, Any], Tuple[int, int]], int]] = None
     # Whether captum's first forward pass is on the unchanged inputs, so that the page's
     # prediction pass can serve as that pass: "grad" (it is differentiated), "eval" (it is
     # the reference score), or "" (no such pass).
@@ -508,11 +511,13 @@ def build_registry() -> Dict[str, MethodSpec]:
         MethodSpec("Occlusion", "Occlusion", "Occlusion",
                    "Change in the target score when a sliding window is replaced by the baseline.",
                    (WINDOW, STRIDE, PERTURBATIONS, _baseline_param(("zeros", "uniform", "gaussian", "blur", "feature"))),
-                   _run_occlusion, cost=_occlusion_cost, first_forward="eval"),
+                   _run_occlusion, cost=_occlusion_cost, first_forward="eval",
+                   rows=lambda p, hw: min(p["perturbations_per_eval"], _occlusion_cost(p, hw))),
         MethodSpec("FeatureAblation", "Feature Ablation", "FeatureAblation",
                    "Change in the target score when each square patch is replaced by the baseline.",
                    (PATCH, PERTURBATIONS, _baseline_param()), _run_feature_ablation,
-                   cost=_patch_cost, first_forward="eval"),
+                   cost=_patch_cost, first_forward="eval",
+                   rows=lambda p, hw: min(p["perturbations_per_eval"], _patch_cost(p, hw))),
         MethodSpec("ShapleyValueSampling", "Shapley Value Sampling", "ShapleyValueSampling",
                    "Shapley values of square patches estimated from sampled permutations.",
                    (PATCH, shap_samples, PERTURBATIONS, _baseline_param(), _seed_param()), _run_shapley,
