@@ -49,7 +49,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                     help="page sizes for every model and method (default: 4,16,64 for cnn32; 4 for resnet18, "
                          "and 16 with Saliency)")
     ap.add_argument("--repeats", type=int, default=None,
-                    help="timed rounds per cell, at least (the best is kept; default 2, more for cheap cells)")
+                    help="timed rounds per cell, at least (the best is kept; default 2, more while a cell has run "
+                         "for under 8 s, up to 20)")
     ap.add_argument("--sections", type=_csv, default=["pages", "render", "memory"],
                     help="any of pages,render,memory")
     ap.add_argument("--memory-sizes", type=_ints, default=None, help="folder sizes (default 1000,10000,50000)")
@@ -105,7 +106,8 @@ def run_pages(a: argparse.Namespace) -> List[Any]:
                 warnings.simplefilter("ignore")  # captum: "Input Tensor 0 did not already require gradients"
                 for method, size in cells:
                     for case in cases[method][:1] if a.quick else cases[method]:
-                        results.append(bench.run(case, size, repeats, log=_log, min_seconds=0.5 if a.quick else 3.0))
+                        results.append(bench.run(case, size, repeats, log=_log,
+                                                 min_seconds=0.5 if a.quick else 8.0))
         finally:
             bench.close()
     return results
