@@ -301,6 +301,13 @@ class Engine:
             return [Prediction([], [], error=f"prediction failed for {self.name}: {type(exc).__name__}: {exc}")]
         return self._store_predictions([ids[i] for i in rows], scores)
 
+    def target(self, pred: Prediction, requested: Optional[int] = None) -> Optional[int]:
+        """The class an example is attributed to: the one asked for, else its top prediction
+        (None for models whose output is not indexed by class, ``use_label_for_attr=False``)."""
+        if not self.use_label_for_attr:
+            return None
+        return requested if requested is not None else pred.indices[0]
+
     def _store_predictions(self, ids: Sequence[Hashable], scores: torch.Tensor) -> List[Prediction]:
         k = min(TOP_K_MAX, scores.shape[1])
         values, indices = torch.topk(scores, k, dim=1)
@@ -402,8 +409,7 @@ class Engine:
         kind = params.get("baseline", "zeros")
         seed = int(params.get("seed", 0))
         if distribution is None:
-            shapes = [(x.shape[1:], x.dtype) for x in raw]
-            distribution = functools.partial(self.baseline_distribution, kind, shapes, seed=seed)
+            distribution = self._distribution(params, raw)
         target_tensor = None
         if targets is not None:
             target_tensor = torch.as_tensor(list(targets), dtype=torch.long, device=self.device)
@@ -591,11 +597,8 @@ class Engine:
                     with torch.set_grad_enabled(with_grad):
                         out = self.forward(*call_args)
                     part_preds = self._store_predictions(part_ids, self._scores_of(out))
-                    targets: List[Optional[int]] = []
-                    for j, p in enumerate(part_preds):
-                        asked = requested[rows.start + j] if requested is not None else None
-                        targets.append(None if not self.use_label_for_attr else
-                                       asked if asked is not None else p.indices[0])
+                    targets = [self.target(p, requested[rows.start + j] if requested is not None else None)
+                               for j, p in enumerate(part_preds)]
                     use_targets = None if any(t is None for t in targets) else targets
                     forward = ReusedForward(self.forward, call_args, out)
                     attrs = self.attribute(spec, params, part_ids, part_raw, use_targets, extra, inputs=inputs,

@@ -370,11 +370,6 @@ class AttributionVisualizer:
             "models": models,
         }
 
-    def _target(self, engine: Engine, pred: Prediction, requested: Optional[int]) -> Optional[int]:
-        if not engine.use_label_for_attr:
-            return None
-        return requested if requested is not None else pred.indices[0]
-
     def _explain_isolating(self, engine: Engine, q: Any, examples: Sequence[Example],
                            targets: Sequence[Optional[int]]) -> List[Tuple[Optional[Explanation], Optional[str]]]:
         """Explain a chunk in one call; if it fails, retry example by example to isolate the bad ones."""
@@ -409,7 +404,7 @@ class AttributionVisualizer:
         results: List[Tuple[Optional[Explanation], Optional[str]]] = [(None, p.error) for p in preds]
         ok = [j for j, p in enumerate(preds) if not p.error]  # the model failed on the others
         if ok:
-            targets = [self._target(engine, preds[j], requested[j] if requested else None) for j in ok]
+            targets = [engine.target(preds[j], requested[j] if requested else None) for j in ok]
             for j, r in zip(ok, self._explain_isolating(engine, q, [examples[j] for j in ok], targets)):
                 results[j] = r
         return preds, results
