@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
-import ipaddress
 import logging
 import os
 import re
@@ -26,6 +25,8 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
+
+from insights_app.access import is_loopback
 
 PROG = "insights-app"
 EXIT_USAGE = 2
@@ -143,7 +144,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         raise CliError("give --mean and --std together")
     if args.mean is not None and len(args.mean) != len(args.std):
         raise CliError(f"--mean has {len(args.mean)} values but --std has {len(args.std)}")
-    if args.token == "" and not _loopback(args.host):
+    if args.token == "" and not is_loopback(args.host):
         raise CliError(f"--host {args.host} serves other machines, so it needs a token: leave out --token "
                        "(one is generated and printed) or pass --token SECRET")
     if not 0 <= args.port <= 65535:
@@ -160,15 +161,6 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
             raise CliError(f"--labels: CSV file not found: {args.labels}")
     args.device = parse_device(args.device)
     return args
-
-
-def _loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_file(path: str, flag: str) -> Path:
@@ -459,7 +451,7 @@ def serve(visualizer: Any, args: argparse.Namespace, out: Say = say) -> int:
         raise CliError(str(exc)) from None
     url = visualizer.url
     out(f"Insights is running at {url}")
-    if not _loopback(args.host):
+    if not is_loopback(args.host):
         out(f"listening on {args.host}: from another machine, use this machine's address in the URL "
             "(the token is required)")
     if args.open:

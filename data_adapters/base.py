@@ -18,6 +18,7 @@ import torch
 
 from insights_app import AttributionVisualizer, Batch
 from insights_app.features import BaseFeature, ImageFeature
+from insights_app.tensors import model_device, plain
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +32,6 @@ class AdapterError(ValueError):
 
     The message is meant for the user as is (the CLI prints it on one line).
     """
-
-
-def plain(t: Any) -> Any:
-    """Strip tensor subclasses (fastai's TensorImage, TensorCategory) so they reach neither captum nor JSON."""
-    if isinstance(t, torch.Tensor) and type(t) is not torch.Tensor:
-        return t.as_subclass(torch.Tensor)
-    return t
 
 
 class Normalizer:
@@ -176,14 +170,6 @@ def prepare_model(model: Any, device: Optional[Union[str, torch.device]]) -> tor
             raise AdapterError(f"cannot move the model to device {device!r}: {exc}") from None
     model.eval()
     return model
-
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
 
 
 def first_batch(dataset: Iterable[Batch], what: str) -> Batch:

@@ -22,6 +22,7 @@ from typing import Any, Iterator, List, Optional, Sequence, Union
 import torch
 
 from insights_app import AttributionVisualizer, Batch
+from insights_app.tensors import plain
 
 from .base import (
     AdapterError,
@@ -33,7 +34,6 @@ from .base import (
     count_outputs,
     first_batch,
     image_feature,
-    plain,
     prepare_model,
     read_classes,
 )
@@ -229,22 +229,22 @@ def _display_dl(dl: Any, bs: Optional[int]) -> Any:
         raise AdapterError(f"cannot iterate the learner's DataLoader: {type(exc).__name__}: {exc}") from exc
 
 
-def _label_list(y: Any, n: int) -> List[int]:
-    """Targets of a batch -> class indices (-1: none). One-hot (multi-label) rows count only
+def _label_list(y: Any, n: int) -> List[Optional[int]]:
+    """Targets of a batch -> class indices (None: no label). One-hot (multi-label) rows count only
     when exactly one class is set: a Batch label is a single class."""
     y = plain(y)
     if not isinstance(y, torch.Tensor) or y.shape[:1] != (n,):
-        return [-1] * n
+        return [None] * n
     y = y.detach().cpu()
     if y.dim() == 1 and not y.is_floating_point():
-        return [int(v) if v >= 0 else -1 for v in y.tolist()]
+        return [int(v) if v >= 0 else None for v in y.tolist()]
     if y.dim() == 2:
-        out = []
+        out: List[Optional[int]] = []
         for row in y:
             hot = torch.nonzero(row > 0.5).flatten().tolist()
-            out.append(hot[0] if len(hot) == 1 else -1)
+            out.append(hot[0] if len(hot) == 1 else None)
         return out
-    return [-1] * n
+    return [None] * n
 
 
 class FastaiBatches:
@@ -268,8 +268,8 @@ class FastaiBatches:
                 raise AdapterError(f"the learner's inputs are {shape}, not images (N, C, H, W); "
                                    "this adapter shows image learners")
             n = int(x.shape[0])
-            labels = _label_list(b[1], n) if len(b) > 1 else [-1] * n
-            yield Batch(x.detach(), torch.tensor(labels, dtype=torch.long))
+            labels = _label_list(b[1], n) if len(b) > 1 else [None] * n
+            yield Batch(x.detach(), labels)
 
 
 def _source(dls: Any, model: Any, loss_func: Any, dl: DlArg, items: ItemsArg, with_labels: Optional[bool],

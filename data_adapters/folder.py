@@ -276,10 +276,10 @@ class FolderImages:
                 x = self._read(path)
                 if x is not None:
                     images.append(x)
-                    labels.append(-1 if label is None else label)
+                    labels.append(label)
             if not images:
                 continue
-            yield Batch(torch.stack(images), torch.tensor(labels, dtype=torch.long))
+            yield Batch(torch.stack(images), labels)
 
 
 def source_from_folder(

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, SequentialSampler
 
 from insights_app import AttributionVisualizer, Batch
+from insights_app.tensors import plain
 
 from .base import (
     AdapterError,
@@ -29,7 +30,6 @@ from .base import (
     first_batch,
     optional_normalizer,
     image_feature,
-    plain,
     prepare_model,
     read_classes,
     score_function,
@@ -60,23 +60,23 @@ def to_image_tensor(x: Any) -> torch.Tensor:
     return x.float()
 
 
-def to_label(y: Any) -> int:
-    """A label -> a class index, or -1 when there is none (None, negative, not a scalar)."""
+def to_label(y: Any) -> Optional[int]:
+    """A label -> a class index, or None when there is none (None, negative, not a scalar)."""
     if y is None:
-        return -1
+        return None
     if isinstance(y, torch.Tensor):
         if y.numel() != 1:
-            return -1
+            return None
         y = y.item()
     elif isinstance(y, np.ndarray):
         if y.size != 1:
-            return -1
+            return None
         y = y.item()
     if isinstance(y, bool):
         return int(y)
     if isinstance(y, (int, np.integer)) or (isinstance(y, float) and float(y).is_integer()):
-        return int(y) if int(y) >= 0 else -1
-    return -1
+        return int(y) if int(y) >= 0 else None
+    return None
 
 
 def split_item(item: Any) -> Tuple[Any, Any]:
@@ -122,25 +122,25 @@ class TorchImages:
                 xs = list(x if x.dim() == 4 else x[:, None])
             else:
                 xs = list(x)
-            labels = [-1] * len(xs)
+            labels: List[Optional[int]] = [None] * len(xs)
             if y is not None:
                 ys = list(y) if not isinstance(y, torch.Tensor) or y.dim() > 0 else [y]
                 if len(ys) == len(xs):
                     labels = [to_label(v) for v in ys]
-            yield Batch(self._images(xs), torch.tensor(labels, dtype=torch.long))
+            yield Batch(self._images(xs), labels)
 
     def _from_items(self, items: Iterable[Any]) -> Iterator[Batch]:
         xs: List[Any] = []
-        ys: List[int] = []
+        ys: List[Optional[int]] = []
         for item in items:
             x, y = split_item(item)
             xs.append(x)
             ys.append(to_label(y))
             if len(xs) == self.batch_size:
-                yield Batch(self._images(xs), torch.tensor(ys, dtype=torch.long))
+                yield Batch(self._images(xs), ys)
                 xs, ys = [], []
         if xs:
-            yield Batch(self._images(xs), torch.tensor(ys, dtype=torch.long))
+            yield Batch(self._images(xs), ys)
 
     def _map_style(self, dataset: Any) -> Iterator[Any]:
         for i in range(len(dataset)):

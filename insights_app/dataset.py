@@ -17,6 +17,9 @@ from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple, Uni
 
 import torch
 
+from .errors import DatasetError
+from .tensors import concat_rows, plain, select_rows
+
 log = logging.getLogger(__name__)
 
 
@@ -39,10 +42,6 @@ class Batch:
         return f"Batch(inputs={shapes}, labels={'yes' if self.labels is not None else 'no'})"
 
 
-class DatasetError(RuntimeError):
-    """The dataset could not produce an example (it raised, or the example is gone)."""
-
-
 @dataclass
 class Example:
     """One example, batch dimension removed; ``label`` is a class index or None."""
@@ -61,54 +60,72 @@ def _input_tuple(inputs: Any) -> Tuple[torch.Tensor, ...]:
     raise DatasetError(f"Batch.inputs must be a tensor or a tuple of tensors, got {type(inputs).__name__}")
 
 
-def _plain(t: torch.Tensor) -> torch.Tensor:
-    """Strip tensor subclasses (fastai's TensorImage etc.) so they never reach captum or JSON."""
-    return t.as_subclass(torch.Tensor) if type(t) is not torch.Tensor else t
+def _label(value: Any) -> Optional[int]:
+    """A class index, or None for "no label" (None, or a negative value in a label tensor)."""
+    if value is None or (isinstance(value, (int, float)) and value < 0):
+        return None
+    return int(value)
 
 
 def split_batch(batch: Any, first_id: int) -> List[Example]:
     """A Batch -> its examples with consecutive ids starting at ``first_id``."""
     if not isinstance(batch, Batch):
         raise DatasetError(f"the dataset yielded {type(batch).__name__}; it must yield insights_app.Batch")
-    inputs = tuple(_plain(x.detach()).cpu() for x in _input_tuple(batch.inputs))
+    inputs = tuple(plain(x.detach()).cpu() for x in _input_tuple(batch.inputs))
     n = int(inputs[0].shape[0]) if inputs[0].dim() > 0 else 0
     if any(x.dim() == 0 or x.shape[0] != n for x in inputs):
         raise DatasetError("all inputs of a Batch must share the batch dimension")
     labels: List[Optional[int]] = [None] * n
     if batch.labels is not None:
-        raw = batch.labels
-        if isinstance(raw, torch.Tensor):
-            raw = _plain(raw).detach().cpu().reshape(-1).tolist()
-        raw = list(raw)
-        if len(raw) != n:
-            raise DatasetError(f"a Batch has {n} inputs but {len(raw)} labels")
-        labels = [None if v is None or (isinstance(v, (int, float)) and v < 0) else int(v) for v in raw]
-    from .engine import slice_additional_args
-
+        given = batch.labels
+        if isinstance(given, torch.Tensor):
+            given = plain(given).detach().cpu().reshape(-1).tolist()
+        given = list(given)
+        if len(given) != n:
+            raise DatasetError(f"a Batch has {n} inputs but {len(given)} labels")
+        labels = [_label(v) for v in given]
     rows = list(zip(*(x.unbind(0) for x in inputs)))  # one call per input, not one index per example
     extra = batch.additional_args
-    return [Example(first_id + j, rows[j], labels[j], None if extra is None else slice_additional_args(extra, [j], n))
+    return [Example(first_id + j, rows[j], labels[j], None if extra is None else select_rows(extra, [j], n))
             for j in range(n)]
 
 
-def stack_examples(examples: Sequence[Example]) -> Tuple[Tuple[torch.Tensor, ...], Any]:
-    """Examples -> (raw input batches, additional args concatenated where batched)."""
-    raw = tuple(torch.stack([e.inputs[i] for e in examples]) for i in range(len(examples[0].inputs)))
-    extra = examples[0].additional_args
-    if extra is not None:
-        extra = _concat_args([e.additional_args for e in examples])
-    return raw, extra
+@dataclass
+class ExampleBatch:
+    """Examples stacked for the model: one display-space tensor per input, batch first.
 
+    Built once per request chunk (:meth:`stack`); the engine takes sub-batches of it as views.
+    """
 
-def _concat_args(items: List[Any]) -> Any:
-    first = items[0]
-    if isinstance(first, torch.Tensor):
-        if first.dim() > 0 and first.shape[0] == 1:
-            return torch.cat(items)
-        return first
-    if isinstance(first, (tuple, list)):
-        return type(first)(_concat_args([it[i] for it in items]) for i in range(len(first)))
-    return first
+    ids: List[int]
+    inputs: Tuple[torch.Tensor, ...]
+    additional_args: Any = None
+
+    @classmethod
+    def stack(cls, examples: Sequence[Example]) -> "ExampleBatch":
+        if not examples:
+            return cls([], ())
+        inputs = tuple(torch.stack([e.inputs[i] for e in examples]) for i in range(len(examples[0].inputs)))
+        extra = examples[0].additional_args
+        if extra is not None:
+            extra = concat_rows([e.additional_args for e in examples])
+        return cls([e.id for e in examples], inputs, extra)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def select(self, rows: Union[slice, Sequence[int]]) -> "ExampleBatch":
+        """The examples at ``rows`` (a slice gives views of the same tensors)."""
+        if isinstance(rows, slice):
+            index = list(range(len(self.ids)))[rows]
+            inputs = tuple(x[rows] for x in self.inputs)
+        else:
+            index = list(rows)
+            if index == list(range(len(self.ids))):
+                return self
+            inputs = tuple(x[index] for x in self.inputs)
+        return ExampleBatch([self.ids[i] for i in index], inputs,
+                            select_rows(self.additional_args, index, len(self.ids)))
 
 
 def _example_bytes(ex: Example) -> int:

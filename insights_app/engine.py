@@ -1,10 +1,13 @@
-"""Batched prediction and attribution for one model, with a bounded result cache.
+"""Batched prediction and attribution for one model, behind one entry point: :meth:`Engine.run`.
 
-An :class:`Engine` owns one model. It predicts many examples in one forward pass,
-attributes many examples per captum call (each to its own target), reduces the
-attributions to what the page shows, and caches those per (example, method, arguments,
-target). Captum methods install hooks on the model, so one computation per model runs
-at a time (``Engine.lock``); different models compute in parallel.
+An :class:`Engine` owns one model. ``run(examples, spec, params, targets)`` gives each
+example's prediction and, when a method is asked for, its explanation (or the error that
+kept it from one). Everything about *how* is decided here and nowhere else: one forward
+pass shared by the prediction and the attribution where the method allows it, batches of
+examples per captum call bounded by rows and bytes, the prediction and result caches, and
+one strategy for failures (the whole batch, then each example alone, so that only the
+examples the model or captum cannot handle fail). Captum methods install hooks on the
+model, so one computation per model runs at a time, on the model's own compute thread.
 """
 
 from __future__ import annotations
@@ -15,30 +18,30 @@ import hashlib
 import json
 import logging
 import math
-import sys
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 import torch
 
-from .features import BaseFeature, ImageFeature
-from .methods import AttributionContext, MethodSpec, ValidationError
+from .cache import LRUCache
+from .dataset import Example, ExampleBatch
+from .errors import ComputationError, ValidationError
+from .features import BaseFeature, ImageFeature, transform_batch
+from .limits import TOP_K_MAX
+from .methods import AttributionContext, MethodSpec
+from .methods.layers import resolve_layer
+from .tensors import as_tuple, model_device, plain
 from .worker import ComputeThread, on_compute_thread
 
 log = logging.getLogger(__name__)
-TOP_K_MAX = 20
 # Model-input bytes (float32) one captum call may expand to, over all its rows: beyond this,
 # activations too large for the allocator to keep cost page faults on every call.
 CALL_INPUT_BYTES = 16 * 2**20
 # Guards torch's and numpy's default generators, which are themselves process-wide state.
 _PROCESS_RNG_LOCK = threading.Lock()
-
-
-class ComputationError(RuntimeError):
-    """The model or captum failed on some examples; the message is shown to the user."""
+T = TypeVar("T")
 
 
 @dataclass
@@ -60,57 +63,20 @@ class Explanation:
     target: Optional[int]
     maps: List[np.ndarray]  # per feature: (H, W) for images, (T,) tokens, (K,) categories
     contributions: List[float]  # per feature, sums to 1 when anything is attributed
+    key: str = ""  # the method and arguments that made it (arguments_key)
 
     def nbytes(self) -> int:
         return sum(int(m.nbytes) for m in self.maps) + 64
 
 
-class LRUCache:
-    """A thread-safe LRU mapping bounded by entry count and by bytes."""
+@dataclass
+class Result:
+    """What :meth:`Engine.run` gives for one example: its prediction, and its explanation or why not."""
 
-    def __init__(self, max_entries: int, max_bytes: int = 512 * 2**20) -> None:
-        self.max_entries = max(0, int(max_entries))
-        self.max_bytes = int(max_bytes)
-        self._data: "OrderedDict[Hashable, Tuple[Any, int]]" = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: Hashable) -> Any:
-        with self._lock:
-            item = self._data.get(key)
-            if item is None:
-                self.misses += 1
-                return None
-            self._data.move_to_end(key)
-            self.hits += 1
-            return item[0]
-
-    def put(self, key: Hashable, value: Any, size: int = 1) -> None:
-        if self.max_entries == 0 or size > self.max_bytes:
-            return
-        with self._lock:
-            old = self._data.pop(key, None)
-            if old is not None:
-                self._bytes -= old[1]
-            self._data[key] = (value, size)
-            self._bytes += size
-            while len(self._data) > self.max_entries or self._bytes > self.max_bytes:
-                _, (_, s) = self._data.popitem(last=False)
-                self._bytes -= s
-
-    def __contains__(self, key: Hashable) -> bool:
-        """Whether ``key`` is cached (no hit or miss is counted, the order is kept)."""
-        with self._lock:
-            return key in self._data
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    @property
-    def nbytes(self) -> int:
-        return self._bytes
+    example_id: Hashable
+    prediction: Prediction
+    explanation: Optional[Explanation] = None
+    error: Optional[str] = None  # the model or the method failed on this example
 
 
 def arguments_key(method: str, params: Dict[str, Any]) -> str:
@@ -128,66 +94,8 @@ def contributions(attributions: Sequence[torch.Tensor]) -> List[float]:
     return [t / total for t in totals]
 
 
-def last_conv_layer(model: torch.nn.Module) -> Tuple[str, torch.nn.Module]:
-    """The last Conv2d registered in the model: the usual GradCAM layer."""
-    found = None
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Conv2d):
-            found = (name, module)
-    if found is None:
-        raise ValidationError("arguments.layer", "the model has no Conv2d layer; name a layer explicitly")
-    return found
-
-
-def conv_layer_names(model: Any) -> List[str]:
-    if not isinstance(model, torch.nn.Module):
-        return []
-    return [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
-
-
-def slice_additional_args(args: Any, index: Sequence[int], batch_size: int) -> Any:
-    """Select examples from additional forward args whose first dimension is the batch."""
-    if args is None:
-        return None
-    if isinstance(args, torch.Tensor):
-        return args[list(index)] if args.dim() > 0 and args.shape[0] == batch_size else args
-    if isinstance(args, tuple):
-        return tuple(slice_additional_args(a, index, batch_size) for a in args)
-    if isinstance(args, list):
-        return [slice_additional_args(a, index, batch_size) for a in args]
-    return args
-
-
-def transform_batch(feature: BaseFeature, batch: torch.Tensor) -> torch.Tensor:
-    """``feature.transform_input(batch)``, in one call per transform when each one computes
-    the same on a batch as example by example: torchvision's ``Normalize`` on (C, H, W)
-    examples, or any transform with an ``apply_to_batch(batch)`` method. Calling a transform
-    once per example can cost more than the attribution of a small image."""
-    transforms = feature.input_transforms
-    if not transforms or batch.dim() < 2 or not batch.is_floating_point():
-        return feature.transform_input(batch)
-    tv = sys.modules.get("torchvision.transforms")
-    steps = []
-    for t in transforms:
-        if callable(getattr(t, "apply_to_batch", None)):
-            steps.append(t.apply_to_batch)
-        elif tv is not None and type(t) is tv.Normalize and not t.inplace and batch.dim() >= 4:
-            steps.append(t)
-        else:
-            return feature.transform_input(batch)
-    for step in steps:
-        batch = step(batch)
-    return batch
-
-
-def _as_tuple(args: Any) -> Any:
-    if args is None or isinstance(args, tuple):
-        return args
-    return (args,)
-
-
 class Engine:
-    """Prediction, baselines and attribution for one model over a set of features."""
+    """Prediction and attribution for one model over a set of features."""
 
     def __init__(
         self,
@@ -209,9 +117,7 @@ class Engine:
         self.name = name
         self.use_label_for_attr = use_label_for_attr
         self.internal_batch_size = max(1, int(internal_batch_size))
-        if device is None:
-            device = self._model_device()
-        self.device = torch.device(device)
+        self.device = torch.device(device) if device is not None else model_device(model)
         if isinstance(model, torch.nn.Module):
             model.to(self.device)
             model.eval()
@@ -224,38 +130,61 @@ class Engine:
         self.results = LRUCache(cache_entries, cache_bytes)
         self.predictions = LRUCache(prediction_entries, max_bytes=2**62)
         self.image_inputs = tuple(i for i, f in enumerate(self.features) if isinstance(f, ImageFeature))
+        self.resolve_layer = functools.partial(resolve_layer, model)
 
-    # ------------------------------------------------------------ inputs
-    def _model_device(self) -> torch.device:
-        if isinstance(self.model, torch.nn.Module):
-            for p in self.model.parameters():
-                return p.device
-            for b in self.model.buffers():
-                return b.device
-        return torch.device("cpu")
+    # ------------------------------------------------------------ the entry point
+    @on_compute_thread
+    def run(self, examples: Union[Sequence[Example], ExampleBatch], spec: Optional[MethodSpec] = None,
+            params: Optional[Dict[str, Any]] = None,
+            targets: Optional[Sequence[Optional[int]]] = None) -> List[Result]:
+        """Predictions, and with ``spec`` explanations, of examples (one :class:`Result` each, in order).
 
+        ``params`` are the method's validated arguments (``spec.validate(...)``); ``targets``
+        the class to attribute each example to (None: its top prediction). A failure of the
+        model or the method is that example's ``error``; a :class:`ValidationError` (the
+        arguments do not fit this model or these inputs) is raised.
+        """
+        batch = examples if isinstance(examples, ExampleBatch) else ExampleBatch.stack(examples)
+        if not len(batch):
+            return []
+        if spec is None:
+            return [Result(i, p, None, p.error) for i, p in zip(batch.ids, self._predictions(batch))]
+        params = spec.validate({}) if params is None else params
+        requested = list(targets) if targets is not None else [None] * len(batch)
+        key = arguments_key(spec.name, params)
+        shared: Dict[Any, Any] = {}
+        if spec.first_forward and not any(i in self.predictions for i in batch.ids):
+            both = self._shared_forward(spec, params, key, batch, requested, shared)
+            if both is not None:
+                return both
+        preds = self._predictions(batch)
+        results = [Result(i, p, None, p.error) for i, p in zip(batch.ids, preds)]
+        ok = [j for j, p in enumerate(preds) if not p.error]  # the model failed on the others
+        if ok:
+            chosen = [self.target(preds[j], requested[j]) for j in ok]
+            for j, (exp, err) in zip(ok, self._explain(spec, params, key, batch.select(ok), chosen, shared)):
+                results[j].explanation, results[j].error = exp, err
+        return results
+
+    def target(self, pred: Prediction, requested: Optional[int] = None) -> Optional[int]:
+        """The class an example is attributed to: the one asked for, else its top prediction
+        (None for models whose output is not indexed by class, ``use_label_for_attr=False``)."""
+        if not self.use_label_for_attr:
+            return None
+        return requested if requested is not None else pred.indices[0]
+
+    # ------------------------------------------------------------ inputs and outputs
     def forward(self, *inputs: Any) -> torch.Tensor:
         out = self.model(*inputs)
         if isinstance(out, (tuple, list)):
             out = out[0]
-        if hasattr(out, "as_subclass") and type(out) is not torch.Tensor:
-            out = out.as_subclass(torch.Tensor)  # fastai tensor subclasses never reach captum
-        return out
+        return plain(out)  # fastai tensor subclasses never reach captum
 
-    def model_inputs(self, raw: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
-        """Raw (display-space) batches, one per feature -> model inputs on the device."""
-        if len(raw) != len(self.features):
-            raise ValidationError("inputs", f"{len(raw)} inputs for {len(self.features)} features")
-        return tuple(transform_batch(f, x).to(self.device) for f, x in zip(self.features, raw))
-
-    # ------------------------------------------------------------ prediction
-    @on_compute_thread
-    def scores(self, inputs: Tuple[torch.Tensor, ...], additional_args: Any = None) -> torch.Tensor:
-        """Scores (score_func of the outputs) for a batch, in one forward pass."""
-        extra = _as_tuple(additional_args) or ()
-        with self.lock, torch.no_grad():
-            out = self.forward(*inputs, *extra)
-        return self._scores_of(out)
+    def model_inputs(self, inputs: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
+        """Display-space batches, one per feature -> model inputs on the device."""
+        if len(inputs) != len(self.features):
+            raise ValidationError("inputs", f"{len(inputs)} inputs for {len(self.features)} features")
+        return tuple(transform_batch(f, x).to(self.device) for f, x in zip(self.features, inputs))
 
     def _scores_of(self, out: torch.Tensor) -> torch.Tensor:
         """Model outputs -> (B, classes) float scores on the CPU (score_func applied)."""
@@ -268,45 +197,47 @@ class Engine:
             out = out[:, None]
         return out.reshape(out.shape[0], -1)
 
-    @on_compute_thread
-    def predict(self, ids: Sequence[Hashable], raw: Sequence[torch.Tensor], additional_args: Any = None) -> List[Prediction]:
-        """Top predictions for examples, cached by example id; missing ones in one pass."""
-        found: Dict[int, Prediction] = {}
-        missing = []
-        for i, ex_id in enumerate(ids):
-            p = self.predictions.get(ex_id)
-            if p is None:
-                missing.append(i)
-            else:
-                found[i] = p
-        if missing:
-            for i, p in zip(missing, self._predict_rows(ids, missing, raw, additional_args)):
-                found[i] = p
-        return [found[i] for i in range(len(ids))]
-
-    def _predict_rows(self, ids: Sequence[Hashable], rows: List[int], raw: Sequence[torch.Tensor],
-                      additional_args: Any) -> List[Prediction]:
-        """Predict some rows in one pass; if the model raises, retry them one by one so that
-        only the examples it cannot handle fail (their Prediction carries the error, uncached)."""
-        sub = tuple(x[rows] for x in raw)
-        extra = slice_additional_args(additional_args, rows, len(ids))
+    # ------------------------------------------------------------ failures stay with their examples
+    def _isolated(self, compute: Callable[..., List[T]], batch: ExampleBatch,
+                  per_example: Sequence[Any]) -> List[Tuple[Optional[T], Optional[str]]]:
+        """``compute(batch, per_example)`` for the whole batch; if it raises a :class:`ComputationError`,
+        each example alone, so that only the examples that cause it fail (with its message)."""
         try:
-            scores = self.scores(self.model_inputs(sub), extra)
+            return [(value, None) for value in compute(batch, per_example)]
+        except ComputationError as exc:
+            if len(batch) == 1:
+                return [(None, str(exc))]
+        out: List[Tuple[Optional[T], Optional[str]]] = []
+        for j in range(len(batch)):
+            out.extend(self._isolated(compute, batch.select([j]), [per_example[j]]))
+        return out
+
+    # ------------------------------------------------------------ prediction
+    def _predictions(self, batch: ExampleBatch) -> List[Prediction]:
+        """Top predictions, cached by example id; the missing ones in one pass."""
+        found: List[Optional[Prediction]] = [self.predictions.get(i) for i in batch.ids]
+        missing = [j for j, p in enumerate(found) if p is None]
+        if missing:
+            sub = batch.select(missing)
+            for j, ex_id, (pred, err) in zip(missing, sub.ids, self._isolated(self._predict, sub, sub.ids)):
+                if err is not None:
+                    log.warning("example %s on %s: %s", ex_id, self.name, err)
+                    pred = Prediction([], [], error=err)  # not cached: the next request tries again
+                found[j] = pred
+        return found  # type: ignore[return-value]
+
+    def _predict(self, batch: ExampleBatch, _ids: Sequence[Hashable]) -> List[Prediction]:
+        try:
+            inputs = self.model_inputs(batch.inputs)
+            extra = as_tuple(batch.additional_args) or ()
+            with self.lock, torch.no_grad():
+                out = self.forward(*inputs, *extra)
+            scores = self._scores_of(out)
         except ValidationError:
             raise
-        except Exception as exc:  # the user's model or transforms failed: isolate, report, keep serving
-            if len(rows) > 1:
-                return [p for r in rows for p in self._predict_rows(ids, [r], raw, additional_args)]
-            log.warning("prediction failed for example %s on %s: %s", ids[rows[0]], self.name, exc)
-            return [Prediction([], [], error=f"prediction failed for {self.name}: {type(exc).__name__}: {exc}")]
-        return self._store_predictions([ids[i] for i in rows], scores)
-
-    def target(self, pred: Prediction, requested: Optional[int] = None) -> Optional[int]:
-        """The class an example is attributed to: the one asked for, else its top prediction
-        (None for models whose output is not indexed by class, ``use_label_for_attr=False``)."""
-        if not self.use_label_for_attr:
-            return None
-        return requested if requested is not None else pred.indices[0]
+        except Exception as exc:  # the user's model or transforms failed
+            raise ComputationError(f"prediction failed for {self.name}: {type(exc).__name__}: {exc}") from exc
+        return self._store_predictions(batch.ids, scores)
 
     def _store_predictions(self, ids: Sequence[Hashable], scores: torch.Tensor) -> List[Prediction]:
         k = min(TOP_K_MAX, scores.shape[1])
@@ -318,113 +249,55 @@ class Engine:
             out.append(p)
         return out
 
-    # ------------------------------------------------------------ baselines
-    def baselines(self, kind: str, ids: Sequence[Hashable], raw: Sequence[torch.Tensor], seed: int = 0) -> Tuple[torch.Tensor, ...]:
-        """Per-example baselines, made in display space then passed through input_transforms.
-
-        Random baselines are seeded per example, so an example's baseline does not depend
-        on which other examples share its batch.
-        """
-        out = []
-        for feature, x in zip(self.features, raw):
-            if kind == "zeros" or (kind == "feature" and not feature.baseline_transforms) or not x.is_floating_point():
-                base = torch.zeros_like(x)  # what every row would be, without a Python loop
-            else:
-                base = torch.stack([self._baseline_example(kind, feature, x[j], ids[j], seed) for j in range(x.shape[0])])
-            out.append(transform_batch(feature, base).to(self.device))
-        return tuple(out)
-
-    def _baseline_example(self, kind: str, feature: BaseFeature, x: torch.Tensor, ex_id: Hashable, seed: int) -> torch.Tensor:
-        if kind == "feature":
-            if feature.baseline_transforms:
-                return feature.baseline_transforms[0](x).to(x.dtype)
-            return torch.zeros_like(x)
-        if kind == "zeros" or not x.is_floating_point():
-            return torch.zeros_like(x)
-        if kind == "blur":
-            if isinstance(feature, ImageFeature) and x.dim() == 3:
-                return blur_image(x)
-            return torch.zeros_like(x)
-        gen = torch.Generator().manual_seed(_example_seed(seed, ex_id))
-        lo, hi = float(x.min()), float(x.max())
-        if hi <= lo:
-            hi = lo + 1.0
-        if kind == "uniform":
-            return (torch.rand(x.shape, generator=gen) * (hi - lo) + lo).to(x.dtype)
-        if kind == "gaussian":
-            noise = torch.randn(x.shape, generator=gen) * float(x.float().std()) + float(x.float().mean())
-            return noise.clamp(lo, hi).to(x.dtype)
-        raise ValidationError("arguments.baseline", f"unknown baseline {kind!r}")
-
-    def baseline_distribution(self, kind: str, raw_example_shapes: Sequence[Tuple[torch.Size, torch.dtype]], n: int, seed: int) -> Tuple[torch.Tensor, ...]:
-        """``n`` baselines per feature, independent of the examples (for the SHAP methods)."""
-        gen = torch.Generator().manual_seed(int(seed))
-        out = []
-        for feature, (shape, dtype) in zip(self.features, raw_example_shapes):
-            size = (n,) + tuple(shape)
-            if kind == "zeros" or not dtype.is_floating_point:
-                base = torch.zeros(size, dtype=dtype)
-            elif kind == "uniform":
-                base = torch.rand(size, generator=gen).to(dtype)
-            elif kind == "gaussian":
-                base = (torch.randn(size, generator=gen) * 0.25 + 0.5).clamp(0, 1).to(dtype)
-            else:
-                raise ValidationError("arguments.baseline", f"{kind!r} cannot form a baseline distribution")
-            out.append(transform_batch(feature, base).to(self.device))
-        return tuple(out)
-
     # ------------------------------------------------------------ attribution
-    def resolve_layer(self, name: str) -> torch.nn.Module:
-        if not isinstance(self.model, torch.nn.Module):
-            raise ValidationError("method", "layer methods need an nn.Module model")
-        if not name:
-            return last_conv_layer(self.model)[1]
-        modules = dict(self.model.named_modules())
-        if name not in modules:
-            raise ValidationError("arguments.layer", f"the model has no layer named {name!r}")
-        return modules[name]
+    def _explain(self, spec: MethodSpec, params: Dict[str, Any], key: str, batch: ExampleBatch,
+                 targets: Sequence[Optional[int]], shared: Dict[Any, Any]
+                 ) -> List[Tuple[Optional[Explanation], Optional[str]]]:
+        """(explanation, error) per example: from the cache, or computed in batched captum calls."""
+        out: List[Tuple[Optional[Explanation], Optional[str]]] = [
+            (self.results.get((ex_id, key, t)), None) for ex_id, t in zip(batch.ids, targets)]
+        missing = [j for j, (exp, _) in enumerate(out) if exp is None]
+        if missing:
+            def compute(part: ExampleBatch, part_targets: Sequence[Optional[int]]) -> List[Explanation]:
+                return self._attribute_and_store(spec, params, key, part, part_targets, shared)
+
+            sub = batch.select(missing)
+            for j, result in zip(missing, self._isolated(compute, sub, [targets[j] for j in missing])):
+                out[j] = result
+        return out
+
+    def _attribute_and_store(self, spec: MethodSpec, params: Dict[str, Any], key: str, batch: ExampleBatch,
+                             targets: Sequence[Optional[int]], shared: Dict[Any, Any]) -> List[Explanation]:
+        exps: List[Explanation] = []
+        for rows, part, inputs in self._calls(spec, params, batch):
+            part_targets = list(targets[rows])
+            attrs = self.attribute(spec, params, part, _all_or_none(part_targets), inputs=inputs, shared=shared)
+            exps.extend(self._store_explanations(key, part.ids, part_targets, attrs))
+        return exps
 
     @on_compute_thread
-    def attribute(
-        self,
-        spec: MethodSpec,
-        params: Dict[str, Any],
-        ids: Sequence[Hashable],
-        raw: Sequence[torch.Tensor],
-        targets: Optional[Sequence[int]],
-        additional_args: Any = None,
-        *,
-        inputs: Optional[Tuple[torch.Tensor, ...]] = None,
-        forward: Optional[Callable[..., torch.Tensor]] = None,
-        distribution: Optional[Callable[[int], Tuple[torch.Tensor, ...]]] = None,
-    ) -> Tuple[torch.Tensor, ...]:
-        """Raw captum attributions for a batch (one call, per-example targets), not cached.
+    def attribute(self, spec: MethodSpec, params: Dict[str, Any], batch: ExampleBatch,
+                  targets: Optional[Sequence[int]], *, inputs: Optional[Tuple[torch.Tensor, ...]] = None,
+                  forward: Optional[Callable[..., torch.Tensor]] = None,
+                  shared: Optional[Dict[Any, Any]] = None) -> Tuple[torch.Tensor, ...]:
+        """Raw captum attributions of a batch in one call (per-example targets), not cached.
 
         ``inputs`` (the batch already transformed), ``forward`` (the function captum calls)
-        and ``distribution`` (the SHAP baselines) may be passed in when the caller has them,
-        so that a page split into several calls transforms and draws them once.
+        and ``shared`` (what the calls of one request share, such as a SHAP baseline
+        distribution) may be passed in by :meth:`run`, which splits a request into calls.
         """
         if inputs is None:
-            inputs = self.model_inputs(raw)
-        kind = params.get("baseline", "zeros")
-        seed = int(params.get("seed", 0))
-        if distribution is None:
-            distribution = self._distribution(params, raw)
+            inputs = self.model_inputs(batch.inputs)
         target_tensor = None
         if targets is not None:
             target_tensor = torch.as_tensor(list(targets), dtype=torch.long, device=self.device)
+        seed = spec.seed(params)
         ctx = AttributionContext(
-            model=self.model,
-            forward=forward or self.forward,
-            inputs=inputs,
-            make_baselines=lambda: self.baselines(kind, ids, raw, seed),
-            baseline_distribution=distribution,
-            targets=target_tensor,
-            additional_forward_args=_as_tuple(additional_args),
-            params=params,
-            image_inputs=self.image_inputs,
-            internal_batch_size=self.internal_batch_size,
-            resolve_layer=self.resolve_layer,
+            model=self.model, forward=forward or self.forward, inputs=inputs, targets=target_tensor,
+            additional_args=as_tuple(batch.additional_args), params=params, image_inputs=self.image_inputs,
+            internal_batch_size=self.internal_batch_size, resolve_layer=self.resolve_layer, features=self.features,
+            display_inputs=batch.inputs, ids=batch.ids, seed=seed, device=self.device,
+            shared=shared if shared is not None else {},
         )
         # Only randomized methods touch the process-wide generators (and then one at a time).
         rngs = (seeded_rngs(seed, cpu_only=self.device.type == "cpu", numpy=spec.numpy_rng) if spec.randomized
@@ -439,13 +312,13 @@ class Engine:
                 raise ComputationError(f"{spec.label} failed for {self.name}: {type(exc).__name__}: {exc}") from exc
         if isinstance(result, torch.Tensor):
             result = (result,)
-        if any(r.dim() == 0 or r.shape[0] != len(ids) for r in result):  # never index past what captum gave
+        if any(r.dim() == 0 or r.shape[0] != len(batch) for r in result):  # never index past what captum gave
             got = [tuple(r.shape) for r in result]
             raise ComputationError(f"{spec.label} failed for {self.name}: attributions of shape {got} "
-                                   f"for {len(ids)} example(s)")
+                                   f"for {len(batch)} example(s)")
         return tuple(r.detach() for r in result)
 
-    def examples_per_call(self, spec: MethodSpec, params: Dict[str, Any], raw: Sequence[torch.Tensor]) -> int:
+    def examples_per_call(self, spec: MethodSpec, params: Dict[str, Any], inputs: Sequence[torch.Tensor]) -> int:
         """How many examples one captum call attributes: as many as keep the rows of each of its
         forward passes (rows per example x examples) within ``internal_batch_size``. An
         example adds ``n_steps`` rows to Integrated Gradients' passes, but only
@@ -467,39 +340,31 @@ class Engine:
         """
         if spec.randomized:
             return 1
-        hw = next(((int(x.shape[-2]), int(x.shape[-1])) for i, x in enumerate(raw)
+        hw = next(((int(x.shape[-2]), int(x.shape[-1])) for i, x in enumerate(inputs)
                    if i in self.image_inputs and x.dim() >= 3), (1, 1))
         try:
             evals = int((spec.rows or spec.cost)(params, hw))
         except Exception:  # an estimate that cannot be made: batch as before
             evals = 1
-        row_bytes = 4 * sum(int(x[0].numel()) for x in raw if x.dim() > 0 and x.shape[0] > 0)
+        row_bytes = 4 * sum(int(x[0].numel()) for x in inputs if x.dim() > 0 and x.shape[0] > 0)
         rows = max(1, min(self.internal_batch_size, CALL_INPUT_BYTES // max(1, row_bytes)))
         return max(1, rows // max(1, evals))
 
-    def _calls(self, spec: MethodSpec, params: Dict[str, Any], raw: Sequence[torch.Tensor],
-               additional_args: Any) -> Iterator[Tuple[slice, Tuple[torch.Tensor, ...], Tuple[torch.Tensor, ...], Any]]:
-        """The captum calls for a batch: (rows, raw rows, transformed rows, additional args).
+    def _calls(self, spec: MethodSpec, params: Dict[str, Any], batch: ExampleBatch
+               ) -> Iterator[Tuple[slice, ExampleBatch, Tuple[torch.Tensor, ...]]]:
+        """The captum calls for a batch: (its rows, those examples, their model inputs).
 
         The whole batch is transformed once; each call gets its rows as views.
         """
-        n = int(raw[0].shape[0])
-        chunk = self.examples_per_call(spec, params, raw)
-        inputs = self.model_inputs(raw)
-        if chunk >= n:
-            yield slice(0, n), tuple(raw), inputs, additional_args
-            return
-        for s in range(0, n, chunk):
-            rows = slice(s, min(s + chunk, n))
-            yield (rows, tuple(x[rows] for x in raw), tuple(x[rows] for x in inputs),
-                   slice_additional_args(additional_args, list(range(rows.start, rows.stop)), n))
-
-    def _distribution(self, params: Dict[str, Any], raw: Sequence[torch.Tensor]) -> Callable[[int], Tuple[torch.Tensor, ...]]:
-        """The SHAP baseline distribution for a batch, drawn once however many calls use it."""
-        shapes = [(x.shape[1:], x.dtype) for x in raw]
-        draw = functools.partial(self.baseline_distribution, params.get("baseline", "zeros"), shapes,
-                                 seed=int(params.get("seed", 0)))
-        return functools.lru_cache(maxsize=2)(draw)
+        n = len(batch)
+        chunk = self.examples_per_call(spec, params, batch.inputs)
+        inputs = self.model_inputs(batch.inputs)
+        for start in range(0, n, chunk):
+            rows = slice(start, min(start + chunk, n))
+            if rows == slice(0, n):
+                yield rows, batch, inputs
+            else:
+                yield rows, batch.select(rows), tuple(x[rows] for x in inputs)
 
     def _store_explanations(self, key: str, ids: Sequence[Hashable], targets: Sequence[Optional[int]],
                             attrs: Tuple[torch.Tensor, ...]) -> List[Explanation]:
@@ -511,64 +376,15 @@ class Engine:
                 target=target,
                 maps=[f.reduce_attribution(a) for f, a in zip(self.features, per_feature)],
                 contributions=contributions(per_feature),
+                key=key,
             )
             self.results.put((ex_id, key, target), exp, exp.nbytes())
             out.append(exp)
         return out
 
-    @on_compute_thread
-    def explain(
-        self,
-        spec: MethodSpec,
-        params: Dict[str, Any],
-        ids: Sequence[Hashable],
-        raw: Sequence[torch.Tensor],
-        targets: Sequence[Optional[int]],
-        additional_args: Any = None,
-    ) -> List[Explanation]:
-        """Reduced attributions per example, from the cache or computed in batched calls."""
-        key = arguments_key(spec.name, params)
-        out: Dict[int, Explanation] = {}
-        missing: List[int] = []
-        for i, ex_id in enumerate(ids):
-            hit = self.results.get((ex_id, key, targets[i]))
-            if hit is None:
-                missing.append(i)
-            else:
-                out[i] = hit
-        if missing:
-            sub_raw = tuple(x[missing] for x in raw)
-            sub_ids = [ids[i] for i in missing]
-            sub_targets = [targets[i] for i in missing]
-            use_targets = None if any(t is None for t in sub_targets) else sub_targets
-            extra = slice_additional_args(additional_args, missing, len(ids))
-            distribution = self._distribution(params, sub_raw)
-            parts = [self.attribute(spec, params, sub_ids[rows], part_raw,
-                                    None if use_targets is None else use_targets[rows], part_extra,
-                                    inputs=part_inputs, distribution=distribution)
-                     for rows, part_raw, part_inputs, part_extra in self._calls(spec, params, sub_raw, extra)]
-            attrs = parts[0] if len(parts) == 1 else tuple(torch.cat(p) for p in zip(*parts))
-            for i, exp in zip(missing, self._store_explanations(key, sub_ids, sub_targets, attrs)):
-                out[i] = exp
-        return [out[i] for i in range(len(ids))]
-
     # ------------------------------------------------------------ one forward pass for both
-    def shares_forward(self, spec: MethodSpec, ids: Sequence[Hashable]) -> bool:
-        """Whether :meth:`predict_and_explain` can serve these examples: the method's first
-        forward pass is on the inputs themselves and none of them has been predicted yet
-        (otherwise the prediction is free and the usual path costs nothing more)."""
-        return bool(spec.first_forward) and not any(i in self.predictions for i in ids)
-
-    @on_compute_thread
-    def predict_and_explain(
-        self,
-        spec: MethodSpec,
-        params: Dict[str, Any],
-        ids: Sequence[Hashable],
-        raw: Sequence[torch.Tensor],
-        requested: Optional[Sequence[Optional[int]]] = None,
-        additional_args: Any = None,
-    ) -> Optional[Tuple[List[Prediction], List[Explanation]]]:
+    def _shared_forward(self, spec: MethodSpec, params: Dict[str, Any], key: str, batch: ExampleBatch,
+                        requested: Sequence[Optional[int]], shared: Dict[Any, Any]) -> Optional[List[Result]]:
         """Predictions and attributions from one forward pass per captum call.
 
         For methods whose first forward pass is on the unchanged inputs (Saliency and Input x
@@ -578,39 +394,36 @@ class Engine:
         forward function that answers its call on those same input tensors with that
         output. The page then costs what the captum call alone costs.
 
-        Targets are ``requested[i]`` where given, else the top prediction. Returns None when
-        the model or captum fails; the caller then takes the two-step path, which isolates
-        the failing examples.
+        Returns None when the model or captum fails; :meth:`run` then predicts and explains
+        separately, which isolates the failing examples (what succeeded here is cached).
         """
-        key = arguments_key(spec.name, params)
         with_grad = spec.first_forward == "grad"
-        preds: List[Prediction] = []
-        exps: List[Explanation] = []
-        distribution = self._distribution(params, raw)
+        results: List[Result] = []
         try:
             with self.lock:
-                for rows, part_raw, inputs, extra in self._calls(spec, params, raw, additional_args):
-                    part_ids = list(ids[rows])
+                for rows, part, inputs in self._calls(spec, params, batch):
                     if with_grad:
                         inputs = tuple(x.detach().requires_grad_() if x.is_floating_point() else x for x in inputs)
-                    call_args = inputs + (_as_tuple(extra) or ())
+                    call_args = inputs + (as_tuple(part.additional_args) or ())
                     with torch.set_grad_enabled(with_grad):
                         out = self.forward(*call_args)
-                    part_preds = self._store_predictions(part_ids, self._scores_of(out))
-                    targets = [self.target(p, requested[rows.start + j] if requested is not None else None)
-                               for j, p in enumerate(part_preds)]
-                    use_targets = None if any(t is None for t in targets) else targets
-                    forward = ReusedForward(self.forward, call_args, out)
-                    attrs = self.attribute(spec, params, part_ids, part_raw, use_targets, extra, inputs=inputs,
-                                           forward=forward, distribution=distribution)
-                    preds.extend(part_preds)
-                    exps.extend(self._store_explanations(key, part_ids, targets, attrs))
+                    preds = self._store_predictions(part.ids, self._scores_of(out))
+                    targets = [self.target(p, requested[rows.start + j]) for j, p in enumerate(preds)]
+                    attrs = self.attribute(spec, params, part, _all_or_none(targets), inputs=inputs,
+                                           forward=ReusedForward(self.forward, call_args, out), shared=shared)
+                    exps = self._store_explanations(key, part.ids, targets, attrs)
+                    results.extend(Result(i, p, e) for i, p, e in zip(part.ids, preds, exps))
         except ValidationError:
             raise
         except Exception as exc:  # isolate on the two-step path (what succeeded is cached)
             log.info("one-pass %s failed on %s (%s); predicting and explaining separately", spec.name, self.name, exc)
             return None
-        return preds, exps
+        return results
+
+
+def _all_or_none(targets: Sequence[Optional[int]]) -> Optional[List[int]]:
+    """Targets for captum: every example's class, or None when the model has no class outputs."""
+    return None if any(t is None for t in targets) else list(targets)  # type: ignore[arg-type]
 
 
 class ReusedForward:
@@ -666,20 +479,3 @@ def seeded_rngs(seed: int, cpu_only: bool = False, numpy: bool = True) -> Iterat
             torch.set_rng_state(torch_state)
             if np_state is not None:
                 np.random.set_state(np_state)
-
-
-def _example_seed(seed: int, ex_id: Hashable) -> int:
-    digest = hashlib.sha1(f"{seed}:{ex_id!r}".encode()).digest()
-    return int.from_bytes(digest[:7], "little")
-
-
-def blur_image(x: torch.Tensor) -> torch.Tensor:
-    """A strongly blurred copy of a (C, H, W) image: a baseline without fine structure."""
-    from torchvision.transforms.functional import gaussian_blur
-
-    h, w = int(x.shape[-2]), int(x.shape[-1])
-    sigma = max(1.0, min(h, w) / 16.0)
-    k = int(2 * math.ceil(2 * sigma) + 1)
-    limit = min(h, w) if min(h, w) % 2 == 1 else min(h, w) - 1
-    k = max(1, min(k, limit))
-    return gaussian_blur(x.float()[None], [k, k], [sigma, sigma])[0].to(x.dtype)

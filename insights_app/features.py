@@ -8,6 +8,7 @@ the engine never needs to know what kind of data it is attributing.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
@@ -45,6 +46,28 @@ def apply_transforms(transforms: Sequence[Transform], example: torch.Tensor) -> 
     for t in transforms:
         example = t(example)
     return example
+
+
+def transform_batch(feature: "BaseFeature", batch: torch.Tensor) -> torch.Tensor:
+    """``feature.transform_input(batch)``, in one call per transform when each one computes
+    the same on a batch as example by example: torchvision's ``Normalize`` on (C, H, W)
+    examples, or any transform with an ``apply_to_batch(batch)`` method. Calling a transform
+    once per example can cost more than the attribution of a small image."""
+    transforms = feature.input_transforms
+    if not transforms or batch.dim() < 2 or not batch.is_floating_point():
+        return feature.transform_input(batch)
+    tv = sys.modules.get("torchvision.transforms")
+    steps = []
+    for t in transforms:
+        if callable(getattr(t, "apply_to_batch", None)):
+            steps.append(t.apply_to_batch)
+        elif tv is not None and type(t) is tv.Normalize and not t.inplace and batch.dim() >= 4:
+            steps.append(t)
+        else:
+            return feature.transform_input(batch)
+    for step in steps:
+        batch = step(batch)
+    return batch
 
 
 class BaseFeature:

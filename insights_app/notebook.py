@@ -24,15 +24,11 @@ from typing import Any, Callable, Dict, List, Optional
 import anywidget
 import traitlets
 
-from .dataset import DatasetError
-from .engine import ComputationError
-from .methods import ValidationError
-from .render import RenderError
+from .errors import error_event, error_reply
+from .views import Stream
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).with_name("static")
-REQUEST_KINDS = ("config", "examples", "attribute")  # and "cancel" (no reply)
-USER_ERRORS = (ValidationError, RenderError, DatasetError, ComputationError, ValueError)
 
 # Appended to app.js (which must stay free of imports): mounts the app with a transport
 # that speaks the protocol above over the widget's comm.
@@ -156,38 +152,36 @@ def handle_request(visualizer: Any, kind: Any, body: Any, emit: Callable[[Dict[s
                    cancelled: Callable[[], bool] = lambda: False) -> None:
     """Run one request of the page against ``visualizer``; ``emit`` each reply (without its id).
 
-    The same answers as the HTTP API: a malformed request is an ``error`` reply (HTTP's
-    4xx), a failure while a page streams is an ``error`` event followed by the result.
-    A page whose request was ``cancelled`` (the user asked for another one) stops
-    between examples instead of computing attributions nobody will see.
+    ``kind`` names one of the visualizer's views, the same that serve ``/api/v1/<kind>``,
+    with the same answers: a malformed request is an ``error`` reply (HTTP's 4xx). Over the
+    comm a streaming view always streams: its events are ``event`` replies, a failure
+    midway an ``error`` event, then ``{"result": None}``. A page whose request was
+    ``cancelled`` (the user asked for another one) stops between examples instead of
+    computing attributions nobody will see.
     """
+    view = visualizer.views.get(kind) if isinstance(kind, str) else None
+    if view is None:
+        emit({"error": f"unknown request kind {kind!r}; expected one of {', '.join(visualizer.views)}"})
+        return
+    if view.streams and isinstance(body, dict) and "stream" not in body:
+        body = dict(body, stream=True)
     try:
-        if kind == "config":
-            emit({"result": visualizer.config()})
-        elif kind == "attribute":
-            emit({"result": visualizer.attribute(body)})
-        elif kind == "examples":
-            query = visualizer.parse_page(body)
-            events = visualizer.iter_page(query)
-            try:
-                for event in events:
-                    if cancelled():
-                        events.close()
-                        return
-                    emit({"event": event})
-            except USER_ERRORS as exc:
-                emit({"event": {"type": "error", "error": str(exc)}})
-            except Exception as exc:  # never a traceback in the page; the log has it
-                log.exception("page failed in the notebook widget")
-                emit({"event": {"type": "error", "error": f"internal error: {type(exc).__name__}"}})
-            emit({"result": None})
-        else:
-            emit({"error": f"unknown request kind {kind!r}; expected one of {', '.join(REQUEST_KINDS)}"})
-    except USER_ERRORS as exc:
-        emit({"error": str(exc)})
+        result = view.run(visualizer, body if view.takes_body else None)
     except Exception as exc:
-        log.exception("request %r failed in the notebook widget", kind)
-        emit({"error": f"internal error: {type(exc).__name__}"})
+        emit({"error": error_reply(exc)[1]["error"]})
+        return
+    if not isinstance(result, Stream):
+        emit({"result": result})
+        return
+    try:
+        for event in result:
+            if cancelled():
+                result.close()
+                return
+            emit({"event": event})
+    except Exception as exc:  # never a traceback in the page; the log has it
+        emit({"event": error_event(exc)})
+    emit({"result": None})
 
 
 class InsightsWidget(anywidget.AnyWidget):

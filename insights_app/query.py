@@ -11,19 +11,20 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-from .methods import MethodSpec, ValidationError
-from .render import SIGNS, VIS_METHODS
+from .errors import ValidationError
+from .limits import EXAMPLE_ID_MAX, PAGE_MAX, PAGE_SIZE_MAX, TOP_K_MAX
+from .methods import MethodSpec
+from .render import SIGNS, VIS_METHODS, sign_problem
 
-PAGE_SIZE_MAX = 64
-TOP_K_MAX = 20
-PAGE_MAX = 1_000_000
-EXAMPLE_ID_MAX = 2**40
+PAGE_SIZE_DEFAULT = 4
 PREDICTION_FILTERS = ("all", "correct", "incorrect")
 CLASS_SOURCES = ("prediction", "label")
 
 
 @dataclass(frozen=True)
 class Visualization:
+    """How attribution maps are drawn; the defaults are the page's and the API's."""
+
     method: str = "blended_heat_map"
     sign: str = "absolute_value"
     outlier_perc: float = 2.0
@@ -56,7 +57,7 @@ class Query:
 class PageQuery(Query):
     filter: Filter = field(default_factory=Filter)
     page: int = 0
-    page_size: int = 4
+    page_size: int = PAGE_SIZE_DEFAULT
     stream: bool = False
 
 
@@ -103,14 +104,16 @@ def _enum(obj: Mapping[str, Any], key: str, default: str, choices: Sequence[str]
 def parse_visualization(body: Any) -> Visualization:
     obj = _require_object(body, "visualization")
     _check_keys(obj, ("method", "sign", "outlier_perc"), "visualization.")
-    method = _enum(obj, "method", "blended_heat_map", VIS_METHODS, "visualization.")
-    sign = _enum(obj, "sign", "absolute_value", SIGNS, "visualization.")
-    outlier = obj.get("outlier_perc", 2.0)
+    default = Visualization()
+    method = _enum(obj, "method", default.method, VIS_METHODS, "visualization.")
+    sign = _enum(obj, "sign", default.sign, SIGNS, "visualization.")
+    outlier = obj.get("outlier_perc", default.outlier_perc)
     # No math.isfinite here: it overflows on huge JSON integers; the range test rejects nan and inf too.
     if isinstance(outlier, bool) or not isinstance(outlier, (int, float)) or not 0 <= outlier <= 50:
         raise ValidationError("visualization.outlier_perc", "must be a number between 0 and 50")
-    if method in ("masked_image", "alpha_scaling") and sign == "all":
-        raise ValidationError("visualization.sign", f"{method} needs sign positive, negative or absolute_value")
+    problem = sign_problem(method, sign)
+    if problem:
+        raise ValidationError("visualization.sign", problem)
     return Visualization(method, sign, float(outlier))
 
 
@@ -137,49 +140,58 @@ def parse_filter(body: Any, classes: Sequence[str]) -> Filter:
                   _enum(obj, "class_source", "prediction", CLASS_SOURCES, "filter."))
 
 
-def parse_common(body: Mapping[str, Any], methods: Mapping[str, MethodSpec], default_method: str,
-                 image_hw: Tuple[int, int], n_classes: int) -> Dict[str, Any]:
-    name = body.get("method", default_method)
-    if not isinstance(name, str) or name not in methods:
-        raise ValidationError("method", f"unknown method; choose one of {', '.join(methods)}")
-    spec = methods[name]
+@dataclass(frozen=True)
+class Defaults:
+    """What a request leaves out is filled from the visualizer: its methods and defaults."""
+
+    methods: Mapping[str, MethodSpec]
+    method: str
+    classes: Sequence[str]
+    image_hw: Tuple[int, int]
+    top_k: int = 4
+    n_models: int = 1
+
+
+def parse_common(body: Mapping[str, Any], d: Defaults) -> Dict[str, Any]:
+    name = body.get("method", d.method)
+    if not isinstance(name, str) or name not in d.methods:
+        raise ValidationError("method", f"unknown method; choose one of {', '.join(d.methods)}")
+    spec = d.methods[name]
     return {
         "method": spec,
-        "arguments": spec.validate(body.get("arguments"), image_hw),
+        "arguments": spec.validate(body.get("arguments"), d.image_hw),
         "visualization": parse_visualization(body.get("visualization")),
-        "top_k": min(_int(body, "top_k", 4, 1, TOP_K_MAX), max(1, n_classes)),
+        "top_k": min(_int(body, "top_k", d.top_k, 1, TOP_K_MAX), max(1, len(d.classes))),
     }
 
 
 COMMON_KEYS = ("method", "arguments", "visualization", "top_k")
 
 
-def parse_page_query(body: Any, methods: Mapping[str, MethodSpec], default_method: str,
-                     classes: Sequence[str], image_hw: Tuple[int, int]) -> PageQuery:
+def parse_page_query(body: Any, d: Defaults) -> PageQuery:
     obj = _require_object(body, "body")
     _check_keys(obj, COMMON_KEYS + ("filter", "page", "page_size", "stream"), "")
     stream = obj.get("stream", False)
     if not isinstance(stream, bool):
         raise ValidationError("stream", "must be true or false")
     return PageQuery(
-        **parse_common(obj, methods, default_method, image_hw, len(classes)),
-        filter=parse_filter(obj.get("filter"), classes),
+        **parse_common(obj, d),
+        filter=parse_filter(obj.get("filter"), d.classes),
         page=_int(obj, "page", 0, 0, PAGE_MAX),
-        page_size=_int(obj, "page_size", 4, 1, PAGE_SIZE_MAX),
+        page_size=_int(obj, "page_size", PAGE_SIZE_DEFAULT, 1, PAGE_SIZE_MAX),
         stream=stream,
     )
 
 
-def parse_attribute_query(body: Any, methods: Mapping[str, MethodSpec], default_method: str,
-                          classes: Sequence[str], image_hw: Tuple[int, int], n_models: int) -> AttributeQuery:
+def parse_attribute_query(body: Any, d: Defaults) -> AttributeQuery:
     obj = _require_object(body, "body")
     _check_keys(obj, COMMON_KEYS + ("example_id", "model", "target"), "")
     if "example_id" not in obj:
         raise ValidationError("example_id", "is required")
     target = obj.get("target")
     return AttributeQuery(
-        **parse_common(obj, methods, default_method, image_hw, len(classes)),
+        **parse_common(obj, d),
         example_id=_int(obj, "example_id", 0, 0, EXAMPLE_ID_MAX),
-        model=_int(obj, "model", 0, 0, max(0, n_models - 1)),
-        target=None if target is None else class_index(target, classes, "target"),
+        model=_int(obj, "model", 0, 0, max(0, d.n_models - 1)),
+        target=None if target is None else class_index(target, d.classes, "target"),
     )

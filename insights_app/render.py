@@ -18,17 +18,21 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .errors import RenderError
+from .limits import MAX_DISPLAY_SIDE
+
 VIS_METHODS = ("heat_map", "blended_heat_map", "masked_image", "alpha_scaling", "original_image")
 SIGNS = ("all", "positive", "negative", "absolute_value")
+# Methods that scale or mask the image by the map's magnitude: they need a single sign.
+SINGLE_SIGN_METHODS = ("masked_image", "alpha_scaling")
 ALPHA_OVERLAY = 0.5
-# Longest side of an image the app sends: the page shows images at most 256 CSS px wide (512
-# device px on a HiDPI screen). Larger inputs are averaged down before rendering, which bounds
-# the time and the bytes one example costs whatever the dataset's image size.
-MAX_DISPLAY_SIDE = 512
 
 
-class RenderError(ValueError):
-    """A render option that cannot be honoured (e.g. masked_image with sign 'all')."""
+def sign_problem(method: str, sign: str) -> Optional[str]:
+    """Why ``sign`` cannot be drawn with ``method`` (None when it can)."""
+    if method in SINGLE_SIGN_METHODS and sign == "all":
+        return f"{method} needs sign positive, negative or absolute_value"
+    return None
 
 
 @lru_cache(maxsize=None)
@@ -154,8 +158,9 @@ def render_attribution(
         if original is None:
             raise RenderError("original_image needs the input image")
         return original
-    if method in ("masked_image", "alpha_scaling") and sign == "all":
-        raise RenderError(f"{method} needs sign positive, negative or absolute_value, not 'all'")
+    problem = sign_problem(method, sign)
+    if problem:
+        raise RenderError(f"{problem}, not 'all'")
     if norm is None:
         norm = normalize_attribution(attr2d, sign, outlier_perc)
     h, w = norm.shape

@@ -10,32 +10,26 @@ web page cannot reach it through DNS rebinding.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import ipaddress
 import json
 import logging
-import secrets
 import socket
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 from flask import Flask, Response, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 
-from .dataset import DatasetError
-from .engine import ComputationError
-from .methods import ValidationError
-from .openapi import openapi_document
-from .render import RenderError
+from .access import TOKEN_COOKIE, access_token, host_is_loopback, token_cookie_name
+from .errors import UnsupportedMediaType, ValidationError, error_event, error_reply
+from .limits import MAX_BODY_BYTES
+from .views import Stream, View
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).with_name("static")
-TOKEN_COOKIE = "insights_token"
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 MIME_TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".html": "text/html",
               ".svg": "image/svg+xml", ".png": "image/png", ".json": "application/json"}
 UNAUTHORIZED_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
@@ -44,32 +38,18 @@ UNAUTHORIZED_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8
 <h1>A token is required</h1><p>This Insights server was started with a token. Open the URL that the
 server printed when it started (it ends with <code>?token=&hellip;</code>); the browser then remembers
 the token for this server.</p></body></html>"""
-MAX_BODY_BYTES = 1 * 2**20
-API = "/api/v1"
+HTTP_MESSAGES = {
+    404: "not found",
+    405: "method not allowed",
+    413: f"request body too large (limit {MAX_BODY_BYTES} bytes)",
+    415: "requests must be JSON (Content-Type: application/json)",
+}
 
 
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return host == "localhost"
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _error(message: str, status: int) -> Response:
-    resp = jsonify({"error": message})
+def _json(payload: Any, status: int = 200) -> Response:
+    resp = jsonify(payload)
     resp.status_code = status
     return resp
-
-
-def token_cookie_name(token: str) -> str:
-    """The cookie that remembers ``token``; named after it, so servers on other ports keep theirs.
-
-    Cookies ignore ports: with one fixed name, opening a second server would log the browser
-    out of the first.
-    """
-    return f"{TOKEN_COOKIE}_{hashlib.sha256(token.encode()).hexdigest()[:12]}"
 
 
 def _token_from_request(cookie: str) -> Optional[str]:
@@ -80,26 +60,47 @@ def _token_from_request(cookie: str) -> Optional[str]:
     return request.args.get("token") or request.cookies.get(cookie)
 
 
-def host_is_loopback(host_header: str) -> bool:
-    """Whether a ``Host`` header names this machine's loopback interface (port ignored)."""
-    host = host_header.strip().lower()
-    if host.startswith("["):
-        host = host[1:].split("]", 1)[0]
-    elif host.count(":") == 1:
-        host = host.split(":", 1)[0]
-    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
-        return True
+def json_body() -> Any:
+    """The request's JSON body (None when empty); refuses non-JSON content types."""
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType()
+    data = request.get_data(cache=False)
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        return json.loads(data or b"null")
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
+        raise ValidationError("body", "is not valid JSON") from None
+
+
+def ndjson(stream: Stream) -> Iterator[bytes]:
+    """A streamed answer as JSON lines; a failure midway becomes an ``error`` event that ends it."""
+    try:
+        for event in stream:
+            yield (json.dumps(event) + "\n").encode()
+    except Exception as exc:  # never a traceback on the wire
+        yield (json.dumps(error_event(exc)) + "\n").encode()
+    finally:
+        stream.close()
+
+
+def view_endpoint(visualizer: Any, view: View) -> Any:
+    """The Flask endpoint of one view: parse the body, run the view, answer JSON or NDJSON."""
+
+    def endpoint() -> Response:
+        result = view.run(visualizer, json_body() if view.takes_body else None)
+        if isinstance(result, Stream):
+            return Response(ndjson(result), mimetype="application/x-ndjson",
+                            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        return jsonify(result)
+
+    endpoint.__name__ = f"view_{view.kind}"
+    return endpoint
 
 
 def create_app(visualizer: Any, token: Optional[str] = None, *, allowed_hosts: Iterable[str] = ()) -> Flask:
-    """A Flask app serving one visualizer.
+    """A Flask app serving one visualizer: the page, its static files, and one route per view.
 
-    With ``token`` set, every route but health needs it: from the URL (``?token=``, which
-    also sets a cookie so the page keeps working), the cookie, or an
+    With ``token`` set, every route but the public views (health) needs it: from the URL
+    (``?token=``, which also sets a cookie so the page keeps working), the cookie, or an
     ``Authorization: token <t>`` / ``Bearer <t>`` header. Without a token only loopback
     ``Host`` names (and ``allowed_hosts``) are answered.
     """
@@ -108,16 +109,17 @@ def create_app(visualizer: Any, token: Optional[str] = None, *, allowed_hosts: I
     app.debug = False
     cookie = token_cookie_name(token) if token else TOKEN_COOKIE
     extra_hosts = {h.lower() for h in allowed_hosts}
+    public_paths = {view.path for view in visualizer.views.values() if view.public}
 
     def refuse(message: str, status: int, page: Optional[str] = None) -> Response:
         """JSON for the API; a short HTML page for someone opening the app without its token."""
         if page and request.method == "GET" and request.path == "/":
             return Response(page, status=status, mimetype="text/html")
-        return _error(message, status)
+        return _json({"error": message}, status)
 
     @app.before_request
     def check_access() -> Optional[Response]:
-        if request.path == f"{API}/health":
+        if request.path in public_paths:
             return None
         if not token:
             host = request.host or ""
@@ -149,40 +151,12 @@ def create_app(visualizer: Any, token: Optional[str] = None, *, allowed_hosts: I
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
-        messages = {
-            404: "not found",
-            405: "method not allowed",
-            413: f"request body too large (limit {MAX_BODY_BYTES} bytes)",
-            415: "requests must be JSON (Content-Type: application/json)",
-        }
-        return _error(messages.get(exc.code or 400, exc.description or exc.name), exc.code or 400)
+        return _json({"error": HTTP_MESSAGES.get(exc.code or 400, exc.description or exc.name)}, exc.code or 400)
 
     @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> Response:
-        log.exception("unexpected error")
-        return _error(f"internal error: {type(exc).__name__}", 500)
-
-    def json_body() -> Any:
-        if request.mimetype != "application/json":
-            raise ValidationError("Content-Type", "must be application/json")
-        data = request.get_data(cache=False)
-        try:
-            return json.loads(data or b"null")
-        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
-            raise ValidationError("body", "is not valid JSON") from None
-
-    def guarded(fn: Callable[[], Any]) -> Response:
-        try:
-            return fn()
-        except ValidationError as exc:
-            status = 415 if exc.field == "Content-Type" else 400
-            return _error(str(exc), status)
-        except (RenderError, ValueError) as exc:
-            return _error(str(exc), 400)
-        except DatasetError as exc:
-            return _error(str(exc), 500)
-        except ComputationError as exc:
-            return _error(str(exc), 500)
+    def any_error(exc: Exception) -> Response:
+        status, payload = error_reply(exc)
+        return _json(payload, status)
 
     def static_response(filename: str) -> Response:
         resp = send_from_directory(STATIC_DIR, filename, max_age=0)
@@ -200,45 +174,10 @@ def create_app(visualizer: Any, token: Optional[str] = None, *, allowed_hosts: I
     def static_file(filename: str) -> Response:
         return static_response(filename)
 
-    @app.get(f"{API}/health")
-    def health() -> Response:
-        return jsonify({"status": "ok"})
-
-    @app.get(f"{API}/config")
-    def config() -> Response:
-        return guarded(lambda: jsonify(visualizer.config()))
-
-    @app.get(f"{API}/openapi.json")
-    def openapi() -> Response:
-        return jsonify(openapi_document(visualizer))
-
-    @app.post(f"{API}/examples")
-    def examples() -> Response:
-        def run() -> Response:
-            q = visualizer.parse_page(json_body())
-            if not q.stream:
-                return jsonify(visualizer.page(q))
-            return Response(_ndjson(visualizer.iter_page(q)), mimetype="application/x-ndjson",
-                            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-        return guarded(run)
-
-    @app.post(f"{API}/attribute")
-    def attribute() -> Response:
-        return guarded(lambda: jsonify(visualizer.attribute(json_body())))
-
+    for view in visualizer.views.values():
+        app.add_url_rule(view.path, view_func=view_endpoint(visualizer, view),
+                         methods=[view.http_method])
     return app
-
-
-def _ndjson(events: Iterator[Dict[str, Any]]) -> Iterator[bytes]:
-    """Stream events as JSON lines; a failure mid-page becomes an ``error`` event."""
-    try:
-        for event in events:
-            yield (json.dumps(event) + "\n").encode()
-    except (ValidationError, DatasetError, ComputationError, RenderError, ValueError) as exc:
-        yield (json.dumps({"type": "error", "error": str(exc)}) + "\n").encode()
-    except Exception as exc:  # never a traceback on the wire
-        log.exception("page stream failed")
-        yield (json.dumps({"type": "error", "error": f"internal error: {type(exc).__name__}"}) + "\n").encode()
 
 
 @dataclass
@@ -278,19 +217,6 @@ class ServerHandle:
                 wasyncore.close_all(channels, ignore_all=True)
         finally:
             self.thread.join(timeout=5)
-
-
-def access_token(host: str, token: Optional[str]) -> Optional[str]:
-    """The token a server bound to ``host`` must require (None: no token).
-
-    Loopback addresses may run without one; any other address gets the given token or a
-    fresh random one (printed with the URL, as Jupyter does); ``token=""`` there is refused.
-    """
-    if is_loopback(host):
-        return token or None
-    if token == "":
-        raise ValueError(f"refusing to bind {host} without a token; pass token=... or bind 127.0.0.1")
-    return token if token is not None else secrets.token_urlsafe(24)
 
 
 def start_server(visualizer: Any, host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None,

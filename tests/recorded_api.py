@@ -2,8 +2,10 @@
 
 ``python tests/recorded_api.py`` records every request below (through Flask's test client, so
 no port is opened) and writes ``tests/data/recorded_api.json``; ``test_recorded_api.py``
-replays them and compares. Re-record only on purpose: the file is the API's memory of how it
-answered, and a change to it is a change of behaviour that a commit message has to explain.
+replays them and compares. ``python tests/recorded_api.py --update /config`` records the
+answers of one route again and keeps the others. Re-record only on purpose: the file is the
+API's memory of how it answered, and a change to it is a change of behaviour that a commit
+message has to explain.
 
 The scenarios cover every route and method, filters, paging, visualization options, several
 models and features, failing models and datasets, and the validation errors.
@@ -183,14 +185,22 @@ def answer(client: Any, method: str, path: str, body: Any) -> Dict[str, Any]:
     return {"status": resp.status_code, "type": resp.mimetype, "json": without_timing(payload)}
 
 
-def record_all() -> List[Dict[str, Any]]:
+def record_all(only_path: Optional[str] = None, previous: Optional[List[Dict[str, Any]]] = None
+               ) -> List[Dict[str, Any]]:
+    """Every scenario's answers; with ``only_path``, the other routes' answers are kept from ``previous``."""
     from insights_app.server import create_app
 
-    torch.manual_seed(0)
     out = []
+    kept = iter(previous or [])
     for name, (factory, requests) in scenarios().items():
+        torch.manual_seed(0)
         client = create_app(factory()).test_client()
         for method, path, body in requests():
+            old = next(kept, None)
+            if only_path is not None and old is not None and path != only_path:
+                out.append(old)
+                answer(client, method, path, body)  # caches fill as they did when recorded
+                continue
             out.append({"scenario": name, "method": method, "path": path, "body": body,
                         **answer(client, method, path, body)})
     return out
@@ -198,7 +208,8 @@ def record_all() -> List[Dict[str, Any]]:
 
 def main() -> None:
     torch.set_num_threads(1)
-    records = record_all()
+    only = sys.argv[2] if len(sys.argv) > 2 and sys.argv[1] == "--update" else None
+    records = record_all(only, json.loads(RECORDING.read_text()) if only else None)
     RECORDING.parent.mkdir(exist_ok=True)
     RECORDING.write_text(json.dumps(records, separators=(",", ":")))
     print(f"recorded {len(records)} answers in {RECORDING} ({RECORDING.stat().st_size / 1e6:.1f} MB)")

@@ -40,7 +40,7 @@ def test_subfolder_labels_images_and_predictions_end_to_end(photos):
     assert batch.inputs.shape == (len(files), 3) + SIZE
     expected = torch.stack([pil_pixels(f, "RGB", SIZE) for f in files])
     assert torch.equal(batch.inputs, expected)
-    assert batch.labels.tolist() == [source.classes.index(f.parent.name) for f in files]
+    assert batch.labels == [source.classes.index(f.parent.name) for f in files]
 
     with torch.no_grad():
         scores = torch.softmax(model(_normalize(expected)), dim=1)
@@ -80,9 +80,9 @@ def test_regex_labels_and_unmatched_files(photos, tmp_path):
     source = source_from_folder(flat, photo_cnn(3), labels=r"^(?P<label>[a-z]+)_", size=32)
     assert source.classes == ["animal", "object", "person"]
     names = sorted(p.name for p in flat.iterdir())
-    labels = torch.cat([b.labels for b in source.dataset]).tolist()
-    expected = [source.classes.index(n.split("_")[0]) if "_" in n else -1 for n in names]
-    assert labels == expected and -1 in labels
+    labels = [v for b in source.dataset for v in b.labels]
+    expected = [source.classes.index(n.split("_")[0]) if "_" in n else None for n in names]
+    assert labels == expected and None in labels
     with pytest.raises(AdapterError, match="matches no file name"):
         source_from_folder(flat, photo_cnn(3), labels=r"^zebra_(\w+)")
     with pytest.raises(AdapterError, match="valid regex"):
@@ -97,7 +97,7 @@ def test_csv_labels_with_header_and_missing_files(photos, tmp_path):
     source = source_from_folder(root, photo_cnn(2), labels=csv_path, size=32)
     assert source.classes == ["cat", "human"]
     batch = next(iter(source.dataset))
-    assert batch.labels.tolist() == [0, 1, -1]  # CSV order; an empty label is unlabeled
+    assert batch.labels == [0, 1, None]  # CSV order; an empty label is unlabeled
     assert torch.equal(batch.inputs[1], pil_pixels(written["astronaut"], "RGB", (32, 32)))
     vis = from_folder(root, photo_cnn(2), labels=str(csv_path), size=32)
     assert [ex["label"] for ex in vis.page(IG_PAGE)["examples"]][2] is None

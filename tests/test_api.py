@@ -18,7 +18,8 @@ import torch.nn as nn
 
 from insights_app import AttributionVisualizer, Batch
 from insights_app.features import ImageFeature
-from insights_app.server import access_token, create_app, host_is_loopback, token_cookie_name
+from insights_app.access import access_token, host_is_loopback, token_cookie_name
+from insights_app.server import create_app
 
 from ui_helpers import (  # noqa: F401  (pytest fixtures)
     DIGIT_NAMES, decode_data_url, digits_setup, digits_visualizer, is_blank, mixed_visualizer, serve,
@@ -144,14 +145,16 @@ def test_streamed_page_sends_page_examples_then_done(client):
 
 
 def test_stream_yields_the_first_example_before_computing_the_rest(digits_visualizer, monkeypatch):
+    from insights_app.views import examples as examples_view
+
     calls: List[List[int]] = []
-    original = digits_visualizer.explain_examples
+    original = examples_view.explained
 
-    def recording(q, examples):
+    def recording(vis, q, examples):
         calls.append([e.id for e in examples])
-        return original(q, examples)
+        return original(vis, q, examples)
 
-    monkeypatch.setattr(digits_visualizer, "explain_examples", recording)
+    monkeypatch.setattr(examples_view, "explained", recording)
     app = create_app(digits_visualizer)
     resp = app.test_client().post(API + "/examples", json=dict(FAST, page_size=4, page=7, stream=True), buffered=False)
     lines = (json.loads(chunk) for chunk in resp.response)
@@ -290,10 +293,11 @@ def test_http_errors_are_json(client):
 
 
 def test_unexpected_failure_is_a_json_500_without_traceback(digits_visualizer, monkeypatch):
-    def explode():
-        raise RuntimeError("secret internals")
+    class Exploding(dict):
+        def values(self):
+            raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(digits_visualizer, "config", explode)
+    monkeypatch.setattr(digits_visualizer, "methods", Exploding())
     resp = create_app(digits_visualizer).test_client().get(API + "/config")
     assert resp.status_code == 500
     assert resp.get_json() == {"error": "internal error: RuntimeError"}

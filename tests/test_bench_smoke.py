@@ -28,6 +28,7 @@ from bench.cases import DEFAULT_METHODS, build_cases  # noqa: E402
 from bench.memory import child, generate_folder  # noqa: E402
 from bench.models import POOL_SIZE, build_model  # noqa: E402
 from bench.pages import PageBench, make_visualizer  # noqa: E402
+from insights_app.dataset import ExampleBatch  # noqa: E402
 from insights_app.engine import seeded_rngs  # noqa: E402
 
 
@@ -50,12 +51,12 @@ def test_raw_captum_call_computes_what_the_server_computes(cnn, method):
     raw_images = (cnn.images[:n],)
     if spec.randomized:  # the engine seeds and runs randomized methods one example per call
         for i in range(n):
-            (ours,) = engine.attribute(spec, params, [i], (raw_images[0][i:i + 1],), [int(targets[i])])
+            (ours,) = engine.attribute(spec, params, ExampleBatch([i], (raw_images[0][i:i + 1],)), [int(targets[i])])
             with seeded_rngs(params["seed"]):
                 theirs = case.raw(x[i:i + 1], zeros[i:i + 1], targets[i:i + 1])
             torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
     else:
-        (ours,) = engine.attribute(spec, params, list(range(n)), raw_images, targets.tolist())
+        (ours,) = engine.attribute(spec, params, ExampleBatch(list(range(n)), raw_images), targets.tolist())
         torch.testing.assert_close(ours, case.raw(x, zeros, targets), rtol=1e-4, atol=1e-5)
 
 

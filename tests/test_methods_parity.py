@@ -17,7 +17,9 @@ from captum.attr import (
 from engine_helpers import RandomImages, make_model
 from insights_app import AttributionVisualizer
 from insights_app.features import ImageFeature
-from insights_app.methods import ValidationError, build_registry
+from insights_app.dataset import ExampleBatch
+from insights_app.errors import ValidationError
+from insights_app.methods import baselines, build_registry
 
 NORMALIZE = T.Normalize((0.5, 0.4, 0.3), (0.25, 0.2, 0.3))
 
@@ -39,7 +41,7 @@ def setup():
 def engine_attr(vis, raw, targets, method, arguments=None):
     spec = vis.methods[method]
     params = spec.validate(arguments or {}, (32, 32))
-    (attr,) = vis.engines[0].attribute(spec, params, [0, 1, 2, 3], (raw,), targets.tolist())
+    (attr,) = vis.engines[0].attribute(spec, params, ExampleBatch([0, 1, 2, 3], (raw,)), targets.tolist())
     return attr
 
 
@@ -171,8 +173,8 @@ def test_cost_bound_rejects_runaway_requests():
 def test_baselines_are_per_example_and_reproducible(setup, kind):
     vis, model, raw, x, zeros, targets = setup
     engine = vis.engines[0]
-    b1 = engine.baselines(kind, [0, 1, 2, 3], (raw,), seed=3)[0]
-    b2 = engine.baselines(kind, [2, 3], (raw[2:],), seed=3)[0]
+    b1 = baselines.per_example(kind, engine.features, (raw,), [0, 1, 2, 3], 3, engine.device)[0]
+    b2 = baselines.per_example(kind, engine.features, (raw[2:],), [2, 3], 3, engine.device)[0]
     assert b1.shape == x.shape
     assert torch.allclose(b1[2:], b2)  # an example's baseline does not depend on its batch-mates
     if kind == "zeros":
@@ -187,5 +189,6 @@ def test_feature_baseline_transforms_are_used():
     feature = ImageFeature("image", baseline_transforms=[lambda im: torch.full_like(im, 0.5)],
                            input_transforms=[NORMALIZE])
     vis = AttributionVisualizer([model], [str(i) for i in range(10)], [feature], data)
-    base = vis.engines[0].baselines("feature", [0, 1], (data.batches[0].inputs,))[0]
+    engine = vis.engines[0]
+    base = baselines.per_example("feature", engine.features, (data.batches[0].inputs,), [0, 1], 0, engine.device)[0]
     assert torch.allclose(base, NORMALIZE(torch.full((3, 32, 32), 0.5)).expand(2, -1, -1, -1))

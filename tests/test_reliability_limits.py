@@ -68,7 +68,7 @@ def test_the_costliest_accepted_request_stays_within_the_evaluation_bound(method
     model = CountingCNN().eval()
     vis = make_visualizer(model, Digits(n=4, batch_size=4))
     client = create_app(vis).test_client()
-    vis._predict_all(vis.store.get_many(range(4)))  # predictions cached: what is counted below is attribution
+    vis.predictions(vis.store.get_many(range(4)))  # predictions cached: what is counted below is attribution
     spec = vis.methods[method]
     args = most_expensive_arguments(spec, vis.image_hw)
     declared = spec.cost(spec.validate(args, vis.image_hw), vis.image_hw)
@@ -93,9 +93,10 @@ def test_declared_cost_matches_the_evaluations_at_default_arguments(method):
     vis = make_visualizer(model, Digits(n=8, batch_size=8))
     spec = vis.methods[method]
     params = spec.validate({}, vis.image_hw)
-    x, _ = digits(8)
+    examples = vis.store.get_many(range(8))
+    vis.predictions(examples)  # predictions cached: what is counted below is attribution
     model.rows = 0
-    vis.engines[0].explain(spec, params, list(range(8)), (x,), [3] * 8)
+    vis.engines[0].run(examples, spec, params, [3] * 8)
     declared = spec.cost(params, vis.image_hw)
     assert declared <= model.rows / 8 <= 2 * declared + 1
 

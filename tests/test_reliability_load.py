@@ -22,6 +22,7 @@ import requests
 from reliability_helpers import (
     Digits, answer_differences, digits, make_model, make_visualizer, ndjson_events, serving, without_timing,
 )
+from insights_app.dataset import ExampleBatch
 from insights_app.server import create_app
 
 CLIENTS = 20
@@ -161,8 +162,8 @@ def test_a_randomized_map_depends_only_on_the_example_and_the_seed(method, argum
         vis = make_visualizer(make_model(0), Digits(n=16))
         spec = vis.methods[method]
         params = spec.validate(arguments, vis.image_hw)
-        exps = vis.engines[0].explain(spec, params, ids, (x[ids],), [3] * len(ids))
-        maps.append(exps[ids.index(5)].maps[0])
+        results = vis.engines[0].run(ExampleBatch(ids, (x[ids],)), spec, params, [3] * len(ids))
+        maps.append(results[ids.index(5)].explanation.maps[0])
     assert np.array_equal(maps[0], maps[1]) and np.array_equal(maps[1], maps[2])
     if method == "ShapleyValueSampling":
         return

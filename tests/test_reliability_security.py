@@ -18,7 +18,9 @@ import pytest
 import requests
 
 from reliability_helpers import make_visualizer, raw_http, serving, status_of
+from insights_app import access
 from insights_app import server as server_module
+from insights_app.limits import MAX_BODY_BYTES
 from insights_app.server import create_app, start_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +55,7 @@ def test_default_bind_is_loopback_only(vis):
     ("example.com", False), ("localhost.example.com", False), ("127.0.0.1.nip.io", False),
 ])
 def test_which_binds_count_as_loopback(host, loopback):
-    assert server_module.is_loopback(host) is loopback
+    assert access.is_loopback(host) is loopback
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "", "::", "192.168.1.20"])
@@ -70,7 +72,7 @@ def test_binding_elsewhere_without_a_token_is_refused_before_anything_listens(vi
         with pytest.raises(ValueError, match="without a token"):
             vis.serve(host=host, token="", quiet=True)
     # Given no token at all, one is generated: never an open server on a public address.
-    first, second = server_module.access_token(host, None), server_module.access_token(host, None)
+    first, second = access.access_token(host, None), access.access_token(host, None)
     assert first and second and first != second and len(first) >= 24
 
 
@@ -89,7 +91,7 @@ def test_launcher_refuses_a_public_bind_without_a_token(vis, monkeypatch, capsys
 def test_a_non_loopback_server_requires_its_generated_token(vis, monkeypatch):
     # Pretend 127.0.0.1 were a public address: the server must then generate and enforce a token.
     # (It still binds 127.0.0.1 only: no test opens a port beyond this machine.)
-    monkeypatch.setattr(server_module, "is_loopback", lambda host: False)
+    monkeypatch.setattr(access, "is_loopback", lambda host: False)
     port = vis.serve(host="127.0.0.1", quiet=True)
     try:
         token = vis._servers[-1].token
@@ -116,13 +118,13 @@ def test_requests_without_the_token_get_401_and_with_a_wrong_one_403(guarded_url
     missing = requests.request(method, guarded_url + route, json=body, timeout=30)
     assert missing.status_code == 401
     for wrong in ({"headers": {"Authorization": "Bearer nope"}}, {"params": {"token": TOKEN[:-1]}},
-                  {"cookies": {server_module.token_cookie_name(TOKEN): "x" * len(TOKEN)}},
+                  {"cookies": {access.token_cookie_name(TOKEN): "x" * len(TOKEN)}},
                   {"headers": {"Authorization": f"Bearer {TOKEN}x"}}):
         r = requests.request(method, guarded_url + route, json=body, timeout=30, **wrong)
         assert r.status_code == 403, (wrong, r.status_code)
         assert "model" not in r.text.lower() or route == "/"  # nothing of the app leaks
     for right in ({"headers": {"Authorization": f"Bearer {TOKEN}"}}, {"headers": {"Authorization": f"token {TOKEN}"}},
-                  {"params": {"token": TOKEN}}, {"cookies": {server_module.token_cookie_name(TOKEN): TOKEN}}):
+                  {"params": {"token": TOKEN}}, {"cookies": {access.token_cookie_name(TOKEN): TOKEN}}):
         r = requests.request(method, guarded_url + route, json=body, timeout=60, **right)
         assert r.status_code == 200, (right, r.status_code, r.text[:200])
 
@@ -198,10 +200,11 @@ def test_dns_rebinding_is_refused_without_a_token(vis, host):
 def test_unexpected_errors_are_json_without_traceback_even_in_debug_mode(debug, monkeypatch):
     vis = make_visualizer()
 
-    def broken_config():
-        raise RuntimeError("secret detail /home/user/private/model.pt")
+    class BrokenMethods(dict):
+        def values(self):
+            raise RuntimeError("secret detail /home/user/private/model.pt")
 
-    monkeypatch.setattr(vis, "config", broken_config)
+    monkeypatch.setattr(vis, "methods", BrokenMethods())
     with serving(vis, debug=debug) as url:
         r = requests.get(url + "/api/v1/config", timeout=10)
         assert r.status_code == 500 and r.json() == {"error": "internal error: RuntimeError"}
@@ -231,7 +234,7 @@ def test_bad_http_gets_short_answers_without_server_internals(vis):
 
 def test_oversized_bodies_are_413(vis):
     client = create_app(vis).test_client()
-    r = client.post("/api/v1/examples", data=b" " * (server_module.MAX_BODY_BYTES + 1), content_type="application/json")
+    r = client.post("/api/v1/examples", data=b" " * (MAX_BODY_BYTES + 1), content_type="application/json")
     assert r.status_code == 413 and "too large" in r.get_json()["error"]
 
 

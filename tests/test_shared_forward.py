@@ -71,7 +71,7 @@ def test_a_page_runs_the_model_once_less_and_shows_what_the_two_step_path_shows(
     fused = one_pass.page(body)
 
     two_step = visualizer(data)
-    two_step.engines[0].predict(list(range(8)), (torch.stack([ex.inputs[0] for ex in two_step.store.get_many(range(8))]),))
+    two_step.predictions(two_step.store.get_many(range(8)))
     two_step_calls = count_forwards(two_step)
     plain = two_step.page(body)
 

@@ -1,0 +1,63 @@
+"""Who may talk to a server: which addresses are this machine's, and the token a server needs.
+
+The one place for these rules: ``serve()``, the Flask app's ``Host`` check and the command
+line all ask here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import secrets
+from typing import Optional
+
+TOKEN_COOKIE = "insights_token"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a host name or address (no port; IPv6 may be bracketed) is this machine's loopback.
+
+    ``localhost`` and its sub-domains (RFC 6761) and the 127/8 and ::1 addresses are; ``""``
+    and ``0.0.0.0`` (every interface) are not.
+    """
+    name = host.strip().lower()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def host_is_loopback(host_header: str) -> bool:
+    """Whether a ``Host`` header names this machine's loopback interface (its port ignored)."""
+    host = host_header.strip()
+    if host.startswith("["):
+        host = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    return is_loopback(host)
+
+
+def token_cookie_name(token: str) -> str:
+    """The cookie that remembers ``token``; named after it, so servers on other ports keep theirs.
+
+    Cookies ignore ports: with one fixed name, opening a second server would log the browser
+    out of the first.
+    """
+    return f"{TOKEN_COOKIE}_{hashlib.sha256(token.encode()).hexdigest()[:12]}"
+
+
+def access_token(host: str, token: Optional[str]) -> Optional[str]:
+    """The token a server bound to ``host`` must require (None: no token).
+
+    Loopback addresses may run without one; any other address gets the given token or a
+    fresh random one (printed with the URL, as Jupyter does); ``token=""`` there is refused.
+    """
+    if is_loopback(host):
+        return token or None
+    if token == "":
+        raise ValueError(f"refusing to bind {host} without a token; pass token=... or bind 127.0.0.1")
+    return token if token is not None else secrets.token_urlsafe(24)

@@ -1,0 +1,80 @@
+"""The errors a user may cause or meet, and the one table that says how each is answered.
+
+Every layer raises these; the transports never decide statuses themselves. The Flask error
+handlers, the NDJSON stream and the notebook widget all answer through :func:`error_reply`
+(or :func:`error_event` inside a stream), so a failure reads the same in the page, over curl
+and in a notebook. Anything not in the table is a bug of ours or of the user's code: it is
+logged with its traceback and answered as ``internal error: <type>`` only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Dict, Optional, Tuple, Type
+
+log = logging.getLogger(__name__)
+
+
+class ValidationError(ValueError):
+    """A request field that is missing, mistyped or out of bounds; the message starts with the field."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+
+
+class UnsupportedMediaType(ValidationError):
+    """A POST whose body is not declared as JSON (cross-site forms and text/plain posts)."""
+
+    def __init__(self) -> None:
+        super().__init__("Content-Type", "must be application/json")
+
+
+class RenderError(ValueError):
+    """A render option that cannot be honoured (e.g. masked_image with sign 'all')."""
+
+
+class DatasetError(RuntimeError):
+    """The dataset could not produce an example (it raised, or the example is gone)."""
+
+
+class ComputationError(RuntimeError):
+    """The model or captum failed on some examples; the message is shown to the user."""
+
+
+# Most specific first: the first row whose type matches answers.
+ERROR_STATUSES: Tuple[Tuple[Type[BaseException], int], ...] = (
+    (UnsupportedMediaType, 415),
+    (ValidationError, 400),
+    (RenderError, 400),
+    (DatasetError, 500),
+    (ComputationError, 500),
+    (ValueError, 400),  # a bad value that reached a library's own checks
+)
+
+
+def error_status(exc: BaseException) -> Optional[int]:
+    """The HTTP status of an error meant for the user; None for an unexpected one."""
+    for kind, status in ERROR_STATUSES:
+        if isinstance(exc, kind):
+            return status
+    return None
+
+
+def error_message(exc: BaseException) -> str:
+    """What the user reads: the message itself, or only the type of an unexpected error."""
+    if error_status(exc) is None:
+        log.error("unexpected error", exc_info=exc)
+        return f"internal error: {type(exc).__name__}"
+    return str(exc)
+
+
+def error_reply(exc: BaseException) -> Tuple[int, Dict[str, str]]:
+    """(status, ``{"error": message}``) for any exception; unexpected ones are a 500."""
+    message = error_message(exc)
+    return error_status(exc) or 500, {"error": message}
+
+
+def error_event(exc: BaseException) -> Dict[str, str]:
+    """The stream event that ends a streamed answer which failed midway."""
+    return {"type": "error", "error": error_message(exc)}

@@ -1,0 +1,24 @@
+"""The API's views, one module each, and the table that serves them over HTTP and in the widget.
+
+Adding a view: write a module with a :class:`View` and add it to ``BUILTIN_VIEWS`` (or,
+from outside the package, ``vis.register_view(view)``); the Flask app, the notebook widget
+and the OpenAPI document all read ``vis.views``.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+from ..registry import Registry
+from . import attribute, config, examples, health, openapi
+from .view import API_PREFIX, Stream, View
+
+BUILTIN_VIEWS: Tuple[View, ...] = (health.VIEW, config.VIEW, openapi.VIEW, examples.VIEW, attribute.VIEW)
+
+
+def build_views() -> Registry[View]:
+    """A fresh registry of the built-in views (one per visualizer)."""
+    return Registry(View, lambda view: view.kind, BUILTIN_VIEWS)
+
+
+__all__ = ["API_PREFIX", "BUILTIN_VIEWS", "Stream", "View", "build_views"]

@@ -1,0 +1,42 @@
+"""``POST /api/v1/attribute``: one example under one model, attributed to any class (a click on a class)."""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from ..errors import ValidationError
+from ..limits import EXAMPLE_ID_MAX
+from ..query import AttributeQuery
+from .schemas import class_schema, query_properties
+from .view import View
+
+
+def attribute(vis: Any, body: Any) -> Dict[str, Any]:
+    q = body if isinstance(body, AttributeQuery) else vis.parse_attribute(body)
+    try:
+        ex = vis.store.get(q.example_id)
+    except IndexError:
+        raise ValidationError("example_id", f"no example {q.example_id} in the dataset") from None
+    (result,) = vis.engines[q.model].run([ex], q.method, q.arguments, [q.target])
+    model = vis.presenter.model(q.model, ex, result, q.visualization, q.top_k)
+    return {"example": vis.presenter.example(ex, [model])}
+
+
+def request_schema(vis: Any) -> Dict[str, Any]:
+    class_ref = class_schema(vis)
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["example_id"],
+        "properties": dict(query_properties(vis), **{
+            "example_id": {"type": "integer", "minimum": 0, "maximum": EXAMPLE_ID_MAX},
+            "model": {"type": "integer", "minimum": 0, "maximum": max(0, len(vis.engines) - 1)},
+            "target": {"anyOf": [class_ref, {"type": "null"}]},
+        }),
+    }
+
+
+VIEW = View("attribute", attribute, "Attribute one example under one model to any target class",
+            request_schema=request_schema, responses={"200": {"description": "the example", "content": {
+                "application/json": {"schema": {"type": "object", "properties": {
+                    "example": {"$ref": "#/components/schemas/Example"}}}}}}})

@@ -1,0 +1,16 @@
+"""``GET /api/v1/health``: whether the server answers (never needs the token)."""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from .view import View
+
+
+def health(vis: Any, body: Any) -> Dict[str, str]:
+    return {"status": "ok"}
+
+
+VIEW = View("health", health, "Liveness", takes_body=False, public=True, errors=(), responses={
+    "200": {"description": "ok", "content": {"application/json": {"schema": {
+        "type": "object", "properties": {"status": {"type": "string"}}}}}}})

@@ -1,0 +1,57 @@
+"""What a view is: one request kind, served alike over HTTP and over the notebook widget's comm.
+
+A :class:`View` is a function of (visualizer, JSON body) and what the OpenAPI document says
+about it. The Flask app serves each as ``/api/v1/<kind>`` (GET without a body, POST with
+one); the widget answers ``{"kind": ..., "body": ...}`` messages with the same function.
+A view that streams returns a :class:`Stream` of events: NDJSON lines over HTTP, one
+message per event in the widget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+
+API_PREFIX = "/api/v1"
+ERROR_STATUSES_OF_A_QUERY = (400, 401, 403, 413, 415, 500)
+
+
+@dataclass
+class Stream:
+    """Events of an answer sent as they are computed (``{"type": ...}`` dictionaries)."""
+
+    events: Iterator[Dict[str, Any]]
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        return self.events
+
+    def close(self) -> None:
+        """Stop computing (the client went away or asked for something else)."""
+        close = getattr(self.events, "close", None)
+        if close is not None:
+            close()
+
+
+@dataclass(frozen=True)
+class View:
+    """One request kind of the API."""
+
+    kind: str  # the route is /api/v1/<kind>; the widget's message kind
+    run: Callable[[Any, Any], Any]  # (visualizer, body or None) -> JSON document, or a Stream
+    summary: str  # for the OpenAPI document
+    takes_body: bool = True  # POST with a JSON body; False: GET
+    public: bool = False  # answered without the server's token (health checks)
+    streams: bool = False  # answers a body with ``"stream": true`` with a Stream (the widget always asks)
+    # The OpenAPI schema of the body (given the visualizer: its classes and methods), when it takes one.
+    request_schema: Optional[Callable[[Any], Dict[str, Any]]] = None
+    # The OpenAPI responses object of a success (error responses are added from ``errors``).
+    responses: Dict[str, Any] = field(default_factory=dict)
+    errors: Tuple[int, ...] = ERROR_STATUSES_OF_A_QUERY
+
+    @property
+    def path(self) -> str:
+        return f"{API_PREFIX}/{self.kind}"
+
+    @property
+    def http_method(self) -> str:
+        return "POST" if self.takes_body else "GET"

@@ -1,0 +1,126 @@
+"""Extending a visualizer: a user's own method and view, served like the built-in ones, and the one
+error table that answers alike over HTTP, in a stream and in the notebook widget."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List
+
+import pytest
+import torch
+from captum.attr import IntegratedGradients
+
+from engine_helpers import RandomImages, make_model
+from insights_app import AttributionVisualizer
+from insights_app.errors import ComputationError, DatasetError, RenderError, ValidationError
+from insights_app.features import ImageFeature
+from insights_app.methods import Param, method
+from insights_app.notebook import handle_request
+from insights_app.server import create_app
+from insights_app.views import Stream, View
+
+CLASSES = [f"c{i}" for i in range(10)]
+
+
+def visualizer(**kw: Any) -> AttributionVisualizer:
+    return AttributionVisualizer([make_model()], CLASSES, [ImageFeature("image")], RandomImages(n_batches=2),
+                                 score_func=lambda o: torch.softmax(o, 1), **kw)
+
+
+def widget_replies(vis: AttributionVisualizer, kind: str, body: Any) -> List[Dict[str, Any]]:
+    out: List[Dict[str, Any]] = []
+    handle_request(vis, kind, body, out.append)
+    return out
+
+
+def test_a_registered_method_is_offered_validated_and_computed_like_a_built_in_one():
+    vis = visualizer()
+    steps = Param("steps", "int", 8, "Path steps", minimum=1, maximum=64, label="Path steps")
+
+    @vis.method("MyIG", label="My Integrated Gradients", help="IG with a fixed zero baseline.", params=(steps,),
+                cost=lambda p, hw: p["steps"])
+    def my_ig(ctx):
+        return IntegratedGradients(ctx.forward).attribute(ctx.inputs, baselines=ctx.baselines("zeros"),
+                                                          target=ctx.targets, n_steps=ctx.params["steps"])
+
+    client = create_app(vis).test_client()
+    config = client.get("/api/v1/config").get_json()
+    mine = next(m for m in config["methods"] if m["name"] == "MyIG")
+    assert mine["label"] == "My Integrated Gradients" and mine["params"][0]["label"] == "Path steps"
+    page = client.post("/api/v1/examples", json={"method": "MyIG", "arguments": {"steps": 4}, "page_size": 2})
+    assert page.status_code == 200
+    models = [e["models"][0] for e in page.get_json()["examples"]]
+    assert all(m["error"] is None and m["attributions"][0]["image"].startswith("data:image/png") for m in models)
+    refused = client.post("/api/v1/examples", json={"method": "MyIG", "arguments": {"steps": 65}})
+    assert refused.status_code == 400 and refused.get_json()["error"].startswith("arguments.steps:")
+    assert "MyIG" in json.dumps(client.get("/api/v1/openapi.json").get_json())
+    with pytest.raises(ValueError, match="already registered"):
+        vis.register_method(my_ig)
+    assert "MyIG" not in visualizer().methods  # registries belong to one visualizer
+
+
+def test_a_method_that_fails_fails_only_its_examples_with_its_label():
+    vis = visualizer()
+
+    @method("Broken", label="Broken method")
+    def broken(ctx):
+        raise RuntimeError("no gradient here")
+
+    vis.register_method(broken)
+    doc = vis.page({"method": "Broken", "page_size": 2})
+    assert [m["error"] for e in doc["examples"] for m in e["models"]] == [
+        "Broken method failed for SmallCNN: RuntimeError: no gradient here"] * 2
+    assert all(m["predictions"] for e in doc["examples"] for m in e["models"])  # the predictions still show
+
+
+def test_the_constructors_top_k_is_the_apis_default():
+    vis = visualizer(top_k=2)
+    assert vis.config()["top_k"] == 2
+    page = vis.page({"method": "Saliency", "page_size": 1})
+    assert len(page["examples"][0]["models"][0]["predictions"]) == 2
+    assert len(vis.page({"method": "Saliency", "page_size": 1, "top_k": 5})["examples"][0]["models"][0]["predictions"]) == 5
+
+
+ERRORS = [
+    (ValidationError("arguments.x", "must be at least 1"), 400, "arguments.x: must be at least 1"),
+    (RenderError("masked_image needs one sign"), 400, "masked_image needs one sign"),
+    (ValueError("a bad value"), 400, "a bad value"),
+    (DatasetError("the dataset raised OSError after example 16"), 500, "the dataset raised OSError after example 16"),
+    (ComputationError("the model failed"), 500, "the model failed"),
+    (KeyError("secret"), 500, "internal error: KeyError"),
+]
+
+
+@pytest.mark.parametrize("exc,status,message", ERRORS, ids=[type(e[0]).__name__ for e in ERRORS])
+def test_one_error_table_answers_over_http_in_streams_and_in_the_widget(exc, status, message):
+    vis = visualizer()
+
+    def fails(vis: Any, body: Any) -> Any:
+        if body and body.get("stream"):
+            def events():
+                yield {"type": "page"}
+                raise exc
+            return Stream(events())
+        raise exc
+
+    vis.register_view(View("fails", fails, "Always fails", streams=True))
+    client = create_app(vis).test_client()
+    resp = client.post("/api/v1/fails", json={})
+    assert (resp.status_code, resp.get_json()) == (status, {"error": message})
+    streamed = client.post("/api/v1/fails", json={"stream": True})
+    lines = [json.loads(line) for line in streamed.get_data(as_text=True).splitlines()]
+    assert lines == [{"type": "page"}, {"type": "error", "error": message}]
+    assert widget_replies(vis, "fails", {"stream": False}) == [{"error": message}]
+    assert widget_replies(vis, "fails", {}) == [{"event": {"type": "page"}},
+                                                {"event": {"type": "error", "error": message}}, {"result": None}]
+
+
+def test_a_registered_view_is_a_route_a_widget_kind_and_documented():
+    vis = visualizer()
+    vis.register_view(View("classes", lambda v, body: {"classes": v.classes}, "The class names", takes_body=False,
+                           errors=(401, 403)))
+    client = create_app(vis).test_client()
+    assert client.get("/api/v1/classes").get_json() == {"classes": CLASSES}
+    assert client.post("/api/v1/classes", json={}).status_code == 405
+    assert widget_replies(vis, "classes", None) == [{"result": {"classes": CLASSES}}]
+    assert "get" in client.get("/api/v1/openapi.json").get_json()["paths"]["/api/v1/classes"]
