@@ -128,10 +128,12 @@ def child(folder: Path, pages: int, page_size: int, method: str, threads: int, s
 
     if threads:
         torch.set_num_threads(threads)
-    from .models import MEAN, STD, SmallCNN
+    from insights_app.testing import CNN32
+
+    from .models import MEAN, STD
 
     torch.manual_seed(0)
-    model = SmallCNN(N_CLASSES).eval()
+    model = CNN32(N_CLASSES).eval()
     from data_adapters import from_folder
 
     if side != SIDE:  # the files are small; the adapter resizes them to `side`, the model pools back

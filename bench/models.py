@@ -15,30 +15,11 @@ import torch
 import torch.nn as nn
 
 from insights_app import Batch
+from insights_app.testing import CNN32
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 POOL_SIZE = 64  # distinct images; every page shows the first `page_size` of them
-
-
-class SmallCNN(nn.Module):
-    """Two conv blocks and a linear head: the 'small 32x32 CNN' of the issue."""
-
-    def __init__(self, n_classes: int = 10) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
-        self.relu1 = nn.ReLU()
-        self.pool1 = nn.MaxPool2d(2)
-        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
-        self.relu2 = nn.ReLU()
-        self.pool2 = nn.MaxPool2d(2)
-        self.flat = nn.Flatten()
-        self.fc = nn.Linear(32 * 8 * 8, n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool1(self.relu1(self.conv1(x)))
-        x = self.pool2(self.relu2(self.conv2(x)))
-        return self.fc(self.flat(x))
 
 
 @dataclass
@@ -68,7 +49,7 @@ def build_model(key: str, seed: int = 0) -> BenchModel:
 
     torch.manual_seed(seed)
     if key == "cnn32":
-        model, side, n_classes, label = SmallCNN(10), 32, 10, "small CNN 32x32"
+        model, side, n_classes, label = CNN32(10), 32, 10, "small CNN 32x32"
     elif key == "resnet18":
         import torchvision
 

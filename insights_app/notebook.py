@@ -1,21 +1,24 @@
 """The web UI inside Jupyter, as an anywidget talking to the kernel over the widget comm.
 
 Captum Insights shipped a classic-notebook nbextension that JupyterLab 4, Notebook 7 and
-VS Code cannot load. Here the page's own ES module (``static/app.js``) is the widget's
-front end: anywidget loads it in every frontend that runs ipywidgets 8, and the page's
-requests travel as widget messages instead of HTTP, so no port has to be reachable from
-the browser (remote kernels, JupyterHub, SSH tunnels to the notebook server only).
+VS Code cannot load. Here the page's own ES modules (``static/``) are the widget's front
+end: anywidget loads ``static/widget.js``, which links the page's modules (sent as the
+``_modules`` trait) and mounts the app in every frontend that runs ipywidgets 8. The
+page's requests travel as widget messages instead of HTTP, so no port has to be reachable
+from the browser (remote kernels, JupyterHub, SSH tunnels to the notebook server only).
 
-Protocol. The browser sends ``{"id", "kind", "body"}`` with kind ``config``, ``examples``
-or ``attribute``. The kernel answers with messages carrying the same id: zero or more
-``{"id", "event": {...}}`` (the streamed page events of ``examples``), then exactly one
-``{"id", "result": ...}`` or ``{"id", "error": "message"}``. Work runs on a small thread
-pool owned by the widget, so the kernel stays responsive while captum computes.
+Protocol. The browser sends ``{"id", "kind", "body"}``, where kind names one of the
+visualizer's views (the same that serve ``/api/v1/<kind>``), or ``cancel``. The kernel
+answers with messages carrying the same id: zero or more ``{"id", "event": {...}}`` (the
+events of a streaming view), then exactly one ``{"id", "result": ...}`` or ``{"id",
+"error": "message"}``. Work runs on a small thread pool owned by the widget, so the kernel
+stays responsive while captum computes.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,104 +33,9 @@ from .views import Stream
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).with_name("static")
 
-# Appended to app.js (which must stay free of imports): mounts the app with a transport
-# that speaks the protocol above over the widget's comm.
-WIDGET_ENTRY = r"""
-// ---- notebook entry point (insights_app/notebook.py): requests travel over the widget comm ----
-function insightsCommTransport(model) {
-  const prefix = Math.random().toString(36).slice(2);
-  const pending = new Map();
-  let counter = 0;
-  const onMessage = (msg) => {
-    if (!msg || typeof msg !== "object" || typeof msg.id !== "string") return;
-    const req = pending.get(msg.id);
-    if (!req) return;  // another view of the same widget asked
-    if (Object.prototype.hasOwnProperty.call(msg, "event")) {
-      if (req.onEvent) {
-        try { req.onEvent(msg.event); } catch (err) { console.error("insights: event handler failed", err); }
-      }
-      return;
-    }
-    pending.delete(msg.id);
-    if (Object.prototype.hasOwnProperty.call(msg, "error")) {
-      const err = new Error(String(msg.error));
-      const field = /^([A-Za-z_][\w.\-]*): /.exec(err.message);  // as httpTransport: "field: message"
-      if (field) err.field = field[1];
-      req.reject(err);
-    } else req.resolve(msg.result);
-  };
-  model.on("msg:custom", onMessage);
-  const abortError = () => {
-    try { return new DOMException("the request was cancelled", "AbortError"); } catch (_) {
-      const err = new Error("the request was cancelled");
-      err.name = "AbortError";
-      return err;
-    }
-  };
-  const request = (kind, body, onEvent, signal) => new Promise((resolve, reject) => {
-    if (signal && signal.aborted) { reject(abortError()); return; }
-    const id = `${prefix}-${++counter}`;
-    const onAbort = () => {
-      if (!pending.has(id)) return;
-      pending.delete(id);
-      try { model.send({ id, kind: "cancel", body: null }); } catch (_) { /* the kernel is gone */ }
-      reject(abortError());
-    };
-    const done = (fn) => (value) => {
-      if (signal) signal.removeEventListener("abort", onAbort);
-      fn(value);
-    };
-    pending.set(id, { resolve: done(resolve), reject: done(reject), onEvent });
-    if (signal) signal.addEventListener("abort", onAbort);
-    try {
-      model.send({ id, kind, body: body === undefined ? null : body });
-    } catch (err) {
-      pending.delete(id);
-      done(reject)(err);
-    }
-  });
-  return {
-    transport: {
-      config: () => request("config", null, null, null),
-      examples: (body, onEvent, signal) => request("examples", body, onEvent, signal),
-      attribute: (body, signal) => request("attribute", body, null, signal),
-    },
-    close() {
-      model.off("msg:custom", onMessage);
-      for (const req of pending.values()) req.reject(new Error("the widget was closed"));
-      pending.clear();
-    },
-  };
-}
-
-export default {
-  render({ model, el }) {
-    const root = document.createElement("div");
-    root.className = "insights-app insights-notebook";
-    const setHeight = () => {
-      const h = Number(model.get("height")) || 0;
-      root.style.maxHeight = h > 0 ? `${h}px` : "";
-      root.style.overflow = h > 0 ? "auto" : "";
-    };
-    setHeight();
-    model.on("change:height", setHeight);
-    el.appendChild(root);
-    const comm = insightsCommTransport(model);
-    let app = null;
-    try {
-      app = mount(root, comm.transport, { urlState: false });
-    } catch (err) {
-      root.textContent = `Insights failed to start: ${err && err.message ? err.message : err}`;
-    }
-    return () => {
-      model.off("change:height", setHeight);
-      comm.close();
-      if (app && typeof app.destroy === "function") app.destroy();
-      else if (typeof app === "function") app();
-    };
-  },
-};
-"""
+WIDGET_ENTRY = "widget.js"  # anywidget's module: links the page's modules and mounts the app
+PAGE_ENTRY = "main.js"  # the standalone page's entry, not part of the widget
+CSS_IMPORT = re.compile(r'^@import url\("([^"]+)"\);\s*$', re.M)
 
 
 def _read_static(name: str) -> str:
@@ -140,12 +48,19 @@ def _read_static(name: str) -> str:
 
 
 def widget_esm() -> str:
-    """The widget's ES module: the page's app.js plus the comm entry point."""
-    return _read_static("app.js") + "\n" + WIDGET_ENTRY
+    """The widget's ES module (static/widget.js)."""
+    return _read_static(WIDGET_ENTRY)
+
+
+def widget_modules() -> Dict[str, str]:
+    """Every ES module of the page (path under static/ -> source), for the widget to link."""
+    paths = sorted(p.relative_to(STATIC_DIR).as_posix() for p in STATIC_DIR.rglob("*.js"))
+    return {path: _read_static(path) for path in paths if path not in (WIDGET_ENTRY, PAGE_ENTRY)}
 
 
 def widget_css() -> str:
-    return _read_static("style.css")
+    """The page's style sheet with its ``@import`` lines replaced by the files they name."""
+    return CSS_IMPORT.sub(lambda m: _read_static(m.group(1)), _read_static("style.css"))
 
 
 def handle_request(visualizer: Any, kind: Any, body: Any, emit: Callable[[Dict[str, Any]], None],
@@ -189,10 +104,12 @@ class InsightsWidget(anywidget.AnyWidget):
 
     _esm = traitlets.Unicode().tag(sync=True)
     _css = traitlets.Unicode().tag(sync=True)
+    _modules = traitlets.Dict().tag(sync=True)
     height = traitlets.Int(900).tag(sync=True)
 
     def __init__(self, visualizer: Any, height: int = 900, max_workers: int = 4, **kwargs: Any) -> None:
-        super().__init__(_esm=widget_esm(), _css=widget_css(), height=int(height), **kwargs)
+        super().__init__(_esm=widget_esm(), _css=widget_css(), _modules=widget_modules(), height=int(height),
+                         **kwargs)
         self.visualizer = visualizer
         self._pool: Optional[ThreadPoolExecutor] = ThreadPoolExecutor(
             max_workers=max(1, int(max_workers)), thread_name_prefix="insights-widget")

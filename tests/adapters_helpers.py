@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from insights_app.testing import ConvNet, seeded
+
 DIGIT_SIZE = 16
 
 
@@ -47,11 +49,7 @@ def write_digit_folders(root: Path, n_train: int = 600, n_valid: int = 120, size
 
 def digit_cnn(n_classes: int = 10, channels: int = 1) -> nn.Module:
     """A small CNN for 16x16 images (conv layers so that GradCAM has something to hook)."""
-    return nn.Sequential(
-        nn.Conv2d(channels, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-        nn.Linear(128, n_classes),
-    )
+    return ConvNet(channels, n_classes, ((16, "max2"), (32, "avg2")))
 
 
 def digit_tags(path):  # no annotations: fastai's type dispatch chokes on list[str]
@@ -97,11 +95,7 @@ def write_sample_photos(root: Path, classes: Dict[str, Sequence[str]] = SAMPLE_P
 
 def photo_cnn(n_classes: int, channels: int = 3) -> nn.Module:
     """An untrained but deterministic small CNN for photos of any size."""
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(channels, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
-        nn.Linear(128, n_classes),
-    )
+    return seeded(ConvNet, channels, n_classes, ((8, "avg4"),))
 
 
 def page_predictions(page: dict) -> List[Tuple[int, int, float]]:

@@ -1,35 +1,17 @@
-"""Small models and datasets for the engine tests (no download, deterministic)."""
+"""Datasets for the engine tests, and their model (no download, deterministic)."""
 
 from __future__ import annotations
 
-from typing import Iterator, List, Optional
+from typing import Iterator, List
 
 import torch
-import torch.nn as nn
 
 from insights_app import Batch
-
-
-class SmallCNN(nn.Module):
-    """A CNN with distinct activation modules (DeepLift needs them unshared)."""
-
-    def __init__(self, in_channels: int = 3, n_classes: int = 10) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 6, 3, padding=1)
-        self.relu1 = nn.ReLU()
-        self.pool = nn.AdaptiveAvgPool2d(4)
-        self.conv2 = nn.Conv2d(6, 8, 3, padding=1)
-        self.relu2 = nn.ReLU()
-        self.flat = nn.Flatten()
-        self.fc = nn.Linear(8 * 16, n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.flat(self.relu2(self.conv2(self.pool(self.relu1(self.conv1(x)))))))
+from insights_app.testing import SmallCNN, seeded
 
 
 def make_model(in_channels: int = 3, n_classes: int = 10, seed: int = 0) -> SmallCNN:
-    torch.manual_seed(seed)
-    return SmallCNN(in_channels, n_classes).eval()
+    return seeded(SmallCNN, in_channels, n_classes, seed=seed)
 
 
 class RandomImages:

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import requests
-import torch
 from torch import nn
+
+from insights_app.testing import DigitsNet, seeded
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -140,29 +141,9 @@ def post_examples(launched: Launched, body: Dict[str, Any], token: Optional[str]
 
 # ---------------------------------------------------------------------- models for --model
 
-class DigitsNet(nn.Module):
-    """A small CNN for 1x32x32 digits (what a user's own model file would define)."""
-
-    def __init__(self, n_classes: int = 10) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
-        self.relu1 = nn.ReLU()
-        self.pool = nn.AdaptiveAvgPool2d(8)
-        self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
-        self.relu2 = nn.ReLU()
-        self.flat = nn.Flatten()
-        self.fc = nn.Linear(16 * 64, n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] == 3:  # an RGB pipeline: use the mean channel
-            x = x.mean(1, keepdim=True)
-        return self.fc(self.flat(self.relu2(self.conv2(self.pool(self.relu1(self.conv1(x)))))))
-
-
 def digits_net() -> nn.Module:
-    """The factory passed as ``--model launch_helpers:digits_net``."""
-    torch.manual_seed(0)
-    return DigitsNet(10).eval()
+    """The factory passed as ``--model launch_helpers:digits_net`` (what a user's own model module holds)."""
+    return seeded(DigitsNet, 10)
 
 
 def not_a_model() -> str:

@@ -1,6 +1,6 @@
-"""Small models, datasets and a live-server harness for the reliability and security tests.
+"""Datasets, a faulty model and a live-server harness for the reliability and security tests.
 
-Everything is tiny (1x8x8 digits, a two-layer CNN) so that even the most expensive request
+Everything is tiny (1x8x8 digits, TinyCNN) so that even the most expensive request
 the parameter bounds allow finishes in about a second: the fuzz and load tests can then
 exercise every method without the CI budget depending on which arguments they happen to draw.
 No download: the images are scikit-learn's bundled digits.
@@ -16,35 +16,17 @@ from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import torch
-import torch.nn as nn
 
 from insights_app import AttributionVisualizer, Batch
 from insights_app.features import ImageFeature
+from insights_app.testing import TinyCNN, seeded
 
 CLASSES = [str(i) for i in range(10)]
 POISON = -1.0  # a raw pixel value that FaultyModel refuses (never produced by real digits, which are >= 0)
 
 
-class TinyCNN(nn.Module):
-    """Two convolutions (GradCAM has a layer), unshared ReLUs (DeepLift needs them), 10 outputs."""
-
-    def __init__(self, in_channels: int = 1, n_classes: int = 10) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 4, 3, padding=1)
-        self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
-        self.relu2 = nn.ReLU()
-        self.pool = nn.AdaptiveAvgPool2d(2)
-        self.flat = nn.Flatten()
-        self.fc = nn.Linear(16, n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.flat(self.pool(self.relu2(self.conv2(self.relu1(self.conv1(x)))))))
-
-
 def make_model(seed: int = 0, in_channels: int = 1) -> TinyCNN:
-    torch.manual_seed(seed)
-    return TinyCNN(in_channels).eval()
+    return seeded(TinyCNN, in_channels, seed=seed)
 
 
 class FaultyModel(TinyCNN):
@@ -57,8 +39,7 @@ class FaultyModel(TinyCNN):
 
 
 def make_faulty_model(seed: int = 0) -> FaultyModel:
-    torch.manual_seed(seed)
-    return FaultyModel().eval()
+    return seeded(FaultyModel, seed=seed)
 
 
 @functools.lru_cache(maxsize=1)

@@ -14,12 +14,12 @@ from typing import Any, Dict, List
 import pytest
 import requests
 import torch
-import torch.nn as nn
 
 from insights_app import AttributionVisualizer, Batch
 from insights_app.features import ImageFeature
 from insights_app.access import access_token, host_is_loopback, token_cookie_name
 from insights_app.server import create_app
+from insights_app.testing import SlowNet
 
 from ui_helpers import (  # noqa: F401  (pytest fixtures)
     DIGIT_NAMES, decode_data_url, digits_setup, digits_visualizer, is_blank, mixed_visualizer, serve,
@@ -424,20 +424,6 @@ def test_binding_rules():
 
 
 # ---------------------------------------------------------------- real servers
-
-class SlowNet(nn.Module):
-    """Each forward pass sleeps (CPU stays idle) so a page takes a while to compute."""
-
-    def __init__(self, delay: float) -> None:
-        super().__init__()
-        self.delay = delay
-        self.conv = nn.Conv2d(1, 2, 3)
-        self.fc = nn.Linear(2, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        time.sleep(self.delay)
-        return self.fc(self.conv(x).mean(dim=(2, 3)))
-
 
 def _slow_visualizer(delay: float = 0.1) -> AttributionVisualizer:
     torch.manual_seed(0)

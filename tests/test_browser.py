@@ -8,7 +8,6 @@ INSIGHTS_SCREENSHOTS=/some/dir to keep 1280x800 screenshots of what the tests sa
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import List
 
@@ -18,6 +17,7 @@ import torch.nn as nn
 
 from insights_app import AttributionVisualizer, Batch
 from insights_app.features import ImageFeature
+from insights_app.testing import SlowNet, seeded
 
 from ui_helpers import (  # noqa: F401  (pytest fixtures)
     DIGIT_NAMES, card_ids, chromium, decode_data_url, digits_server, digits_setup, digits_visualizer, is_blank,
@@ -346,23 +346,9 @@ def test_several_models_and_text_and_general_features(ui):
         handle.close()
 
 
-class SlowNet(nn.Module):
-    """Sleeps in every forward pass (the CPU stays idle) so a page takes seconds to compute."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = nn.Conv2d(1, 2, 3)
-        self.fc = nn.Linear(2, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        time.sleep(0.1)
-        return self.fc(self.conv(x).mean(dim=(2, 3)))
-
-
 def test_cards_fill_in_progressively(ui):
     torch.manual_seed(0)
-    vis = AttributionVisualizer(SlowNet(), DIGIT_NAMES, [ImageFeature("img")],
+    vis = AttributionVisualizer(seeded(SlowNet), DIGIT_NAMES, [ImageFeature("img")],
                                 [Batch(torch.rand(4, 1, 12, 12), torch.tensor([1, 2, 3, 4]))], internal_batch_size=4)
     handle = serve(vis)
     try:
@@ -431,12 +417,11 @@ def test_mount_works_with_any_transport_and_without_url_state(ui, digits_server)
       const http = httpTransport('');
       const calls = [];
       const transport = {
-        config: () => { calls.push('config'); return http.config(); },
-        examples: (body, onEvent, signal) => {
-          calls.push('examples:' + body.page_size);
-          return http.examples(body, onEvent, signal);
+        request: async (kind, body, options) => {
+          calls.push(kind === 'examples' ? 'examples:' + body.page_size : kind);
+          if (kind === 'attribute') throw new Error('kernel went away');
+          return http.request(kind, body, options);
         },
-        attribute: async (body) => { calls.push('attribute'); throw new Error('kernel went away'); },
       };
       const root = document.createElement('div');
       document.body.append(root);

@@ -19,7 +19,7 @@ import torch
 from engine_helpers import RandomImages, make_model
 from insights_app import AttributionVisualizer
 from insights_app.features import ImageFeature
-from insights_app.notebook import InsightsWidget, handle_request, widget_esm
+from insights_app.notebook import InsightsWidget, handle_request, widget_esm, widget_modules
 from launch_helpers import free_port, wait_for_http
 
 TESTS = Path(__file__).resolve().parent
@@ -90,23 +90,46 @@ def test_a_cancelled_page_stops_without_computing_the_rest():
     assert not any("result" in r for r in out)
 
 
+STATIC = Path(__import__("insights_app").__file__).with_name("static")
+
+
 def test_widget_ships_the_page_app_and_its_styles():
     widget = InsightsWidget(small_visualizer(), height=640)
-    app_js = (Path(__import__("insights_app").__file__).with_name("static") / "app.js").read_text()
-    assert widget._esm.startswith(app_js) and "export default" in widget._esm
-    assert ".insights-app" in widget._css
+    assert widget._esm == (STATIC / "widget.js").read_text() and "export default" in widget._esm
+    assert widget._modules["app.js"] == (STATIC / "app.js").read_text()
+    assert "export function mount" in widget._modules["app.js"] and "main.js" not in widget._modules
+    assert ".insights-app" in widget._css and "@import" not in widget._css
+    assert (STATIC / "css" / "cards.css").read_text() in widget._css
     assert widget.height == 640
     data, _ = widget._repr_mimebundle_()
     assert data[WIDGET_MIME]["model_id"] == widget.model_id
     widget.close()
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to parse the module")
-def test_widget_module_parses_as_an_es_module(tmp_path):
-    path = tmp_path / "widget.mjs"
-    path.write_text(widget_esm())
-    result = subprocess.run(["node", "--check", str(path)], capture_output=True, text=True, timeout=60)
+LINK_AND_IMPORT = r"""
+import { readFileSync } from "node:fs";
+import { linkModules } from "./widget.mjs";
+const sources = JSON.parse(readFileSync(process.argv[2], "utf8"));
+const toUrl = (code) => "data:text/javascript;base64," + Buffer.from(code).toString("base64");
+const linked = linkModules(sources, toUrl);
+const app = await import(linked.link("app.js"));
+const transport = await import(linked.link("lib/transport.js"));
+const missing = Object.keys(sources).filter((path) => !linked.urls.has(path));
+console.log(JSON.stringify({ mount: typeof app.mount, comm: typeof transport.commTransport, missing }));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to load the modules")
+def test_widget_links_and_loads_every_module_of_the_page(tmp_path):
+    """What the widget does in the notebook, in node: link the modules into URLs, import the app."""
+    (tmp_path / "widget.mjs").write_text(widget_esm())
+    (tmp_path / "run.mjs").write_text(LINK_AND_IMPORT)
+    (tmp_path / "modules.json").write_text(json.dumps(widget_modules()))
+    result = subprocess.run(["node", str(tmp_path / "run.mjs"), str(tmp_path / "modules.json")], capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    # Every module is reachable from the app and loads (a module left out would be dead code).
+    assert json.loads(result.stdout) == {"mount": "function", "comm": "function", "missing": []}
 
 
 # ---------------------------------------------------------------------- a real kernel (nbclient)
@@ -188,8 +211,9 @@ def test_executed_notebook_shows_the_widget_and_answers_over_the_comm(tmp_path, 
         assert not [o for o in cell.outputs if o.get("output_type") == "error"], cell.outputs
         assert not [o for o in cell.outputs if o.get("name") == "stderr" and "Traceback" in o.get("text", "")]
     state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
-    esm = [s["state"].get("_esm", "") for s in state.values()]
-    assert any("export function mount" in e and "export default" in e for e in esm), "the widget lacks the app"
+    shipped = [(s["state"].get("_esm", ""), s["state"].get("_modules", {})) for s in state.values()]
+    assert any("export default" in esm and "export function mount" in modules.get("app.js", "")
+               for esm, modules in shipped), "the widget lacks the app"
     assert got["config"][-1]["result"]["classes"] == CLASSES
     types = [r["event"]["type"] for r in got["page"] if "event" in r]
     assert types == ["page", "example", "example", "done"], got["page"]

@@ -22,7 +22,6 @@ from reliability_helpers import (
     POISON,
     Digits,
     FailingDigits,
-    TinyCNN,
     digits,
     make_faulty_model,
     make_model,
@@ -32,6 +31,7 @@ from reliability_helpers import (
     serving,
 )
 from insights_app.server import create_app
+from insights_app.testing import TinyCNN
 
 POISONED = [2, 5, 11]
 

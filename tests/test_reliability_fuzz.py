@@ -105,7 +105,7 @@ def test_fuzz_live_server_over_http():
 def test_openapi_document_matches_the_bounds_that_are_enforced():
     """The fuzzer trusts the document; the document must carry the server's real limits."""
     from insights_app.methods import build_registry
-    from insights_app.query import EXAMPLE_ID_MAX, PAGE_MAX, PAGE_SIZE_MAX, TOP_K_MAX
+    from insights_app.limits import EXAMPLE_ID_MAX, PAGE_MAX, PAGE_SIZE_MAX, TOP_K_MAX
 
     client = create_app(two_model_visualizer()).test_client()
     doc: Dict[str, Any] = client.get("/api/v1/openapi.json").get_json()

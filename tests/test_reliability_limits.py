@@ -17,13 +17,14 @@ import numpy as np
 import pytest
 import torch
 
-from reliability_helpers import CLASSES, Digits, TinyCNN, digits, make_visualizer
+from reliability_helpers import CLASSES, Digits, digits, make_visualizer
 from insights_app import Batch
-from insights_app.engine import LRUCache
-from insights_app.methods import MAX_EVALS_PER_EXAMPLE, ValidationError, build_registry
-from insights_app.query import PAGE_SIZE_MAX, TOP_K_MAX
-from insights_app.render import MAX_DISPLAY_SIDE
-from insights_app.server import MAX_BODY_BYTES, create_app
+from insights_app.cache import LRUCache
+from insights_app.errors import ValidationError
+from insights_app.limits import MAX_BODY_BYTES, MAX_DISPLAY_SIDE, MAX_EVALS_PER_EXAMPLE, PAGE_SIZE_MAX, TOP_K_MAX
+from insights_app.methods import build_registry
+from insights_app.server import create_app
+from insights_app.testing import TinyCNN
 
 METHODS = list(build_registry())
 

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reliability_helpers import CLASSES, Digits, make_visualizer, ndjson_events
-from insights_app.methods import ValidationError
-from insights_app.query import PAGE_MAX, PAGE_SIZE_MAX, TOP_K_MAX
+from insights_app.errors import ValidationError
+from insights_app.limits import PAGE_MAX, PAGE_SIZE_MAX, TOP_K_MAX
 from insights_app.server import create_app
 
 VIS = make_visualizer(dataset=Digits(n=8, batch_size=4))

@@ -9,7 +9,8 @@ import torch.nn as nn
 from engine_helpers import EndlessImages, RandomImages, make_model
 from insights_app import AttributionVisualizer, Batch
 from insights_app.features import GeneralFeature, ImageFeature, TextFeature
-from insights_app.methods import ValidationError
+from insights_app.errors import ValidationError
+from insights_app.testing import BagOfEmbeddings, TwoInputNet
 
 CLASSES = [f"c{i}" for i in range(10)]
 FAST = {"method": "Saliency"}
@@ -155,19 +156,6 @@ def test_streamed_page_yields_the_first_example_before_the_rest():
     assert [e["example"]["id"] for e in events[1:-1]] == list(range(8))
 
 
-class TwoInputNet(nn.Module):
-    """An image and a tabular vector, combined: for multi-feature contributions."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 2, 3, padding=1)
-        self.img = nn.Linear(2 * 8 * 8, 3)
-        self.tab = nn.Linear(4, 3)
-
-    def forward(self, image: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-        return self.img(torch.relu(self.conv(image)).flatten(1)) + self.tab(table)
-
-
 def test_contributions_sum_to_one_across_features():
     torch.manual_seed(0)
     data = [Batch((torch.rand(4, 1, 8, 8), torch.rand(4, 4)), torch.tensor([0, 1, 2, 0]))]
@@ -181,15 +169,6 @@ def test_contributions_sum_to_one_across_features():
             assert sum(a["contribution"] for a in attrs) == pytest.approx(1.0)
             assert attrs[1]["categories"] == ["age", "bp", "hr", "temp"] and len(attrs[1]["scores"]) == 4
             assert attrs[0]["image"].startswith("data:image/png;base64,")
-
-
-class BagOfEmbeddings(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(6, 2)
-
-    def forward(self, emb: torch.Tensor) -> torch.Tensor:
-        return self.fc(emb.mean(dim=1))
 
 
 def test_text_feature_gets_one_score_per_token():

@@ -26,6 +26,7 @@ import torch.nn as nn
 from insights_app import AttributionVisualizer, Batch
 from insights_app.features import GeneralFeature, ImageFeature, TextFeature
 from insights_app.server import ServerHandle, start_server
+from insights_app.testing import DigitsCNN, DigitsMLP, MixedModel, seeded
 
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 IMAGE_SIDE = 32
@@ -45,36 +46,6 @@ def load_digits_tensors(side: int = IMAGE_SIDE) -> Tuple[torch.Tensor, torch.Ten
     x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16.0
     x = torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear", align_corners=False).clamp(0, 1)
     return x, torch.tensor(d.target, dtype=torch.long)
-
-
-class DigitsCNN(nn.Module):
-    """A two-convolution CNN with distinct ReLU modules (DeepLift and GuidedBackprop need them)."""
-
-    def __init__(self, n_classes: int = 10) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
-        self.relu1 = nn.ReLU()
-        self.pool = nn.MaxPool2d(2)
-        self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
-        self.relu2 = nn.ReLU()
-        self.gap = nn.AdaptiveAvgPool2d(4)
-        self.flat = nn.Flatten()
-        self.fc = nn.Linear(16 * 16, n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.flat(self.gap(self.relu2(self.conv2(self.pool(self.relu1(self.conv1(x))))))))
-
-
-class DigitsMLP(nn.Module):
-    """A deliberately weaker second model, so two models disagree on some examples."""
-
-    def __init__(self, n_classes: int = 10) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.AvgPool2d(4), nn.Flatten(), nn.Linear((IMAGE_SIDE // 4) ** 2, 32), nn.ReLU(),
-                                 nn.Linear(32, n_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
 
 
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 2, seed: int = 0,
@@ -146,22 +117,6 @@ def make_digits_visualizer(models: Sequence[nn.Module], model_names: Optional[Se
 WORDS = ["thin", "bold", "loop", "stroke", "curve", "line", "dot", "tail", "gap", "cross", "hook", "arc"]
 
 
-class MixedModel(nn.Module):
-    """Image + tabular + token-embedding inputs -> 10 classes (untrained, deterministic)."""
-
-    def __init__(self, seed: int, n_stats: int = 4, emb: int = 6) -> None:
-        super().__init__()
-        torch.manual_seed(seed)
-        self.conv = nn.Conv2d(1, 4, 3, padding=1)
-        self.relu = nn.ReLU()
-        self.gap = nn.AdaptiveAvgPool2d(2)
-        self.flat = nn.Flatten()
-        self.fc = nn.Linear(16 + n_stats + emb, 10)
-
-    def forward(self, image: torch.Tensor, stats: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.cat([self.flat(self.gap(self.relu(self.conv(image)))), stats, tokens.mean(1)], dim=1))
-
-
 def mixed_batches(n: int = 16, tokens: int = 5, emb: int = 6) -> List[Batch]:
     """Digits plus four pixel statistics and a short 'caption' of token embeddings."""
     x, y = load_digits_tensors()
@@ -186,7 +141,7 @@ def _caption_words(example: torch.Tensor) -> List[str]:
 
 def make_mixed_visualizer(n_models: int = 2) -> AttributionVisualizer:
     """Two untrained models over three features (image, general, text): exercises every view."""
-    models = [MixedModel(seed) for seed in range(n_models)]
+    models = [seeded(MixedModel, seed=seed) for seed in range(n_models)]
     strip_id = [lambda t: t[..., :-1]]
     features = [
         ImageFeature("digit"),

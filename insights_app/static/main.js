@@ -1,4 +1,5 @@
-// Entry point of the standalone page: the whole UI lives in app.js (shared with the notebook widget).
-import { mount, httpTransport } from "./app.js";
+// Entry point of the standalone page: the UI lives in app.js and its modules (shared with the notebook widget).
+import { mount } from "./app.js";
+import { httpTransport } from "./lib/transport.js";
 
 mount(document.getElementById("app"), httpTransport(""), { urlState: true });

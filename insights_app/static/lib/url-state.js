@@ -1,0 +1,101 @@
+// The view in the address bar: a copied link reopens the same method, arguments, filters, display
+// options, page and open view (never the token: the cookie carries it).
+
+import { sameJson } from "./dom.js";
+import { ZOOMS, bodyFromState } from "./state.js";
+
+/** Encode one argument for the URL (numbers and strings as themselves, the rest as JSON). */
+export function encodeArg(value) {
+  if (typeof value === "string") return value;
+  return JSON.stringify(value);
+}
+
+/** Decode an argument read from the URL with its parameter schema (bad values kept as typed). */
+export function decodeArg(param, text) {
+  if (text === "null") return null;
+  switch (param.type) {
+    case "int":
+    case "float": {
+      const v = Number(text);
+      return text.trim() !== "" && Number.isFinite(v) ? v : text;
+    }
+    case "bool":
+      return text === "true" ? true : text === "false" ? false : text;
+    case "shape":
+      try {
+        const v = JSON.parse(text);
+        return Array.isArray(v) ? v : text;
+      } catch (_) {
+        return text;
+      }
+    default:
+      return text;
+  }
+}
+
+/**
+ * Read the address bar into `app.state`; returns {warning, views}: a warning for the user (an unknown
+ * method in the link) and, per view name, what that view's module (its readUrl) asks to open.
+ */
+export function readUrl(app, viewModules, search) {
+  const q = new URLSearchParams(search);
+  const s = app.state;
+  const cfg = app.config;
+  let warning = null;
+  if (q.has("method")) {
+    const name = q.get("method");
+    if (app.methods.has(name)) s.method = name;
+    else warning = `Unknown method ${JSON.stringify(name)} in the link; using ${s.method}.`;
+  }
+  const spec = app.methods.get(s.method);
+  for (const p of spec.params) {
+    const key = `a.${p.name}`;
+    if (q.has(key)) s.args[s.method][p.name] = decodeArg(p, q.get(key));
+  }
+  if (q.has("classes")) {
+    s.filter.classes = q.get("classes").split(",").filter((x) => x !== "").map(Number)
+      .filter((i) => Number.isInteger(i) && i >= 0 && i < cfg.classes.length);
+  }
+  if (["all", "correct", "incorrect"].includes(q.get("pred"))) s.filter.prediction = q.get("pred");
+  if (["prediction", "label"].includes(q.get("src"))) s.filter.class_source = q.get("src");
+  if (cfg.visualization.methods.includes(q.get("vis"))) s.vis.method = q.get("vis");
+  if (cfg.visualization.signs.includes(q.get("sign"))) s.vis.sign = q.get("sign");
+  const num = (key) => (q.has(key) && q.get(key).trim() !== "" && Number.isFinite(Number(q.get(key))) ? Number(q.get(key)) : null);
+  if (num("outlier") !== null) s.vis.outlier_perc = num("outlier");
+  if (num("k") !== null) s.top_k = num("k");
+  if (num("size") !== null) s.page_size = num("size");
+  if (num("page") !== null) s.page = Math.max(0, Math.floor(num("page")));
+  if (ZOOMS[q.get("zoom")]) s.zoom = q.get("zoom");
+  const views = {};
+  for (const view of viewModules) {
+    const wanted = view.readUrl ? view.readUrl(q, num, app) : null;
+    if (wanted) views[view.name] = wanted;
+  }
+  return { warning, views };
+}
+
+/** Put the view on screen in the address bar. */
+export function writeUrl(app) {
+  const s = app.state;
+  const body = app.committed || bodyFromState(s, app.methods, false);
+  const q = new URLSearchParams();
+  q.set("method", body.method);
+  const spec = app.methods.get(body.method);
+  for (const p of spec.params) {
+    const v = body.arguments[p.name];
+    if (v !== undefined && !sameJson(v, p.default)) q.set(`a.${p.name}`, encodeArg(v));
+  }
+  if (body.filter.classes.length) q.set("classes", body.filter.classes.join(","));
+  if (body.filter.prediction !== "all") q.set("pred", body.filter.prediction);
+  if (body.filter.class_source !== "prediction") q.set("src", body.filter.class_source);
+  q.set("vis", body.visualization.method);
+  q.set("sign", body.visualization.sign);
+  if (body.visualization.outlier_perc !== app.config.visualization.default.outlier_perc) q.set("outlier", body.visualization.outlier_perc);
+  q.set("k", body.top_k);
+  q.set("size", body.page_size);
+  if (body.page) q.set("page", body.page);
+  if (s.zoom !== "m") q.set("zoom", s.zoom);
+  for (const view of app.views.values()) if (view.writeUrl) view.writeUrl(q);
+  const url = `${window.location.pathname}?${q.toString()}${window.location.hash}`;
+  window.history.replaceState(window.history.state, "", url);
+}

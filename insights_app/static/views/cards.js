@@ -1,0 +1,128 @@
+// One example's card: the input, the true label, and per model its top predictions and attribution.
+// Clicking a predicted class (or the true label) attributes the example to that class.
+
+import { clear, h, pct, put, spinner } from "../lib/dom.js";
+import { attributionView, inputView } from "./features/index.js";
+
+/** A card waiting for its example (skeleton lines and a spinner). */
+export function placeholderCard(id) {
+  const el = h("article", { class: "ia-card ia-card-loading", dataset: { exampleId: String(id) }, "aria-busy": "true" },
+    h("header", { class: "ia-card-head" }, h("span", { class: "ia-card-id" }, `#${id}`)),
+    h("div", { class: "ia-card-body" },
+      h("div", { class: "ia-skeleton ia-skeleton-img" }),
+      h("div", { class: "ia-skeleton-lines" }, h("div", { class: "ia-skeleton" }), h("div", { class: "ia-skeleton" }), h("div", { class: "ia-skeleton ia-short" })),
+      h("div", { class: "ia-skeleton ia-skeleton-img" })),
+    h("div", { class: "ia-card-foot" }, spinner("Computing attributions…")));
+  return { id, el, example: null, rows: new Map() };
+}
+
+export function failCard(card, message) {
+  card.el.classList.remove("ia-card-loading");
+  card.el.removeAttribute("aria-busy");
+  card.el.classList.add("ia-card-failed");
+  const foot = card.el.querySelector(".ia-card-foot");
+  if (foot) put(clear(foot), h("div", { class: "ia-inline-error", role: "alert" }, message));
+}
+
+/** Show an example in its card; `body` is the page query it came from. */
+export function fillCard(app, card, ex, body) {
+  card.example = ex;
+  card.body = body;
+  const el = card.el;
+  el.classList.remove("ia-card-loading");
+  el.removeAttribute("aria-busy");
+  const label = ex.label;
+  const wrongModels = label ? ex.models.filter((m) => m.predictions.length && m.predictions[0].index !== label.index) : [];
+  const verdict = !label ? null : wrongModels.length
+    ? h("span", { class: "ia-badge ia-badge-bad", title: "Top prediction differs from the true label" }, ex.models.length > 1 ? `${wrongModels.length}/${ex.models.length} wrong` : "Misclassified")
+    : h("span", { class: "ia-badge ia-badge-good" }, "Correct");
+  const truth = label
+    ? h("button", { type: "button", class: "ia-chip ia-chip-truth", title: "Attribute every model to the true label", onclick: () => retargetAll(app, card, label.index) }, label.name)
+    : h("span", { class: "ia-muted" }, "no label");
+  const rows = h("div", { class: "ia-model-rows" });
+  card.rows.clear();
+  for (const m of ex.models) {
+    const row = { model: m, el: h("section", { class: "ia-model", dataset: { model: String(m.index) } }) };
+    card.rows.set(m.index, row);
+    renderModelRow(app, card, row, m);
+    put(rows, row.el);
+  }
+  put(clear(el),
+    h("header", { class: "ia-card-head" },
+      h("span", { class: "ia-card-id", title: "Example id (position in the dataset)" }, `#${ex.id}`),
+      h("span", { class: "ia-truth" }, h("span", { class: "ia-muted" }, "True label"), truth),
+      verdict,
+      h("span", { class: "ia-spacer" }),
+      h("button", { type: "button", class: "ia-btn ia-btn-small ia-compare-btn", title: "Show several methods side by side for this example", onclick: () => app.openView("compare", { id: ex.id }) }, "Compare methods")),
+    h("div", { class: "ia-card-body" },
+      h("div", { class: "ia-inputs" }, ex.features.map((f) => inputView(f))),
+      rows));
+}
+
+function renderModelRow(app, card, row, m) {
+  const ex = card.example;
+  const label = ex.label;
+  row.model = m;
+  const target = m.target ? m.target.index : null;
+  const preds = h("ol", { class: "ia-preds", "aria-label": `Top predictions of ${m.name}` },
+    m.predictions.map((p) => h("li", null,
+      h("button", {
+        type: "button", class: "ia-pred" + (p.index === target ? " ia-pred-target" : "") + (label && p.index === label.index ? " ia-pred-true" : ""),
+        "aria-pressed": p.index === target ? "true" : "false", dataset: { classIndex: String(p.index) },
+        title: `Attribute to ${p.label} (${(p.score * 100).toFixed(2)}%)`, onclick: () => retarget(app, card, row, p.index),
+      },
+      h("span", { class: "ia-pred-top" }, h("span", { class: "ia-pred-label" }, p.label), h("span", { class: "ia-pred-score" }, pct(p.score))),
+      h("span", { class: "ia-bar" }, h("span", { class: "ia-bar-fill", style: { width: `${Math.max(0, Math.min(1, p.score)) * 100}%` } }))))));
+  const attrs = h("div", { class: "ia-attrs" });
+  if (m.error) put(attrs, h("div", { class: "ia-inline-error", role: "alert" }, m.error));
+  const side = h("div", { class: "ia-attr-side" });
+  for (const a of m.attributions) {
+    const view = attributionView(a, { ex, model: m, method: card.body.method, target: m.target });
+    put(a.type === "image" ? attrs : side, view);
+  }
+  if (m.attributions.length > 1) put(side, contributionBars(m.attributions));
+  if (side.childNodes.length) put(attrs, side);
+  const showName = app.config.models.length > 1;
+  put(clear(row.el),
+    showName || m.error ? h("div", { class: "ia-model-head" }, h("span", { class: "ia-model-name" }, m.name)) : null,
+    h("div", { class: "ia-model-main" }, preds, attrs),
+    h("div", { class: "ia-row-overlay", hidden: true }, spinner("Attributing…")));
+}
+
+/** Each feature's share of the total absolute attribution (several features only). */
+function contributionBars(attributions) {
+  return h("div", { class: "ia-contrib ia-wide" },
+    h("div", { class: "ia-mini-title" }, "Contribution per feature"),
+    attributions.map((a) => h("div", { class: "ia-contrib-row", title: `${a.name}: ${(a.contribution * 100).toFixed(1)}% of the total absolute attribution` },
+      h("span", { class: "ia-contrib-label" }, a.name),
+      h("span", { class: "ia-bar" }, h("span", { class: "ia-bar-fill", style: { width: `${Math.max(0, Math.min(1, a.contribution)) * 100}%` } })),
+      h("span", { class: "ia-contrib-value" }, pct(a.contribution)))));
+}
+
+function retargetAll(app, card, target) {
+  for (const row of card.rows.values()) retarget(app, card, row, target);
+}
+
+async function retarget(app, card, row, target) {
+  const overlay = row.el.querySelector(".ia-row-overlay");
+  if (overlay) overlay.hidden = false;
+  row.el.classList.add("ia-model-busy");
+  const token = (row.token = (row.token || 0) + 1);
+  const body = app.attributeBody(card.body, card.example.id, row.model.index, target);
+  try {
+    const result = await app.transport.request("attribute", body);
+    if (token !== row.token || !card.el.isConnected) return;
+    const m = result.example.models.find((x) => x.index === row.model.index) || result.example.models[0];
+    renderModelRow(app, card, row, m);
+  } catch (exc) {
+    if (token !== row.token || !card.el.isConnected) return;
+    if (overlay) overlay.hidden = true;
+    const attrs = row.el.querySelector(".ia-attrs");
+    if (attrs) {
+      for (const old of attrs.querySelectorAll(".ia-inline-error")) old.remove();
+      attrs.prepend(h("div", { class: "ia-inline-error", role: "alert" }, exc.message || String(exc)));
+    }
+  } finally {
+    if (token === row.token) row.el.classList.remove("ia-model-busy");
+  }
+}

@@ -1,0 +1,147 @@
+// Compare mode: one example with several methods side by side, for every model, one target.
+// Opened from a card ("Compare methods"); its state is in the URL (compare, cmp, ct).
+
+import { append, clear, h, pct, put, spinner } from "../lib/dom.js";
+import { select } from "../controls/fields.js";
+import { attributionView, inputView } from "./features/index.js";
+
+const COMPARE_DEFAULTS = ["IntegratedGradients", "Saliency", "LayerGradCam", "Occlusion", "GuidedBackprop"];
+const COMPARE_MAX = 6;
+
+class CompareView {
+  constructor(app) {
+    this.app = app;
+    this.el = h("section", { class: "ia-compare", hidden: true, "aria-label": "Compare methods" });
+    this.current = null; // {id, methods, target, base} while open
+    this.run = 0; // bumped to stop the workers of a previous rendering
+  }
+
+  get isOpen() {
+    return this.current !== null;
+  }
+
+  writeUrl(q) {
+    const c = this.current;
+    if (!c) return;
+    q.set("compare", c.id);
+    q.set("cmp", c.methods.join(","));
+    if (c.target !== null && c.target !== undefined) q.set("ct", c.target);
+  }
+
+  open({ id, methods, target }) {
+    const app = this.app;
+    const base = app.committed || app.bodyFromState(false);
+    const chosen = methods && methods.length ? methods.filter((m) => app.methods.has(m)) : [];
+    if (!chosen.length) {
+      chosen.push(base.method);
+      for (const m of COMPARE_DEFAULTS) if (chosen.length < 4 && app.methods.has(m) && !chosen.includes(m)) chosen.push(m);
+    }
+    this.current = { id: Number(id), methods: chosen.slice(0, COMPARE_MAX), target: target ?? null, base };
+    this.render();
+  }
+
+  close() {
+    this.current = null;
+    this.run++;
+    clear(this.el);
+  }
+
+  destroy() {
+    this.run++;
+  }
+
+  render() {
+    const app = this.app;
+    const c = this.current;
+    const cfg = app.config;
+    const run = ++this.run;
+    const root = clear(this.el);
+    const rerender = () => { app.writeUrl(); this.render(); };
+    const targetOptions = [["", "Each model's top prediction"], ...cfg.classes.map((name, i) => [String(i), name])];
+    const targetSelect = select("compare_target", targetOptions, c.target === null ? "" : String(c.target), (v) => {
+      c.target = v === "" ? null : Number(v);
+      rerender();
+    });
+    const picker = h("div", { class: "ia-method-picker", role: "group", "aria-label": "Methods to compare" },
+      cfg.methods.map((m) => h("label", { class: "ia-check-chip" + (c.methods.includes(m.name) ? " ia-on" : ""), title: m.help },
+        h("input", { type: "checkbox", value: m.name, checked: c.methods.includes(m.name), onchange: (ev) => {
+          if (ev.target.checked) {
+            if (c.methods.length >= COMPARE_MAX) { ev.target.checked = false; app.showError(`Compare at most ${COMPARE_MAX} methods at once.`, null, "warning"); return; }
+            c.methods.push(m.name);
+          } else c.methods = c.methods.filter((x) => x !== m.name);
+          rerender();
+        } }), m.label)));
+    const table = h("div", { class: "ia-compare-grid", style: { gridTemplateColumns: `calc(var(--ia-img) + 4px) repeat(${Math.max(1, c.methods.length)}, minmax(calc(var(--ia-img) + 4px), 1fr))` } });
+    const inputCell = h("div", { class: "ia-compare-input" }, spinner("Loading…"));
+    put(table, h("div", { class: "ia-compare-colhead" }, "Input"));
+    for (const name of c.methods) {
+      const spec = app.methods.get(name);
+      const args = name === c.base.method ? c.base.arguments : spec.defaults;
+      const summary = Object.entries(args || {}).filter(([, v]) => v !== null && v !== "").slice(0, 3).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join("×") : v}`).join(", ");
+      put(table, h("div", { class: "ia-compare-colhead", title: spec.help }, spec.label, summary ? h("div", { class: "ia-help" }, name === c.base.method ? `${summary} (your settings)` : summary || "defaults") : null));
+    }
+    const cells = [];
+    for (const model of cfg.models) {
+      put(table, cfg.models.length > 1 ? h("div", { class: "ia-compare-rowhead" }, model.name) : null);
+      if (cfg.models.length > 1) for (let i = 0; i < c.methods.length; i++) put(table, h("div", { class: "ia-compare-rowhead ia-filler" }));
+      put(table, model.index === 0 ? inputCell : h("div", { class: "ia-compare-input ia-muted" }, "same input"));
+      for (const name of c.methods) {
+        const cell = h("div", { class: "ia-compare-cell", dataset: { method: name, model: String(model.index) } }, spinner("Computing…"));
+        put(table, cell);
+        cells.push({ cell, model: model.index, method: name });
+      }
+    }
+    append(root, [
+      h("div", { class: "ia-compare-head" },
+        h("button", { type: "button", class: "ia-btn", onclick: () => app.closeView() }, "‹ Back to examples"),
+        h("h2", { class: "ia-compare-title" }, `Example #${c.id}: methods side by side`),
+        h("span", { class: "ia-spacer" }),
+        h("label", { class: "ia-inline-field" }, "Target", targetSelect)),
+      picker,
+      h("div", { class: "ia-compare-label" }),
+      c.methods.length ? table : h("div", { class: "ia-empty" }, h("div", { class: "ia-empty-title" }, "Pick at least one method above.")),
+    ]);
+    const labelBox = root.querySelector(".ia-compare-label");
+    let inputShown = false;
+    const queue = cells.slice();
+    const worker = async () => {
+      while (queue.length && run === this.run) {
+        const { cell, model, method } = queue.shift();
+        const body = app.attributeBody(c.base, c.id, model, c.target, method);
+        try {
+          const result = await app.transport.request("attribute", body);
+          if (run !== this.run) return;
+          const ex = result.example;
+          const m = ex.models[0];
+          if (!inputShown) {
+            inputShown = true;
+            put(clear(inputCell), ex.features.map((f) => inputView(f)));
+            const truth = ex.label ? `True label: ${ex.label.name}` : "No label";
+            const top = m.predictions.length ? ` · ${m.name} predicts ${m.predictions[0].label} (${pct(m.predictions[0].score)})` : "";
+            labelBox.textContent = truth + top;
+          }
+          clear(cell);
+          if (m.error) put(cell, h("div", { class: "ia-inline-error", role: "alert" }, m.error));
+          for (const a of m.attributions) put(cell, attributionView(a, { ex, model: m, method, target: m.target }));
+        } catch (exc) {
+          if (run !== this.run) return;
+          put(clear(cell), h("div", { class: "ia-inline-error", role: "alert" }, exc.message || String(exc)));
+          if (!inputShown && exc.field === "example_id") put(clear(inputCell), h("div", { class: "ia-inline-error" }, exc.message));
+        }
+      }
+    };
+    worker();
+    worker();
+  }
+}
+
+export default {
+  name: "compare",
+  create: (app) => new CompareView(app),
+  /** What a link asks compare mode to open (?compare=id&cmp=methods&ct=target), or null. */
+  readUrl(q, num, app) {
+    if (num("compare") === null) return null;
+    const methods = (q.get("cmp") || "").split(",").filter((m) => app.methods.has(m));
+    return { id: num("compare"), methods: methods.length ? methods : null, target: num("ct") };
+  },
+};

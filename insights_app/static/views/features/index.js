@@ -1,0 +1,22 @@
+// How each kind of feature is shown, by the feature's type (its `type` in /config): one module each.
+
+import { h } from "../../lib/dom.js";
+import general from "./general.js";
+import image from "./image.js";
+import text from "./text.js";
+
+const FEATURE_VIEWS = new Map([image, text, general].map((view) => [view.type, view]));
+
+/** What a feature shows for an example's input (null for features that are not shown). */
+export function inputView(f) {
+  const view = FEATURE_VIEWS.get(f.type);
+  return view ? view.input(f) : null;
+}
+
+/** One feature's attribution; ctx = {ex, model, method, target}. */
+export function attributionView(a, ctx) {
+  const view = FEATURE_VIEWS.get(a.type);
+  if (view) return view.attribution(a, ctx);
+  if (a.scores) return h("div", { class: "ia-help" }, `${a.name}: ${a.scores.length} attribution values`);
+  return null;
+}
