@@ -292,6 +292,11 @@ def test_the_widget_renders_cards_in_a_real_frontend(tmp_path, app, path):
                 prompt_ran = ("() => { const p = document.querySelector('.jp-Notebook .jp-Cell .jp-InputArea-prompt');"
                               " return !!p && !/\\[ \\]/.test(p.textContent); }")
                 for _attempt in range(3):  # a run pressed while the session is still wiring up can be dropped
+                    # On a loaded machine the kernel may not have started before the page asks which one to use
+                    # ("Select Kernel", preselecting Python 3): accept it.
+                    accept = page.locator("dialog.jp-Dialog .jp-mod-accept")
+                    if accept.count():
+                        accept.first.click()
                     page.click(".jp-Notebook .jp-Cell >> nth=0 >> .jp-InputArea-editor")
                     page.keyboard.press("Control+Enter")
                     try:
