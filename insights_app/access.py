@@ -15,15 +15,15 @@ TOKEN_COOKIE = "insights_token"
 
 
 def is_loopback(host: str) -> bool:
-    """Whether a host name or address (no port; IPv6 may be bracketed) is this machine's loopback.
+    """Whether an address to bind (no port; IPv6 may be bracketed) is this machine's loopback.
 
-    ``localhost`` and its sub-domains (RFC 6761) and the 127/8 and ::1 addresses are; ``""``
-    and ``0.0.0.0`` (every interface) are not.
+    ``localhost`` and the 127/8 and ::1 addresses are; ``""`` and ``0.0.0.0`` (every
+    interface) are not, nor is any other name: what it resolves to depends on the machine.
     """
     name = host.strip().lower()
     if name.startswith("[") and name.endswith("]"):
         name = name[1:-1]
-    if name == "localhost" or name.endswith(".localhost"):
+    if name == "localhost":
         return True
     try:
         return ipaddress.ip_address(name).is_loopback
@@ -32,13 +32,17 @@ def is_loopback(host: str) -> bool:
 
 
 def host_is_loopback(host_header: str) -> bool:
-    """Whether a ``Host`` header names this machine's loopback interface (its port ignored)."""
+    """Whether a ``Host`` header names this machine's loopback interface (its port ignored).
+
+    Besides what :func:`is_loopback` accepts, the sub-domains of ``localhost``: browsers send
+    them to the loopback interface only (RFC 6761), so a page elsewhere cannot use them.
+    """
     host = host_header.strip()
     if host.startswith("["):
         host = host[1:].split("]", 1)[0]
     elif host.count(":") == 1:
         host = host.split(":", 1)[0]
-    return is_loopback(host)
+    return host.lower().endswith(".localhost") or is_loopback(host)
 
 
 def token_cookie_name(token: str) -> str:

@@ -28,7 +28,8 @@ class Batch:
 
     ``inputs``: a tensor, or a tuple of tensors (one per feature), batch first, in display
     space (the features' ``input_transforms`` make them model inputs). ``labels``: class
-    indices (tensor or list), or None. ``additional_args``: extra forward arguments.
+    indices (a list, where None is an unlabeled example, or a tensor, where a negative value
+    is), or None. ``additional_args``: extra forward arguments.
     """
 
     def __init__(self, inputs: Union[torch.Tensor, Tuple[torch.Tensor, ...]], labels: Optional[Any] = None,
@@ -94,7 +95,8 @@ def split_batch(batch: Any, first_id: int) -> List[Example]:
 class ExampleBatch:
     """Examples stacked for the model: one display-space tensor per input, batch first.
 
-    Built once per request chunk (:meth:`stack`); the engine takes sub-batches of it as views.
+    Built once per request chunk (:meth:`stack`); the engine takes sub-batches of it with
+    :meth:`select` (views of the same tensors for a slice of rows, copies for a list).
     """
 
     ids: List[int]

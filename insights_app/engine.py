@@ -80,7 +80,7 @@ class Result:
 
 
 def arguments_key(method: str, params: Dict[str, Any]) -> str:
-    """A stable, hashable key for a method and its validated parameters."""
+    """A stable, hashable key for a method (its fingerprint) and its validated parameters."""
     blob = json.dumps([method, params], sort_keys=True, default=list)
     return hashlib.sha1(blob.encode()).hexdigest()
 
@@ -151,7 +151,9 @@ class Engine:
             return [Result(i, p, None, p.error) for i, p in zip(batch.ids, self._predictions(batch))]
         params = spec.validate({}) if params is None else params
         requested = list(targets) if targets is not None else [None] * len(batch)
-        key = arguments_key(spec.name, params)
+        if len(requested) != len(batch):
+            raise ValueError(f"{len(requested)} targets for {len(batch)} examples")
+        key = arguments_key(spec.fingerprint, params)
         shared: Dict[Any, Any] = {}
         if spec.first_forward and not any(i in self.predictions for i in batch.ids):
             both = self._shared_forward(spec, params, key, batch, requested, shared)
@@ -198,12 +200,15 @@ class Engine:
         return out.reshape(out.shape[0], -1)
 
     # ------------------------------------------------------------ failures stay with their examples
-    def _isolated(self, compute: Callable[..., List[T]], batch: ExampleBatch,
+    def _isolated(self, compute: Callable[[ExampleBatch, List[Any]], List[T]], batch: ExampleBatch,
                   per_example: Sequence[Any]) -> List[Tuple[Optional[T], Optional[str]]]:
         """``compute(batch, per_example)`` for the whole batch; if it raises a :class:`ComputationError`,
-        each example alone, so that only the examples that cause it fail (with its message)."""
+        each example alone, so that only the examples that cause it fail (with its message).
+
+        ``compute`` caches what it computed, and looks there first, so a retry alone does not
+        redo what a partly successful batch already did."""
         try:
-            return [(value, None) for value in compute(batch, per_example)]
+            return [(value, None) for value in compute(batch, list(per_example))]
         except ComputationError as exc:
             if len(batch) == 1:
                 return [(None, str(exc))]
@@ -226,7 +231,8 @@ class Engine:
                 found[j] = pred
         return found  # type: ignore[return-value]
 
-    def _predict(self, batch: ExampleBatch, _ids: Sequence[Hashable]) -> List[Prediction]:
+    def _predict(self, batch: ExampleBatch, ids: Sequence[Hashable]) -> List[Prediction]:
+        """One forward pass over ``batch`` (whose ids are ``ids``); stores and returns its predictions."""
         try:
             inputs = self.model_inputs(batch.inputs)
             extra = as_tuple(batch.additional_args) or ()
@@ -237,7 +243,7 @@ class Engine:
             raise
         except Exception as exc:  # the user's model or transforms failed
             raise ComputationError(f"prediction failed for {self.name}: {type(exc).__name__}: {exc}") from exc
-        return self._store_predictions(batch.ids, scores)
+        return self._store_predictions(ids, scores)
 
     def _store_predictions(self, ids: Sequence[Hashable], scores: torch.Tensor) -> List[Prediction]:
         k = min(TOP_K_MAX, scores.shape[1])
@@ -254,26 +260,28 @@ class Engine:
                  targets: Sequence[Optional[int]], shared: Dict[Any, Any]
                  ) -> List[Tuple[Optional[Explanation], Optional[str]]]:
         """(explanation, error) per example: from the cache, or computed in batched captum calls."""
-        out: List[Tuple[Optional[Explanation], Optional[str]]] = [
-            (self.results.get((ex_id, key, t)), None) for ex_id, t in zip(batch.ids, targets)]
-        missing = [j for j, (exp, _) in enumerate(out) if exp is None]
+
+        def compute(part: ExampleBatch, part_targets: List[Optional[int]]) -> List[Explanation]:
+            return self._cached_or_attributed(spec, params, key, part, part_targets, shared)
+
+        return self._isolated(compute, batch, targets)
+
+    def _cached_or_attributed(self, spec: MethodSpec, params: Dict[str, Any], key: str, batch: ExampleBatch,
+                              targets: List[Optional[int]], shared: Dict[Any, Any]) -> List[Explanation]:
+        """Each example's explanation from the cache, the missing ones in batched captum calls (stored)."""
+        found: List[Optional[Explanation]] = [self.results.get((i, key, t)) for i, t in zip(batch.ids, targets)]
+        missing = [j for j, exp in enumerate(found) if exp is None]
         if missing:
-            def compute(part: ExampleBatch, part_targets: Sequence[Optional[int]]) -> List[Explanation]:
-                return self._attribute_and_store(spec, params, key, part, part_targets, shared)
-
             sub = batch.select(missing)
-            for j, result in zip(missing, self._isolated(compute, sub, [targets[j] for j in missing])):
-                out[j] = result
-        return out
-
-    def _attribute_and_store(self, spec: MethodSpec, params: Dict[str, Any], key: str, batch: ExampleBatch,
-                             targets: Sequence[Optional[int]], shared: Dict[Any, Any]) -> List[Explanation]:
-        exps: List[Explanation] = []
-        for rows, part, inputs in self._calls(spec, params, batch):
-            part_targets = list(targets[rows])
-            attrs = self.attribute(spec, params, part, _all_or_none(part_targets), inputs=inputs, shared=shared)
-            exps.extend(self._store_explanations(key, part.ids, part_targets, attrs))
-        return exps
+            sub_targets = [targets[j] for j in missing]
+            computed: List[Explanation] = []
+            for rows, part, inputs in self._calls(spec, params, sub):
+                part_targets = sub_targets[rows]
+                attrs = self.attribute(spec, params, part, _all_or_none(part_targets), inputs=inputs, shared=shared)
+                computed.extend(self._store_explanations(key, part.ids, part_targets, attrs))
+            for j, exp in zip(missing, computed):
+                found[j] = exp
+        return found  # type: ignore[return-value]
 
     @on_compute_thread
     def attribute(self, spec: MethodSpec, params: Dict[str, Any], batch: ExampleBatch,

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Dict, Optional, Tuple, Type
 
+from .limits import MAX_BODY_BYTES
+
 log = logging.getLogger(__name__)
 
 
@@ -51,6 +53,17 @@ ERROR_STATUSES: Tuple[Tuple[Type[BaseException], int], ...] = (
     (ComputationError, 500),
     (ValueError, 400),  # a bad value that reached a library's own checks
 )
+
+
+# What the HTTP layer itself refuses (no route, wrong method, a body over the limit), in its words.
+HTTP_ERROR_MESSAGES = {
+    404: "not found",
+    405: "method not allowed",
+    413: f"request body too large (limit {MAX_BODY_BYTES} bytes)",
+}
+# What each status means, for the API's documentation.
+STATUS_MEANINGS = {400: "invalid request (the message names the field)", 401: "token missing", 403: "token invalid",
+                   413: "body too large", 415: "not JSON", 500: "the model or the dataset failed"}
 
 
 def error_status(exc: BaseException) -> Optional[int]:

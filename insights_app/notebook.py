@@ -59,8 +59,16 @@ def widget_modules() -> Dict[str, str]:
 
 
 def widget_css() -> str:
-    """The page's style sheet with its ``@import`` lines replaced by the files they name."""
-    return CSS_IMPORT.sub(lambda m: _read_static(m.group(1)), _read_static("style.css"))
+    """The page's style sheet with its ``@import url("...");`` lines replaced by the files they name.
+
+    A widget's sheet is a string, where an import could not resolve: any other form of
+    ``@import`` (in style.css or in a file it imports) is refused rather than shipped broken.
+    """
+    css = CSS_IMPORT.sub(lambda m: _read_static(m.group(1)), _read_static("style.css"))
+    if "@import" in css:
+        raise RuntimeError("static/style.css may only hold @import url(\"...\"); lines naming sheets that "
+                           "import nothing themselves")
+    return css
 
 
 def handle_request(visualizer: Any, kind: Any, body: Any, emit: Callable[[Dict[str, Any]], None],
@@ -78,8 +86,8 @@ def handle_request(visualizer: Any, kind: Any, body: Any, emit: Callable[[Dict[s
     if view is None:
         emit({"error": f"unknown request kind {kind!r}; expected one of {', '.join(visualizer.views)}"})
         return
-    if view.streams and isinstance(body, dict) and "stream" not in body:
-        body = dict(body, stream=True)
+    if view.streams and (body is None or isinstance(body, dict)):
+        body = dict(body or {}, stream=True)  # over the comm, a streaming view always streams
     try:
         result = view.run(visualizer, body if view.takes_body else None)
     except Exception as exc:

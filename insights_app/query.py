@@ -148,8 +148,8 @@ class Defaults:
     method: str
     classes: Sequence[str]
     image_hw: Tuple[int, int]
-    top_k: int = 4
-    n_models: int = 1
+    top_k: int
+    n_models: int
 
 
 def parse_common(body: Mapping[str, Any], d: Defaults) -> Dict[str, Any]:

@@ -36,7 +36,7 @@ class Registry(Mapping, Generic[T]):
         return self._items[name]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
+        return iter(list(self._items))  # a snapshot: registering while another thread lists is safe
 
     def __len__(self) -> int:
         return len(self._items)

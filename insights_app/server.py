@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
 from flask import Flask, Response, jsonify, request, send_from_directory
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from .access import TOKEN_COOKIE, access_token, host_is_loopback, token_cookie_name
-from .errors import UnsupportedMediaType, ValidationError, error_event, error_reply
+from .errors import HTTP_ERROR_MESSAGES, UnsupportedMediaType, ValidationError, error_event, error_reply
 from .limits import MAX_BODY_BYTES
-from .views import Stream, View
+from .views import API_PREFIX, Stream, View
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).with_name("static")
@@ -38,12 +38,6 @@ UNAUTHORIZED_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8
 <h1>A token is required</h1><p>This Insights server was started with a token. Open the URL that the
 server printed when it started (it ends with <code>?token=&hellip;</code>); the browser then remembers
 the token for this server.</p></body></html>"""
-HTTP_MESSAGES = {
-    404: "not found",
-    405: "method not allowed",
-    413: f"request body too large (limit {MAX_BODY_BYTES} bytes)",
-    415: "requests must be JSON (Content-Type: application/json)",
-}
 
 
 def _json(payload: Any, status: int = 200) -> Response:
@@ -82,24 +76,33 @@ def ndjson(stream: Stream) -> Iterator[bytes]:
         stream.close()
 
 
-def view_endpoint(visualizer: Any, view: View) -> Any:
-    """The Flask endpoint of one view: parse the body, run the view, answer JSON or NDJSON."""
+def view_of(visualizer: Any, path: str) -> Optional[View]:
+    """The view that serves ``path`` (``/api/v1/<kind>``), looked up when the request comes."""
+    if not path.startswith(API_PREFIX + "/"):
+        return None
+    return visualizer.views.get(path[len(API_PREFIX) + 1:])
 
-    def endpoint() -> Response:
-        result = view.run(visualizer, json_body() if view.takes_body else None)
-        if isinstance(result, Stream):
-            return Response(ndjson(result), mimetype="application/x-ndjson",
-                            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-        return jsonify(result)
 
-    endpoint.__name__ = f"view_{view.kind}"
-    return endpoint
+def answer(visualizer: Any, view: View) -> Response:
+    """Run one view on this request: parse the body, run it, answer JSON or NDJSON."""
+    allowed = [view.http_method] + (["HEAD"] if view.http_method == "GET" else [])
+    if request.method == "OPTIONS":
+        return Response(status=200, headers={"Allow": ", ".join(allowed + ["OPTIONS"])})
+    if request.method not in allowed:
+        raise MethodNotAllowed(valid_methods=allowed + ["OPTIONS"])
+    result = view.run(visualizer, json_body() if view.takes_body else None)
+    if isinstance(result, Stream):
+        return Response(ndjson(result), mimetype="application/x-ndjson",
+                        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return jsonify(result)
 
 
 def create_app(visualizer: Any, token: Optional[str] = None, *, allowed_hosts: Iterable[str] = ()) -> Flask:
-    """A Flask app serving one visualizer: the page, its static files, and one route per view.
+    """A Flask app serving one visualizer: the page, its static files, and its views.
 
-    With ``token`` set, every route but the public views (health) needs it: from the URL
+    ``/api/v1/<kind>`` runs the view ``kind`` of ``visualizer.views`` as it is when the request
+    comes, so a view registered after the server started is served too. With ``token`` set,
+    every route but the public views (health) needs it: from the URL
     (``?token=``, which also sets a cookie so the page keeps working), the cookie, or an
     ``Authorization: token <t>`` / ``Bearer <t>`` header. Without a token only loopback
     ``Host`` names (and ``allowed_hosts``) are answered.
@@ -109,7 +112,6 @@ def create_app(visualizer: Any, token: Optional[str] = None, *, allowed_hosts: I
     app.debug = False
     cookie = token_cookie_name(token) if token else TOKEN_COOKIE
     extra_hosts = {h.lower() for h in allowed_hosts}
-    public_paths = {view.path for view in visualizer.views.values() if view.public}
 
     def refuse(message: str, status: int, page: Optional[str] = None) -> Response:
         """JSON for the API; a short HTML page for someone opening the app without its token."""
@@ -119,7 +121,8 @@ def create_app(visualizer: Any, token: Optional[str] = None, *, allowed_hosts: I
 
     @app.before_request
     def check_access() -> Optional[Response]:
-        if request.path in public_paths:
+        view = view_of(visualizer, request.path)
+        if view is not None and view.public:
             return None
         if not token:
             host = request.host or ""
@@ -151,7 +154,10 @@ def create_app(visualizer: Any, token: Optional[str] = None, *, allowed_hosts: I
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
-        return _json({"error": HTTP_MESSAGES.get(exc.code or 400, exc.description or exc.name)}, exc.code or 400)
+        resp = _json({"error": HTTP_ERROR_MESSAGES.get(exc.code or 400, exc.description or exc.name)}, exc.code or 400)
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            resp.headers["Allow"] = ", ".join(exc.valid_methods)
+        return resp
 
     @app.errorhandler(Exception)
     def any_error(exc: Exception) -> Response:
@@ -174,9 +180,15 @@ def create_app(visualizer: Any, token: Optional[str] = None, *, allowed_hosts: I
     def static_file(filename: str) -> Response:
         return static_response(filename)
 
-    for view in visualizer.views.values():
-        app.add_url_rule(view.path, view_func=view_endpoint(visualizer, view),
-                         methods=[view.http_method])
+    # Every usual verb reaches the view lookup, so an unknown kind is a 404 whatever the verb.
+    @app.route(f"{API_PREFIX}/<path:kind>", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+               provide_automatic_options=False)
+    def api(kind: str) -> Response:
+        view = visualizer.views.get(kind)
+        if view is None:
+            raise NotFound()
+        return answer(visualizer, view)
+
     return app
 
 

@@ -12,7 +12,6 @@ process.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -30,9 +29,6 @@ from .views import View, build_views
 from .views.attribute import attribute as attribute_view
 from .views.config import config as config_view
 from .views.examples import page_document, page_events
-
-log = logging.getLogger(__name__)
-
 
 class AttributionVisualizer:
     """Show a dataset's examples, the models' predictions and captum attributions.

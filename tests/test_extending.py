@@ -59,6 +59,24 @@ def test_a_registered_method_is_offered_validated_and_computed_like_a_built_in_o
     assert "MyIG" not in visualizer().methods  # registries belong to one visualizer
 
 
+def test_a_method_registered_in_place_of_another_never_serves_its_results():
+    vis = visualizer()
+    first = vis.page({"method": "Saliency", "page_size": 1})["examples"][0]["models"][0]["attributions"][0]
+    saliency = vis.methods["Saliency"]
+
+    @vis.method("Saliency", label="Saliency", params=saliency.params, replace=True)
+    def nothing(ctx):
+        return tuple(torch.zeros_like(x) for x in ctx.inputs)
+
+    again = vis.page({"method": "Saliency", "page_size": 1})["examples"][0]["models"][0]["attributions"][0]
+    assert first["contribution"] == pytest.approx(1.0) and again["contribution"] == 0.0
+    assert again["image"] != first["image"]
+    vis.register_method(saliency, replace=True)  # the same method again: its cached results are its own
+    misses = vis.engines[0].results.misses
+    assert vis.page({"method": "Saliency", "page_size": 1})["examples"][0]["models"][0]["attributions"][0] == first
+    assert vis.engines[0].results.misses == misses
+
+
 def test_a_method_that_fails_fails_only_its_examples_with_its_label():
     vis = visualizer()
 
@@ -104,15 +122,18 @@ def test_one_error_table_answers_over_http_in_streams_and_in_the_widget(exc, sta
         raise exc
 
     vis.register_view(View("fails", fails, "Always fails", streams=True))
+    vis.register_view(View("fails_at_once", fails, "Always fails, never streams"))
     client = create_app(vis).test_client()
     resp = client.post("/api/v1/fails", json={})
     assert (resp.status_code, resp.get_json()) == (status, {"error": message})
     streamed = client.post("/api/v1/fails", json={"stream": True})
     lines = [json.loads(line) for line in streamed.get_data(as_text=True).splitlines()]
     assert lines == [{"type": "page"}, {"type": "error", "error": message}]
-    assert widget_replies(vis, "fails", {"stream": False}) == [{"error": message}]
-    assert widget_replies(vis, "fails", {}) == [{"event": {"type": "page"}},
-                                                {"event": {"type": "error", "error": message}}, {"result": None}]
+    assert widget_replies(vis, "fails_at_once", {}) == [{"error": message}]
+    # Over the comm a streaming view always streams (stream=false or not).
+    for body in ({}, {"stream": False}, None):
+        assert widget_replies(vis, "fails", body) == [{"event": {"type": "page"}},
+                                                      {"event": {"type": "error", "error": message}}, {"result": None}]
 
 
 def test_a_registered_view_is_a_route_a_widget_kind_and_documented():

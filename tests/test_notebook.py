@@ -110,12 +110,15 @@ LINK_AND_IMPORT = r"""
 import { readFileSync } from "node:fs";
 import { linkModules } from "./widget.mjs";
 const sources = JSON.parse(readFileSync(process.argv[2], "utf8"));
-const toUrl = (code) => "data:text/javascript;base64," + Buffer.from(code).toString("base64");
+const codes = [];
+const toUrl = (code) => { codes.push(code); return "data:text/javascript;base64," + Buffer.from(code).toString("base64"); };
 const linked = linkModules(sources, toUrl);
 const app = await import(linked.link("app.js"));
 const transport = await import(linked.link("lib/transport.js"));
 const missing = Object.keys(sources).filter((path) => !linked.urls.has(path));
-console.log(JSON.stringify({ mount: typeof app.mount, comm: typeof transport.commTransport, missing }));
+// A relative specifier the linker did not rewrite (a statement over several lines, a dynamic import).
+const unlinked = codes.filter((code) => /(from|import)\s*\(?\s*["']\.\.?\//.test(code)).length;
+console.log(JSON.stringify({ mount: typeof app.mount, comm: typeof transport.commTransport, missing, unlinked }));
 """
 
 
@@ -129,7 +132,7 @@ def test_widget_links_and_loads_every_module_of_the_page(tmp_path):
                             text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     # Every module is reachable from the app and loads (a module left out would be dead code).
-    assert json.loads(result.stdout) == {"mount": "function", "comm": "function", "missing": []}
+    assert json.loads(result.stdout) == {"mount": "function", "comm": "function", "missing": [], "unlinked": 0}
 
 
 # ---------------------------------------------------------------------- a real kernel (nbclient)

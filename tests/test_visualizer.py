@@ -203,6 +203,53 @@ def test_failing_examples_are_isolated_and_reported():
     assert [e is None for e in errors] == [True, True, False, True]
 
 
+def test_isolating_a_failure_computes_each_example_that_succeeded_once():
+    """Integrated Gradients runs one example per captum call here; the third fails. The retry, one by one,
+    takes the two before it from the cache: only the failing example is attributed twice."""
+    passes = []
+
+    class FailsOnThird(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = make_model()
+
+        def forward(self, x):
+            if torch.is_grad_enabled():
+                passes.append(int(x.shape[0]))
+                if (x.flatten(1).amax(1) > 10).any():
+                    raise RuntimeError("poisoned input")
+            return self.inner(x)
+
+    src = RandomImages(n_batches=1, batch_size=4)
+    src.batches[0].inputs[2] += 100.0
+    vis = visualizer(src, models=[FailsOnThird()])
+    errors = [e["models"][0]["error"] for e in vis.page({"method": "IntegratedGradients"})["examples"]]
+    assert [e is None for e in errors] == [True, True, False, True]
+    assert passes == [50] * 5  # examples 0, 1, 2 (fails); then alone: 2 (fails), 3
+
+
+def test_models_without_class_outputs_are_explained_without_targets():
+    """use_label_for_attr=False: captum gets no target (a model with one score per example)."""
+
+    class Score(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = make_model(n_classes=1)
+
+        def forward(self, x):
+            return self.inner(x)[:, 0]
+
+    vis = AttributionVisualizer([Score()], ["score"], [ImageFeature("image")], RandomImages(n_batches=1),
+                                use_label_for_attr=False)
+    for method in ("IntegratedGradients", "NoiseTunnel(IntegratedGradients)", "NoiseTunnel(Saliency)", "Saliency",
+                   "Occlusion", "GradientShap"):
+        page = vis.page({"method": method, "arguments": {"n_steps": 4} if "Integrated" in method else {},
+                         "page_size": 2})
+        models = [m for e in page["examples"] for m in e["models"]]
+        assert [m["error"] for m in models] == [None, None], method
+        assert all(m["target"] is None and m["attributions"][0]["image"] for m in models)
+
+
 def test_example_cache_is_bounded_in_bytes_as_well_as_count():
     from insights_app.dataset import ExampleStore
 

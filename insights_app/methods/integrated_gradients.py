@@ -15,7 +15,7 @@ def ig_arguments(ctx: AttributionContext) -> Dict[str, Any]:
     return {
         "n_steps": ctx.params["n_steps"],
         "method": ctx.params["method"],
-        "internal_batch_size": max(ctx.internal_batch_size, len(ctx.targets) if ctx.targets is not None else 1),
+        "internal_batch_size": max(ctx.internal_batch_size, len(ctx.ids)),
     }
 
 

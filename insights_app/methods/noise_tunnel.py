@@ -12,7 +12,7 @@ from .spec import AttributionContext, Attributions, method
 
 def noise_arguments(ctx: AttributionContext) -> Dict[str, Any]:
     """The noise tunnel's own arguments; its samples are batched within ``internal_batch_size`` rows."""
-    examples = max(1, len(ctx.targets)) if ctx.targets is not None else 1
+    examples = max(1, len(ctx.ids))
     return {
         "nt_type": ctx.params["nt_type"],
         "nt_samples": ctx.params["nt_samples"],

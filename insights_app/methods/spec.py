@@ -16,7 +16,11 @@ name: it reads the spec's declarations (cost, rows per example, seed, first forw
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 from dataclasses import dataclass, field
+from types import CodeType
 from typing import Any, Callable, Dict, Hashable, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
@@ -109,6 +113,17 @@ class MethodSpec:
         if len(set(names)) != len(names):
             raise ValueError(f"method {self.name!r}: parameter names must be unique")
 
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """What identifies the computation: the name, the parameters and the runner's code.
+
+        Results are cached under it, so a method registered in place of another of the same
+        name never serves the other one's results, and an unchanged one is recognized as such.
+        """
+        blob = json.dumps([self.name, [p.to_json() for p in self.params], self.numpy_rng, _code_digest(self.run)],
+                          default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()
+
     @property
     def randomized(self) -> bool:
         """Whether the method draws random numbers (it declares a seed): it is then seeded, and
@@ -162,6 +177,19 @@ class MethodSpec:
             "params": [p.to_json() for p in self.params],
             "defaults": self.defaults(),
         }
+
+
+def _code_digest(fn: Any) -> str:
+    """A digest of a function's code (its bytecode, constants and names, nested functions included)."""
+    code = getattr(fn, "__code__", None)
+    if code is None:  # a callable object: its type and repr
+        return f"{type(fn).__module__}.{type(fn).__qualname__}:{fn!r}"
+
+    def digest(c: CodeType) -> str:
+        consts = [digest(k) if isinstance(k, CodeType) else repr(k) for k in c.co_consts]
+        return hashlib.sha1(repr((c.co_code, consts, c.co_names)).encode()).hexdigest()
+
+    return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')}:{digest(code)}"
 
 
 def method(name: str, *, label: str = "", help: str = "", params: Sequence[Param] = (), captum_class: str = "",

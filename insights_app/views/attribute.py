@@ -6,13 +6,13 @@ from typing import Any, Dict
 
 from ..errors import ValidationError
 from ..limits import EXAMPLE_ID_MAX
-from ..query import AttributeQuery
+from ..query import AttributeQuery, parse_attribute_query
 from .schemas import class_schema, query_properties
 from .view import View
 
 
 def attribute(vis: Any, body: Any) -> Dict[str, Any]:
-    q = body if isinstance(body, AttributeQuery) else vis.parse_attribute(body)
+    q = body if isinstance(body, AttributeQuery) else parse_attribute_query(body, vis.defaults)
     try:
         ex = vis.store.get(q.example_id)
     except IndexError:

@@ -7,7 +7,7 @@ from typing import Any, Dict
 
 from .. import limits
 from ..methods.layers import conv_layer_names
-from ..query import Visualization
+from ..query import CLASS_SOURCES, PAGE_SIZE_DEFAULT, PREDICTION_FILTERS, Visualization
 from ..render import SIGNS, SINGLE_SIGN_METHODS, VIS_METHODS
 from .view import View
 
@@ -25,6 +25,8 @@ def config(vis: Any, body: Any = None) -> Dict[str, Any]:
         "visualization": {"methods": list(VIS_METHODS), "signs": list(SIGNS),
                           "single_sign_methods": list(SINGLE_SIGN_METHODS), "default": asdict(Visualization())},
         "top_k": vis.default_top_k,
+        "page_size": PAGE_SIZE_DEFAULT,
+        "filters": {"prediction": list(PREDICTION_FILTERS), "class_source": list(CLASS_SOURCES)},
         "limits": {"page_size_max": limits.PAGE_SIZE_MAX, "top_k_max": limits.TOP_K_MAX, "max_scan": vis.max_scan,
                    "max_evals_per_example": limits.MAX_EVALS_PER_EXAMPLE,
                    "max_display_side": limits.MAX_DISPLAY_SIDE},

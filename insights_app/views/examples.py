@@ -11,7 +11,7 @@ from typing import Any, Dict, Iterator, List, Sequence
 
 from ..dataset import Example, ExampleBatch
 from ..limits import PAGE_MAX, PAGE_SIZE_MAX
-from ..query import CLASS_SOURCES, PREDICTION_FILTERS, PageQuery
+from ..query import CLASS_SOURCES, PREDICTION_FILTERS, PageQuery, parse_page_query
 from .schemas import class_schema, query_properties
 from .view import Stream, View
 
@@ -59,7 +59,7 @@ def page_document(vis: Any, q: PageQuery) -> Dict[str, Any]:
 
 
 def examples(vis: Any, body: Any) -> Any:
-    q = body if isinstance(body, PageQuery) else vis.parse_page(body)
+    q = body if isinstance(body, PageQuery) else parse_page_query(body, vis.defaults)
     return Stream(page_events(vis, q)) if q.stream else page_document(vis, q)
 
 

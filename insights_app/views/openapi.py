@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
+from ..errors import STATUS_MEANINGS
 from .view import View
 
 ERROR = {"$ref": "#/components/schemas/Error"}
-ERROR_WORDS = {400: "invalid request (the message names the field)", 401: "token missing", 403: "token invalid",
-               413: "body too large", 415: "not JSON", 500: "the model or the dataset failed"}
 
 
 def _operation(view: View, vis: Any) -> Dict[str, Any]:
@@ -20,7 +19,7 @@ def _operation(view: View, vis: Any) -> Dict[str, Any]:
     if view.request_schema is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": view.request_schema(vis)}}}
     op["responses"] = dict(view.responses, **{
-        str(c): {"description": ERROR_WORDS[c], "content": {"application/json": {"schema": ERROR}}}
+        str(c): {"description": STATUS_MEANINGS[c], "content": {"application/json": {"schema": ERROR}}}
         for c in view.errors})
     return op
 

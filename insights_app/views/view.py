@@ -10,7 +10,7 @@ message per event in the widget.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Tuple
 
 API_PREFIX = "/api/v1"
 ERROR_STATUSES_OF_A_QUERY = (400, 401, 403, 413, 415, 500)
@@ -20,10 +20,10 @@ ERROR_STATUSES_OF_A_QUERY = (400, 401, 403, 413, 415, 500)
 class Stream:
     """Events of an answer sent as they are computed (``{"type": ...}`` dictionaries)."""
 
-    events: Iterator[Dict[str, Any]]
+    events: Iterable[Dict[str, Any]]
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
-        return self.events
+        return iter(self.events)
 
     def close(self) -> None:
         """Stop computing (the client went away or asked for something else)."""
@@ -41,7 +41,7 @@ class View:
     summary: str  # for the OpenAPI document
     takes_body: bool = True  # POST with a JSON body; False: GET
     public: bool = False  # answered without the server's token (health checks)
-    streams: bool = False  # answers a body with ``"stream": true`` with a Stream (the widget always asks)
+    streams: bool = False  # answers a body with ``"stream": true`` with a Stream (over the widget comm, always)
     # The OpenAPI schema of the body (given the visualizer: its classes and methods), when it takes one.
     request_schema: Optional[Callable[[Any], Dict[str, Any]]] = None
     # The OpenAPI responses object of a success (error responses are added from ``errors``).

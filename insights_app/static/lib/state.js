@@ -13,10 +13,10 @@ export function defaultState(config, methods) {
     method,
     args,
     vis: { ...config.visualization.default },
-    top_k: Math.min(config.top_k || 3, config.classes.length || 1),
-    filter: { classes: [], prediction: "all", class_source: "prediction" },
+    top_k: Math.min(config.top_k, config.classes.length || 1),
+    filter: { classes: [], prediction: config.filters.prediction[0], class_source: config.filters.class_source[0] },
     page: 0,
-    page_size: Math.min(4, config.limits.page_size_max),
+    page_size: Math.min(config.page_size, config.limits.page_size_max),
     zoom: "m",
   };
 }

@@ -2,11 +2,11 @@
 //
 // A kind is a view of the API (config, examples, attribute, ...). Over HTTP it is the route
 // api/v1/<kind>: GET when there is no body, POST with a JSON body otherwise. In a notebook it is a
-// widget message {id, kind, body} that the kernel answers with the same function. With onEvent the
-// answer is a stream: each event is handed to onEvent as it arrives and the promise resolves when
-// the stream ends; without it the promise resolves with the JSON answer. A refusal rejects with an
-// Error carrying the server's {"error"} text (and .field when the message names one); an abort
-// rejects with an AbortError.
+// widget message {id, kind, body} that the kernel answers with the same function. A streaming view
+// (examples) streams when asked to, with onEvent: each event is handed to onEvent as it arrives and
+// the promise resolves when the stream ends (over the comm it always streams). Otherwise the
+// promise resolves with the JSON answer. A refusal rejects with an Error carrying the server's
+// {"error"} text (and .field when the message names one); an abort rejects with an AbortError.
 
 const API = "api/v1";
 
@@ -134,12 +134,10 @@ export function commTransport(model) {
       if (signal) signal.removeEventListener("abort", onAbort);
       fn(value);
     };
-    const streaming = typeof onEvent === "function";
-    pending.set(id, { resolve: done(resolve), reject: done(reject), onEvent: streaming ? onEvent : null });
+    pending.set(id, { resolve: done(resolve), reject: done(reject), onEvent: typeof onEvent === "function" ? onEvent : null });
     if (signal) signal.addEventListener("abort", onAbort);
-    const sent = body === null || body === undefined ? null : streaming ? { ...body, stream: true } : body;
     try {
-      model.send({ id, kind, body: sent });
+      model.send({ id, kind, body: body === undefined ? null : body });
     } catch (err) {
       pending.delete(id);
       done(reject)(err);

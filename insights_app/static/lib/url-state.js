@@ -56,8 +56,8 @@ export function readUrl(app, viewModules, search) {
     s.filter.classes = q.get("classes").split(",").filter((x) => x !== "").map(Number)
       .filter((i) => Number.isInteger(i) && i >= 0 && i < cfg.classes.length);
   }
-  if (["all", "correct", "incorrect"].includes(q.get("pred"))) s.filter.prediction = q.get("pred");
-  if (["prediction", "label"].includes(q.get("src"))) s.filter.class_source = q.get("src");
+  if (cfg.filters.prediction.includes(q.get("pred"))) s.filter.prediction = q.get("pred");
+  if (cfg.filters.class_source.includes(q.get("src"))) s.filter.class_source = q.get("src");
   if (cfg.visualization.methods.includes(q.get("vis"))) s.vis.method = q.get("vis");
   if (cfg.visualization.signs.includes(q.get("sign"))) s.vis.sign = q.get("sign");
   const num = (key) => (q.has(key) && q.get(key).trim() !== "" && Number.isFinite(Number(q.get(key))) ? Number(q.get(key)) : null);
@@ -86,8 +86,8 @@ export function writeUrl(app) {
     if (v !== undefined && !sameJson(v, p.default)) q.set(`a.${p.name}`, encodeArg(v));
   }
   if (body.filter.classes.length) q.set("classes", body.filter.classes.join(","));
-  if (body.filter.prediction !== "all") q.set("pred", body.filter.prediction);
-  if (body.filter.class_source !== "prediction") q.set("src", body.filter.class_source);
+  if (body.filter.prediction !== app.config.filters.prediction[0]) q.set("pred", body.filter.prediction);
+  if (body.filter.class_source !== app.config.filters.class_source[0]) q.set("src", body.filter.class_source);
   q.set("vis", body.visualization.method);
   q.set("sign", body.visualization.sign);
   if (body.visualization.outlier_perc !== app.config.visualization.default.outlier_perc) q.set("outlier", body.visualization.outlier_perc);

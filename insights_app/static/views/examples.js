@@ -115,7 +115,8 @@ class ExamplesView {
       }
     };
     try {
-      await app.transport.request("examples", body, { onEvent, signal: ctrl ? ctrl.signal : undefined });
+      const answer = await app.transport.request("examples", body, { onEvent, signal: ctrl ? ctrl.signal : undefined });
+      if (answer && answer.page) asEvents(answer, onEvent); // the page as one document (it did not stream)
     } catch (exc) {
       if (gen !== this.generation || (exc && exc.name === "AbortError")) return;
       failed = exc;
@@ -177,6 +178,13 @@ class ExamplesView {
     this.prev.disabled = !info.has_prev;
     this.next.disabled = !info.has_next;
   }
+}
+
+/** A page answered as one document, handed on as the events a stream would have sent. */
+function asEvents(doc, onEvent) {
+  onEvent({ type: "page", ...doc.page });
+  for (const example of doc.examples || []) onEvent({ type: "example", example });
+  onEvent({ type: "done", elapsed_ms: doc.elapsed_ms });
 }
 
 /** What to do about an empty page. */
