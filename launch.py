@@ -16,6 +16,7 @@ import argparse
 import difflib
 import importlib
 import logging
+import math
 import os
 import re
 import signal
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from insights_app.access import is_loopback
+from insights_app.limits import MAX_RESIZE_SIDE
 
 PROG = "insights-app"
 EXIT_USAGE = 2
@@ -144,6 +146,14 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         raise CliError("give --mean and --std together")
     if args.mean is not None and len(args.mean) != len(args.std):
         raise CliError(f"--mean has {len(args.mean)} values but --std has {len(args.std)}")
+    for flag, values in (("--mean", args.mean), ("--std", args.std)):
+        bad = [v for v in values or () if not math.isfinite(v) or (flag == "--std" and v == 0)]
+        if bad:
+            raise CliError(f"{flag} must be {'finite' if flag == '--mean' else 'finite and non-zero'} numbers, "
+                           f"not {bad[0]:g}")
+    if args.size is not None and max(args.size) > MAX_RESIZE_SIDE:
+        raise CliError(f"--size must be at most {MAX_RESIZE_SIDE} (the model computes at that size; "
+                       "images are shown at most 512 px wide anyway)")
     if args.token == "" and not is_loopback(args.host):
         raise CliError(f"--host {args.host} serves other machines, so it needs a token: leave out --token "
                        "(one is generated and printed) or pass --token SECRET")
@@ -201,6 +211,8 @@ def parse_device(spec: Optional[str]) -> Optional[str]:
             raise CliError(f"--device {spec}: MPS is not available on this machine")
     elif device.type != "cpu":
         raise CliError(f"--device: unsupported device type {device.type!r} (use cpu, cuda, cuda:N or mps)")
+    elif device.index not in (None, 0):
+        raise CliError(f"--device {spec}: there is one CPU device; use cpu")
     return str(device)
 
 
@@ -313,14 +325,18 @@ def model_from_file(path: Path, arch: Optional[str], n_classes: Optional[int]) -
     import torch
 
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on pickle protocols: the one-line error says enough
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights only load failed" not in str(exc).lower():
             raise CliError(f"--model: {path} is not a torch file ({_first_line(exc)})") from None
         # A pickle of more than tensors: a whole nn.Module (pickles run code: the user vouches for the file).
         cwd_importable()
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=False)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                obj = torch.load(path, map_location="cpu", weights_only=False)
         except pickle.UnpicklingError as exc2:
             raise CliError(f"--model: {path} is not a torch file ({_first_line(exc2)})") from None
         except (AttributeError, ImportError) as exc2:

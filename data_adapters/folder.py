@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from insights_app import AttributionVisualizer, Batch
+from insights_app.limits import MAX_RESIZE_SIDE
 
 from .base import (
     AdapterError,
@@ -39,6 +40,9 @@ from .base import (
 
 log = logging.getLogger(__name__)
 
+# Bytes of decoded pixels one batch of files may hold (float32): at 224x224 RGB a batch of 32 is
+# 19 MB, at 2048x2048 one image is 48 MB, so large sizes are read one or two files at a time.
+BATCH_BYTES = 64 * 2**20
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 LabelsArg = Union[None, str, Path, Callable[[Path], Optional[str]]]
 SizeArg = Union[None, int, Tuple[int, int], Sequence[int]]
@@ -50,13 +54,24 @@ def image_paths(root: Union[str, Path], extensions: Sequence[str] = IMAGE_EXTENS
                 recursive: bool = True) -> List[str]:
     """Image file paths (strings) under ``root``, hidden files and folders skipped, sorted.
 
-    Strings rather than Path objects: a 50,000-file listing then takes a fraction of a second.
+    Links are followed, but each real folder is listed once: a link to a parent folder (a
+    loop) or to a folder listed elsewhere adds nothing. Strings rather than Path objects: a
+    50,000-file listing then takes a fraction of a second.
     """
     exts = tuple(e.lower() for e in extensions)
     found: List[str] = []
     stack = [os.fspath(root)]
+    seen = set()  # (device, inode) of the folders listed
     while stack:
         folder = stack.pop()
+        try:
+            st = os.stat(folder)
+        except OSError as exc:
+            log.warning("cannot list %s: %s", folder, exc)
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
         try:
             with os.scandir(folder) as it:
                 entries = list(it)
@@ -101,8 +116,11 @@ def read_label_csv(root: Path, csv_path: Path) -> List[Tuple[str, Optional[str]]
     """
     if not csv_path.is_file():
         raise AdapterError(f"label CSV not found: {csv_path}")
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    except UnicodeDecodeError as exc:
+        raise AdapterError(f"label CSV {csv_path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     if not rows:
         raise AdapterError(f"label CSV {csv_path} is empty")
     file_col, label_col = 0, 1
@@ -186,9 +204,28 @@ def _target_size(size: SizeArg) -> Optional[Tuple[int, int]]:
         if len(vals) != 2:
             raise AdapterError(f"size must be an int or (height, width), not {size!r}")
         hw = (vals[0], vals[1])
-    if min(hw) < 1 or max(hw) > 8192:
-        raise AdapterError(f"size {size!r} is out of range (1..8192)")
+    if min(hw) < 1 or max(hw) > MAX_RESIZE_SIDE:
+        raise AdapterError(f"size {size!r} is out of range (1..{MAX_RESIZE_SIDE})")
     return hw
+
+
+# Single-channel modes of more than 8 bits, by the value that is full white.
+WIDE_MODES = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0, "I": 65535.0, "F": 1.0}
+
+
+def _resized(im: Any, size: Optional[Tuple[int, int]], resize: str) -> Any:
+    from PIL import Image
+
+    if size is None or (im.height, im.width) == size:
+        return im
+    h, w = size
+    if resize == "crop":
+        scale = max(h / im.height, w / im.width)
+        nh, nw = max(h, round(im.height * scale)), max(w, round(im.width * scale))
+        im = im.resize((nw, nh), Image.BILINEAR)
+        top, left = (nh - h) // 2, (nw - w) // 2
+        return im.crop((left, top, left + w, top + h))
+    return im.resize((w, h), Image.BILINEAR)
 
 
 def load_image(path: Union[str, Path], size: Optional[Tuple[int, int]], channels: int = 3,
@@ -196,22 +233,23 @@ def load_image(path: Union[str, Path], size: Optional[Tuple[int, int]], channels
     """One image file -> (C, H, W) float tensor in 0..1, resized to ``size`` (height, width).
 
     ``resize='squish'`` stretches to the size; ``'crop'`` scales the short side to fit and
-    cuts the centre (fastai's default for validation images).
+    cuts the centre (fastai's default for validation images). Grayscale files of more than 8
+    bits keep their range: 16-bit integers are scaled by 65535, float images must already be
+    in 0..1 (anything else is refused, naming the file and the mode, rather than saturated).
     """
     from PIL import Image
 
     with Image.open(path) as im:
-        im = im.convert("L" if channels == 1 else "RGB")
-        if size is not None and (im.height, im.width) != size:
-            h, w = size
-            if resize == "crop":
-                scale = max(h / im.height, w / im.width)
-                nh, nw = max(h, round(im.height * scale)), max(w, round(im.width * scale))
-                im = im.resize((nw, nh), Image.BILINEAR)
-                top, left = (nh - h) // 2, (nw - w) // 2
-                im = im.crop((left, top, left + w, top + h))
-            else:
-                im = im.resize((w, h), Image.BILINEAR)
+        if im.mode in WIDE_MODES:
+            white = WIDE_MODES[im.mode]
+            arr = np.asarray(_resized(im.convert("F"), size, resize), dtype=np.float32) / white
+            lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+            if not (np.isfinite(arr).all() and lo >= 0.0 and hi <= 1.0):
+                raise ValueError(f"{path}: a mode {im.mode} image with values {lo * white:g}..{hi * white:g}; "
+                                 f"expected 0..{white:g} (convert it to 8-bit, or to 0..1 floats)")
+            x = torch.from_numpy(arr.copy())[None]
+            return x.expand(channels, -1, -1).contiguous() if channels == 3 else x
+        im = _resized(im.convert("L" if channels == 1 else "RGB"), size, resize)
         arr = np.asarray(im, dtype=np.uint8)
     if arr.ndim == 2:
         arr = arr[:, :, None]
@@ -270,16 +308,24 @@ class FolderImages:
         return x
 
     def __iter__(self) -> Iterator[Batch]:
+        """One batch per ``batch_size`` files (unreadable ones left out), split where it would hold
+        more than BATCH_BYTES of pixels."""
         for start in range(0, len(self.entries), self.batch_size):
-            images, labels = [], []
+            images: List[torch.Tensor] = []
+            labels: List[Optional[int]] = []
+            held = 0
             for path, label in self.entries[start:start + self.batch_size]:
                 x = self._read(path)
-                if x is not None:
-                    images.append(x)
-                    labels.append(label)
-            if not images:
-                continue
-            yield Batch(torch.stack(images), labels)
+                if x is None:
+                    continue
+                images.append(x)
+                labels.append(label)
+                held += x.element_size() * x.nelement()
+                if held >= BATCH_BYTES:
+                    yield Batch(torch.stack(images), labels)
+                    images, labels, held = [], [], 0
+            if images:
+                yield Batch(torch.stack(images), labels)
 
 
 def source_from_folder(

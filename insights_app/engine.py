@@ -69,6 +69,13 @@ class Explanation:
         return sum(int(m.nbytes) for m in self.maps) + 64
 
 
+@dataclass(frozen=True)
+class Failure:
+    """One example's failure inside a batch that otherwise succeeded (it is not retried)."""
+
+    message: str
+
+
 @dataclass
 class Result:
     """What :meth:`Engine.run` gives for one example: its prediction, and its explanation or why not."""
@@ -188,8 +195,13 @@ class Engine:
             raise ValidationError("inputs", f"{len(inputs)} inputs for {len(self.features)} features")
         return tuple(transform_batch(f, x).to(self.device) for f, x in zip(self.features, inputs))
 
-    def _scores_of(self, out: torch.Tensor) -> torch.Tensor:
-        """Model outputs -> (B, classes) float scores on the CPU (score_func applied)."""
+    def _scores_of(self, out: torch.Tensor, n: int) -> torch.Tensor:
+        """Model outputs for ``n`` examples -> (n, classes) float scores on the CPU (score_func applied)."""
+        rows = int(out.shape[0]) if isinstance(out, torch.Tensor) and out.dim() > 0 else 0
+        if rows != n:
+            raise ComputationError(f"prediction failed for {self.name}: the model returned {rows} rows for {n} "
+                                   f"example{'' if n == 1 else 's'}; it must return one row of scores per example, "
+                                   "batch first")
         with torch.no_grad():
             out = out.detach()
             if self.score_func is not None:
@@ -206,9 +218,11 @@ class Engine:
         each example alone, so that only the examples that cause it fail (with its message).
 
         ``compute`` caches what it computed, and looks there first, so a retry alone does not
-        redo what a partly successful batch already did."""
+        redo what a partly successful batch already did. A :class:`Failure` it returns for an
+        example is that example's error, without a retry."""
         try:
-            return [(value, None) for value in compute(batch, list(per_example))]
+            return [(None, value.message) if isinstance(value, Failure) else (value, None)
+                    for value in compute(batch, list(per_example))]
         except ComputationError as exc:
             if len(batch) == 1:
                 return [(None, str(exc))]
@@ -238,18 +252,24 @@ class Engine:
             extra = as_tuple(batch.additional_args) or ()
             with self.lock, torch.no_grad():
                 out = self.forward(*inputs, *extra)
-            scores = self._scores_of(out)
-        except ValidationError:
+            scores = self._scores_of(out, len(batch))
+        except (ValidationError, ComputationError):
             raise
         except Exception as exc:  # the user's model or transforms failed
             raise ComputationError(f"prediction failed for {self.name}: {type(exc).__name__}: {exc}") from exc
         return self._store_predictions(ids, scores)
 
     def _store_predictions(self, ids: Sequence[Hashable], scores: torch.Tensor) -> List[Prediction]:
+        """The top-k of each row, cached by example id; a row that is not finite is that example's error."""
         k = min(TOP_K_MAX, scores.shape[1])
         values, indices = torch.topk(scores, k, dim=1)
+        finite = torch.isfinite(scores).all(dim=1).tolist()
         out = []
-        for ex_id, idx, val in zip(ids, indices.tolist(), values.tolist()):
+        for ex_id, idx, val, ok in zip(ids, indices.tolist(), values.tolist(), finite):
+            if not ok:  # not cached: it is the model's answer, but nothing to show
+                out.append(Prediction([], [], error=f"prediction failed for {self.name}: the model's output for "
+                                                    "this example is not finite (NaN or infinity)"))
+                continue
             p = Prediction(idx, val)
             self.predictions.put(ex_id, p)
             out.append(p)
@@ -267,18 +287,20 @@ class Engine:
         return self._isolated(compute, batch, targets)
 
     def _cached_or_attributed(self, spec: MethodSpec, params: Dict[str, Any], key: str, batch: ExampleBatch,
-                              targets: List[Optional[int]], shared: Dict[Any, Any]) -> List[Explanation]:
+                              targets: List[Optional[int]], shared: Dict[Any, Any]
+                              ) -> List[Union[Explanation, Failure]]:
         """Each example's explanation from the cache, the missing ones in batched captum calls (stored)."""
-        found: List[Optional[Explanation]] = [self.results.get((i, key, t)) for i, t in zip(batch.ids, targets)]
+        found: List[Optional[Union[Explanation, Failure]]] = [
+            self.results.get((i, key, t)) for i, t in zip(batch.ids, targets)]
         missing = [j for j, exp in enumerate(found) if exp is None]
         if missing:
             sub = batch.select(missing)
             sub_targets = [targets[j] for j in missing]
-            computed: List[Explanation] = []
+            computed: List[Union[Explanation, Failure]] = []
             for rows, part, inputs in self._calls(spec, params, sub):
                 part_targets = sub_targets[rows]
                 attrs = self.attribute(spec, params, part, _all_or_none(part_targets), inputs=inputs, shared=shared)
-                computed.extend(self._store_explanations(key, part.ids, part_targets, attrs))
+                computed.extend(self._store_explanations(spec, key, part.ids, part_targets, attrs))
             for j, exp in zip(missing, computed):
                 found[j] = exp
         return found  # type: ignore[return-value]
@@ -374,11 +396,18 @@ class Engine:
             else:
                 yield rows, batch.select(rows), tuple(x[rows] for x in inputs)
 
-    def _store_explanations(self, key: str, ids: Sequence[Hashable], targets: Sequence[Optional[int]],
-                            attrs: Tuple[torch.Tensor, ...]) -> List[Explanation]:
-        """Reduce each example's attributions to what the page shows, and cache them."""
-        out = []
+    def _store_explanations(self, spec: MethodSpec, key: str, ids: Sequence[Hashable],
+                            targets: Sequence[Optional[int]], attrs: Tuple[torch.Tensor, ...]
+                            ) -> List[Union[Explanation, Failure]]:
+        """Reduce each example's attributions to what the page shows, and cache them; an example
+        whose attribution is not finite gets a :class:`Failure` instead (nothing could show it)."""
+        finite = torch.stack([torch.isfinite(a.reshape(a.shape[0], -1)).all(dim=1) for a in attrs]).all(dim=0).tolist()
+        out: List[Union[Explanation, Failure]] = []
         for row, (ex_id, target) in enumerate(zip(ids, targets)):
+            if not finite[row]:
+                out.append(Failure(f"{spec.label} failed for {self.name}: the attribution of this example is not "
+                                   "finite (NaN or infinity)"))
+                continue
             per_feature = [a[row] for a in attrs]
             exp = Explanation(
                 target=target,
@@ -415,12 +444,15 @@ class Engine:
                     call_args = inputs + (as_tuple(part.additional_args) or ())
                     with torch.set_grad_enabled(with_grad):
                         out = self.forward(*call_args)
-                    preds = self._store_predictions(part.ids, self._scores_of(out))
+                    preds = self._store_predictions(part.ids, self._scores_of(out, len(part)))
+                    if any(p.error for p in preds):
+                        raise ComputationError("a prediction that cannot be shown")  # isolated on the two-step path
                     targets = [self.target(p, requested[rows.start + j]) for j, p in enumerate(preds)]
                     attrs = self.attribute(spec, params, part, _all_or_none(targets), inputs=inputs,
                                            forward=ReusedForward(self.forward, call_args, out), shared=shared)
-                    exps = self._store_explanations(key, part.ids, targets, attrs)
-                    results.extend(Result(i, p, e) for i, p, e in zip(part.ids, preds, exps))
+                    exps = self._store_explanations(spec, key, part.ids, targets, attrs)
+                    results.extend(Result(i, p, None, e.message) if isinstance(e, Failure) else Result(i, p, e)
+                                   for i, p, e in zip(part.ids, preds, exps))
         except ValidationError:
             raise
         except Exception as exc:  # isolate on the two-step path (what succeeded is cached)

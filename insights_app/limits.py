@@ -13,3 +13,6 @@ MAX_EVALS_PER_EXAMPLE = 20_000
 # the time and the bytes one example costs whatever the dataset's image size.
 MAX_DISPLAY_SIDE = 512
 MAX_BODY_BYTES = 1 * 2**20  # a request body
+# The side an adapter resizes images to, at most: one 4096x4096 RGB image is 200 MB as float32,
+# and every method's passes scale with it.
+MAX_RESIZE_SIDE = 4096

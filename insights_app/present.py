@@ -8,6 +8,7 @@ explanation and view, so a repeated page, or a change of colours only, costs JSO
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -90,8 +91,8 @@ class Presenter:
             value = encode_png_base64(self._display_image(ex, i))
         elif isinstance(f, TextFeature):
             value = f.tokens(x)
-        elif isinstance(f, GeneralFeature):
-            value = [float(v) for v in x.detach().float().flatten().tolist()]
+        elif isinstance(f, GeneralFeature):  # a missing (NaN) or infinite value is shown as null
+            value = [v if math.isfinite(v) else None for v in x.detach().float().flatten().tolist()]
         else:
             value = None
         with self._originals_lock:

@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
 from flask import Flask, Response, jsonify, request, send_from_directory
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from .access import TOKEN_COOKIE, access_token, host_is_loopback, token_cookie_name
+from . import jsonwire
 from .errors import HTTP_ERROR_MESSAGES, UnsupportedMediaType, ValidationError, error_event, error_reply
 from .limits import MAX_BODY_BYTES
 from .views import API_PREFIX, Stream, View
@@ -38,6 +40,16 @@ UNAUTHORIZED_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8
 <h1>A token is required</h1><p>This Insights server was started with a token. Open the URL that the
 server printed when it started (it ends with <code>?token=&hellip;</code>); the browser then remembers
 the token for this server.</p></body></html>"""
+
+
+class StrictJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, refusing NaN and infinities (see jsonwire)."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        kwargs.setdefault("default", self.default)
+        kwargs.setdefault("ensure_ascii", self.ensure_ascii)
+        kwargs.setdefault("sort_keys", self.sort_keys)
+        return jsonwire.dumps(obj, **kwargs)
 
 
 def _json(payload: Any, status: int = 200) -> Response:
@@ -69,9 +81,9 @@ def ndjson(stream: Stream) -> Iterator[bytes]:
     """A streamed answer as JSON lines; a failure midway becomes an ``error`` event that ends it."""
     try:
         for event in stream:
-            yield (json.dumps(event) + "\n").encode()
+            yield (jsonwire.dumps(event) + "\n").encode()
     except Exception as exc:  # never a traceback on the wire
-        yield (json.dumps(error_event(exc)) + "\n").encode()
+        yield (jsonwire.dumps(error_event(exc)) + "\n").encode()
     finally:
         stream.close()
 
@@ -108,6 +120,7 @@ def create_app(visualizer: Any, token: Optional[str] = None, *, allowed_hosts: I
     ``Host`` names (and ``allowed_hosts``) are answered.
     """
     app = Flask(__name__, static_folder=None)
+    app.json = StrictJSONProvider(app)
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False, PROPAGATE_EXCEPTIONS=False)
     app.debug = False
     cookie = token_cookie_name(token) if token else TOKEN_COOKIE

@@ -7,12 +7,14 @@ import logging
 import os
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
 import data_adapters.folder as folder_module
 from adapters_helpers import IG_PAGE, page_predictions, photo_cnn, pil_pixels, write_sample_photos
 from data_adapters import AdapterError, from_folder, source_from_folder
+from data_adapters.folder import image_paths
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 SIZE = (48, 64)
@@ -193,3 +195,49 @@ def test_large_folder_is_read_lazily(tmp_path, monkeypatch):
         assert len(reads) <= 2 * 16  # the class-count check and the first page: one batch each
     finally:
         shutil.rmtree(big, ignore_errors=True)
+
+
+def test_start_up_memory_is_bounded_at_large_sizes(photos):
+    """At 2048x2048 an RGB image is 48 MB: batches hold at most 64 MiB of pixels (two images), and the
+    forward pass that checks the class count sees two examples (eight took 5 GB with resnet18)."""
+    root, _ = photos
+    seen = []
+    model = photo_cnn(3)
+    model.register_forward_hook(lambda m, inputs, output: seen.append(int(inputs[0].shape[0])))
+    source = source_from_folder(root, model, size=2048)
+    assert seen == [2]
+    sizes = [int(b.inputs.shape[0]) for b in source.dataset]
+    assert sizes == [2, 2, 1] and sum(sizes) == 5
+
+
+def test_symlink_loops_and_links_to_folders_read_each_real_folder_once(photos, tmp_path):
+    root, written = photos
+    data = tmp_path / "linked"
+    shutil.copytree(root, data)
+    (data / "animal" / "up").symlink_to("..", target_is_directory=True)  # a loop
+    (data / "object" / "again").symlink_to("..", target_is_directory=True)  # a second loop
+    (data / "person" / "cats").symlink_to(data / "animal", target_is_directory=True)  # a folder seen elsewhere
+    files = image_paths(data)
+    assert len(files) == len(written) == len({os.path.realpath(f) for f in files})
+
+
+def test_high_bit_depth_images_keep_their_range(tmp_path):
+    """A 16-bit grayscale PNG is scaled by 65535, a float TIFF in 0..1 kept; a float TIFF outside 0..1 is
+    refused with a message naming the file and the mode (convert('RGB') saturated the first and blacked
+    out the second)."""
+    from PIL import Image
+
+    ramp = np.linspace(0, 1, 64 * 64, dtype=np.float64).reshape(64, 64)
+    (tmp_path / "a").mkdir()
+    Image.fromarray((ramp * 65535).astype(np.uint16)).save(tmp_path / "a" / "depth16.png")
+    Image.fromarray(ramp.astype(np.float32), "F").save(tmp_path / "a" / "float.tif")
+    Image.fromarray((ramp * 1000).astype(np.float32), "F").save(tmp_path / "a" / "kelvin.tif")
+    for channels in (1, 3):
+        source = source_from_folder(tmp_path, photo_cnn(1, channels=channels), labels=None, channels=channels)
+        (batch,) = list(source.dataset)
+        assert batch.inputs.shape == (2, channels, 64, 64)
+        for x in batch.inputs:
+            assert torch.allclose(x, torch.from_numpy(ramp).float().expand_as(x), atol=1 / 255)
+        assert {p.name for p in source.dataset.skipped} == {"kelvin.tif"}
+        why = source.dataset.skipped[tmp_path / "a" / "kelvin.tif"]
+        assert "kelvin.tif" in why and "mode F" in why and "0..1" in why

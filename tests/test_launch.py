@@ -315,3 +315,44 @@ def test_help_lists_every_flag():
     for flag in ("--learner", "--valid", "--model", "--arch", "--data", "--labels", "--classes", "--size", "--mean",
                  "--std", "--host", "--port", "--token", "--device", "--open"):
         assert flag in result.stdout
+
+
+# ---------------------------------------------------------------------- what an adversarial pass tried
+
+@pytest.fixture
+def undecodable(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("café\nthé\n".encode("latin-1"))
+    return path
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--classes", "{bad}"], "is not UTF-8 text"),
+    (["--labels", "{bad_csv}"], "is not UTF-8 text"),
+    (["--mean", "0.5", "--std", "nan"], "--std must be finite and non-zero numbers, not nan"),
+    (["--mean", "0.5", "--std", "inf"], "--std must be finite and non-zero numbers, not inf"),
+    (["--mean", "0.5", "--std", "0"], "--std must be finite and non-zero numbers, not 0"),
+    (["--mean", "nan", "--std", "1"], "--mean must be finite numbers, not nan"),
+    (["--device", "cpu:5"], "--device cpu:5: there is one CPU device"),
+    (["--size", "5000"], "--size must be at most 4096"),
+])
+def test_bad_values_and_files_are_one_line_errors(capsys, monkeypatch, tmp_path, digit_folder, undecodable, extra,
+                                                  expected):
+    csv = tmp_path / "labels.csv"
+    csv.write_bytes(undecodable.read_bytes())
+    extra = [a.replace("{bad}", str(undecodable)).replace("{bad_csv}", str(csv)) for a in extra]
+    monkeypatch.chdir(TESTS)
+    err = one_line_error(capsys, ["--model", "launch_helpers:digits_net", "--data", str(digit_folder),
+                                  "--channels", "1", *extra])
+    assert expected in err
+
+
+def test_a_pickle_that_is_not_a_torch_file_is_one_line_without_a_warning(tmp_path, digit_folder):
+    import pickle
+
+    path = tmp_path / "dict.pkl"
+    path.write_bytes(pickle.dumps({"a": 1}, protocol=4))  # torch warns about the protocol before failing
+    r = subprocess.run([sys.executable, str(ROOT / "launch.py"), "--model", str(path), "--arch", "resnet18",
+                        "--data", str(digit_folder)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("insights-app: error: --model: cannot load")
