@@ -32,6 +32,7 @@ from insights_app.limits import MAX_RESIZE_SIDE
 
 PROG = "insights-app"
 EXIT_USAGE = 2
+STOP_TIMEOUT_S = 10.0  # what stopping waits for running computations
 log = logging.getLogger("insights_app.launch")
 Say = Callable[[str], None]
 
@@ -491,10 +492,16 @@ def serve(visualizer: Any, args: argparse.Namespace, out: Say = say) -> int:
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
-        # Closing waits for open keep-alive connections; do not make Ctrl+C hang on them.
-        closer = threading.Thread(target=visualizer.stop, daemon=True)
-        closer.start()
-        closer.join(1.0)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not interrupt the shutdown
+        # Running requests are cancelled (they stop before their next forward pass), connections
+        # closed, and the models' threads waited for: torch computing while the interpreter
+        # exits aborts the process (SIGABRT).
+        idle = visualizer.stop(timeout=STOP_TIMEOUT_S)
+    if not idle:
+        out(f"stopped (a computation was still running after {STOP_TIMEOUT_S:g} s)")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)  # skip the interpreter's teardown, which torch's running threads would abort
     out("stopped")
     return 0
 

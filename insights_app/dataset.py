@@ -113,6 +113,15 @@ class ExampleBatch:
             extra = concat_rows([e.additional_args for e in examples])
         return cls([e.id for e in examples], inputs, extra)
 
+    @classmethod
+    def groups(cls, examples: Sequence[Example]) -> List[Tuple[List[int], "ExampleBatch"]]:
+        """Examples stacked by input shape: (their positions in ``examples``, their batch), in order
+        of first appearance. A dataset may mix image sizes; one batch cannot."""
+        by_shape: "OrderedDict[Tuple[Any, ...], List[int]]" = OrderedDict()
+        for i, ex in enumerate(examples):
+            by_shape.setdefault(tuple(tuple(x.shape) for x in ex.inputs), []).append(i)
+        return [(index, cls.stack([examples[i] for i in index])) for index in by_shape.values()]
+
     def __len__(self) -> int:
         return len(self.ids)
 
@@ -134,18 +143,33 @@ def _example_bytes(ex: Example) -> int:
     return sum(int(x.element_size() * x.nelement()) for x in ex.inputs)
 
 
+class NotReadYet(LookupError):
+    """An example further than one request may read ahead of what has been read so far."""
+
+    def __init__(self, ex_id: int, read_to: int, max_read: int) -> None:
+        super().__init__(f"example {ex_id} is beyond the {read_to} examples read so far: one request reads at most "
+                         f"{max_read} more")
+        self.ex_id = ex_id
+        self.read_to = read_to
+        self.max_read = max_read
+
+
 class ExampleStore:
     """Random access by id over an iterable of Batch, with a bounded example cache.
 
     Bounded by count and by bytes: 4096 examples are 48 MB of 32x32 images but 2.4 GB of
-    224x224 ones, so the byte bound keeps large images from filling memory.
+    224x224 ones, so the byte bound keeps large images from filling memory. Reading ahead is
+    bounded too: one call reads at most ``max_read`` examples beyond the furthest ever read
+    (an endless or huge dataset cannot keep a request reading for minutes), and a read holds
+    only the source's lock, so examples already in the cache are served meanwhile.
     """
 
     def __init__(self, dataset: Iterable[Any], max_cached_examples: int = 4096,
-                 max_cached_bytes: int = 256 * 2**20) -> None:
+                 max_cached_bytes: int = 256 * 2**20, max_read: int = 1024) -> None:
         self.dataset = dataset
         self.max_cached = max(1, int(max_cached_examples))
         self.max_cached_bytes = max(1, int(max_cached_bytes))
+        self.max_read = max(1, int(max_read))
         self._cached_bytes = 0
         try:
             probe = iter(dataset)
@@ -155,8 +179,11 @@ class ExampleStore:
         self._iter: Optional[Iterator[Any]] = probe
         self._next_id = 0
         self._cache: "OrderedDict[int, Example]" = OrderedDict()
-        self._lock = threading.RLock()
+        self._cache_lock = threading.Lock()  # the cache: held for dictionary operations only
+        self._read_lock = threading.Lock()  # the source: held while reading from it
         self.length: Optional[int] = None  # known once the end was reached
+        self.read_to = 0  # examples read so far: the furthest the source has been read
+        self.failure: Optional[str] = None  # a one-shot source that raised: its message, for ever
         self.restarts = 0
         self.errors = 0
 
@@ -182,17 +209,19 @@ class ExampleStore:
             return self._fail(exc)
         examples = split_batch(batch, self._next_id)
         self._next_id += len(examples)
-        for ex in examples:
-            old = self._cache.pop(ex.id, None)
-            if old is not None:
+        self.read_to = max(self.read_to, self._next_id)
+        with self._cache_lock:
+            for ex in examples:
+                old = self._cache.pop(ex.id, None)
+                if old is not None:
+                    self._cached_bytes -= _example_bytes(old)
+                self._cache[ex.id] = ex
+                self._cached_bytes += _example_bytes(ex)
+            # The byte bound never evicts the batch just read (it is what the caller asked for).
+            while len(self._cache) > self.max_cached or (
+                    self._cached_bytes > self.max_cached_bytes and len(self._cache) > len(examples)):
+                _, old = self._cache.popitem(last=False)
                 self._cached_bytes -= _example_bytes(old)
-            self._cache[ex.id] = ex
-            self._cached_bytes += _example_bytes(ex)
-        # The byte bound never evicts the batch just read (it is what the caller asked for).
-        while len(self._cache) > self.max_cached or (
-                self._cached_bytes > self.max_cached_bytes and len(self._cache) > len(examples)):
-            _, old = self._cache.popitem(last=False)
-            self._cached_bytes -= _example_bytes(old)
         return True
 
     def _reached_end(self) -> bool:
@@ -204,22 +233,39 @@ class ExampleStore:
         self.errors += 1
         self._iter = None
         failed_at = self._next_id
+        message = f"the dataset raised {type(exc).__name__} after example {failed_at}: {exc}"
         if self.reiterable:
             # The next access restarts from the beginning rather than reusing a broken iterator.
             self._next_id = 0
-        raise DatasetError(f"the dataset raised {type(exc).__name__} after example {failed_at}: {exc}") from exc
+        else:
+            self.failure = message  # a generator cannot be restarted: what it did not yield never comes
+        raise DatasetError(message) from exc
 
-    def get(self, ex_id: int) -> Example:
-        """The example with this id; raises IndexError past the end, DatasetError if gone."""
-        with self._lock:
+    def _cached(self, ex_id: int) -> Optional[Example]:
+        with self._cache_lock:
             ex = self._cache.get(ex_id)
             if ex is not None:
                 self._cache.move_to_end(ex_id)
+            return ex
+
+    def get(self, ex_id: int) -> Example:
+        """The example with this id; raises IndexError past the end, DatasetError if it cannot be
+        read (or is gone), NotReadYet if it is further ahead than one request reads."""
+        if ex_id < 0:
+            raise IndexError(ex_id)
+        ex = self._cached(ex_id)
+        if ex is not None:
+            return ex
+        with self._read_lock:
+            ex = self._cached(ex_id)  # read by another request meanwhile
+            if ex is not None:
                 return ex
             if self.length is not None and ex_id >= self.length:
                 raise IndexError(ex_id)
-            if ex_id < 0:
-                raise IndexError(ex_id)
+            if self.failure is not None and ex_id >= self._next_id:
+                raise DatasetError(self.failure)
+            if ex_id >= self.read_to + self.max_read:
+                raise NotReadYet(ex_id, self.read_to, self.max_read)
             if ex_id < self._next_id:  # already passed and evicted from the cache
                 if not self.reiterable:
                     raise DatasetError(
@@ -232,15 +278,14 @@ class ExampleStore:
                     raise IndexError(ex_id)
                 if not self._advance():
                     raise IndexError(ex_id)
-                ex = self._cache.get(ex_id)
+                ex = self._cached(ex_id)
                 if ex is not None:
                     return ex
                 if self._next_id > ex_id:
                     raise DatasetError(f"example {ex_id} could not be kept in the cache")
 
     def get_many(self, ids: Sequence[int]) -> List[Example]:
-        with self._lock:
-            return [self.get(i) for i in ids]
+        return [self.get(i) for i in ids]
 
     def exists(self, ex_id: int) -> bool:
         try:

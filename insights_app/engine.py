@@ -26,10 +26,11 @@ import numpy as np
 import torch
 
 from .cache import LRUCache
+from .cancel import Cancel, raise_if_cancelled
 from .dataset import Example, ExampleBatch
-from .errors import ComputationError, ValidationError
+from .errors import Cancelled, ComputationError, ValidationError
 from .features import BaseFeature, ImageFeature, transform_batch
-from .limits import TOP_K_MAX
+from .limits import MAX_EVALS_PER_EXAMPLE, TOP_K_MAX
 from .methods import AttributionContext, MethodSpec
 from .methods.layers import resolve_layer
 from .tensors import as_tuple, model_device, plain
@@ -142,38 +143,82 @@ class Engine:
     # ------------------------------------------------------------ the entry point
     @on_compute_thread
     def run(self, examples: Union[Sequence[Example], ExampleBatch], spec: Optional[MethodSpec] = None,
-            params: Optional[Dict[str, Any]] = None,
-            targets: Optional[Sequence[Optional[int]]] = None) -> List[Result]:
+            params: Optional[Dict[str, Any]] = None, targets: Optional[Sequence[Optional[int]]] = None,
+            cancel: Optional[Cancel] = None) -> List[Result]:
         """Predictions, and with ``spec`` explanations, of examples (one :class:`Result` each, in order).
 
         ``params`` are the method's validated arguments (``spec.validate(...)``); ``targets``
         the class to attribute each example to (None: its top prediction). A failure of the
-        model or the method is that example's ``error``; a :class:`ValidationError` (the
-        arguments do not fit this model or these inputs) is raised.
+        model or the method is that example's ``error``, and so are arguments that do not fit
+        an example at its own size (its cost, an occlusion window larger than it); other
+        :class:`ValidationError` (the arguments do not fit this model) are raised. Examples of
+        different input shapes are computed in one batch per shape. ``cancel`` is asked before
+        every captum call and forward pass: once it says so, :class:`Cancelled` is raised.
         """
-        batch = examples if isinstance(examples, ExampleBatch) else ExampleBatch.stack(examples)
+        raise_if_cancelled(cancel)  # cancelled while it waited for the compute thread
+        requested = list(targets) if targets is not None else [None] * len(examples)
+        if len(requested) != len(examples):
+            raise ValueError(f"{len(requested)} targets for {len(examples)} examples")
+        forward = self._cancellable_forward(cancel)
+        if isinstance(examples, ExampleBatch):
+            return self._run_batch(examples, spec, params, requested, forward)
+        results: List[Optional[Result]] = [None] * len(examples)
+        for index, batch in ExampleBatch.groups(examples):
+            for i, result in zip(index, self._run_batch(batch, spec, params, [requested[i] for i in index], forward)):
+                results[i] = result
+        return results  # type: ignore[return-value]
+
+    def _cancellable_forward(self, cancel: Optional[Cancel]) -> "CancellableForward":
+        return CancellableForward(self.forward, cancel)
+
+    def _run_batch(self, batch: ExampleBatch, spec: Optional[MethodSpec], params: Optional[Dict[str, Any]],
+                   requested: List[Optional[int]], forward: CancellableForward) -> List[Result]:
+        """:meth:`run` for examples of one input shape."""
         if not len(batch):
             return []
         if spec is None:
-            return [Result(i, p, None, p.error) for i, p in zip(batch.ids, self._predictions(batch))]
+            return [Result(i, p, None, p.error) for i, p in zip(batch.ids, self._predictions(batch, forward))]
         params = spec.validate({}) if params is None else params
-        requested = list(targets) if targets is not None else [None] * len(batch)
-        if len(requested) != len(batch):
-            raise ValueError(f"{len(requested)} targets for {len(batch)} examples")
+        too_costly = self._cost_problem(spec, params, batch)
+        if too_costly:  # predicted, not attributed
+            return [Result(i, p, None, p.error or too_costly)
+                    for i, p in zip(batch.ids, self._predictions(batch, forward))]
         key = arguments_key(spec.fingerprint, params)
         shared: Dict[Any, Any] = {}
         if spec.first_forward and not any(i in self.predictions for i in batch.ids):
-            both = self._shared_forward(spec, params, key, batch, requested, shared)
+            both = self._shared_forward(spec, params, key, batch, requested, shared, forward)
             if both is not None:
                 return both
-        preds = self._predictions(batch)
+        preds = self._predictions(batch, forward)
         results = [Result(i, p, None, p.error) for i, p in zip(batch.ids, preds)]
         ok = [j for j, p in enumerate(preds) if not p.error]  # the model failed on the others
         if ok:
             chosen = [self.target(preds[j], requested[j]) for j in ok]
-            for j, (exp, err) in zip(ok, self._explain(spec, params, key, batch.select(ok), chosen, shared)):
+            for j, (exp, err) in zip(ok, self._explain(spec, params, key, batch.select(ok), chosen, shared, forward)):
                 results[j].explanation, results[j].error = exp, err
         return results
+
+    def _image_hw(self, inputs: Sequence[torch.Tensor]) -> Tuple[int, int]:
+        """(H, W) of the first image input of a batch ((1, 1) when there is none)."""
+        return next(((int(x.shape[-2]), int(x.shape[-1])) for i, x in enumerate(inputs)
+                     if i in self.image_inputs and x.dim() >= 3), (1, 1))
+
+    def _cost_problem(self, spec: MethodSpec, params: Dict[str, Any], batch: ExampleBatch) -> Optional[str]:
+        """Why these arguments cannot run on these examples at their own size (None when they can).
+
+        The request was checked against the dataset's first image; a dataset mixing sizes has
+        examples where the same arguments cost more, or where a window does not fit."""
+        if not self.image_inputs:
+            return None
+        h, w = self._image_hw(batch.inputs)
+        try:
+            evals = int(spec.cost(params, (h, w)))
+        except ValidationError as exc:
+            return str(exc)
+        if evals > MAX_EVALS_PER_EXAMPLE:
+            return (f"arguments: {spec.name} would cost {evals} forward passes per example at {h}x{w} "
+                    f"(limit {MAX_EVALS_PER_EXAMPLE})")
+        return None
 
     def target(self, pred: Prediction, requested: Optional[int] = None) -> Optional[int]:
         """The class an example is attributed to: the one asked for, else its top prediction
@@ -232,28 +277,33 @@ class Engine:
         return out
 
     # ------------------------------------------------------------ prediction
-    def _predictions(self, batch: ExampleBatch) -> List[Prediction]:
+    def _predictions(self, batch: ExampleBatch, forward: Optional[CancellableForward] = None) -> List[Prediction]:
         """Top predictions, cached by example id; the missing ones in one pass."""
         found: List[Optional[Prediction]] = [self.predictions.get(i) for i in batch.ids]
         missing = [j for j, p in enumerate(found) if p is None]
         if missing:
             sub = batch.select(missing)
-            for j, ex_id, (pred, err) in zip(missing, sub.ids, self._isolated(self._predict, sub, sub.ids)):
+
+            def predict(part: ExampleBatch, ids: List[Hashable]) -> List[Prediction]:
+                return self._predict(part, ids, forward or self.forward)
+
+            for j, ex_id, (pred, err) in zip(missing, sub.ids, self._isolated(predict, sub, sub.ids)):
                 if err is not None:
                     log.warning("example %s on %s: %s", ex_id, self.name, err)
                     pred = Prediction([], [], error=err)  # not cached: the next request tries again
                 found[j] = pred
         return found  # type: ignore[return-value]
 
-    def _predict(self, batch: ExampleBatch, ids: Sequence[Hashable]) -> List[Prediction]:
+    def _predict(self, batch: ExampleBatch, ids: Sequence[Hashable], forward: Callable[..., torch.Tensor]
+                 ) -> List[Prediction]:
         """One forward pass over ``batch`` (whose ids are ``ids``); stores and returns its predictions."""
         try:
             inputs = self.model_inputs(batch.inputs)
             extra = as_tuple(batch.additional_args) or ()
             with self.lock, torch.no_grad():
-                out = self.forward(*inputs, *extra)
+                out = forward(*inputs, *extra)
             scores = self._scores_of(out, len(batch))
-        except (ValidationError, ComputationError):
+        except (ValidationError, ComputationError, Cancelled):
             raise
         except Exception as exc:  # the user's model or transforms failed
             raise ComputationError(f"prediction failed for {self.name}: {type(exc).__name__}: {exc}") from exc
@@ -277,18 +327,18 @@ class Engine:
 
     # ------------------------------------------------------------ attribution
     def _explain(self, spec: MethodSpec, params: Dict[str, Any], key: str, batch: ExampleBatch,
-                 targets: Sequence[Optional[int]], shared: Dict[Any, Any]
+                 targets: Sequence[Optional[int]], shared: Dict[Any, Any], forward: CancellableForward
                  ) -> List[Tuple[Optional[Explanation], Optional[str]]]:
         """(explanation, error) per example: from the cache, or computed in batched captum calls."""
 
         def compute(part: ExampleBatch, part_targets: List[Optional[int]]) -> List[Explanation]:
-            return self._cached_or_attributed(spec, params, key, part, part_targets, shared)
+            return self._cached_or_attributed(spec, params, key, part, part_targets, shared, forward)
 
         return self._isolated(compute, batch, targets)
 
     def _cached_or_attributed(self, spec: MethodSpec, params: Dict[str, Any], key: str, batch: ExampleBatch,
-                              targets: List[Optional[int]], shared: Dict[Any, Any]
-                              ) -> List[Union[Explanation, Failure]]:
+                              targets: List[Optional[int]], shared: Dict[Any, Any],
+                              forward: CancellableForward) -> List[Union[Explanation, Failure]]:
         """Each example's explanation from the cache, the missing ones in batched captum calls (stored)."""
         found: List[Optional[Union[Explanation, Failure]]] = [
             self.results.get((i, key, t)) for i, t in zip(batch.ids, targets)]
@@ -298,8 +348,10 @@ class Engine:
             sub_targets = [targets[j] for j in missing]
             computed: List[Union[Explanation, Failure]] = []
             for rows, part, inputs in self._calls(spec, params, sub):
+                forward.check()
                 part_targets = sub_targets[rows]
-                attrs = self.attribute(spec, params, part, _all_or_none(part_targets), inputs=inputs, shared=shared)
+                attrs = self.attribute(spec, params, part, _all_or_none(part_targets), inputs=inputs, shared=shared,
+                                       forward=forward)
                 computed.extend(self._store_explanations(spec, key, part.ids, part_targets, attrs))
             for j, exp in zip(missing, computed):
                 found[j] = exp
@@ -335,7 +387,7 @@ class Engine:
         with self.lock, rngs:
             try:
                 result = spec.run(ctx)
-            except ValidationError:
+            except (ValidationError, Cancelled):
                 raise
             except Exception as exc:  # the model or captum failed: report, keep serving
                 log.warning("%s failed on %s: %s", spec.name, self.name, exc, exc_info=True)
@@ -370,8 +422,7 @@ class Engine:
         """
         if spec.randomized:
             return 1
-        hw = next(((int(x.shape[-2]), int(x.shape[-1])) for i, x in enumerate(inputs)
-                   if i in self.image_inputs and x.dim() >= 3), (1, 1))
+        hw = self._image_hw(inputs)
         try:
             evals = int((spec.rows or spec.cost)(params, hw))
         except Exception:  # an estimate that cannot be made: batch as before
@@ -421,7 +472,8 @@ class Engine:
 
     # ------------------------------------------------------------ one forward pass for both
     def _shared_forward(self, spec: MethodSpec, params: Dict[str, Any], key: str, batch: ExampleBatch,
-                        requested: Sequence[Optional[int]], shared: Dict[Any, Any]) -> Optional[List[Result]]:
+                        requested: Sequence[Optional[int]], shared: Dict[Any, Any],
+                        forward: CancellableForward) -> Optional[List[Result]]:
         """Predictions and attributions from one forward pass per captum call.
 
         For methods whose first forward pass is on the unchanged inputs (Saliency and Input x
@@ -443,22 +495,38 @@ class Engine:
                         inputs = tuple(x.detach().requires_grad_() if x.is_floating_point() else x for x in inputs)
                     call_args = inputs + (as_tuple(part.additional_args) or ())
                     with torch.set_grad_enabled(with_grad):
-                        out = self.forward(*call_args)
+                        out = forward(*call_args)
                     preds = self._store_predictions(part.ids, self._scores_of(out, len(part)))
                     if any(p.error for p in preds):
                         raise ComputationError("a prediction that cannot be shown")  # isolated on the two-step path
                     targets = [self.target(p, requested[rows.start + j]) for j, p in enumerate(preds)]
                     attrs = self.attribute(spec, params, part, _all_or_none(targets), inputs=inputs,
-                                           forward=ReusedForward(self.forward, call_args, out), shared=shared)
+                                           forward=ReusedForward(forward, call_args, out), shared=shared)
                     exps = self._store_explanations(spec, key, part.ids, targets, attrs)
                     results.extend(Result(i, p, None, e.message) if isinstance(e, Failure) else Result(i, p, e)
                                    for i, p, e in zip(part.ids, preds, exps))
-        except ValidationError:
+        except (ValidationError, Cancelled):
             raise
         except Exception as exc:  # isolate on the two-step path (what succeeded is cached)
             log.info("one-pass %s failed on %s (%s); predicting and explaining separately", spec.name, self.name, exc)
             return None
         return results
+
+
+class CancellableForward:
+    """The model's forward function for one run, asking ``cancel`` before each pass (captum makes
+    many per call: a cancelled run stops within one pass, not at the end of the call)."""
+
+    def __init__(self, forward: Callable[..., torch.Tensor], cancel: Optional[Cancel]) -> None:
+        self._forward = forward
+        self.cancel = cancel
+
+    def check(self) -> None:
+        raise_if_cancelled(self.cancel)
+
+    def __call__(self, *inputs: Any) -> torch.Tensor:
+        self.check()
+        return self._forward(*inputs)
 
 
 def _all_or_none(targets: Sequence[Optional[int]]) -> Optional[List[int]]:

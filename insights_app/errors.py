@@ -44,6 +44,14 @@ class ComputationError(RuntimeError):
     """The model or captum failed on some examples; the message is shown to the user."""
 
 
+class Busy(RuntimeError):
+    """Too much work is waiting already: the request is refused at once rather than queued."""
+
+
+class Cancelled(RuntimeError):
+    """The work was cancelled: its client went away or asked for something else, or the server is stopping."""
+
+
 # Most specific first: the first row whose type matches answers.
 ERROR_STATUSES: Tuple[Tuple[Type[BaseException], int], ...] = (
     (UnsupportedMediaType, 415),
@@ -51,6 +59,8 @@ ERROR_STATUSES: Tuple[Tuple[Type[BaseException], int], ...] = (
     (RenderError, 400),
     (DatasetError, 500),
     (ComputationError, 500),
+    (Busy, 503),
+    (Cancelled, 503),
     (ValueError, 400),  # a bad value that reached a library's own checks
 )
 
@@ -63,7 +73,8 @@ HTTP_ERROR_MESSAGES = {
 }
 # What each status means, for the API's documentation.
 STATUS_MEANINGS = {400: "invalid request (the message names the field)", 401: "token missing", 403: "token invalid",
-                   413: "body too large", 415: "not JSON", 500: "the model or the dataset failed"}
+                   413: "body too large", 415: "not JSON", 500: "the model or the dataset failed",
+                   503: "the server is busy (try again shortly) or stopping"}
 
 
 def error_status(exc: BaseException) -> Optional[int]:

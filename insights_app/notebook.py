@@ -27,7 +27,8 @@ from typing import Any, Callable, Dict, List, Optional
 import anywidget
 import traitlets
 
-from .errors import error_event, error_reply
+from .cancel import Cancel
+from .errors import Cancelled, error_event, error_reply
 from .views import Stream
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,9 @@ def handle_request(visualizer: Any, kind: Any, body: Any, emit: Callable[[Dict[s
     if view.streams and (body is None or isinstance(body, dict)):
         body = dict(body or {}, stream=True)  # over the comm, a streaming view always streams
     try:
-        result = view.run(visualizer, body if view.takes_body else None)
+        result = view.answer(visualizer, body if view.takes_body else None, Cancel(cancelled))
+    except Cancelled:  # the page asked for something else: nobody waits for this answer
+        return
     except Exception as exc:
         emit({"error": error_reply(exc)[1]["error"]})
         return
@@ -102,6 +105,8 @@ def handle_request(visualizer: Any, kind: Any, body: Any, emit: Callable[[Dict[s
                 result.close()
                 return
             emit({"event": event})
+    except Cancelled:
+        return
     except Exception as exc:  # never a traceback in the page; the log has it
         emit({"event": error_event(exc)})
     emit({"result": None})

@@ -14,7 +14,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .dataset import Example, ExampleStore
+from .cancel import Cancel, raise_if_cancelled
+from .dataset import Example, ExampleStore, NotReadYet
 from .engine import Prediction
 from .errors import DatasetError
 from .query import Filter
@@ -23,7 +24,7 @@ PREDICT_CHUNK = 64  # examples predicted per forward pass while scanning
 FILTERS_KEPT = 64  # filter indexes remembered (least recently used dropped)
 
 # Every model's predictions of some examples: one list per model, one Prediction per example.
-Predict = Callable[[Sequence[Example]], List[List[Prediction]]]
+Predict = Callable[[Sequence[Example], Optional[Cancel]], List[List[Prediction]]]
 
 
 def matches(flt: Filter, label: Optional[int], preds: Sequence[Prediction]) -> bool:
@@ -94,7 +95,7 @@ class Pager:
         self._filters: "OrderedDict[Filter, FilterIndex]" = OrderedDict()
         self._filters_lock = threading.Lock()
 
-    def find_page(self, flt: Filter, page: int, page_size: int) -> PageInfo:
+    def find_page(self, flt: Filter, page: int, page_size: int, cancel: Optional[Cancel] = None) -> PageInfo:
         """Ids of one page of examples matching ``flt``; scans at most ``max_scan`` new examples."""
         if flt.trivial:
             return self._range_page(page, page_size)
@@ -103,6 +104,7 @@ class Pager:
         with idx.lock:
             budget = self.max_scan
             while len(idx.matches) < stop + 1 and not idx.done and budget > 0:
+                raise_if_cancelled(cancel)
                 batch: List[Example] = []
                 while len(batch) < min(PREDICT_CHUNK, budget):
                     try:
@@ -112,7 +114,7 @@ class Pager:
                         break
                 if not batch:
                     break
-                preds = self.predict(batch)
+                preds = self.predict(batch, cancel)
                 for j, ex in enumerate(batch):
                     if matches(flt, ex.label, [p[j] for p in preds]):
                         idx.matches.append(ex.id)
@@ -135,13 +137,21 @@ class Pager:
     def _range_page(self, page: int, page_size: int) -> PageInfo:
         start, stop = page * page_size, (page + 1) * page_size
         ids = []
-        for ex_id in range(start, stop):
-            if not self.store.exists(ex_id):
-                break
-            ids.append(ex_id)
+        try:
+            for ex_id in range(start, stop):
+                if not self.store.exists(ex_id):
+                    break
+                ids.append(ex_id)
+        except NotReadYet as exc:
+            if not ids:
+                reachable = (exc.read_to + exc.max_read) // page_size
+                return PageInfo([], page, page_size, exc.read_to, False, False, None,
+                                f"Page {page + 1} starts at example {start}, beyond the {exc.read_to} examples read "
+                                f"so far: one request reads at most {exc.max_read} more, so pages up to "
+                                f"{max(1, reachable)} open now. Page forward from there to read further.")
         try:
             has_next = self.store.exists(stop) if len(ids) == page_size else False
-        except DatasetError:  # the next page cannot be read: show this one, the next will say why
+        except (DatasetError, NotReadYet):  # the next page cannot be read now: show this one, the next says why
             has_next = True
         total = self.store.length
         msg = "" if ids else (f"The dataset has {total} examples; this page is past its end." if total is not None

@@ -1,4 +1,4 @@
-"""The Flask app factory and the waitress server behind ``AttributionVisualizer.serve()``.
+"""The Flask app: the page, its files, and one route per view (served by waitress, see serving.py).
 
 No module-level state: ``create_app`` closes over one visualizer and its token, so two
 visualizers in one process serve on two ports. Errors are JSON ``{"error": ...}``;
@@ -13,10 +13,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import socket
 import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
@@ -24,9 +21,10 @@ from flask import Flask, Response, jsonify, request, send_from_directory
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from .access import TOKEN_COOKIE, access_token, host_is_loopback, token_cookie_name
 from . import jsonwire
-from .errors import HTTP_ERROR_MESSAGES, UnsupportedMediaType, ValidationError, error_event, error_reply
+from .access import TOKEN_COOKIE, host_is_loopback, token_cookie_name
+from .cancel import Cancel
+from .errors import HTTP_ERROR_MESSAGES, Busy, UnsupportedMediaType, ValidationError, error_event, error_reply
 from .limits import MAX_BODY_BYTES
 from .views import API_PREFIX, Stream, View
 
@@ -95,22 +93,37 @@ def view_of(visualizer: Any, path: str) -> Optional[View]:
     return visualizer.views.get(path[len(API_PREFIX) + 1:])
 
 
-def answer(visualizer: Any, view: View) -> Response:
-    """Run one view on this request: parse the body, run it, answer JSON or NDJSON."""
+OVERLOADED = "insights_app.overloaded"  # set in the WSGI environ by the server when its queue is full (see serving)
+
+
+def answer(visualizer: Any, view: View, stopping: Optional[threading.Event]) -> Response:
+    """Run one view on this request: parse the body, run it, answer JSON or NDJSON.
+
+    A computing view is refused at once when the server has too many waiting (it says so in
+    the environ), and is cancelled when its client hangs up or the server stops.
+    """
     allowed = [view.http_method] + (["HEAD"] if view.http_method == "GET" else [])
     if request.method == "OPTIONS":
         return Response(status=200, headers={"Allow": ", ".join(allowed + ["OPTIONS"])})
     if request.method not in allowed:
         raise MethodNotAllowed(valid_methods=allowed + ["OPTIONS"])
-    result = view.run(visualizer, json_body() if view.takes_body else None)
+    body = json_body() if view.takes_body else None
+    waiting = request.environ.get(OVERLOADED)
+    if view.computes and waiting:
+        raise Busy(f"the server is busy: {waiting} requests are waiting for the models; try again shortly")
+    cancel = Cancel(request.environ.get("waitress.client_disconnected"), stopping.is_set if stopping else None)
+    result = view.answer(visualizer, body, cancel)
     if isinstance(result, Stream):
         return Response(ndjson(result), mimetype="application/x-ndjson",
                         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
     return jsonify(result)
 
 
-def create_app(visualizer: Any, token: Optional[str] = None, *, allowed_hosts: Iterable[str] = ()) -> Flask:
+def create_app(visualizer: Any, token: Optional[str] = None, *, allowed_hosts: Iterable[str] = (),
+               stopping: Optional[threading.Event] = None) -> Flask:
     """A Flask app serving one visualizer: the page, its static files, and its views.
+
+    ``stopping``, once set, cancels what its requests compute.
 
     ``/api/v1/<kind>`` runs the view ``kind`` of ``visualizer.views`` as it is when the request
     comes, so a view registered after the server started is served too. With ``token`` set,
@@ -200,83 +213,6 @@ def create_app(visualizer: Any, token: Optional[str] = None, *, allowed_hosts: I
         view = visualizer.views.get(kind)
         if view is None:
             raise NotFound()
-        return answer(visualizer, view)
+        return answer(visualizer, view, stopping)
 
     return app
-
-
-@dataclass
-class ServerHandle:
-    """A running waitress server: its port and URL, and how to stop or wait for it."""
-
-    server: Any
-    thread: threading.Thread
-    host: str
-    port: int
-    token: Optional[str]
-
-    @property
-    def url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
-
-    def wait(self) -> None:
-        try:
-            while self.thread.is_alive():
-                self.thread.join(0.5)
-        except KeyboardInterrupt:
-            self.close()
-
-    def close(self) -> None:
-        """Stop listening, finish or cancel running requests, drop kept-alive connections."""
-        from waitress import wasyncore
-
-        try:
-            self.server.close()
-            dispatcher = getattr(self.server, "task_dispatcher", None)
-            if dispatcher is not None:
-                dispatcher.shutdown(timeout=2)
-            channels = getattr(self.server, "_map", None)
-            if channels is not None:
-                wasyncore.close_all(channels, ignore_all=True)
-        finally:
-            self.thread.join(timeout=5)
-
-
-def start_server(visualizer: Any, host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None,
-                 threads: int = 8, debug: bool = False, quiet: bool = False) -> ServerHandle:
-    """Bind, start serving in a background thread, and return once connections are accepted."""
-    from waitress.server import create_server
-
-    token = access_token(host, token)
-    if debug:
-        logging.getLogger("insights_app").setLevel(logging.DEBUG)
-    app = create_app(visualizer, token=token or None)
-    server = create_server(app, host=host, port=int(port), threads=max(2, int(threads)), ident="insights-app",
-                           channel_timeout=300, expose_tracebacks=False)
-    actual_port = int(server.effective_port)
-
-    def run() -> None:
-        try:
-            server.run()
-        except (OSError, ValueError):  # closed underneath us
-            pass
-
-    thread = threading.Thread(target=run, name=f"insights-app:{actual_port}", daemon=True)
-    thread.start()
-    handle = ServerHandle(server, thread, host, actual_port, token or None)
-    probe_host = "127.0.0.1" if host in ("0.0.0.0", "") else host.strip("[]")
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with socket.create_connection((probe_host, actual_port), timeout=0.5):
-                break
-        except OSError:
-            if time.monotonic() > deadline:
-                handle.close()
-                raise OSError(f"the server on {host}:{actual_port} did not accept connections within 10 s") from None
-            time.sleep(0.02)
-    if not quiet:
-        print(f"Insights is running at {handle.url}", flush=True)
-    return handle

@@ -12,11 +12,13 @@ process.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .dataset import Example, ExampleBatch, ExampleStore
+from .cancel import Cancel
+from .dataset import Example, ExampleStore
 from .engine import Engine, Prediction
 from .errors import DatasetError
 from .features import BaseFeature, ImageFeature
@@ -85,7 +87,7 @@ class AttributionVisualizer:
         ]
         self.score_func = score_func
         self.use_label_for_attr = use_label_for_attr
-        self.store = ExampleStore(dataset, max_cached_examples)
+        self.store = ExampleStore(dataset, max_cached_examples, max_read=max_scan)
         self.methods = build_registry()
         if default_method not in self.methods:
             raise ValueError(f"unknown default method {default_method!r}")
@@ -153,10 +155,9 @@ class AttributionVisualizer:
     def parse_attribute(self, body: Any) -> AttributeQuery:
         return parse_attribute_query(body, self.defaults)
 
-    def predictions(self, examples: Sequence[Example]) -> List[List[Prediction]]:
+    def predictions(self, examples: Sequence[Example], cancel: Optional[Cancel] = None) -> List[List[Prediction]]:
         """Every model's predictions of some examples (one list per model), in one pass per model."""
-        batch = ExampleBatch.stack(examples)
-        return [[r.prediction for r in engine.run(batch)] for engine in self.engines]
+        return [[r.prediction for r in engine.run(examples, cancel=cancel)] for engine in self.engines]
 
     def find_page(self, flt: Filter, page: int, page_size: int) -> PageInfo:
         """Ids of one page of examples matching ``flt`` (see :mod:`insights_app.paging`)."""
@@ -184,7 +185,7 @@ class AttributionVisualizer:
         requires a token, generated and printed when not given. ``debug`` only raises the
         log level: the interactive debugger is never enabled.
         """
-        from .server import start_server
+        from .serving import start_server
 
         if host is None:
             host = "0.0.0.0" if bind_all else "127.0.0.1"
@@ -198,10 +199,17 @@ class AttributionVisualizer:
     def url(self) -> Optional[str]:
         return self._servers[-1].url if self._servers else None
 
-    def stop(self) -> None:
-        """Stop every server this visualizer started."""
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop every server this visualizer started, and wait until no model computes.
+
+        Running requests are cancelled (they stop before their next forward pass). Returns
+        whether every model's computation ended within ``timeout`` seconds: exiting the
+        interpreter while torch computes on another thread aborts the process.
+        """
+        deadline = time.monotonic() + timeout
         while self._servers:
-            self._servers.pop().close()
+            self._servers.pop().close(timeout=max(0.1, deadline - time.monotonic()))
+        return all(engine.compute.wait_idle(max(0.0, deadline - time.monotonic())) for engine in self.engines)
 
     def render(self, debug: bool = False, height: int = 900) -> None:
         """Show the UI inside a Jupyter notebook (JupyterLab 4, Notebook 7, VS Code).

@@ -18,23 +18,31 @@ import weakref
 from concurrent.futures import Future
 from typing import Any, Callable, Optional, TypeVar
 
+from .errors import Busy
+
 T = TypeVar("T")
 
 
 class ComputeThread:
     """Runs submitted calls, one at a time, on one daemon thread started on first use.
 
-    A call made from that thread itself runs directly, so computations may nest. The
-    thread ends with :meth:`close` or when its owner is garbage collected (see
-    :meth:`close_with`); a daemon thread never keeps the interpreter from exiting.
+    A call made from that thread itself runs directly, so computations may nest. At most
+    ``max_waiting`` calls wait for the thread: one more is refused at once with
+    :class:`~insights_app.errors.Busy` (a slow model must not collect an unbounded queue of
+    work). The thread ends with :meth:`close` or when its owner is garbage collected (see
+    :meth:`close_with`); a daemon thread never keeps the interpreter from exiting, which is
+    why :meth:`wait_idle` exists: torch must not be computing when the interpreter exits.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, max_waiting: int = 16) -> None:
         self.name = name
+        self.max_waiting = max(1, int(max_waiting))
         self._queue: "queue.SimpleQueue[Optional[tuple]]" = queue.SimpleQueue()
         self._thread: Optional[threading.Thread] = None
         self._start_lock = threading.Lock()
         self._closed = False
+        self._pending = 0  # calls submitted and not finished (waiting or running)
+        self._pending_lock = threading.Condition()
 
     def close_with(self, owner: object) -> None:
         """Stop the thread once ``owner`` is garbage collected."""
@@ -46,10 +54,26 @@ class ComputeThread:
             return fn(*args, **kwargs)
         if self._closed:
             raise RuntimeError(f"{self.name} is closed")
+        with self._pending_lock:
+            if self._pending > self.max_waiting:
+                raise Busy(f"{self.name.split(': ', 1)[-1]} is busy: {self._pending - 1} computations are waiting "
+                           "for it; try again shortly")
+            self._pending += 1
         future: "Future[T]" = Future()
+        future.add_done_callback(self._finished)
         self._ensure_started()
         self._queue.put((future, fn, args, kwargs))
         return future.result()
+
+    def _finished(self, _future: Any) -> None:
+        with self._pending_lock:
+            self._pending -= 1
+            self._pending_lock.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no call is waiting or running (True), or ``timeout`` seconds passed (False)."""
+        with self._pending_lock:
+            return self._pending_lock.wait_for(lambda: self._pending == 0, timeout)
 
     def close(self) -> None:
         """Let the thread finish what it was given, then end."""

@@ -148,3 +148,17 @@ def digits_net() -> nn.Module:
 
 def not_a_model() -> str:
     return "a string, not a torch module"
+
+
+def slow_net() -> nn.Module:
+    """``--model launch_helpers:slow_net``: every forward pass sleeps a second (a page keeps computing)."""
+    from insights_app.testing import SlowNet
+
+    return seeded(SlowNet, 1.0)
+
+
+def busy_net() -> nn.Module:
+    """``--model launch_helpers:busy_net``: wide convolutions at full resolution (the CPU stays busy in torch)."""
+    from insights_app.testing import ConvNet
+
+    return seeded(ConvNet, 3, 10, ((48, None), (48, "avg4")))

@@ -150,9 +150,9 @@ def test_stream_yields_the_first_example_before_computing_the_rest(digits_visual
     calls: List[List[int]] = []
     original = examples_view.explained
 
-    def recording(vis, q, examples):
+    def recording(vis, q, examples, cancel=None):
         calls.append([e.id for e in examples])
-        return original(vis, q, examples)
+        return original(vis, q, examples, cancel)
 
     monkeypatch.setattr(examples_view, "explained", recording)
     app = create_app(digits_visualizer)

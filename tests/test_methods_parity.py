@@ -192,3 +192,12 @@ def test_feature_baseline_transforms_are_used():
     engine = vis.engines[0]
     base = baselines.per_example("feature", engine.features, (data.batches[0].inputs,), [0, 1], 0, engine.device)[0]
     assert torch.allclose(base, NORMALIZE(torch.full((3, 32, 32), 0.5)).expand(2, -1, -1, -1))
+
+
+def test_the_shap_methods_offer_only_baselines_they_can_draw():
+    """A distribution of baselines cannot come from per-example baseline_transforms: not offered."""
+    for name in ("GradientShap", "DeepLiftShap"):
+        spec = build_registry()[name]
+        assert spec.param("baseline").choices == ("zeros", "uniform", "gaussian")
+        with pytest.raises(ValidationError, match="arguments.baseline: must be one of zeros, uniform, gaussian"):
+            spec.validate({"baseline": "feature"}, (32, 32))

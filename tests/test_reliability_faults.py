@@ -225,3 +225,23 @@ def test_clients_that_disconnect_mid_request_do_not_hurt_the_server():
         assert page.status_code == 200 and all(m["error"] is None for e in page.json()["examples"]
                                                for m in e["models"])
         assert time.monotonic() - t0 < 90
+
+
+def test_a_one_shot_generator_that_raised_keeps_saying_so():
+    """After a generator raised at example 16, every read past it says so (not 'the dataset is empty')."""
+    def generator():
+        yield from Digits(n=16, batch_size=8).batches
+        raise OSError("the tape broke")
+
+    client = create_app(make_visualizer(dataset=generator())).test_client()
+    first = client.post("/api/v1/examples", json={"method": "Saliency", "page": 2, "page_size": 8})
+    assert first.status_code == 500 and "after example 16: the tape broke" in first.get_json()["error"]
+    for body in ({"page": 2, "page_size": 8}, {"page": 5, "page_size": 8},
+                 {"filter": {"prediction": "correct"}, "page": 3, "page_size": 8}):
+        again = client.post("/api/v1/examples", json=dict(body, method="Saliency"))
+        assert again.status_code == 500 and "after example 16: the tape broke" in again.get_json()["error"], body
+    stream = ndjson_events(client.post("/api/v1/examples", json={"method": "Saliency", "page": 2, "page_size": 8,
+                                                                 "stream": True}).data)
+    assert stream[-1]["type"] == "error" and "the tape broke" in stream[-1]["error"]
+    ok = client.post("/api/v1/examples", json={"method": "Saliency", "page": 1, "page_size": 8})
+    assert ok.status_code == 200 and [e["id"] for e in ok.get_json()["examples"]] == list(range(8, 16))

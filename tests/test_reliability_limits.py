@@ -236,3 +236,75 @@ def test_the_limits_are_published():
     args = doc["paths"]["/api/v1/examples"]["post"]["requestBody"]["content"]["application/json"]["schema"][
         "properties"]["arguments"]["properties"]
     assert args["n_steps"]["maximum"] == 1000 and args["nt_samples"]["maximum"] == 200
+
+
+def test_reading_forward_is_bounded_like_a_scan():
+    """On a dataset that never ends, a page a million pages ahead or an example id of 2**40 is an answer
+    at once, saying how far the dataset has been read, not minutes at 100 % CPU."""
+    data = EndlessDigits()
+    vis = make_visualizer(dataset=data, max_scan=200, max_cached_examples=64)
+    client = create_app(vis).test_client()
+    t0 = time.monotonic()
+    far = client.post("/api/v1/examples", json={"method": "Saliency", "page": 1_000_000, "page_size": 4})
+    assert far.status_code == 200
+    page = far.get_json()["page"]
+    assert page["ids"] == [] and not page["exhausted"] and "read so far" in page["message"]
+    one = client.post("/api/v1/attribute", json={"example_id": 2**40})
+    assert one.status_code == 400 and one.get_json()["error"].startswith("example_id:")
+    assert "read so far" in one.get_json()["error"]
+    assert time.monotonic() - t0 < 10 and data.pulled <= 400
+    near = client.post("/api/v1/examples", json={"method": "Saliency", "page": 40, "page_size": 4})  # example 160
+    assert [e["id"] for e in near.get_json()["examples"]] == [160, 161, 162, 163]
+
+
+class SlowEndlessDigits(EndlessDigits):
+    """Endless, and each batch takes 50 ms to read (a network share)."""
+
+    def __iter__(self) -> Iterator[Batch]:
+        for batch in super().__iter__():
+            time.sleep(0.05)
+            yield batch
+
+
+def test_reading_forward_does_not_block_pages_already_read():
+    import threading
+
+    data = SlowEndlessDigits()
+    vis = make_visualizer(dataset=data, max_scan=1000, max_cached_examples=2000)
+    client = create_app(vis).test_client()
+    assert client.post("/api/v1/examples", json={"method": "Saliency", "page_size": 4}).status_code == 200
+    far = threading.Thread(target=lambda: create_app(vis).test_client().post(
+        "/api/v1/attribute", json={"example_id": 990, "method": "Saliency"}))  # ~120 batches: ~6 s of reading
+    far.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    again = client.post("/api/v1/examples", json={"method": "Saliency", "page_size": 4})
+    waited = time.monotonic() - t0
+    far.join(60)
+    assert again.status_code == 200 and waited < 2.0, waited
+
+
+def test_the_cost_bound_holds_for_each_example_at_its_own_size():
+    """The first images are 8x8, later ones 160x160: a 1x1 occlusion window is 64 passes on the first
+    (accepted) and 25,600 on the others, which get the error; a page mixing sizes is computed per size."""
+    g = torch.Generator().manual_seed(0)
+    data = [Batch(torch.rand(4, 1, 8, 8, generator=g), torch.tensor([0, 1, 2, 3])),
+            Batch(torch.rand(4, 1, 160, 160, generator=g), torch.tensor([4, 5, 6, 7]))]
+    vis = make_visualizer(dataset=data)
+    client = create_app(vis).test_client()
+    r = client.post("/api/v1/examples", json={"method": "Occlusion", "page_size": 8,
+                                              "arguments": {"window": [1, 1], "stride": [1, 1]}})
+    assert r.status_code == 200, r.get_data(as_text=True)[:300]
+    errors = [e["models"][0]["error"] for e in r.get_json()["examples"]]
+    assert errors[:4] == [None] * 4
+    assert errors[4:] == ["arguments: Occlusion would cost 25600 forward passes per example at 160x160 "
+                          "(limit 20000)"] * 4
+    assert all(e["models"][0]["predictions"] for e in r.get_json()["examples"])  # still predicted
+    mixed = client.post("/api/v1/examples", json={"method": "Saliency", "page_size": 8})
+    assert mixed.status_code == 200
+    assert [e["models"][0]["error"] for e in mixed.get_json()["examples"]] == [None] * 8
+    sizes = [e["features"][0]["original"] for e in mixed.get_json()["examples"]]
+    assert len(set(sizes)) == 8
+    scan = client.post("/api/v1/examples", json={"method": "Saliency", "page_size": 8,
+                                                 "filter": {"prediction": "incorrect"}})
+    assert scan.status_code == 200

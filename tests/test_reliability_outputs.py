@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from insights_app import AttributionVisualizer, Batch
-from insights_app.features import GeneralFeature, ImageFeature
+from insights_app.features import GeneralFeature
 from insights_app.notebook import handle_request
 from insights_app.server import create_app
 from insights_app.testing import TinyCNN, seeded

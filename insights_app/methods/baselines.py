@@ -17,7 +17,9 @@ from ..errors import ValidationError
 from ..features import BaseFeature, ImageFeature, transform_batch
 
 KINDS = ("zeros", "uniform", "gaussian", "blur", "feature")  # one baseline per example
-DISTRIBUTION_KINDS = ("zeros", "uniform", "gaussian", "feature")  # a set of baselines (the SHAP methods)
+# A set of baselines independent of the examples (the SHAP methods). Not "feature": a feature's
+# baseline_transforms make one baseline from each example, which is no distribution to draw from.
+DISTRIBUTION_KINDS = ("zeros", "uniform", "gaussian")
 
 
 def per_example(kind: str, features: Sequence[BaseFeature], inputs: Sequence[torch.Tensor], ids: Sequence[Hashable],

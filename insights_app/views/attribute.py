@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
+from ..cancel import Cancel
+from ..dataset import NotReadYet
 from ..errors import ValidationError
 from ..limits import EXAMPLE_ID_MAX
 from ..query import AttributeQuery, parse_attribute_query
@@ -11,13 +13,15 @@ from .schemas import class_schema, query_properties
 from .view import View
 
 
-def attribute(vis: Any, body: Any) -> Dict[str, Any]:
+def attribute(vis: Any, body: Any, cancel: Optional[Cancel] = None) -> Dict[str, Any]:
     q = body if isinstance(body, AttributeQuery) else parse_attribute_query(body, vis.defaults)
     try:
         ex = vis.store.get(q.example_id)
     except IndexError:
         raise ValidationError("example_id", f"no example {q.example_id} in the dataset") from None
-    (result,) = vis.engines[q.model].run([ex], q.method, q.arguments, [q.target])
+    except NotReadYet as exc:
+        raise ValidationError("example_id", f"{exc} (page forward to reach it)") from None
+    (result,) = vis.engines[q.model].run([ex], q.method, q.arguments, [q.target], cancel=cancel)
     model = vis.presenter.model(q.model, ex, result, q.visualization, q.top_k)
     return {"example": vis.presenter.example(ex, [model])}
 
@@ -37,6 +41,6 @@ def request_schema(vis: Any) -> Dict[str, Any]:
 
 
 VIEW = View("attribute", attribute, "Attribute one example under one model to any target class",
-            request_schema=request_schema, responses={"200": {"description": "the example", "content": {
+            request_schema=request_schema, computes=True, responses={"200": {"description": "the example", "content": {
                 "application/json": {"schema": {"type": "object", "properties": {
                     "example": {"$ref": "#/components/schemas/Example"}}}}}}})

@@ -7,48 +7,50 @@ computed: the first alone, so that something shows early, the rest batched.
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Iterator, List, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
-from ..dataset import Example, ExampleBatch
+from ..cancel import Cancel
+from ..dataset import Example
 from ..limits import PAGE_MAX, PAGE_SIZE_MAX
 from ..query import CLASS_SOURCES, PREDICTION_FILTERS, PageQuery, parse_page_query
 from .schemas import class_schema, query_properties
 from .view import Stream, View
 
 
-def explained(vis: Any, q: PageQuery, examples: Sequence[Example]) -> List[Dict[str, Any]]:
+def explained(vis: Any, q: PageQuery, examples: Sequence[Example], cancel: Optional[Cancel] = None
+              ) -> List[Dict[str, Any]]:
     """Every model's predictions and attributions for some examples (one batch per model)."""
     if not examples:
         return []
-    batch = ExampleBatch.stack(examples)
-    per_model = [engine.run(batch, q.method, q.arguments) for engine in vis.engines]
+    per_model = [engine.run(examples, q.method, q.arguments, cancel=cancel) for engine in vis.engines]
     return [vis.presenter.example(ex, [vis.presenter.model(m, ex, results[j], q.visualization, q.top_k)
                                        for m, results in enumerate(per_model)])
             for j, ex in enumerate(examples)]
 
 
-def page_events(vis: Any, q: PageQuery, first_chunk: int = 1) -> Iterator[Dict[str, Any]]:
+def page_events(vis: Any, q: PageQuery, first_chunk: int = 1, cancel: Optional[Cancel] = None
+                ) -> Iterator[Dict[str, Any]]:
     """Events for one page: ``page`` first, then each ``example`` as soon as it is ready, then ``done``.
 
     The first ``first_chunk`` examples are computed alone so the page shows something
     early; the rest go through captum in one batched call.
     """
     t0 = time.perf_counter()
-    info = vis.pager.find_page(q.filter, q.page, q.page_size)
+    info = vis.pager.find_page(q.filter, q.page, q.page_size, cancel)
     yield {"type": "page", **info.to_json()}
     examples = vis.store.get_many(info.ids)
     chunks = [examples] if first_chunk <= 0 or len(examples) <= first_chunk else [
         examples[:first_chunk], examples[first_chunk:]]
     for chunk in chunks:
-        for ex_json in explained(vis, q, chunk):
+        for ex_json in explained(vis, q, chunk, cancel):
             yield {"type": "example", "example": ex_json}
     yield {"type": "done", "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1)}
 
 
-def page_document(vis: Any, q: PageQuery) -> Dict[str, Any]:
+def page_document(vis: Any, q: PageQuery, cancel: Optional[Cancel] = None) -> Dict[str, Any]:
     """One page as a single JSON document (the non-streaming answer)."""
     result: Dict[str, Any] = {"page": None, "examples": []}
-    for event in page_events(vis, q, first_chunk=0):
+    for event in page_events(vis, q, first_chunk=0, cancel=cancel):
         if event["type"] == "page":
             result["page"] = {k: v for k, v in event.items() if k != "type"}
         elif event["type"] == "example":
@@ -58,9 +60,9 @@ def page_document(vis: Any, q: PageQuery) -> Dict[str, Any]:
     return result
 
 
-def examples(vis: Any, body: Any) -> Any:
+def examples(vis: Any, body: Any, cancel: Optional[Cancel] = None) -> Any:
     q = body if isinstance(body, PageQuery) else parse_page_query(body, vis.defaults)
-    return Stream(page_events(vis, q)) if q.stream else page_document(vis, q)
+    return Stream(page_events(vis, q, cancel=cancel)) if q.stream else page_document(vis, q, cancel)
 
 
 def request_schema(vis: Any) -> Dict[str, Any]:
@@ -88,7 +90,7 @@ def request_schema(vis: Any) -> Dict[str, Any]:
 
 VIEW = View("examples", examples,
             "One page of examples matching a filter, with predictions and rendered attributions",
-            request_schema=request_schema, streams=True, responses={
+            request_schema=request_schema, streams=True, computes=True, responses={
                 "200": {"description": "the page (stream=false), or NDJSON events (stream=true)", "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/Page"}},
                     "application/x-ndjson": {"schema": {"$ref": "#/components/schemas/Event"}}}}})

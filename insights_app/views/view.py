@@ -1,7 +1,8 @@
 """What a view is: one request kind, served alike over HTTP and over the notebook widget's comm.
 
-A :class:`View` is a function of (visualizer, JSON body) and what the OpenAPI document says
-about it. The Flask app serves each as ``/api/v1/<kind>`` (GET without a body, POST with
+A :class:`View` is a function of (visualizer, JSON body[, cancel]) and what the OpenAPI
+document says about it; a view that computes takes the third argument, a
+:class:`~insights_app.cancel.Cancel` to hand down to the work. The Flask app serves each as ``/api/v1/<kind>`` (GET without a body, POST with
 one); the widget answers ``{"kind": ..., "body": ...}`` messages with the same function.
 A view that streams returns a :class:`Stream` of events: NDJSON lines over HTTP, one
 message per event in the widget.
@@ -9,8 +10,11 @@ message per event in the widget.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Tuple
+
+from ..cancel import Cancel
 
 API_PREFIX = "/api/v1"
 ERROR_STATUSES_OF_A_QUERY = (400, 401, 403, 413, 415, 500)
@@ -37,7 +41,7 @@ class View:
     """One request kind of the API."""
 
     kind: str  # the route is /api/v1/<kind>; the widget's message kind
-    run: Callable[[Any, Any], Any]  # (visualizer, body or None) -> JSON document, or a Stream
+    run: Callable[..., Any]  # (visualizer, body or None[, cancel]) -> JSON document, or a Stream
     summary: str  # for the OpenAPI document
     takes_body: bool = True  # POST with a JSON body; False: GET
     public: bool = False  # answered without the server's token (health checks)
@@ -47,6 +51,19 @@ class View:
     # The OpenAPI responses object of a success (error responses are added from ``errors``).
     responses: Dict[str, Any] = field(default_factory=dict)
     errors: Tuple[int, ...] = ERROR_STATUSES_OF_A_QUERY
+    computes: bool = False  # runs the models: served by the model threads, cancellable, refused (503) when too many wait
+
+    def __post_init__(self) -> None:
+        if self.computes and 503 not in self.errors:
+            object.__setattr__(self, "errors", tuple(self.errors) + (503,))
+
+    def answer(self, vis: Any, body: Any, cancel: Optional[Cancel] = None) -> Any:
+        """Run the view (handing it ``cancel`` when it takes one)."""
+        try:
+            takes_cancel = len(inspect.signature(self.run).parameters) >= 3
+        except (TypeError, ValueError):  # a builtin or a callable without a signature
+            takes_cancel = False
+        return self.run(vis, body, cancel) if takes_cancel else self.run(vis, body)
 
     @property
     def path(self) -> str:
