@@ -484,6 +484,7 @@ def serve(visualizer: Any, args: argparse.Namespace, out: Say = say) -> int:
 
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, on_signal) if in_main_thread else None
+    previous_int = signal.getsignal(signal.SIGINT) if in_main_thread else None
     try:
         while not stop.wait(0.5):
             pass
@@ -496,7 +497,11 @@ def serve(visualizer: Any, args: argparse.Namespace, out: Say = say) -> int:
         # Running requests are cancelled (they stop before their next forward pass), connections
         # closed, and the models' threads waited for: torch computing while the interpreter
         # exits aborts the process (SIGABRT).
-        idle = visualizer.stop(timeout=STOP_TIMEOUT_S)
+        try:
+            idle = visualizer.stop(timeout=STOP_TIMEOUT_S)
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGINT, previous_int)
     if not idle:
         out(f"stopped (a computation was still running after {STOP_TIMEOUT_S:g} s)")
         sys.stdout.flush()

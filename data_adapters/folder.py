@@ -40,8 +40,8 @@ from .base import (
 
 log = logging.getLogger(__name__)
 
-# Bytes of decoded pixels one batch of files may hold (float32): at 224x224 RGB a batch of 32 is
-# 19 MB, at 2048x2048 one image is 48 MB, so large sizes are read one or two files at a time.
+# A batch of files is cut once its decoded pixels (float32) reach this: at 224x224 RGB a batch of
+# 32 is 19 MB and stays whole; at 2048x2048 an image is 48 MB, so batches are of two (96 MB).
 BATCH_BYTES = 64 * 2**20
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 LabelsArg = Union[None, str, Path, Callable[[Path], Optional[str]]]
@@ -308,8 +308,8 @@ class FolderImages:
         return x
 
     def __iter__(self) -> Iterator[Batch]:
-        """One batch per ``batch_size`` files (unreadable ones left out), split where it would hold
-        more than BATCH_BYTES of pixels."""
+        """One batch per ``batch_size`` files (unreadable ones left out), cut where its pixels reach
+        BATCH_BYTES."""
         for start in range(0, len(self.entries), self.batch_size):
             images: List[torch.Tensor] = []
             labels: List[Optional[int]] = []

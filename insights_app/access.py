@@ -7,9 +7,11 @@ line all ask here.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
 import secrets
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import FrozenSet, Mapping, Optional, Tuple
 
 TOKEN_COOKIE = "insights_token"
 
@@ -65,3 +67,38 @@ def access_token(host: str, token: Optional[str]) -> Optional[str]:
     if token == "":
         raise ValueError(f"refusing to bind {host} without a token; pass token=... or bind 127.0.0.1")
     return token if token is not None else secrets.token_urlsafe(24)
+
+
+@dataclass(frozen=True)
+class AccessRule:
+    """Who a server answers: with a token, whoever gives it; without, loopback ``Host`` names only.
+
+    One rule for both the Flask app (every request) and the server's thread router (which
+    must not queue a request for a model before it knows the request may be answered).
+    """
+
+    token: Optional[str] = None
+    extra_hosts: FrozenSet[str] = field(default_factory=frozenset)
+
+    @property
+    def cookie(self) -> str:
+        return token_cookie_name(self.token) if self.token else TOKEN_COOKIE
+
+    def problem(self, host: str, authorization: str, query_token: Optional[str],
+                cookies: Mapping[str, str]) -> Optional[Tuple[str, int]]:
+        """Why a request may not be answered, as (message, status), or None when it may."""
+        if not self.token:
+            host = host or ""
+            if host_is_loopback(host) or host.lower() in self.extra_hosts or host.lower().split(":")[0] in self.extra_hosts:
+                return None
+            return (f"host {host[:100]!r} is not allowed: this server answers loopback names only "
+                    "(start it with a token to serve other hosts)", 403)
+        scheme, _, value = (authorization or "").partition(" ")
+        given = value.strip() if scheme.lower() in ("token", "bearer") and value.strip() else None
+        given = given or query_token or cookies.get(self.cookie)
+        if not given:
+            return ("a token is required: open the URL printed by the server (…?token=…) "
+                    "or send 'Authorization: token <token>'", 401)
+        if not hmac.compare_digest(given.encode(), self.token.encode()):
+            return ("invalid token", 403)
+        return None

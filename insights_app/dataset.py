@@ -17,6 +17,7 @@ from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple, Uni
 
 import torch
 
+from .cancel import Cancel, raise_if_cancelled
 from .errors import DatasetError
 from .tensors import concat_rows, plain, select_rows
 
@@ -248,9 +249,10 @@ class ExampleStore:
                 self._cache.move_to_end(ex_id)
             return ex
 
-    def get(self, ex_id: int) -> Example:
+    def get(self, ex_id: int, cancel: Optional[Cancel] = None) -> Example:
         """The example with this id; raises IndexError past the end, DatasetError if it cannot be
-        read (or is gone), NotReadYet if it is further ahead than one request reads."""
+        read (or is gone), NotReadYet if it is further ahead than one request reads. ``cancel``
+        is asked between the batches a read pulls (a restart may re-read many)."""
         if ex_id < 0:
             raise IndexError(ex_id)
         ex = self._cached(ex_id)
@@ -274,6 +276,7 @@ class ExampleStore:
                     )
                 self._iter = None  # restart from the beginning
             while True:
+                raise_if_cancelled(cancel)
                 if self._iter is None and not self.reiterable:
                     raise IndexError(ex_id)
                 if not self._advance():
@@ -284,12 +287,12 @@ class ExampleStore:
                 if self._next_id > ex_id:
                     raise DatasetError(f"example {ex_id} could not be kept in the cache")
 
-    def get_many(self, ids: Sequence[int]) -> List[Example]:
-        return [self.get(i) for i in ids]
+    def get_many(self, ids: Sequence[int], cancel: Optional[Cancel] = None) -> List[Example]:
+        return [self.get(i, cancel) for i in ids]
 
-    def exists(self, ex_id: int) -> bool:
+    def exists(self, ex_id: int, cancel: Optional[Cancel] = None) -> bool:
         try:
-            self.get(ex_id)
+            self.get(ex_id, cancel)
             return True
         except IndexError:
             return False

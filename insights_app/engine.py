@@ -159,7 +159,9 @@ class Engine:
         requested = list(targets) if targets is not None else [None] * len(examples)
         if len(requested) != len(examples):
             raise ValueError(f"{len(requested)} targets for {len(examples)} examples")
-        forward = self._cancellable_forward(cancel)
+        # Asked before every pass of the forward function, and before every captum call (the methods
+        # that run the module itself, DeepLift and Guided Backprop, make one pass per call).
+        forward = CancellableForward(self.forward, cancel)
         if isinstance(examples, ExampleBatch):
             return self._run_batch(examples, spec, params, requested, forward)
         results: List[Optional[Result]] = [None] * len(examples)
@@ -167,9 +169,6 @@ class Engine:
             for i, result in zip(index, self._run_batch(batch, spec, params, [requested[i] for i in index], forward)):
                 results[i] = result
         return results  # type: ignore[return-value]
-
-    def _cancellable_forward(self, cancel: Optional[Cancel]) -> "CancellableForward":
-        return CancellableForward(self.forward, cancel)
 
     def _run_batch(self, batch: ExampleBatch, spec: Optional[MethodSpec], params: Optional[Dict[str, Any]],
                    requested: List[Optional[int]], forward: CancellableForward) -> List[Result]:
@@ -242,7 +241,10 @@ class Engine:
 
     def _scores_of(self, out: torch.Tensor, n: int) -> torch.Tensor:
         """Model outputs for ``n`` examples -> (n, classes) float scores on the CPU (score_func applied)."""
-        rows = int(out.shape[0]) if isinstance(out, torch.Tensor) and out.dim() > 0 else 0
+        if not isinstance(out, torch.Tensor):
+            raise ComputationError(f"prediction failed for {self.name}: the model returned a {type(out).__name__}; "
+                                   "it must return a tensor with one row of scores per example")
+        rows = int(out.shape[0]) if out.dim() > 0 else 0
         if rows != n:
             raise ComputationError(f"prediction failed for {self.name}: the model returned {rows} rows for {n} "
                                    f"example{'' if n == 1 else 's'}; it must return one row of scores per example, "

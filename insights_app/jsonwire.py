@@ -2,8 +2,9 @@
 
 Python's json writes ``NaN`` and ``Infinity``, which are not JSON: a browser's ``JSON.parse``
 refuses the whole answer. The engine and the presenter keep non-finite numbers out of every
-answer (they are that example's error, or ``null``); encoding strictly is the guard that a
-slip is our bug, reported as such, and never an answer the page cannot read.
+answer (they are that example's error, or ``null``); encoding the HTTP answers and streams
+strictly is the guard that a slip is our bug, reported as such, and never an answer the page
+cannot read. (The widget's messages go through jupyter_client, which refuses them as well.)
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ got, so no filter can make a request run unbounded.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -98,7 +99,7 @@ class Pager:
     def find_page(self, flt: Filter, page: int, page_size: int, cancel: Optional[Cancel] = None) -> PageInfo:
         """Ids of one page of examples matching ``flt``; scans at most ``max_scan`` new examples."""
         if flt.trivial:
-            return self._range_page(page, page_size)
+            return self._range_page(page, page_size, cancel)
         start, stop = page * page_size, (page + 1) * page_size
         idx = self._index_for(flt)
         with idx.lock:
@@ -108,7 +109,7 @@ class Pager:
                 batch: List[Example] = []
                 while len(batch) < min(PREDICT_CHUNK, budget):
                     try:
-                        batch.append(self.store.get(idx.next_id + len(batch)))
+                        batch.append(self.store.get(idx.next_id + len(batch), cancel))
                     except IndexError:
                         idx.done = True
                         break
@@ -134,23 +135,23 @@ class Pager:
             return PageInfo(ids, page, page_size, idx.next_id, idx.done, has_next,
                             self.store.length if not flt.classes and flt.prediction == "all" else None, msg)
 
-    def _range_page(self, page: int, page_size: int) -> PageInfo:
+    def _range_page(self, page: int, page_size: int, cancel: Optional[Cancel] = None) -> PageInfo:
         start, stop = page * page_size, (page + 1) * page_size
         ids = []
         try:
             for ex_id in range(start, stop):
-                if not self.store.exists(ex_id):
+                if not self.store.exists(ex_id, cancel):
                     break
                 ids.append(ex_id)
         except NotReadYet as exc:
             if not ids:
-                reachable = (exc.read_to + exc.max_read) // page_size
+                reachable = math.ceil((exc.read_to + exc.max_read) / page_size)  # pages starting before the bound
                 return PageInfo([], page, page_size, exc.read_to, False, False, None,
                                 f"Page {page + 1} starts at example {start}, beyond the {exc.read_to} examples read "
                                 f"so far: one request reads at most {exc.max_read} more, so pages up to "
                                 f"{max(1, reachable)} open now. Page forward from there to read further.")
         try:
-            has_next = self.store.exists(stop) if len(ids) == page_size else False
+            has_next = self.store.exists(stop, cancel) if len(ids) == page_size else False
         except (DatasetError, NotReadYet):  # the next page cannot be read now: show this one, the next says why
             has_next = True
         total = self.store.length

@@ -10,7 +10,6 @@ web page cannot reach it through DNS rebinding.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import threading
@@ -22,7 +21,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from . import jsonwire
-from .access import TOKEN_COOKIE, host_is_loopback, token_cookie_name
+from .access import AccessRule
 from .cancel import Cancel
 from .errors import HTTP_ERROR_MESSAGES, Busy, UnsupportedMediaType, ValidationError, error_event, error_reply
 from .limits import MAX_BODY_BYTES
@@ -54,14 +53,6 @@ def _json(payload: Any, status: int = 200) -> Response:
     resp = jsonify(payload)
     resp.status_code = status
     return resp
-
-
-def _token_from_request(cookie: str) -> Optional[str]:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() in ("token", "bearer") and value.strip():
-        return value.strip()
-    return request.args.get("token") or request.cookies.get(cookie)
 
 
 def json_body() -> Any:
@@ -136,8 +127,8 @@ def create_app(visualizer: Any, token: Optional[str] = None, *, allowed_hosts: I
     app.json = StrictJSONProvider(app)
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False, PROPAGATE_EXCEPTIONS=False)
     app.debug = False
-    cookie = token_cookie_name(token) if token else TOKEN_COOKIE
-    extra_hosts = {h.lower() for h in allowed_hosts}
+    rule = AccessRule(token, frozenset(h.lower() for h in allowed_hosts))
+    app.extensions["insights_access"] = rule  # the server's thread router asks it too
 
     def refuse(message: str, status: int, page: Optional[str] = None) -> Response:
         """JSON for the API; a short HTML page for someone opening the app without its token."""
@@ -150,24 +141,16 @@ def create_app(visualizer: Any, token: Optional[str] = None, *, allowed_hosts: I
         view = view_of(visualizer, request.path)
         if view is not None and view.public:
             return None
-        if not token:
-            host = request.host or ""
-            if host_is_loopback(host) or host.lower() in extra_hosts or host.lower().split(":")[0] in extra_hosts:
-                return None
-            return refuse(f"host {host[:100]!r} is not allowed: this server answers loopback names only "
-                          "(start it with a token to serve other hosts)", 403)
-        given = _token_from_request(cookie)
-        if not given:
-            return refuse("a token is required: open the URL printed by the server (…?token=…) "
-                          "or send 'Authorization: token <token>'", 401, UNAUTHORIZED_PAGE)
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            return refuse("invalid token", 403, UNAUTHORIZED_PAGE)
-        return None
+        problem = rule.problem(request.host, request.headers.get("Authorization", ""), request.args.get("token"),
+                               request.cookies)
+        if problem is None:
+            return None
+        return refuse(*problem, UNAUTHORIZED_PAGE if token else None)
 
     @app.after_request
     def security_headers(resp: Response) -> Response:
         if token and request.args.get("token") == token:
-            resp.set_cookie(cookie, token, httponly=True, samesite="Strict")
+            resp.set_cookie(rule.cookie, token, httponly=True, samesite="Strict")
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
         resp.headers.setdefault("Referrer-Policy", "no-referrer")

@@ -6,7 +6,8 @@ What waitress is told, and why:
   check or page load ever waits behind model work. At most 16 model requests wait for a thread:
   one more is refused at once with a 503;
 - a client's hang-up is visible to the request it left (``channel_request_lookahead``), which
-  cancels its computation;
+  cancels its computation (a client that closes only its sending side is taken as gone too:
+  TCP does not tell the two apart before an answer is written);
 - bodies over 1 MiB are refused from their ``Content-Length``, before waitress buffers them;
 - an idle connection is closed after 30 s, and up to 500 may be open, so that a few idle
   sockets cannot keep everyone else out;
@@ -25,13 +26,15 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from http.cookies import SimpleCookie
 from typing import Any, List, Optional
+from urllib.parse import parse_qs
 
 from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 
 from . import jsonwire
-from .access import access_token
+from .access import AccessRule, access_token
 from .errors import HTTP_ERROR_MESSAGES
 from .limits import MAX_BODY_BYTES
 from .server import OVERLOADED, create_app, view_of
@@ -78,12 +81,19 @@ class RoutingDispatcher:
     """Two pools of request threads: one for the requests that run the models, one for the rest.
 
     A waitress server hands each complete request (its channel) to ``add_task``; the
-    request's path says which pool serves it. A model request that would wait behind
-    ``max_waiting`` others goes to the quick pool instead, marked, and the app refuses it.
+    request's path says which pool serves it, and only a request the access rule lets in
+    (the token, the host) may wait for a model thread: the others are refused from the quick
+    pool, so nobody can fill the queue without the token. A model request that would wait
+    behind ``max_waiting`` others goes to the quick pool instead, marked, and the app refuses it.
+
+    It reads waitress's ``ThreadedTaskDispatcher`` internals (its lock, queue and counts):
+    setup.cfg pins waitress below 4, and the serving tests exercise every one of them.
     """
 
-    def __init__(self, visualizer: Any, compute_threads: int, quick_threads: int, max_waiting: int) -> None:
+    def __init__(self, visualizer: Any, access: AccessRule, compute_threads: int, quick_threads: int,
+                 max_waiting: int) -> None:
         self.visualizer = visualizer
+        self.access = access
         self.max_waiting = max_waiting
         self.compute = ThreadedTaskDispatcher()
         self.compute.set_thread_count(compute_threads)
@@ -95,21 +105,30 @@ class RoutingDispatcher:
         if request is None or getattr(request, "error", None) is not None:
             return False
         view = view_of(self.visualizer, getattr(request, "path", "") or "")
-        return view is not None and view.computes
+        if view is None or not view.computes:
+            return False
+        headers = getattr(request, "headers", {}) or {}
+        try:
+            cookies = {k: m.value for k, m in SimpleCookie(headers.get("COOKIE", "")).items()}
+        except Exception:  # a cookie header the app will not read either
+            cookies = {}
+        query = parse_qs(getattr(request, "query", "") or "").get("token", [None])[0]
+        return self.access.problem(headers.get("HOST", ""), headers.get("AUTHORIZATION", ""), query, cookies) is None
 
     def add_task(self, channel: Any) -> None:
         if not self._computes(channel):
             self.quick.add_task(channel)
             return
         pool = self.compute
-        with pool.lock:
+        with pool.lock:  # ThreadedTaskDispatcher.add_task, with the bound checked under the same lock
             idle = len(pool.threads) - pool.stop_count - pool.active_count
             waiting = len(pool.queue) - idle
-        if waiting >= self.max_waiting:
-            channel.requests[0].insights_waiting = waiting
-            self.quick.add_task(channel)
-            return
-        pool.add_task(channel)
+            if waiting < self.max_waiting:
+                pool.queue.append(channel)
+                pool.queue_cv.notify()
+                return
+        channel.requests[0].insights_waiting = waiting
+        self.quick.add_task(channel)
 
     def set_thread_count(self, count: int) -> None:
         self.compute.set_thread_count(count)
@@ -146,10 +165,12 @@ class ServerHandle:
             self.close()
 
     def close(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        """Cancel the running requests, stop accepting, close every connection, wait for the threads."""
+        """Cancel the running requests, stop accepting, close every connection, wait for the threads
+        (``timeout`` seconds in all, at most)."""
+        deadline = time.monotonic() + timeout
         self.stopping.set()
         self.stop_loop.set()
-        self.thread.join(timeout=5)
+        self.thread.join(timeout=min(1.0, timeout))
         channels = self.server._map
         listeners = _listeners(self.server)
         for channel in list(channels.values()):
@@ -157,7 +178,7 @@ class ServerHandle:
                 channel.handle_close()  # a request thread writing to it gives up (ClientDisconnected)
         dispatcher = getattr(self.server, "task_dispatcher", None)
         if dispatcher is not None:
-            dispatcher.shutdown(cancel_pending=True, timeout=timeout)
+            dispatcher.shutdown(cancel_pending=True, timeout=max(0.1, deadline - time.monotonic()))
         for listener in listeners:
             listener.close()
         for channel in list(channels.values()):  # the loop's trigger
@@ -188,7 +209,8 @@ def start_server(visualizer: Any, host: str = "127.0.0.1", port: int = 0, token:
     threads = max(1, int(threads))
     stopping = threading.Event()
     app = create_app(visualizer, token=token or None, stopping=stopping)
-    dispatcher = RoutingDispatcher(visualizer, threads, QUICK_THREADS, MAX_WAITING_REQUESTS)
+    dispatcher = RoutingDispatcher(visualizer, app.extensions["insights_access"], threads, QUICK_THREADS,
+                                   MAX_WAITING_REQUESTS)
     server = create_server(app, host=host, port=int(port), threads=threads, ident="insights-app",
                            channel_timeout=IDLE_TIMEOUT_S, cleanup_interval=5, connection_limit=CONNECTION_LIMIT,
                            max_request_body_size=MAX_BODY_BYTES, channel_request_lookahead=1,

@@ -60,8 +60,12 @@ class ComputeThread:
                            "for it; try again shortly")
             self._pending += 1
         future: "Future[T]" = Future()
+        try:
+            self._ensure_started()
+        except BaseException:
+            self._finished(future)
+            raise
         future.add_done_callback(self._finished)
-        self._ensure_started()
         self._queue.put((future, fn, args, kwargs))
         return future.result()
 

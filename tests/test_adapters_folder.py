@@ -198,7 +198,7 @@ def test_large_folder_is_read_lazily(tmp_path, monkeypatch):
 
 
 def test_start_up_memory_is_bounded_at_large_sizes(photos):
-    """At 2048x2048 an RGB image is 48 MB: batches hold at most 64 MiB of pixels (two images), and the
+    """At 2048x2048 an RGB image is 48 MB: a batch is cut once it reaches 64 MiB (two images), and the
     forward pass that checks the class count sees two examples (eight took 5 GB with resnet18)."""
     root, _ = photos
     seen = []

@@ -174,19 +174,55 @@ def _hang_up_after(port: int, body: dict, seconds: float) -> None:
         time.sleep(seconds)
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-def test_a_client_that_hangs_up_cancels_the_work_it_asked_for(stream):
-    vis = slow_visualizer(0.1, internal_batch_size=2)  # Integrated Gradients: many passes per captum call
+@pytest.mark.parametrize("stream, method", [(False, "IntegratedGradients"), (True, "IntegratedGradients"),
+                                            (False, "DeepLiftShap")], ids=["json", "stream", "module-method"])
+def test_a_client_that_hangs_up_cancels_the_work_it_asked_for(stream, method):
+    """Integrated Gradients runs the forward function many times per captum call (asked before each pass);
+    DeepLift SHAP runs the module itself, one pass per call (asked before each call)."""
+    vis = slow_visualizer(0.1, internal_batch_size=2)
     model = vis.models[0]
     with serving(vis) as url:
         port = int(url.rsplit(":", 1)[1])
-        body = {"method": "IntegratedGradients", "arguments": {"n_steps": 16}, "page_size": 8, "stream": stream}
+        arguments = {"n_steps": 16} if method == "IntegratedGradients" else {"n_baselines": 64}
+        body = {"method": method, "arguments": arguments, "page_size": 8, "stream": stream}
         _hang_up_after(port, body, 1.0)  # the whole page is 1 + 8 * 8 = 65 passes: 6.5 s
         time.sleep(0.5)
         passes = model.passes
         assert vis.engines[0].compute.wait_idle(5)
         assert model.passes <= passes + 1 and model.passes < 30, model.passes
         assert requests.get(url + "/api/v1/health", timeout=5).status_code == 200
+
+
+def test_requests_without_the_token_never_wait_for_a_model():
+    """While the one model thread computes, 24 requests without the token are refused at once (401) and do
+    not take the queue's places: a request with the token, sent meanwhile, waits and is answered."""
+    vis = slow_visualizer(3.0)
+    auth = {"Authorization": "Bearer s3cret"}
+    body = {"method": "Saliency", "page_size": 8}
+    with serving(vis, threads=1, token="s3cret") as url:
+        first: List[int] = []
+        busy = threading.Thread(target=lambda: first.append(
+            requests.post(url + "/api/v1/examples", json=body, headers=auth, timeout=60).status_code))
+        busy.start()
+        time.sleep(0.5)
+        anonymous: List[float] = []
+
+        def knock() -> None:
+            t0 = time.monotonic()
+            status = requests.post(url + "/api/v1/examples", json=body, timeout=30).status_code
+            anonymous.append(time.monotonic() - t0 if status == 401 else float("inf"))
+
+        flood = [threading.Thread(target=knock) for _ in range(24)]
+        for t in flood:
+            t.start()
+        time.sleep(0.3)
+        second = requests.post(url + "/api/v1/examples", json=dict(body, page=1), headers=auth, timeout=60)
+        for t in flood:
+            t.join(30)
+        busy.join(60)
+    assert len(anonymous) == 24 and max(anonymous) < 1.5, anonymous
+    assert second.status_code == 200, second.text
+    assert first == [200]
 
 
 def test_queued_work_per_model_is_bounded():

@@ -16,7 +16,7 @@ from .view import View
 def attribute(vis: Any, body: Any, cancel: Optional[Cancel] = None) -> Dict[str, Any]:
     q = body if isinstance(body, AttributeQuery) else parse_attribute_query(body, vis.defaults)
     try:
-        ex = vis.store.get(q.example_id)
+        ex = vis.store.get(q.example_id, cancel)
     except IndexError:
         raise ValidationError("example_id", f"no example {q.example_id} in the dataset") from None
     except NotReadYet as exc:

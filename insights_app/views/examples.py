@@ -38,7 +38,7 @@ def page_events(vis: Any, q: PageQuery, first_chunk: int = 1, cancel: Optional[C
     t0 = time.perf_counter()
     info = vis.pager.find_page(q.filter, q.page, q.page_size, cancel)
     yield {"type": "page", **info.to_json()}
-    examples = vis.store.get_many(info.ids)
+    examples = vis.store.get_many(info.ids, cancel)
     chunks = [examples] if first_chunk <= 0 or len(examples) <= first_chunk else [
         examples[:first_chunk], examples[first_chunk:]]
     for chunk in chunks:
