@@ -77,12 +77,30 @@ class PageInfo:
     has_next: bool
     total: Optional[int]
     message: str = ""
+    # How many examples match the filter: all of them once ``exhausted``, else those found so far
+    # (for an unfiltered page, the examples known to exist).
+    matched: int = 0
+    dataset_size: Optional[int] = None  # the dataset's length when it is known, whatever the filter
+    newly_scanned: int = 0  # examples this request predicted to find the page (not sent)
+
+    @property
+    def first(self) -> int:
+        """The position, among the matches, of this page's first example (0-based)."""
+        return self.page * self.page_size
+
+    @property
+    def last_page(self) -> Optional[int]:
+        """The last page that has examples, once the count is complete (None before, or when none match)."""
+        if not self.exhausted or self.matched <= 0:
+            return None
+        return (self.matched - 1) // self.page_size
 
     def to_json(self) -> Dict[str, Any]:
         return {
             "ids": self.ids, "page": self.page, "page_size": self.page_size, "scanned": self.scanned,
             "exhausted": self.exhausted, "has_next": self.has_next, "has_prev": self.page > 0,
-            "total": self.total, "message": self.message,
+            "total": self.total, "message": self.message, "matched": self.matched, "first": self.first,
+            "last_page": self.last_page, "dataset_size": self.dataset_size,
         }
 
 
@@ -100,40 +118,70 @@ class Pager:
         """Ids of one page of examples matching ``flt``; scans at most ``max_scan`` new examples."""
         if flt.trivial:
             return self._range_page(page, page_size, cancel)
-        start, stop = page * page_size, (page + 1) * page_size
+        stop = (page + 1) * page_size
         idx = self._index_for(flt)
         with idx.lock:
-            budget = self.max_scan
-            while len(idx.matches) < stop + 1 and not idx.done and budget > 0:
-                raise_if_cancelled(cancel)
-                batch: List[Example] = []
-                while len(batch) < min(PREDICT_CHUNK, budget):
-                    try:
-                        batch.append(self.store.get(idx.next_id + len(batch), cancel))
-                    except IndexError:
-                        idx.done = True
-                        break
-                if not batch:
+            scanned = self._scan(flt, idx, self.max_scan, cancel, until=stop + 1)
+            info = self._filtered_page(flt, idx, page, page_size)
+            info.newly_scanned = scanned
+            return info
+
+    def count(self, flt: Filter, page: int, page_size: int, budget: int, cancel: Optional[Cancel] = None) -> PageInfo:
+        """:meth:`find_page` after scanning on, at most ``budget`` more examples, for the filter's
+        count (the page's ids stay; only how many matches are known grows)."""
+        if flt.trivial:
+            return self._range_page(page, page_size, cancel)
+        idx = self._index_for(flt)
+        with idx.lock:
+            self._scan(flt, idx, max(0, budget), cancel)
+            return self._filtered_page(flt, idx, page, page_size)
+
+    def _scan(self, flt: Filter, idx: FilterIndex, budget: int, cancel: Optional[Cancel],
+              until: Optional[int] = None) -> int:
+        """Scan on (holding ``idx.lock``) until ``until`` matches are known, the dataset ends or
+        ``budget`` examples have been predicted; returns how many were."""
+        scanned = 0
+        while (until is None or len(idx.matches) < until) and not idx.done and budget > 0:
+            raise_if_cancelled(cancel)
+            batch: List[Example] = []
+            while len(batch) < min(PREDICT_CHUNK, budget):
+                try:
+                    batch.append(self.store.get(idx.next_id + len(batch), cancel))
+                except IndexError:
+                    idx.done = True
                     break
-                preds = self.predict(batch, cancel)
-                for j, ex in enumerate(batch):
-                    if matches(flt, ex.label, [p[j] for p in preds]):
-                        idx.matches.append(ex.id)
-                idx.next_id += len(batch)
-                budget -= len(batch)
-            ids = idx.matches[start:stop]
-            has_next = len(idx.matches) > stop or not idx.done
-            msg = ""
-            if not ids:
-                if idx.done:
-                    msg = f"No example matches this filter ({idx.next_id} examples scanned, the whole dataset)."
-                else:
-                    msg = (f"No match on this page yet: {idx.next_id} examples scanned so far "
-                           f"(at most {self.max_scan} per request). Press Next to scan further.")
-            elif flt.needs_label and not idx.matches:
-                msg = "This filter needs labels; examples without a label are not shown."
-            return PageInfo(ids, page, page_size, idx.next_id, idx.done, has_next,
-                            self.store.length if not flt.classes and flt.prediction == "all" else None, msg)
+            if not batch:
+                break
+            preds = self.predict(batch, cancel)
+            for j, ex in enumerate(batch):
+                if matches(flt, ex.label, [p[j] for p in preds]):
+                    idx.matches.append(ex.id)
+            idx.next_id += len(batch)
+            budget -= len(batch)
+            scanned += len(batch)
+        return scanned
+
+    def _filtered_page(self, flt: Filter, idx: FilterIndex, page: int, page_size: int) -> PageInfo:
+        """One page of a filter's matches as far as they are known (holding ``idx.lock``)."""
+        start, stop = page * page_size, (page + 1) * page_size
+        ids = idx.matches[start:stop]
+        has_next = len(idx.matches) > stop or not idx.done
+        msg = ""
+        if not ids:
+            if idx.done and idx.matches:
+                last = (len(idx.matches) - 1) // page_size
+                msg = (f"{len(idx.matches)} example{'s match' if len(idx.matches) != 1 else ' matches'} this "
+                       f"filter: page {page + 1} is past the last page, {last + 1}.")
+            elif idx.done:
+                msg = f"No example matches this filter ({idx.next_id} examples scanned, the whole dataset)."
+            else:
+                msg = (f"No match on this page yet: {idx.next_id} examples scanned so far "
+                       f"(at most {self.max_scan} per request). Press Next to scan further.")
+        elif flt.needs_label and not idx.matches:
+            msg = "This filter needs labels; examples without a label are not shown."
+        return PageInfo(ids, page, page_size, idx.next_id, idx.done, has_next,
+                        self.store.length if not flt.classes and flt.prediction == "all" else None, msg,
+                        matched=len(idx.matches), dataset_size=self.store.length)
 
     def _range_page(self, page: int, page_size: int, cancel: Optional[Cancel] = None) -> PageInfo:
         start, stop = page * page_size, (page + 1) * page_size
@@ -149,16 +197,22 @@ class Pager:
                 return PageInfo([], page, page_size, exc.read_to, False, False, None,
                                 f"Page {page + 1} starts at example {start}, beyond the {exc.read_to} examples read "
                                 f"so far: one request reads at most {exc.max_read} more, so pages up to "
-                                f"{max(1, reachable)} open now. Page forward from there to read further.")
+                                f"{max(1, reachable)} open now. Page forward from there to read further.",
+                                matched=exc.read_to)
         try:
             has_next = self.store.exists(stop, cancel) if len(ids) == page_size else False
         except (DatasetError, NotReadYet):  # the next page cannot be read now: show this one, the next says why
             has_next = True
         total = self.store.length
-        msg = "" if ids else (f"The dataset has {total} examples; this page is past its end." if total is not None
-                              else "The dataset is empty.")
+        msg = ""
+        if not ids and total:
+            last = (total - 1) // page_size
+            msg = f"The dataset has {total} examples: page {page + 1} is past the last page, {last + 1}."
+        elif not ids:
+            msg = "The dataset is empty."
+        known = total if total is not None else start + len(ids) + (1 if has_next else 0)
         return PageInfo(ids, page, page_size, stop if has_next else (total or start + len(ids)),
-                        self.store.length is not None and not has_next, has_next, total, msg)
+                        total is not None and not has_next, has_next, total, msg, matched=known, dataset_size=total)
 
     def _index_for(self, flt: Filter) -> FilterIndex:
         with self._filters_lock:

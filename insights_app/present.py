@@ -69,6 +69,11 @@ class Presenter:
                 out["error"] = f"rendering failed: {exc}"
         return out
 
+    def pending(self, index: int, pred: Prediction, top_k: int) -> Dict[str, Any]:
+        """One model's part of an example whose attributions are still being computed."""
+        return {"index": index, "name": self.model_names[index], "predictions": self.predictions(pred, top_k),
+                "target": None, "attributions": [], "error": pred.error, "pending": True}
+
     def label(self, index: Optional[int]) -> Optional[Dict[str, Any]]:
         if index is None:
             return None

@@ -127,6 +127,38 @@ def test_class_filter_by_label_and_by_name(client):
     assert data["examples"] and {e["label"]["index"] for e in data["examples"]} <= {3, 7}
 
 
+def test_a_filtered_page_counts_every_match_and_knows_its_last_page(digits_setup):
+    labels = torch.arange(200) % 4  # 50 examples of each of the classes 0-3
+    vis = AttributionVisualizer(digits_setup.model, DIGIT_NAMES, [ImageFeature("digit")],
+                                [Batch(torch.rand(8, 1, 32, 32), labels[i:i + 8]) for i in range(0, 200, 8)])
+    client = create_app(vis).test_client()
+    body = dict(FAST, page_size=3, filter={"classes": ["two"], "class_source": "label"})
+    # The stream shows the page as soon as its three matches are found (in the first 64 examples
+    # scanned), then scans on for the count.
+    streamed = events(post(client, "/examples", dict(body, stream=True)))
+    assert [e["type"] for e in streamed] == ["page"] + ["example"] * 3 + ["count", "done"]
+    page, count = streamed[0], streamed[-2]
+    assert page["ids"] == [2, 6, 10] and not page["exhausted"] and page["matched"] == 16 and page["last_page"] is None
+    assert count["ids"] == page["ids"] and count["exhausted"] and count["matched"] == 50 and count["first"] == 0
+    assert count["last_page"] == 16 and count["dataset_size"] == 200
+    # Past the last page: empty, and the message names the last page.
+    past = post(client, "/examples", dict(body, page=20)).get_json()["page"]
+    assert past["ids"] == [] and past["last_page"] == 16 and "past the last page, 17" in past["message"]
+    last = post(client, "/examples", dict(body, page=16)).get_json()["page"]
+    assert last["ids"] == [194, 198] and last["first"] == 48 and not last["has_next"]
+
+
+def test_an_unfiltered_page_past_the_end_names_the_last_page(digits_setup):
+    vis = AttributionVisualizer(digits_setup.model, DIGIT_NAMES, [ImageFeature("digit")],
+                                [Batch(torch.rand(8, 1, 32, 32), torch.zeros(8, dtype=torch.long))] * 5, max_scan=64)
+    client = create_app(vis).test_client()
+    last = post(client, "/examples", dict(FAST, page_size=6, page=6)).get_json()["page"]  # reads to the end
+    assert last["ids"] == [36, 37, 38, 39] and last["last_page"] == 6 and last["first"] == 36
+    past = post(client, "/examples", dict(FAST, page_size=6, page=500)).get_json()["page"]
+    assert past["ids"] == [] and past["matched"] == 40 and past["dataset_size"] == 40 and past["last_page"] == 6
+    assert "The dataset has 40 examples: page 501 is past the last page, 7." == past["message"]
+
+
 def test_empty_filter_result_says_how_many_examples_were_scanned(digits_setup):
     # A class no model ever predicts (a fresh visualizer so the filter index starts empty).
     vis = AttributionVisualizer(digits_setup.model, DIGIT_NAMES + ["never"], [ImageFeature("digit")],
@@ -462,11 +494,14 @@ def test_long_computation_does_not_block_other_requests_and_streams_progressivel
             quick.append(time.monotonic() - start)
         reader.join(60)
         kinds = [t for _, t in arrivals]
-        assert kinds == ["page"] + ["example"] * 5 + ["done"]
-        first_example = next(t for t, k in arrivals if k == "example")
-        done = arrivals[-1][0]
+        # Inputs and predictions of every example first (one forward pass), then each map as it is computed.
+        assert kinds == ["page"] + ["preview"] * 5 + ["example"] * 5 + ["done"]
+        examples = [t for t, k in arrivals if k == "example"]
+        last_preview = max(t for t, k in arrivals if k == "preview")
         assert max(quick) < 1.0, quick  # the page computes for seconds meanwhile
-        assert done - first_example > 0.8, arrivals  # the first card arrived well before the last
+        assert examples[0] - last_preview > 0.3, arrivals  # the previews did not wait for any attribution
+        # One example per captum call here (16 steps, 4 rows per call): each streams when its call ends.
+        assert all(b - a > 0.2 for a, b in zip(examples[1:], examples[2:])), arrivals
     finally:
         handle.close()
 

@@ -7,7 +7,6 @@ INSIGHTS_SCREENSHOTS=/some/dir to keep 1280x800 screenshots of what the tests sa
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import List
 
@@ -17,56 +16,13 @@ import torch.nn as nn
 
 from insights_app import AttributionVisualizer, Batch
 from insights_app.features import ImageFeature
-from insights_app.testing import SlowNet, seeded
 
 from ui_helpers import (  # noqa: F401  (pytest fixtures)
-    DIGIT_NAMES, card_ids, chromium, decode_data_url, digits_server, digits_setup, digits_visualizer, is_blank,
-    make_digits_visualizer, make_mixed_visualizer, serve, wait_idle,
+    DIGIT_NAMES, Page, card_ids, chromium, decode_data_url, digits_server, digits_setup, digits_visualizer, fetch,
+    is_blank, make_digits_visualizer, make_mixed_visualizer, open_app, serve, shot, ui, wait_idle,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-VIEWPORT = {"width": 1280, "height": 800}
-SHOTS = os.environ.get("INSIGHTS_SCREENSHOTS")
-
-
-def shot(page, name: str) -> None:
-    if SHOTS:
-        Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SHOTS) / f"ui-{name}.png"))
-
-
-class Page:
-    """A fresh browser context and page that records script errors."""
-
-    def __init__(self, browser) -> None:
-        self.context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
-        self.page = self.context.new_page()
-        self.errors: List[str] = []
-        self.page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
-        self.page.on("console", self._console)
-
-    def _console(self, msg) -> None:
-        # Chromium logs every 4xx response as a console error; those are expected in some tests.
-        if msg.type == "error" and "Failed to load resource" not in msg.text:
-            self.errors.append(f"console: {msg.text}")
-
-    def close(self) -> None:
-        self.context.close()
-
-
-@pytest.fixture
-def ui(chromium):
-    p = Page(chromium)
-    yield p
-    p.close()
-    assert not p.errors, p.errors
-
-
-def open_app(ui: Page, url: str) -> None:
-    ui.page.goto(url)
-    wait_idle(ui.page)
-
-
 def attribution_srcs(page) -> List[str]:
     return page.eval_on_selector_all(".ia-grid .ia-card .ia-attr img", "els => els.map(e => e.src)")
 
@@ -75,11 +31,6 @@ def wait_src_change(page, selector: str, old: str) -> None:
     """Wait until the first element matching ``selector`` (re-queried: rows are rebuilt) shows another image."""
     page.wait_for_function("([sel, old]) => { const e = document.querySelector(sel); return !!e && e.src !== old; }",
                            arg=[selector, old], timeout=20_000)
-
-
-def fetch(page) -> None:
-    page.click(".insights-app .ia-fetch")
-    wait_idle(page)
 
 
 def test_page_loads_and_fetch_shows_cards_with_real_images(ui, digits_server):
@@ -218,7 +169,7 @@ def test_a_copied_url_restores_the_same_view(ui, chromium, digits_server):
         assert again.input_value("select[name=vis_method]") == "heat_map"
         assert again.input_value("select[name=vis_sign]") == "positive"
         assert again.is_checked(".ia-seg[data-name=prediction] input[value=incorrect]")
-        assert again.locator(".ia-page-label").inner_text() == "Page 2"
+        assert again.locator(".ia-page-label").inner_text().startswith("Page 2 of ")
         assert attribution_srcs(again) == images  # seeded noise: the same maps
         assert not other.errors, other.errors
     finally:
@@ -342,24 +293,6 @@ def test_several_models_and_text_and_general_features(ui):
         wait_src_change(page, ".ia-card[data-example-id='0'] .ia-model[data-model='1'] .ia-attr img", before)
         assert row.locator(".ia-pred").nth(0).get_attribute("aria-pressed") == "true"
         shot(page, "mixed")
-    finally:
-        handle.close()
-
-
-def test_cards_fill_in_progressively(ui):
-    torch.manual_seed(0)
-    vis = AttributionVisualizer(seeded(SlowNet), DIGIT_NAMES, [ImageFeature("img")],
-                                [Batch(torch.rand(4, 1, 12, 12), torch.tensor([1, 2, 3, 4]))], internal_batch_size=4)
-    handle = serve(vis)
-    try:
-        page = ui.page
-        page.goto(handle.url + "?method=IntegratedGradients&a.n_steps=16&size=4")
-        page.wait_for_selector(".ia-card:not(.ia-card-loading) .ia-attr img", timeout=30_000)
-        still_loading = page.locator(".ia-card-loading").count()
-        assert still_loading >= 1  # the first card is shown while the others are computed
-        assert page.locator(".ia-card-loading .ia-spinner").count() == still_loading
-        wait_idle(page)
-        assert page.locator(".ia-card .ia-attr img").count() == 4
     finally:
         handle.close()
 

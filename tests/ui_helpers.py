@@ -16,6 +16,7 @@ import base64
 import io
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -227,7 +228,7 @@ def chromium():
 IDLE_JS = """() => {
   const root = document.querySelector('.insights-app');
   return !!root && !!root.querySelector('.ia-toolbar') && !root.classList.contains('ia-busy')
-    && !root.querySelector('.ia-card-loading');
+    && !root.querySelector('.ia-card-loading') && !root.querySelector('.ia-status .ia-spinner');
 }"""
 
 
@@ -238,3 +239,52 @@ def wait_idle(page, timeout: float = 30_000) -> None:
 
 def card_ids(page) -> List[int]:
     return [int(x) for x in page.eval_on_selector_all(".ia-grid .ia-card", "els => els.map(e => e.dataset.exampleId)")]
+
+
+# ---------------------------------------------------------------- pages in the browser
+
+VIEWPORT = {"width": 1280, "height": 800}
+SHOTS = os.environ.get("INSIGHTS_SCREENSHOTS")  # a folder: keep screenshots of what the tests saw
+
+
+def shot(page, name: str) -> None:
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SHOTS) / f"ui-{name}.png"))
+
+
+class Page:
+    """A fresh browser context and page that records script errors."""
+
+    def __init__(self, browser) -> None:
+        self.context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+        self.page = self.context.new_page()
+        self.errors: List[str] = []
+        self.page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
+        self.page.on("console", self._console)
+
+    def _console(self, msg) -> None:
+        # Chromium logs every 4xx response as a console error; those are expected in some tests.
+        if msg.type == "error" and "Failed to load resource" not in msg.text:
+            self.errors.append(f"console: {msg.text}")
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def ui(chromium):
+    p = Page(chromium)
+    yield p
+    p.close()
+    assert not p.errors, p.errors
+
+
+def open_app(ui: Page, url: str) -> None:
+    ui.page.goto(url)
+    wait_idle(ui.page)
+
+
+def fetch(page) -> None:
+    page.click(".insights-app .ia-fetch")
+    wait_idle(page)

@@ -104,10 +104,11 @@ class InsightsApp {
     const e = (this.els = {});
     e.alert = h("div", { class: "ia-alerts", "aria-live": "polite" });
     e.fetch = h("button", { type: "submit", class: "ia-btn ia-btn-primary ia-fetch" }, "Fetch");
+    e.cancel = h("button", { type: "button", class: "ia-btn ia-cancel", hidden: true, title: "Stop computing this page (what has arrived stays)", onclick: () => this.mainView.cancel() }, "Cancel");
     e.dirty = h("div", { class: "ia-dirty", hidden: true }, "Settings changed: press Fetch to apply them.");
     const form = h("form", { class: "ia-sidebar-form", novalidate: true, onsubmit: (ev) => { ev.preventDefault(); this.fetchPage(0); } },
       h("div", { class: "ia-sidebar-scroll" }, filterSection(this), methodSection(this), displaySection(this)),
-      h("div", { class: "ia-sidebar-foot" }, e.dirty, e.fetch));
+      h("div", { class: "ia-sidebar-foot" }, e.dirty, h("div", { class: "ia-foot-buttons" }, e.cancel, e.fetch)));
     this.listen(form, "input", () => this.markDirty());
     this.listen(form, "change", () => this.markDirty());
     for (const view of this.views.values()) view.el.hidden = view !== this.mainView;
@@ -145,11 +146,12 @@ class InsightsApp {
     const dirty = !body || !sameJson({ ...body, page: 0 }, { ...this.committed, page: 0 });
     this.els.dirty.hidden = !dirty;
     this.els.fetch.classList.toggle("ia-attention", dirty);
+    for (const view of this.views.values()) if (view.markStale) view.markStale(body);
   }
 
-  /** While a page computes: Fetch is disabled and the app says it is busy. */
+  /** While a page computes: Cancel shows; Fetch, the pager and the form stay usable (a new Fetch replaces the page). */
   setBusy(busy) {
-    this.els.fetch.disabled = busy;
+    this.els.cancel.hidden = !busy;
     this.root.classList.toggle("ia-busy", busy);
   }
 

@@ -1,7 +1,9 @@
 """``POST /api/v1/examples``: one page of examples with every model's predictions and attributions.
 
-The page's ids come first (the pager), then each example as soon as its attributions are
-computed: the first alone, so that something shows early, the rest batched.
+The page's ids come first (the pager); for an expensive method, each example's input and
+predictions next (one forward pass); then each example as soon as its attributions are
+computed: the first alone, so that something shows early, the rest in the batches the engine
+computes in one captum call each.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import time
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from ..cancel import Cancel
-from ..dataset import Example
+from ..dataset import Example, ExampleBatch
 from ..limits import PAGE_MAX, PAGE_SIZE_MAX
 from ..query import CLASS_SOURCES, PREDICTION_FILTERS, PageQuery, parse_page_query
 from .schemas import class_schema, query_properties
@@ -28,22 +30,67 @@ def explained(vis: Any, q: PageQuery, examples: Sequence[Example], cancel: Optio
             for j, ex in enumerate(examples)]
 
 
+# A method costing at least this many forward passes per example shows each example's input and
+# predictions first (one extra forward pass per page, a small fraction of the page's work); cheaper
+# ones are fast enough to show whole, and keep their shared prediction-and-attribution pass.
+PREVIEW_MIN_EVALS = 8
+
+
+def previewed(vis: Any, q: PageQuery, examples: Sequence[Example], cancel: Optional[Cancel] = None
+              ) -> List[Dict[str, Any]]:
+    """Every model's predictions of some examples, their attributions still to come."""
+    per_model = vis.predictions(examples, cancel)
+    return [vis.presenter.example(ex, [vis.presenter.pending(m, preds[j], q.top_k)
+                                       for m, preds in enumerate(per_model)])
+            for j, ex in enumerate(examples)]
+
+
+def evals_per_example(vis: Any, q: PageQuery) -> int:
+    """Forward passes the page's method costs per example at the dataset's image size (1 when unknown)."""
+    try:
+        return max(1, int(q.method.cost(q.arguments, vis.image_hw)))
+    except Exception:  # an estimate that cannot be made (the engine then decides per example)
+        return 1
+
+
+def stream_chunks(vis: Any, q: PageQuery, examples: Sequence[Example], first_chunk: int) -> List[Sequence[Example]]:
+    """How a page's examples are computed: the first ``first_chunk`` alone (something shows early),
+    then as many per step as every model attributes in one captum call, so an expensive method
+    streams each call's examples as it finishes and a cheap one still runs in one batched call."""
+    if first_chunk <= 0 or len(examples) <= first_chunk:
+        return [examples]
+    rest = examples[first_chunk:]
+    try:
+        one = ExampleBatch.stack(rest[:1])
+        step = min(engine.examples_per_call(q.method, q.arguments, one.inputs) for engine in vis.engines)
+    except Exception:  # examples the engine will refuse anyway: one batch, as before
+        step = len(rest)
+    step = max(1, step)
+    return [examples[:first_chunk]] + [rest[i:i + step] for i in range(0, len(rest), step)]
+
+
 def page_events(vis: Any, q: PageQuery, first_chunk: int = 1, cancel: Optional[Cancel] = None
                 ) -> Iterator[Dict[str, Any]]:
-    """Events for one page: ``page`` first, then each ``example`` as soon as it is ready, then ``done``.
-
-    The first ``first_chunk`` examples are computed alone so the page shows something
-    early; the rest go through captum in one batched call.
+    """Events for one page: ``page`` first, then (for an expensive method) a ``preview`` of each
+    example (its input and predictions), then each ``example`` as soon as it is computed, then
+    for a filter whose scan has not reached the end a ``count`` (the page info again, once the
+    scan has gone on for the number of matches), then ``done``.
     """
     t0 = time.perf_counter()
     info = vis.pager.find_page(q.filter, q.page, q.page_size, cancel)
     yield {"type": "page", **info.to_json()}
     examples = vis.store.get_many(info.ids, cancel)
-    chunks = [examples] if first_chunk <= 0 or len(examples) <= first_chunk else [
-        examples[:first_chunk], examples[first_chunk:]]
-    for chunk in chunks:
+    streaming = first_chunk > 0
+    if streaming and examples and evals_per_example(vis, q) >= PREVIEW_MIN_EVALS:
+        for ex_json in previewed(vis, q, examples, cancel):
+            yield {"type": "preview", "example": ex_json}
+    for chunk in stream_chunks(vis, q, examples, first_chunk):
         for ex_json in explained(vis, q, chunk, cancel):
             yield {"type": "example", "example": ex_json}
+    left = vis.pager.max_scan - info.newly_scanned
+    if not q.filter.trivial and not info.exhausted and left > 0:
+        # The page is on screen: scan on for the filter's count, within this request's bound.
+        yield {"type": "count", **vis.pager.count(q.filter, q.page, q.page_size, left, cancel).to_json()}
     yield {"type": "done", "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1)}
 
 
@@ -51,7 +98,7 @@ def page_document(vis: Any, q: PageQuery, cancel: Optional[Cancel] = None) -> Di
     """One page as a single JSON document (the non-streaming answer)."""
     result: Dict[str, Any] = {"page": None, "examples": []}
     for event in page_events(vis, q, first_chunk=0, cancel=cancel):
-        if event["type"] == "page":
+        if event["type"] in ("page", "count"):  # the count, when there is one, is the later word
             result["page"] = {k: v for k, v in event.items() if k != "type"}
         elif event["type"] == "example":
             result["examples"].append(event["example"])
@@ -83,7 +130,7 @@ def request_schema(vis: Any) -> Dict[str, Any]:
             },
             "page": {"type": "integer", "minimum": 0, "maximum": PAGE_MAX},
             "page_size": {"type": "integer", "minimum": 1, "maximum": PAGE_SIZE_MAX},
-            "stream": {"type": "boolean", "description": "answer as NDJSON events (page, example..., done)"},
+            "stream": {"type": "boolean", "description": "answer as NDJSON events (page, preview..., example..., done)"},
         }),
     }
 

@@ -55,17 +55,28 @@ def openapi_document(vis: Any, body: Any = None) -> Dict[str, Any]:
                     "exhausted": {"type": "boolean", "description": "the whole dataset has been scanned"},
                     "has_next": {"type": "boolean"}, "has_prev": {"type": "boolean"},
                     "total": {"type": "integer", "nullable": True},
-                    "message": {"type": "string", "description": "why the page is empty, if it is"}}},
+                    "message": {"type": "string", "description": "why the page is empty, if it is"},
+                    "matched": {"type": "integer", "description": "examples matching the filter: all of them once "
+                                "exhausted, else those found so far (unfiltered: the examples known to exist)"},
+                    "first": {"type": "integer", "description": "position among the matches of the page's first example"},
+                    "last_page": {"type": "integer", "nullable": True,
+                                  "description": "the last page with examples, once the count is complete"},
+                    "dataset_size": {"type": "integer", "nullable": True,
+                                     "description": "the dataset's length once known, whatever the filter"}}},
                 "Page": {"type": "object", "properties": {
                     "page": {"$ref": "#/components/schemas/PageInfo"},
                     "examples": {"type": "array", "items": {"$ref": "#/components/schemas/Example"}},
                     "elapsed_ms": {"type": "number"}}},
                 "Event": {"type": "object", "required": ["type"], "description":
-                          "One line of the NDJSON stream (stream=true): first 'page' (the PageInfo fields), "
-                          "then one 'example' per example as soon as it is computed, then 'done' "
-                          "(elapsed_ms); a failure mid-stream is an 'error' event and ends the stream.",
+                          "One line of the NDJSON stream (stream=true): first 'page' (the PageInfo fields); "
+                          "for a method costing 8 or more forward passes per example, one 'preview' per example "
+                          "(its input and predictions; each model is marked pending); then one 'example' per "
+                          "example as soon as it is computed; for a filter not yet scanned to the end, 'count' "
+                          "(the PageInfo fields once the scan went on for the number of matches); then 'done' "
+                          "(elapsed_ms). A failure mid-stream is an 'error' event and ends the stream.",
                           "properties": {
-                              "type": {"type": "string", "enum": ["page", "example", "done", "error"]},
+                              "type": {"type": "string", "enum": ["page", "preview", "example", "count", "done",
+                                                                  "error"]},
                               "example": {"$ref": "#/components/schemas/Example"},
                               "error": {"type": "string"}, "elapsed_ms": {"type": "number"}}},
                 "Label": {"type": "object", "nullable": True, "properties": {
@@ -90,7 +101,9 @@ def openapi_document(vis: Any, body: Any = None) -> Dict[str, Any]:
                         "scores": {"type": "array", "items": {"type": "number"}},
                         "contribution": {"type": "number", "description": "share of the total |attribution|"}}}},
                     "error": {"type": "string", "nullable": True,
-                              "description": "this model failed on this example (the rest of the page is fine)"}}},
+                              "description": "this model failed on this example (the rest of the page is fine)"},
+                    "pending": {"type": "boolean", "description": "only in a 'preview': the attributions are "
+                                                                  "still being computed"}}},
             },
         },
     }

@@ -27,7 +27,8 @@ export function bodyFromState(state, methods, strict) {
   const args = {};
   for (const p of spec.params) {
     let v = state.args[state.method][p.name];
-    if (v === "" || v === undefined) {
+    // "" is a value of its own where it is the default (a layer: "the last convolution").
+    if (v === undefined || (v === "" && p.default !== "")) {
       if (p.nullable) v = null;
       else if (strict) throw apiError(`arguments.${p.name}: enter a value`, 400);
       else v = p.default;
@@ -68,4 +69,20 @@ export function attributeBody(base, exampleId, model, target, method, state, met
     }
   }
   return body;
+}
+
+/** The arguments of a request in a few words ("n_steps=25, baseline=zeros"); "" when there are none. */
+export function argumentSummary(args, limit = 6) {
+  return Object.entries(args || {})
+    .filter(([, v]) => v !== null && v !== "")
+    .slice(0, limit)
+    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join("×") : v}`)
+    .join(", ");
+}
+
+/** Whether two request bodies draw the same maps (method, arguments, display, top-k), whatever their page. */
+export function sameMaps(a, b) {
+  if (!a || !b) return false;
+  const pick = (x) => JSON.stringify([x.method, x.arguments, x.visualization, x.top_k]);
+  return pick(a) === pick(b);
 }

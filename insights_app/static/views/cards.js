@@ -2,6 +2,7 @@
 // Clicking a predicted class (or the true label) attributes the example to that class.
 
 import { clear, h, pct, put, spinner } from "../lib/dom.js";
+import { argumentSummary } from "../lib/state.js";
 import { attributionView, inputView } from "./features/index.js";
 
 /** A card waiting for its example (skeleton lines and a spinner). */
@@ -16,12 +17,16 @@ export function placeholderCard(id) {
   return { id, el, example: null, rows: new Map() };
 }
 
-export function failCard(card, message) {
-  card.el.classList.remove("ia-card-loading");
-  card.el.removeAttribute("aria-busy");
-  card.el.classList.add("ia-card-failed");
-  const foot = card.el.querySelector(".ia-card-foot");
-  if (foot) put(clear(foot), h("div", { class: "ia-inline-error", role: "alert" }, message));
+/** A card whose attribution will not come (its input and predictions stay when they arrived). */
+export function failCard(card, message, { quiet = false } = {}) {
+  const el = card.el;
+  el.classList.remove("ia-card-loading", "ia-card-pending");
+  el.removeAttribute("aria-busy");
+  el.classList.add(quiet ? "ia-card-cancelled" : "ia-card-failed");
+  for (const spot of el.querySelectorAll(".ia-attr-pending")) put(clear(spot), h("span", { class: "ia-muted" }, "Not computed"));
+  let foot = el.querySelector(".ia-card-foot");
+  if (!foot) el.append((foot = h("div", { class: "ia-card-foot" })));
+  put(clear(foot), h("div", { class: quiet ? "ia-inline-note" : "ia-inline-error", role: quiet ? null : "alert" }, message));
 }
 
 /** Show an example in its card; `body` is the page query it came from. */
@@ -29,8 +34,11 @@ export function fillCard(app, card, ex, body) {
   card.example = ex;
   card.body = body;
   const el = card.el;
+  const pending = ex.models.some((m) => m.pending);
   el.classList.remove("ia-card-loading");
-  el.removeAttribute("aria-busy");
+  el.classList.toggle("ia-card-pending", pending);
+  if (pending) el.setAttribute("aria-busy", "true");
+  else el.removeAttribute("aria-busy");
   const label = ex.label;
   const wrongModels = label ? ex.models.filter((m) => m.predictions.length && m.predictions[0].index !== label.index) : [];
   const verdict = !label ? null : wrongModels.length
@@ -56,7 +64,20 @@ export function fillCard(app, card, ex, body) {
       h("button", { type: "button", class: "ia-btn ia-btn-small ia-compare-btn", title: "Show several methods side by side for this example", onclick: () => app.openView("compare", { id: ex.id }) }, "Compare methods")),
     h("div", { class: "ia-card-body" },
       h("div", { class: "ia-inputs" }, ex.features.map((f) => inputView(f))),
-      rows));
+      rows),
+    madeWith(app, body));
+}
+
+/** The line that says which method and arguments drew the card's maps (and, once the form changed, that it is stale). */
+export function madeWith(app, body) {
+  const spec = app.methods.get(body.method);
+  const args = argumentSummary(body.arguments);
+  const label = spec ? spec.label : body.method;
+  return h("div", { class: "ia-card-made", title: `${label}${args ? `: ${args}` : " (no arguments)"}` },
+    h("span", { class: "ia-muted" }, "Maps: "),
+    h("span", { class: "ia-card-method" }, label),
+    args ? h("span", { class: "ia-card-args" }, ` · ${args}`) : null,
+    h("span", { class: "ia-stale-note" }, " · made with other settings: press Fetch to update"));
 }
 
 function renderModelRow(app, card, row, m) {
@@ -75,6 +96,7 @@ function renderModelRow(app, card, row, m) {
       h("span", { class: "ia-bar" }, h("span", { class: "ia-bar-fill", style: { width: `${Math.max(0, Math.min(1, p.score)) * 100}%` } }))))));
   const attrs = h("div", { class: "ia-attrs" });
   if (m.error) put(attrs, h("div", { class: "ia-inline-error", role: "alert" }, m.error));
+  else if (m.pending) put(attrs, h("div", { class: "ia-attr-pending" }, spinner("Computing the attribution…")));
   const side = h("div", { class: "ia-attr-side" });
   for (const a of m.attributions) {
     const view = attributionView(a, { ex, model: m, method: card.body.method, target: m.target });

@@ -2,6 +2,7 @@
 // A page streams in: the ids first (placeholder cards), then each example as it is computed.
 
 import { clear, h, put, spinner } from "../lib/dom.js";
+import { sameMaps } from "../lib/state.js";
 import { apiError } from "../lib/transport.js";
 import { failCard, fillCard, placeholderCard } from "./cards.js";
 
@@ -18,6 +19,8 @@ class ExamplesView {
     this.generation = 0; // the page on screen; events of older pages are dropped
     this.abort = null;
     this.lastInfo = null;
+    this.cards = new Map(); // example id -> the card on screen
+    this.cancelled = 0; // the generation the user cancelled
     const cfg = app.config;
     const imagesOnly = cfg.features.filter((f) => f.type === "image").length === cfg.features.length;
     this.status = h("div", { class: "ia-status" }, "");
@@ -67,6 +70,13 @@ class ExamplesView {
     return this.run(body);
   }
 
+  /** Stop the page being computed (the server stops too); what has arrived stays on screen. */
+  cancel() {
+    if (!this.abort || !this.app.root.classList.contains("ia-busy")) return;
+    this.cancelled = this.generation;
+    this.abort.abort();
+  }
+
   async run(body) {
     const app = this.app;
     if (this.abort) this.abort.abort();
@@ -80,46 +90,75 @@ class ExamplesView {
     app.writeUrl();
     app.markDirty();
     app.setBusy(true);
-    this.prev.disabled = true;
-    this.next.disabled = true;
     this.grid.setAttribute("aria-busy", "true");
     this.setStatus(null, "Finding examples…");
     this.renderLegend(body.visualization.sign);
     let info = null;
     let failed = null;
     let done = false;
+    let started = now(); // when the attributions started (after the previews)
+    let computed = 0;
     const pending = new Map();
+    const progress = () => {
+      if (!info) return;
+      if (!pending.size) {
+        // Every card is in: the page is usable, while a filter may still be counting its matches.
+        const counting = !info.exhausted && (body.filter.classes.length || body.filter.prediction !== "all");
+        app.setBusy(false);
+        this.grid.removeAttribute("aria-busy");
+        this.setStatus(info, counting && !done ? "Counting the matches…" : null);
+        return;
+      }
+      const left = computed ? ` · about ${duration(((now() - started) / computed) * pending.size)} left` : "";
+      this.setStatus(info, `Computing ${computed ? `${pending.size} more` : `${pending.size} example${pending.size === 1 ? "" : "s"}`}${left}…`);
+    };
     const onEvent = (ev) => {
       if (gen !== this.generation || !ev) return;
       if (ev.type === "page") {
         info = ev;
         this.lastInfo = ev;
+        this.cards.clear();
         clear(this.grid);
-        if (!ev.ids.length) this.renderEmpty(ev.message || "No example on this page.", emptyHint(body, ev));
+        if (!ev.ids.length) this.renderEmpty(ev.message || "No example on this page.", this.emptyHint(body, ev));
         for (const id of ev.ids) {
           const card = placeholderCard(id);
           pending.set(id, card);
+          this.cards.set(id, card);
           put(this.grid, card.el);
         }
-        this.setStatus(ev, ev.ids.length ? `Computing ${ev.ids.length} example${ev.ids.length === 1 ? "" : "s"}…` : null);
+        started = now();
+        progress();
+      } else if (ev.type === "preview") {
+        const card = pending.get(ev.example.id);
+        if (card) fillCard(app, card, ev.example, body);
+        started = now();
       } else if (ev.type === "example") {
         const card = pending.get(ev.example.id);
         if (!card) return;
         pending.delete(ev.example.id);
+        computed += 1;
         fillCard(app, card, ev.example, body);
-        if (info) this.setStatus(info, pending.size ? `Computing ${pending.size} more…` : null);
+        progress();
+      } else if (ev.type === "count") {
+        info = { ...ev, type: "page" };
+        this.lastInfo = info;
+        this.setStatus(info, null);
       } else if (ev.type === "error") {
         failed = ev.error || "the page failed";
       } else if (ev.type === "done") {
         done = true;
       }
     };
+    let cancelled = false;
     try {
       const answer = await app.transport.request("examples", body, { onEvent, signal: ctrl ? ctrl.signal : undefined });
       if (answer && answer.page) asEvents(answer, onEvent); // the page as one document (it did not stream)
     } catch (exc) {
-      if (gen !== this.generation || (exc && exc.name === "AbortError")) return;
-      failed = exc;
+      if (gen !== this.generation) return;
+      if (exc && exc.name === "AbortError") {
+        if (this.cancelled !== gen) return;
+        cancelled = true;
+      } else failed = exc;
     }
     if (gen !== this.generation) return;
     app.setBusy(false);
@@ -129,20 +168,30 @@ class ExamplesView {
       app.showError(message, typeof failed === "string" ? apiError(message).field : failed.field);
     }
     for (const card of pending.values()) {
-      failCard(card, failed ? "Not computed: the request failed (see the message above)." : done ? "The server sent no result for this example." : "The connection closed before this example was computed.");
+      if (cancelled) failCard(card, "Cancelled before its attribution was computed: press Fetch to compute it.", { quiet: true });
+      else failCard(card, failed ? "Not computed: the request failed (see the message above)."
+        : done ? "The server sent no result for this example." : "The connection closed before this example was computed.");
     }
     if (info) {
-      this.setStatus(info, null);
+      this.setStatus(info, null, cancelled ? `Cancelled: ${computed} of ${info.ids.length} computed` : null);
       return;
     }
-    // Refused before any page arrived: the previous page stays on screen, and so do its URL and pager.
+    // Refused (or cancelled) before any page arrived: the previous page stays on screen, and so do its URL and pager.
     app.committed = previous.committed;
     this.lastInfo = previous.info;
     if (previous.committed) app.state.page = previous.committed.page;
     app.writeUrl();
     app.markDirty();
     this.setStatus(previous.info || null, null);
-    if (!this.grid.querySelector(".ia-card")) this.renderEmpty(failed ? "Nothing to show: fix the settings and press Fetch." : "No page was returned.");
+    if (!this.grid.querySelector(".ia-card")) this.renderEmpty(failed ? "Nothing to show: fix the settings and press Fetch." : cancelled ? "Cancelled." : "No page was returned.");
+  }
+
+  /** Mark the cards drawn with other settings than the form's (`formBody`, null when the form is invalid). */
+  markStale(formBody) {
+    for (const card of this.cards.values()) {
+      if (!card.body) continue;
+      card.el.classList.toggle("ia-stale", !sameMaps(card.body, formBody));
+    }
   }
 
   renderLegend(sign) {
@@ -158,26 +207,60 @@ class ExamplesView {
       detail ? h("div", { class: "ia-help" }, detail) : null));
   }
 
-  setStatus(info, loading) {
+  setStatus(info, loading, note = null) {
     if (!info) {
       this.status.textContent = "";
       if (loading) put(this.status, spinner(loading));
       return;
     }
-    const parts = [];
     const f = this.app.committed ? this.app.committed.filter : null;
     const filtered = f && (f.classes.length || f.prediction !== "all");
-    const range = info.ids.length ? `#${info.ids[0]}${info.ids.length > 1 ? `–#${info.ids[info.ids.length - 1]}` : ""}` : "";
-    if (info.ids.length && filtered) parts.push(`${info.ids.length} match${info.ids.length === 1 ? "" : "es"} (${range})`);
-    else if (info.ids.length) parts.push(`Examples ${range}`);
-    if (filtered) parts.push(`${info.scanned} scanned${info.exhausted ? " (whole dataset)" : ""}`);
-    if (info.total !== null && info.total !== undefined) parts.push(`${info.total} in the dataset`);
-    put(clear(this.status), h("span", { class: "ia-status-text" }, parts.join(" · ")));
+    put(clear(this.status), h("span", { class: "ia-status-text" }, statusText(info, filtered)));
+    if (note) put(this.status, h("span", { class: "ia-status-note" }, note));
     if (loading) put(this.status, spinner(loading));
-    this.pageLabel.textContent = `Page ${info.page + 1}`;
+    this.pageLabel.textContent = `Page ${info.page + 1}${info.last_page !== null && info.last_page !== undefined ? ` of ${info.last_page + 1}` : ""}`;
     this.prev.disabled = !info.has_prev;
     this.next.disabled = !info.has_next;
   }
+
+  /** What to do about an empty page: a button to the last page when there is one, else a hint. */
+  emptyHint(body, info) {
+    if (info.last_page !== null && info.last_page !== undefined && info.page > info.last_page) {
+      return h("button", { type: "button", class: "ia-btn ia-goto-last", onclick: () => this.run({ ...body, page: info.last_page }) },
+        `Go to the last page (${info.last_page + 1})`);
+    }
+    const f = body.filter;
+    if (!f.classes.length && f.prediction === "all") return info.page > 0 ? "Press Previous to go back." : null;
+    return info.exhausted ? "Change the class or prediction filter to see examples." : "Press Next to scan further, or change the filter.";
+  }
+}
+
+/** The status line: which examples are shown, out of how many, and how much of the dataset a filter has scanned. */
+function statusText(info, filtered) {
+  const n = info.ids.length;
+  const size = info.dataset_size ?? info.total;
+  if (!filtered) {
+    const range = n ? `#${info.ids[0]}${n > 1 ? `–#${info.ids[n - 1]}` : ""}` : "";
+    return [n ? `Examples ${range}` : "", size !== null && size !== undefined ? `${size} in the dataset` : ""].filter(Boolean).join(" · ");
+  }
+  const matched = info.matched ?? n;
+  const of = info.exhausted ? `${matched}` : `at least ${matched}`;
+  const first = (info.first ?? 0) + 1;
+  const parts = [n ? `Match${n === 1 ? "" : "es"} ${first}${n > 1 ? `–${first + n - 1}` : ""} of ${of}`
+    : `${of} match${matched === 1 ? "" : "es"}`];
+  parts.push(info.exhausted ? `whole dataset scanned (${info.scanned})`
+    : `${info.scanned}${size !== null && size !== undefined ? ` of ${size}` : ""} scanned so far`);
+  return parts.join(" · ");
+}
+
+function now() {
+  return typeof performance !== "undefined" ? performance.now() : Date.now();
+}
+
+/** A time left in words ("4 s", "2 min"). */
+function duration(ms) {
+  const s = Math.max(1, Math.round(ms / 1000));
+  return s < 90 ? `${s} s` : `${Math.round(s / 60)} min`;
 }
 
 /** A page answered as one document, handed on as the events a stream would have sent. */
@@ -185,13 +268,6 @@ function asEvents(doc, onEvent) {
   onEvent({ type: "page", ...doc.page });
   for (const example of doc.examples || []) onEvent({ type: "example", example });
   onEvent({ type: "done", elapsed_ms: doc.elapsed_ms });
-}
-
-/** What to do about an empty page. */
-function emptyHint(body, info) {
-  const f = body.filter;
-  if (!f.classes.length && f.prediction === "all") return info.page > 0 ? "Press Previous to go back." : null;
-  return info.exhausted ? "Change the class or prediction filter to see examples." : "Press Next to scan further, or change the filter.";
 }
 
 export default { name: "examples", create: (app) => new ExamplesView(app) };
