@@ -7,6 +7,7 @@ explanation and view, so a repeated page, or a change of colours only, costs JSO
 
 from __future__ import annotations
 
+import base64
 import logging
 import math
 import threading
@@ -20,7 +21,10 @@ from .dataset import Example
 from .engine import Explanation, Prediction, Result
 from .features import BaseFeature, GeneralFeature, ImageFeature, TextFeature
 from .query import Visualization
-from .render import encode_png_base64, render_attribution, shrink_image, shrink_map, to_display_image
+from .render import (
+    attribution_scale, encode_png_base64, normalize_attribution, render_attribution, scale_range, shrink_image,
+    shrink_map, to_display_image,
+)
 
 log = logging.getLogger(__name__)
 ORIGINALS_KEPT = 1024  # (example, feature) inputs as shown
@@ -49,8 +53,13 @@ class Presenter:
             "models": models,
         }
 
-    def model(self, index: int, ex: Example, result: Result, vis: Visualization, top_k: int) -> Dict[str, Any]:
-        """One model's part of an example: its top predictions, target and rendered attributions."""
+    def model(self, index: int, ex: Example, result: Result, vis: Visualization, top_k: int,
+              scales: Optional[Tuple[float, ...]] = None, values: bool = False) -> Dict[str, Any]:
+        """One model's part of an example: its top predictions, target and rendered attributions.
+
+        ``scales`` (per feature: the magnitude drawn at full colour) are those of the whole page
+        when ``vis.scale`` is "page" (:meth:`page_scales`); ``values`` adds each image map's values.
+        """
         out: Dict[str, Any] = {
             "index": index,
             "name": self.model_names[index],
@@ -63,7 +72,7 @@ class Presenter:
         if exp is not None:
             out["target"] = self.label(exp.target)
             try:
-                out["attributions"] = self._attributions(index, ex, exp, vis)
+                out["attributions"] = self._attributions(index, ex, exp, vis, scales, values)
             except Exception as exc:  # a render failure is this example's error, not the page's
                 log.warning("render failed for example %s: %s", ex.id, exc, exc_info=True)
                 out["error"] = f"rendering failed: {exc}"
@@ -106,33 +115,76 @@ class Presenter:
                 self._originals.popitem(last=False)
         return value
 
-    def _attributions(self, index: int, ex: Example, exp: Explanation, vis: Visualization) -> List[Dict[str, Any]]:
-        key = (index, ex.id, exp.key, exp.target, vis)
+    def _attributions(self, index: int, ex: Example, exp: Explanation, vis: Visualization,
+                      scales: Optional[Tuple[float, ...]], values: bool) -> List[Dict[str, Any]]:
+        key = (index, ex.id, exp.key, exp.target, vis, scales if vis.scale == "page" else None, values)
         rendered = self._rendered.get(key)
         if rendered is None:
-            rendered = [dict(self._render_feature(ex, i, m, vis), contribution=c)
+            rendered = [dict(self._render_feature(ex, i, m, vis, self._scale_for(i, m, vis, scales), values),
+                             contribution=c)
                         for i, (m, c) in enumerate(zip(exp.maps, exp.contributions))]
-            self._rendered.put(key, rendered, 256 + sum(len(a.get("image", "")) for a in rendered))
+            size = sum(len(a.get("image", "")) + len(a["values"]["data"] if "values" in a else "") for a in rendered)
+            self._rendered.put(key, rendered, 256 + size)
         return list(rendered)
+
+    def _shown_map(self, i: int, attr_map: np.ndarray) -> np.ndarray:
+        """A feature's map as it is drawn (an image's shrunk to the display bound)."""
+        return shrink_map(attr_map) if isinstance(self.features[i], ImageFeature) else np.asarray(attr_map)
+
+    def _scale_for(self, i: int, attr_map: np.ndarray, vis: Visualization,
+                   scales: Optional[Tuple[float, ...]]) -> float:
+        """The magnitude drawn at full colour for feature ``i``'s map: the request's number, the
+        page's, or the map's own."""
+        if isinstance(vis.scale, float):
+            return vis.scale
+        if vis.scale == "page" and scales is not None and i < len(scales):
+            return scales[i]
+        return self._own_scale(i, [self._shown_map(i, attr_map)], vis)
+
+    def _own_scale(self, i: int, maps: Sequence[np.ndarray], vis: Visualization) -> float:
+        if isinstance(self.features[i], ImageFeature):
+            return attribution_scale(maps, vis.sign, vis.outlier_perc)
+        # Tokens and categories show both signs, scaled to the largest magnitude.
+        peaks = [float(np.max(np.abs(m))) for m in maps if np.size(m)]
+        peak = max(peaks, default=0.0)
+        return peak if math.isfinite(peak) else 0.0
+
+    def page_scales(self, results: Sequence[Result], vis: Visualization) -> Tuple[float, ...]:
+        """Per feature, one magnitude for every map of these results (a page, all its models)."""
+        per_feature: List[List[np.ndarray]] = [[] for _ in self.features]
+        for r in results:
+            if r.explanation is not None:
+                for i, m in enumerate(r.explanation.maps):
+                    per_feature[i].append(self._shown_map(i, m))
+        return tuple(self._own_scale(i, maps, vis) for i, maps in enumerate(per_feature))
 
     def _display_image(self, ex: Example, i: int) -> np.ndarray:
         """An image feature's input as shown, shrunk to MAX_DISPLAY_SIDE so that huge inputs
         cost bounded time and bytes per example (its attribution map is shrunk alike)."""
         return shrink_image(to_display_image(self.features[i].display_input(ex.inputs[i])))
 
-    def _render_feature(self, ex: Example, i: int, attr_map: np.ndarray, vis: Visualization) -> Dict[str, Any]:
+    def _render_feature(self, ex: Example, i: int, attr_map: np.ndarray, vis: Visualization, scale: float,
+                        values: bool) -> Dict[str, Any]:
         f = self.features[i]
         out: Dict[str, Any] = {"name": f.name, "type": f.kind}
         if isinstance(f, ImageFeature):
-            img = render_attribution(shrink_map(attr_map), self._display_image(ex, i), vis.method, vis.sign,
-                                     vis.outlier_perc)
+            shown = shrink_map(attr_map)
+            norm = normalize_attribution(shown, vis.sign, vis.outlier_perc, scale)
+            img = render_attribution(shown, self._display_image(ex, i), vis.method, vis.sign, vis.outlier_perc,
+                                     norm=norm, palette=vis.palette)
             out["image"] = encode_png_base64(img)
+            out["scale"] = scale_range(vis.sign, scale)
+            if values:  # the map as drawn, for the large view's value under the pointer
+                data = np.ascontiguousarray(shown, dtype="<f4")
+                out["values"] = {"shape": list(data.shape), "data": base64.b64encode(data.tobytes()).decode("ascii")}
         elif isinstance(f, TextFeature):
             out["tokens"] = self.original(ex, i)
             out["scores"] = [float(v) for v in attr_map.tolist()]
+            out["scale"] = scale_range("all", scale)
         elif isinstance(f, GeneralFeature):
             out["categories"] = f.categories
             out["scores"] = [float(v) for v in attr_map.tolist()]
+            out["scale"] = scale_range("all", scale)
         else:
             out["scores"] = [float(v) for v in np.asarray(attr_map).flatten().tolist()[:1000]]
         return out

@@ -9,25 +9,36 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 from .errors import ValidationError
 from .limits import EXAMPLE_ID_MAX, PAGE_MAX, PAGE_SIZE_MAX, TOP_K_MAX
 from .methods import MethodSpec
-from .render import SIGNS, VIS_METHODS, sign_problem
+from .render import PALETTES, SIGNS, VIS_METHODS, sign_problem
 
 PAGE_SIZE_DEFAULT = 4
 PREDICTION_FILTERS = ("all", "correct", "incorrect")
 CLASS_SOURCES = ("prediction", "label")
 
 
+SCALES = ("map", "page")
+
+
 @dataclass(frozen=True)
 class Visualization:
-    """How attribution maps are drawn; the defaults are the page's and the API's."""
+    """How attribution maps are drawn; the defaults are the page's and the API's.
+
+    ``scale`` is which magnitude is drawn at full colour: "map" (each map its own, captum's
+    rule), "page" (one for every map of the page, so that colours compare across cards), or a
+    number (the same for every request that sends it). A request that names no ``sign`` gets
+    its method's (signed methods show their sign).
+    """
 
     method: str = "blended_heat_map"
     sign: str = "absolute_value"
     outlier_perc: float = 2.0
+    palette: str = "colorblind"
+    scale: Union[str, float] = "map"
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,7 @@ class AttributeQuery(Query):
     example_id: int = 0
     model: int = 0
     target: Optional[int] = None
+    values: bool = False  # also send each image map's values (the large view reads them under the pointer)
 
 
 def _require_object(body: Any, where: str) -> Mapping[str, Any]:
@@ -101,12 +113,16 @@ def _enum(obj: Mapping[str, Any], key: str, default: str, choices: Sequence[str]
     return value
 
 
-def parse_visualization(body: Any) -> Visualization:
+def parse_visualization(body: Any, default_sign: str = Visualization.sign) -> Visualization:
+    """The ``visualization`` object of a request; ``default_sign`` is the method's, for a request
+    that names none (a single-sign drawing then falls back to absolute_value)."""
     obj = _require_object(body, "visualization")
-    _check_keys(obj, ("method", "sign", "outlier_perc"), "visualization.")
+    _check_keys(obj, ("method", "sign", "outlier_perc", "palette", "scale"), "visualization.")
     default = Visualization()
     method = _enum(obj, "method", default.method, VIS_METHODS, "visualization.")
-    sign = _enum(obj, "sign", default.sign, SIGNS, "visualization.")
+    if "sign" not in obj and sign_problem(method, default_sign):
+        default_sign = "absolute_value"
+    sign = _enum(obj, "sign", default_sign, SIGNS, "visualization.")
     outlier = obj.get("outlier_perc", default.outlier_perc)
     # No math.isfinite here: it overflows on huge JSON integers; the range test rejects nan and inf too.
     if isinstance(outlier, bool) or not isinstance(outlier, (int, float)) or not 0 <= outlier <= 50:
@@ -114,7 +130,12 @@ def parse_visualization(body: Any) -> Visualization:
     problem = sign_problem(method, sign)
     if problem:
         raise ValidationError("visualization.sign", problem)
-    return Visualization(method, sign, float(outlier))
+    palette = _enum(obj, "palette", default.palette, PALETTES, "visualization.")
+    scale = obj.get("scale", default.scale)
+    if isinstance(scale, bool) or not (scale in SCALES or (isinstance(scale, (int, float)) and 1e-30 <= scale <= 1e30)):
+        raise ValidationError("visualization.scale", "must be 'map', 'page' or a positive number "
+                                                     "(the attribution drawn at full colour)")
+    return Visualization(method, sign, float(outlier), palette, scale if isinstance(scale, str) else float(scale))
 
 
 def class_index(value: Any, classes: Sequence[str], where: str) -> int:
@@ -160,7 +181,7 @@ def parse_common(body: Mapping[str, Any], d: Defaults) -> Dict[str, Any]:
     return {
         "method": spec,
         "arguments": spec.validate(body.get("arguments"), d.image_hw),
-        "visualization": parse_visualization(body.get("visualization")),
+        "visualization": parse_visualization(body.get("visualization"), spec.sign),
         "top_k": min(_int(body, "top_k", d.top_k, 1, TOP_K_MAX), max(1, len(d.classes))),
     }
 
@@ -185,13 +206,17 @@ def parse_page_query(body: Any, d: Defaults) -> PageQuery:
 
 def parse_attribute_query(body: Any, d: Defaults) -> AttributeQuery:
     obj = _require_object(body, "body")
-    _check_keys(obj, COMMON_KEYS + ("example_id", "model", "target"), "")
+    _check_keys(obj, COMMON_KEYS + ("example_id", "model", "target", "values"), "")
     if "example_id" not in obj:
         raise ValidationError("example_id", "is required")
     target = obj.get("target")
+    values = obj.get("values", False)
+    if not isinstance(values, bool):
+        raise ValidationError("values", "must be true or false")
     return AttributeQuery(
         **parse_common(obj, d),
         example_id=_int(obj, "example_id", 0, 0, EXAMPLE_ID_MAX),
         model=_int(obj, "model", 0, 0, max(0, d.n_models - 1)),
         target=None if target is None else class_index(target, d.classes, "target"),
+        values=values,
     )

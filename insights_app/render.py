@@ -12,7 +12,7 @@ import io
 import struct
 import zlib
 from functools import lru_cache
-from typing import Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -35,19 +35,37 @@ def sign_problem(method: str, sign: str) -> Optional[str]:
     return None
 
 
+# Colour maps per palette and sign. "colorblind" (the default) reads the same under the common
+# forms of colour blindness: a blue-white-orange diverging map for signed maps, one hue per
+# single sign. "captum" is captum's visualize_image_attr (red-white-green, Greens, Reds, Blues).
+PALETTES = ("colorblind", "captum")
+_DIVERGING_BLUE_ORANGE = ["#08519c", "#4a98c9", "#c6dbef", "#ffffff", "#fdd0a2", "#f3701b", "#a63603"]
+_COLORMAPS = {
+    "captum": {"all": ["red", "white", "green"], "positive": "Greens", "negative": "Reds", "absolute_value": "Blues"},
+    "colorblind": {"all": _DIVERGING_BLUE_ORANGE, "positive": "Oranges", "negative": "Blues",
+                   "absolute_value": "Purples"},
+}
+
+
 @lru_cache(maxsize=None)
-def colormap_lut(sign: str) -> np.ndarray:
-    """(256, 3) uint8 table of captum's default colormap for a sign (read-only)."""
+def colormap_lut(sign: str, palette: str = "captum") -> np.ndarray:
+    """(256, 3) uint8 table of a palette's colormap for a sign (read-only)."""
     from matplotlib import colormaps
     from matplotlib.colors import LinearSegmentedColormap
 
-    if sign == "all":
-        cmap = LinearSegmentedColormap.from_list("RdWhGn", ["red", "white", "green"])
-    else:
-        cmap = colormaps[{"positive": "Greens", "negative": "Reds", "absolute_value": "Blues"}[sign]]
+    if palette not in _COLORMAPS:
+        raise RenderError(f"palette must be one of {', '.join(PALETTES)}")
+    spec = _COLORMAPS[palette][sign]
+    cmap = LinearSegmentedColormap.from_list(f"{palette}-{sign}", spec) if isinstance(spec, list) else colormaps[spec]
     lut = (cmap(np.linspace(0.0, 1.0, 256))[:, :3] * 255.0 + 0.5).astype(np.uint8)
     lut.setflags(write=False)
     return lut
+
+
+def colormap_stops(sign: str, palette: str, n: int = 9) -> list:
+    """``n`` evenly spaced colours of a colormap as "#rrggbb" (the page draws its legends with them)."""
+    lut = colormap_lut(sign, palette)
+    return ["#%02x%02x%02x" % tuple(int(c) for c in lut[round(i * 255 / (n - 1))]) for i in range(n)]
 
 
 def cumulative_sum_threshold(values: np.ndarray, percentile: float) -> float:
@@ -58,30 +76,61 @@ def cumulative_sum_threshold(values: np.ndarray, percentile: float) -> float:
     return float(flat[min(idx, flat.size - 1)])
 
 
-def normalize_attribution(attr2d: np.ndarray, sign: str, outlier_perc: float = 2.0) -> np.ndarray:
-    """Signed 2-D attribution -> values in [-1, 1] (captum's ``_normalize_attr`` semantics).
-
-    Returns zeros when nothing survives the sign selection (captum asserts instead).
-    """
+def _check_scaling(sign: str, outlier_perc: float) -> None:
     if sign not in SIGNS:
         raise RenderError(f"sign must be one of {', '.join(SIGNS)}")
     if not 0.0 <= outlier_perc <= 100.0:
         raise RenderError("outlier_perc must be between 0 and 100")
+
+
+def _selected(a: np.ndarray, sign: str) -> np.ndarray:
+    """The magnitudes a sign draws: |a|, the positive part, or the negative part's magnitude."""
+    if sign == "positive":
+        return np.where(a > 0, a, 0.0).astype(np.float32)
+    if sign == "negative":
+        return np.where(a < 0, -a, 0.0).astype(np.float32)
+    return np.abs(a)
+
+
+def attribution_scale(maps: Sequence[np.ndarray], sign: str, outlier_perc: float = 2.0) -> float:
+    """The magnitude drawn at full colour for some maps together (captum's cumulative-sum rule:
+    ``100 - outlier_perc`` % of the drawn mass lies below it); 0.0 when nothing is drawn."""
+    _check_scaling(sign, outlier_perc)
+    parts = [_selected(np.asarray(m, dtype=np.float32), sign).ravel() for m in maps if np.size(m)]
+    if not parts:
+        return 0.0
+    threshold = cumulative_sum_threshold(np.concatenate(parts) if len(parts) > 1 else parts[0], 100.0 - outlier_perc)
+    return threshold if np.isfinite(threshold) and threshold > 0.0 else 0.0
+
+
+def normalize_attribution(attr2d: np.ndarray, sign: str, outlier_perc: float = 2.0,
+                          scale: Optional[float] = None) -> np.ndarray:
+    """Signed 2-D attribution -> values in [-1, 1] (captum's ``_normalize_attr`` semantics).
+
+    ``scale`` is the magnitude drawn at full colour (a shared one, for maps to compare); by
+    default the map's own (:func:`attribution_scale`). Returns zeros when nothing survives the
+    sign selection (captum asserts instead).
+    """
+    _check_scaling(sign, outlier_perc)
     a = np.asarray(attr2d, dtype=np.float32)
-    if sign == "all":
-        threshold = cumulative_sum_threshold(np.abs(a), 100.0 - outlier_perc)
-    elif sign == "positive":
+    threshold = attribution_scale([a], sign, outlier_perc) if scale is None else float(scale)
+    if sign == "positive":
         a = np.where(a > 0, a, 0.0).astype(np.float32)
-        threshold = cumulative_sum_threshold(a, 100.0 - outlier_perc)
     elif sign == "negative":
         a = np.where(a < 0, a, 0.0).astype(np.float32)
-        threshold = -cumulative_sum_threshold(np.abs(a), 100.0 - outlier_perc)
-    else:
+        threshold = -threshold
+    elif sign == "absolute_value":
         a = np.abs(a)
-        threshold = cumulative_sum_threshold(a, 100.0 - outlier_perc)
     if threshold == 0.0 or not np.isfinite(threshold):
         return np.zeros_like(a)
     return np.clip(a / np.float32(threshold), -1.0, 1.0)
+
+
+def scale_range(sign: str, scale: float) -> Dict[str, float]:
+    """The attribution values at the two ends of a sign's colour bar, for a legend."""
+    low = {"all": -scale, "negative": -scale}.get(sign, 0.0)
+    high = 0.0 if sign == "negative" else scale
+    return {"low": float(low), "high": float(high)}
 
 
 def to_display_image(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -146,11 +195,13 @@ def render_attribution(
     sign: str = "absolute_value",
     outlier_perc: float = 2.0,
     norm: Optional[np.ndarray] = None,
+    palette: str = "captum",
 ) -> np.ndarray:
     """Draw one attribution map as captum's visualize_image_attr would, as a uint8 array.
 
     ``original`` is the (H, W, C) uint8 display image; ``norm`` may pass an already
-    normalized map (from :func:`normalize_attribution`) to skip the sort.
+    normalized map (from :func:`normalize_attribution`) to skip the sort; ``palette`` picks
+    the colours of the heat maps (``PALETTES``; "captum" is captum's own).
     """
     if method not in VIS_METHODS:
         raise RenderError(f"visualization method must be one of {', '.join(VIS_METHODS)}")
@@ -173,7 +224,7 @@ def render_attribution(
         scaled = (norm + 1.0) * 128.0 if sign == "all" else norm * 256.0
         idx = scaled.astype(np.intp)
         np.clip(idx, 0, 255, out=idx)
-        heat = np.take(colormap_lut(sign), idx, axis=0)  # take: several times faster than lut[idx]
+        heat = np.take(colormap_lut(sign, palette), idx, axis=0)  # take: several times faster than lut[idx]
         if method == "heat_map":
             return heat
         # Gray = mean of the channels rescaled to 0..255; the channel sum rescales the same way.

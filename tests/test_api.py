@@ -11,6 +11,7 @@ import threading
 import time
 from typing import Any, Dict, List
 
+import numpy as np
 import pytest
 import requests
 import torch
@@ -157,6 +158,83 @@ def test_an_unfiltered_page_past_the_end_names_the_last_page(digits_setup):
     past = post(client, "/examples", dict(FAST, page_size=6, page=500)).get_json()["page"]
     assert past["ids"] == [] and past["matched"] == 40 and past["dataset_size"] == 40 and past["last_page"] == 6
     assert "The dataset has 40 examples: page 501 is past the last page, 7." == past["message"]
+
+
+def test_each_method_has_a_default_sign_and_maps_carry_their_colour_scale(client):
+    methods = {m["name"]: m for m in client.get(API + "/config").get_json()["methods"]}
+    assert methods["Saliency"]["default_sign"] == "absolute_value"
+    assert methods["LayerGradCam"]["default_sign"] == "positive"
+    assert methods["IntegratedGradients"]["default_sign"] == methods["Occlusion"]["default_sign"] == "all"
+    # A request that names no sign gets its method's: signed methods show both signs.
+    signed = post(client, "/examples", {"method": "IntegratedGradients", "page_size": 2}).get_json()
+    unsigned = post(client, "/examples", {"method": "Saliency", "page_size": 2}).get_json()
+    for ex in signed["examples"]:
+        scale = ex["models"][0]["attributions"][0]["scale"]
+        assert scale["low"] == -scale["high"] and scale["high"] > 0
+    for ex in unsigned["examples"]:
+        scale = ex["models"][0]["attributions"][0]["scale"]
+        assert scale["low"] == 0 and scale["high"] > 0
+    # Masking needs one sign: a signed method without a sign named falls back to absolute values.
+    masked = post(client, "/examples", {"method": "IntegratedGradients", "page_size": 1,
+                                        "visualization": {"method": "masked_image"}})
+    assert masked.status_code == 200 and masked.get_json()["examples"][0]["models"][0]["attributions"][0]["scale"]["low"] == 0
+
+
+def test_a_shared_scale_is_the_pages_and_a_fixed_one_is_the_number_sent(client, digits_visualizer):
+    from insights_app.render import attribution_scale, shrink_map
+
+    body = {"method": "IntegratedGradients", "page_size": 3, "visualization": {"sign": "all", "outlier_perc": 2}}
+    own = post(client, "/examples", body).get_json()["examples"]
+    highs = [ex["models"][0]["attributions"][0]["scale"]["high"] for ex in own]
+    assert len(set(highs)) == 3  # each map on its own scale
+    shared = post(client, "/examples", dict(body, visualization=dict(body["visualization"], scale="page"))).get_json()
+    scales = [ex["models"][0]["attributions"][0]["scale"] for ex in shared["examples"]]
+    assert len({(s["low"], s["high"]) for s in scales}) == 1
+    # The page's scale is captum's rule over the page's maps together.
+    engine = digits_visualizer.engines[0]
+    spec = digits_visualizer.methods["IntegratedGradients"]
+    results = engine.run(digits_visualizer.store.get_many([0, 1, 2]), spec, spec.validate({}))
+    expected = attribution_scale([shrink_map(r.explanation.maps[0]) for r in results], "all", 2.0)
+    assert abs(scales[0]["high"] - expected) <= 1e-6 * expected
+    # The streamed page computes every map first, then draws them together.
+    streamed = events(post(client, "/examples", dict(body, stream=True,
+                                                      visualization=dict(body["visualization"], scale="page"))))
+    kinds = [e["type"] for e in streamed if e["type"] in ("progress", "example")]
+    assert kinds[-3:] == ["example"] * 3 and "example" not in kinds[:-3] and "progress" in kinds
+    fixed = post(client, "/examples", dict(body, visualization=dict(body["visualization"], scale=0.05))).get_json()
+    for ex in fixed["examples"]:
+        assert ex["models"][0]["attributions"][0]["scale"] == {"low": -0.05, "high": 0.05}
+    bad = post(client, "/examples", dict(body, visualization={"scale": -1}))
+    assert bad.status_code == 400 and bad.get_json()["error"].startswith("visualization.scale:")
+
+
+def test_the_colour_blind_palette_is_the_default_and_captums_is_one_request_away(client):
+    body = {"method": "IntegratedGradients", "page_size": 2, "visualization": {"method": "heat_map", "sign": "all"}}
+
+    def greens(data) -> float:
+        px = np.concatenate([decode_data_url(ex["models"][0]["attributions"][0]["image"]).reshape(-1, 3)
+                             for ex in data["examples"]]).astype(int)
+        return float(((px[:, 1] > px[:, 0] + 40) & (px[:, 1] > px[:, 2] + 40)).mean())
+
+    default = post(client, "/examples", body).get_json()
+    captum = post(client, "/examples", dict(body, visualization=dict(body["visualization"], palette="captum"))).get_json()
+    assert greens(default) == 0.0  # blue-white-orange: no green anywhere
+    assert greens(captum) > 0.01  # captum's red-white-green
+    bad = post(client, "/examples", dict(body, visualization={"palette": "rainbow"}))
+    assert bad.status_code == 400 and bad.get_json()["error"].startswith("visualization.palette:")
+
+
+def test_attribute_sends_the_map_values_when_asked(client):
+    import base64
+
+    plain = post(client, "/attribute", {"example_id": 3, "method": "Saliency"}).get_json()
+    assert "values" not in plain["example"]["models"][0]["attributions"][0]
+    data = post(client, "/attribute", {"example_id": 3, "method": "Saliency", "values": True}).get_json()
+    attr = data["example"]["models"][0]["attributions"][0]
+    values = np.frombuffer(base64.b64decode(attr["values"]["data"]), dtype="<f4").reshape(attr["values"]["shape"])
+    assert values.shape == decode_data_url(attr["image"]).shape[:2] == (32, 32)
+    assert values.min() >= 0 and 0 < attr["scale"]["high"] <= values.max()  # |gradients|, clipped at the scale
+    assert post(client, "/attribute", {"example_id": 3, "values": "yes"}).status_code == 400
 
 
 def test_empty_filter_result_says_how_many_examples_were_scanned(digits_setup):

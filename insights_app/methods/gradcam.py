@@ -29,7 +29,7 @@ def guided_gradcam(ctx: AttributionContext) -> Attributions:
 
 @method("LayerGradCam", label="GradCAM", help="Class activation map of a convolution layer, upsampled to the image.",
         params=(LAYER, Param("relu_attributions", "bool", True, "Keep only positive evidence", label="ReLU on the map"),
-                INTERPOLATE))
+                INTERPOLATE), sign="positive")
 def gradcam(ctx: AttributionContext) -> Attributions:
     layer = ctx.resolve_layer(ctx.params["layer"])
     attr = LayerGradCam(ctx.forward, layer).attribute(

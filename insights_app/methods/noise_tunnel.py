@@ -37,7 +37,8 @@ def noise_tunnel_integrated_gradients(ctx: AttributionContext) -> Attributions:
 
 @method("NoiseTunnel(Saliency)", label="SmoothGrad (NoiseTunnel over Saliency)", captum_class="NoiseTunnel",
         help="Gradients averaged over noisy copies of the input.",
-        params=(NT_TYPE, NT_SAMPLES, STDEVS, ABS, SEED), cost=lambda p, hw: p["nt_samples"])
+        params=(NT_TYPE, NT_SAMPLES, STDEVS, ABS, SEED), cost=lambda p, hw: p["nt_samples"],
+        sign="absolute_value")
 def smoothgrad(ctx: AttributionContext) -> Attributions:
     return NoiseTunnel(Saliency(ctx.forward)).attribute(
         ctx.inputs, target=ctx.targets, additional_forward_args=ctx.additional_args,

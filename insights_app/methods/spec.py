@@ -101,6 +101,9 @@ class MethodSpec:
     # Whether captum draws from numpy's global generator too (Gradient SHAP does), so that it
     # must be seeded as well as torch's.
     numpy_rng: bool = False
+    # The sign its maps are drawn with when a request names none: "all" for signed methods;
+    # "absolute_value" or "positive" for methods whose maps (at their defaults) have one sign.
+    sign: str = "all"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -109,6 +112,8 @@ class MethodSpec:
             raise TypeError(f"method {self.name!r}: run must be callable")
         if self.first_forward not in ("", "grad", "eval"):
             raise ValueError(f"method {self.name!r}: first_forward must be '', 'grad' or 'eval'")
+        if self.sign not in ("all", "positive", "negative", "absolute_value"):
+            raise ValueError(f"method {self.name!r}: sign must be all, positive, negative or absolute_value")
         names = [p.name for p in self.params]
         if len(set(names)) != len(names):
             raise ValueError(f"method {self.name!r}: parameter names must be unique")
@@ -176,6 +181,7 @@ class MethodSpec:
             "help": self.help,
             "params": [p.to_json() for p in self.params],
             "defaults": self.defaults(),
+            "default_sign": self.sign,
         }
 
 
@@ -194,12 +200,13 @@ def _code_digest(fn: Any) -> str:
 
 def method(name: str, *, label: str = "", help: str = "", params: Sequence[Param] = (), captum_class: str = "",
            cost: Cost = _one_pass, rows: Optional[Cost] = None, first_forward: str = "",
-           numpy_rng: bool = False) -> Callable[[Callable[[AttributionContext], Attributions]], MethodSpec]:
+           numpy_rng: bool = False, sign: str = "all"
+           ) -> Callable[[Callable[[AttributionContext], Attributions]], MethodSpec]:
     """Declare a method on its runner: the decorated function becomes its :class:`MethodSpec`."""
 
     def declare(run: Callable[[AttributionContext], Attributions]) -> MethodSpec:
         return MethodSpec(name=name, label=label or name, captum_class=captum_class or name, help=help,
                           params=tuple(params), run=run, cost=cost, rows=rows, first_forward=first_forward,
-                          numpy_rng=numpy_rng)
+                          numpy_rng=numpy_rng, sign=sign)
 
     return declare

@@ -28,6 +28,7 @@ class InsightsApp {
     this.state = null; // the form
     this.committed = null; // the body of the page on screen
     this.views = new Map(); // name -> view (views/index.js); the first is the default view
+    this.controls = {}; // what one sidebar section offers another (the Display section's showSign)
     this.cleanup = [];
     this.destroyed = false;
   }
@@ -86,7 +87,7 @@ class InsightsApp {
   }
 
   attributeBody(base, exampleId, model, target, method) {
-    return attributeBody(base, exampleId, model, target, method, this.state, this.methods);
+    return attributeBody(base, exampleId, model, target, method, this.state, this.methods, this.config);
   }
 
   writeUrl() {

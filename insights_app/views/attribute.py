@@ -22,7 +22,7 @@ def attribute(vis: Any, body: Any, cancel: Optional[Cancel] = None) -> Dict[str,
     except NotReadYet as exc:
         raise ValidationError("example_id", f"{exc} (page forward to reach it)") from None
     (result,) = vis.engines[q.model].run([ex], q.method, q.arguments, [q.target], cancel=cancel)
-    model = vis.presenter.model(q.model, ex, result, q.visualization, q.top_k)
+    model = vis.presenter.model(q.model, ex, result, q.visualization, q.top_k, values=q.values)
     return {"example": vis.presenter.example(ex, [model])}
 
 
@@ -36,6 +36,8 @@ def request_schema(vis: Any) -> Dict[str, Any]:
             "example_id": {"type": "integer", "minimum": 0, "maximum": EXAMPLE_ID_MAX},
             "model": {"type": "integer", "minimum": 0, "maximum": max(0, len(vis.engines) - 1)},
             "target": {"anyOf": [class_ref, {"type": "null"}]},
+            "values": {"type": "boolean", "description": "also send each image map's values as drawn "
+                                                         "(base64 float32, row-major, with its shape)"},
         }),
     }
 

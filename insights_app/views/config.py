@@ -7,8 +7,8 @@ from typing import Any, Dict
 
 from .. import limits
 from ..methods.layers import conv_layer_names
-from ..query import CLASS_SOURCES, PAGE_SIZE_DEFAULT, PREDICTION_FILTERS, Visualization
-from ..render import SIGNS, SINGLE_SIGN_METHODS, VIS_METHODS
+from ..query import CLASS_SOURCES, PAGE_SIZE_DEFAULT, PREDICTION_FILTERS, SCALES, Visualization
+from ..render import PALETTES, SIGNS, SINGLE_SIGN_METHODS, VIS_METHODS, colormap_stops
 from .view import View
 
 
@@ -23,7 +23,9 @@ def config(vis: Any, body: Any = None) -> Dict[str, Any]:
         "methods": [s.to_json() for s in vis.methods.values()],
         "default_method": vis.default_method,
         "visualization": {"methods": list(VIS_METHODS), "signs": list(SIGNS),
-                          "single_sign_methods": list(SINGLE_SIGN_METHODS), "default": asdict(Visualization())},
+                          "single_sign_methods": list(SINGLE_SIGN_METHODS), "default": asdict(Visualization()),
+                          "palettes": list(PALETTES), "scales": list(SCALES),
+                          "colormaps": {p: {s: colormap_stops(s, p) for s in SIGNS} for p in PALETTES}},
         "top_k": vis.default_top_k,
         "page_size": PAGE_SIZE_DEFAULT,
         "filters": {"prediction": list(PREDICTION_FILTERS), "class_source": list(CLASS_SOURCES)},

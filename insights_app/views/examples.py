@@ -9,25 +9,35 @@ computes in one captum call each.
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..cancel import Cancel
 from ..dataset import Example, ExampleBatch
+from ..engine import Result
 from ..limits import PAGE_MAX, PAGE_SIZE_MAX
 from ..query import CLASS_SOURCES, PREDICTION_FILTERS, PageQuery, parse_page_query
 from .schemas import class_schema, query_properties
 from .view import Stream, View
 
 
+def computed(vis: Any, q: PageQuery, examples: Sequence[Example], cancel: Optional[Cancel] = None
+             ) -> List[List[Result]]:
+    """Every model's results for some examples (one batch per model; one list per model)."""
+    return [engine.run(examples, q.method, q.arguments, cancel=cancel) for engine in vis.engines] if examples else []
+
+
+def presented(vis: Any, q: PageQuery, examples: Sequence[Example], per_model: List[List[Result]],
+              scales: Optional[Tuple[float, ...]] = None) -> List[Dict[str, Any]]:
+    """Examples with every model's predictions and rendered attributions, as JSON."""
+    return [vis.presenter.example(ex, [vis.presenter.model(m, ex, results[j], q.visualization, q.top_k, scales)
+                                       for m, results in enumerate(per_model)])
+            for j, ex in enumerate(examples)]
+
+
 def explained(vis: Any, q: PageQuery, examples: Sequence[Example], cancel: Optional[Cancel] = None
               ) -> List[Dict[str, Any]]:
     """Every model's predictions and attributions for some examples (one batch per model)."""
-    if not examples:
-        return []
-    per_model = [engine.run(examples, q.method, q.arguments, cancel=cancel) for engine in vis.engines]
-    return [vis.presenter.example(ex, [vis.presenter.model(m, ex, results[j], q.visualization, q.top_k)
-                                       for m, results in enumerate(per_model)])
-            for j, ex in enumerate(examples)]
+    return presented(vis, q, examples, computed(vis, q, examples, cancel))
 
 
 # A method costing at least this many forward passes per example shows each example's input and
@@ -84,9 +94,22 @@ def page_events(vis: Any, q: PageQuery, first_chunk: int = 1, cancel: Optional[C
     if streaming and examples and evals_per_example(vis, q) >= PREVIEW_MIN_EVALS:
         for ex_json in previewed(vis, q, examples, cancel):
             yield {"type": "preview", "example": ex_json}
-    for chunk in stream_chunks(vis, q, examples, first_chunk):
-        for ex_json in explained(vis, q, chunk, cancel):
-            yield {"type": "example", "example": ex_json}
+    if q.visualization.scale == "page":
+        # One colour scale for the whole page: every map is computed before any is drawn.
+        done: List[Tuple[Sequence[Example], List[List[Result]]]] = []
+        for chunk in stream_chunks(vis, q, examples, first_chunk):
+            done.append((chunk, computed(vis, q, chunk, cancel)))
+            if streaming:
+                yield {"type": "progress", "computed": sum(len(c) for c, _ in done), "total": len(examples)}
+        scales = vis.presenter.page_scales([r for _, per_model in done for results in per_model for r in results],
+                                           q.visualization)
+        for chunk, per_model in done:
+            for ex_json in presented(vis, q, chunk, per_model, scales):
+                yield {"type": "example", "example": ex_json}
+    else:
+        for chunk in stream_chunks(vis, q, examples, first_chunk):
+            for ex_json in explained(vis, q, chunk, cancel):
+                yield {"type": "example", "example": ex_json}
     left = vis.pager.max_scan - info.newly_scanned
     if not q.filter.trivial and not info.exhausted and left > 0:
         # The page is on screen: scan on for the filter's count, within this request's bound.

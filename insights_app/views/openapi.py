@@ -73,10 +73,13 @@ def openapi_document(vis: Any, body: Any = None) -> Dict[str, Any]:
                           "(its input and predictions; each model is marked pending); then one 'example' per "
                           "example as soon as it is computed; for a filter not yet scanned to the end, 'count' "
                           "(the PageInfo fields once the scan went on for the number of matches); then 'done' "
-                          "(elapsed_ms). A failure mid-stream is an 'error' event and ends the stream.",
+                          "(elapsed_ms). With visualization.scale 'page', 'progress' events (computed, total) "
+                          "come while the maps are computed, then every 'example' on the shared scale. A "
+                          "failure mid-stream is an 'error' event and ends the stream.",
                           "properties": {
-                              "type": {"type": "string", "enum": ["page", "preview", "example", "count", "done",
-                                                                  "error"]},
+                              "type": {"type": "string", "enum": ["page", "preview", "example", "progress", "count",
+                                                                  "done", "error"]},
+                              "computed": {"type": "integer"}, "total": {"type": "integer"},
                               "example": {"$ref": "#/components/schemas/Example"},
                               "error": {"type": "string"}, "elapsed_ms": {"type": "number"}}},
                 "Label": {"type": "object", "nullable": True, "properties": {
@@ -99,6 +102,13 @@ def openapi_document(vis: Any, body: Any = None) -> Dict[str, Any]:
                         "tokens": {"type": "array", "items": {"type": "string"}},
                         "categories": {"type": "array", "items": {"type": "string"}},
                         "scores": {"type": "array", "items": {"type": "number"}},
+                        "scale": {"type": "object", "description": "the attribution values at the two ends of "
+                                  "the colour bar", "properties": {"low": {"type": "number"},
+                                                                   "high": {"type": "number"}}},
+                        "values": {"type": "object", "description": "only with values=true: the map as drawn",
+                                   "properties": {"shape": {"type": "array", "items": {"type": "integer"}},
+                                                  "data": {"type": "string",
+                                                           "description": "base64 float32, row-major"}}},
                         "contribution": {"type": "number", "description": "share of the total |attribution|"}}}},
                     "error": {"type": "string", "nullable": True,
                               "description": "this model failed on this example (the rest of the page is fine)"},

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any, Dict
 
 from ..limits import TOP_K_MAX
-from ..render import SIGNS, VIS_METHODS
+from ..query import SCALES
+from ..render import PALETTES, SIGNS, VIS_METHODS
 
 
 def param_schema(p: Dict[str, Any]) -> Dict[str, Any]:
@@ -96,6 +97,12 @@ def query_properties(vis: Any) -> Dict[str, Any]:
                 "method": {"type": "string", "enum": list(VIS_METHODS)},
                 "sign": {"type": "string", "enum": list(SIGNS)},
                 "outlier_perc": {"type": "number", "minimum": 0, "maximum": 50},
+                "palette": {"type": "string", "enum": list(PALETTES),
+                            "description": "colorblind: blue-white-orange and one hue per sign; captum: captum's"},
+                "scale": {"description": "the magnitude drawn at full colour: 'map' (each map its own), 'page' "
+                                         "(one for the page), or that number",
+                          "anyOf": [{"type": "string", "enum": list(SCALES)},
+                                    {"type": "number", "minimum": 1e-30, "maximum": 1e30}]},
             },
         },
         "top_k": {"type": "integer", "minimum": 1, "maximum": TOP_K_MAX},

@@ -17,6 +17,8 @@ export const SIGN_LABELS = {
   absolute_value: "Absolute value",
 };
 const ZOOM_LABELS = [["s", "Small"], ["m", "Medium"], ["l", "Large"], ["xl", "Extra large"]];
+export const PALETTE_LABELS = { colorblind: "Colour-blind safe (blue–orange)", captum: "Captum's (red–green)" };
+const SCALE_LABELS = [["map", "Each map on its own"], ["page", "Shared across the page"], ["fixed", "Fixed value…"]];
 
 export function displaySection(app) {
   const s = app.state;
@@ -27,6 +29,25 @@ export function displaySection(app) {
     syncSigns();
   });
   const signSelect = select("vis_sign", cfg.visualization.signs.map((m) => [m, SIGN_LABELS[m] || m]), s.vis.sign, (v) => { s.vis.sign = v; });
+  app.controls.showSign = (v) => { signSelect.value = v; };
+  const palettes = cfg.visualization.palettes || ["colorblind"];
+  const paletteSelect = select("vis_palette", palettes.map((p) => [p, PALETTE_LABELS[p] || p]), s.vis.palette || palettes[0], (v) => { s.vis.palette = v; });
+  // The colour scale: per map (captum's), shared by the page's maps, or a number the user fixes
+  // (the same colours across pages and methods' runs).
+  const fixedValue = () => (typeof s.vis.scale === "number" ? s.vis.scale : "");
+  const fixed = numberInput("vis_scale_value", fixedValue(), { min: 0, step: "any", placeholder: "e.g. 0.05", onInput: (v) => { s.vis.scale = v.trim() === "" ? "" : Number(v); } });
+  fixed.setAttribute("aria-label", "Attribution drawn at full colour");
+  const scaleMode = typeof s.vis.scale === "number" || s.vis.scale === "" ? "fixed" : s.vis.scale || "map";
+  const fixedField = field("Full colour at", fixed, { field: "visualization.scale", title: "The attribution value drawn at full colour, on every map" });
+  fixedField.hidden = scaleMode !== "fixed";
+  const scaleSelect = select("vis_scale", SCALE_LABELS, scaleMode, (v) => {
+    fixedField.hidden = v !== "fixed";
+    if (v === "fixed") {
+      const shown = app.controls.sharedScale ? app.controls.sharedScale() : null;
+      if (!fixed.value && shown) fixed.value = String(Number(shown.toPrecision(3)));
+      s.vis.scale = fixed.value === "" ? "" : Number(fixed.value);
+    } else s.vis.scale = v;
+  });
   // Masking and alpha scaling need a single sign: "all" is not offered with them (the server's rule).
   const syncSigns = () => {
     const needsOneSign = singleSign.has(s.vis.method);
@@ -47,6 +68,9 @@ export function displaySection(app) {
     h("h2", { class: "ia-section-title" }, "Display"),
     field("Visualization", visSelect, { field: "visualization.method" }),
     field("Sign", signSelect, { field: "visualization.sign" }),
+    field("Colours", paletteSelect, { field: "visualization.palette" }),
+    field("Colour scale", scaleSelect, { title: "Scale each map to its own largest values, or share one scale so that colours compare across cards" }),
+    fixedField,
     h("div", { class: "ia-row2" },
       field("Outlier %", outlier, { field: "visualization.outlier_perc", title: "Percentile of the largest attributions clipped before scaling the colours" }),
       field("Top-k", topk, { field: "top_k", title: `Predictions shown per model (1 – ${kMax})` })),

@@ -1,6 +1,7 @@
 // The Attribution section: the method, and controls for its parameters generated from its schema.
 
 import { clear, h, put } from "../lib/dom.js";
+import { signFor } from "../lib/state.js";
 import { field, numberInput, select } from "./fields.js";
 
 /** The section; changing the method or a parameter edits `app.state` and marks the form dirty. */
@@ -9,7 +10,18 @@ export function methodSection(app) {
   const panel = h("div", { class: "ia-method-params" });
   const help = h("div", { class: "ia-help" });
   const options = app.config.methods.map((m) => [m.name, m.label]);
-  const methodSelect = select("method", options, s.method, (v) => { s.method = v; render(); app.markDirty(); });
+  const methodSelect = select("method", options, s.method, (v) => {
+    const previous = app.methods.get(s.method);
+    s.method = v;
+    // Signed methods show their sign, unsigned ones their magnitude (unless the user picked a sign).
+    const sign = signFor(app.config, app.methods.get(v), s.vis, previous);
+    if (sign !== s.vis.sign) {
+      s.vis.sign = sign;
+      if (app.controls.showSign) app.controls.showSign(sign);
+    }
+    render();
+    app.markDirty();
+  });
 
   function render() {
     const spec = app.methods.get(s.method);

@@ -4,15 +4,30 @@ import { apiError } from "./transport.js";
 
 export const ZOOMS = { s: 96, m: 128, l: 192, xl: 256 };
 
+/**
+ * The sign a method's maps are drawn with: its own default (signed methods show their sign),
+ * unless the user chose another than the previous method's default. Drawings that need a single
+ * sign (masking, alpha) get absolute_value instead of "all".
+ */
+export function signFor(config, spec, vis, previousSpec) {
+  const single = new Set(config.visualization.single_sign_methods || []);
+  const own = (s) => (s && s.default_sign) || "absolute_value";
+  let sign = previousSpec && vis.sign !== own(previousSpec) ? vis.sign : own(spec);
+  if (single.has(vis.method) && sign === "all") sign = "absolute_value";
+  return sign;
+}
+
 /** The form as it starts: every method at its defaults, the server's default method and display. */
 export function defaultState(config, methods) {
   const args = {};
   for (const m of config.methods) args[m.name] = { ...m.defaults };
   const method = methods.has(config.default_method) ? config.default_method : config.methods[0].name;
+  const vis = { ...config.visualization.default };
+  vis.sign = signFor(config, methods.get(method), vis, null);
   return {
     method,
     args,
-    vis: { ...config.visualization.default },
+    vis,
     top_k: Math.min(config.top_k, config.classes.length || 1),
     filter: { classes: [], prediction: config.filters.prediction[0], class_source: config.filters.class_source[0] },
     page: 0,
@@ -38,7 +53,7 @@ export function bodyFromState(state, methods, strict) {
   return {
     method: state.method,
     arguments: args,
-    visualization: { ...state.vis },
+    visualization: visualizationFromState(state.vis, strict),
     top_k: state.top_k,
     filter: { classes: [...state.filter.classes], prediction: state.filter.prediction, class_source: state.filter.class_source },
     page: state.page,
@@ -46,19 +61,34 @@ export function bodyFromState(state, methods, strict) {
   };
 }
 
+/** The visualization the form describes (a fixed colour scale left empty is an error when `strict`). */
+function visualizationFromState(vis, strict) {
+  const out = { ...vis };
+  if (out.scale === "" || out.scale === undefined || (typeof out.scale === "number" && !Number.isFinite(out.scale))) {
+    if (strict && out.scale !== undefined) throw apiError("visualization.scale: enter the attribution value drawn at full colour", 400);
+    out.scale = "map";
+  }
+  return out;
+}
+
 /**
  * The /attribute body for one example, model and target, from the query of the page it is on (so a
  * re-attribution matches the card). Another `method` takes its defaults, or the form's arguments
  * when the form has that method selected.
  */
-export function attributeBody(base, exampleId, model, target, method, state, methods) {
+export function attributeBody(base, exampleId, model, target, method, state, methods, config) {
+  const other = method && method !== base.method;
+  const visualization = { ...base.visualization };
+  // Another method is drawn with its own sign (unsigned maps on an unsigned scale) unless the user
+  // chose a sign of their own for the page's method.
+  if (other && config) visualization.sign = signFor(config, methods.get(method), visualization, methods.get(base.method));
   const body = {
     example_id: exampleId,
     model,
     target,
     method: method || base.method,
-    arguments: method && method !== base.method ? {} : base.arguments,
-    visualization: base.visualization,
+    arguments: other ? {} : base.arguments,
+    visualization,
     top_k: base.top_k,
   };
   if (method && method !== base.method && method === state.method) {

@@ -2,7 +2,7 @@
 // options, page and open view (never the token: the cookie carries it).
 
 import { sameJson } from "./dom.js";
-import { ZOOMS, bodyFromState } from "./state.js";
+import { ZOOMS, bodyFromState, signFor } from "./state.js";
 
 /** Encode one argument for the URL (numbers and strings as themselves, the rest as JSON). */
 export function encodeArg(value) {
@@ -60,6 +60,10 @@ export function readUrl(app, viewModules, search) {
   if (cfg.filters.class_source.includes(q.get("src"))) s.filter.class_source = q.get("src");
   if (cfg.visualization.methods.includes(q.get("vis"))) s.vis.method = q.get("vis");
   if (cfg.visualization.signs.includes(q.get("sign"))) s.vis.sign = q.get("sign");
+  else s.vis.sign = signFor(cfg, app.methods.get(s.method), s.vis, null); // the linked method's own
+  if ((cfg.visualization.palettes || []).includes(q.get("pal"))) s.vis.palette = q.get("pal");
+  if ((cfg.visualization.scales || []).includes(q.get("scale"))) s.vis.scale = q.get("scale");
+  else if (q.has("scale") && Number(q.get("scale")) > 0) s.vis.scale = Number(q.get("scale"));
   const num = (key) => (q.has(key) && q.get(key).trim() !== "" && Number.isFinite(Number(q.get(key))) ? Number(q.get(key)) : null);
   if (num("outlier") !== null) s.vis.outlier_perc = num("outlier");
   if (num("k") !== null) s.top_k = num("k");
@@ -90,6 +94,8 @@ export function writeUrl(app) {
   if (body.filter.class_source !== app.config.filters.class_source[0]) q.set("src", body.filter.class_source);
   q.set("vis", body.visualization.method);
   q.set("sign", body.visualization.sign);
+  if (body.visualization.palette && body.visualization.palette !== app.config.visualization.default.palette) q.set("pal", body.visualization.palette);
+  if (body.visualization.scale !== undefined && body.visualization.scale !== "map") q.set("scale", body.visualization.scale);
   if (body.visualization.outlier_perc !== app.config.visualization.default.outlier_perc) q.set("outlier", body.visualization.outlier_perc);
   q.set("k", body.top_k);
   q.set("size", body.page_size);

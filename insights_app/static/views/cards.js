@@ -3,6 +3,7 @@
 
 import { clear, h, pct, put, spinner } from "../lib/dom.js";
 import { argumentSummary } from "../lib/state.js";
+import { openLarge } from "./enlarge.js";
 import { attributionView, inputView } from "./features/index.js";
 
 /** A card waiting for its example (skeleton lines and a spinner). */
@@ -99,7 +100,10 @@ function renderModelRow(app, card, row, m) {
   else if (m.pending) put(attrs, h("div", { class: "ia-attr-pending" }, spinner("Computing the attribution…")));
   const side = h("div", { class: "ia-attr-side" });
   for (const a of m.attributions) {
-    const view = attributionView(a, { ex, model: m, method: card.body.method, target: m.target });
+    const spec = app.methods.get(card.body.method);
+    const view = attributionView(a, { ex, model: m, method: card.body.method, methodLabel: spec ? spec.label : card.body.method,
+      target: m.target, vis: card.body.visualization, config: app.config,
+      onEnlarge: (attr, opener) => openLarge(app, { ex, model: m, body: card.body, feature: attr.name, opener }) });
     put(a.type === "image" ? attrs : side, view);
   }
   if (m.attributions.length > 1) put(side, contributionBars(m.attributions));

@@ -3,6 +3,7 @@
 
 import { append, clear, h, pct, put, spinner } from "../lib/dom.js";
 import { select } from "../controls/fields.js";
+import { openLarge } from "./enlarge.js";
 import { attributionView, inputView } from "./features/index.js";
 
 const COMPARE_DEFAULTS = ["IntegratedGradients", "Saliency", "LayerGradCam", "Occlusion", "GuidedBackprop"];
@@ -14,6 +15,18 @@ class CompareView {
     this.el = h("section", { class: "ia-compare", hidden: true, "aria-label": "Compare methods" });
     this.current = null; // {id, methods, target, base} while open
     this.run = 0; // bumped to stop the workers of a previous rendering
+    // Columns use the width there is: images grow with the view (up to 512 px), never below the card size.
+    this.resizer = typeof ResizeObserver !== "undefined" ? new ResizeObserver(() => this.fit()) : null;
+    if (this.resizer) this.resizer.observe(this.el);
+  }
+
+  /** Size the images so that the input and every method's column fill the view's width. */
+  fit() {
+    if (!this.current || !this.el.clientWidth) return;
+    const cols = this.current.methods.length + 1;
+    const room = (this.el.clientWidth - 30 - 12 * (cols - 1)) / cols - 6;
+    const px = Math.round(Math.max(128, Math.min(512, room)));
+    this.el.style.setProperty("--ia-img", `${px}px`);
   }
 
   get isOpen() {
@@ -48,6 +61,7 @@ class CompareView {
 
   destroy() {
     this.run++;
+    if (this.resizer) this.resizer.disconnect();
   }
 
   render() {
@@ -101,6 +115,7 @@ class CompareView {
       h("div", { class: "ia-compare-label" }),
       c.methods.length ? table : h("div", { class: "ia-empty" }, h("div", { class: "ia-empty-title" }, "Pick at least one method above.")),
     ]);
+    this.fit();
     const labelBox = root.querySelector(".ia-compare-label");
     let inputShown = false;
     const queue = cells.slice();
@@ -120,9 +135,8 @@ class CompareView {
             const top = m.predictions.length ? ` · ${m.name} predicts ${m.predictions[0].label} (${pct(m.predictions[0].score)})` : "";
             labelBox.textContent = truth + top;
           }
-          clear(cell);
-          if (m.error) put(cell, h("div", { class: "ia-inline-error", role: "alert" }, m.error));
-          for (const a of m.attributions) put(cell, attributionView(a, { ex, model: m, method, target: m.target }));
+          drawCell(cell, ex, m, method, body);
+          done.push({ cell, ex, m, method, body });
         } catch (exc) {
           if (run !== this.run) return;
           put(clear(cell), h("div", { class: "ia-inline-error", role: "alert" }, exc.message || String(exc)));
@@ -130,8 +144,38 @@ class CompareView {
         }
       }
     };
-    worker();
-    worker();
+    const done = [];
+    const drawCell = (cell, ex, m, method, body) => {
+      clear(cell);
+      const spec = app.methods.get(method);
+      if (m.error) put(cell, h("div", { class: "ia-inline-error", role: "alert" }, m.error));
+      for (const a of m.attributions) {
+        put(cell, attributionView(a, { ex, model: m, method, methodLabel: spec ? spec.label : method, target: m.target,
+          vis: body.visualization, config: cfg,
+          onEnlarge: (attr, opener) => openLarge(app, { ex, model: m, body, feature: attr.name, opener }) }));
+      }
+    };
+    // A shared scale compares one method across models (methods' units differ, so each keeps its own):
+    // once every cell is in, each method's cells are drawn again on the largest of their scales.
+    const share = async () => {
+      if (c.base.visualization.scale !== "page" || cfg.models.length < 2) return;
+      for (const name of c.methods) {
+        const mine = done.filter((d) => d.method === name && !d.m.error);
+        const peak = Math.max(0, ...mine.flatMap((d) => d.m.attributions.filter((a) => a.scale).map((a) => Math.max(Math.abs(a.scale.low), Math.abs(a.scale.high)))));
+        if (!(peak > 0)) continue;
+        for (const d of mine) {
+          const body = { ...d.body, visualization: { ...d.body.visualization, scale: peak } };
+          try {
+            const result = await app.transport.request("attribute", body);
+            if (run !== this.run) return;
+            drawCell(d.cell, result.example, result.example.models[0], d.method, body);
+          } catch (_) {
+            /* keep the cell on its own scale */
+          }
+        }
+      }
+    };
+    Promise.all([worker(), worker()]).then(share);
   }
 }
 

@@ -3,15 +3,9 @@
 
 import { clear, h, put, spinner } from "../lib/dom.js";
 import { sameMaps } from "../lib/state.js";
+import { legend } from "./legend.js";
 import { apiError } from "../lib/transport.js";
 import { failCard, fillCard, placeholderCard } from "./cards.js";
-
-const LEGENDS = {
-  all: ["linear-gradient(90deg, #ff0000, #ffffff, #008000)", "−", "+"],
-  positive: ["linear-gradient(90deg, #f7fcf5, #74c476, #00441b)", "0", "+"],
-  negative: ["linear-gradient(90deg, #fff5f0, #fb6a4a, #67000d)", "0", "−"],
-  absolute_value: ["linear-gradient(90deg, #f7fbff, #6baed6, #08306b)", "0", "|max|"],
-};
 
 class ExamplesView {
   constructor(app) {
@@ -24,7 +18,7 @@ class ExamplesView {
     const cfg = app.config;
     const imagesOnly = cfg.features.filter((f) => f.type === "image").length === cfg.features.length;
     this.status = h("div", { class: "ia-status" }, "");
-    this.legend = h("div", { class: "ia-legend", title: "Colour scale of the attribution maps" });
+    this.legend = h("div", { class: "ia-legend-slot" });
     this.prev = h("button", { type: "button", class: "ia-btn", disabled: true, onclick: () => this.go(-1), title: "Previous page" }, "‹ Previous");
     this.next = h("button", { type: "button", class: "ia-btn", disabled: true, onclick: () => this.go(1), title: "Next page" }, "Next ›");
     this.pageLabel = h("span", { class: "ia-page-label" }, "");
@@ -34,7 +28,8 @@ class ExamplesView {
         h("div", { class: "ia-toolbar-left" }, this.status),
         h("div", { class: "ia-toolbar-right" }, this.legend, h("div", { class: "ia-pager" }, this.prev, this.pageLabel, this.next))),
       this.grid);
-    this.renderLegend(app.state.vis.sign);
+    app.controls.sharedScale = () => this.sharedScale();
+    this.renderLegend(app.state.vis);
   }
 
   get isOpen() {
@@ -92,7 +87,9 @@ class ExamplesView {
     app.setBusy(true);
     this.grid.setAttribute("aria-busy", "true");
     this.setStatus(null, "Finding examples…");
-    this.renderLegend(body.visualization.sign);
+    this.maxScale = 0;
+    this.legendShared = false;
+    this.renderLegend(body.visualization);
     let info = null;
     let failed = null;
     let done = false;
@@ -138,7 +135,13 @@ class ExamplesView {
         pending.delete(ev.example.id);
         computed += 1;
         fillCard(app, card, ev.example, body);
+        this.noteScales(ev.example, body.visualization);
         progress();
+      } else if (ev.type === "progress") {
+        // A shared scale: the maps are computed first and drawn together at the end.
+        computed = ev.computed;
+        for (const card of pending.values()) card.el.dataset.progress = `${ev.computed}/${ev.total}`;
+        if (info) this.setStatus(info, `Computed ${ev.computed} of ${ev.total}; the maps are drawn together on one scale${ev.computed ? ` · about ${duration(((now() - started) / ev.computed) * (ev.total - ev.computed))} left` : ""}…`);
       } else if (ev.type === "count") {
         info = { ...ev, type: "page" };
         this.lastInfo = info;
@@ -194,9 +197,32 @@ class ExamplesView {
     }
   }
 
-  renderLegend(sign) {
-    const [gradient, lo, hi] = LEGENDS[sign] || LEGENDS.absolute_value;
-    put(clear(this.legend), h("span", null, lo), h("span", { class: "ia-legend-bar", style: { background: gradient } }), h("span", null, hi));
+  /** The toolbar's legend for `vis`: with numbers when the page's maps share a scale, else a note. */
+  renderLegend(vis, shared = null) {
+    const fixed = typeof vis.scale === "number" ? scaleRange(vis.sign, vis.scale) : null;
+    const scale = fixed || shared;
+    const note = scale ? (vis.scale === "page" ? "shared by the page" : fixed ? "fixed" : "") : "per map";
+    put(clear(this.legend), legend(this.app.config, vis, scale, { note }));
+  }
+
+  /** The largest magnitude drawn at full colour on the page (a start for a fixed scale). */
+  sharedScale() {
+    return this.maxScale || null;
+  }
+
+  /** Remember an arrived example's map scales (for the legend of a shared scale, and sharedScale()). */
+  noteScales(ex, vis) {
+    for (const m of ex.models) {
+      for (const a of m.attributions || []) {
+        if (a.type !== "image" || !a.scale) continue;
+        const magnitude = Math.max(Math.abs(a.scale.low), Math.abs(a.scale.high));
+        this.maxScale = Math.max(this.maxScale || 0, magnitude);
+        if (vis.scale === "page" && !this.legendShared) {
+          this.legendShared = true;
+          this.renderLegend(vis, a.scale);
+        }
+      }
+    }
   }
 
   renderEmpty(message, detail) {
@@ -251,6 +277,11 @@ function statusText(info, filtered) {
   parts.push(info.exhausted ? `whole dataset scanned (${info.scanned})`
     : `${info.scanned}${size !== null && size !== undefined ? ` of ${size}` : ""} scanned so far`);
   return parts.join(" · ");
+}
+
+/** The values at the ends of a colour bar for a sign and magnitude (the server's scale_range). */
+export function scaleRange(sign, scale) {
+  return { low: sign === "all" || sign === "negative" ? -scale : 0, high: sign === "negative" ? 0 : scale };
 }
 
 function now() {

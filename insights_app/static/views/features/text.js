@@ -1,5 +1,6 @@
 // Text features: the tokens, coloured by their attribution (hover for the value).
 
+import { signedColor } from "../../lib/colors.js";
 import { fmt, h } from "../../lib/dom.js";
 
 export default {
@@ -8,15 +9,18 @@ export default {
     return h("div", { class: "ia-text-input" }, h("div", { class: "ia-mini-title" }, f.name),
       h("div", { class: "ia-tokens" }, (f.original || []).map((t) => h("span", { class: "ia-token" }, t))));
   },
-  attribution(a) {
+  attribution(a, ctx = {}) {
     const scores = a.scores || [];
-    const maxAbs = Math.max(1e-12, ...scores.map((s) => Math.abs(s)));
+    const peak = a.scale && a.scale.high > 0 ? a.scale.high : Math.max(1e-12, ...scores.map((s) => Math.abs(s)));
+    const palette = ctx.vis ? ctx.vis.palette : "colorblind";
+    const [neg, pos] = ctx.config ? [signedColor(ctx.config, palette, -1, 1), signedColor(ctx.config, palette, 1, 1)] : ["blue", "orange"];
     return h("div", { class: "ia-text-attr ia-wide", dataset: { feature: a.name } },
-      h("div", { class: "ia-mini-title" }, a.name, h("span", { class: "ia-muted" }, " · green supports the target, red opposes it")),
+      h("div", { class: "ia-mini-title" }, a.name, h("span", { class: "ia-muted" }, " · ",
+        h("span", { class: "ia-swatch", style: { background: pos } }), " supports the target, ",
+        h("span", { class: "ia-swatch", style: { background: neg } }), ` opposes it (full colour: ±${fmt(peak)})`)),
       h("div", { class: "ia-tokens" }, (a.tokens || []).map((t, i) => {
         const s = scores[i] ?? 0;
-        const alpha = Math.min(1, Math.abs(s) / maxAbs) * 0.8;
-        const bg = s >= 0 ? `rgba(22, 163, 74, ${alpha.toFixed(3)})` : `rgba(220, 38, 38, ${alpha.toFixed(3)})`;
+        const bg = ctx.config ? signedColor(ctx.config, palette, s, peak) : "transparent";
         return h("span", { class: "ia-token ia-token-scored", style: { background: bg }, title: `${t}: ${fmt(s)}`, dataset: { score: String(s) }, tabindex: "0" }, t);
       })));
   },
