@@ -69,8 +69,8 @@ def _label(value: Any) -> Optional[int]:
     return int(value)
 
 
-def split_batch(batch: Any, first_id: int) -> List[Example]:
-    """A Batch -> its examples with consecutive ids starting at ``first_id``."""
+def _checked(batch: Any) -> Tuple[Tuple[torch.Tensor, ...], int, List[Optional[int]]]:
+    """A Batch's inputs (plain CPU tensors), its size and its labels (None: no label), checked."""
     if not isinstance(batch, Batch):
         raise DatasetError(f"the dataset yielded {type(batch).__name__}; it must yield insights_app.Batch")
     inputs = tuple(plain(x.detach()).cpu() for x in _input_tuple(batch.inputs))
@@ -86,6 +86,18 @@ def split_batch(batch: Any, first_id: int) -> List[Example]:
         if len(given) != n:
             raise DatasetError(f"a Batch has {n} inputs but {len(given)} labels")
         labels = [_label(v) for v in given]
+    return inputs, n, labels
+
+
+def batch_rows(batch: Any, first_id: int) -> Tuple["ExampleBatch", List[Optional[int]]]:
+    """A Batch as the model sees it, without splitting it into examples (the dataset pass)."""
+    inputs, n, labels = _checked(batch)
+    return ExampleBatch(list(range(first_id, first_id + n)), inputs, batch.additional_args), labels
+
+
+def split_batch(batch: Any, first_id: int) -> List[Example]:
+    """A Batch -> its examples with consecutive ids starting at ``first_id``."""
+    inputs, n, labels = _checked(batch)
     rows = list(zip(*(x.unbind(0) for x in inputs)))  # one call per input, not one index per example
     extra = batch.additional_args
     return [Example(first_id + j, rows[j], labels[j], None if extra is None else select_rows(extra, [j], n))

@@ -311,6 +311,22 @@ class Engine:
             raise ComputationError(f"prediction failed for {self.name}: {type(exc).__name__}: {exc}") from exc
         return self._store_predictions(ids, scores)
 
+    def outputs(self, batch: ExampleBatch) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One forward pass over ``batch``: the raw outputs (on the device, for a loss) and the
+        (n, classes) scores on the CPU. Nothing is cached: this is the dataset pass's step, which
+        keeps its own records. Run it on :attr:`compute`."""
+        try:
+            inputs = self.model_inputs(batch.inputs)
+            extra = as_tuple(batch.additional_args) or ()
+            with self.lock, torch.no_grad():
+                out = self.forward(*inputs, *extra)
+            scores = self._scores_of(out, len(batch))
+        except (ValidationError, ComputationError, Cancelled):
+            raise
+        except Exception as exc:  # the user's model or transforms failed
+            raise ComputationError(f"prediction failed for {self.name}: {type(exc).__name__}: {exc}") from exc
+        return out.detach(), scores
+
     def _store_predictions(self, ids: Sequence[Hashable], scores: torch.Tensor) -> List[Prediction]:
         """The top-k of each row, cached by example id; a row that is not finite is that example's error."""
         k = min(TOP_K_MAX, scores.shape[1])

@@ -107,15 +107,18 @@ class PageInfo:
 class Pager:
     """Pages of example ids over one dataset, for any filter."""
 
-    def __init__(self, store: ExampleStore, predict: Predict, max_scan: int) -> None:
+    def __init__(self, store: ExampleStore, predict: Predict, max_scan: int, dataset_pass: Any = None) -> None:
         self.store = store
         self.predict = predict
         self.max_scan = max(1, int(max_scan))
+        self.dataset_pass = dataset_pass  # triage filters read its records (insights_app.triage)
         self._filters: "OrderedDict[Filter, FilterIndex]" = OrderedDict()
         self._filters_lock = threading.Lock()
 
     def find_page(self, flt: Filter, page: int, page_size: int, cancel: Optional[Cancel] = None) -> PageInfo:
         """Ids of one page of examples matching ``flt``; scans at most ``max_scan`` new examples."""
+        if flt.needs_pass:
+            return self._pass_page(flt, page, page_size)
         if flt.trivial:
             return self._range_page(page, page_size, cancel)
         stop = (page + 1) * page_size
@@ -129,6 +132,8 @@ class Pager:
     def count(self, flt: Filter, page: int, page_size: int, budget: int, cancel: Optional[Cancel] = None) -> PageInfo:
         """:meth:`find_page` after scanning on, at most ``budget`` more examples, for the filter's
         count (the page's ids stay; only how many matches are known grows)."""
+        if flt.needs_pass:
+            return self._pass_page(flt, page, page_size)
         if flt.trivial:
             return self._range_page(page, page_size, cancel)
         idx = self._index_for(flt)
@@ -160,6 +165,31 @@ class Pager:
             budget -= len(batch)
             scanned += len(batch)
         return scanned
+
+    def _pass_page(self, flt: Filter, page: int, page_size: int) -> PageInfo:
+        """A page of a triage filter, from the dataset pass's records (started here when it has not run)."""
+        from .triage.selection import select
+
+        if self.dataset_pass is None:
+            raise DatasetError("this filter needs the dataset pass, which this visualizer does not have")
+        progress = self.dataset_pass.start()
+        ids = select(self.dataset_pass.snapshot(), flt)
+        start, stop = page * page_size, (page + 1) * page_size
+        chosen = [int(i) for i in ids[start:stop]]
+        covered = progress.done
+        msg = ""
+        if not progress.complete:
+            of = f" of {progress.total}" if progress.total is not None else ""
+            msg = (f"From the {covered}{of} examples the dataset pass has covered so far"
+                   f"{' (it is running: Fetch again for more)' if progress.state == 'running' else ''}.")
+            if progress.state in ("failed", "paused") and progress.message:
+                msg += " " + progress.message
+        elif not chosen:
+            msg = (f"No example matches this filter ({covered} examples, the whole dataset)." if not len(ids)
+                   else f"{len(ids)} example{'s match' if len(ids) != 1 else ' matches'} this filter: page {page + 1} "
+                        f"is past the last page, {(len(ids) - 1) // page_size + 1}.")
+        return PageInfo(chosen, page, page_size, covered, progress.complete, len(ids) > stop, None, msg,
+                        matched=len(ids), dataset_size=self.store.length)
 
     def _filtered_page(self, flt: Filter, idx: FilterIndex, page: int, page_size: int) -> PageInfo:
         """One page of a filter's matches as far as they are known (holding ``idx.lock``)."""

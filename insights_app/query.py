@@ -19,6 +19,7 @@ from .render import PALETTES, SIGNS, VIS_METHODS, sign_problem
 PAGE_SIZE_DEFAULT = 4
 PREDICTION_FILTERS = ("all", "correct", "incorrect")
 CLASS_SOURCES = ("prediction", "label")
+ORDERS = ("dataset", "loss")  # "loss": largest first (the dataset pass's losses)
 
 
 SCALES = ("map", "page")
@@ -46,14 +47,28 @@ class Filter:
     classes: Tuple[int, ...] = ()
     prediction: str = "all"
     class_source: str = "prediction"
+    # Read from the dataset pass (triage): one confusion cell (actual, predicted), a range of the
+    # top prediction's score, the models disagreeing, the loss order; ``model`` is the model whose
+    # predictions, scores and losses they mean.
+    pair: Optional[Tuple[int, int]] = None
+    confidence: Optional[Tuple[float, float]] = None
+    disagree: bool = False
+    order: str = "dataset"
+    model: int = 0
 
     @property
     def trivial(self) -> bool:
-        return not self.classes and self.prediction == "all"
+        return not self.classes and self.prediction == "all" and not self.needs_pass
+
+    @property
+    def needs_pass(self) -> bool:
+        """Whether the pages come from the dataset pass's records instead of a scan."""
+        return self.pair is not None or self.confidence is not None or self.disagree or self.order != "dataset"
 
     @property
     def needs_label(self) -> bool:
-        return self.prediction != "all" or (bool(self.classes) and self.class_source == "label")
+        return (self.prediction != "all" or (bool(self.classes) and self.class_source == "label")
+                or self.pair is not None or self.order == "loss")
 
 
 @dataclass(frozen=True)
@@ -150,15 +165,49 @@ def class_index(value: Any, classes: Sequence[str], where: str) -> int:
     return value
 
 
-def parse_filter(body: Any, classes: Sequence[str]) -> Filter:
+FILTER_KEYS = ("classes", "prediction", "class_source", "pair", "confidence", "disagree", "order", "model")
+
+
+def _pair(value: Any, classes: Sequence[str]) -> Optional[Tuple[int, int]]:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValidationError("filter.pair", "must be an object {actual, predicted} (class names or indices)")
+    _check_keys(value, ("actual", "predicted"), "filter.pair.")
+    for key in ("actual", "predicted"):
+        if key not in value:
+            raise ValidationError(f"filter.pair.{key}", "is required")
+    return (class_index(value["actual"], classes, "filter.pair.actual"),
+            class_index(value["predicted"], classes, "filter.pair.predicted"))
+
+
+def _confidence(value: Any) -> Optional[Tuple[float, float]]:
+    if value is None:
+        return None
+    if (not isinstance(value, list) or len(value) != 2
+            or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1 for v in value)):
+        raise ValidationError("filter.confidence", "must be [low, high], two numbers between 0 and 1")
+    low, high = float(value[0]), float(value[1])
+    if low > high:
+        raise ValidationError("filter.confidence", "low must not be above high")
+    return low, high
+
+
+def parse_filter(body: Any, classes: Sequence[str], n_models: int = 1) -> Filter:
     obj = _require_object(body, "filter")
-    _check_keys(obj, ("classes", "prediction", "class_source"), "filter.")
+    _check_keys(obj, FILTER_KEYS, "filter.")
     raw = obj.get("classes", [])
     if not isinstance(raw, list) or len(raw) > max(1, len(classes)):
         raise ValidationError("filter.classes", "must be a list of class names or indices")
     idx = tuple(sorted({class_index(v, classes, "filter.classes") for v in raw}))
+    disagree = obj.get("disagree", False)
+    if not isinstance(disagree, bool):
+        raise ValidationError("filter.disagree", "must be true or false")
     return Filter(idx, _enum(obj, "prediction", "all", PREDICTION_FILTERS, "filter."),
-                  _enum(obj, "class_source", "prediction", CLASS_SOURCES, "filter."))
+                  _enum(obj, "class_source", "prediction", CLASS_SOURCES, "filter."),
+                  pair=_pair(obj.get("pair"), classes), confidence=_confidence(obj.get("confidence")),
+                  disagree=disagree, order=_enum(obj, "order", "dataset", ORDERS, "filter."),
+                  model=_int(obj, "model", 0, 0, max(0, n_models - 1), "filter."))
 
 
 @dataclass(frozen=True)
@@ -197,7 +246,7 @@ def parse_page_query(body: Any, d: Defaults) -> PageQuery:
         raise ValidationError("stream", "must be true or false")
     return PageQuery(
         **parse_common(obj, d),
-        filter=parse_filter(obj.get("filter"), d.classes),
+        filter=parse_filter(obj.get("filter"), d.classes, d.n_models),
         page=_int(obj, "page", 0, 0, PAGE_MAX),
         page_size=_int(obj, "page_size", PAGE_SIZE_DEFAULT, 1, PAGE_SIZE_MAX),
         stream=stream,

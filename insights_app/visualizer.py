@@ -31,6 +31,7 @@ from .views import View, build_views
 from .views.attribute import attribute as attribute_view
 from .views.config import config as config_view
 from .views.examples import page_document, page_events
+from .triage import DEFAULT_PASS_LIMIT, DatasetPass, Interpretation, LossFn, interpretation_of
 
 class AttributionVisualizer:
     """Show a dataset's examples, the models' predictions and captum attributions.
@@ -60,6 +61,8 @@ class AttributionVisualizer:
         max_cached_examples: int = 4096,
         max_scan: int = 1024,
         title: str = "Insights",
+        loss_func: Union[None, LossFn, Sequence[Optional[LossFn]]] = None,
+        max_pass_examples: int = DEFAULT_PASS_LIMIT,
     ) -> None:
         if not isinstance(models, (list, tuple)):
             models = [models]
@@ -96,7 +99,11 @@ class AttributionVisualizer:
         self.default_top_k = max(1, min(int(top_k), TOP_K_MAX))
         self.max_scan = max(1, int(max_scan))
         self.title = title
-        self.pager = Pager(self.store, self.predictions, self.max_scan)
+        losses = list(loss_func) if isinstance(loss_func, (list, tuple)) else [loss_func] * len(self.engines)
+        if len(losses) != len(self.engines):
+            raise ValueError("loss_func must be one function, or one per model")
+        self.dataset_pass = DatasetPass(self.engines, self.store, len(self.classes), losses, max_pass_examples)
+        self.pager = Pager(self.store, self.predictions, self.max_scan, self.dataset_pass)
         self.presenter = Presenter(self.features, self.classes, names)
         self._image_hw: Optional[Tuple[int, int]] = None
         self._servers: List[Any] = []
@@ -175,6 +182,16 @@ class AttributionVisualizer:
         """One example, one model, any target class (clicking a class in the page)."""
         return attribute_view(self, body)
 
+    # ------------------------------------------------------------ triage
+    def interpretation(self, model: Union[int, str] = 0, progress: bool = True,
+                       timeout: Optional[float] = None) -> Interpretation:
+        """fastai-style triage of one model (``confusion_matrix``, ``most_confused``, ``top_losses``,
+        ``per_class``, ``accuracy``), from the dataset pass: run now (with a progress bar) unless
+        it has run. Interrupting it (Ctrl-C, the notebook's stop button) pauses the pass; the next
+        call resumes it. A pass that could not cover everything gives what it covered, with a
+        warning that says why."""
+        return interpretation_of(self, model, progress=progress, timeout=timeout)
+
     # ------------------------------------------------------------ serving
     def serve(self, blocking: bool = False, debug: bool = False, port: Optional[int] = None,
               bind_all: bool = False, *, host: Optional[str] = None, token: Optional[str] = None,
@@ -207,6 +224,7 @@ class AttributionVisualizer:
         interpreter while torch computes on another thread aborts the process.
         """
         deadline = time.monotonic() + timeout
+        self.dataset_pass.halt(timeout=max(0.1, min(5.0, deadline - time.monotonic())))
         while self._servers:
             self._servers.pop().close(timeout=max(0.1, deadline - time.monotonic()))
         return all(engine.compute.wait_idle(max(0.0, deadline - time.monotonic())) for engine in self.engines)

@@ -102,8 +102,7 @@ def make_visualizer(models: Any = None, dataset: Any = None, **kwargs: Any) -> A
         CLASSES,
         [ImageFeature("digit")],
         dataset if dataset is not None else Digits(),
-        score_func=lambda o: torch.softmax(o, dim=1),
-        **kwargs,
+        **{"score_func": lambda o: torch.softmax(o, dim=1), **kwargs},
     )
 
 

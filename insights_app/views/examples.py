@@ -15,7 +15,7 @@ from ..cancel import Cancel
 from ..dataset import Example, ExampleBatch
 from ..engine import Result
 from ..limits import PAGE_MAX, PAGE_SIZE_MAX
-from ..query import CLASS_SOURCES, PREDICTION_FILTERS, PageQuery, parse_page_query
+from ..query import CLASS_SOURCES, ORDERS, PREDICTION_FILTERS, PageQuery, parse_page_query
 from .schemas import class_schema, query_properties
 from .view import Stream, View
 
@@ -29,9 +29,22 @@ def computed(vis: Any, q: PageQuery, examples: Sequence[Example], cancel: Option
 def presented(vis: Any, q: PageQuery, examples: Sequence[Example], per_model: List[List[Result]],
               scales: Optional[Tuple[float, ...]] = None) -> List[Dict[str, Any]]:
     """Examples with every model's predictions and rendered attributions, as JSON."""
-    return [vis.presenter.example(ex, [vis.presenter.model(m, ex, results[j], q.visualization, q.top_k, scales)
-                                       for m, results in enumerate(per_model)])
-            for j, ex in enumerate(examples)]
+    out = [vis.presenter.example(ex, [vis.presenter.model(m, ex, results[j], q.visualization, q.top_k, scales)
+                                      for m, results in enumerate(per_model)])
+           for j, ex in enumerate(examples)]
+    return with_losses(vis, examples, out)
+
+
+def with_losses(vis: Any, examples: Sequence[Example], out: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Each model's loss of the example, once the dataset pass has it (the cards show it)."""
+    for ex, ex_json in zip(examples, out):
+        losses = vis.dataset_pass.records.losses_of(ex.id)
+        if losses is None:
+            continue
+        for m_json, loss in zip(ex_json["models"], losses):
+            if loss is not None:
+                m_json["loss"] = round(loss, 6)
+    return out
 
 
 def explained(vis: Any, q: PageQuery, examples: Sequence[Example], cancel: Optional[Cancel] = None
@@ -149,6 +162,19 @@ def request_schema(vis: Any) -> Dict[str, Any]:
                     "classes": {"type": "array", "items": class_schema(vis), "maxItems": max(1, len(vis.classes))},
                     "prediction": {"type": "string", "enum": list(PREDICTION_FILTERS)},
                     "class_source": {"type": "string", "enum": list(CLASS_SOURCES)},
+                    # Read from the dataset pass (started by the first request that needs it):
+                    "pair": {"type": "object", "nullable": True, "additionalProperties": False,
+                             "required": ["actual", "predicted"],
+                             "properties": {"actual": class_schema(vis), "predicted": class_schema(vis)},
+                             "description": "one confusion cell: examples of class actual predicted as predicted"},
+                    "confidence": {"type": "array", "nullable": True, "minItems": 2, "maxItems": 2,
+                                   "items": {"type": "number", "minimum": 0, "maximum": 1},
+                                   "description": "[low, high]: the top prediction's score in this range"},
+                    "disagree": {"type": "boolean", "description": "only examples the models predict differently"},
+                    "order": {"type": "string", "enum": list(ORDERS), "description": "loss: largest loss first"},
+                    "model": {"type": "integer", "minimum": 0, "maximum": max(0, len(vis.engines) - 1),
+                              "description": "the model whose prediction, score and loss pair, confidence and "
+                                             "order mean"},
                 },
             },
             "page": {"type": "integer", "minimum": 0, "maximum": PAGE_MAX},
