@@ -113,16 +113,27 @@ def handle_request(visualizer: Any, kind: Any, body: Any, emit: Callable[[Dict[s
 
 
 class InsightsWidget(anywidget.AnyWidget):
-    """An :class:`~insights_app.AttributionVisualizer` as a Jupyter widget (``vis.render()``)."""
+    """An :class:`~insights_app.AttributionVisualizer` as a Jupyter widget (``vis.render()``).
+
+    Sizing: the widget takes the output cell's width and never more (a narrow cell, or a side
+    panel, gets the page's narrow layout: the sidebar above the cards), and ``height`` pixels
+    of height, the page scrolling inside them. ``height=0`` or ``None`` gives it no fixed
+    height: it grows with its content and the notebook scrolls instead. ``height`` is a trait:
+    setting it on a shown widget resizes it.
+
+    Colours: inside a dark JupyterLab or Notebook 7 theme (and VS Code's dark themes) the page
+    takes the theme's colours; in a light theme it keeps its own light palette, whatever the
+    operating system's preference (that only decides for the standalone page).
+    """
 
     _esm = traitlets.Unicode().tag(sync=True)
     _css = traitlets.Unicode().tag(sync=True)
     _modules = traitlets.Dict().tag(sync=True)
-    height = traitlets.Int(900).tag(sync=True)
+    height = traitlets.Int(900, allow_none=True, min=0).tag(sync=True)  # px; 0 or None: grow with the content
 
-    def __init__(self, visualizer: Any, height: int = 900, max_workers: int = 4, **kwargs: Any) -> None:
-        super().__init__(_esm=widget_esm(), _css=widget_css(), _modules=widget_modules(), height=int(height),
-                         **kwargs)
+    def __init__(self, visualizer: Any, height: Optional[int] = 900, max_workers: int = 4, **kwargs: Any) -> None:
+        super().__init__(_esm=widget_esm(), _css=widget_css(), _modules=widget_modules(),
+                         height=None if height is None else int(height), **kwargs)
         self.visualizer = visualizer
         self._pool: Optional[ThreadPoolExecutor] = ThreadPoolExecutor(
             max_workers=max(1, int(max_workers)), thread_name_prefix="insights-widget")

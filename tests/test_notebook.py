@@ -100,10 +100,23 @@ def test_widget_ships_the_page_app_and_its_styles():
     assert "export function mount" in widget._modules["app.js"] and "main.js" not in widget._modules
     assert ".insights-app" in widget._css and "@import" not in widget._css
     assert (STATIC / "css" / "cards.css").read_text() in widget._css
+    assert (STATIC / "css" / "theme.css").read_text() in widget._css  # the dark scheme ships with it
     assert widget.height == 640
     data, _ = widget._repr_mimebundle_()
     assert data[WIDGET_MIME]["model_id"] == widget.model_id
     widget.close()
+
+
+def test_widget_height_zero_or_none_means_grow_with_the_content():
+    import traitlets
+
+    for height in (0, None):
+        widget = InsightsWidget(small_visualizer(), height=height)
+        assert widget.height == height  # widget.js: no fixed height (tests/test_browser_theme.py sees it grow)
+        widget.height = 500  # a shown widget resizes
+        with pytest.raises(traitlets.TraitError):
+            widget.height = -1
+        widget.close()
 
 
 LINK_AND_IMPORT = r"""
@@ -241,24 +254,46 @@ def _notebook7_available() -> bool:
     return int(notebook.__version__.split(".")[0]) >= 7
 
 
+# JupyterLab runs its dark theme (the widget takes the theme's colours), Notebook 7 its default light one
+# (the widget keeps its own light palette).
 FRONTENDS = [
-    pytest.param("lab", "lab/tree/insights.ipynb", id="jupyterlab4"),
-    pytest.param("notebook", "notebooks/insights.ipynb", id="notebook7", marks=pytest.mark.skipif(
+    pytest.param("lab", "lab/tree/insights.ipynb", "JupyterLab Dark", id="jupyterlab4-dark"),
+    pytest.param("notebook", "notebooks/insights.ipynb", None, id="notebook7", marks=pytest.mark.skipif(
         not _notebook7_available(), reason="Notebook 7 is not installed (pip install 'notebook>=7')")),
 ]
+
+# The widget's root beside what the frontend shows around it: its width and the output area's, and its
+# background beside the Jupyter theme's --jp-layout-color0 (drawn by a probe element).
+FRAME_JS = """() => {
+  const root = document.querySelector('.jp-OutputArea .insights-app');
+  const out = root.closest('.jp-OutputArea-output') || root.parentElement;
+  const probe = document.createElement('div');
+  probe.style.background = 'var(--jp-layout-color0)';
+  document.body.append(probe);
+  const jp = getComputedStyle(probe).backgroundColor;
+  probe.remove();
+  return {light: document.body.dataset.jpThemeLight, bg: getComputedStyle(root).backgroundColor, jp,
+          width: root.getBoundingClientRect().width, room: out.getBoundingClientRect().width,
+          scroll: [root.scrollWidth, root.clientWidth], height: root.getBoundingClientRect().height};
+}"""
 
 
 @pytest.mark.slow
 @pytest.mark.browser
-@pytest.mark.parametrize("app, path", FRONTENDS)
-def test_the_widget_renders_cards_in_a_real_frontend(tmp_path, app, path):
-    """Start the frontend on 127.0.0.1, run the notebook's cell in Chromium, see cards, page forward."""
+@pytest.mark.parametrize("app, path, theme", FRONTENDS)
+def test_the_widget_renders_cards_in_a_real_frontend(tmp_path, app, path, theme):
+    """Start the frontend on 127.0.0.1, run the notebook's cell in Chromium, see cards, page forward;
+    the widget fits the output area and follows the Jupyter theme."""
     playwright = pytest.importorskip("playwright.sync_api")
     import nbformat
 
     root = tmp_path / "work"
     root.mkdir()
     nbformat.write(_notebook([SETUP_CELL]), str(root / "insights.ipynb"))
+    if theme:
+        themes = tmp_path / "settings" / "@jupyterlab" / "apputils-extension" / "themes.jupyterlab-settings"
+        themes.parent.mkdir(parents=True)
+        themes.write_text(json.dumps({"theme": theme}))
     port, token = free_port(), "insights-test-token"
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
                JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
@@ -312,6 +347,17 @@ def test_the_widget_renders_cards_in_a_real_frontend(tmp_path, app, path):
                 assert page.locator(".insights-app .ia-card-id").first.inner_text().strip() == "#0"
                 text = widget.inner_text()
                 assert any(name in text for name in CLASSES), text[:500]
+                frame = page.evaluate(FRAME_JS)
+                assert frame["width"] <= frame["room"] + 0.5 and frame["scroll"][0] <= frame["scroll"][1], frame
+                assert frame["height"] == 700, frame  # vis.render(height=700)
+                if theme:  # dark: the theme's background
+                    assert frame["light"] == "false" and frame["bg"] == frame["jp"], frame
+                else:  # light: the page's own palette
+                    assert frame["light"] == "true" and frame["bg"] == "rgb(244, 246, 249)", frame
+                if os.environ.get("INSIGHTS_SCREENSHOTS"):
+                    shots = Path(os.environ["INSIGHTS_SCREENSHOTS"])
+                    shots.mkdir(parents=True, exist_ok=True)
+                    page.screenshot(path=str(shots / f"ui-notebook-{app}.png"))
                 # paging goes through the comm too
                 page.locator(".insights-app button", has_text="Next").first.click()
                 page.wait_for_selector(".insights-app .ia-card-id:text-is('#4')", timeout=120_000)

@@ -37,8 +37,10 @@ class InsightsApp {
 
   async start() {
     this.root.classList.add("insights-app");
-    const height = this.options.height ?? (this.options.urlState || this.root.style.height ? null : 820);
-    if (height) this.root.style.height = typeof height === "number" ? `${height}px` : height;
+    // undefined: 820px unless the page or the root already sizes it; 0, null or "auto": grow with the content.
+    const height = this.options.height !== undefined ? this.options.height
+      : (this.options.urlState || this.root.style.height ? null : 820);
+    if (height && height !== "auto") this.root.style.height = typeof height === "number" ? `${height}px` : height;
     put(clear(this.root), h("div", { class: "ia-boot" }, spinner("Loading Insights…")));
     try {
       this.config = await this.transport.request("config");
@@ -108,7 +110,7 @@ class InsightsApp {
     e.cancel = h("button", { type: "button", class: "ia-btn ia-cancel", hidden: true, title: "Stop computing this page (what has arrived stays)", onclick: () => this.mainView.cancel() }, "Cancel");
     e.dirty = h("div", { class: "ia-dirty", hidden: true }, "Settings changed: press Fetch to apply them.");
     const form = h("form", { class: "ia-sidebar-form", novalidate: true, onsubmit: (ev) => { ev.preventDefault(); this.fetchPage(0); } },
-      h("div", { class: "ia-sidebar-scroll" }, filterSection(this), methodSection(this), displaySection(this)),
+      h("div", { class: "ia-sidebar-scroll" }, (e.filters = filterSection(this)), methodSection(this), displaySection(this)),
       h("div", { class: "ia-sidebar-foot" }, e.dirty, h("div", { class: "ia-foot-buttons" }, e.cancel, e.fetch)));
     this.listen(form, "input", () => this.markDirty());
     this.listen(form, "change", () => this.markDirty());
@@ -116,7 +118,8 @@ class InsightsApp {
 
     append(clear(this.root), [
       h("header", { class: "ia-header" },
-        h("div", { class: "ia-brand" }, h("span", { class: "ia-logo", "aria-hidden": "true" }), cfg.title || "Insights"),
+        // The page's one h1; inside a notebook the app is a part of someone else's document.
+        h(this.options.urlState ? "h1" : "h2", { class: "ia-brand" }, h("span", { class: "ia-logo", "aria-hidden": "true" }), cfg.title || "Insights"),
         h("div", { class: "ia-header-info" },
           h("span", { class: "ia-pill", title: cfg.models.map((m) => m.name).join(", ") }, modelsText),
           h("span", { class: "ia-pill" }, classesText),
@@ -127,6 +130,14 @@ class InsightsApp {
     ]);
     this.mainView.renderEmpty(this.options.autoFetch === false ? "Choose filters and a method, then press Fetch." : "");
     if (warning) this.showError(warning, null, "warning");
+  }
+
+  /** Redraw the Examples section from the state (a view changed the filter: a confusion cell, the loss order). */
+  refreshFilters() {
+    if (!this.els || !this.els.filters) return;
+    const fresh = filterSection(this);
+    this.els.filters.replaceWith(fresh);
+    this.els.filters = fresh;
   }
 
   applyZoom(zoom) {
@@ -175,11 +186,13 @@ class InsightsApp {
   closeView() {
     const open = [...this.views.values()].filter((view) => view !== this.mainView && view.isOpen);
     if (!open.length || !this.els) return;
+    let focusBack = null; // what a view says should have the focus once it is closed
     for (const view of open) {
-      view.close();
+      focusBack = view.close() || focusBack;
       view.el.hidden = true;
     }
     this.mainView.el.hidden = false;
+    if (focusBack && focusBack.isConnected) focusBack.focus();
     this.writeUrl();
   }
 
@@ -218,8 +231,12 @@ class InsightsApp {
  * transport: {request(kind, body, {onEvent, signal})}, async (see lib/transport.js: httpTransport,
  *   commTransport); a rejection's message is shown to the user (the server's {"error"} text).
  * options: urlState (keep the view in the address bar; default false), autoFetch (load the first
- *   page at once; default true), height (CSS height of the root; default 820px outside urlState mode
- *   unless the root already has one).
+ *   page at once; default true), height (CSS height of the root, a number of px or a CSS length;
+ *   default 820px outside urlState mode unless the root already has one; 0, null or "auto": no fixed
+ *   height, the root grows with its content).
+ * The root takes its container's width (never more: a narrow container gets the narrow layout, see
+ *   css/narrow.css) and follows a dark Jupyter or VS Code theme (css/theme.css); the standalone page
+ *   (body.insights-standalone) follows the system's dark mode.
  * Returns {ready (a promise), destroy(), fetch(page), state()}.
  */
 export function mount(root, transport, options = {}) {

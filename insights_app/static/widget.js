@@ -32,12 +32,18 @@ export function linkModules(sources, toUrl = (code) => URL.createObjectURL(new B
 
 export default {
   async render({ model, el }) {
+    // The app's root takes the cell's width (css/layout.css: never wider, the narrow layout in a
+    // narrow cell) and follows the notebook's theme (css/theme.css). Its height is the `height` trait
+    // in px, the page scrolling inside it; 0 or None: no fixed height, the widget grows with its content.
     const root = document.createElement("div");
     root.className = "insights-app insights-notebook";
+    const height = () => {
+      const h = Number(model.get("height"));
+      return Number.isFinite(h) && h > 0 ? h : 0;
+    };
     const setHeight = () => {
-      const h = Number(model.get("height")) || 0;
-      root.style.maxHeight = h > 0 ? `${h}px` : "";
-      root.style.overflow = h > 0 ? "auto" : "";
+      const h = height();
+      root.style.height = h ? `${h}px` : "auto";
     };
     setHeight();
     model.on("change:height", setHeight);
@@ -49,7 +55,7 @@ export default {
       const [{ mount }, { commTransport }] = await Promise.all([
         import(linked.link("app.js")), import(linked.link("lib/transport.js"))]);
       comm = commTransport(model);
-      app = mount(root, comm.transport, { urlState: false });
+      app = mount(root, comm.transport, { urlState: false, height: height() || null });
     } catch (err) {
       root.textContent = `Insights failed to start: ${err && err.message ? err.message : err}`;
     } finally {

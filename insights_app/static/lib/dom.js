@@ -59,8 +59,9 @@ export function fileSafe(text) {
   return String(text).replace(/[^A-Za-z0-9._-]+/g, "_").replace(/^_+|_+$/g, "").slice(0, 60) || "x";
 }
 
+/** A spinner with its text. Not a live region: the views announce what finished, once. */
 export function spinner(text) {
-  return h("div", { class: "ia-loading", role: "status" }, h("span", { class: "ia-spinner", "aria-hidden": "true" }), text);
+  return h("div", { class: "ia-loading" }, h("span", { class: "ia-spinner", "aria-hidden": "true" }), text);
 }
 
 export function sameJson(a, b) {

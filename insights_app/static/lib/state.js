@@ -29,11 +29,30 @@ export function defaultState(config, methods) {
     args,
     vis,
     top_k: Math.min(config.top_k, config.classes.length || 1),
-    filter: { classes: [], prediction: config.filters.prediction[0], class_source: config.filters.class_source[0] },
+    filter: { classes: [], prediction: config.filters.prediction[0], class_source: config.filters.class_source[0], ...TRIAGE_DEFAULTS },
     page: 0,
     page_size: Math.min(config.page_size, config.limits.page_size_max),
     zoom: "m",
   };
+}
+
+/** The triage part of a filter (read from the dataset pass): none of it by default. */
+export const TRIAGE_DEFAULTS = { order: "dataset", pair: null, confidence: null, disagree: false, model: 0 };
+
+/** A filter as the API takes it: the triage fields only where they are set. */
+export function filterBody(f) {
+  const out = { classes: [...f.classes], prediction: f.prediction, class_source: f.class_source };
+  if (f.order && f.order !== "dataset") out.order = f.order;
+  if (f.pair) out.pair = { ...f.pair };
+  if (f.confidence) out.confidence = [...f.confidence];
+  if (f.disagree) out.disagree = true;
+  if ((out.order || out.pair || out.confidence || out.disagree) && f.model) out.model = f.model;
+  return out;
+}
+
+/** Whether a filter leaves examples out (or reorders them): the status line then counts matches. */
+export function isFiltered(f) {
+  return Boolean(f && (f.classes.length || f.prediction !== "all" || f.pair || f.confidence || f.disagree || (f.order && f.order !== "dataset")));
 }
 
 /** The /examples body the form describes; `strict` throws a field error for an empty required value. */
@@ -55,7 +74,7 @@ export function bodyFromState(state, methods, strict) {
     arguments: args,
     visualization: visualizationFromState(state.vis, strict),
     top_k: state.top_k,
-    filter: { classes: [...state.filter.classes], prediction: state.filter.prediction, class_source: state.filter.class_source },
+    filter: filterBody(state.filter),
     page: state.page,
     page_size: state.page_size,
   };

@@ -58,6 +58,17 @@ export function readUrl(app, viewModules, search) {
   }
   if (cfg.filters.prediction.includes(q.get("pred"))) s.filter.prediction = q.get("pred");
   if (cfg.filters.class_source.includes(q.get("src"))) s.filter.class_source = q.get("src");
+  // Triage: ?order=loss, ?pair=actual-predicted, ?conf=low-high, ?disagree=1, ?fm=model
+  if (q.get("order") === "loss") s.filter.order = "loss";
+  const pair = (q.get("pair") || "").split("-").map(Number);
+  if (pair.length === 2 && pair.every((i) => Number.isInteger(i) && i >= 0 && i < cfg.classes.length)) {
+    s.filter.pair = { actual: pair[0], predicted: pair[1] };
+  }
+  const conf = (q.get("conf") || "").split("-").map(Number);
+  if (conf.length === 2 && conf.every((v) => Number.isFinite(v) && v >= 0 && v <= 1) && conf[0] <= conf[1]) s.filter.confidence = conf;
+  if (q.get("disagree") === "1" && cfg.models.length > 1) s.filter.disagree = true;
+  const fm = Number(q.get("fm"));
+  if (q.has("fm") && Number.isInteger(fm) && fm >= 0 && fm < cfg.models.length) s.filter.model = fm;
   if (cfg.visualization.methods.includes(q.get("vis"))) s.vis.method = q.get("vis");
   if (cfg.visualization.signs.includes(q.get("sign"))) s.vis.sign = q.get("sign");
   else s.vis.sign = signFor(cfg, app.methods.get(s.method), s.vis, null); // the linked method's own
@@ -92,6 +103,11 @@ export function writeUrl(app) {
   if (body.filter.classes.length) q.set("classes", body.filter.classes.join(","));
   if (body.filter.prediction !== app.config.filters.prediction[0]) q.set("pred", body.filter.prediction);
   if (body.filter.class_source !== app.config.filters.class_source[0]) q.set("src", body.filter.class_source);
+  if (body.filter.order === "loss") q.set("order", "loss");
+  if (body.filter.pair) q.set("pair", `${body.filter.pair.actual}-${body.filter.pair.predicted}`);
+  if (body.filter.confidence) q.set("conf", body.filter.confidence.join("-"));
+  if (body.filter.disagree) q.set("disagree", "1");
+  if (body.filter.model) q.set("fm", body.filter.model);
   q.set("vis", body.visualization.method);
   q.set("sign", body.visualization.sign);
   if (body.visualization.palette && body.visualization.palette !== app.config.visualization.default.palette) q.set("pal", body.visualization.palette);

@@ -1,7 +1,7 @@
 // One example's card: the input, the true label, and per model its top predictions and attribution.
 // Clicking a predicted class (or the true label) attributes the example to that class.
 
-import { clear, h, pct, put, spinner } from "../lib/dom.js";
+import { clear, fmt, h, pct, put, spinner } from "../lib/dom.js";
 import { argumentSummary } from "../lib/state.js";
 import { openLarge } from "./enlarge.js";
 import { attributionView, inputView } from "./features/index.js";
@@ -48,6 +48,10 @@ export function fillCard(app, card, ex, body) {
   const truth = label
     ? h("button", { type: "button", class: "ia-chip ia-chip-truth", title: "Attribute every model to the true label", onclick: () => retargetAll(app, card, label.index) }, label.name)
     : h("span", { class: "ia-muted" }, "no label");
+  // Each model's loss, once the dataset pass has it (the cards ordered by loss show why they come first).
+  const withLoss = ex.models.filter((m) => typeof m.loss === "number");
+  const loss = withLoss.length ? h("span", { class: "ia-loss", title: withLoss.map((m) => `${m.name}: loss ${m.loss}`).join("\n") },
+    `Loss ${withLoss.map((m) => fmt(m.loss)).join(" / ")}`) : null;
   const rows = h("div", { class: "ia-model-rows" });
   card.rows.clear();
   for (const m of ex.models) {
@@ -61,6 +65,7 @@ export function fillCard(app, card, ex, body) {
       h("span", { class: "ia-card-id", title: "Example id (position in the dataset)" }, `#${ex.id}`),
       h("span", { class: "ia-truth" }, h("span", { class: "ia-muted" }, "True label"), truth),
       verdict,
+      loss,
       h("span", { class: "ia-spacer" }),
       h("button", { type: "button", class: "ia-btn ia-btn-small ia-compare-btn", title: "Show several methods side by side for this example", onclick: () => app.openView("compare", { id: ex.id }) }, "Compare methods")),
     h("div", { class: "ia-card-body" },
@@ -82,6 +87,9 @@ export function madeWith(app, body) {
 }
 
 function renderModelRow(app, card, row, m) {
+  // A re-target redraws the row under the pressed button: the focus goes back to the same class.
+  const active = row.el.getRootNode().activeElement;
+  const focusedClass = active && row.el.contains(active) ? active.dataset.classIndex ?? "" : null;
   const ex = card.example;
   const label = ex.label;
   row.model = m;
@@ -113,6 +121,11 @@ function renderModelRow(app, card, row, m) {
     showName || m.error ? h("div", { class: "ia-model-head" }, h("span", { class: "ia-model-name" }, m.name)) : null,
     h("div", { class: "ia-model-main" }, preds, attrs),
     h("div", { class: "ia-row-overlay", hidden: true }, spinner("Attributing…")));
+  if (focusedClass !== null) {
+    const again = focusedClass !== "" ? row.el.querySelector(`.ia-pred[data-class-index="${focusedClass}"]`) : null;
+    const fallback = again || row.el.querySelector(".ia-pred");
+    if (fallback) fallback.focus();
+  }
 }
 
 /** Each feature's share of the total absolute attribution (several features only). */

@@ -13,6 +13,11 @@ class CompareView {
   constructor(app) {
     this.app = app;
     this.el = h("section", { class: "ia-compare", hidden: true, "aria-label": "Compare methods" });
+    this.el.addEventListener("keydown", (ev) => {
+      if (ev.key !== "Escape" || !this.current || ev.defaultPrevented) return;
+      ev.preventDefault();
+      this.app.closeView();
+    });
     this.current = null; // {id, methods, target, base} while open
     this.run = 0; // bumped to stop the workers of a previous rendering
     // Columns use the width there is: images grow with the view (up to 512 px), never below the card size.
@@ -53,10 +58,14 @@ class CompareView {
     this.render();
   }
 
+  /** Close; the answer is what gets the focus back: the card's Compare button, when it is on screen. */
   close() {
+    const id = this.current ? this.current.id : null;
     this.current = null;
     this.run++;
     clear(this.el);
+    const card = id === null ? null : this.app.root.querySelector(`.ia-card[data-example-id="${id}"]`);
+    return card ? card.querySelector(".ia-compare-btn") : null;
   }
 
   destroy() {
@@ -69,6 +78,11 @@ class CompareView {
     const c = this.current;
     const cfg = app.config;
     const run = ++this.run;
+    // The focus stays on the control that changed (a method box, the target), or moves to the title
+    // when compare opens, so that keyboard and screen-reader users start from the view.
+    const active = this.el.getRootNode().activeElement;
+    const focusKey = active && this.el.contains(active) ? active.value ?? null : undefined;
+    const refocus = active && this.el.contains(active) ? (active.name === "compare_target" ? "target" : "method") : "title";
     const root = clear(this.el);
     const rerender = () => { app.writeUrl(); this.render(); };
     const targetOptions = [["", "Each model's top prediction"], ...cfg.classes.map((name, i) => [String(i), name])];
@@ -108,7 +122,7 @@ class CompareView {
     append(root, [
       h("div", { class: "ia-compare-head" },
         h("button", { type: "button", class: "ia-btn", onclick: () => app.closeView() }, "‹ Back to examples"),
-        h("h2", { class: "ia-compare-title" }, `Example #${c.id}: methods side by side`),
+        h("h2", { class: "ia-compare-title", tabindex: "-1" }, `Example #${c.id}: methods side by side`),
         h("span", { class: "ia-spacer" }),
         h("label", { class: "ia-inline-field" }, "Target", targetSelect)),
       picker,
@@ -116,6 +130,9 @@ class CompareView {
       c.methods.length ? table : h("div", { class: "ia-empty" }, h("div", { class: "ia-empty-title" }, "Pick at least one method above.")),
     ]);
     this.fit();
+    const again = refocus === "target" ? targetSelect
+      : refocus === "method" ? picker.querySelector(`input[value="${focusKey}"]`) : root.querySelector(".ia-compare-title");
+    if (again) again.focus();
     const labelBox = root.querySelector(".ia-compare-label");
     let inputShown = false;
     const queue = cells.slice();

@@ -72,7 +72,7 @@ export function openLarge(app, what) {
   const args = argumentSummary(body.arguments);
   const dialog = h("div", { class: "ia-large", role: "dialog", "aria-modal": "true", "aria-labelledby": titleId },
     h("div", { class: "ia-large-box" },
-      h("header", { class: "ia-large-head" },
+      h("div", { class: "ia-large-head" },
         h("h2", { class: "ia-large-title", id: titleId }, `#${ex.id} · ${methodLabel} → ${targetName}`),
         h("span", { class: "ia-muted ia-large-sub" }, [model.name, args].filter(Boolean).join(" · ")),
         h("span", { class: "ia-spacer" }),

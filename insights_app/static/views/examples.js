@@ -2,7 +2,7 @@
 // A page streams in: the ids first (placeholder cards), then each example as it is computed.
 
 import { clear, h, put, spinner } from "../lib/dom.js";
-import { sameMaps } from "../lib/state.js";
+import { isFiltered, sameMaps } from "../lib/state.js";
 import { legend } from "./legend.js";
 import { apiError } from "../lib/transport.js";
 import { failCard, fillCard, placeholderCard } from "./cards.js";
@@ -18,14 +18,20 @@ class ExamplesView {
     const cfg = app.config;
     const imagesOnly = cfg.features.filter((f) => f.type === "image").length === cfg.features.length;
     this.status = h("div", { class: "ia-status" }, "");
+    // What a screen reader hears: one polite sentence when a page is in (or counted, or cancelled),
+    // not every streamed card or the time left.
+    this.announcer = h("div", { class: "ia-sr-only", role: "status" });
     this.legend = h("div", { class: "ia-legend-slot" });
     this.prev = h("button", { type: "button", class: "ia-btn", disabled: true, onclick: () => this.go(-1), title: "Previous page" }, "‹ Previous");
     this.next = h("button", { type: "button", class: "ia-btn", disabled: true, onclick: () => this.go(1), title: "Next page" }, "Next ›");
     this.pageLabel = h("span", { class: "ia-page-label" }, "");
-    this.grid = h("div", { class: "ia-grid" + (imagesOnly ? "" : " ia-grid-wide"), "aria-live": "polite" });
+    this.grid = h("div", { class: "ia-grid" + (imagesOnly ? "" : " ia-grid-wide"), "aria-label": "Examples", role: "region" });
     this.el = h("div", { class: "ia-page-view" },
       h("div", { class: "ia-toolbar" },
-        h("div", { class: "ia-toolbar-left" }, this.status),
+        h("div", { class: "ia-toolbar-left" },
+          h("button", { type: "button", class: "ia-btn ia-btn-small ia-dataset-btn", title: "Accuracy, confusion matrix, top losses over the whole dataset",
+            onclick: () => app.openView("dataset", { model: app.state.filter.model || 0 }) }, "Dataset overview"),
+          this.status, this.announcer),
         h("div", { class: "ia-toolbar-right" }, this.legend, h("div", { class: "ia-pager" }, this.prev, this.pageLabel, this.next))),
       this.grid);
     app.controls.sharedScale = () => this.sharedScale();
@@ -100,10 +106,11 @@ class ExamplesView {
       if (!info) return;
       if (!pending.size) {
         // Every card is in: the page is usable, while a filter may still be counting its matches.
-        const counting = !info.exhausted && (body.filter.classes.length || body.filter.prediction !== "all");
+        const counting = !info.exhausted && isFiltered(body.filter);
         app.setBusy(false);
         this.grid.removeAttribute("aria-busy");
         this.setStatus(info, counting && !done ? "Counting the matches…" : null);
+        this.announce(info);
         return;
       }
       const left = computed ? ` · about ${duration(((now() - started) / computed) * pending.size)} left` : "";
@@ -146,6 +153,7 @@ class ExamplesView {
         info = { ...ev, type: "page" };
         this.lastInfo = info;
         this.setStatus(info, null);
+        this.announce(info);
       } else if (ev.type === "error") {
         failed = ev.error || "the page failed";
       } else if (ev.type === "done") {
@@ -176,7 +184,9 @@ class ExamplesView {
         : done ? "The server sent no result for this example." : "The connection closed before this example was computed.");
     }
     if (info) {
-      this.setStatus(info, null, cancelled ? `Cancelled: ${computed} of ${info.ids.length} computed` : null);
+      const note = cancelled ? `Cancelled: ${computed} of ${info.ids.length} computed` : null;
+      this.setStatus(info, null, note);
+      this.announce(info, note || (failed ? "The page failed." : null));
       return;
     }
     // Refused (or cancelled) before any page arrived: the previous page stays on screen, and so do its URL and pager.
@@ -225,6 +235,14 @@ class ExamplesView {
     }
   }
 
+  /** Tell assistive technology what the page now shows (only when that changed). */
+  announce(info, note = null) {
+    const filtered = isFiltered(this.app.committed ? this.app.committed.filter : null);
+    const page = `Page ${info.page + 1}${info.last_page !== null && info.last_page !== undefined ? ` of ${info.last_page + 1}` : ""}`;
+    const text = [`${page}: ${statusText(info, filtered)}.`, note].filter(Boolean).join(" ");
+    if (this.announcer.textContent !== text) this.announcer.textContent = text;
+  }
+
   renderEmpty(message, detail) {
     clear(this.grid);
     if (!message) return;
@@ -239,8 +257,7 @@ class ExamplesView {
       if (loading) put(this.status, spinner(loading));
       return;
     }
-    const f = this.app.committed ? this.app.committed.filter : null;
-    const filtered = f && (f.classes.length || f.prediction !== "all");
+    const filtered = isFiltered(this.app.committed ? this.app.committed.filter : null);
     put(clear(this.status), h("span", { class: "ia-status-text" }, statusText(info, filtered)));
     if (note) put(this.status, h("span", { class: "ia-status-note" }, note));
     if (loading) put(this.status, spinner(loading));

@@ -4,6 +4,7 @@
 // writeUrl?(query) to put its own part of the view in the address bar.
 
 import compare from "./compare.js";
+import dataset from "./dataset.js";
 import examples from "./examples.js";
 
-export const VIEWS = [examples, compare];
+export const VIEWS = [examples, compare, dataset];
