@@ -20,6 +20,7 @@ import math
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -86,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "(default: data/<class>/img.png), 'none', a regex matched in file names (its first group "
                       "or (?P<label>...)), or a CSV of file,label rows. With --learner only 'none' (fastai "
                       "labels the files itself)")
-    data.add_argument("--classes", metavar="FILE", help="class names in the model's output order: one per "
-                      "line, or a JSON list (default: the sorted label names, or the learner's vocab)")
+    data.add_argument("--classes", metavar="FILE | A,B,C", help="class names in the model's output order: a file "
+                      "(one per line, or a JSON list) or a comma-separated list (default: the sorted label names, "
+                      "or the learner's vocab). Images whose label is not a class are shown unlabeled")
     data.add_argument("--size", metavar="N", nargs="+", type=int, help="resize images to N x N, or H W "
                       "(default: the first image's size)")
     data.add_argument("--mean", metavar="M", nargs="+", type=float, help="per-channel normalization mean the "
@@ -160,18 +162,98 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                        "(one is generated and printed) or pass --token SECRET")
     if not 0 <= args.port <= 65535:
         raise CliError(f"--port must be between 0 and 65535, not {args.port}")
-    if args.learner:
-        check_file(args.learner, "--learner")
-    if args.data is not None:
-        check_dir(args.data, "--data")
-    if args.classes:
-        check_file(args.classes, "--classes")
-    if args.labels and args.labels.lower().endswith(".csv"):
-        csv_path = Path(args.labels).expanduser()
-        if not csv_path.is_file() and not (Path(args.data).expanduser() / csv_path).is_file():
-            raise CliError(f"--labels: CSV file not found: {args.labels}")
+    preflight(args)
     args.device = parse_device(args.device)
     return args
+
+
+def preflight(args: argparse.Namespace) -> None:
+    """Everything that can be checked before the slow work (importing torch, loading weights, scanning).
+
+    Files exist and can be read, ``--model`` names a file or ``module:callable``, ``--classes``
+    parses, and the port can be bound on ``--host``: a mistake there is reported in a fraction of a
+    second instead of after the model has loaded. (Whether the module imports is asked first thing
+    when the model loads, before torch: parsing the arguments imports nothing of the user's.) The checks are repeated where the work happens
+    (a file can vanish, a port be taken meanwhile); these only make the usual mistakes fast.
+    """
+    if args.learner:
+        check_readable(check_file(args.learner, "--learner"), "--learner")
+    if args.data is not None:
+        check_dir(args.data, "--data")
+    if args.model:
+        kind, target = model_spec(args.model)
+        if kind == "file":
+            check_readable(target, "--model")
+        elif args.arch:
+            raise CliError("--arch goes with a weights file, not with --model module:callable")
+    args.class_names = parse_classes(args.classes) if args.classes else None
+    if args.labels and args.labels.lower().endswith(".csv"):
+        csv_path = Path(args.labels).expanduser()
+        if not csv_path.is_file():
+            csv_path = Path(args.data).expanduser() / csv_path
+        if not csv_path.is_file():
+            raise CliError(f"--labels: CSV file not found: {args.labels}")
+        check_readable(csv_path, "--labels")
+    check_port(args.host, args.port)
+
+
+def check_readable(path: Path, flag: str) -> None:
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        raise CliError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+def parse_classes(spec: str) -> list:
+    """``--classes``: a file (one name per line, or JSON), or names separated by commas (``cat,dog``)."""
+    from data_adapters.classes import read_classes
+    from data_adapters.errors import AdapterError
+
+    path = Path(spec).expanduser()
+    if not path.exists() and "," in spec:
+        names = [name.strip() for name in spec.split(",")]
+        if not all(names):
+            raise CliError(f"--classes {spec!r}: an empty class name (give names separated by commas, or a file)")
+        return names
+    check_file(spec, "--classes")
+    try:
+        names = read_classes(path)
+    except AdapterError as exc:
+        raise CliError(f"--classes: {exc}") from None
+    return names
+
+
+def check_port(host: str, port: int) -> None:
+    """Bind ``host:port`` and let it go, as waitress will bind it (every address, SO_REUSEADDR)."""
+    try:
+        addresses = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, socket.IPPROTO_TCP,
+                                       socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise CliError(f"--host {host}: not an address of this machine ({getattr(exc, 'strerror', None) or exc})") \
+            from None
+    seen = set()
+    for family, kind, proto, _, address in addresses:
+        if (family, address[:2]) in seen:
+            continue
+        seen.add((family, address[:2]))
+        with socket.socket(family, kind, proto) as probe:
+            if family == getattr(socket, "AF_INET6", None) and hasattr(socket, "IPV6_V6ONLY"):
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if os.name != "nt":  # waitress's setting; on Windows it would let two servers share a port
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise port_error(exc, host, port) from None
+
+
+def port_error(exc: OSError, host: str, port: int) -> CliError:
+    """The one-line message for a port that cannot be bound (at the early check and when serving)."""
+    if exc.errno in (98, 48, 10048) or "in use" in str(exc).lower():
+        return CliError(f"port {port} on {host} is already in use; pick another with --port "
+                        "(--port 0: any free port)")
+    return CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
 def check_file(path: str, flag: str) -> Path:
@@ -219,20 +301,50 @@ def parse_device(spec: Optional[str]) -> Optional[str]:
 
 # ---------------------------------------------------------------------- models
 
-def load_model(spec: str, arch: Optional[str], n_classes: Optional[int]) -> Any:
-    """``--model``: a file (weights or a pickled module) or ``module:callable``."""
+WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+
+
+def model_spec(spec: str) -> tuple:
+    """``--model`` read as ("file", Path) or ("factory", spec); anything else is a one-line error."""
     path = Path(spec).expanduser()
     if path.is_file():
-        return model_from_file(path, arch, n_classes)
-    if ":" in spec and path.suffix.lower() not in (".pt", ".pth", ".bin", ".ckpt"):
-        if arch:
-            raise CliError("--arch goes with a weights file, not with --model module:callable")
-        return model_from_factory(spec)
+        return "file", path
+    if ":" in spec and path.suffix.lower() not in WEIGHT_SUFFIXES:
+        return "factory", spec
     if path.exists():
         raise CliError(f"--model: not a file: {spec}")
     if path.suffix or os.sep in spec or "/" in spec:
         raise CliError(f"--model: no such file: {spec}")
     raise CliError(f"--model {spec!r}: expected a weights file or module:callable (e.g. mymodels:build_model)")
+
+
+def check_importable(spec: str) -> None:
+    """The top-level module of ``--model module:callable`` can be found (nothing is imported yet)."""
+    import importlib.util
+
+    module_name = spec.partition(":")[0]
+    top = module_name.split(".")[0]
+    if not top:
+        return  # model_from_factory explains
+    cwd_importable()
+    try:
+        found = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return  # a name find_spec cannot look up: importing it says why
+    if found is None:
+        raise CliError(f"--model: cannot import {module_name!r}: no module named {top!r} (the current folder "
+                       "is importable)")
+
+
+def load_model(spec: str, arch: Optional[str], n_classes: Optional[int]) -> Any:
+    """``--model``: a file (weights or a pickled module) or ``module:callable``."""
+    kind, target = model_spec(spec)
+    if kind == "file":
+        return model_from_file(target, arch, n_classes)
+    if arch:
+        raise CliError("--arch goes with a weights file, not with --model module:callable")
+    check_importable(spec)  # a typo in the module's name fails before torch is imported
+    return model_from_factory(spec)
 
 
 def cwd_importable() -> None:
@@ -270,20 +382,6 @@ def model_from_factory(spec: str) -> Any:
     if not isinstance(model, torch.nn.Module):
         raise CliError(f"--model: {spec}() returned {type(model).__name__}, not a torch nn.Module")
     return model
-
-
-def _state_dict_of(obj: Any) -> Optional[dict]:
-    """A state dict in a checkpoint: the dict itself, or under a usual key; None if there is none."""
-    import torch
-
-    if isinstance(obj, dict):
-        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            return obj
-        for key in ("state_dict", "model_state_dict", "model", "net", "weights"):
-            inner = obj.get(key)
-            if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
-                return inner
-    return None
 
 
 def _strip_prefix(state: dict) -> dict:
@@ -325,6 +423,8 @@ def model_from_file(path: Path, arch: Optional[str], n_classes: Optional[int]) -
 
     import torch
 
+    from data_adapters.base import state_dict_of
+
     try:
         with warnings.catch_warnings():  # torch's notes on pickle protocols: the one-line error says enough
             warnings.simplefilter("ignore")
@@ -352,7 +452,7 @@ def model_from_file(path: Path, arch: Optional[str], n_classes: Optional[int]) -
         if arch:
             log.info("%s holds a whole model; --arch %s is not needed", path, arch)
         return obj
-    state = _state_dict_of(obj)
+    state = state_dict_of(obj)
     if state is None:
         raise CliError(f"--model: {path} holds neither a state dict nor an nn.Module ({type(obj).__name__})")
     if not arch:
@@ -365,9 +465,27 @@ def model_from_file(path: Path, arch: Optional[str], n_classes: Optional[int]) -
     if n_classes is None:
         raise CliError(f"--model: cannot tell how many classes {path} was trained for; pass --classes FILE")
     model = build_arch(arch, n_classes)
-    check_state_dict(model, state, f"{path.name} does not fit {arch} with {n_classes} classes")
+    try:
+        check_state_dict(model, state, f"{path.name} does not fit {arch} with {n_classes} classes")
+    except CliError:
+        if width is not None and width != n_classes and fits(build_arch(arch, width), state):
+            # The weights are fine: the class list has the wrong length (said in --classes' terms by the caller).
+            from data_adapters.errors import ClassCountError
+
+            raise ClassCountError(f"{n_classes} class names but {path.name} was trained for {width} classes",
+                                  n_classes, width) from None
+        raise
     model.load_state_dict(state)
     return model
+
+
+def fits(model: Any, state: dict) -> bool:
+    """Whether ``state`` loads into ``model`` (same keys, same shapes)."""
+    try:
+        check_state_dict(model, state, "")
+    except CliError:
+        return False
+    return True
 
 
 def check_state_dict(model: Any, state: dict, what: str) -> None:
@@ -395,35 +513,104 @@ def _first_line(exc: BaseException) -> str:
 # ---------------------------------------------------------------------- sources
 
 
-def visualizer_from_model(args: argparse.Namespace, out: Say) -> Any:
-    from data_adapters.base import read_classes
+def visualizer_from_model(args: argparse.Namespace, out: Say, note: Optional[Say] = None) -> Any:
+    from data_adapters.errors import ChannelsError, ClassCountError
     from data_adapters.folder import source_from_folder
 
-    classes = read_classes(args.classes) if args.classes else None
+    note = note or say_note
+    classes = args.class_names
+    labels = "subfolders" if args.labels is None else args.labels
     out(f"loading the model {args.model}" + (f" ({args.arch})" if args.arch else ""))
-    model = load_model(args.model, args.arch, len(classes) if classes else None)
-    out(f"scanning {args.data} for images ...")
-    source = source_from_folder(
-        args.data, model, classes, "subfolders" if args.labels is None else args.labels,
-        size=args.size, mean=args.mean, std=args.std, channels=args.channels, resize=args.resize,
-        score=None if args.score == "none" else args.score, device=args.device,
-        name=args.arch or Path(args.model.split(":")[-1]).stem,
-    )
+    try:
+        model = load_model(args.model, args.arch, len(classes) if classes else None)
+        out(f"scanning {args.data} for images ...")
+        source = source_from_folder(
+            args.data, model, classes, labels,
+            size=args.size, mean=args.mean, std=args.std, channels=args.channels, resize=args.resize,
+            score=None if args.score == "none" else args.score, device=args.device,
+            name=args.arch or Path(args.model.split(":")[-1]).stem,
+        )
+    except ClassCountError as exc:
+        raise CliError(class_count_message(args, exc)) from exc
+    except ChannelsError as exc:
+        raise CliError(channels_message(args, exc.expected, exc.got)) from exc
     info = source.info
     out(f"found {info.get('files', '?')} images ({info.get('labeled', 0)} labeled) in {args.data}; "
         f"{len(source.classes)} classes")
+    if info.get("classes_from") == "labels":
+        note(f"{len(source.classes)} classes, {classes_origin(args)}: {names_preview(source.classes)}. "
+             "A model trained with another class order needs --classes (its class names in output order)")
     return source.visualizer(**visualizer_kwargs(args, f"Insights: {Path(args.data).name}"))
 
 
+def say_note(message: str) -> None:
+    """A note on standard error: something the user should know at start-up but need not fix."""
+    print(f"{PROG}: note: {message}", file=sys.stderr, flush=True)
+
+
+def names_preview(names: Sequence[str], shown: int = 10) -> str:
+    """The first ``shown`` class names, then how many there are in all."""
+    text = ", ".join(names[:shown])
+    return text + (f", ... ({len(names)} in all)" if len(names) > shown else "")
+
+
+def classes_origin(args: argparse.Namespace) -> str:
+    """Where class names come from when ``--classes`` is not given (the sorted labels found)."""
+    from data_adapters.folder import SUBFOLDER_LABELS
+
+    labels = args.labels or "subfolders"
+    if labels.lower() in SUBFOLDER_LABELS:
+        return f"the sorted sub-folder names of {args.data}"
+    if labels.lower().endswith(".csv"):
+        return f"the sorted labels of {labels}"
+    return "the sorted labels the --labels regex finds in the file names"
+
+
+def class_count_message(args: argparse.Namespace, exc: Any) -> str:
+    """The class names do not match the model's outputs (a ClassCountError), said in the flags' terms."""
+    given, outputs = exc.given, exc.outputs
+    if args.classes:
+        return (f"--classes {args.classes}: {given} classes given but the model outputs {outputs} per example; "
+                f"give its {outputs} class names, in its output order")
+    names = f": {names_preview(exc.names)}" if exc.names else ""
+    return (f"{given} classes found ({classes_origin(args)}{names}) but the model outputs {outputs} per example; "
+            f"give its {outputs} class names, in its output order, with --classes (images with other labels are "
+            "shown unlabeled)")
+
+
+def channels_message(args: argparse.Namespace, expected: int, got: int) -> str:
+    """Images read with the wrong ``--channels`` for the model."""
+    kind = {1: "1-channel (grayscale)", 3: "3-channel (RGB)"}
+    given = f"--channels {args.channels}" + (" (the default)" if args.channels == 3 else "")
+    if expected in kind:
+        return (f"the model expects {kind[expected]} images but {given} reads them as {kind.get(got, got)}: "
+                f"use --channels {expected}")
+    return f"the model expects {expected}-channel images; --channels reads 1 (grayscale) or 3 (RGB) only"
+
+
 def visualizer_from_learner(args: argparse.Namespace, out: Say) -> Any:
+    from data_adapters.errors import ClassCountError, NotALearnerError
     from data_adapters.fastai import load_learner_file, source_from_learner
 
     out(f"loading the fastai learner {args.learner}")
-    learn = load_learner_file(args.learner, cpu=args.device is None or args.device == "cpu")
+    try:
+        learn = load_learner_file(args.learner, cpu=args.device is None or args.device == "cpu")
+    except NotALearnerError as exc:
+        if exc.holds == "state dict":
+            raise CliError(f"--learner {args.learner} is a state dict (model weights only), not an exported fastai "
+                           f"Learner; to show those weights use --model {args.learner} --arch NAME (e.g. --arch "
+                           "resnet18) --data FOLDER") from exc
+        raise CliError(f"--learner {args.learner} holds a whole torch nn.Module, not an exported fastai Learner; "
+                       f"use --model {args.learner} --data FOLDER") from exc
     if args.data is not None:
         out(f"scanning {args.data} for images ...")
-    source = source_from_learner(learn, None, args.data, with_labels=False if args.labels == "none" else None,
-                                 classes=args.classes, device=args.device, name=Path(args.learner).stem)
+    try:
+        source = source_from_learner(learn, None, args.data, with_labels=False if args.labels == "none" else None,
+                                     classes=args.class_names, device=args.device, name=Path(args.learner).stem)
+    except ClassCountError as exc:
+        if not args.classes:
+            raise
+        raise CliError(class_count_message(args, exc)) from exc
     n = source.info.get("length")
     where = args.data if args.data is not None else "its validation set"
     out(f"showing {n if n is not None else 'the'} images of {where}; {len(source.classes)} classes")
@@ -460,10 +647,7 @@ def serve(visualizer: Any, args: argparse.Namespace, out: Say = say) -> int:
     try:
         visualizer.serve(port=args.port, host=args.host, token=args.token, quiet=True)
     except OSError as exc:
-        if exc.errno in (98, 48, 10048) or "in use" in str(exc).lower():
-            raise CliError(f"port {args.port} on {args.host} is already in use; pick another with --port "
-                           "(--port 0: any free port)") from None
-        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+        raise port_error(exc, args.host, args.port) from None
     except ValueError as exc:  # e.g. a non-loopback address with an empty token
         raise CliError(str(exc)) from None
     url = visualizer.url

@@ -4,35 +4,51 @@ Each ``from_*`` function returns a ready :class:`insights_app.AttributionVisuali
 each ``source_from_*`` twin returns the :class:`Source` it is built from (model, class
 names, score function, features, lazy re-iterable dataset of ``Batch``) for callers who
 want to combine or inspect the parts. Every user error is an :class:`AdapterError`
-(a ``ValueError``) with a one-line message. fastai is imported only by the fastai adapter.
+(a ``ValueError``) with a one-line message.
+
+The names are imported on first use, as in ``insights_app``: ``data_adapters.errors`` and
+``data_adapters.classes`` load without torch (the command line checks ``--classes`` with them
+before the slow work), and fastai is imported only with the fastai adapter.
 """
 
-from .base import AdapterError, Normalizer, Source
-from .fastai import (
-    from_dataloaders,
-    from_export,
-    from_learner,
-    load_learner_file,
-    source_from_dataloaders,
-    source_from_export,
-    source_from_learner,
-)
-from .folder import from_folder, source_from_folder
-from .torch import from_dataset, source_from_dataset
+from __future__ import annotations
 
-__all__ = [
-    "AdapterError",
-    "Normalizer",
-    "Source",
-    "from_dataloaders",
-    "from_dataset",
-    "from_export",
-    "from_folder",
-    "from_learner",
-    "load_learner_file",
-    "source_from_dataloaders",
-    "source_from_dataset",
-    "source_from_export",
-    "source_from_folder",
-    "source_from_learner",
-]
+import importlib
+from typing import Any
+
+_PUBLIC = {
+    "AdapterError": "errors",
+    "Normalizer": "base",
+    "Source": "base",
+    "from_dataloaders": "fastai",
+    "from_export": "fastai",
+    "from_learner": "fastai",
+    "load_learner_file": "fastai",
+    "source_from_dataloaders": "fastai",
+    "source_from_export": "fastai",
+    "source_from_learner": "fastai",
+    "from_folder": "folder",
+    "source_from_folder": "folder",
+    "from_dataset": "torch",
+    "source_from_dataset": "torch",
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        from insights_app import quiet_imports
+
+        with quiet_imports():
+            module = importlib.import_module(f".{_PUBLIC[name]}", __name__)
+        return getattr(module, name)
+    try:  # a submodule not imported yet: data_adapters.folder after `import data_adapters`
+        return importlib.import_module(f".{name}", __name__)
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    return sorted(list(globals()) + list(_PUBLIC))

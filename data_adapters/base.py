@@ -8,10 +8,9 @@ are shared by the fastai, folder and torch adapters so that they fail the same w
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Union
 
 import torch
@@ -20,20 +19,18 @@ from insights_app import AttributionVisualizer, Batch
 from insights_app.features import BaseFeature, ImageFeature
 from insights_app.tensors import model_device, plain
 
+from .classes import ClassesArg, read_classes
+from .errors import AdapterError, ChannelsError, ClassCountError
+
+__all__ = ["AdapterError", "ClassesArg", "ChannelsError", "ClassCountError", "Normalizer", "Source", "read_classes",
+           "check_classes", "count_outputs", "first_batch", "image_feature", "optional_normalizer", "prepare_model",
+           "score_function", "state_dict_of"]
 log = logging.getLogger(__name__)
 
 ScoreArg = Union[None, str, Callable[[torch.Tensor], torch.Tensor]]
-ClassesArg = Union[None, str, Path, Sequence[Any]]
 # Examples in the one forward pass that checks the class count: two (one could hide a model that
 # squeezes its batch dimension). Eight at --size 2048 through resnet18 took 5 GB at start-up.
 CHECK_EXAMPLES = 2
-
-
-class AdapterError(ValueError):
-    """A source that cannot be shown: wrong path, empty folder, class count mismatch, bad CSV...
-
-    The message is meant for the user as is (the CLI prints it on one line).
-    """
 
 
 class Normalizer:
@@ -118,49 +115,6 @@ def score_function(score: ScoreArg) -> Optional[Callable[[torch.Tensor], torch.T
     raise AdapterError(f"score must be 'softmax', 'sigmoid', None or a callable, not {score!r}")
 
 
-def read_classes(classes: ClassesArg) -> Optional[List[str]]:
-    """Class names from a list, or from a file: one name per line (.txt) or a JSON list / index map.
-
-    A JSON object such as ``{"0": ["n01440764", "tench"], ...}`` (torchvision's ImageNet
-    index) is accepted too: keys are indices, the last element of a list value is the name.
-    """
-    if classes is None:
-        return None
-    if isinstance(classes, (str, Path)):
-        path = Path(classes).expanduser()
-        if not path.is_file():
-            raise AdapterError(f"class file not found: {path}")
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise AdapterError(f"class file {path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
-        if path.suffix.lower() == ".json":
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise AdapterError(f"class file {path} is not valid JSON: {exc}") from None
-            if isinstance(data, dict):
-                try:
-                    ordered = sorted(data.items(), key=lambda kv: int(kv[0]))
-                except ValueError:
-                    raise AdapterError(f"class file {path}: a JSON object needs integer keys") from None
-                names = [v[-1] if isinstance(v, (list, tuple)) and v else v for _, v in ordered]
-            elif isinstance(data, list):
-                names = data
-            else:
-                raise AdapterError(f"class file {path} must hold a JSON list or object")
-        else:
-            names = [line.strip() for line in text.splitlines() if line.strip()]
-        out = [str(n) for n in names]
-        if not out:
-            raise AdapterError(f"class file {path} names no class")
-        return out
-    out = [str(c) for c in classes]
-    if not out:
-        raise AdapterError("classes is an empty list")
-    return out
-
-
 def image_feature(normalizer: Optional[Normalizer], name: str = "image") -> ImageFeature:
     """The one image feature an adapter shows; its input transform re-applies the normalization."""
     return ImageFeature(name, baseline_transforms=None, input_transforms=[normalizer] if normalizer else None)
@@ -193,7 +147,12 @@ def first_batch(dataset: Iterable[Batch], what: str) -> Batch:
 
 
 def count_outputs(model: torch.nn.Module, features: Sequence[BaseFeature], batch: Batch) -> int:
-    """Outputs per example of one forward pass on (a few examples of) the first batch."""
+    """Outputs per example of one forward pass on (a few examples of) the first batch.
+
+    This pass is where a model meets its images first, so a failure is explained here: images with
+    the wrong number of channels raise :class:`ChannelsError` (the fix is one argument), anything
+    else an AdapterError with the input shape and torch's first line.
+    """
     inputs = batch.inputs if isinstance(batch.inputs, (tuple, list)) else (batch.inputs,)
     device = model_device(model)
     with torch.no_grad():
@@ -201,6 +160,11 @@ def count_outputs(model: torch.nn.Module, features: Sequence[BaseFeature], batch
         try:
             out = model(*x)
         except Exception as exc:
+            channels = _channel_mismatch(model, x, exc)
+            if channels is not None:
+                expected, got = channels
+                raise ChannelsError(f"the model expects {expected}-channel images but got {got}-channel ones",
+                                    expected, got) from exc
             shapes = ", ".join(str(tuple(t.shape)) for t in x)
             raise AdapterError(f"the model failed on the first examples (input shape {shapes}): "
                                f"{type(exc).__name__}: {exc}") from exc
@@ -212,15 +176,52 @@ def count_outputs(model: torch.nn.Module, features: Sequence[BaseFeature], batch
     return 1 if out.dim() == 1 else int(out[0].numel())
 
 
+# torch's message when a convolution gets the wrong number of input channels.
+CONV_CHANNELS = re.compile(r"expected input\[[^\]]*\] to have (\d+) channels, but got (\d+) channels")
+
+
+def _channel_mismatch(model: torch.nn.Module, x: Sequence[torch.Tensor], exc: Exception) -> Optional[tuple]:
+    """(channels the model expects, channels it got) when that is why its forward pass failed, else None.
+
+    torch's convolution error says so; otherwise the first convolution's ``in_channels``, when it
+    differs from the image's, is taken as the reason.
+    """
+    if len(x) != 1 or x[0].dim() != 4:
+        return None
+    match = CONV_CHANNELS.search(str(exc))
+    if match:
+        return int(match.group(1)), int(match.group(2))
+    first = next((m for m in model.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)), None)
+    got = int(x[0].shape[1])
+    if first is not None and int(first.in_channels) != got:
+        return int(first.in_channels), got
+    return None
+
+
 def check_classes(classes: Optional[List[str]], n_outputs: int, hint: str = "") -> List[str]:
-    """The class names, checked against the model's output width (numbered names when unknown)."""
+    """The class names, checked against the model's output width (numbered names when unknown).
+
+    A mismatch is a :class:`ClassCountError` carrying both counts, for callers that word it their way.
+    """
     if classes is None:
         log.warning("no class names given: naming the model's %d outputs 0..%d", n_outputs, n_outputs - 1)
         return [str(i) for i in range(n_outputs)]
     if len(classes) != n_outputs:
-        raise AdapterError(f"{len(classes)} class names but the model has {n_outputs} outputs per example"
-                           + (f" ({hint})" if hint else ""))
+        raise ClassCountError(f"{len(classes)} class names but the model has {n_outputs} outputs per example"
+                              + (f" ({hint})" if hint else ""), len(classes), n_outputs, classes)
     return classes
+
+
+def state_dict_of(obj: Any) -> Optional[dict]:
+    """A state dict in a loaded torch file: the dict itself, or one under a usual checkpoint key; else None."""
+    if isinstance(obj, dict):
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return obj
+        for key in ("state_dict", "model_state_dict", "model", "net", "weights"):
+            inner = obj.get(key)
+            if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+                return inner
+    return None
 
 
 @dataclass

@@ -8,9 +8,12 @@ the feature's ``input_transforms``: the model then sees bit for bit what fastai 
 Classes come from ``dls.vocab``, the score function from ``loss_func.activation`` (softmax
 for single-label, sigmoid for multi-label), as ``Learner.get_preds`` does.
 
-fastai is imported only when one of these functions runs (``import fastai`` here is the
-real package: Python 3 imports are absolute). We never run the Learner's training loop or
-``get_preds``, so no fastprogress bar is ever drawn while the server pages the data.
+fastai is imported with this module (``import fastai`` here is the real package: Python 3
+imports are absolute), inside ``quiet_imports()``: its import warns that ``torch.jit.script`` is
+deprecated, a note the user cannot act on, which would otherwise be the first thing a notebook
+shows (``data_adapters`` imports this module only when a fastai name is asked for; the demo asks
+before it trains). We never run the Learner's training loop or ``get_preds``, so no fastprogress
+bar is ever drawn while the server pages the data.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any, Iterator, List, Optional, Sequence, Union
 
 import torch
 
-from insights_app import AttributionVisualizer, Batch
+from insights_app import AttributionVisualizer, Batch, quiet_imports
 from insights_app.tensors import plain
 
 from .base import (
@@ -36,13 +39,28 @@ from .base import (
     image_feature,
     prepare_model,
     read_classes,
+    state_dict_of,
 )
+from .errors import NotALearnerError
 from .folder import list_images
 
 log = logging.getLogger(__name__)
 ItemsArg = Union[None, str, Path, Sequence[Any]]
 DlArg = Union[None, str, int, Any]
 Device = Optional[Union[str, torch.device]]
+
+
+def _import_fastai() -> None:
+    """fastai's modules, once, with their import-time deprecation notes silenced (see the module doc)."""
+    with quiet_imports():
+        try:  # basics: the learner, callbacks, interpret (which imports pandas); vision.data: image types
+            import fastai.basics  # noqa: F401
+            import fastai.vision.data  # noqa: F401
+        except ImportError:  # pragma: no cover - fastai missing: the functions' own imports say so
+            pass
+
+
+_import_fastai()
 
 
 def load_learner_file(path: Union[str, Path], cpu: bool = True) -> Any:
@@ -59,15 +77,48 @@ def load_learner_file(path: Union[str, Path], cpu: bool = True) -> Any:
     from fastai.learner import load_learner
 
     try:
-        with warnings.catch_warnings():
+        with quiet_imports(), warnings.catch_warnings():  # unpickling imports more of fastai
             warnings.filterwarnings("ignore", message=".*insecure pickle.*")
             warnings.filterwarnings("ignore", message="load_learner` uses Python's insecure pickle.*")
             learn = load_learner(p, cpu=cpu)
     except Exception as exc:
+        holds = _what_file_holds(p)
+        if holds is not None:
+            raise _not_a_learner(p, holds) from exc
         raise AdapterError(f"cannot load the exported learner {p}: {type(exc).__name__}: {exc}") from exc
     if learn is None or not hasattr(learn, "dls") or not hasattr(learn, "model"):
+        if isinstance(learn, torch.nn.Module) or state_dict_of(learn) is not None:
+            raise _not_a_learner(p, "nn.Module" if isinstance(learn, torch.nn.Module) else "state dict")
         raise AdapterError(f"{p} does not hold a fastai Learner")
     return learn
+
+
+def _what_file_holds(path: Path) -> Optional[str]:
+    """'state dict' or 'nn.Module' when a file that did not load as a Learner is one of those, else None.
+
+    Weights are tried first with ``weights_only=True`` (no code runs); a whole module needs the
+    pickle loaded, which ``load_learner`` has just done with the same file.
+    """
+    import warnings
+
+    with quiet_imports(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:
+            try:
+                obj = torch.load(path, map_location="cpu", weights_only=False)
+            except Exception:
+                return None
+    if isinstance(obj, torch.nn.Module):
+        return "nn.Module"
+    return "state dict" if state_dict_of(obj) is not None else None
+
+
+def _not_a_learner(path: Path, holds: str) -> NotALearnerError:
+    what = "a state dict (model weights only)" if holds == "state dict" else "a whole torch nn.Module"
+    return NotALearnerError(f"{path} holds {what}, not a fastai Learner: build the model, load it, and use "
+                            "data_adapters.from_folder or from_dataset", str(path), holds)
 
 
 def _vocab_names(dls: Any) -> Optional[List[str]]:

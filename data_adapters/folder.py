@@ -4,7 +4,8 @@ No fastai needed: files are listed once (cheap even for 50,000 images) and read 
 Pillow one batch at a time, so a large folder never sits in memory. A file that cannot be
 decoded is skipped with one logged warning and counted (``FolderImages.skipped``); it
 never stops the server. Class order: the sorted label names (what fastai's ``Categorize``
-and torchvision's ``ImageFolder`` use), unless the user gives the list.
+and torchvision's ``ImageFolder`` use), unless the user gives the list; images whose label
+(sub-folder) is not in a given list are shown unlabeled, with one logged warning naming them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from insights_app.limits import MAX_RESIZE_SIDE
 
 from .base import (
     AdapterError,
+    ChannelsError,
     ClassesArg,
     ScoreArg,
     Source,
@@ -48,6 +50,7 @@ LabelsArg = Union[None, str, Path, Callable[[Path], Optional[str]]]
 SizeArg = Union[None, int, Tuple[int, int], Sequence[int]]
 FILE_COLUMNS = ("file", "filename", "fname", "file_name", "image", "image_id", "path", "name", "id")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "y")
+SUBFOLDER_LABELS = ("subfolders", "folders", "subfolder", "parent")
 
 
 def image_paths(root: Union[str, Path], extensions: Sequence[str] = IMAGE_EXTENSIONS,
@@ -156,7 +159,7 @@ def _label_entries(root: Path, files: List[str], labels: LabelsArg) -> List[Tupl
     """Pair each file with its label name (None: unlabeled) according to ``labels``."""
     if labels is None or (isinstance(labels, str) and labels.lower() in ("none", "")):
         return [(f, None) for f in files]
-    if isinstance(labels, str) and labels.lower() in ("subfolders", "folders", "subfolder", "parent"):
+    if _is_subfolders(labels):
         top = os.fspath(root)
         entries = []
         for f in files:
@@ -366,15 +369,15 @@ def source_from_folder(
         named = _label_entries(root, files, labels)
     names = read_classes(classes)
     found = sorted({lbl for _, lbl in named if lbl is not None})
+    classes_from = "given" if names is not None else "labels" if found else "outputs"
     if names is None and found:
         names = found
     index = {c: i for i, c in enumerate(names or [])}
-    unknown = [lbl for lbl in found if lbl not in index]
-    if unknown:
-        shown = ", ".join(repr(u) for u in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
-        raise AdapterError(f"{len(unknown)} label(s) are not among the {len(index)} classes: {shown} "
-                           "(fix the class list, or pass labels=None to show the images unlabeled)")
-    entries = [(p, None if lbl is None else index[lbl]) for p, lbl in named]
+    unknown: Dict[str, int] = {}
+    for _, lbl in named:
+        if lbl is not None and lbl not in index:
+            unknown[lbl] = unknown.get(lbl, 0) + 1
+    entries = [(p, index.get(lbl) if lbl is not None else None) for p, lbl in named]
     dataset = FolderImages(entries, hw, channels, resize, batch_size)
     normalizer = optional_normalizer(mean, std)
     if normalizer is not None and normalizer.channels not in (1, channels):
@@ -382,10 +385,38 @@ def source_from_folder(
     model = prepare_model(model, device)
     features = [image_feature(normalizer)]
     batch = first_batch(dataset, f"the folder {root}")
-    n_out = count_outputs(model, features, batch)
+    try:
+        n_out = count_outputs(model, features, batch)
+    except ChannelsError as exc:
+        hint = f" (pass channels={exc.expected})" if exc.expected in (1, 3) else ""
+        raise ChannelsError(f"{exc}{hint}", exc.expected, exc.got) from exc
     names = check_classes(names, n_out, "classes come from the labels found, unless given")
+    if unknown:
+        log.warning("%s", unknown_labels_message(unknown, len(names), by_folder=_is_subfolders(labels)))
     return Source(model, names, score_function(score), features, dataset, name=name,
-                  info={"root": str(root), "files": len(entries), "labeled": sum(e[1] is not None for e in entries)})
+                  info={"root": str(root), "files": len(entries), "labeled": sum(e[1] is not None for e in entries),
+                        "classes_from": classes_from, "unknown_labels": unknown})
+
+
+def unknown_labels_message(unknown: Dict[str, int], n_classes: int, by_folder: bool) -> str:
+    """One line on the images shown unlabeled because their label (or sub-folder) is not a class.
+
+    Such images are still worth seeing (predictions and attributions need no label), as fastai's
+    adapter shows files its labelling cannot label; refusing the whole folder helped nobody.
+    """
+    total = sum(unknown.values())
+    what = "sub-folder" if by_folder else "label"
+    items = sorted(unknown.items())
+    shown = ", ".join(f"{name!r} ({count} image{'s' if count != 1 else ''})" for name, count in items[:5])
+    if len(items) > 5:
+        shown += f", ... ({len(items)} {what}s in all)"
+    verb = "is not one" if len(items) == 1 else "are not any"
+    return (f"showing {total} image{'s' if total != 1 else ''} unlabeled: {what}{'s' if len(items) != 1 else ''} "
+            f"{shown} {verb} of the {n_classes} classes")
+
+
+def _is_subfolders(labels: LabelsArg) -> bool:
+    return isinstance(labels, str) and labels.lower() in SUBFOLDER_LABELS
 
 
 def from_folder(
@@ -414,7 +445,9 @@ def from_folder(
     ``label`` group, else its first group), a ``.csv`` file of ``file,label`` rows
     (relative to ``path``; a header row is optional), a callable ``Path -> name``, or None.
     ``classes``: a list or a file (.txt: one per line; .json), in the model's output
-    order; default: the sorted label names (numbered outputs when unlabeled).
+    order; default: the sorted label names (numbered outputs when unlabeled). Images whose
+    label is not among the classes (say a ``misc/`` sub-folder) are shown unlabeled, with one
+    logged warning naming those labels and counting the images.
     ``size``: int or (height, width) every image is resized to (default: the first
     image's size); ``resize``: 'squish' or 'crop'. ``mean``/``std``: the normalization
     the model expects, applied to the 0..1 images before the model. ``channels``: 3 (RGB)

@@ -8,12 +8,18 @@ Code written for ``captum.insights`` runs after changing its imports::
 The names below are imported on first use, so that the light modules (``insights_app.access``,
 ``insights_app.limits``) can be used without loading torch and captum: the command line checks
 its arguments before that slow work.
+
+``quiet_imports()`` wraps the imports of third-party packages that we make on the user's behalf:
+their import-time deprecation notes (fastai's ``torch.jit.script`` FutureWarning) would otherwise
+be the first thing a notebook cell shows, above the widget, and the user cannot act on them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from typing import Any
+import warnings
+from typing import Any, Iterator
 
 _PUBLIC = {
     "AttributionVisualizer": "visualizer",
@@ -27,13 +33,34 @@ _PUBLIC = {
 }
 __all__ = sorted(_PUBLIC)
 __version__ = "0.1.0"
+# The packages whose import-time deprecation notes quiet_imports() hides (matched against the module a
+# warning is attributed to: torch's own ``torch.jit._script`` for fastai's use of torch.jit.script).
+THIRD_PARTY_MODULES = (r"(torch|torchvision|captum|fastai|fastcore|fastprogress|fastdownload|pandas|numpy|scipy|"
+                       r"sklearn|PIL|matplotlib|flask|werkzeug|waitress|anywidget|ipywidgets|traitlets|IPython)(\.|$)")
+QUIET_CATEGORIES = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+
+@contextlib.contextmanager
+def quiet_imports() -> Iterator[None]:
+    """Hide deprecation warnings that third-party modules raise while we import them (or unpickle with them).
+
+    Only deprecation categories, only when attributed to a third-party package's module, and only
+    inside the block: the user's own warnings, and every warning after the import, still show.
+    """
+    with warnings.catch_warnings():
+        for category in QUIET_CATEGORIES:
+            warnings.filterwarnings("ignore", category=category, module=THIRD_PARTY_MODULES)
+        yield
 
 
 def __getattr__(name: str) -> Any:
     if name in _PUBLIC:
-        return getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+        with quiet_imports():
+            module = importlib.import_module(f".{_PUBLIC[name]}", __name__)
+        return getattr(module, name)
     try:  # a submodule not imported yet: insights_app.features after `import insights_app`
-        return importlib.import_module(f".{name}", __name__)
+        with quiet_imports():
+            return importlib.import_module(f".{name}", __name__)
     except ModuleNotFoundError as exc:
         if exc.name != f"{__name__}.{name}":
             raise

@@ -151,16 +151,20 @@ def train_demo(files: DemoFiles, progress: Progress = _print, epochs: int = EPOC
     PNG files like any learner trained with ``ImageDataLoaders.from_folder``.
     """
     import torch
-    from fastai.callback.core import Callback
-    from fastai.callback.progress import ProgressCallback  # noqa: F401  (adds Learner.no_bar)
-    from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (adds Learner.fit_one_cycle)
-    from fastai.data.core import DataLoaders
-    from fastai.learner import Learner
-    from fastai.losses import CrossEntropyLossFlat
-    from fastai.metrics import accuracy
-    from fastai.vision.core import PILImageBW
-    from fastai.vision.data import ImageDataLoaders
     from torch.utils.data import DataLoader, TensorDataset
+
+    from . import quiet_imports
+
+    with quiet_imports():  # fastai's import-time deprecation notes are not the user's to act on
+        from fastai.callback.core import Callback
+        from fastai.callback.progress import ProgressCallback  # noqa: F401  (adds Learner.no_bar)
+        from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (adds Learner.fit_one_cycle)
+        from fastai.data.core import DataLoaders
+        from fastai.learner import Learner
+        from fastai.losses import CrossEntropyLossFlat
+        from fastai.metrics import accuracy
+        from fastai.vision.core import PILImageBW
+        from fastai.vision.data import ImageDataLoaders
 
     t0 = time.perf_counter()
     n_train, n_valid = write_digit_images(files.images)

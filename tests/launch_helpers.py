@@ -162,3 +162,10 @@ def busy_net() -> nn.Module:
     from insights_app.testing import ConvNet
 
     return seeded(ConvNet, 3, 10, ((48, None), (48, "avg4")))
+
+
+def rgb_net() -> nn.Module:
+    """``--model launch_helpers:rgb_net``: a small RGB-only CNN (its first convolution takes 3 channels)."""
+    from insights_app.testing import ConvNet
+
+    return seeded(ConvNet, 3, 10)

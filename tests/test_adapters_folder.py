@@ -14,6 +14,8 @@ import torch
 import data_adapters.folder as folder_module
 from adapters_helpers import IG_PAGE, page_predictions, photo_cnn, pil_pixels, write_sample_photos
 from data_adapters import AdapterError, from_folder, source_from_folder
+from data_adapters.classes import read_classes
+from data_adapters.errors import ChannelsError, ClassCountError
 from data_adapters.folder import image_paths
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
@@ -161,14 +163,72 @@ def test_clear_errors(photos, tmp_path):
         from_folder(empty, photo_cnn(3))
     with pytest.raises(AdapterError, match="3 class names but the model has 5 outputs"):
         from_folder(root, photo_cnn(5), size=32)
-    with pytest.raises(AdapterError, match="not among the 2 classes: 'person'"):
-        from_folder(root, photo_cnn(2), classes=["animal", "object"], size=32)
     with pytest.raises(AdapterError, match="class file not found"):
         from_folder(root, photo_cnn(3), classes=tmp_path / "classes.txt")
     with pytest.raises(AdapterError, match="both mean and std"):
         from_folder(root, photo_cnn(3), mean=IMAGENET_MEAN)
-    with pytest.raises(AdapterError, match="the model failed on the first examples"):
+    with pytest.raises(ChannelsError, match=r"expects 1-channel images but got 3-channel ones \(pass channels=1\)"):
         from_folder(root, photo_cnn(3, channels=1), size=32)  # RGB images, grayscale model
+    with pytest.raises(AdapterError, match="the model failed on the first examples"):
+        from_folder(root, torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(10, 3)), size=32)  # no conv
+
+
+def test_a_sub_folder_that_is_not_a_class_is_shown_unlabeled_with_one_warning(photos, caplog):
+    """A ``person/`` folder next to the classes' folders: its image is shown without a label (it still has
+    predictions and attributions worth seeing), and one warning names the folder and counts its images."""
+    root, written = photos
+    with caplog.at_level(logging.WARNING, logger="data_adapters.folder"):
+        source = source_from_folder(root, photo_cnn(2), classes=["animal", "object"], size=32)
+    messages = [r.getMessage() for r in caplog.records if r.name == "data_adapters.folder"]
+    assert messages == ["showing 1 image unlabeled: sub-folder 'person' (1 image) is not one of the 2 classes"]
+    assert source.info["unknown_labels"] == {"person": 1} and source.info["classes_from"] == "given"
+    files = sorted(written.values(), key=lambda p: p.relative_to(root).as_posix())
+    labels = [v for b in source.dataset for v in b.labels]
+    assert labels == [{"animal": 0, "object": 1}.get(f.parent.name) for f in files]
+    page = source.visualizer().page(dict(IG_PAGE, page_size=8))
+    person = [ex for ex in page["examples"] if files[ex["id"]].parent.name == "person"]
+    assert len(person) == 1 and person[0]["label"] is None and person[0]["models"][0]["predictions"]
+
+
+def test_unknown_csv_labels_are_counted_per_label(photos, tmp_path, caplog):
+    root, _ = photos
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("animal/chelsea.png,cat\nanimal/cat.png,lion\nobject/coffee.png,mug\nobject/rocket.png,mug\n")
+    with caplog.at_level(logging.WARNING, logger="data_adapters.folder"):
+        source = source_from_folder(root, photo_cnn(2), classes=["cat", "dog"], labels=csv_path, size=32)
+    assert [v for b in source.dataset for v in b.labels] == [0, None, None, None]
+    assert [r.getMessage() for r in caplog.records if r.name == "data_adapters.folder"] == [
+        "showing 3 images unlabeled: labels 'lion' (1 image), 'mug' (2 images) are not any of the 2 classes"]
+
+
+def test_classes_come_from_the_labels_unless_given(photos):
+    root, _ = photos
+    assert source_from_folder(root, photo_cnn(3), size=32).info["classes_from"] == "labels"
+    assert source_from_folder(root, photo_cnn(3), labels=None, size=32).info["classes_from"] == "outputs"
+
+
+def test_a_class_count_mismatch_carries_both_counts(photos):
+    root, _ = photos
+    with pytest.raises(ClassCountError) as caught:
+        source_from_folder(root, photo_cnn(5), size=32)
+    assert (caught.value.given, caught.value.outputs, caught.value.names) == (3, 5, ["animal", "object", "person"])
+
+
+def test_class_files_json_by_content_and_clear_errors(tmp_path):
+    txt = tmp_path / "classes.txt"
+    txt.write_text('["cat", "dog"]\n')  # a JSON list saved as .txt: two classes, not one named '["cat", "dog"]'
+    assert read_classes(txt) == ["cat", "dog"]
+    lines = tmp_path / "names"
+    lines.write_text("cat\n\ndog [large]\n")
+    assert read_classes(lines) == ["cat", "dog [large]"]
+    index = tmp_path / "index.json"
+    index.write_text(json.dumps({"1": ["n2", "dog"], "0": ["n1", "cat"]}))
+    assert read_classes(index) == ["cat", "dog"]
+    for name in ("broken.json", "broken.txt", "broken"):
+        bad = tmp_path / name
+        bad.write_text('["a", "b"')
+        with pytest.raises(AdapterError, match=rf"class file .*{name} is not valid JSON: Expecting ',' delimiter"):
+            read_classes(bad)
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -262,8 +263,8 @@ def test_model_errors_name_the_problem(capsys, monkeypatch, tmp_path, digit_fold
     five = tmp_path / "five.txt"
     five.write_text("a\nb\nc\nd\ne\n")
     err = one_line_error(capsys, ["--model", str(weights), "--arch", "resnet18", "--data", data,
-                                  "--classes", str(five)])
-    assert "does not fit resnet18 with 5 classes" in err and "fc.weight (10, 512) vs (5, 512)" in err
+                                  "--classes", str(five)])  # the weights are right, the class list is not
+    assert f"--classes {five}: 5 classes given but the model outputs 10 per example" in err
     err = one_line_error(capsys, ["--model", str(weights), "--arch", "resnet34", "--data", data])
     assert "missing keys" in err
     text = tmp_path / "notes.pt"
@@ -272,7 +273,7 @@ def test_model_errors_name_the_problem(capsys, monkeypatch, tmp_path, digit_fold
     # the adapter's own checks come through as one line too: 3 class names for a 10-output model
     three = tmp_path / "three.txt"
     three.write_text("x\ny\nz\n")
-    assert "3 class names but the model has 10 outputs" in one_line_error(
+    assert f"--classes {three}: 3 classes given but the model outputs 10 per example" in one_line_error(
         capsys, ["--model", "launch_helpers:digits_net", "--data", data, "--classes", str(three), "--labels", "none"])
 
 
@@ -356,3 +357,135 @@ def test_a_pickle_that_is_not_a_torch_file_is_one_line_without_a_warning(tmp_pat
                         "--data", str(digit_folder)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert r.stderr.startswith("insights-app: error: --model: cannot load")
+
+
+# ---------------------------------------------------------------------- what a user sees (subprocesses)
+
+def _with_misc(digit_folder: Path, root: Path, n_misc: int = 3) -> Path:
+    """The digit folder plus a ``misc/`` sub-folder that is no class (a common leftover in real data)."""
+    shutil.copytree(digit_folder, root)
+    (root / "misc").mkdir()
+    for f in sorted(digit_folder.glob("*/*.png"))[:n_misc]:
+        shutil.copy(f, root / "misc" / f"extra_{f.name}")
+    return root
+
+
+def _fails(args, tmp_path, cwd=TESTS) -> tuple:
+    """``launch.py ARGS`` in a subprocess that must fail: (its one stderr line, its stdout, seconds)."""
+    t0 = time.monotonic()
+    result = run(args, launch_env(tmp_path / "cache"), cwd=cwd, timeout=120)
+    seconds = time.monotonic() - t0
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("insights-app: error: "), result.stderr
+    return lines[0], result.stdout, seconds
+
+
+def test_a_sub_folder_that_is_not_a_class_is_shown_unlabeled_with_a_warning(digit_folder, tmp_path):
+    data = _with_misc(digit_folder, tmp_path / "data")
+    n = sum(1 for _ in data.glob("*/*.png"))
+    launched = start(["--model", "launch_helpers:digits_net", "--data", str(data), "--classes", ",".join(DIGITS),
+                      "--port", "0"], launch_env(tmp_path / "cache"), cwd=TESTS)
+    try:
+        out = launched.output
+        assert ("WARNING data_adapters.folder: showing 3 images unlabeled: sub-folder 'misc' (3 images) is not one "
+                "of the 10 classes") in out
+        assert f"found {n} images ({n - 3} labeled)" in out
+        assert "Traceback" not in out and "note:" not in out  # the classes were given: nothing to announce
+        assert get_config(launched)["classes"] == DIGITS
+    finally:
+        launched.stop()
+
+
+def test_class_names_from_sub_folders_are_announced_with_their_origin(digit_folder, tmp_path):
+    launched = start(["--model", "launch_helpers:digits_net", "--data", str(digit_folder), "--port", "0"],
+                     launch_env(tmp_path / "cache"), cwd=TESTS)
+    try:
+        assert (f"insights-app: note: 10 classes, the sorted sub-folder names of {digit_folder}: 0, 1, 2, 3, 4, 5, 6, "
+                "7, 8, 9. A model trained with another class order needs --classes") in launched.output
+    finally:
+        launched.stop()
+
+
+def test_many_class_names_are_shown_truncated():
+    names = [f"c{i:02d}" for i in range(25)]
+    assert launch.names_preview(names) == "c00, c01, c02, c03, c04, c05, c06, c07, c08, c09, ... (25 in all)"
+    assert launch.names_preview(names[:3]) == "c00, c01, c02"
+
+
+@pytest.fixture(scope="module")
+def resnet_weights(tmp_path_factory) -> Path:
+    """A torchvision resnet18 state dict for 10 classes (random weights: only their shapes matter here)."""
+    import torchvision
+
+    path = tmp_path_factory.mktemp("weights") / "weights.pt"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(weights=None, num_classes=10).state_dict(), path)
+    return path
+
+
+def test_a_class_list_of_the_wrong_length_names_classes_and_both_counts(digit_folder, resnet_weights, tmp_path):
+    three = tmp_path / "three.txt"
+    three.write_text("x\ny\nz\n")
+    err, _, _ = _fails(["--model", str(resnet_weights), "--arch", "resnet18", "--data", str(digit_folder),
+                        "--classes", str(three)], tmp_path)
+    assert err == (f"insights-app: error: --classes {three}: 3 classes given but the model outputs 10 per example; "
+                   "give its 10 class names, in its output order")
+    # no --classes: the sub-folders (with misc, 11) against the model's 10 outputs
+    err, _, _ = _fails(["--model", "launch_helpers:digits_net", "--data", str(_with_misc(digit_folder, tmp_path / "d"))],
+                       tmp_path)
+    assert "11 classes found (the sorted sub-folder names of" in err and ": 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ... (11 in all))" \
+        in err and "the model outputs 10 per example" in err and "with --classes" in err
+
+
+def test_a_class_file_that_is_not_valid_json_is_refused_before_anything_loads(digit_folder, tmp_path):
+    bad = tmp_path / "classes.txt"  # a JSON list, cut short, whatever the file is called
+    bad.write_text('["a", "b"')
+    err, out, _ = _fails(["--model", "launch_helpers:digits_net", "--data", str(digit_folder), "--classes", str(bad)],
+                         tmp_path)
+    assert err == (f"insights-app: error: --classes: class file {bad} is not valid JSON: Expecting ',' delimiter: "
+                   "line 1 column 10 (char 9)")
+    assert "loading" not in out
+
+
+def test_a_state_dict_given_as_a_learner_points_to_model_and_arch(resnet_weights, tmp_path, digit_folder):
+    err, _, _ = _fails(["--learner", str(resnet_weights), "--data", str(digit_folder)], tmp_path)
+    assert err == (f"insights-app: error: --learner {resnet_weights} is a state dict (model weights only), not an "
+                   f"exported fastai Learner; to show those weights use --model {resnet_weights} --arch NAME (e.g. "
+                   "--arch resnet18) --data FOLDER")
+
+
+def test_grayscale_images_for_an_rgb_model_name_the_channels_flag(digit_folder, tmp_path):
+    err, _, _ = _fails(["--model", "launch_helpers:rgb_net", "--data", str(digit_folder), "--channels", "1"], tmp_path)
+    assert err == ("insights-app: error: the model expects 3-channel (RGB) images but --channels 1 reads them as "
+                   "1-channel (grayscale): use --channels 3")
+
+
+def test_rgb_images_for_a_grayscale_model_name_the_channels_flag(capsys, monkeypatch, tmp_path, digit_folder):
+    (tmp_path / "gray_models.py").write_text("from insights_app.testing import ConvNet, seeded\n\n\n"
+                                             "def gray():\n    return seeded(ConvNet, 1, 10)\n")
+    monkeypatch.chdir(tmp_path)
+    assert one_line_error(capsys, ["--model", "gray_models:gray", "--data", str(digit_folder)]) == (
+        "insights-app: error: the model expects 1-channel (grayscale) images but --channels 3 (the default) reads "
+        "them as 3-channel (RGB): use --channels 1")
+
+
+def test_a_busy_port_and_a_missing_model_fail_before_the_model_loads(digit_folder, tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        err, out, seconds = _fails(["--model", "launch_helpers:digits_net", "--data", str(digit_folder),
+                                    "--port", str(port)], tmp_path)
+    print(f"\nbusy port: exit 2 after {seconds:.2f}s")
+    assert err == (f"insights-app: error: port {port} on 127.0.0.1 is already in use; pick another with --port "
+                   "(--port 0: any free port)")
+    assert out == ""  # nothing loaded, nothing scanned
+    err, out, _ = _fails(["--model", "missing.pt", "--arch", "resnet18", "--data", str(digit_folder)], tmp_path)
+    assert err == "insights-app: error: --model: no such file: missing.pt" and out == ""
+
+
+def test_an_address_of_another_machine_is_refused_at_once(capsys):
+    err = one_line_error(capsys, ["--host", "192.0.2.1", "--token", "t"])  # TEST-NET-1: never this machine's
+    assert err.startswith("insights-app: error: cannot listen on 192.0.2.1:0: ")
