@@ -241,11 +241,15 @@ class Source:
     dataset: Iterable[Batch]
     name: Optional[str] = None
     info: dict = field(default_factory=dict)
+    # One loss per example (outputs, labels) for the dataset pass; None: chosen from the score function.
+    loss_func: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None
 
     def visualizer(self, **kwargs: Any) -> AttributionVisualizer:
         """An AttributionVisualizer over this source; ``kwargs`` go to its constructor (e.g. ``title``)."""
         if self.name and "model_names" not in kwargs:
             kwargs["model_names"] = [self.name]
+        if self.loss_func is not None and "loss_func" not in kwargs:
+            kwargs["loss_func"] = self.loss_func
         return AttributionVisualizer(self.model, self.classes, self.features, self.dataset,
                                      score_func=self.score_func, **kwargs)
 

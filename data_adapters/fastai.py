@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Union
 
 import torch
 
@@ -308,6 +308,11 @@ class FastaiBatches:
     def __len__(self) -> int:
         return len(self.dl.dataset)
 
+    @property
+    def n_examples(self) -> int:
+        """The dataset pass's total."""
+        return len(self.dl.dataset)
+
     def __iter__(self) -> Iterator[Batch]:
         for b in self.dl:
             b = tuple(b) if isinstance(b, (tuple, list)) else (b,)
@@ -344,7 +349,30 @@ def _source(dls: Any, model: Any, loss_func: Any, dl: DlArg, items: ItemsArg, wi
     info = {"multi_label": score.kind == "sigmoid", "normalize": repr(normalizer) if normalizer else None}
     if hasattr(dataset, "__len__"):
         info["length"] = len(dataset)
-    return Source(model, names, score, features, dataset, name=name, info=info)
+    return Source(model, names, score, features, dataset, name=name, info=info, loss_func=unreduced(loss_func))
+
+
+def unreduced(loss_func: Any) -> Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+    """The learner's loss with ``reduction='none'`` (one loss per example), as fastai's
+    ``Learner.loss_not_reduced`` makes it for ``get_preds(with_loss=True)``: on a copy, so the
+    learner's own loss function is never changed while it may be training."""
+    if loss_func is None:
+        return None
+    if hasattr(loss_func, "reduction"):
+        import copy
+
+        per_example = copy.deepcopy(loss_func)
+        per_example.reduction = "none"
+    else:
+        import functools
+
+        per_example = functools.partial(loss_func, reduction="none")
+
+    def loss(out: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return plain(per_example(out, labels))
+
+    loss.insights_name = type(loss_func).__name__  # type: ignore[attr-defined]
+    return loss
 
 
 def source_from_learner(learn: Any, dl: DlArg = None, items: ItemsArg = None, *, with_labels: Optional[bool] = None,

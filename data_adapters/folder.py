@@ -289,6 +289,11 @@ class FolderImages:
         return len(self.entries)
 
     @property
+    def n_examples(self) -> int:
+        """The dataset pass's total (files listed)."""
+        return len(self.entries)
+
+    @property
     def skipped(self) -> Dict[Path, str]:
         """Files found unreadable so far, with the reason."""
         with self._lock:

@@ -104,6 +104,15 @@ class TorchImages:
         self.batch_size = int(batch_size)
         self.denormalize = normalizer.inverse if normalizer is not None else None
 
+    @property
+    def n_examples(self) -> Optional[int]:
+        """How many examples an iteration yields, when the data knows (the dataset pass's total)."""
+        inner = getattr(self.data, "dataset", self.data)
+        try:
+            return int(len(inner))  # type: ignore[arg-type]
+        except TypeError:
+            return None
+
     def _images(self, xs: Sequence[Any]) -> torch.Tensor:
         images = [to_image_tensor(x) for x in xs]
         if self.denormalize is not None:

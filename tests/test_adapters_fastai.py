@@ -298,3 +298,34 @@ def test_clear_errors(learner, exported, tmp_path, caplog):
     with pytest.raises(AdapterError, match="expected a fastai Learner"):
         from_learner(object())
     assert issubclass(AdapterError, ValueError)
+
+
+def test_interpretation_equals_fastais_classification_interpretation(learner):
+    """Every number of vis.interpretation() is fastai's own, on the learner trained above."""
+    from fastai.interpret import ClassificationInterpretation
+    from sklearn.metrics import precision_recall_fscore_support
+
+    with learner.no_bar():
+        theirs = ClassificationInterpretation.from_learner(learner)
+        preds, targs = learner.get_preds(dl=learner.dls.valid.new(shuffle=False, drop_last=False))
+    ours = from_learner(learner).interpretation(progress=False)
+    assert ours.loss_name == "CrossEntropyLossFlat" and ours.n_examples == len(targs)
+    assert (ours.confusion_matrix() == theirs.confusion_matrix()).all()
+    assert theirs.most_confused(), "the learner should confuse some digits, or this compares nothing"
+    assert ours.most_confused() == [(a, p, int(n)) for a, p, n in theirs.most_confused()]
+    assert ours.most_confused(min_val=3) == [(a, p, int(n)) for a, p, n in theirs.most_confused(min_val=3)]
+    mine, mine_ids = ours.top_losses()
+    fastai_losses, fastai_ids = theirs.top_losses()
+    assert mine_ids.tolist() == fastai_ids.tolist()
+    torch.testing.assert_close(mine, torch.as_tensor(fastai_losses).as_subclass(torch.Tensor), rtol=1e-5, atol=1e-6)
+    small, small_ids = ours.top_losses(5, largest=False)
+    assert small_ids.tolist() == theirs.top_losses(5, largest=False)[1].tolist()
+    decoded = preds.argmax(1)
+    assert ours.accuracy == pytest.approx(float((decoded == targs).float().mean()))
+    p, r, f, s = precision_recall_fscore_support(targs.numpy(), decoded.numpy(), labels=range(10), zero_division=0)
+    rows = ours.per_class()
+    assert [c.support for c in rows] == s.tolist()
+    np = pytest.importorskip("numpy")
+    np.testing.assert_allclose([c.precision for c in rows], p)
+    np.testing.assert_allclose([c.recall for c in rows], r)
+    np.testing.assert_allclose([c.f1 for c in rows], f)

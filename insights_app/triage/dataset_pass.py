@@ -56,15 +56,15 @@ class PassProgress:
 
 def known_size(dataset: Any) -> Optional[int]:
     """The number of examples of a dataset without reading it, when that is cheap to know."""
+    n_examples = getattr(dataset, "n_examples", None)  # the adapters' datasets say it
+    if isinstance(n_examples, int):
+        return n_examples
     inner = getattr(dataset, "dataset", None)  # a torch DataLoader (its len() counts batches)
     if inner is not None:
         try:
             return int(len(inner))
         except TypeError:
             return None
-    n_examples = getattr(dataset, "n_examples", None)
-    if isinstance(n_examples, int):
-        return n_examples
     if isinstance(dataset, (list, tuple)) and all(isinstance(b, Batch) for b in dataset):
         total = 0
         for b in dataset:
