@@ -25,3 +25,11 @@ def test_the_your_own_method_example_runs_and_prints_what_it_says():
     with contextlib.redirect_stdout(out):
         exec(compile(code, "README.md", "exec"), {"__name__": "readme_example"})
     assert out.getvalue().strip() == "[None, None]"
+
+
+def test_the_triage_example_runs_and_prints_what_it_says():
+    code = python_block_after("### Where is the model wrong? Triage in Python")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {"__name__": "readme_example"})
+    assert out.getvalue().split("\n")[:3] == ["60", "5 [20, 20, 20]", "True"]
