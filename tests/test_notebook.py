@@ -361,6 +361,13 @@ def test_the_widget_renders_cards_in_a_real_frontend(tmp_path, app, path, theme)
                 # paging goes through the comm too
                 page.locator(".insights-app button", has_text="Next").first.click()
                 page.wait_for_selector(".insights-app .ia-card-id:text-is('#4')", timeout=120_000)
+                # the Dataset view: the pass runs in the kernel, its progress and matrix come over the comm
+                page.click(".insights-app .ia-dataset-btn")
+                page.wait_for_selector(".insights-app .ia-pass-line:has-text('complete')", timeout=120_000)
+                page.wait_for_selector(".insights-app .ia-confusion .ia-cm-cell", timeout=60_000)
+                page.locator(".insights-app .ia-confused button").first.click()
+                page.wait_for_selector(".insights-app .ia-pair-chip", timeout=60_000)
+                page.wait_for_selector(".insights-app .ia-card:not(.ia-card-loading) .ia-attr img", timeout=120_000)
                 stderr = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
                 assert not page.locator(stderr).count()
                 assert not [e for e in errors if "insights" in e.lower() or "mount" in e], errors
