@@ -167,12 +167,12 @@ class Pager:
         return scanned
 
     def _pass_page(self, flt: Filter, page: int, page_size: int) -> PageInfo:
-        """A page of a triage filter, from the dataset pass's records (started here when it has not run)."""
+        """A page of a triage filter, from the dataset pass's records (started here when it never ran)."""
         from .triage.selection import select
 
         if self.dataset_pass is None:
             raise DatasetError("this filter needs the dataset pass, which this visualizer does not have")
-        progress = self.dataset_pass.start()
+        progress = self.dataset_pass.start_if_idle()
         ids = select(self.dataset_pass.snapshot(), flt)
         start, stop = page * page_size, (page + 1) * page_size
         chosen = [int(i) for i in ids[start:stop]]

@@ -170,6 +170,12 @@ def test_the_pass_is_started_watched_and_cancelled_over_http():
     post(c2, "dataset_pass", {"action": "start"})
     status, paused = post(c2, "dataset_pass", {"action": "cancel"})
     assert status == 200 and paused["state"] == "paused" and paused["done"] < 400
+    # Reading the summary or a triage page does not undo the Cancel; Start resumes.
+    assert post(c2, "dataset", {})[1]["progress"]["state"] == "paused"
+    assert post(c2, "examples", {"method": "Saliency", "filter": {"order": "loss"}})[1]["page"]["exhausted"] is False
+    assert post(c2, "dataset_pass", {})[1]["state"] == "paused"
+    assert post(c2, "dataset_pass", {"action": "start"})[1]["state"] == "running"
+    v2.dataset_pass.halt()
 
 
 def test_the_widget_answers_the_triage_views(vis):

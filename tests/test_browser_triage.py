@@ -118,3 +118,30 @@ def test_a_hundred_classes_and_no_labels(ui):
     finally:
         for s in servers:
             s.close()
+
+
+def test_the_pass_is_cancelled_and_resumed_from_the_page(ui):
+    """Progress from the first second; Cancel pauses it (and it stays paused), Resume continues it."""
+    from insights_app.testing import SlowNet, seeded
+    from reliability_helpers import Digits, make_visualizer
+
+    vis = make_visualizer(models=seeded(SlowNet, 0.04, n_classes=10), dataset=Digits(n=200, batch_size=4))
+    server = serve(vis)
+    try:
+        page = ui.page
+        page.goto(server.url + "?method=Saliency&size=2&dataset=0")
+        page.wait_for_selector(".ia-pass-cancel", timeout=20_000)
+        page.wait_for_function("() => /per second/.test(document.querySelector('.ia-pass-line').textContent)", timeout=20_000)
+        page.click(".ia-pass-cancel")
+        page.wait_for_selector(".ia-pass-line:has-text('paused')", timeout=20_000)
+        done = vis.dataset_pass.progress().done
+        assert 0 < done < 200 and page.locator(".ia-pass-start").inner_text() == "Resume"
+        page.wait_for_timeout(1500)  # the summary keeps refreshing; the pass stays paused
+        assert vis.dataset_pass.progress().state == "paused" and vis.dataset_pass.progress().done == done
+        page.click(".ia-pass-start")
+        page.wait_for_selector(".ia-pass-line:has-text('complete')", timeout=60_000)
+        assert vis.dataset_pass.progress().done == 200
+        page.wait_for_function("() => document.querySelector('.ia-tile .ia-tile-value').textContent === '200'", timeout=10_000)
+    finally:
+        server.close()
+        vis.dataset_pass.halt()

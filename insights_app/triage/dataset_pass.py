@@ -111,6 +111,13 @@ class DatasetPass:
             self._thread.start()
             return self._progress()
 
+    def start_if_idle(self) -> PassProgress:
+        """Start the pass if it never ran (what reading it implies); a paused, failed or finished one
+        stays as the user left it."""
+        with self._lock:
+            idle = self._state == "idle"
+        return self.start() if idle else self.progress()
+
     def cancel(self) -> PassProgress:
         """Stop after the batch in hand; :meth:`start` resumes from there."""
         self._stop.set()

@@ -1,7 +1,7 @@
 """``POST /api/v1/dataset``: one model's triage (fastai's ClassificationInterpretation, and more).
 
 Read from the dataset pass as far as it has gone (the answer says how far, and starts the
-pass when it has not run): accuracy, precision / recall / F1 / support per class, the
+pass when it never ran; a paused one stays paused): accuracy, precision / recall / F1 / support per class, the
 confusion matrix (at most ``max_matrix`` classes: past that, the matrix of the classes in the
 most confused pairs), the most confused pairs, the largest losses, the confidence histogram,
 the predicted-class counts, and with several models how often they disagree. Every number
@@ -44,7 +44,7 @@ def restricted_classes(cm: np.ndarray, pairs: int) -> List[int]:
 
 def summary(vis: Any, m: int, max_matrix: int = MATRIX_MAX, bins: int = 20) -> Dict[str, Any]:
     p = vis.dataset_pass
-    progress = p.start()
+    progress = p.start_if_idle()
     interp = interpretation_for(vis, m)
     cm = interp.confusion_matrix()
     n_classes = len(vis.classes)

@@ -77,11 +77,12 @@ class DatasetView {
         modelSelect ? h("label", { class: "ia-inline-field" }, "Model", modelSelect) : null),
       this.progressBox, this.body);
     if (first) this.el.querySelector(".ia-dataset-title").focus();
-    this.watch("start", run);
+    this.watch("status", run, true);
   }
 
-  /** Start (or look at) the pass and follow its progress; the summary follows along. */
-  async watch(action, run) {
+  /** Start, cancel or look at the pass and follow its progress; the summary follows along. Opening the
+   * view starts a pass that never ran (`startIfIdle`); one the user cancelled stays paused until Resume. */
+  async watch(action, run, startIfIdle = false) {
     const app = this.app;
     if (this.watching) this.watching.abort();
     const ctrl = typeof AbortController !== "undefined" ? new AbortController() : null;
@@ -100,8 +101,9 @@ class DatasetView {
     };
     try {
       for (let i = 0; i < 10000 && run === this.run; i++) {
-        await app.transport.request("dataset_pass", { action: i === 0 ? action : "status" }, { onEvent, signal: ctrl ? ctrl.signal : undefined });
-        if (!state || state.state !== "running") break;
+        const asked = i === 0 ? action : startIfIdle && state && state.state === "idle" ? "start" : "status";
+        await app.transport.request("dataset_pass", { action: asked }, { onEvent, signal: ctrl ? ctrl.signal : undefined });
+        if (!state || (state.state !== "running" && !(startIfIdle && state.state === "idle" && asked !== "start"))) break;
       }
     } catch (exc) {
       if (run !== this.run || (exc && exc.name === "AbortError")) return;
