@@ -33,6 +33,7 @@ from .features import BaseFeature, ImageFeature, transform_batch
 from .limits import MAX_EVALS_PER_EXAMPLE, TOP_K_MAX
 from .methods import AttributionContext, MethodSpec
 from .methods.layers import resolve_layer
+from .store.fingerprint import example_fingerprints
 from .tensors import as_tuple, model_device, plain
 from .worker import ComputeThread, on_compute_thread
 
@@ -118,6 +119,7 @@ class Engine:
         cache_entries: int = 1024,
         cache_bytes: int = 512 * 2**20,
         prediction_entries: int = 200_000,
+        store: Any = None,
     ) -> None:
         self.model = model
         self.features = list(features)
@@ -139,6 +141,8 @@ class Engine:
         self.predictions = LRUCache(prediction_entries, max_bytes=2**62)
         self.image_inputs = tuple(i for i, f in enumerate(self.features) if isinstance(f, ImageFeature))
         self.resolve_layer = functools.partial(resolve_layer, model)
+        # A persistent store (insights_app.store.ModelStore) behind the in-memory caches, or None.
+        self.store = store
 
     # ------------------------------------------------------------ the entry point
     @on_compute_thread
@@ -184,7 +188,7 @@ class Engine:
                     for i, p in zip(batch.ids, self._predictions(batch, forward))]
         key = arguments_key(spec.fingerprint, params)
         shared: Dict[Any, Any] = {}
-        if spec.first_forward and not any(i in self.predictions for i in batch.ids):
+        if spec.first_forward and not any(i in self.predictions for i in batch.ids) and not self._stored_any(batch):
             both = self._shared_forward(spec, params, key, batch, requested, shared, forward)
             if both is not None:
                 return both
@@ -283,6 +287,8 @@ class Engine:
         """Top predictions, cached by example id; the missing ones in one pass."""
         found: List[Optional[Prediction]] = [self.predictions.get(i) for i in batch.ids]
         missing = [j for j, p in enumerate(found) if p is None]
+        if missing and self.store is not None:
+            missing = self._stored_predictions(batch, missing, found)
         if missing:
             sub = batch.select(missing)
 
@@ -294,7 +300,41 @@ class Engine:
                     log.warning("example %s on %s: %s", ex_id, self.name, err)
                     pred = Prediction([], [], error=err)  # not cached: the next request tries again
                 found[j] = pred
+            if self.store is not None:
+                fps = example_fingerprints(sub.inputs, sub.additional_args)
+                self.store.save_predictions([(fp, found[j].indices, found[j].scores)  # type: ignore[union-attr]
+                                             for fp, j in zip(fps, missing) if not found[j].error])  # type: ignore[union-attr]
         return found  # type: ignore[return-value]
+
+    def _stored_any(self, batch: ExampleBatch) -> bool:
+        """Whether the store has a prediction of any of these examples (then the two-step path reads it)."""
+        if self.store is None:
+            return False
+        return bool(self.store.predictions(example_fingerprints(batch.inputs, batch.additional_args)))
+
+    def _save(self, part: ExampleBatch, preds: Sequence[Prediction], targets: Sequence[Optional[int]],
+              exps: Sequence[Union[Explanation, Failure]], key: str) -> None:
+        """Write what the one-pass path computed to the store."""
+        fps = example_fingerprints(part.inputs, part.additional_args)
+        self.store.save_predictions([(fp, p.indices, p.scores) for fp, p in zip(fps, preds) if not p.error])
+        self.store.save_explanations([((fp, key, t), e.maps, e.contributions)
+                                      for fp, t, e in zip(fps, targets, exps) if isinstance(e, Explanation)])
+
+    def _stored_predictions(self, batch: ExampleBatch, missing: List[int], found: List[Optional[Prediction]]
+                            ) -> List[int]:
+        """Fill ``found`` from the store where it has them (and the memory cache); the rows still missing."""
+        sub = batch.select(missing)
+        fps = example_fingerprints(sub.inputs, sub.additional_args)
+        stored = self.store.predictions(fps)
+        still = []
+        for j, ex_id, fp in zip(missing, sub.ids, fps):
+            if fp in stored:
+                p = Prediction(*stored[fp])
+                self.predictions.put(ex_id, p)
+                found[j] = p
+            else:
+                still.append(j)
+        return still
 
     def _predict(self, batch: ExampleBatch, ids: Sequence[Hashable], forward: Callable[..., torch.Tensor]
                  ) -> List[Prediction]:
@@ -361,6 +401,21 @@ class Engine:
         found: List[Optional[Union[Explanation, Failure]]] = [
             self.results.get((i, key, t)) for i, t in zip(batch.ids, targets)]
         missing = [j for j, exp in enumerate(found) if exp is None]
+        fps: Dict[int, str] = {}
+        if missing and self.store is not None:
+            sub = batch.select(missing)
+            fps = dict(zip(missing, example_fingerprints(sub.inputs, sub.additional_args)))
+            stored = self.store.explanations([(fps[j], key, targets[j]) for j in missing])
+            still = []
+            for j in missing:
+                hit = stored.get((fps[j], key, targets[j]))
+                if hit is None:
+                    still.append(j)
+                    continue
+                exp = Explanation(target=targets[j], maps=hit[0], contributions=hit[1], key=key)
+                self.results.put((batch.ids[j], key, targets[j]), exp, exp.nbytes())
+                found[j] = exp
+            missing = still
         if missing:
             sub = batch.select(missing)
             sub_targets = [targets[j] for j in missing]
@@ -373,6 +428,9 @@ class Engine:
                 computed.extend(self._store_explanations(spec, key, part.ids, part_targets, attrs))
             for j, exp in zip(missing, computed):
                 found[j] = exp
+            if self.store is not None:
+                self.store.save_explanations([((fps[j], key, targets[j]), exp.maps, exp.contributions)
+                                              for j, exp in zip(missing, computed) if isinstance(exp, Explanation)])
         return found  # type: ignore[return-value]
 
     @on_compute_thread
@@ -521,6 +579,8 @@ class Engine:
                     attrs = self.attribute(spec, params, part, _all_or_none(targets), inputs=inputs,
                                            forward=ReusedForward(forward, call_args, out), shared=shared)
                     exps = self._store_explanations(spec, key, part.ids, targets, attrs)
+                    if self.store is not None:
+                        self._save(part, preds, targets, exps, key)
                     results.extend(Result(i, p, None, e.message) if isinstance(e, Failure) else Result(i, p, e)
                                    for i, p, e in zip(part.ids, preds, exps))
         except (ValidationError, Cancelled):

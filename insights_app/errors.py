@@ -44,6 +44,10 @@ class ComputationError(RuntimeError):
     """The model or captum failed on some examples; the message is shown to the user."""
 
 
+class StoreError(RuntimeError):
+    """The persistent store cannot be used: not ours, damaged, newer than this version, or not writable."""
+
+
 class Busy(RuntimeError):
     """Too much work is waiting already: the request is refused at once rather than queued."""
 
@@ -59,6 +63,7 @@ ERROR_STATUSES: Tuple[Tuple[Type[BaseException], int], ...] = (
     (RenderError, 400),
     (DatasetError, 500),
     (ComputationError, 500),
+    (StoreError, 500),
     (Busy, 503),
     (Cancelled, 503),
     (ValueError, 400),  # a bad value that reached a library's own checks

@@ -12,6 +12,7 @@ process.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -31,6 +32,7 @@ from .views import View, build_views
 from .views.attribute import attribute as attribute_view
 from .views.config import config as config_view
 from .views.examples import page_document, page_events
+from .store import ModelStore, Store
 from .triage import DEFAULT_PASS_LIMIT, DatasetPass, Interpretation, LossFn, interpretation_of
 
 class AttributionVisualizer:
@@ -63,6 +65,7 @@ class AttributionVisualizer:
         title: str = "Insights",
         loss_func: Union[None, LossFn, Sequence[Optional[LossFn]]] = None,
         max_pass_examples: int = DEFAULT_PASS_LIMIT,
+        store: Union[None, str, "os.PathLike[str]", Store] = None,
     ) -> None:
         if not isinstance(models, (list, tuple)):
             models = [models]
@@ -83,9 +86,13 @@ class AttributionVisualizer:
         if len(names) != len(models):
             raise ValueError("model_names must name every model")
         self.models = list(models)
+        # The persistent store (store=DIR): results keyed by content survive restarts (insights_app.store).
+        self.results_store: Optional[Store] = store if isinstance(store, Store) or store is None else Store(store)
         self.engines = [
             Engine(m, self.features, score_func, name=n, device=device, use_label_for_attr=use_label_for_attr,
-                   internal_batch_size=internal_batch_size, cache_entries=cache_entries)
+                   internal_batch_size=internal_batch_size, cache_entries=cache_entries,
+                   store=None if self.results_store is None else ModelStore(self.results_store, m, self.classes,
+                                                                            score_func))
             for m, n in zip(models, names)
         ]
         self.score_func = score_func

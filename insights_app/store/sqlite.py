@@ -1,0 +1,254 @@
+"""The persistent store: one SQLite database in a directory the user names (``store=DIR``).
+
+SQLite from the standard library, in WAL mode: readers read while the one writer writes, and
+a process killed in the middle of a write leaves the last committed state (a transaction is
+all or nothing). Rows are keyed by content (see :mod:`.fingerprint`), so nothing stored is
+ever stale. A file that is not ours (another application's database, or not a database) is
+refused with one line and never written to. The size is bounded: past ``max_bytes`` of
+stored maps, the oldest rows go first (``prune``).
+
+Each thread gets its own connection (sqlite3 connections are not shared across threads);
+writes are serialized by a lock of the store object, so one process has one writer.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..errors import StoreError
+
+
+APPLICATION_ID = 0x49415031  # "IAP1": PRAGMA application_id of an insights-app store
+SCHEMA_VERSION = 1
+FILE_NAME = "insights.sqlite"
+DEFAULT_MAX_BYTES = 4 * 2**30
+PRUNE_EVERY = 256  # writes between two checks of the size bound
+
+SCHEMA = """
+CREATE TABLE explanations (
+    model TEXT NOT NULL, example TEXT NOT NULL, key TEXT NOT NULL, target INTEGER NOT NULL,
+    software TEXT NOT NULL, maps BLOB NOT NULL, contributions TEXT NOT NULL, nbytes INTEGER NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (model, example, key, target, software)
+) WITHOUT ROWID;
+CREATE INDEX explanations_created ON explanations (created);
+CREATE TABLE predictions (
+    model TEXT NOT NULL, example TEXT NOT NULL, software TEXT NOT NULL,
+    indices BLOB NOT NULL, scores BLOB NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (model, example, software)
+) WITHOUT ROWID;
+"""
+
+
+def encode_maps(maps: Sequence[np.ndarray]) -> bytes:
+    """Arrays as one blob: a JSON header of (dtype, shape) per array, a newline, their bytes."""
+    arrays = [np.ascontiguousarray(m) for m in maps]
+    header = json.dumps([[a.dtype.str, list(a.shape)] for a in arrays]).encode()
+    return header + b"\n" + b"".join(a.tobytes() for a in arrays)
+
+
+def decode_maps(blob: bytes) -> List[np.ndarray]:
+    header, _, body = blob.partition(b"\n")
+    out, offset = [], 0
+    for dtype, shape in json.loads(header):
+        dt = np.dtype(dtype)
+        size = int(np.prod(shape)) * dt.itemsize
+        out.append(np.frombuffer(body, dtype=dt, count=int(np.prod(shape)), offset=offset).reshape(shape).copy())
+        offset += size
+    return out
+
+
+# (example fingerprint, method key, target or None) -> (maps, contributions)
+ExplanationKey = Tuple[str, str, Optional[int]]
+StoredExplanation = Tuple[List[np.ndarray], List[float]]
+
+
+class Store:
+    """One store directory (its SQLite file); safe to share across threads."""
+
+    def __init__(self, directory: Union[str, Path], max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.directory = Path(directory).expanduser()
+        self.path = self.directory / FILE_NAME
+        self.max_bytes = max(1, int(max_bytes))
+        if self.directory.exists() and not self.directory.is_dir():
+            raise StoreError(f"store {self.directory} is a file, not a directory")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store directory {self.directory}: {exc.strerror}") from None
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._writes = 0
+        self._check_or_create()
+
+    # ------------------------------------------------------------ connections
+    def _connect(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+                conn.execute("PRAGMA busy_timeout = 30000")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open the store {self.path}: {exc}") from None
+            self._local.conn = conn
+        return conn
+
+    def _refuse(self, why: str) -> StoreError:
+        return StoreError(f"{self.path} {why}; it is left as it is: choose another store directory")
+
+    def _check_or_create(self) -> None:
+        conn = self._connect()
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise self._refuse(f"is not an SQLite database ({exc})") from None
+        if app_id == 0 and tables == 0:
+            with self._write_lock:
+                try:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                    conn.execute("BEGIN IMMEDIATE")
+                    for statement in SCHEMA.strip().split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise StoreError(f"cannot create the store {self.path}: {exc}") from None
+            return
+        if app_id != APPLICATION_ID:
+            raise self._refuse("is not an insights-app store (another application's database)")
+        if version > SCHEMA_VERSION:
+            raise self._refuse(f"was written by a newer insights-app (store format {version}, this one reads "
+                               f"{SCHEMA_VERSION})")
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("SELECT count(*) FROM explanations LIMIT 1").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise self._refuse(f"is damaged ({exc})") from None
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # ------------------------------------------------------------ explanations
+    def get_explanations(self, model: str, software: str, keys: Sequence[ExplanationKey]
+                         ) -> Dict[ExplanationKey, StoredExplanation]:
+        """The stored explanations among ``keys`` of one model (missing keys are absent)."""
+        found: Dict[ExplanationKey, StoredExplanation] = {}
+        if not keys:
+            return found
+        conn = self._connect()
+        try:
+            for ex, key, target in keys:
+                row = conn.execute(
+                    "SELECT maps, contributions FROM explanations WHERE model=? AND example=? AND key=? AND target=? "
+                    "AND software=?", (model, ex, key, -1 if target is None else int(target), software)).fetchone()
+                if row is not None:
+                    found[(ex, key, target)] = (decode_maps(row[0]), json.loads(row[1]))
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot read the store {self.path}: {exc}") from None
+        return found
+
+    def put_explanations(self, model: str, software: str,
+                         rows: Iterable[Tuple[ExplanationKey, Sequence[np.ndarray], Sequence[float]]]) -> int:
+        """Store explanations (one transaction); returns how many were written."""
+        now = time.time()
+        values = []
+        for (ex, key, target), maps, contribs in rows:
+            blob = encode_maps(maps)
+            values.append((model, ex, key, -1 if target is None else int(target), software, sqlite3.Binary(blob),
+                           json.dumps([float(c) for c in contribs]), len(blob), now))
+        if not values:
+            return 0
+        self._write("INSERT OR REPLACE INTO explanations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+        return len(values)
+
+    # ------------------------------------------------------------ predictions
+    def get_predictions(self, model: str, software: str, examples: Sequence[str]
+                        ) -> Dict[str, Tuple[List[int], List[float]]]:
+        found: Dict[str, Tuple[List[int], List[float]]] = {}
+        conn = self._connect()
+        try:
+            for ex in examples:
+                row = conn.execute("SELECT indices, scores FROM predictions WHERE model=? AND example=? AND software=?",
+                                   (model, ex, software)).fetchone()
+                if row is not None:
+                    found[ex] = (np.frombuffer(row[0], dtype="<i4").tolist(), np.frombuffer(row[1], dtype="<f4").tolist())
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot read the store {self.path}: {exc}") from None
+        return found
+
+    def put_predictions(self, model: str, software: str,
+                        rows: Iterable[Tuple[str, Sequence[int], Sequence[float]]]) -> int:
+        now = time.time()
+        values = [(model, ex, software, sqlite3.Binary(np.asarray(idx, "<i4").tobytes()),
+                   sqlite3.Binary(np.asarray(scores, "<f4").tobytes()), now) for ex, idx, scores in rows]
+        if values:
+            self._write("INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?)", values)
+        return len(values)
+
+    # ------------------------------------------------------------ writing, size
+    def _write(self, sql: str, values: List[tuple]) -> None:
+        conn = self._connect()
+        with self._write_lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(sql, values)
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StoreError(f"cannot write to the store {self.path}: {exc}") from None
+            self._writes += len(values)
+            if self._writes >= PRUNE_EVERY:
+                self._writes = 0
+                self._prune_locked(self.max_bytes)
+
+    def stored_bytes(self) -> int:
+        row = self._connect().execute("SELECT coalesce(sum(nbytes), 0) FROM explanations").fetchone()
+        return int(row[0])
+
+    def prune(self, max_bytes: Optional[int] = None) -> int:
+        """Delete the oldest maps until at most ``max_bytes`` (default: the store's bound) remain; how many went."""
+        with self._write_lock:
+            return self._prune_locked(self.max_bytes if max_bytes is None else max(0, int(max_bytes)))
+
+    def _prune_locked(self, max_bytes: int) -> int:
+        conn = self._connect()
+        total = self.stored_bytes()
+        removed = 0
+        while total > max_bytes:
+            rows = conn.execute("SELECT model, example, key, target, software, nbytes FROM explanations "
+                                "ORDER BY created LIMIT 256").fetchall()
+            if not rows:
+                break
+            conn.execute("BEGIN IMMEDIATE")
+            for model, ex, key, target, software, nbytes in rows:
+                conn.execute("DELETE FROM explanations WHERE model=? AND example=? AND key=? AND target=? AND "
+                             "software=?", (model, ex, key, target, software))
+                total -= nbytes
+                removed += 1
+                if total <= max_bytes:
+                    break
+            conn.execute("COMMIT")
+        return removed
+
+    def counts(self) -> Dict[str, int]:
+        conn = self._connect()
+        return {"explanations": int(conn.execute("SELECT count(*) FROM explanations").fetchone()[0]),
+                "predictions": int(conn.execute("SELECT count(*) FROM predictions").fetchone()[0]),
+                "bytes": self.stored_bytes()}

@@ -1,0 +1,225 @@
+"""The persistent store (store=DIR): results survive a restart, keyed by content so never stale,
+a foreign or damaged file is refused and left alone, a killed writer leaves it consistent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from insights_app.store import FILE_NAME, Store, StoreError
+from insights_app.testing import seeded
+from reliability_helpers import Digits, TinyCNN, make_visualizer
+
+PAGE = {"method": "IntegratedGradients", "arguments": {"n_steps": 8}, "page_size": 6}
+
+
+def calls(vis):
+    """Count the captum calls and model forward passes of every engine."""
+    counter = {"attribute": 0, "forward": 0}
+    for engine in vis.engines:
+        attribute, forward = engine.attribute, engine.forward
+
+        def counted_attribute(*a, _f=attribute, **k):
+            counter["attribute"] += 1
+            return _f(*a, **k)
+
+        def counted_forward(*a, _f=forward, **k):
+            counter["forward"] += 1
+            return _f(*a, **k)
+
+        engine.attribute, engine.forward = counted_attribute, counted_forward
+    return counter
+
+
+def maps(page):
+    return [m["attributions"][0]["image"] for ex in page["examples"] for m in ex["models"]]
+
+
+@pytest.mark.parametrize("method", ["IntegratedGradients", "Saliency", "Occlusion"])
+def test_a_restarted_visualizer_serves_what_is_stored_without_computing(tmp_path, method):
+    body = dict(PAGE, method=method, arguments=PAGE["arguments"] if method == "IntegratedGradients" else {})
+    first = make_visualizer(models=seeded(TinyCNN, seed=0), store=tmp_path)
+    want = first.page(body)
+    assert first.results_store.counts()["explanations"] == 6 and first.results_store.counts()["predictions"] >= 6
+    again = make_visualizer(models=seeded(TinyCNN, seed=0), store=tmp_path)  # a new process would do the same
+    counter = calls(again)
+    got = again.page(body)
+    assert counter == {"attribute": 0, "forward": 0}
+    assert maps(got) == maps(want)
+    assert [ex["models"][0]["predictions"] for ex in got["examples"]] == \
+        [ex["models"][0]["predictions"] for ex in want["examples"]]
+
+
+@pytest.mark.parametrize("change", ["weights", "arguments", "example", "target"])
+def test_anything_changed_is_computed_again(tmp_path, change):
+    make_visualizer(models=seeded(TinyCNN, seed=0), store=tmp_path).page(PAGE)
+    model = seeded(TinyCNN, seed=0)
+    body = dict(PAGE)
+    dataset = Digits()
+    if change == "weights":
+        with torch.no_grad():
+            next(model.parameters())[0].add_(0.01)
+    elif change == "arguments":
+        body["arguments"] = {"n_steps": 9}
+    elif change == "example":
+        for b in dataset.batches:
+            b.inputs[:, 0, 0, 0] += 0.5
+    vis = make_visualizer(models=model, dataset=dataset, store=tmp_path)
+    counter = calls(vis)
+    if change == "target":
+        vis.attribute({"example_id": 0, "target": 7, "method": "IntegratedGradients", "arguments": {"n_steps": 8}})
+        assert counter["attribute"] == 1
+        return
+    vis.page(body)
+    assert counter["attribute"] >= 1
+    if change in ("weights", "example"):
+        assert counter["forward"] >= 1  # the predictions are not the stored ones either
+
+
+def test_a_foreign_or_damaged_file_is_refused_and_left_alone(tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    conn = sqlite3.connect(foreign / FILE_NAME)
+    conn.execute("CREATE TABLE songs (title TEXT)")
+    conn.commit()
+    conn.close()
+    before = (foreign / FILE_NAME).read_bytes()
+    with pytest.raises(StoreError, match="not an insights-app store"):
+        Store(foreign)
+    assert (foreign / FILE_NAME).read_bytes() == before
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / FILE_NAME).write_bytes(b"this is not a database" * 100)
+    before = (damaged / FILE_NAME).read_bytes()
+    with pytest.raises(StoreError, match="is not an SQLite database") as err:
+        Store(damaged)
+    assert "\n" not in str(err.value) and (damaged / FILE_NAME).read_bytes() == before
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(StoreError, match="is a file"):
+        Store(tmp_path / "a-file")
+
+
+WRITER = """
+import sys, numpy as np
+from insights_app.store import Store
+s = Store(sys.argv[1])
+i = 0
+print("ready", flush=True)
+while True:
+    s.put_explanations("m", "v", [((f"ex{i}-{j}", "k", j), [np.full((32, 32), i, np.float32)], [1.0]) for j in range(50)])
+    i += 1
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_a_consistent_store(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    store = Store(tmp_path)
+    n = store.counts()["explanations"]
+    assert n > 0 and n % 50 == 0  # whole transactions only
+    conn = sqlite3.connect(tmp_path / FILE_NAME)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    got = store.get_explanations("m", "v", [("ex0-3", "k", 3)])
+    assert got[("ex0-3", "k", 3)][0][0].shape == (32, 32)
+
+
+def test_readers_read_while_a_writer_writes(tmp_path):
+    store = Store(tmp_path)
+    store.put_explanations("m", "v", [(("seed", "k", None), [np.zeros(4, np.float32)], [1.0])])
+    stop = threading.Event()
+    errors = []
+
+    def write():
+        i = 0
+        while not stop.is_set() and i < 400:
+            try:
+                store.put_explanations("m", "v", [((f"w{i}", "k", None), [np.ones(1024, np.float32)], [1.0])])
+            except Exception as exc:  # noqa: BLE001 - the test reports any
+                errors.append(exc)
+            i += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    reads = 0
+    deadline = time.monotonic() + 3
+    while writer.is_alive() and time.monotonic() < deadline:
+        assert ("seed", "k", None) in store.get_explanations("m", "v", [("seed", "k", None)])
+        reads += 1
+    stop.set()
+    writer.join(10)
+    assert not errors and reads > 10
+
+
+def test_the_size_bound_drops_the_oldest_first(tmp_path):
+    store = Store(tmp_path, max_bytes=10**9)
+    for i in range(10):
+        store.put_explanations("m", "v", [((f"e{i}", "k", None), [np.zeros(1000, np.float32)], [1.0])])
+        time.sleep(0.002)
+    total = store.stored_bytes()
+    removed = store.prune(total // 2)
+    assert removed >= 5 and store.stored_bytes() <= total // 2
+    left = store.get_explanations("m", "v", [(f"e{i}", "k", None) for i in range(10)])
+    assert sorted(k[0] for k in left) == [f"e{i}" for i in range(10 - len(left), 10)]
+
+
+def test_two_processes_share_a_store(tmp_path):
+    """The CLI and a notebook on one store: what one stored, the other reads."""
+    code = ("import sys; sys.path.insert(0, {tests!r}); from reliability_helpers import make_visualizer, TinyCNN; "
+            "from insights_app.testing import seeded; v = make_visualizer(models=seeded(TinyCNN, seed=0), store={d!r}); "
+            "v.page({page!r})").format(tests=str(Path(__file__).parent), d=str(tmp_path), page=PAGE)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120, env=dict(os.environ))
+    vis = make_visualizer(models=seeded(TinyCNN, seed=0), store=tmp_path)
+    counter = calls(vis)
+    vis.page(PAGE)
+    assert counter["attribute"] == 0
+
+
+def test_the_command_line_serves_from_a_store_across_restarts(tmp_path):
+    """insights-app --store DIR: the second start serves the first one's maps; a foreign file is one line."""
+    import requests
+
+    from insights_app.demo import write_digit_images
+    from launch_helpers import TESTS, launch_env, run, start
+
+    write_digit_images(tmp_path / "digits", size=16, valid_fraction=0.05, limit=90)
+    data = tmp_path / "digits" / "valid"
+    store = tmp_path / "store"
+    args = ["--model", "launch_helpers:digits_net", "--data", str(data), "--channels", "1", "--store", str(store)]
+    env = launch_env(tmp_path / "cache")
+    body = {"method": "IntegratedGradients", "arguments": {"n_steps": 8}, "page_size": 4}
+    answers = []
+    for _ in range(2):
+        launched = start(args, env, cwd=TESTS)
+        try:
+            r = requests.post(f"{launched.url.split('?')[0].rstrip('/')}/api/v1/examples", json=body, timeout=60)
+            answers.append(r.json())
+        finally:
+            launched.stop()
+        if len(answers) == 1:
+            assert Store(store).counts()["explanations"] == 4
+    assert maps(answers[0]) == maps(answers[1])
+    (tmp_path / "foreign").mkdir()
+    conn = sqlite3.connect(tmp_path / "foreign" / FILE_NAME)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    done = run(args[:-1] + [str(tmp_path / "foreign")], env, cwd=TESTS)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "--store:" in done.stderr and "not an insights-app store" in done.stderr and done.stdout == ""
