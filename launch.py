@@ -1,6 +1,7 @@
 """insights-app: serve the Insights web app for a model from the command line.
 
     insights-app                                        the demo (a fastai CNN on digits)
+    insights-app --demo tabular                         the tabular demo (a fastai tabular learner)
     insights-app --learner export.pkl --data images/    an exported fastai learner on new images
     insights-app --model mymodels:build --data images/  a torch model (a factory) on an image folder
     insights-app --model weights.pt --arch resnet18 --data images/ --classes classes.txt
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "trained once in a few seconds, then cached).",
         epilog="Examples:\n"
                f"  {PROG}\n"
+               f"  {PROG} --demo tabular\n"
                f"  {PROG} --learner export.pkl --data new_images/\n"
                f"  {PROG} --model mymodels:build_model --data images/ --size 224 --mean 0.485 0.456 0.406 "
                "--std 0.229 0.224 0.225\n"
@@ -71,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     src = p.add_argument_group("what to show (default: the demo)")
+    src.add_argument("--demo", metavar="NAME", choices=tuple(DEMOS), default=None,
+                     help="which demo: digits (default: a fastai CNN on scikit-learn's digits), tabular (a fastai "
+                     "tabular learner on scikit-learn's breast cancer data), text; each is trained once, then cached")
     src.add_argument("--learner", metavar="EXPORT.pkl", help="a fastai learner saved with learn.export() (a pickle: "
                      "load only files you trust)")
     src.add_argument("--valid", action="store_true", help="with --learner: its own validation set (only if the "
@@ -112,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: where the model is; the CPU for loaded files)")
     srv.add_argument("--open", action="store_true", help="open the page in a web browser")
     srv.add_argument("--title", default=None, help="the page title")
+    srv.add_argument("--store", default=None, metavar="DIR",
+                     help="keep predictions and maps in this directory (an SQLite store, created if missing): a "
+                          "restart serves what was computed at once; results are keyed by the model's weights, "
+                          "the image's content, the method and its arguments, so a change is never served stale")
     srv.add_argument("--debug", action="store_true", help="debug logging and full tracebacks")
     return p
 
@@ -120,6 +129,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     if args.learner and args.model:
         raise CliError("give --learner or --model, not both")
+    if args.demo and (args.learner or args.model):
+        raise CliError("--demo goes without --learner and --model (a demo brings its own model and data)")
     if args.valid and not args.learner:
         raise CliError("--valid goes with --learner (a learner's own validation set)")
     if args.valid and args.data:
@@ -187,6 +198,8 @@ def preflight(args: argparse.Namespace) -> None:
         elif args.arch:
             raise CliError("--arch goes with a weights file, not with --model module:callable")
     args.class_names = parse_classes(args.classes) if args.classes else None
+    if args.demo == "text":
+        text_demo_module()
     if args.labels and args.labels.lower().endswith(".csv"):
         csv_path = Path(args.labels).expanduser()
         if not csv_path.is_file():
@@ -194,6 +207,8 @@ def preflight(args: argparse.Namespace) -> None:
         if not csv_path.is_file():
             raise CliError(f"--labels: CSV file not found: {args.labels}")
         check_readable(csv_path, "--labels")
+    if args.store is not None:
+        args.results_store = open_store(args.store)
     check_port(args.host, args.port)
 
 
@@ -619,16 +634,64 @@ def visualizer_from_learner(args: argparse.Namespace, out: Say) -> Any:
 
 
 def visualizer_for_demo(args: argparse.Namespace, out: Say) -> Any:
-    """The digits demo: trained on first use, then loaded from the cache."""
+    """The demo ``--demo`` names (digits by default): trained on first use, then loaded from the cache."""
+    return DEMOS[getattr(args, "demo", None) or "digits"](args, out)
+
+
+def digits_demo(args: argparse.Namespace, out: Say) -> Any:
+    """The digits demo: a fastai CNN on scikit-learn's digits."""
     from insights_app import demo
 
     return demo.demo_source(progress=out, device=args.device).visualizer(**visualizer_kwargs(args, demo.DEMO_TITLE))
+
+
+def tabular_demo(args: argparse.Namespace, out: Say) -> Any:
+    """The tabular demo: a fastai tabular learner on scikit-learn's breast cancer data."""
+    from insights_app import demo_tabular
+
+    return demo_tabular.demo_source(progress=out, device=args.device).visualizer(
+        **visualizer_kwargs(args, demo_tabular.DEMO_TITLE))
+
+
+def text_demo_module() -> Any:
+    """``insights_app.demo_text``, or a one-line error while that module does not exist."""
+    try:
+        return importlib.import_module("insights_app.demo_text")
+    except ModuleNotFoundError as exc:
+        if exc.name != "insights_app.demo_text":
+            raise
+        raise CliError("the text demo is not available") from None
+
+
+def text_demo(args: argparse.Namespace, out: Say) -> Any:
+    """The text demo (``insights_app.demo_text.demo_visualizer``)."""
+    kwargs: dict = {"progress": out, "device": args.device}
+    if args.title:
+        kwargs["title"] = args.title
+    return text_demo_module().demo_visualizer(**kwargs)
+
+
+# --demo NAME -> the function that builds its visualizer (the first is the default).
+DEMOS: dict = {"digits": digits_demo, "tabular": tabular_demo, "text": text_demo}
+
+
+def open_store(directory: str) -> Any:
+    """The --store directory's store, opened before the slow work (a foreign or damaged file is refused)."""
+    from insights_app.errors import StoreError
+    from insights_app.store.sqlite import Store
+
+    try:
+        return Store(directory)
+    except StoreError as exc:
+        raise CliError(f"--store: {exc}") from None
 
 
 def visualizer_kwargs(args: argparse.Namespace, title: str) -> dict:
     kwargs: dict = {"title": args.title or title}
     if args.device is not None:
         kwargs["device"] = args.device
+    if getattr(args, "results_store", None) is not None:
+        kwargs["store"] = args.results_store
     return kwargs
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 _PUBLIC = {
     "AdapterError": "errors",
+    "CaptumInterpretation": "captum_interpretation",
     "Normalizer": "base",
     "Source": "base",
     "from_dataloaders": "fastai",
@@ -27,10 +28,14 @@ _PUBLIC = {
     "source_from_dataloaders": "fastai",
     "source_from_export": "fastai",
     "source_from_learner": "fastai",
+    "from_tabular_learner": "fastai_tabular",
+    "source_from_tabular_learner": "fastai_tabular",
     "from_folder": "folder",
     "source_from_folder": "folder",
     "from_dataset": "torch",
     "source_from_dataset": "torch",
+    "from_texts": "text",
+    "source_from_texts": "text",
 }
 __all__ = sorted(_PUBLIC)
 

@@ -41,6 +41,7 @@ from .base import (
     read_classes,
     state_dict_of,
 )
+from .captum_interpretation import CaptumInterpretation as CaptumInterpretation  # fastai.callback.captum
 from .errors import NotALearnerError
 from .folder import list_images
 
@@ -332,6 +333,12 @@ def _source(dls: Any, model: Any, loss_func: Any, dl: DlArg, items: ItemsArg, wi
             classes: ClassesArg, device: Device, bs: Optional[int], name: Optional[str]) -> Source:
     from fastai.data.core import TfmdDL
 
+    from .fastai_text import is_text_model
+
+    if is_text_model(model):  # text_classifier_learner: token ids, attributed through the embedding
+        from .fastai_text import source_from_text_learner
+
+        return source_from_text_learner(dls, model, loss_func, dl, items, with_labels, classes, device, bs, name)
     chosen = _choose_dl(dls, dl, items, with_labels)
     if isinstance(chosen, TfmdDL):
         normalizer = _normalizer(chosen)
@@ -381,6 +388,13 @@ def source_from_learner(learn: Any, dl: DlArg = None, items: ItemsArg = None, *,
     """A :class:`Source` over a fastai Learner (see :func:`from_learner` for the arguments)."""
     if not hasattr(learn, "dls") or not hasattr(learn, "model"):
         raise AdapterError(f"expected a fastai Learner, got {type(learn).__name__}")
+    from .fastai_tabular import is_tabular
+
+    if is_tabular(learn):  # tabular_learner: rows of categorical and continuous columns
+        from .fastai_tabular import source_from_tabular_learner
+
+        return source_from_tabular_learner(learn, dl, items, with_labels=with_labels, classes=classes,
+                                           device=device, bs=bs, name=name)
     return _source(learn.dls, learn.model, getattr(learn, "loss_func", None), dl, items, with_labels, classes,
                    device, bs, name)
 
@@ -409,6 +423,13 @@ def source_from_dataloaders(dls: Any, model: torch.nn.Module, dl: DlArg = None, 
     """A :class:`Source` over fastai DataLoaders and a model (see :func:`from_dataloaders`)."""
     if loss_func is None:
         loss_func = getattr(getattr(dls, "train_ds", None), "loss_func", None)  # what Learner would pick
+    from .fastai_tabular import is_tabular
+
+    if is_tabular(dls):
+        from .fastai_tabular import source_from_tabular
+
+        return source_from_tabular(dls, model, loss_func, dl, items, with_labels=with_labels, classes=classes,
+                                   device=device, bs=bs, name=name)
     return _source(dls, model, loss_func, dl, items, with_labels, classes, device, bs, name)
 
 

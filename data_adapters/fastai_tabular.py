@@ -1,0 +1,480 @@
+"""fastai tabular learners (``tabular_learner`` on ``TabularDataLoaders``) -> a Source with decoded rows.
+
+What the page shows: two general features, one per kind of column, each with one attribution
+per column (the bar chart the page draws for a general feature):
+
+- ``continuous``: the continuous columns, shown *unnormalized* (the DataFrame's values after
+  fastai's ``FillMissing``). The dataset yields them in display space, and the feature's
+  ``input_transforms`` re-apply fastai's tabular ``Normalize`` (its per-column means and stds),
+  as the image adapter does with an image ``Normalize``: the model sees what fastai feeds it.
+- ``categorical``: the categorical columns (``FillMissing``'s ``*_na`` columns included), shown
+  as their category names. The dataset yields the category codes (integers, ``#na#`` is 0).
+
+How categorical columns are attributed. Gradient methods cannot differentiate integer codes,
+and the engine attributes a feature's model input (``ctx.inputs``) with every method. So the
+model input of the categorical feature is not the codes but their *embeddings*: the feature's
+input transform looks each code up in the learner's own embedding tables (``model.embeds``,
+detached: a plain float tensor, the concatenation of every column's embedding), and the model
+the visualizer gets is :class:`EmbeddedTabularModel`, fastai's ``TabularModel.forward`` from
+its embedding output on (dropout, ``bn_cont``, the layers). Every method then runs unchanged
+(Integrated Gradients, Saliency, Feature Ablation, the SHAP methods...), with no layer hooks
+and nothing special in the engine; this is what ``LayerIntegratedGradients`` on the embedding
+layers computes, without a layer method. The feature's ``reduce_attribution`` sums each
+column's embedding dimensions into one value per column. Baselines are made in display space
+and go through the same transform, so a categorical column's baseline is always code 0, the
+``#na#`` (unknown) category's embedding (integer inputs get no random baselines); the
+continuous columns' "feature" baseline is their training means (normalized 0), their "zeros"
+baseline the raw value 0. A perturbation method that replaces single elements (Feature
+Ablation, Occlusion, Shapley sampling, whose masks the engine makes per element for
+non-image inputs) ablates one embedding dimension at a time; summed per column that is the
+column's effect only as far as the model is additive in its embedding dimensions.
+
+Category names: the page's presenter shows a general feature's input as numbers, so the
+Source's visualizer gets a :class:`TabularPresenter`, which shows a feature's
+``visualization_transform`` (codes -> names) where it has one. Classes come from
+``dls.vocab``, scores from the loss's activation and the dataset pass's loss from the
+learner's loss function with ``reduction='none'``, as for image learners
+(:mod:`data_adapters.fastai`); labels are the target column's class indices.
+
+New rows: ``items`` is a DataFrame (or a CSV file) with the training columns; it goes through
+``dls.test_dl`` (the learner's procs: categories, filled values, normalization), which is what
+an exported learner (that keeps no data) needs. Without the target column (or with
+``with_labels=False``) the rows are shown unlabeled.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from insights_app import AttributionVisualizer, Batch
+from insights_app.features import GeneralFeature
+from insights_app.present import Presenter
+from insights_app.tensors import plain
+
+from .base import AdapterError, ClassesArg, Source, check_classes, count_outputs, first_batch, prepare_model
+from .classes import read_classes
+
+log = logging.getLogger(__name__)
+Device = Optional[Union[str, torch.device]]
+DlArg = Union[None, str, int, Any]
+NA = "#na#"
+
+
+def is_tabular(learn_or_dls: Any) -> bool:
+    """Whether a Learner (or DataLoaders) is fastai tabular: its loaders read a ``TabularPandas``.
+
+    Looked up in ``sys.modules``: a tabular learner (trained here or unpickled) has imported
+    ``fastai.tabular.core``, so an image learner never pays for importing it.
+    """
+    core = sys.modules.get("fastai.tabular.core")
+    if core is None:
+        return False
+    dls = getattr(learn_or_dls, "dls", learn_or_dls)
+    loaders = getattr(dls, "loaders", None) or []
+    return any(isinstance(getattr(dl, "dataset", None), core.Tabular) for dl in loaders) or \
+        isinstance(getattr(dls, "dataset", None), core.Tabular)
+
+
+# ---------------------------------------------------------------------- the model and its inputs
+
+class EmbeddedTabularModel(torch.nn.Module):
+    """fastai's ``TabularModel`` from its embeddings on: ``forward(embedded_cats, conts)``.
+
+    ``embedded_cats`` is the concatenation of every categorical column's embedding (what
+    ``TabularModel.forward`` builds from the codes); the rest is that forward, line for line.
+    Only the inputs the model has are passed (no categorical columns: ``forward(conts)``).
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        missing = [a for a in ("embeds", "emb_drop", "bn_cont", "layers", "n_emb", "n_cont") if not hasattr(model, a)]
+        if missing:
+            raise AdapterError(f"the tabular learner's model is a {type(model).__name__}, not fastai's TabularModel "
+                               f"(it has no {', '.join(missing)}); this adapter shows TabularModel learners")
+        self.tabular = model
+        self.has_cats = int(model.n_emb) != 0
+        self.has_conts = int(model.n_cont) != 0
+        self.layers = _unshared(model.layers)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        m = self.tabular
+        inputs = list(inputs)
+        x = m.emb_drop(inputs.pop(0)) if self.has_cats else None
+        if self.has_conts:
+            x_cont = inputs.pop(0)
+            if m.bn_cont is not None:
+                x_cont = m.bn_cont(x_cont)
+            x = torch.cat([x, x_cont], 1) if x is not None else x_cont
+        return self.layers(x)
+
+
+def _unshared(layers: torch.nn.Module) -> torch.nn.Module:
+    """``layers`` with each use of a shared parameterless module (fastai's one ``ReLU(inplace=True)``
+    for every block) replaced by a copy of its own, not in place; every other module is the model's
+    own (the same parameters). DeepLift needs each module used once; the outputs are unchanged."""
+    import copy
+
+    blocks = list(layers.children())
+    if not isinstance(layers, torch.nn.Sequential) or not all(isinstance(b, torch.nn.Sequential) for b in blocks):
+        return layers
+    seen: Dict[int, int] = {}
+    for b in blocks:
+        for c in b.children():
+            seen[id(c)] = seen.get(id(c), 0) + 1
+
+    def own(c: torch.nn.Module) -> torch.nn.Module:
+        if seen[id(c)] < 2 or any(True for _ in c.parameters()):
+            return c
+        c = copy.deepcopy(c)
+        if hasattr(c, "inplace"):
+            c.inplace = False
+        return c
+
+    return torch.nn.Sequential(*[torch.nn.Sequential(*[own(c) for c in b.children()]) for b in blocks])
+
+
+class EmbedCodes:
+    """Category codes (N, columns) -> their embeddings, concatenated (N, sum of embedding sizes).
+
+    The learner's own embedding tables, detached (the model input is a plain float tensor that
+    captum differentiates); codes out of range (a baseline, a hand-made row) are clipped.
+    """
+
+    def __init__(self, embeds: Sequence[torch.nn.Module]) -> None:
+        self.embeds = list(embeds)
+        self.sizes = [int(e.embedding_dim) for e in self.embeds]
+
+    def apply_to_batch(self, codes: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            parts = []
+            for j, e in enumerate(self.embeds):
+                w = e.weight.detach()
+                c = codes[:, j].round().long().clamp(0, int(w.shape[0]) - 1).to(w.device)
+                parts.append(torch.nn.functional.embedding(c, w))
+            return torch.cat(parts, 1)
+
+    def __call__(self, example: torch.Tensor) -> torch.Tensor:
+        return self.apply_to_batch(example[None])[0]
+
+
+class Standardize:
+    """fastai's tabular ``Normalize`` on raw continuous values: ``(x - mean) / std`` per column."""
+
+    def __init__(self, means: Sequence[float], stds: Sequence[float]) -> None:
+        self.mean = torch.tensor(list(means), dtype=torch.float32)
+        self.std = torch.tensor(list(stds), dtype=torch.float32)
+
+    def apply_to_batch(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x.device, x.dtype)) / self.std.to(x.device, x.dtype)
+
+    def __call__(self, example: torch.Tensor) -> torch.Tensor:
+        return self.apply_to_batch(example)
+
+    def inverse(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.std.to(x.device, x.dtype) + self.mean.to(x.device, x.dtype)
+
+
+class ContinuousFeature(GeneralFeature):
+    """The continuous columns: raw values shown, normalized values fed to the model."""
+
+    def __init__(self, name: str, columns: Sequence[str], normalize: Optional[Standardize]) -> None:
+        super().__init__(name, columns)
+        self.normalize = normalize
+        self.input_transforms = [normalize] if normalize is not None else []
+        if normalize is not None:  # the "feature" baseline: the training means (normalized 0)
+            self.baseline_transforms = [lambda x: normalize.mean.to(x.device, x.dtype).expand_as(x).clone()]
+
+
+class CategoricalFeature(GeneralFeature):
+    """The categorical columns: codes shown as category names, embeddings fed to the model.
+
+    One attribution per column: the attribution of the column's embedding dimensions, summed.
+    """
+
+    def __init__(self, name: str, columns: Sequence[str], vocabs: Sequence[Sequence[str]],
+                 embed: EmbedCodes) -> None:
+        super().__init__(name, columns)
+        self.vocabs = [[str(v) for v in vocab] for vocab in vocabs]
+        self.embed = embed
+        self.input_transforms = [embed]
+        self.visualization_transform = self.names
+
+    def names(self, codes: torch.Tensor) -> List[str]:
+        """One example's codes -> its category names (an unknown code is shown as ``#na#``)."""
+        out = []
+        for j, c in enumerate(codes.flatten().tolist()):
+            vocab = self.vocabs[j]
+            k = int(c) if isinstance(c, (int, float)) and math.isfinite(c) else 0
+            out.append(vocab[k] if 0 <= k < len(vocab) else NA)
+        return out
+
+    def transform_input(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.embed.apply_to_batch(batch)
+
+    def reduce_attribution(self, attribution: torch.Tensor) -> np.ndarray:
+        a = attribution.detach().float().cpu().flatten()
+        if a.numel() == len(self.categories):  # already per column (a method attributing the codes)
+            return a.numpy()
+        if a.numel() != sum(self.embed.sizes):
+            raise ValueError(f"feature {self.name!r}: an attribution of {a.numel()} values for embeddings of "
+                             f"{sum(self.embed.sizes)} values")
+        return torch.stack([part.sum() for part in torch.split(a, self.embed.sizes)]).numpy()
+
+    def describe(self) -> dict:
+        return dict(super().describe(), vocabs={c: v for c, v in zip(self.categories, self.vocabs)})
+
+
+class TabularPresenter(Presenter):
+    """The presenter, showing a general feature's ``visualization_transform`` (category names)."""
+
+    def original(self, ex: Any, i: int) -> Any:
+        f = self.features[i]
+        if isinstance(f, GeneralFeature) and f.visualization_transform is not None:
+            shown = f.display_input(ex.inputs[i])
+            if isinstance(shown, torch.Tensor):
+                shown = shown.detach().float().flatten().tolist()
+            return [v if isinstance(v, str) or (isinstance(v, float) and math.isfinite(v)) else
+                    (None if isinstance(v, float) else str(v)) for v in shown]
+        return super().original(ex, i)
+
+
+@dataclass
+class TabularSource(Source):
+    """A Source whose visualizer shows category names (its presenter is a :class:`TabularPresenter`)."""
+
+    def visualizer(self, **kwargs: Any) -> AttributionVisualizer:
+        vis = super().visualizer(**kwargs)
+        vis.presenter = TabularPresenter(vis.features, vis.classes, vis.presenter.model_names)
+        return vis
+
+
+# ---------------------------------------------------------------------- the data
+
+class TabularBatches:
+    """Re-iterable, lazy Batch view of a fastai tabular DataLoader: (codes, raw values), labels."""
+
+    def __init__(self, dl: Any, normalize: Optional[Standardize], has_cats: bool, has_conts: bool,
+                 labelled: bool) -> None:
+        self.dl = dl
+        self.normalize = normalize
+        self.has_cats, self.has_conts, self.labelled = has_cats, has_conts, labelled
+
+    def __len__(self) -> int:
+        return len(self.dl.dataset)
+
+    @property
+    def n_examples(self) -> int:
+        return len(self.dl.dataset)
+
+    def __iter__(self) -> Iterator[Batch]:
+        from .fastai import _label_list
+
+        rows = iter(self.dl)
+        while True:
+            with warnings.catch_warnings():  # torch's note on fastai's read-only DataFrame arrays (once per process)
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                try:
+                    b = next(rows)
+                except StopIteration:
+                    return
+            cats, conts = plain(b[0]), plain(b[1])
+            n = int(cats.shape[0])
+            inputs = []
+            if self.has_cats:
+                inputs.append(cats.detach().long())
+            if self.has_conts:
+                x = conts.detach().float()
+                inputs.append(self.normalize.inverse(x) if self.normalize is not None else x)
+            labels: List[Optional[int]] = [None] * n
+            if self.labelled and len(b) > 2:
+                y = plain(b[2])
+                if isinstance(y, torch.Tensor) and y.dim() == 2 and y.shape[1] == 1:
+                    y = y[:, 0]
+                if isinstance(y, torch.Tensor) and not y.is_floating_point():
+                    y = y.long()
+                labels = _label_list(y, n)
+            yield Batch(tuple(inputs), labels)
+
+
+def _procs(to: Any) -> List[Any]:
+    return list(getattr(getattr(to, "procs", None), "fs", []) or [])
+
+
+def _standardize(to: Any) -> Optional[Standardize]:
+    from fastai.data.transforms import Normalize
+
+    for p in _procs(to):
+        if isinstance(p, Normalize) and isinstance(getattr(p, "means", None), dict):
+            cols = list(to.cont_names)
+            try:
+                means = [float(p.means[c]) for c in cols]
+                stds = [float(p.stds[c]) for c in cols]
+            except KeyError as exc:
+                raise AdapterError(f"the learner's Normalize has no statistics for column {exc}") from None
+            return Standardize(means, stds)
+    return None
+
+
+def _vocabs(to: Any) -> List[List[str]]:
+    from fastai.tabular.core import Categorify
+
+    cat = next((p for p in _procs(to) if isinstance(p, Categorify)), None)
+    out = []
+    for c in to.cat_names:
+        vocab = cat.classes.get(c) if cat is not None else None
+        if vocab is None:
+            raise AdapterError(f"the categorical column {c!r} has no categories (the learner has no Categorify)")
+        out.append([str(v) for v in vocab])
+    return out
+
+
+def _read_items(items: Any) -> Any:
+    import pandas as pd
+
+    if isinstance(items, pd.DataFrame):
+        return items
+    if isinstance(items, (str, Path)):
+        p = Path(items).expanduser()
+        if not p.is_file():
+            raise AdapterError(f"items: no such CSV file: {p}")
+        try:
+            return pd.read_csv(p)
+        except Exception as exc:
+            raise AdapterError(f"cannot read {p} as CSV: {type(exc).__name__}: {exc}") from exc
+    raise AdapterError(f"a tabular learner's items are a pandas DataFrame or a CSV file, not {type(items).__name__}")
+
+
+def _test_dl(dls: Any, items: Any, with_labels: Optional[bool]) -> tuple:
+    """``dls.test_dl`` over new rows; (the DataLoader, whether its rows are labelled)."""
+    df = _read_items(items)
+    if len(df) == 0:
+        raise AdapterError("items holds no row")
+    template = getattr(dls, "train_ds", None) if getattr(dls, "train_ds", None) is not None else dls.valid_ds
+    needed = list(template.cat_names) + list(template.cont_names)
+    needed = [c for c in needed if not (c.endswith("_na") and c[:-3] in template.cont_names)]  # FillMissing adds these
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise AdapterError(f"items lacks the learner's column{'s' if len(missing) > 1 else ''} "
+                           + ", ".join(repr(c) for c in missing[:5]))
+    y_names = list(template.y_names)
+    has_y = all(c in df.columns for c in y_names)
+    if with_labels and not has_y:
+        raise AdapterError(f"with_labels=True but items has no target column {', '.join(map(repr, y_names))}")
+    labelled = has_y if with_labels is None else bool(with_labels)
+    if not labelled:  # fastai reads a target column in every batch: a placeholder, ignored
+        df = df.copy()
+        first = _first_class(dls)
+        for c in y_names:
+            df[c] = first
+    try:
+        dl = dls.test_dl(df)
+    except Exception as exc:
+        raise AdapterError(f"fastai could not process the rows: {type(exc).__name__}: {exc}") from exc
+    return dl, labelled
+
+
+def _first_class(dls: Any) -> Any:
+    """A class of the learner's vocab (the placeholder target of unlabelled rows)."""
+    try:
+        vocab = list(dls.vocab)
+    except Exception:
+        vocab = []
+    return vocab[0] if vocab else 0
+
+
+def _choose_dl(dls: Any, dl: DlArg, items: Any, with_labels: Optional[bool]) -> tuple:
+    if items is not None:
+        if dl is not None:
+            raise AdapterError("give dl or items, not both")
+        return _test_dl(dls, items, with_labels)
+    if dl is None or isinstance(dl, (str, int)):
+        key = {None: 1, "valid": 1, "validation": 1, "train": 0}.get(dl, dl)
+        if not isinstance(key, int):
+            raise AdapterError(f"dl must be 'valid', 'train', an index or a DataLoader, not {dl!r}")
+        try:
+            chosen = dls[key]
+        except Exception:
+            raise AdapterError(f"the DataLoaders have no DataLoader {dl!r}") from None
+    else:
+        chosen = dl
+    if len(getattr(chosen, "dataset", ())) == 0:
+        raise AdapterError("the learner's DataLoader holds no row (an exported learner keeps no data): "
+                           "pass items= (a DataFrame or a CSV file with the learner's columns)")
+    return chosen, with_labels is not False
+
+
+def _display_dl(dl: Any, bs: Optional[int]) -> Any:
+    """A copy of ``dl`` in order, every row, in this process (stable example ids)."""
+    kwargs: Dict[str, Any] = dict(shuffle=False, drop_last=False, num_workers=0)
+    if bs:
+        kwargs["bs"] = int(bs)
+    try:
+        return dl.new(**kwargs)
+    except Exception as exc:
+        raise AdapterError(f"cannot iterate the learner's DataLoader: {type(exc).__name__}: {exc}") from exc
+
+
+def _is_classifier(to: Any) -> bool:
+    from fastai.data.transforms import Categorize, MultiCategorize
+
+    return any(isinstance(p, (Categorize, MultiCategorize)) for p in _procs(to))
+
+
+def source_from_tabular(dls: Any, model: torch.nn.Module, loss_func: Any, dl: DlArg = None, items: Any = None, *,
+                        with_labels: Optional[bool] = None, classes: ClassesArg = None, device: Device = None,
+                        bs: Optional[int] = None, name: Optional[str] = None) -> TabularSource:
+    """A :class:`TabularSource` over tabular DataLoaders and their ``TabularModel``."""
+    from .fastai import _activation, _vocab_names, unreduced
+
+    chosen, labelled = _choose_dl(dls, dl, items, with_labels)
+    to = chosen.dataset
+    if not _is_classifier(to):
+        raise AdapterError("this tabular learner predicts numbers (a regression); insights-app shows classifiers")
+    wrapped = EmbeddedTabularModel(model)
+    cat_names, cont_names = [str(c) for c in to.cat_names], [str(c) for c in to.cont_names]
+    if wrapped.has_cats and len(model.embeds) != len(cat_names):
+        raise AdapterError(f"the model embeds {len(model.embeds)} categorical columns but the data has "
+                           f"{len(cat_names)}")
+    features: List[GeneralFeature] = []
+    normalize = _standardize(to) if cont_names else None
+    if wrapped.has_cats:
+        features.append(CategoricalFeature("categorical", cat_names, _vocabs(to), EmbedCodes(model.embeds)))
+    if wrapped.has_conts:
+        features.append(ContinuousFeature("continuous", cont_names, normalize))
+    dataset = TabularBatches(_display_dl(chosen, bs), normalize, wrapped.has_cats, wrapped.has_conts, labelled)
+    wrapped = prepare_model(wrapped, device)
+    names = read_classes(classes) if classes is not None else _vocab_names(dls)
+    batch = first_batch(dataset, "the learner's rows")
+    names = check_classes(names, count_outputs(wrapped, features, batch), "classes come from dls.vocab")
+    score = _activation(loss_func)
+    info = {"multi_label": score.kind == "sigmoid", "tabular": True, "categorical": cat_names,
+            "continuous": cont_names, "length": len(dataset), "labelled": labelled}
+    return TabularSource(wrapped, names, score, features, dataset, name=name, info=info,
+                         loss_func=unreduced(loss_func))
+
+
+def source_from_tabular_learner(learn: Any, dl: DlArg = None, items: Any = None, *,
+                                with_labels: Optional[bool] = None, classes: ClassesArg = None,
+                                device: Device = None, bs: Optional[int] = None,
+                                name: Optional[str] = None) -> TabularSource:
+    """A :class:`TabularSource` over a tabular Learner: its validation rows, or ``items`` (a DataFrame
+    or CSV file through ``dls.test_dl``). ``data_adapters.source_from_learner`` comes here for one."""
+    return source_from_tabular(learn.dls, learn.model, getattr(learn, "loss_func", None), dl, items,
+                               with_labels=with_labels, classes=classes, device=device, bs=bs, name=name)
+
+
+def from_tabular_learner(learn: Any, dl: DlArg = None, items: Any = None, *, with_labels: Optional[bool] = None,
+                         classes: ClassesArg = None, device: Device = None, bs: Optional[int] = None,
+                         name: Optional[str] = None, **visualizer_kwargs: Any) -> AttributionVisualizer:
+    """``vis = from_tabular_learner(learn)`` (what ``data_adapters.from_learner`` does for a tabular learner)."""
+    return source_from_tabular_learner(learn, dl, items, with_labels=with_labels, classes=classes, device=device,
+                                       bs=bs, name=name).visualizer(**visualizer_kwargs)
