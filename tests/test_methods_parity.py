@@ -9,10 +9,15 @@ import pytest
 import torch
 import torchvision.transforms as T
 from captum.attr import (
-    Deconvolution, DeepLift, DeepLiftShap, FeatureAblation, GradientShap, GuidedBackprop, GuidedGradCam,
-    InputXGradient, IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel, Occlusion, Saliency,
+    LRP, Deconvolution, DeepLift, DeepLiftShap, FeatureAblation, GradientShap, GuidedBackprop, GuidedGradCam,
+    InputXGradient, IntegratedGradients, KernelShap, LayerAttribution, LayerConductance, LayerDeepLift,
+    LayerGradCam, LayerGradientXActivation, LayerIntegratedGradients, Lime, NoiseTunnel, Occlusion, Saliency,
     ShapleyValueSampling,
 )
+from captum._utils.models.linear_model import SkLearnLasso
+from captum.attr._utils.lrp_rules import EpsilonRule
+from skimage.segmentation import slic
+from torchvision.transforms.functional import gaussian_blur
 
 from engine_helpers import RandomImages, make_model
 from insights_app import AttributionVisualizer
@@ -38,6 +43,36 @@ def setup():
     return vis, model, raw, x, zeros, targets
 
 
+# The methods over SLIC superpixels run on smooth images: SLIC leaves pure noise in one piece.
+SUPERPIXEL_METHODS = ("Lime", "KernelShap")
+
+
+@pytest.fixture(scope="module")
+def smooth_setup():
+    model = make_model()
+    data = RandomImages(n_batches=1, batch_size=4)
+    data.batches[0].inputs = gaussian_blur(data.batches[0].inputs, [9, 9], [3.0, 3.0])
+    vis = AttributionVisualizer([model], [str(i) for i in range(10)],
+                                [ImageFeature("image", input_transforms=[NORMALIZE])], data,
+                                score_func=lambda o: torch.softmax(o, 1))
+    raw = data.batches[0].inputs
+    x = torch.stack([NORMALIZE(r) for r in raw])
+    zeros = torch.stack([NORMALIZE(torch.zeros_like(r)) for r in raw])
+    targets = torch.tensor([1, 3, 5, 7])
+    return vis, model, raw, x, zeros, targets
+
+
+def slic_masks(raw, n_segments=50, compactness=10.0):
+    """scikit-image's SLIC labels of each (RGB, [0, 1]) image, as a (B, 1, H, W) feature mask."""
+    labels = [slic(r.permute(1, 2, 0).double().numpy(), n_segments=n_segments, compactness=compactness, start_label=0)
+              for r in raw]
+    return torch.stack([torch.from_numpy(lab).long()[None] for lab in labels])
+
+
+def layer_map(attr, size=(32, 32), mode="bilinear"):
+    return LayerAttribution.interpolate(attr.sum(1, keepdim=True), size, interpolate_mode=mode)
+
+
 def engine_attr(vis, raw, targets, method, arguments=None):
     spec = vis.methods[method]
     params = spec.validate(arguments or {}, (32, 32))
@@ -51,7 +86,7 @@ def seeded(fn, seed=0):
     return fn()
 
 
-def direct(model, x, zeros, t, method):
+def direct(model, x, zeros, t, method, raw=None):
     """The same computation written directly against captum, independently of the engine."""
     conv2 = model.conv2
     dist = NORMALIZE(torch.zeros(3, 32, 32))[None].repeat(8, 1, 1, 1)
@@ -95,6 +130,25 @@ def direct(model, x, zeros, t, method):
     if method == "ShapleyValueSampling":
         return seeded(lambda: ShapleyValueSampling(model).attribute(
             x, baselines=zeros, target=t, feature_mask=mask, n_samples=5, perturbations_per_eval=16))
+    if method == "LRP":  # nn.Flatten has no LRP rule of its own: relevance passes it unchanged (epsilon rule)
+        model.flat.rule = EpsilonRule()
+        return LRP(model).attribute(x, target=t)
+    if method == "LayerIntegratedGradients":
+        return layer_map(LayerIntegratedGradients(model, conv2).attribute(x, baselines=zeros, target=t, n_steps=50,
+                                                                          method="gausslegendre"))
+    if method == "LayerConductance":
+        return layer_map(LayerConductance(model, conv2).attribute(x, baselines=zeros, target=t, n_steps=50,
+                                                                  method="gausslegendre"))
+    if method == "LayerDeepLift":
+        return layer_map(LayerDeepLift(model, conv2).attribute(x, baselines=zeros, target=t))
+    if method == "LayerGradientXActivation":
+        return layer_map(LayerGradientXActivation(model, conv2).attribute(x, target=t))
+    if method == "Lime":  # an untrained model's scores barely change: a weaker Lasso keeps some superpixels
+        return seeded(lambda: Lime(model, interpretable_model=SkLearnLasso(alpha=1e-4)).attribute(
+            x, baselines=zeros, target=t, feature_mask=slic_masks(raw), n_samples=100, perturbations_per_eval=16))
+    if method == "KernelShap":
+        return seeded(lambda: KernelShap(model).attribute(x, baselines=zeros, target=t, feature_mask=slic_masks(raw),
+                                                          n_samples=100, perturbations_per_eval=16))
     raise AssertionError(method)
 
 
@@ -104,15 +158,17 @@ ALL_METHODS = list(build_registry())
 def test_registry_has_every_required_method():
     required = {"IntegratedGradients", "NoiseTunnel(IntegratedGradients)", "NoiseTunnel(Saliency)", "GradientShap",
                 "DeepLift", "DeepLiftShap", "Saliency", "InputXGradient", "Deconvolution", "GuidedBackprop",
-                "GuidedGradCam", "LayerGradCam", "Occlusion", "FeatureAblation", "ShapleyValueSampling"}
-    assert required <= set(ALL_METHODS)
+                "GuidedGradCam", "LayerGradCam", "Occlusion", "FeatureAblation", "ShapleyValueSampling",
+                "Lime", "KernelShap", "LRP", "LayerIntegratedGradients", "LayerConductance", "LayerDeepLift",
+                "LayerGradientXActivation"}
+    assert required <= set(ALL_METHODS) and len(ALL_METHODS) >= 20
 
 
 @pytest.mark.parametrize("method", ALL_METHODS)
-def test_engine_equals_direct_captum_call(setup, method):
-    vis, model, raw, x, zeros, targets = setup
-    got = engine_attr(vis, raw, targets, method)
-    want = direct(model, x, zeros, targets, method)
+def test_engine_equals_direct_captum_call(setup, smooth_setup, method):
+    vis, model, raw, x, zeros, targets = smooth_setup if method in SUPERPIXEL_METHODS else setup
+    got = engine_attr(vis, raw, targets, method, {"alpha": 1e-4} if method == "Lime" else None)
+    want = direct(model, x, zeros, targets, method, raw)
     assert got.shape == want.shape
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-5), f"{method}: max diff {(got - want).abs().max():.3g}"
     assert got.abs().sum() > 0

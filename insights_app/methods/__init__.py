@@ -21,6 +21,11 @@ from .gradient_shap import gradient_shap
 from .guided_backprop import deconvolution, guided_backprop
 from .input_x_gradient import input_x_gradient
 from .integrated_gradients import integrated_gradients
+from .layer_attribution import (
+    layer_conductance, layer_deeplift, layer_gradient_x_activation, layer_integrated_gradients,
+)
+from .lime import kernel_shap, lime
+from .lrp import lrp
 from .noise_tunnel import noise_tunnel_integrated_gradients, smoothgrad
 from .occlusion import occlusion
 from .params import Param
@@ -31,8 +36,9 @@ from .spec import AttributionContext, Attributions, MethodSpec, method
 # In the order the page lists them.
 BUILTIN_METHODS: Tuple[MethodSpec, ...] = (
     integrated_gradients, noise_tunnel_integrated_gradients, smoothgrad, gradient_shap, deeplift, deeplift_shap,
-    saliency, input_x_gradient, deconvolution, guided_backprop, guided_gradcam, gradcam, occlusion,
-    feature_ablation, shapley_value_sampling,
+    saliency, input_x_gradient, deconvolution, guided_backprop, lrp, guided_gradcam, gradcam,
+    layer_integrated_gradients, layer_conductance, layer_deeplift, layer_gradient_x_activation, occlusion,
+    feature_ablation, shapley_value_sampling, lime, kernel_shap,
 )
 
 
