@@ -29,9 +29,8 @@ Ablation, Occlusion, Shapley sampling, whose masks the engine makes per element 
 non-image inputs) ablates one embedding dimension at a time; summed per column that is the
 column's effect only as far as the model is additive in its embedding dimensions.
 
-Category names: the page's presenter shows a general feature's input as numbers, so the
-Source's visualizer gets a :class:`TabularPresenter`, which shows a feature's
-``visualization_transform`` (codes -> names) where it has one. Classes come from
+Category names: the categorical feature's ``visualization_transform`` turns codes into names,
+which the presenter shows for any general feature that has one. Classes come from
 ``dls.vocab``, scores from the loss's activation and the dataset pass's loss from the
 learner's loss function with ``reduction='none'``, as for image learners
 (:mod:`data_adapters.fastai`); labels are the target column's class indices.
@@ -48,7 +47,6 @@ import logging
 import math
 import sys
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
@@ -57,7 +55,6 @@ import torch
 
 from insights_app import AttributionVisualizer, Batch
 from insights_app.features import GeneralFeature
-from insights_app.present import Presenter
 from insights_app.tensors import plain
 
 from .base import AdapterError, ClassesArg, Source, check_classes, count_outputs, first_batch, prepare_model
@@ -231,30 +228,6 @@ class CategoricalFeature(GeneralFeature):
 
     def describe(self) -> dict:
         return dict(super().describe(), vocabs={c: v for c, v in zip(self.categories, self.vocabs)})
-
-
-class TabularPresenter(Presenter):
-    """The presenter, showing a general feature's ``visualization_transform`` (category names)."""
-
-    def original(self, ex: Any, i: int) -> Any:
-        f = self.features[i]
-        if isinstance(f, GeneralFeature) and f.visualization_transform is not None:
-            shown = f.display_input(ex.inputs[i])
-            if isinstance(shown, torch.Tensor):
-                shown = shown.detach().float().flatten().tolist()
-            return [v if isinstance(v, str) or (isinstance(v, float) and math.isfinite(v)) else
-                    (None if isinstance(v, float) else str(v)) for v in shown]
-        return super().original(ex, i)
-
-
-@dataclass
-class TabularSource(Source):
-    """A Source whose visualizer shows category names (its presenter is a :class:`TabularPresenter`)."""
-
-    def visualizer(self, **kwargs: Any) -> AttributionVisualizer:
-        vis = super().visualizer(**kwargs)
-        vis.presenter = TabularPresenter(vis.features, vis.classes, vis.presenter.model_names)
-        return vis
 
 
 # ---------------------------------------------------------------------- the data
@@ -431,8 +404,8 @@ def _is_classifier(to: Any) -> bool:
 
 def source_from_tabular(dls: Any, model: torch.nn.Module, loss_func: Any, dl: DlArg = None, items: Any = None, *,
                         with_labels: Optional[bool] = None, classes: ClassesArg = None, device: Device = None,
-                        bs: Optional[int] = None, name: Optional[str] = None) -> TabularSource:
-    """A :class:`TabularSource` over tabular DataLoaders and their ``TabularModel``."""
+                        bs: Optional[int] = None, name: Optional[str] = None) -> Source:
+    """A :class:`Source` over tabular DataLoaders and their ``TabularModel``."""
     from .fastai import _activation, _vocab_names, unreduced
 
     chosen, labelled = _choose_dl(dls, dl, items, with_labels)
@@ -458,15 +431,15 @@ def source_from_tabular(dls: Any, model: torch.nn.Module, loss_func: Any, dl: Dl
     score = _activation(loss_func)
     info = {"multi_label": score.kind == "sigmoid", "tabular": True, "categorical": cat_names,
             "continuous": cont_names, "length": len(dataset), "labelled": labelled}
-    return TabularSource(wrapped, names, score, features, dataset, name=name, info=info,
+    return Source(wrapped, names, score, features, dataset, name=name, info=info,
                          loss_func=unreduced(loss_func))
 
 
 def source_from_tabular_learner(learn: Any, dl: DlArg = None, items: Any = None, *,
                                 with_labels: Optional[bool] = None, classes: ClassesArg = None,
                                 device: Device = None, bs: Optional[int] = None,
-                                name: Optional[str] = None) -> TabularSource:
-    """A :class:`TabularSource` over a tabular Learner: its validation rows, or ``items`` (a DataFrame
+                                name: Optional[str] = None) -> Source:
+    """A :class:`Source` over a tabular Learner: its validation rows, or ``items`` (a DataFrame
     or CSV file through ``dls.test_dl``). ``data_adapters.source_from_learner`` comes here for one."""
     return source_from_tabular(learn.dls, learn.model, getattr(learn, "loss_func", None), dl, items,
                                with_labels=with_labels, classes=classes, device=device, bs=bs, name=name)

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 
 from .cache import LRUCache
 from .dataset import Example
@@ -105,8 +106,8 @@ class Presenter:
             value = encode_png_base64(self._display_image(ex, i))
         elif isinstance(f, TextFeature):
             value = f.tokens(x)
-        elif isinstance(f, GeneralFeature):  # a missing (NaN) or infinite value is shown as null
-            value = [v if math.isfinite(v) else None for v in x.detach().float().flatten().tolist()]
+        elif isinstance(f, GeneralFeature):
+            value = general_values(f.display_input(x))
         else:
             value = None
         with self._originals_lock:
@@ -188,3 +189,19 @@ class Presenter:
         else:
             out["scores"] = [float(v) for v in np.asarray(attr_map).flatten().tolist()[:1000]]
         return out
+
+
+def general_values(shown: Any) -> List[Any]:
+    """A general feature's shown values: numbers (a missing or infinite one as null) or labels (the
+    names a ``visualization_transform`` gives, such as a tabular column's category)."""
+    if isinstance(shown, torch.Tensor):
+        shown = shown.detach().float().flatten().tolist()
+    out: List[Any] = []
+    for v in shown:
+        if isinstance(v, str) or v is None:
+            out.append(v)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.append(float(v) if math.isfinite(v) else None)
+        else:
+            out.append(str(v))
+    return out
