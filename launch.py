@@ -5,6 +5,7 @@
     insights-app --learner export.pkl --data images/    an exported fastai learner on new images
     insights-app --model mymodels:build --data images/  a torch model (a factory) on an image folder
     insights-app --model weights.pt --arch resnet18 --data images/ --classes classes.txt
+    insights-app precompute --model ... --data images/ --store runs/ --methods IntegratedGradients
 
 Flags map onto ``data_adapters`` (nothing is re-implemented here); every user mistake
 (a missing file, an unknown architecture, weights that do not fit) is one line on stderr
@@ -56,9 +57,9 @@ def say(message: str) -> None:
 
 # ---------------------------------------------------------------------- arguments
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str = "serve") -> argparse.ArgumentParser:
     p = OneLineParser(
-        prog=PROG,
+        prog=PROG if command == "serve" else f"{PROG} {command}",
         description="Explore a classifier's predictions and captum attributions in the browser.\n"
                     "With no source flags: the demo (a small fastai CNN on scikit-learn's digits,\n"
                     "trained once in a few seconds, then cached).",
@@ -122,11 +123,32 @@ def build_parser() -> argparse.ArgumentParser:
                           "restart serves what was computed at once; results are keyed by the model's weights, "
                           "the image's content, the method and its arguments, so a change is never served stale")
     srv.add_argument("--debug", action="store_true", help="debug logging and full tracebacks")
+    if command == "precompute":
+        pre = p.add_argument_group("precompute (insights-app precompute ... --store DIR)")
+        pre.add_argument("--methods", required=True, metavar="NAME[,NAME...]",
+                         help="the methods whose maps to compute, e.g. IntegratedGradients,Saliency")
+        pre.add_argument("--arguments", metavar="JSON", default=None,
+                         help='per method, e.g. \'{"IntegratedGradients": {"n_steps": 16}}\' (default: each '
+                              "method's defaults)")
+        pre.add_argument("--targets", choices=("top1", "label"), default="top1",
+                         help="attribute to each model's top prediction (default) or to the true label")
+        pre.add_argument("--limit", type=int, default=None, metavar="N", help="the first N examples only")
     return p
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = "precompute" if argv[:1] == ["precompute"] else "serve"
+    args = build_parser(command).parse_args(argv[1:] if command == "precompute" else argv)
+    args.command = command
+    if command == "precompute":
+        if args.store is None:
+            raise CliError("precompute needs --store DIR (where the maps are kept)")
+        args.method_names = [m.strip() for m in args.methods.split(",") if m.strip()]
+        if not args.method_names:
+            raise CliError("--methods names no method")
+        if args.limit is not None and args.limit < 1:
+            raise CliError("--limit must be at least 1")
     if args.learner and args.model:
         raise CliError("give --learner or --model, not both")
     if args.demo and (args.learner or args.model):
@@ -209,7 +231,8 @@ def preflight(args: argparse.Namespace) -> None:
         check_readable(csv_path, "--labels")
     if args.store is not None:
         args.results_store = open_store(args.store)
-    check_port(args.host, args.port)
+    if getattr(args, "command", "serve") == "serve":
+        check_port(args.host, args.port)
 
 
 def check_readable(path: Path, flag: str) -> None:
@@ -771,6 +794,24 @@ def quiet_libraries(debug: bool) -> None:
     warnings.filterwarnings("ignore", message=r".*insecure pickle.*")
 
 
+def run_precompute(visualizer: Any, args: argparse.Namespace, out: Say = say) -> int:
+    """insights-app precompute: the maps of --methods for every example, into --store; a summary line."""
+    from insights_app.errors import ValidationError
+    from insights_app.precompute import parse_arguments, precompute
+
+    try:
+        arguments = parse_arguments(args.arguments, args.method_names)
+        out(f"precomputing {', '.join(args.method_names)} into {args.store}")
+        summary = precompute(visualizer, args.method_names, arguments, targets=args.targets, limit=args.limit,
+                             report=out)
+    except ValidationError as exc:
+        raise CliError(str(exc)) from None
+    for failure in summary.failures:
+        print(f"{PROG}: failed: {failure}", file=sys.stderr, flush=True)
+    out(summary.line())
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``insights-app`` (and ``python launch.py``); returns the exit status."""
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
@@ -794,6 +835,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except AdapterError as exc:
             raise CliError(str(exc)) from exc
         log.debug("ready in %.1fs", time.perf_counter() - started)
+        if args.command == "precompute":
+            return run_precompute(visualizer, args)
         return serve(visualizer, args)
     except CliError as exc:
         if debug:

@@ -223,3 +223,38 @@ def test_the_command_line_serves_from_a_store_across_restarts(tmp_path):
     done = run(args[:-1] + [str(tmp_path / "foreign")], env, cwd=TESTS)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "--store:" in done.stderr and "not an insights-app store" in done.stderr and done.stdout == ""
+
+
+def test_precompute_fills_the_store_and_resumes(tmp_path):
+    """insights-app precompute: maps for every example; a second run finds them stored; a server reads them."""
+    import requests
+
+    from insights_app.demo import write_digit_images
+    from launch_helpers import TESTS, launch_env, run, start
+
+    write_digit_images(tmp_path / "digits", size=16, valid_fraction=0.05, limit=90)
+    data = tmp_path / "digits" / "valid"
+    store = tmp_path / "store"
+    source = ["--model", "launch_helpers:digits_net", "--data", str(data), "--channels", "1"]
+    pre = ["precompute", *source, "--store", str(store), "--methods", "IntegratedGradients,Saliency",
+           "--arguments", '{"IntegratedGradients": {"n_steps": 8}}', "--limit", "12"]
+    env = launch_env(tmp_path / "cache")
+    first = run(pre, env, cwd=TESTS)
+    assert first.returncode == 0, first.stderr
+    assert "12 examples: 24 maps stored, 0 already stored, 0 failed" in first.stdout
+    again = run(pre[:-1] + ["20"], env, cwd=TESTS)  # resumes: the first 12 are found, 8 more computed
+    assert "20 examples: 16 maps stored, 24 already stored, 0 failed" in again.stdout, again.stdout
+    launched = start([*source, "--store", str(store)], env, cwd=TESTS)
+    try:
+        body = {"method": "IntegratedGradients", "arguments": {"n_steps": 8}, "page_size": 4}
+        page = requests.post(f"{launched.url.split('?')[0].rstrip('/')}/api/v1/examples", json=body, timeout=60).json()
+        assert len(page["examples"]) == 4 and all(m["attributions"] for ex in page["examples"] for m in ex["models"])
+    finally:
+        launched.stop()
+    assert Store(store).counts()["explanations"] == 40  # the server found every map it showed
+    bad = run(["precompute", *source, "--store", str(store), "--methods", "Nope"], env, cwd=TESTS)
+    last = bad.stderr.strip().splitlines()[-1]
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert last.startswith("insights-app: error: methods: unknown method 'Nope'")
+    bad = run(["precompute", *source, "--methods", "Saliency"], env, cwd=TESTS)
+    assert bad.returncode == 2 and "precompute needs --store DIR" in bad.stderr
