@@ -1,8 +1,8 @@
-"""``python -m bench``: the server against raw captum, rendering, and memory, in one run.
+"""``python -m bench``: the server against raw captum, rendering, memory and the dataset pass, in one run.
 
 Prints markdown tables (and the targets met or missed); ``--json`` also writes every
-number. ``--quick`` is a short run (about a minute) for checking that it works; the
-full run takes several minutes on two CPU cores. See the README's Benchmarks section.
+number. ``--quick`` is a short run (a couple of minutes) for checking that it works; the
+full run takes about 22 minutes on two CPU cores. See the README's Benchmarks section.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ ALL = "all methods"
 # CPU cores, so the full run has resnet18 at 16 for Saliency only; --sizes/--methods ask for more.
 FULL_PLAN = {"cnn32": [((4, 16, 64), ALL)], "resnet18": [((4,), ALL), ((16,), ("Saliency",))]}
 QUICK_PLAN = {"cnn32": [((4, 16), ALL)], "resnet18": [((4,), ("Saliency",))]}
+SECTIONS = ("pages", "render", "memory", "pass")
 
 
 def _csv(text: str) -> List[str]:
@@ -51,19 +52,25 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=None,
                     help="timed rounds per cell, at least (the best is kept; default 2, more while a cell has run "
                          "for under 8 s, up to 20)")
-    ap.add_argument("--sections", type=_csv, default=["pages", "render", "memory"],
-                    help="any of pages,render,memory")
+    ap.add_argument("--sections", type=_csv, default=list(SECTIONS), help=",".join(SECTIONS))
     ap.add_argument("--memory-sizes", type=_ints, default=None, help="folder sizes (default 1000,10000,50000)")
     ap.add_argument("--memory-pages", type=int, default=None, help="pages read in each folder (default 20)")
     ap.add_argument("--memory-sides", type=_ints, default=None,
                     help="image sides the folders are loaded at (the files are 32x32; default 32,224)")
     ap.add_argument("--memory-dir", type=Path, default=None,
-                    help="where to generate the folders (default /dev/shm when present, else the temp dir)")
+                    help="where to generate the folders of the memory and pass sections (default /dev/shm when "
+                         "present, else the temp dir)")
+    ap.add_argument("--pass-sizes", type=_ints, default=None,
+                    help="files in the dataset pass's two folders: the small CNN's at 32x32, resnet18's at 224x224 "
+                         "(default 50000,2000; --quick 5000,200)")
+    ap.add_argument("--pass-rounds", type=int, default=None,
+                    help="rounds of the dataset pass and the raw loop, alternating (the best is kept; default 4 for "
+                         "the small CNN, 2 for resnet18; --quick 2)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for both sides (default 1: stable on shared machines; 0: torch's choice)")
     ap.add_argument("--json", type=Path, default=None, help="also write every number to this file")
     a = ap.parse_args(argv)
-    unknown = set(a.sections) - {"pages", "render", "memory"}
+    unknown = set(a.sections) - set(SECTIONS)
     if unknown:
         ap.error(f"unknown section(s): {', '.join(sorted(unknown))}")
     for m in a.models:
@@ -75,6 +82,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
             ap.error(f"unknown method(s) {', '.join(bad)}: choose from {', '.join(DEFAULT_METHODS)}")
     if a.repeats is not None and a.repeats < 1:
         ap.error("--repeats must be at least 1")
+    if a.pass_rounds is not None and a.pass_rounds < 1:
+        ap.error("--pass-rounds must be at least 1")
+    if a.pass_sizes is not None and len(a.pass_sizes) != 2:
+        ap.error("--pass-sizes takes two sizes: the 32x32 folder's and the 224x224 folder's")
     return a
 
 
@@ -113,6 +124,13 @@ def run_pages(a: argparse.Namespace) -> List[Any]:
     return results
 
 
+def _workdir(a: argparse.Namespace) -> Optional[Path]:
+    """Where generated folders go: --memory-dir, else /dev/shm when present, else the temp dir."""
+    if a.memory_dir is None and Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK):
+        return Path("/dev/shm")
+    return a.memory_dir
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     a = parse_args(argv)
     import torch
@@ -121,7 +139,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         torch.set_num_threads(a.threads)
     started = time.perf_counter()
     out: Dict[str, Any] = {"machine": report.machine(), "command": "python -m bench " + " ".join(argv or sys.argv[1:])}
-    pages = render = memory = None
+    pages = render = memory = passes = None
     if "pages" in a.sections:
         _log("pages: server vs raw captum")
         pages = run_pages(a)
@@ -138,16 +156,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         sizes = a.memory_sizes or ([500, 2000] if a.quick else [1000, 10000, 50000])
         pages_n = a.memory_pages or (3 if a.quick else 20)
-        workdir = a.memory_dir
-        if workdir is None and Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK):
-            workdir = Path("/dev/shm")
+        workdir = _workdir(a)
         _log(f"memory: paging through folders of {', '.join(map(str, sizes))} images")
         sides = a.memory_sides or ([32] if a.quick else [32, 224])
         memory = mem.run_sizes(sizes, pages_n, 16, threads=a.threads, log=_log, workdir=workdir, sides=sides)
         out["memory"] = [r.to_json() for r in memory]
+    if "pass" in a.sections:
+        from . import dataset_pass
+
+        cases = [c for c in dataset_pass.default_cases(a.quick, a.pass_sizes, a.pass_rounds) if c[0] in a.models]
+        _log("dataset pass: against a raw model(x) loop over the same folder (" + ", ".join(
+            f"{model} on {n} files at {side}x{side}" for model, side, n, _ in cases) + ")")
+        passes = dataset_pass.run_cases(cases, threads=a.threads, log=_log, workdir=_workdir(a)) if cases else []
+        out["pass"] = [r.to_json() for r in passes]
     out["elapsed_s"] = time.perf_counter() - started
-    out["targets"] = report.targets(pages, render, memory)
-    print(report.markdown(out["machine"], pages, render, memory, out["targets"], out["elapsed_s"]))
+    out["targets"] = report.targets(pages, render, memory, passes)
+    print(report.markdown(out["machine"], pages, render, memory, out["targets"], out["elapsed_s"], passes))
     if a.json:
         a.json.write_text(json.dumps(out, indent=2))
         _log(f"wrote {a.json}")

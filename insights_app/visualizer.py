@@ -236,7 +236,7 @@ class AttributionVisualizer:
             self._servers.pop().close(timeout=max(0.1, deadline - time.monotonic()))
         return all(engine.compute.wait_idle(max(0.0, deadline - time.monotonic())) for engine in self.engines)
 
-    def render(self, debug: bool = False, height: int = 900) -> None:
+    def render(self, debug: bool = False, height: Optional[int] = 900) -> None:
         """Show the UI inside a Jupyter notebook (JupyterLab 4, Notebook 7, VS Code).
 
         Returns None, as captum.insights did: a returned widget, as a cell's last value, would

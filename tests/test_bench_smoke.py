@@ -23,9 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # bench/ lives at the repository root, next to tests/
     sys.path.insert(0, str(ROOT))
 
+from bench import dataset_pass as pass_bench  # noqa: E402
 from bench import rendering  # noqa: E402
 from bench.cases import DEFAULT_METHODS, build_cases  # noqa: E402
 from bench.memory import child, generate_folder  # noqa: E402
+from bench.report import pass_table  # noqa: E402
 from bench.models import POOL_SIZE, build_model  # noqa: E402
 from bench.pages import PageBench, make_visualizer  # noqa: E402
 from insights_app.dataset import ExampleBatch  # noqa: E402
@@ -117,6 +119,64 @@ def test_memory_child_pages_a_generated_folder_to_its_last_example(tmp_path):
     assert child(small, pages=1, page_size=4, method="Saliency", threads=1, side=48)["side"] == 48
 
 
+def test_pass_raw_loop_reads_what_the_pass_reads_and_normalizes_as_the_engine(tmp_path):
+    import torchvision.transforms as T
+
+    from bench.models import MEAN, STD
+    from data_adapters import source_from_folder
+
+    folder = generate_folder(tmp_path / "f", 40)
+    model, classes = pass_bench.build_model("cnn32")
+    source = source_from_folder(folder, model, classes, size=32, mean=MEAN, std=STD)
+    vis = source.visualizer()
+    try:
+        batch = next(iter(source.dataset))
+        ours = vis.engines[0].model_inputs((batch.inputs,))[0]
+        torch.testing.assert_close(T.Normalize(MEAN, STD)(batch.inputs), ours, rtol=0, atol=1e-6)
+        n, predicted, labels = pass_bench.raw_loop(model, source.dataset, T.Normalize(MEAN, STD))
+        interp = vis.interpretation(model=0, progress=False)
+    finally:
+        vis.stop()
+    assert n == interp.n_examples == 40
+    np.testing.assert_array_equal(interp.predicted, predicted)
+    np.testing.assert_array_equal(interp.labels, labels)  # the labels are the sub-folders c0..c9
+    np.testing.assert_array_equal(interp.confusion_matrix(), pass_bench.confusion(labels, predicted, len(classes)))
+
+
+def test_pass_section_covers_every_example_and_compares_the_same_work(tmp_path):
+    folder = generate_folder(tmp_path / "f", 64)
+    res = pass_bench.measure(folder, "cnn32", 32, rounds=1, threads=1, batch_size=16)
+    assert res.files == res.examples == 64  # the pass's Interpretation.n_examples
+    assert res.agree == 64 and res.confusion_equal
+    assert len(res.raw_s) == len(res.pass_s) == 1 and min(res.raw_s + res.pass_s) > 0
+    assert res.raw_rate > 0 and res.pass_rate > 0 and res.ratio == pytest.approx(res.pass_rate / res.raw_rate)
+    assert res.pass_growth_mb >= 0 and 0 < res.records_mb < 1 and res.extra["loss"] == "cross-entropy"
+    assert res.to_json()["case"] == "cnn32 32x32"
+    table = pass_table([res])
+    assert "| case | examples | raw ex/s | pass ex/s | ratio |" in table
+    assert "| cnn32 32x32 | 64 |" in table and "| 64/64 |" in table
+
+
+@pytest.mark.slow
+def test_pass_section_from_the_command_line(tmp_path):
+    out = tmp_path / "bench.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--sections", "pass", "--pass-sizes", "64,8", "--pass-rounds", "1",
+         "--memory-dir", str(tmp_path), "--json", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "### The dataset pass against a raw `model(x)` loop" in proc.stdout
+    assert "| cnn32 32x32 | 64 |" in proc.stdout and "| resnet18 224x224 | 8 |" in proc.stdout
+    data = json.loads(out.read_text())
+    assert [(r["case"], r["files"], r["examples"], r["agree"], r["confusion_equal"]) for r in data["pass"]] == [
+        ("cnn32 32x32", 64, 64, 64, True), ("resnet18 224x224", 8, 8, 8, True)]
+    targets = {t["target"]: t["met"] for t in data["targets"]}
+    assert targets["the dataset pass covers every file and predicts what the raw loop does"] is True
+    assert "dataset pass at least 0.9x a raw model(x) loop's throughput" in targets
+    assert not list(tmp_path.glob("insights-bench-*"))  # the generated folders are removed
+
+
 @pytest.mark.slow
 def test_command_line_prints_the_tables_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
@@ -124,7 +184,7 @@ def test_command_line_prints_the_tables_and_writes_json(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--models", "cnn32", "--methods", "Saliency", "--sizes", "2",
          "--repeats", "1", "--memory-sizes", "20,40", "--memory-sides", "32", "--memory-pages", "1",
-         "--memory-dir", str(tmp_path),
+         "--memory-dir", str(tmp_path), "--sections", "pages,render,memory",
          "--json", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
