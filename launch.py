@@ -6,6 +6,7 @@
     insights-app --model mymodels:build --data images/  a torch model (a factory) on an image folder
     insights-app --model weights.pt --arch resnet18 --data images/ --classes classes.txt
     insights-app precompute --model ... --data images/ --store runs/ --methods IntegratedGradients
+    insights-app export --model ... --data images/ --format html --out report.html
 
 Flags map onto ``data_adapters`` (nothing is re-implemented here); every user mistake
 (a missing file, an unknown architecture, weights that do not fit) is one line on stderr
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import json
 import logging
 import math
 import os
@@ -133,14 +135,29 @@ def build_parser(command: str = "serve") -> argparse.ArgumentParser:
         pre.add_argument("--targets", choices=("top1", "label"), default="top1",
                          help="attribute to each model's top prediction (default) or to the true label")
         pre.add_argument("--limit", type=int, default=None, metavar="N", help="the first N examples only")
+    if command == "export":
+        ex = p.add_argument_group("export (insights-app export ... --format F --out PATH)")
+        ex.add_argument("--format", required=True, choices=("csv", "npz", "html"),
+                        help="csv: every example's label, top-k, confidence and loss; npz: the raw maps; html: a "
+                             "self-contained report (images inline)")
+        ex.add_argument("--out", required=True, metavar="PATH", help="the file to write")
+        ex.add_argument("--method", default=None, help="npz, html: the method of the maps (default: the app's)")
+        ex.add_argument("--arguments", metavar="JSON", default=None, help="npz, html: the method's arguments")
+        ex.add_argument("--filter", metavar="JSON", default=None,
+                        help='npz, html: which examples, as the page filters them, e.g. \'{"prediction": '
+                             '"incorrect", "order": "loss"}\'')
+        ex.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="npz, html: at most N examples (html default 100)")
     return p
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = "precompute" if argv[:1] == ["precompute"] else "serve"
-    args = build_parser(command).parse_args(argv[1:] if command == "precompute" else argv)
+    command = argv[0] if argv[:1] in (["precompute"], ["export"]) else "serve"
+    args = build_parser(command).parse_args(argv[1:] if command != "serve" else argv)
     args.command = command
+    if command == "export":
+        args.body = export_body(args)
     if command == "precompute":
         if args.store is None:
             raise CliError("precompute needs --store DIR (where the maps are kept)")
@@ -794,6 +811,43 @@ def quiet_libraries(debug: bool) -> None:
     warnings.filterwarnings("ignore", message=r".*insecure pickle.*")
 
 
+def export_body(args: argparse.Namespace) -> dict:
+    """The page request an export reads (--method, --arguments, --filter), checked before the slow work."""
+    body: dict = {}
+    if args.method:
+        body["method"] = args.method
+    for flag, key in (("--arguments", "arguments"), ("--filter", "filter")):
+        text = getattr(args, key)
+        if text is None:
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CliError(f"{flag} is not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise CliError(f"{flag} must be a JSON object")
+        body[key] = value
+    if args.limit is not None and args.limit < 1:
+        raise CliError("--limit must be at least 1")
+    parent = Path(args.out).expanduser().resolve().parent
+    if not parent.is_dir():
+        raise CliError(f"--out: no such folder: {parent}")
+    return body
+
+
+def run_export(visualizer: Any, args: argparse.Namespace, out: Say = say) -> int:
+    """insights-app export: one file (csv, npz or html) of what the page shows."""
+    from insights_app.errors import ValidationError
+    from insights_app.export import export
+
+    try:
+        n = export(visualizer, args.format, args.out, args.body, args.limit)
+    except ValidationError as exc:
+        raise CliError(str(exc)) from None
+    out(f"wrote {n} examples to {args.out} ({args.format})")
+    return 0
+
+
 def run_precompute(visualizer: Any, args: argparse.Namespace, out: Say = say) -> int:
     """insights-app precompute: the maps of --methods for every example, into --store; a summary line."""
     from insights_app.errors import ValidationError
@@ -837,6 +891,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log.debug("ready in %.1fs", time.perf_counter() - started)
         if args.command == "precompute":
             return run_precompute(visualizer, args)
+        if args.command == "export":
+            return run_export(visualizer, args)
         return serve(visualizer, args)
     except CliError as exc:
         if debug:

@@ -1,0 +1,77 @@
+"""Export: a CSV of predictions (every example), an NPZ of raw maps, a self-contained HTML report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import numpy as np
+import pytest
+
+from insights_app.export import export
+from insights_app.errors import ValidationError
+from reliability_helpers import CLASSES, Digits, make_visualizer
+
+BODY = {"method": "Saliency", "filter": {"prediction": "incorrect"}}
+
+
+@pytest.fixture(scope="module")
+def vis():
+    return make_visualizer(dataset=Digits(n=48, batch_size=8))
+
+
+def test_the_csv_has_every_example_as_triage_sees_it(vis, tmp_path):
+    n = export(vis, "csv", tmp_path / "p.csv")
+    rows = list(csv.DictReader(open(tmp_path / "p.csv", encoding="utf-8")))
+    interp = vis.interpretation(progress=False)
+    assert n == len(rows) == 48
+    assert [r["predicted"] for r in rows] == [CLASSES[i] for i in interp.predicted]
+    assert [float(r["loss"]) for r in rows] == pytest.approx(interp.losses.tolist(), rel=1e-5)
+    assert sum(int(r["correct"]) for r in rows) == round(interp.accuracy * 48)
+
+
+def test_the_npz_holds_the_maps_the_page_draws(vis, tmp_path):
+    n = export(vis, "npz", tmp_path / "m.npz", BODY, limit=5)
+    data = np.load(tmp_path / "m.npz")
+    wrong = vis.interpretation(progress=False)
+    want = [int(i) for i in np.flatnonzero(wrong.predicted != wrong.labels)[:5]]
+    assert n == len(want) and data["ids"].tolist() == want
+    meta = json.loads(str(data["meta"]))
+    assert meta["method"] == "Saliency" and meta["classes"] == CLASSES
+    first = data[f"map_{want[0]}_0_digit"]
+    assert first.shape == (8, 8) and np.isfinite(first).all() and first.any()
+
+
+def test_the_html_report_is_self_contained(vis, tmp_path):
+    n = export(vis, "html", tmp_path / "r.html", BODY, limit=4)
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert n == 4 and text.count('<section class="card">') == 4 and "misclassified" in text
+    srcs = re.findall(r'src="([^"]+)"', text)
+    assert len(srcs) == 8 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "http://" not in text and "https://" not in text  # nothing loaded from anywhere
+    assert "Saliency" in text
+
+
+def test_a_bad_format_is_refused(vis, tmp_path):
+    with pytest.raises(ValidationError, match="csv, npz, html"):
+        export(vis, "xlsx", tmp_path / "x")
+
+
+def test_the_command_line_exports(tmp_path):
+    from insights_app.demo import write_digit_images
+    from launch_helpers import TESTS, launch_env, run
+
+    write_digit_images(tmp_path / "digits", size=16, valid_fraction=0.05, limit=90)
+    source = ["--model", "launch_helpers:digits_net", "--data", str(tmp_path / "digits" / "valid"), "--channels", "1"]
+    env = launch_env(tmp_path / "cache")
+    done = run(["export", *source, "--format", "html", "--out", str(tmp_path / "r.html"), "--method", "Saliency",
+                "--filter", '{"prediction": "incorrect", "order": "loss"}', "--limit", "3"], env, cwd=TESTS)
+    assert done.returncode == 0, done.stderr
+    assert "wrote 3 examples" in done.stdout and (tmp_path / "r.html").read_text().count('class="card"') == 3
+    done = run(["export", *source, "--format", "csv", "--out", str(tmp_path / "p.csv")], env, cwd=TESTS)
+    assert done.returncode == 0 and len((tmp_path / "p.csv").read_text().splitlines()) > 2
+    bad = run(["export", *source, "--format", "html", "--out", str(tmp_path / "r.html"), "--filter", "{bad"],
+              env, cwd=TESTS)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("insights-app: error: --filter is not")
+    assert "loading" not in bad.stdout  # refused before the model loads
