@@ -13,9 +13,6 @@ before the slow work), and fastai is imported only with the fastai adapter.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 _PUBLIC = {
     "AdapterError": "errors",
     "CaptumInterpretation": "captum_interpretation",
@@ -40,20 +37,6 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _PUBLIC:
-        from insights_app import quiet_imports
+from insights_app import lazy_exports  # noqa: E402  (imports nothing of torch)
 
-        with quiet_imports():
-            module = importlib.import_module(f".{_PUBLIC[name]}", __name__)
-        return getattr(module, name)
-    try:  # a submodule not imported yet: data_adapters.folder after `import data_adapters`
-        return importlib.import_module(f".{name}", __name__)
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__name__}.{name}":
-            raise
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list:
-    return sorted(list(globals()) + list(_PUBLIC))
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC, globals())

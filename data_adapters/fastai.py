@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import torch
 
@@ -222,6 +222,19 @@ def _test_dl(dls: Any, items: ItemsArg, with_labels: Optional[bool]) -> Any:
             from exc
 
 
+def named_dl(dls: Any, dl: DlArg) -> Any:
+    """The DataLoader ``dl`` names: None or 'valid' (the validation set), 'train', an index, or itself."""
+    if dl is not None and not isinstance(dl, (str, int)):
+        return dl
+    key = {None: 1, "valid": 1, "validation": 1, "train": 0}.get(dl, dl)
+    if not isinstance(key, int):
+        raise AdapterError(f"dl must be 'valid', 'train', an index or a DataLoader, not {dl!r}")
+    try:
+        return dls[key]
+    except Exception:
+        raise AdapterError(f"the DataLoaders have no DataLoader {dl!r}") from None
+
+
 def _choose_dl(dls: Any, dl: DlArg, items: ItemsArg, with_labels: Optional[bool]) -> Any:
     if items is not None:
         if dl is not None:
@@ -234,16 +247,7 @@ def _choose_dl(dls: Any, dl: DlArg, items: ItemsArg, with_labels: Optional[bool]
             return dls.test_dl(dls.train_ds.items, with_labels=True)
         except Exception as exc:
             raise AdapterError(f"cannot read the training items: {type(exc).__name__}: {exc}") from exc
-    if dl is None or isinstance(dl, (str, int)):
-        key = {None: 1, "valid": 1, "validation": 1, "train": 0}.get(dl, dl)
-        if not isinstance(key, int):
-            raise AdapterError(f"dl must be 'valid', 'train', an index or a DataLoader, not {dl!r}")
-        try:
-            chosen = dls[key]
-        except Exception:
-            raise AdapterError(f"the DataLoaders have no DataLoader {dl!r}") from None
-    else:
-        chosen = dl
+    chosen = named_dl(dls, dl)
     dataset = getattr(chosen, "dataset", None)
     if dataset is not None and hasattr(dataset, "__len__") and len(dataset) == 0:
         raise AdapterError("the learner's DataLoader holds no example (an exported learner keeps no data): "
@@ -265,20 +269,26 @@ def _normalizer(dl: Any) -> Optional[Normalizer]:
     return Normalizer(plain(norm.mean), plain(norm.std))
 
 
-def _display_dl(dl: Any, bs: Optional[int]) -> Any:
-    """A copy of ``dl`` without Normalize, in order, in this process (stable example ids)."""
-    from fastai.data.transforms import Normalize
-
-    kwargs = dict(shuffle=False, drop_last=False, num_workers=0)
+def ordered_dl(dl: Any, bs: Optional[int], without: tuple = ()) -> Any:
+    """A copy of ``dl`` in order, every example, in this process (stable example ids), without the
+    batch transforms of the types ``without``. Every fastai adapter (image, tabular, text) reads so."""
+    kwargs: Dict[str, Any] = dict(shuffle=False, drop_last=False, num_workers=0)
     if bs:
         kwargs["bs"] = int(bs)
     after = getattr(dl, "after_batch", None)
-    if after is not None and hasattr(after, "fs"):
-        kwargs["after_batch"] = [t for t in after.fs if not isinstance(t, Normalize)]
+    if without and after is not None and hasattr(after, "fs"):
+        kwargs["after_batch"] = [t for t in after.fs if not isinstance(t, without)]
     try:
         return dl.new(**kwargs)
     except Exception as exc:
         raise AdapterError(f"cannot iterate the learner's DataLoader: {type(exc).__name__}: {exc}") from exc
+
+
+def _display_dl(dl: Any, bs: Optional[int]) -> Any:
+    """The images as the files hold them: ``dl`` in order without Normalize (the feature re-applies it)."""
+    from fastai.data.transforms import Normalize
+
+    return ordered_dl(dl, bs, without=(Normalize,))
 
 
 def _label_list(y: Any, n: int) -> List[Optional[int]]:

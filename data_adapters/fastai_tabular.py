@@ -369,16 +369,9 @@ def _choose_dl(dls: Any, dl: DlArg, items: Any, with_labels: Optional[bool]) -> 
         if dl is not None:
             raise AdapterError("give dl or items, not both")
         return _test_dl(dls, items, with_labels)
-    if dl is None or isinstance(dl, (str, int)):
-        key = {None: 1, "valid": 1, "validation": 1, "train": 0}.get(dl, dl)
-        if not isinstance(key, int):
-            raise AdapterError(f"dl must be 'valid', 'train', an index or a DataLoader, not {dl!r}")
-        try:
-            chosen = dls[key]
-        except Exception:
-            raise AdapterError(f"the DataLoaders have no DataLoader {dl!r}") from None
-    else:
-        chosen = dl
+    from .fastai import named_dl
+
+    chosen = named_dl(dls, dl)
     if len(getattr(chosen, "dataset", ())) == 0:
         raise AdapterError("the learner's DataLoader holds no row (an exported learner keeps no data): "
                            "pass items= (a DataFrame or a CSV file with the learner's columns)")
@@ -386,14 +379,10 @@ def _choose_dl(dls: Any, dl: DlArg, items: Any, with_labels: Optional[bool]) -> 
 
 
 def _display_dl(dl: Any, bs: Optional[int]) -> Any:
-    """A copy of ``dl`` in order, every row, in this process (stable example ids)."""
-    kwargs: Dict[str, Any] = dict(shuffle=False, drop_last=False, num_workers=0)
-    if bs:
-        kwargs["bs"] = int(bs)
-    try:
-        return dl.new(**kwargs)
-    except Exception as exc:
-        raise AdapterError(f"cannot iterate the learner's DataLoader: {type(exc).__name__}: {exc}") from exc
+    """``dl`` in order, every example, in this process (stable example ids)."""
+    from .fastai import ordered_dl
+
+    return ordered_dl(dl, bs)
 
 
 def _is_classifier(to: Any) -> bool:

@@ -124,13 +124,10 @@ def _text_dl(dls: Any, dl: Any, items: Any, with_labels: Optional[bool]) -> Any:
 
 
 def _display_dl(dl: Any, bs: Optional[int]) -> Any:
-    kwargs = dict(shuffle=False, drop_last=False, num_workers=0)
-    if bs:
-        kwargs["bs"] = int(bs)
-    try:
-        return dl.new(**kwargs)
-    except Exception as exc:
-        raise AdapterError(f"cannot iterate the learner's DataLoader: {type(exc).__name__}: {exc}") from exc
+    """``dl`` in order, every example, in this process (stable example ids)."""
+    from .fastai import ordered_dl
+
+    return ordered_dl(dl, bs)
 
 
 def source_from_text_learner(dls: Any, model: Any, loss_func: Any, dl: Any = None, items: Any = None,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import warnings
-from typing import Any, Iterator
+from typing import Any, Callable, Dict, Iterator, Tuple
 
 _PUBLIC = {
     "AttributionVisualizer": "visualizer",
@@ -53,19 +53,28 @@ def quiet_imports() -> Iterator[None]:
         yield
 
 
-def __getattr__(name: str) -> Any:
-    if name in _PUBLIC:
-        with quiet_imports():
-            module = importlib.import_module(f".{_PUBLIC[name]}", __name__)
-        return getattr(module, name)
-    try:  # a submodule not imported yet: insights_app.features after `import insights_app`
-        with quiet_imports():
-            return importlib.import_module(f".{name}", __name__)
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__name__}.{name}":
-            raise
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def lazy_exports(package: str, public: Dict[str, str], namespace: Dict[str, Any]
+                 ) -> Tuple[Callable[[str], Any], Callable[[], list]]:
+    """A package's ``__getattr__`` and ``__dir__`` that import its public names (name -> submodule) and its
+    submodules on first use, with :func:`quiet_imports` (insights_app and data_adapters share them)."""
+
+    def get(name: str) -> Any:
+        if name in public:
+            with quiet_imports():
+                module = importlib.import_module(f".{public[name]}", package)
+            return getattr(module, name)
+        try:  # a submodule not imported yet: insights_app.features after `import insights_app`
+            with quiet_imports():
+                return importlib.import_module(f".{name}", package)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{package}.{name}":
+                raise
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def names() -> list:
+        return sorted(list(namespace) + list(public))
+
+    return get, names
 
 
-def __dir__() -> list:
-    return sorted(list(globals()) + list(_PUBLIC))
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC, globals())

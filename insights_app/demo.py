@@ -18,7 +18,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Tuple
+from typing import Any, Callable, Iterator, Optional, Tuple, TypeVar
 
 import numpy as np
 
@@ -31,6 +31,8 @@ VALID_FRACTION = 0.2
 SEED = 0
 
 Progress = Callable[[str], None]
+
+T = TypeVar("T")
 
 
 def _print(message: str) -> None:
@@ -207,29 +209,38 @@ def train_demo(files: DemoFiles, progress: Progress = _print, epochs: int = EPOC
 def ensure_demo(cache: Optional[Path] = None, progress: Progress = _print, retrain: bool = False) -> DemoFiles:
     """The demo's cached files, training them first if they are missing (or ``retrain``).
 
-    Training happens in a temporary sibling folder that is renamed into place at the end,
-    so an interrupted run never leaves a half-written cache behind and two concurrent
-    first starts do not corrupt each other.
+    Training happens in a temporary sibling folder renamed into place (:func:`build_in_place`).
     """
     files = demo_files(cache)
     if files.complete() and not retrain:
         return files
-    files.root.parent.mkdir(parents=True, exist_ok=True)
     progress(f"first start: training the demo model once (cached in {files.root})")
-    work = Path(tempfile.mkdtemp(prefix=f".{DEMO_NAME}-", dir=files.root.parent))
+    acc = build_in_place(files.root, files.complete, lambda work: train_demo(DemoFiles(work), progress, final=files))
+    progress(f"the demo model reaches {acc:.1%} accuracy on {count_images(files.valid)} held-out digits")
+    return files
+
+
+def build_in_place(root: Path, complete: Callable[[], bool], build: Callable[[Path], T]) -> T:
+    """``build(work)`` in a temporary sibling folder of ``root``, renamed to ``root`` at the end.
+
+    An interrupted build never leaves a half-written cache behind, and two concurrent first
+    starts do not corrupt each other: the one that renames second keeps the first one's files
+    when they are ``complete()``. Every demo's cache is written this way.
+    """
+    root.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
     try:
-        acc = train_demo(DemoFiles(work), progress, final=files)
-        if files.root.exists():
-            shutil.rmtree(files.root, ignore_errors=True)
+        result = build(work)
+        if root.exists():
+            shutil.rmtree(root, ignore_errors=True)
         try:
-            os.replace(work, files.root)
+            os.replace(work, root)
         except OSError:  # another process finished first: use its files
-            if not files.complete():
+            if not complete():
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    progress(f"the demo model reaches {acc:.1%} accuracy on {count_images(files.valid)} held-out digits")
-    return files
+    return result
 
 
 def count_images(folder: Path) -> int:

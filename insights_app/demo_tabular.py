@@ -15,9 +15,6 @@ trained again.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +22,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from .demo import Progress, _print, cache_root, training_threads
+from .demo import Progress, _print, build_in_place, cache_root, training_threads
 
 DEMO_NAME = "breast-cancer-tabular-v1"  # bump when the data, the model or the training changes
 DEMO_TITLE = "Insights demo: a fastai tabular learner on scikit-learn's breast cancer data"
@@ -137,26 +134,13 @@ def ensure_tabular_demo(cache: Optional[Path] = None, progress: Progress = _prin
                         retrain: bool = False) -> TabularDemoFiles:
     """The demo's cached files, training them first if they are missing (or ``retrain``).
 
-    As for the digits demo: trained in a temporary sibling folder renamed into place at the end,
-    so an interrupted run leaves no half-written cache and two first starts do not collide.
+    Trained in a temporary sibling folder renamed into place (``demo.build_in_place``).
     """
     files = demo_files(cache)
     if files.complete() and not retrain:
         return files
-    files.root.parent.mkdir(parents=True, exist_ok=True)
     progress(f"first start: training the tabular demo model once (cached in {files.root})")
-    work = Path(tempfile.mkdtemp(prefix=f".{DEMO_NAME}-", dir=files.root.parent))
-    try:
-        acc = train_tabular_demo(TabularDemoFiles(work), progress)
-        if files.root.exists():
-            shutil.rmtree(files.root, ignore_errors=True)
-        try:
-            os.replace(work, files.root)
-        except OSError:  # another process finished first: use its files
-            if not files.complete():
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    acc = build_in_place(files.root, files.complete, lambda work: train_tabular_demo(TabularDemoFiles(work), progress))
     progress(f"the tabular demo model reaches {acc:.1%} accuracy on its held-out rows")
     return files
 

@@ -22,10 +22,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
-import os
 import re
-import shutil
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -34,7 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .demo import Progress, _print, cache_root, training_threads
+from .demo import Progress, _print, build_in_place, cache_root, training_threads
 
 DEMO_NAME = "stdlib-docs-v1"  # bump when the data, the model or the training changes
 DEMO_TITLE = "Insights demo: which part of Python's standard library a docstring sentence is about"
@@ -266,20 +263,8 @@ def ensure_demo(cache: Optional[Path] = None, progress: Progress = _print, retra
     files = demo_files(cache)
     if files.complete() and not retrain:
         return files
-    files.root.parent.mkdir(parents=True, exist_ok=True)
     progress(f"first start: training the text demo model once (cached in {files.root})")
-    work = Path(tempfile.mkdtemp(prefix=f".{DEMO_NAME}-", dir=files.root.parent))
-    try:
-        train_demo(TextDemoFiles(work), progress)
-        if files.root.exists():
-            shutil.rmtree(files.root, ignore_errors=True)
-        try:
-            os.replace(work, files.root)
-        except OSError:  # another process finished first: use its files
-            if not files.complete():
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    build_in_place(files.root, files.complete, lambda work: train_demo(TextDemoFiles(work), progress))
     return files
 
 
