@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from adapters_helpers import IG_PAGE, digit_cnn, digit_tags, page_predictions, pil_pixels, write_digit_folders
+from adapters_helpers import (
+    IG_PAGE, digit_cnn, digit_tags, fit_on_tensors, page_predictions, pil_pixels, write_digit_folders,
+)
 from data_adapters import (
     AdapterError,
     from_dataloaders,
@@ -31,25 +33,9 @@ MEAN, STD = [0.3], [0.4]
 
 
 def _fit_on_tensors(learn, files, targets, epochs: int = 4) -> None:
-    """Train ``learn`` on the files' pixels held in memory, then restore its image DataLoaders."""
-    from fastai.data.core import DataLoaders
-    from torch.utils.data import DataLoader, TensorDataset
-
+    """Train ``learn`` on the files' pixels held in memory (normalized as its DataLoaders would)."""
     x = torch.stack([pil_pixels(f) for f in files])
-    x = (x - MEAN[0]) / STD[0] if _has_normalize(learn.dls) else x
-    gen = torch.Generator().manual_seed(0)
-    ds = TensorDataset(x, targets)
-    image_dls = learn.dls
-    learn.dls = DataLoaders(DataLoader(ds, batch_size=64, shuffle=True, generator=gen), DataLoader(ds, batch_size=256))
-    torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny CNN trains fastest on one thread (and on a busy machine)
-    try:
-        with learn.no_bar(), learn.no_logging():
-            learn.fit_one_cycle(epochs, 1e-2)
-    finally:
-        torch.set_num_threads(threads)
-        learn.dls = image_dls
+    fit_on_tensors(learn, (x - MEAN[0]) / STD[0] if _has_normalize(learn.dls) else x, targets, epochs)
 
 
 def _has_normalize(dls) -> bool:

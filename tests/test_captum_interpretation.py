@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from adapters_helpers import digit_cnn, pil_pixels, write_digit_folders
+from adapters_helpers import digit_cnn, fit_on_tensors, pil_pixels, write_digit_folders
 
 fastai_vision = pytest.importorskip("fastai.vision.all")
 pytestmark = pytest.mark.timeout(240)
@@ -38,9 +38,6 @@ def digits(tmp_path_factory):
 @pytest.fixture(scope="module")
 def learn(digits):
     """A trained single-label RGB CNN learner with a Normalize in its batch transforms."""
-    from fastai.data.core import DataLoaders
-    from torch.utils.data import DataLoader, TensorDataset
-
     fv = fastai_vision
     root, files = digits
     dls = fv.ImageDataLoaders.from_folder(root, train="train", valid="valid", img_cls=fv.PILImage, bs=64,
@@ -48,18 +45,7 @@ def learn(digits):
     learn = fv.Learner(dls, digit_cnn(10, channels=3), loss_func=fv.CrossEntropyLossFlat(), metrics=fv.accuracy)
     x = (torch.stack([pil_pixels(f, "RGB") for f in files["train"]]) - MEAN[0]) / STD[0]
     y = torch.tensor([int(f.parent.name) for f in files["train"]])
-    ds = TensorDataset(x, y)
-    gen = torch.Generator().manual_seed(0)
-    learn.dls = DataLoaders(DataLoader(ds, batch_size=32, shuffle=True, generator=gen), DataLoader(ds, batch_size=256))
-    torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny CNN trains fastest on one thread (and on a busy machine)
-    try:
-        with learn.no_bar(), learn.no_logging():
-            learn.fit_one_cycle(4, 1e-2)
-    finally:
-        torch.set_num_threads(threads)
-        learn.dls = dls
+    fit_on_tensors(learn, x, y, epochs=4, batch_size=32)
     with learn.no_bar():
         preds, targets = learn.get_preds()
     assert float((preds.argmax(1) == targets).float().mean()) > 0.5  # a real, trained learner
