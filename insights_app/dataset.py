@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -115,6 +115,14 @@ class ExampleBatch:
     ids: List[int]
     inputs: Tuple[torch.Tensor, ...]
     additional_args: Any = None
+    # Per-row values computed once and carried into sub-batches (the store's example fingerprints).
+    row_memo: Optional[List[Any]] = field(default=None, repr=False, compare=False)
+
+    def memo(self, compute: Callable[["ExampleBatch"], List[Any]]) -> List[Any]:
+        """``compute(self)`` (one value per row), computed on first use; :meth:`select` keeps it."""
+        if self.row_memo is None:
+            self.row_memo = compute(self)
+        return self.row_memo
 
     @classmethod
     def stack(cls, examples: Sequence[Example]) -> "ExampleBatch":
@@ -149,7 +157,8 @@ class ExampleBatch:
                 return self
             inputs = tuple(x[index] for x in self.inputs)
         return ExampleBatch([self.ids[i] for i in index], inputs,
-                            select_rows(self.additional_args, index, len(self.ids)))
+                            select_rows(self.additional_args, index, len(self.ids)),
+                            None if self.row_memo is None else [self.row_memo[i] for i in index])
 
 
 def _example_bytes(ex: Example) -> int:

@@ -301,7 +301,7 @@ class Engine:
                     pred = Prediction([], [], error=err)  # not cached: the next request tries again
                 found[j] = pred
             if self.store is not None:
-                fps = example_fingerprints(sub.inputs, sub.additional_args)
+                fps = fingerprints(sub)
                 self.store.save_predictions([(fp, found[j].indices, found[j].scores)  # type: ignore[union-attr]
                                              for fp, j in zip(fps, missing) if not found[j].error])  # type: ignore[union-attr]
         return found  # type: ignore[return-value]
@@ -310,12 +310,12 @@ class Engine:
         """Whether the store has a prediction of any of these examples (then the two-step path reads it)."""
         if self.store is None:
             return False
-        return bool(self.store.predictions(example_fingerprints(batch.inputs, batch.additional_args)))
+        return bool(self.store.predictions(fingerprints(batch)))
 
     def _save(self, part: ExampleBatch, preds: Sequence[Prediction], targets: Sequence[Optional[int]],
               exps: Sequence[Union[Explanation, Failure]], key: str) -> None:
         """Write what the one-pass path computed to the store."""
-        fps = example_fingerprints(part.inputs, part.additional_args)
+        fps = fingerprints(part)
         self.store.save_predictions([(fp, p.indices, p.scores) for fp, p in zip(fps, preds) if not p.error])
         self.store.save_explanations([((fp, key, t), e.maps, e.contributions)
                                       for fp, t, e in zip(fps, targets, exps) if isinstance(e, Explanation)])
@@ -324,7 +324,7 @@ class Engine:
                             ) -> List[int]:
         """Fill ``found`` from the store where it has them (and the memory cache); the rows still missing."""
         sub = batch.select(missing)
-        fps = example_fingerprints(sub.inputs, sub.additional_args)
+        fps = fingerprints(sub)
         stored = self.store.predictions(fps)
         still = []
         for j, ex_id, fp in zip(missing, sub.ids, fps):
@@ -404,7 +404,7 @@ class Engine:
         fps: Dict[int, str] = {}
         if missing and self.store is not None:
             sub = batch.select(missing)
-            fps = dict(zip(missing, example_fingerprints(sub.inputs, sub.additional_args)))
+            fps = dict(zip(missing, fingerprints(sub)))
             stored = self.store.explanations([(fps[j], key, targets[j]) for j in missing])
             still = []
             for j in missing:
@@ -589,6 +589,12 @@ class Engine:
             log.info("one-pass %s failed on %s (%s); predicting and explaining separately", spec.name, self.name, exc)
             return None
         return results
+
+
+def fingerprints(batch: ExampleBatch) -> List[str]:
+    """The store's fingerprint of each example of ``batch``, hashed once per request's batch (the
+    prediction and the attribution lookups, and the writes, share it)."""
+    return batch.memo(lambda b: example_fingerprints(b.inputs, b.additional_args))
 
 
 class CancellableForward:
