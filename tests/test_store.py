@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from insights_app import Batch
 from insights_app.store import FILE_NAME, Store, StoreError
 from insights_app.testing import seeded
 from reliability_helpers import Digits, TinyCNN, make_visualizer
@@ -258,3 +259,61 @@ def test_precompute_fills_the_store_and_resumes(tmp_path):
     assert last.startswith("insights-app: error: methods: unknown method 'Nope'")
     bad = run(["precompute", *source, "--methods", "Saliency"], env, cwd=TESTS)
     assert bad.returncode == 2 and "precompute needs --store DIR" in bad.stderr
+
+
+def test_a_restarted_dataset_pass_reads_its_rows_from_the_store(tmp_path):
+    """Triage after a restart: the pass covers the dataset again without one forward pass, and
+    answers exactly what the first run answered (confusion matrix, losses, the loss it ranks by)."""
+    first = make_visualizer(models=seeded(TinyCNN, seed=0), store=tmp_path)
+    want = first.interpretation()
+    assert first.results_store.counts()["pass_rows"] == want.n_examples == 48
+    again = make_visualizer(models=seeded(TinyCNN, seed=0), store=tmp_path)
+    counter = calls(again)
+    got = again.interpretation()
+    assert counter["forward"] == 0
+    assert got.n_examples == want.n_examples
+    assert np.array_equal(got.confusion_matrix(), want.confusion_matrix())
+    assert np.allclose(got.losses, want.losses, equal_nan=True)
+    assert again.dataset_pass.losses[0].name == first.dataset_pass.losses[0].name == "cross-entropy"
+    assert again.dataset_pass.losses[0].fn is not None
+    # Another model's rows are its own: a retrained model runs its pass.
+    other = make_visualizer(models=seeded(TinyCNN, seed=1), store=tmp_path)
+    counter = calls(other)
+    other.interpretation()
+    assert counter["forward"] > 0
+
+
+def test_a_relabeled_example_or_another_loss_is_passed_again(tmp_path):
+    first = make_visualizer(models=seeded(TinyCNN, seed=0), store=tmp_path)
+    first.interpretation()
+    shifted = Digits()
+    shifted.batches = [Batch(b.inputs, (b.labels + 1) % 10) for b in shifted.batches]
+    relabeled = make_visualizer(models=seeded(TinyCNN, seed=0), dataset=shifted, store=tmp_path)
+    counter = calls(relabeled)
+    relabeled.interpretation()
+    assert counter["forward"] > 0
+
+    def halved(out, labels):
+        return torch.nn.functional.cross_entropy(out, labels, reduction="none") / 2
+
+    own_loss = make_visualizer(models=seeded(TinyCNN, seed=0), store=tmp_path, loss_func=halved)
+    counter = calls(own_loss)
+    got = own_loss.interpretation()
+    assert counter["forward"] > 0
+    assert np.allclose(got.losses, first.interpretation().losses / 2, rtol=1e-5)
+
+
+def test_a_store_of_the_first_format_gains_the_new_tables(tmp_path):
+    """A store written before the dataset pass and the metrics were stored keeps its maps and gains them."""
+    vis = make_visualizer(models=seeded(TinyCNN, seed=0), store=tmp_path)
+    vis.page(PAGE)
+    vis.results_store.close()
+    conn = sqlite3.connect(tmp_path / FILE_NAME)
+    for table in ("pass_rows", "pass_losses", "metrics"):
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    store = Store(tmp_path)
+    assert store.counts()["explanations"] == 6 and store.counts()["pass_rows"] == 0
+    assert sqlite3.connect(tmp_path / FILE_NAME).execute("PRAGMA user_version").fetchone()[0] == 2

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .fingerprint import example_fingerprints, model_fingerprint, software_versions
-from .sqlite import DEFAULT_MAX_BYTES, FILE_NAME, Store, StoreError
+from .sqlite import DEFAULT_MAX_BYTES, FILE_NAME, MetricKey, PassRow, Store, StoreError
 
 
 class ModelStore:
@@ -46,6 +46,24 @@ class ModelStore:
 
     def save_predictions(self, rows: Sequence[Tuple[str, Sequence[int], Sequence[float]]]) -> int:
         return self.store.put_predictions(self.model, self.software, rows)
+
+    def pass_rows(self, loss: str, keys: Sequence[Tuple[str, int]]) -> Dict[Tuple[str, int], PassRow]:
+        return self.store.get_pass_rows(self.model, self.software, loss, keys)
+
+    def save_pass_rows(self, loss: str, rows: Sequence[Tuple[Tuple[str, int], PassRow]]) -> int:
+        return self.store.put_pass_rows(self.model, self.software, loss, rows)
+
+    def pass_loss(self, loss: str) -> Optional[Tuple[str, str]]:
+        return self.store.get_pass_loss(self.model, self.software, loss)
+
+    def save_pass_loss(self, loss: str, name: str, note: str) -> None:
+        self.store.put_pass_loss(self.model, self.software, loss, name, note)
+
+    def metrics(self, keys: Sequence[MetricKey]) -> Dict[MetricKey, object]:
+        return self.store.get_metrics(self.model, self.software, keys)
+
+    def save_metrics(self, rows: Sequence[Tuple[MetricKey, object]]) -> int:
+        return self.store.put_metrics(self.model, self.software, rows)
 
 
 __all__ = ["DEFAULT_MAX_BYTES", "FILE_NAME", "ModelStore", "Store", "StoreError", "example_fingerprints",

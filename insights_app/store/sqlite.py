@@ -26,9 +26,10 @@ from ..errors import StoreError
 
 
 APPLICATION_ID = 0x49415031  # "IAP1": PRAGMA application_id of an insights-app store
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the dataset pass's rows and the quality metrics (a store of version 1 gains them)
 FILE_NAME = "insights.sqlite"
 DEFAULT_MAX_BYTES = 4 * 2**30
+TABLES_BY_SOFTWARE = ("explanations", "predictions", "pass_rows", "pass_losses", "metrics")
 PRUNE_EVERY = 256  # writes between two checks of the size bound
 
 SCHEMA = """
@@ -45,6 +46,29 @@ CREATE TABLE predictions (
     PRIMARY KEY (model, example, software)
 ) WITHOUT ROWID;
 """
+SCHEMA_2 = """
+CREATE TABLE IF NOT EXISTS pass_rows (
+    model TEXT NOT NULL, example TEXT NOT NULL, label INTEGER NOT NULL, software TEXT NOT NULL, loss TEXT NOT NULL,
+    top_classes BLOB NOT NULL, top_scores BLOB NOT NULL, label_score REAL, loss_value REAL, created REAL NOT NULL,
+    PRIMARY KEY (model, example, label, software, loss)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pass_losses (
+    model TEXT NOT NULL, software TEXT NOT NULL, loss TEXT NOT NULL, name TEXT NOT NULL, note TEXT NOT NULL,
+    PRIMARY KEY (model, software, loss)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS metrics (
+    model TEXT NOT NULL, example TEXT NOT NULL, key TEXT NOT NULL, target INTEGER NOT NULL, software TEXT NOT NULL,
+    metric TEXT NOT NULL, value TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (model, example, key, target, software, metric)
+) WITHOUT ROWID;
+"""
+
+
+def _execute_script(conn: sqlite3.Connection, script: str) -> None:
+    """Statements one by one inside the caller's transaction (executescript would commit it)."""
+    for statement in script.strip().split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 def encode_maps(maps: Sequence[np.ndarray]) -> bytes:
@@ -65,6 +89,15 @@ def decode_maps(blob: bytes) -> List[np.ndarray]:
     return out
 
 
+def _real(value: float) -> Optional[float]:
+    value = float(value)
+    return None if value != value else value  # NaN is stored as NULL
+
+
+# (top classes, top scores, label score, loss): one model's dataset-pass row of one example
+PassRow = Tuple[np.ndarray, np.ndarray, float, float]
+# (example fingerprint, method key, target or None, metric key) -> a JSON value
+MetricKey = Tuple[str, str, Optional[int], str]
 # (example fingerprint, method key, target or None) -> (maps, contributions)
 ExplanationKey = Tuple[str, str, Optional[int]]
 StoredExplanation = Tuple[List[np.ndarray], List[float]]
@@ -116,9 +149,7 @@ class Store:
                 try:
                     conn.execute("PRAGMA journal_mode = WAL")
                     conn.execute("BEGIN IMMEDIATE")
-                    for statement in SCHEMA.strip().split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
+                    _execute_script(conn, SCHEMA + SCHEMA_2)
                     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                     conn.execute("COMMIT")
@@ -137,6 +168,21 @@ class Store:
             conn.execute("SELECT count(*) FROM explanations LIMIT 1").fetchone()
         except sqlite3.DatabaseError as exc:
             raise self._refuse(f"is damaged ({exc})") from None
+        if version < SCHEMA_VERSION:
+            self._upgrade(conn)
+
+    def _upgrade(self, conn: sqlite3.Connection) -> None:
+        """A store of an older format gains the newer tables (what it holds stays valid)."""
+        with self._write_lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                _execute_script(conn, SCHEMA_2)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StoreError(f"cannot upgrade the store {self.path}: {exc}") from None
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -201,6 +247,75 @@ class Store:
             self._write("INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?)", values)
         return len(values)
 
+    # ------------------------------------------------------------ the dataset pass
+    def get_pass_rows(self, model: str, software: str, loss: str, keys: Sequence[Tuple[str, int]]
+                      ) -> Dict[Tuple[str, int], PassRow]:
+        """The stored pass rows among ``keys`` (example fingerprint, label or -1) of one model and loss."""
+        found: Dict[Tuple[str, int], PassRow] = {}
+        conn = self._connect()
+        try:
+            for ex, label in keys:
+                row = conn.execute("SELECT top_classes, top_scores, label_score, loss_value FROM pass_rows WHERE "
+                                   "model=? AND example=? AND label=? AND software=? AND loss=?",
+                                   (model, ex, int(label), software, loss)).fetchone()
+                if row is not None:
+                    found[(ex, label)] = (np.frombuffer(row[0], dtype="<i4").copy(),
+                                          np.frombuffer(row[1], dtype="<f4").copy(),
+                                          float("nan") if row[2] is None else row[2],
+                                          float("nan") if row[3] is None else row[3])
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot read the store {self.path}: {exc}") from None
+        return found
+
+    def put_pass_rows(self, model: str, software: str, loss: str,
+                      rows: Iterable[Tuple[Tuple[str, int], PassRow]]) -> int:
+        now = time.time()
+        values = [(model, ex, int(label), software, loss, sqlite3.Binary(np.asarray(classes, "<i4").tobytes()),
+                   sqlite3.Binary(np.asarray(scores, "<f4").tobytes()), _real(label_score), _real(loss_value), now)
+                  for (ex, label), (classes, scores, label_score, loss_value) in rows]
+        if values:
+            self._write("INSERT OR REPLACE INTO pass_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+        return len(values)
+
+    def get_pass_loss(self, model: str, software: str, loss: str) -> Optional[Tuple[str, str]]:
+        """The (name, note) of the loss the pass chose for this model, if a pass stored one."""
+        row = self._read_one("SELECT name, note FROM pass_losses WHERE model=? AND software=? AND loss=?",
+                             (model, software, loss))
+        return None if row is None else (row[0], row[1])
+
+    def put_pass_loss(self, model: str, software: str, loss: str, name: str, note: str) -> None:
+        self._write("INSERT OR REPLACE INTO pass_losses VALUES (?, ?, ?, ?, ?)", [(model, software, loss, name, note)])
+
+    # ------------------------------------------------------------ quality metrics
+    def get_metrics(self, model: str, software: str, keys: Sequence[MetricKey]) -> Dict[MetricKey, object]:
+        """Stored metric values (JSON) among ``keys`` (example, method key, target or None, metric key)."""
+        found: Dict[MetricKey, object] = {}
+        conn = self._connect()
+        try:
+            for ex, key, target, metric in keys:
+                row = conn.execute("SELECT value FROM metrics WHERE model=? AND example=? AND key=? AND target=? AND "
+                                   "software=? AND metric=?",
+                                   (model, ex, key, -1 if target is None else int(target), software, metric)).fetchone()
+                if row is not None:
+                    found[(ex, key, target, metric)] = json.loads(row[0])
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot read the store {self.path}: {exc}") from None
+        return found
+
+    def put_metrics(self, model: str, software: str, rows: Iterable[Tuple[MetricKey, object]]) -> int:
+        now = time.time()
+        values = [(model, ex, key, -1 if target is None else int(target), software, metric,
+                   json.dumps(value, allow_nan=False), now) for (ex, key, target, metric), value in rows]
+        if values:
+            self._write("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
+        return len(values)
+
+    def _read_one(self, sql: str, params: tuple) -> Optional[tuple]:
+        try:
+            return self._connect().execute(sql, params).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot read the store {self.path}: {exc}") from None
+
     # ------------------------------------------------------------ writing, size
     def _write(self, sql: str, values: List[tuple]) -> None:
         conn = self._connect()
@@ -227,6 +342,32 @@ class Store:
         with self._write_lock:
             return self._prune_locked(self.max_bytes if max_bytes is None else max(0, int(max_bytes)))
 
+    def drop_other_software(self, software: str) -> int:
+        """Delete every row made by other versions of captum, torch or insights-app (never served by
+        this one); how many went."""
+        conn = self._connect()
+        removed = 0
+        with self._write_lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for table in TABLES_BY_SOFTWARE:
+                    removed += conn.execute(f"DELETE FROM {table} WHERE software != ?", (software,)).rowcount
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StoreError(f"cannot write to the store {self.path}: {exc}") from None
+        return removed
+
+    def compact(self) -> bool:
+        """Give the space of deleted rows back to the file system (VACUUM); False while another
+        process holds the store open for writing."""
+        try:
+            self._connect().execute("VACUUM")
+            return True
+        except sqlite3.OperationalError:
+            return False
+
     def _prune_locked(self, max_bytes: int) -> int:
         conn = self._connect()
         total = self.stored_bytes()
@@ -249,6 +390,7 @@ class Store:
 
     def counts(self) -> Dict[str, int]:
         conn = self._connect()
-        return {"explanations": int(conn.execute("SELECT count(*) FROM explanations").fetchone()[0]),
-                "predictions": int(conn.execute("SELECT count(*) FROM predictions").fetchone()[0]),
-                "bytes": self.stored_bytes()}
+        out = {table: int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+               for table in ("explanations", "predictions", "pass_rows", "metrics")}
+        out["bytes"] = self.stored_bytes()
+        return out

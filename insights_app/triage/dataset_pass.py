@@ -22,9 +22,11 @@ import numpy as np
 import torch
 
 from ..dataset import Batch, ExampleBatch, ExampleStore, batch_rows
+from ..engine import fingerprints
 from ..errors import Busy, ComputationError, DatasetError
 from .losses import LossChoice, LossFn, choose_loss
 from .records import KEEP_TOP, ModelRows, PassRecords, Snapshot, empty_rows, join_rows
+from .stored_rows import loss_key, restored_choice, rows_with_store
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +263,27 @@ class DatasetPass:
             ex_id += len(examples)
 
     def _model_rows(self, m: int, batch: ExampleBatch, labels: torch.Tensor) -> Optional[ModelRows]:
+        """Model ``m``'s rows of ``batch``: from the store where it has them, else computed (and stored)."""
+        model_store = self.engines[m].store
+        if model_store is None:
+            return self._computed_rows(m, batch, labels)
+        key = loss_key(self.loss_funcs[m])
+        if self.losses[m] is None:
+            known = model_store.pass_loss(key)
+            if known is not None:
+                self.losses[m] = restored_choice(*known, self.loss_funcs[m])
+        before = self.losses[m]
+
+        def compute(missing: List[int]) -> Optional[ModelRows]:
+            return self._computed_rows(m, batch.select(missing), labels[missing])
+
+        rows = rows_with_store(model_store, key, batch, labels, self.records.k, fingerprints, compute)
+        choice = self.losses[m]
+        if choice is not None and choice is not before:
+            model_store.save_pass_loss(key, choice.name, choice.note)
+        return rows
+
+    def _computed_rows(self, m: int, batch: ExampleBatch, labels: torch.Tensor) -> Optional[ModelRows]:
         """Model ``m``'s rows of ``batch`` on its compute thread; the examples it fails on are flagged."""
         engine = self.engines[m]
         while True:
@@ -275,7 +298,7 @@ class DatasetPass:
                     rows.failed[0] = True
                     rows.errors[0] = str(exc)
                     return rows
-                parts = [self._model_rows(m, batch.select([j]), labels[j:j + 1]) for j in range(len(batch))]
+                parts = [self._computed_rows(m, batch.select([j]), labels[j:j + 1]) for j in range(len(batch))]
                 if any(p is None for p in parts):
                     return None
                 return join_rows(parts)  # type: ignore[arg-type]
