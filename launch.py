@@ -7,6 +7,7 @@
     insights-app --model weights.pt --arch resnet18 --data images/ --classes classes.txt
     insights-app precompute --model ... --data images/ --store runs/ --methods IntegratedGradients
     insights-app export --model ... --data images/ --format html --out report.html
+    insights-app prune --store runs/ --max-size 2G
 
 Flags map onto ``data_adapters`` (nothing is re-implemented here); every user mistake
 (a missing file, an unknown architecture, weights that do not fit) is one line on stderr
@@ -866,9 +867,25 @@ def run_precompute(visualizer: Any, args: argparse.Namespace, out: Say = say) ->
     return 0
 
 
+def run_prune(argv: Sequence[str]) -> int:
+    """insights-app prune --store DIR [--max-size SIZE]: needs no model, so it skips the source flags."""
+    from insights_app.errors import StoreError
+    from insights_app.store.prune import prune_command
+
+    try:
+        return prune_command(argv, PROG, say)
+    except SystemExit as exc:  # --help, or argparse's usage error (status 2)
+        return int(exc.code or 0)
+    except (StoreError, ValueError) as exc:
+        print(f"{PROG}: error: {_one_line(str(exc))}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``insights-app`` (and ``python launch.py``); returns the exit status."""
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    if list(sys.argv[1:] if argv is None else argv)[:1] == ["prune"]:
+        return run_prune(list(sys.argv[1:] if argv is None else argv)[1:])
     try:
         args = parse_args(argv)
     except SystemExit as exc:  # --help

@@ -317,3 +317,25 @@ def test_a_store_of_the_first_format_gains_the_new_tables(tmp_path):
     store = Store(tmp_path)
     assert store.counts()["explanations"] == 6 and store.counts()["pass_rows"] == 0
     assert sqlite3.connect(tmp_path / FILE_NAME).execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_the_prune_command_drops_other_versions_then_the_oldest(tmp_path, capsys):
+    import launch
+
+    vis = make_visualizer(models=seeded(TinyCNN, seed=0), store=tmp_path)
+    vis.page(PAGE)
+    store = vis.results_store
+    row = store._connect().execute("SELECT model, example, key, target FROM explanations LIMIT 1").fetchone()
+    store.put_explanations(row[0], "captum 0.1; torch 1.0; insights-app 0.0", [((row[1], row[2], row[3]),
+                                                                                   [np.zeros((4, 4), np.float32)], [1.0])])
+    assert store.counts()["explanations"] == 7
+    store.close()
+    assert launch.main(["prune", "--store", str(tmp_path)]) == 0
+    assert "1 rows of other versions deleted; 0 oldest maps deleted; maps: 7 -> 6" in capsys.readouterr().out
+    assert launch.main(["prune", "--store", str(tmp_path), "--max-size", "1"]) == 0
+    assert "maps: 6 -> 0" in capsys.readouterr().out
+    assert Store(tmp_path).counts()["predictions"] >= 6  # predictions are small: the size bound is of maps
+    assert launch.main(["prune", "--store", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert launch.main(["prune", "--store", str(tmp_path), "--max-size", "lots"]) == 2
+    assert "is not a size" in capsys.readouterr().err
