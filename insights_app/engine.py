@@ -86,6 +86,7 @@ class Result:
     prediction: Prediction
     explanation: Optional[Explanation] = None
     error: Optional[str] = None  # the model or the method failed on this example
+    metrics: Optional[Dict[str, Any]] = None  # quality metrics of the explanation, when asked (insights_app.metrics)
 
 
 def arguments_key(method: str, params: Dict[str, Any]) -> str:
@@ -280,6 +281,33 @@ class Engine:
         out: List[Tuple[Optional[T], Optional[str]]] = []
         for j in range(len(batch)):
             out.extend(self._isolated(compute, batch.select([j]), [per_example[j]]))
+        return out
+
+    # ------------------------------------------------------------ quality metrics
+    @on_compute_thread
+    def metrics(self, examples: Sequence[Example], results: Sequence[Result], spec: MethodSpec,
+                params: Dict[str, Any], options: Any, cancel: Optional[Cancel] = None) -> List[Dict[str, Any]]:
+        """The quality metrics (``insights_app.metrics``) of the explanations in ``results`` (of
+        :meth:`run` on ``examples`` with ``spec`` and ``params``): one dictionary per example,
+        empty where there is no explanation to judge."""
+        from .metrics.evaluate import metrics_of
+
+        raise_if_cancelled(cancel)
+        forward = CancellableForward(self.forward, cancel)
+        key = arguments_key(spec.fingerprint, params)
+        out: List[Dict[str, Any]] = [{} for _ in results]
+        for index, batch in ExampleBatch.groups(examples):
+            exps = [results[i].explanation for i in index]
+            if any(e is not None and e.target is None for e in exps):
+                for i, e in zip(index, exps):
+                    if e is not None:
+                        out[i] = {n: {"error": "metrics need a class to score (use_label_for_attr=False has none)"}
+                                  for n in options.names}
+                continue
+            with self.lock:
+                for i, values in zip(index, metrics_of(self, spec, params, key, batch, exps, options, fingerprints,
+                                                       forward)):
+                    out[i] = values
         return out
 
     # ------------------------------------------------------------ prediction

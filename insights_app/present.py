@@ -77,6 +77,8 @@ class Presenter:
             except Exception as exc:  # a render failure is this example's error, not the page's
                 log.warning("render failed for example %s: %s", ex.id, exc, exc_info=True)
                 out["error"] = f"rendering failed: {exc}"
+        if result.metrics is not None:
+            out["metrics"] = result.metrics
         return out
 
     def pending(self, index: int, pred: Prediction, top_k: int) -> Dict[str, Any]:

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 from .errors import ValidationError
-from .limits import EXAMPLE_ID_MAX, PAGE_MAX, PAGE_SIZE_MAX, TOP_K_MAX
+from .limits import EXAMPLE_ID_MAX, MAX_EVALS_PER_EXAMPLE, PAGE_MAX, PAGE_SIZE_MAX, TOP_K_MAX
 from .methods import MethodSpec
+from .metrics import MetricOptions, check_cost, parse_metrics
 from .render import PALETTES, SIGNS, VIS_METHODS, sign_problem
 
 PAGE_SIZE_DEFAULT = 4
@@ -77,6 +78,7 @@ class Query:
     arguments: Dict[str, Any]
     visualization: Visualization
     top_k: int
+    metrics: Optional[MetricOptions] = None  # the quality metrics asked for each map (insights_app.metrics)
 
 
 @dataclass(frozen=True)
@@ -227,15 +229,24 @@ def parse_common(body: Mapping[str, Any], d: Defaults) -> Dict[str, Any]:
     if not isinstance(name, str) or name not in d.methods:
         raise ValidationError("method", f"unknown method; choose one of {', '.join(d.methods)}")
     spec = d.methods[name]
+    arguments = spec.validate(body.get("arguments"), d.image_hw)
+    metrics = parse_metrics(body.get("metrics"), body.get("metric_arguments"))
+    if metrics is not None:
+        try:
+            cost = max(1, int(spec.cost(arguments, d.image_hw)))
+        except Exception:  # an estimate that cannot be made: the method's own check decides
+            cost = 1
+        check_cost(metrics, cost, MAX_EVALS_PER_EXAMPLE)
     return {
         "method": spec,
-        "arguments": spec.validate(body.get("arguments"), d.image_hw),
+        "arguments": arguments,
         "visualization": parse_visualization(body.get("visualization"), spec.sign),
         "top_k": min(_int(body, "top_k", d.top_k, 1, TOP_K_MAX), max(1, len(d.classes))),
+        "metrics": metrics,
     }
 
 
-COMMON_KEYS = ("method", "arguments", "visualization", "top_k")
+COMMON_KEYS = ("method", "arguments", "visualization", "top_k", "metrics", "metric_arguments")
 
 
 def parse_page_query(body: Any, d: Defaults) -> PageQuery:

@@ -9,6 +9,7 @@ from ..dataset import NotReadYet
 from ..errors import ValidationError
 from ..limits import EXAMPLE_ID_MAX
 from ..query import AttributeQuery, parse_attribute_query
+from .examples import with_metrics
 from .schemas import class_schema, query_properties
 from .view import View
 
@@ -22,6 +23,8 @@ def attribute(vis: Any, body: Any, cancel: Optional[Cancel] = None) -> Dict[str,
     except NotReadYet as exc:
         raise ValidationError("example_id", f"{exc} (page forward to reach it)") from None
     (result,) = vis.engines[q.model].run([ex], q.method, q.arguments, [q.target], cancel=cancel)
+    if q.metrics is not None:
+        with_metrics(vis.engines[q.model], q, [ex], [result], cancel)
     model = vis.presenter.model(q.model, ex, result, q.visualization, q.top_k, values=q.values)
     return {"example": vis.presenter.example(ex, [model])}
 

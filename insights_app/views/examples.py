@@ -22,8 +22,22 @@ from .view import Stream, View
 
 def computed(vis: Any, q: PageQuery, examples: Sequence[Example], cancel: Optional[Cancel] = None
              ) -> List[List[Result]]:
-    """Every model's results for some examples (one batch per model; one list per model)."""
-    return [engine.run(examples, q.method, q.arguments, cancel=cancel) for engine in vis.engines] if examples else []
+    """Every model's results for some examples (one batch per model; one list per model), with
+    their quality metrics when the query asks for them (``Result.metrics``)."""
+    if not examples:
+        return []
+    per_model = [engine.run(examples, q.method, q.arguments, cancel=cancel) for engine in vis.engines]
+    if q.metrics is not None:
+        for engine, results in zip(vis.engines, per_model):
+            with_metrics(engine, q, examples, results, cancel)
+    return per_model
+
+
+def with_metrics(engine: Any, q: Any, examples: Sequence[Example], results: List[Result],
+                 cancel: Optional[Cancel] = None) -> None:
+    """Each result's metrics (``q.metrics``), set on it."""
+    for result, values in zip(results, engine.metrics(examples, results, q.method, q.arguments, q.metrics, cancel)):
+        result.metrics = values
 
 
 def presented(vis: Any, q: PageQuery, examples: Sequence[Example], per_model: List[List[Result]],

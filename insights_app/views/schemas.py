@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict
 
 from ..limits import TOP_K_MAX
+from ..metrics.options import request_schema as metrics_schema
 from ..query import SCALES
 from ..render import PALETTES, SIGNS, VIS_METHODS
 
@@ -85,7 +86,7 @@ def arguments_schema(vis: Any) -> Dict[str, Any]:
 
 
 def query_properties(vis: Any) -> Dict[str, Any]:
-    """The fields every attribution query takes: method, arguments, visualization, top_k."""
+    """The fields every attribution query takes: method, arguments, visualization, top_k, metrics."""
     return {
         "method": {"type": "string", "enum": list(vis.methods)},
         "arguments": arguments_schema(vis),
@@ -106,4 +107,5 @@ def query_properties(vis: Any) -> Dict[str, Any]:
             },
         },
         "top_k": {"type": "integer", "minimum": 1, "maximum": TOP_K_MAX},
+        **metrics_schema(),
     }

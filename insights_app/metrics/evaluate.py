@@ -1,0 +1,175 @@
+"""One model's metrics of a batch's explanations: from the caches and the store, else computed.
+
+Deletion and insertion read the map the page shows (the channel-summed attribution), so they
+cost only their forward passes; infidelity needs the attribution at full resolution, which is
+made again; sensitivity runs the method on every perturbed copy. Values are cached in memory
+and written to the store keyed like the maps, so each is computed once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..dataset import ExampleBatch
+from ..errors import Cancelled, ValidationError
+from ..methods import MethodSpec
+from ..methods import baselines as baseline_maker
+from .deletion import area, curves
+from .infidelity import infidelity
+from .options import MetricOptions
+from .sensitivity import sensitivity
+
+log = logging.getLogger(__name__)
+
+Value = Any  # a metric's JSON value: {"area", "curve"}, a number, or {"error": ...}
+
+
+def _finite(x: float) -> Optional[float]:
+    return float(f"{float(x):.6g}") if math.isfinite(float(x)) else None
+
+
+def scores_function(engine: Any) -> Any:
+    """(model inputs) -> (rows, classes) scores: the model, then its score function, no gradients."""
+
+    def scores(*inputs: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            out = engine.forward(*inputs)
+            return engine.score_func(out) if engine.score_func is not None else out
+
+    return scores
+
+
+def raw_outputs(engine: Any) -> Any:
+    """(model inputs) -> the model's outputs, no gradients (what captum attributes)."""
+
+    def outputs(*inputs: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return engine.forward(*inputs)
+
+    return outputs
+
+
+def baseline_kind(params: Dict[str, Any]) -> str:
+    kind = params.get("baseline")
+    return kind if isinstance(kind, str) and kind in baseline_maker.KINDS else "zeros"
+
+
+def compute(engine: Any, spec: MethodSpec, params: Dict[str, Any], batch: ExampleBatch, maps: Sequence[Sequence[np.ndarray]],
+            targets: Sequence[int], options: MetricOptions, names: Sequence[str], forward: Any = None
+            ) -> List[Dict[str, Value]]:
+    """The metrics ``names`` of each example of ``batch`` (its maps, its target), on the compute thread."""
+    if batch.additional_args is not None:
+        raise ValidationError("metrics", "are not available for models that take additional forward arguments")
+    inputs = engine.model_inputs(batch.inputs)
+    if not all(x.is_floating_point() for x in inputs):
+        return [{n: {"error": "this metric needs real-valued inputs (token ids cannot be removed gradually)"}
+                 for n in names} for _ in range(len(batch))]
+    scores = scores_function(engine)
+    target_t = torch.as_tensor(list(targets), dtype=torch.long)
+    rows = engine.internal_batch_size
+    out: List[Dict[str, Value]] = [{} for _ in range(len(batch))]
+    if "deletion" in names or "insertion" in names:
+        if forward is not None:
+            forward.check()
+        hw = next((tuple(x.shape[2:]) for x in inputs if x.dim() == 4), (1, 1))
+        map_t = [torch.from_numpy(np.stack([np.asarray(m[f]) for m in maps])) for f in range(len(inputs))]
+        base = baseline_maker.per_example(baseline_kind(params), engine.features, batch.inputs, batch.ids,
+                                          spec.seed(params), engine.device)
+        deletion, insertion = curves(scores, inputs, map_t, base, target_t, options.steps, options.patch_for(hw), rows)
+        for j in range(len(batch)):
+            for name, c in (("deletion", deletion[j]), ("insertion", insertion[j])):
+                if name in names:
+                    out[j][name] = {"area": _finite(area(c)), "curve": [_finite(v) for v in c]}
+    if "infidelity" in names:
+        attrs = engine.attribute(spec, params, batch, list(targets), inputs=inputs)
+        # What the methods explain is the model's raw output (captum is given engine.forward), so
+        # infidelity compares the attribution with changes of that output, not of the scores.
+        values = infidelity(raw_outputs(engine), inputs, attrs, target_t.to(engine.device), options.samples, options.noise,
+                            options.seed, rows)
+        for j in range(len(batch)):
+            out[j]["infidelity"] = _finite(values[j])
+    if "sensitivity" in names:
+        samples = options.samples
+
+        def explain(perturbed: Any, target: Any = None) -> Tuple[torch.Tensor, ...]:
+            if forward is not None:
+                forward.check()
+            perturbed = tuple(perturbed) if isinstance(perturbed, (tuple, list)) else (perturbed,)
+            n = int(perturbed[0].shape[0])
+            per = max(1, n // len(batch))
+            rows_of = [min(len(batch) - 1, r // per) for r in range(n)]
+            t = None if target is None else torch.as_tensor(target).reshape(-1).tolist()
+            return engine.attribute(spec, params, batch.select(rows_of), t, inputs=tuple(perturbed))
+
+        values = sensitivity(explain, inputs, target_t.to(engine.device), samples, options.radius, options.seed)
+        for j in range(len(batch)):
+            out[j]["sensitivity"] = _finite(values[j])
+    return out
+
+
+def metrics_of(engine: Any, spec: MethodSpec, params: Dict[str, Any], key: str, batch: ExampleBatch,
+               explanations: Sequence[Any], options: MetricOptions, fingerprints: Any = None, forward: Any = None
+               ) -> List[Dict[str, Value]]:
+    """Each explanation's metrics (None explanations get none): cached, stored, else computed."""
+    names = options.names
+    out: List[Dict[str, Value]] = [{} for _ in explanations]
+    todo: Dict[str, List[int]] = {}
+    fps = fingerprints(batch) if engine.store is not None and fingerprints is not None else None
+    for j, exp in enumerate(explanations):
+        if exp is None:
+            continue
+        for name in names:
+            hit = engine.results.get((batch.ids[j], key, exp.target, options.key(name)))
+            if hit is not None:
+                out[j][name] = hit
+            else:
+                todo.setdefault(name, []).append(j)
+    if todo and fps is not None:
+        wanted = [(fps[j], key, explanations[j].target, options.key(name)) for name, js in todo.items() for j in js]
+        stored = engine.store.metrics(wanted)
+        for name in list(todo):
+            still = []
+            for j in todo[name]:
+                value = stored.get((fps[j], key, explanations[j].target, options.key(name)))
+                if value is None:
+                    still.append(j)
+                else:
+                    out[j][name] = value
+                    engine.results.put((batch.ids[j], key, explanations[j].target, options.key(name)), value, 256)
+            if still:
+                todo[name] = still
+            else:
+                del todo[name]
+    if not todo:
+        return out
+    missing = sorted({j for js in todo.values() for j in js})
+    sub = batch.select(missing)
+    try:
+        computed = compute(engine, spec, params, sub, [explanations[j].maps for j in missing],
+                           [explanations[j].target for j in missing], options,
+                           [n for n in names if n in todo], forward)
+    except (ValidationError, Cancelled):
+        raise
+    except Exception as exc:  # the model failed on a variant: the metrics say so, the maps stay
+        log.warning("metrics failed on %s: %s", engine.name, exc, exc_info=True)
+        message = f"the metrics failed for {engine.name}: {type(exc).__name__}: {exc}"
+        computed = [{n: {"error": message} for n in todo} for _ in missing]
+    rows = []
+    for j, values in zip(missing, computed):
+        for name, value in values.items():
+            if name not in todo or j not in todo[name]:
+                continue
+            out[j][name] = value
+            if isinstance(value, dict) and "error" in value:
+                continue
+            engine.results.put((batch.ids[j], key, explanations[j].target, options.key(name)), value, 256)
+            if fps is not None:
+                rows.append(((fps[j], key, explanations[j].target, options.key(name)), value))
+    if rows:
+        engine.store.save_metrics(rows)
+    return out

@@ -1,0 +1,145 @@
+"""The method report: every method's metrics over a sample of the dataset, for each model.
+
+Which method to believe depends on the model; this answers it with numbers: for each model and
+method, the mean and spread of each metric over the same examples (evenly spaced over the
+dataset when its size is known, else its first ones), and the sanity check on a few of them.
+Everything goes through the engines' caches and the store, so a second report is read.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from ..dataset import ExampleBatch
+from ..errors import ValidationError
+from .options import LOWER_IS_BETTER, METRICS, MetricOptions
+from .sanity import sanity_check
+
+DEFAULT_METHODS = ("IntegratedGradients", "Saliency", "InputXGradient", "GuidedBackprop", "DeepLift", "Occlusion")
+SAMPLE_MAX = 1024
+SANITY_MAX = 64
+
+
+def sample_ids(vis: Any, sample: int) -> List[int]:
+    """``sample`` example ids spread evenly over the dataset (its first ones when its size is unknown)."""
+    from ..triage.dataset_pass import known_size
+
+    size = vis.store.length if vis.store.length is not None else known_size(vis.store.dataset)
+    if size is None or size <= sample:
+        return list(range(sample if size is None else size))
+    return sorted({int(i) for i in np.linspace(0, size - 1, sample)})
+
+
+def _examples(vis: Any, ids: Sequence[int], cancel: Any) -> List[Any]:
+    out = []
+    for i in ids:
+        try:
+            out.append(vis.store.get(i, cancel))
+        except IndexError:
+            break
+    return out
+
+
+def _summary(values: List[float]) -> Dict[str, Any]:
+    if not values:
+        return {"mean": None, "std": None, "n": 0}
+    a = np.asarray(values, np.float64)
+    return {"mean": float(f"{a.mean():.6g}"), "std": float(f"{a.std():.6g}"), "n": int(len(a))}
+
+
+def _number(value: Any) -> Optional[float]:
+    if isinstance(value, dict):
+        value = value.get("area")
+    return None if value is None else float(value)
+
+
+def method_report(vis: Any, methods: Optional[Sequence[str]] = None, sample: int = 64,
+                  options: Optional[MetricOptions] = None, arguments: Optional[Mapping[str, Mapping[str, Any]]] = None,
+                  sanity: int = 8, cancel: Any = None, progress: Callable[[str], None] = lambda line: None
+                  ) -> Dict[str, Any]:
+    """The report as JSON (see :func:`table` for it as text)."""
+    t0 = time.perf_counter()
+    options = options or MetricOptions(("deletion", "insertion", "infidelity", "sensitivity"))
+    names = [m for m in (methods or [m for m in DEFAULT_METHODS if m in vis.methods])]
+    for name in names:
+        if name not in vis.methods:
+            raise ValidationError("methods", f"unknown method {name!r}; choose among {', '.join(vis.methods)}")
+    if not 1 <= sample <= SAMPLE_MAX:
+        raise ValidationError("sample", f"must be between 1 and {SAMPLE_MAX}")
+    if not 0 <= sanity <= min(sample, SANITY_MAX):
+        raise ValidationError("sanity", f"must be between 0 and {min(sample, SANITY_MAX)} (and at most the sample)")
+    examples = _examples(vis, sample_ids(vis, sample), cancel)
+    models = []
+    for m, engine in enumerate(vis.engines):
+        rows = []
+        for name in names:
+            spec = vis.methods[name]
+            params = spec.validate(dict((arguments or {}).get(name, {})), vis.image_hw)
+            progress(f"{engine.name}: {spec.label} on {len(examples)} examples")
+            results = engine.run(examples, spec, params, cancel=cancel)
+            values = engine.metrics(examples, results, spec, params, options, cancel)
+            row: Dict[str, Any] = {"method": name, "label": spec.label, "metrics": {}, "failed": 0}
+            for metric in options.names:
+                got = [_number(v.get(metric)) for v in values if metric in v and not (
+                    isinstance(v.get(metric), dict) and "error" in v[metric])]
+                row["metrics"][metric] = _summary([g for g in got if g is not None])
+            row["failed"] = sum(1 for r in results if r.explanation is None)
+            if sanity:
+                row["sanity"] = _sanity(engine, spec, params, examples[:sanity], results[:sanity], cancel)
+            rows.append(row)
+        models.append({"index": m, "name": engine.name, "methods": rows})
+    return {"examples": len(examples), "metrics": list(options.names), "lower_is_better": {
+        k: LOWER_IS_BETTER[k] for k in options.names}, "models": models,
+        "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1)}
+
+
+def _sanity(engine: Any, spec: Any, params: Dict[str, Any], examples: List[Any], results: List[Any],
+            cancel: Any) -> Dict[str, Any]:
+    kept = [(ex, r) for ex, r in zip(examples, results) if r.explanation is not None and r.explanation.target is not None]
+    if not kept:
+        return {"examples": 0, "insensitive": 0, "spearman": None, "ssim": None, "flag": False}
+    checked = []
+    for _index, batch in ExampleBatch.groups([ex for ex, _ in kept]):
+        by_id = {ex.id: r for ex, r in kept}
+        rs = [by_id[i] for i in batch.ids]
+        checked.extend(engine.compute.run(sanity_check, engine, spec, params, batch, [r.explanation.target for r in rs],
+                                          [r.explanation.maps for r in rs], cancel=cancel))
+    rho = [c.spearman[-1] for c in checked if c.spearman and c.spearman[-1] is not None]
+    ssim = [c.ssim[-1] for c in checked if c.ssim and c.ssim[-1] is not None]
+    flagged = sum(c.insensitive for c in checked)
+    return {"examples": len(checked), "insensitive": flagged,
+            "spearman": _summary(rho)["mean"], "ssim": _summary(ssim)["mean"], "flag": flagged * 2 > len(checked)}
+
+
+def table(report: Mapping[str, Any]) -> str:
+    """The report as a Markdown table per model (mean ± std; the sanity check's verdict)."""
+    metrics = report["metrics"]
+    arrows = {k: ("↓" if report["lower_is_better"][k] else "↑") for k in metrics}
+    lines = []
+    for model in report["models"]:
+        lines.append(f"{model['name']}, {report['examples']} examples:")
+        lines.append("")
+        head = ["method"] + [f"{k} {arrows[k]}" for k in metrics] + ["randomized model: Spearman / SSIM"]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for row in model["methods"]:
+            cells = [row["label"]]
+            for k in metrics:
+                s = row["metrics"][k]
+                cells.append("n/a" if s["mean"] is None else f"{s['mean']:.3g} ± {s['std']:.2g}")
+            san = row.get("sanity")
+            if not san or not san["examples"]:
+                cells.append("not run")
+            else:
+                verdict = " **insensitive to the model**" if san["flag"] else ""
+                fmt = (lambda v: "n/a" if v is None else f"{v:.2f}")
+                cells.append(f"{fmt(san['spearman'])} / {fmt(san['ssim'])}{verdict}")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+__all__ = ["DEFAULT_METHODS", "METRICS", "method_report", "sample_ids", "table"]
