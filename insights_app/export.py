@@ -15,27 +15,51 @@ import io
 import json
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
+from .cancel import Cancel, raise_if_cancelled
 from .errors import ValidationError
 
 FORMATS = ("csv", "npz", "html")
 PAGE = 32  # examples per page request while exporting
 
 
-def _pages(vis: Any, body: Mapping[str, Any], limit: Optional[int]) -> Iterator[Dict[str, Any]]:
-    """The examples a page body selects, page by page, at most ``limit`` of them (a triage filter
-    waits for the whole dataset pass first: an export is of the whole dataset, not of its start)."""
-    q = vis.parse_page(dict(body))
-    if q.filter.needs_pass:
+def _wait_for_pass(vis: Any, model: int, cancel: Optional[Cancel]) -> None:
+    """Run (or resume, or reuse) the dataset pass to its end. Without a ``cancel``, as
+    ``vis.interpretation()`` does; with one, asking it while waiting, so that a client that hangs up
+    stops waiting (the pass itself goes on: it is shared with the Dataset view and the filters)."""
+    if cancel is None:
         from .triage import interpretation_of
 
-        interpretation_of(vis, q.filter.model, progress=False)
+        interpretation_of(vis, model, progress=False)
+        return
+    from .triage import model_index
+
+    model_index(vis, model)
+    p = vis.dataset_pass
+    state = p.start()
+    while state.state == "running":
+        raise_if_cancelled(cancel)
+        state = p.wait(timeout=0.5)
+
+
+def _pages(vis: Any, body: Mapping[str, Any], limit: Optional[int], cancel: Optional[Cancel] = None
+           ) -> Iterator[Dict[str, Any]]:
+    """The examples a page body selects, page by page, at most ``limit`` of them (a triage filter
+    waits for the whole dataset pass first: an export is of the whole dataset, not of its start).
+    ``cancel`` goes down with each page's computation (the export view's client hanging up)."""
+    from .views.examples import page_document
+
+    q = vis.parse_page(dict(body))
+    if q.filter.needs_pass:
+        _wait_for_pass(vis, q.filter.model, cancel)
     seen = 0
     for number in range(10**6):
-        page = vis.page(dict(body, page=number, page_size=PAGE, stream=False))
+        raise_if_cancelled(cancel)
+        page_body = dict(body, page=number, page_size=PAGE, stream=False)
+        page = vis.page(page_body) if cancel is None else page_document(vis, vis.parse_page(page_body), cancel)
         for ex in page["examples"]:
             if limit is not None and seen >= limit:
                 return
@@ -45,15 +69,14 @@ def _pages(vis: Any, body: Mapping[str, Any], limit: Optional[int]) -> Iterator[
             return
 
 
-def export_csv(vis: Any, out: Union[str, Path], model: int = 0, top_k: int = 3) -> int:
-    """One row per example the dataset pass covers (it runs first): id, label, top-k, confidence, loss."""
-    from .triage import interpretation_of
-
-    interpretation_of(vis, model, progress=False)
+def csv_text(vis: Any, model: int = 0, top_k: int = 3, cancel: Optional[Cancel] = None) -> Tuple[str, int]:
+    """The CSV (its text, and how many rows of examples): one row per example the dataset pass
+    covers (it runs first): id, label, top-k, confidence, loss."""
+    _wait_for_pass(vis, model, cancel)
     snap = vis.dataset_pass.snapshot()
     names = vis.classes
     k = min(top_k, snap.top_classes.shape[2])
-    with open(out, "w", newline="", encoding="utf-8") as f:
+    with io.StringIO(newline="") as f:
         w = csv.writer(f)
         w.writerow(["id", "label", "predicted", "confidence", "loss", "correct", "error"]
                    + [c for i in range(k) for c in (f"top{i + 1}", f"score{i + 1}")])
@@ -68,7 +91,15 @@ def export_csv(vis: Any, out: Union[str, Path], model: int = 0, top_k: int = 3) 
                         "" if loss != loss else f"{loss:.6g}",
                         "" if failed or label < 0 else int(top[0] == label), snap.errors[model].get(ex_id, "")]
                        + [v for i in range(k) for v in (("", "") if failed else (names[top[i]], f"{scores[i]:.6g}"))])
-    return snap.n
+        return f.getvalue(), snap.n
+
+
+def export_csv(vis: Any, out: Union[str, Path], model: int = 0, top_k: int = 3) -> int:
+    """One row per example the dataset pass covers (it runs first): id, label, top-k, confidence, loss."""
+    text, n = csv_text(vis, model, top_k)
+    with open(out, "w", newline="", encoding="utf-8") as f:
+        f.write(text)
+    return n
 
 
 def export_npz(vis: Any, out: Union[str, Path], body: Mapping[str, Any], limit: Optional[int] = None) -> int:
@@ -116,11 +147,13 @@ def _feature_html(f: Dict[str, Any]) -> str:
     return "<div>" + html.escape(", ".join(map(str, f.get("original") or []))) + "</div>"
 
 
-def export_html(vis: Any, out: Union[str, Path], body: Mapping[str, Any], limit: Optional[int] = 100) -> int:
-    """A self-contained report of the examples a page body selects: inputs, predictions, maps, losses."""
+def html_report(vis: Any, body: Mapping[str, Any], limit: Optional[int] = 100, cancel: Optional[Cancel] = None
+                ) -> Tuple[str, int]:
+    """A self-contained report of the examples a page body selects (inputs, predictions, maps, losses):
+    its HTML text, and how many examples it holds. ``cancel`` stops it between computations."""
     q = vis.parse_page(dict(body))
     cards: List[str] = []
-    for ex in _pages(vis, dict(body), limit):
+    for ex in _pages(vis, dict(body), limit, cancel):
         label = ex.get("label")
         parts = [f'<div><div class="id">#{ex["id"]}</div><div class="muted">true label: '
                  f'{html.escape(label["name"]) if label else "none"}</div></div>']
@@ -150,8 +183,14 @@ def export_html(vis: Any, out: Union[str, Path], body: Mapping[str, Any], limit:
               f" · {len(cards)} examples · made {time.strftime('%Y-%m-%d %H:%M')}</div>")
     doc.write("".join(cards) or "<p>No example matches this filter.</p>")
     doc.write("</body></html>")
-    Path(out).write_text(doc.getvalue(), encoding="utf-8")
-    return len(cards)
+    return doc.getvalue(), len(cards)
+
+
+def export_html(vis: Any, out: Union[str, Path], body: Mapping[str, Any], limit: Optional[int] = 100) -> int:
+    """A self-contained report of the examples a page body selects: inputs, predictions, maps, losses."""
+    text, n = html_report(vis, body, limit)
+    Path(out).write_text(text, encoding="utf-8")
+    return n
 
 
 def export(vis: Any, fmt: str, out: Union[str, Path], body: Optional[Mapping[str, Any]] = None,

@@ -111,6 +111,10 @@ def _requests_single() -> Iterator[Tuple[str, str, Any]]:
                  {"example_id": 1, "model": 1}, {"example_id": 1, "target": 10}, {"example_id": 1, "target": "x"},
                  {"example_id": 1, "target": True}, {"example_id": 1, "page": 0}]:
         yield "POST", "/attribute", body
+    # The export view's refusals (its reports carry the date they were made, so only refusals are recorded).
+    for body in [[], {"format": "xlsx"}, {"format": None}, {"limit": 0}, {"limit": 501}, {"limit": 2.5},
+                 {"page": 0}, {"stream": True}, {"filter": {"prediction": "x"}}, {"method": "Nope"}]:
+        yield "POST", "/export", body
 
 
 def _requests_two_models() -> Iterator[Tuple[str, str, Any]]:

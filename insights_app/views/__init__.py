@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Tuple
 
 from ..registry import Registry
-from . import attribute, config, dataset, dataset_pass, examples, health, method_report, openapi, sanity
+from . import attribute, config, dataset, dataset_pass, examples, export, health, method_report, openapi, sanity
 from .view import API_PREFIX, Stream, View
 
 BUILTIN_VIEWS: Tuple[View, ...] = (health.VIEW, config.VIEW, openapi.VIEW, examples.VIEW, attribute.VIEW, dataset.VIEW,
-                                   dataset_pass.VIEW, sanity.VIEW, method_report.VIEW)
+                                   dataset_pass.VIEW, export.VIEW, sanity.VIEW, method_report.VIEW)
 
 
 def build_views() -> Registry[View]:

@@ -6,6 +6,7 @@ import { isFiltered, sameMaps } from "../lib/state.js";
 import { legend } from "./legend.js";
 import { apiError } from "../lib/transport.js";
 import { failCard, fillCard, placeholderCard } from "./cards.js";
+import { exportReportControl } from "../controls/export-report.js";
 
 class ExamplesView {
   constructor(app) {
@@ -31,7 +32,7 @@ class ExamplesView {
         h("div", { class: "ia-toolbar-left" },
           h("button", { type: "button", class: "ia-btn ia-btn-small ia-dataset-btn", title: "Accuracy, confusion matrix, top losses over the whole dataset",
             onclick: () => app.openView("dataset", { model: app.state.filter.model || 0 }) }, "Dataset overview"),
-          this.status, this.announcer),
+          exportReportControl(app), this.status, this.announcer),
         h("div", { class: "ia-toolbar-right" }, this.legend, h("div", { class: "ia-pager" }, this.prev, this.pageLabel, this.next))),
       this.grid);
     app.controls.sharedScale = () => this.sharedScale();
