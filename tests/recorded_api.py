@@ -115,6 +115,19 @@ def _requests_single() -> Iterator[Tuple[str, str, Any]]:
     for body in [[], {"format": "xlsx"}, {"format": None}, {"limit": 0}, {"limit": 501}, {"limit": 2.5},
                  {"page": 0}, {"stream": True}, {"filter": {"prediction": "x"}}, {"method": "Nope"}]:
         yield "POST", "/export", body
+    # Quality metrics and the sanity check (their values are deterministic: seeded perturbations).
+    yield "POST", "/examples", {"method": "Saliency", "page_size": 2, "metrics": ["deletion", "insertion"],
+                                "metric_arguments": {"steps": 4}}
+    yield "POST", "/attribute", {"example_id": 1, "method": "IntegratedGradients", "arguments": {"n_steps": 4},
+                                 "metrics": ["infidelity", "sensitivity"], "metric_arguments": {"samples": 2}}
+    yield "POST", "/sanity", {"example_id": 1, "method": "Saliency"}
+    for body in [{"metrics": ["x"]}, {"metrics": "deletion"}, {"metric_arguments": {"steps": 4}},
+                 {"metrics": ["deletion"], "metric_arguments": {"steps": 0}},
+                 {"metrics": ["deletion"], "metric_arguments": {"nope": 1}}]:
+        yield "POST", "/examples", body
+    for body in [{"sample": 0}, {"sample": 2, "sanity": 3}, {"methods": []}, {"methods": ["Nope"]},
+                 {"arguments": {"Nope": {}}}]:
+        yield "POST", "/method_report", body
 
 
 def _requests_two_models() -> Iterator[Tuple[str, str, Any]]:
