@@ -147,6 +147,21 @@ def _feature_html(f: Dict[str, Any]) -> str:
     return "<div>" + html.escape(", ".join(map(str, f.get("original") or []))) + "</div>"
 
 
+def _metrics_html(metrics: Optional[Mapping[str, Any]]) -> str:
+    """A map's quality metrics (when the body asked for them), each with its better direction."""
+    if not metrics:
+        return ""
+    from .metrics import LOWER_IS_BETTER
+
+    cells = []
+    for name, value in metrics.items():
+        number = value.get("area") if isinstance(value, dict) else value
+        shown = "failed" if isinstance(value, dict) and "error" in value else (
+            "n/a" if number is None else f"{number:.3g}")
+        cells.append(f"{html.escape(name)} {shown} {'↓' if LOWER_IS_BETTER.get(name, True) else '↑'}")
+    return f'<div class="muted">{" · ".join(cells)}</div>'
+
+
 def html_report(vis: Any, body: Mapping[str, Any], limit: Optional[int] = 100, cancel: Optional[Cancel] = None
                 ) -> Tuple[str, int]:
     """A self-contained report of the examples a page body selects (inputs, predictions, maps, losses):
@@ -168,6 +183,7 @@ def html_report(vis: Any, body: Mapping[str, Any], limit: Optional[int] = 100, c
                            f'src="{html.escape(a["image"])}">' for a in m.get("attributions", []) if a.get("image"))
             loss = f'<div class="muted">loss {m["loss"]:.4g}</div>' if isinstance(m.get("loss"), float) else ""
             error = f'<div class="bad">{html.escape(m["error"])}</div>' if m.get("error") else ""
+            loss += _metrics_html(m.get("metrics"))
             parts.append(f'<div><div>{html.escape(m["name"])} {verdict}</div><table>{rows}</table>{loss}{error}</div>'
                          f"{maps}")
         cards.append('<section class="card">' + "".join(parts) + "</section>")

@@ -159,6 +159,14 @@ def test_the_export_view_is_in_the_openapi_document(client):
     doc = client.get("/api/v1/openapi.json").get_json()
     op = doc["paths"]["/api/v1/export"]["post"]
     schema = op["requestBody"]["content"]["application/json"]["schema"]
-    assert set(schema["properties"]) == {"format", "limit", "filter", "method", "arguments", "visualization", "top_k"}
+    assert set(schema["properties"]) == {"format", "limit", "filter", "method", "arguments", "visualization", "top_k",
+                                         "metrics", "metric_arguments"}
     assert schema["properties"]["limit"]["maximum"] == 500 and schema["properties"]["format"]["enum"] == ["html", "csv"]
     assert "400" in op["responses"] and "503" in op["responses"]
+
+
+def test_the_html_report_shows_the_maps_metrics_when_asked(vis, tmp_path):
+    from insights_app.export import html_report
+
+    text, n = html_report(vis, {"method": "Saliency", "metrics": ["deletion", "insertion"]}, limit=2)
+    assert n == 2 and text.count("deletion ") == 2 and text.count("insertion ") == 2 and "↓" in text and "↑" in text
