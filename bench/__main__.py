@@ -23,7 +23,7 @@ ALL = "all methods"
 # CPU cores, so the full run has resnet18 at 16 for Saliency only; --sizes/--methods ask for more.
 FULL_PLAN = {"cnn32": [((4, 16, 64), ALL)], "resnet18": [((4,), ALL), ((16,), ("Saliency",))]}
 QUICK_PLAN = {"cnn32": [((4, 16), ALL)], "resnet18": [((4,), ("Saliency",))]}
-SECTIONS = ("pages", "render", "memory", "pass")
+SECTIONS = ("pages", "render", "memory", "pass", "precompute")
 
 
 def _csv(text: str) -> List[str]:
@@ -66,6 +66,12 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     ap.add_argument("--pass-rounds", type=int, default=None,
                     help="rounds of the dataset pass and the raw loop, alternating (the best is kept; default 4 for "
                          "the small CNN, 2 for resnet18; --quick 2)")
+    ap.add_argument("--precompute-examples", type=int, default=None,
+                    help="generated images the precompute section computes (default 256; --quick 128)")
+    ap.add_argument("--precompute-rounds", type=int, default=None,
+                    help="rounds of precompute and the plain captum loop, alternating (default 3; --quick 2)")
+    ap.add_argument("--precompute-workers", type=_ints, default=None,
+                    help="Ray worker counts the precompute section runs, one run each (default 1,2)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for both sides (default 1: stable on shared machines; 0: torch's choice)")
     ap.add_argument("--json", type=Path, default=None, help="also write every number to this file")
@@ -84,6 +90,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         ap.error("--repeats must be at least 1")
     if a.pass_rounds is not None and a.pass_rounds < 1:
         ap.error("--pass-rounds must be at least 1")
+    if a.precompute_examples is not None and a.precompute_examples < 16:
+        ap.error("--precompute-examples must be at least 16")
+    if a.precompute_rounds is not None and a.precompute_rounds < 1:
+        ap.error("--precompute-rounds must be at least 1")
     if a.pass_sizes is not None and len(a.pass_sizes) != 2:
         ap.error("--pass-sizes takes two sizes: the 32x32 folder's and the 224x224 folder's")
     return a
@@ -139,7 +149,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         torch.set_num_threads(a.threads)
     started = time.perf_counter()
     out: Dict[str, Any] = {"machine": report.machine(), "command": "python -m bench " + " ".join(argv or sys.argv[1:])}
-    pages = render = memory = passes = None
+    pages = render = memory = passes = pre = None
     if "pages" in a.sections:
         _log("pages: server vs raw captum")
         pages = run_pages(a)
@@ -169,9 +179,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             f"{model} on {n} files at {side}x{side}" for model, side, n, _ in cases) + ")")
         passes = dataset_pass.run_cases(cases, threads=a.threads, log=_log, workdir=_workdir(a)) if cases else []
         out["pass"] = [r.to_json() for r in passes]
+    if "precompute" in a.sections:
+        from . import precompute as pre_bench
+
+        n = a.precompute_examples or (128 if a.quick else 256)
+        workers = a.precompute_workers or [1, 2]
+        _log(f"precompute: against a plain captum loop over the same {n} images (IntegratedGradients, 16 steps), "
+             f"and on Ray with {', '.join(map(str, workers))} workers")
+        pre = pre_bench.run(n, a.precompute_rounds or (2 if a.quick else 3), workers, threads=a.threads, log=_log,
+                            workdir=_workdir(a))
+        out["precompute"] = pre.to_json()
     out["elapsed_s"] = time.perf_counter() - started
-    out["targets"] = report.targets(pages, render, memory, passes)
-    print(report.markdown(out["machine"], pages, render, memory, out["targets"], out["elapsed_s"], passes))
+    out["targets"] = report.targets(pages, render, memory, passes, pre)
+    print(report.markdown(out["machine"], pages, render, memory, out["targets"], out["elapsed_s"], passes, pre))
     if a.json:
         a.json.write_text(json.dumps(out, indent=2))
         _log(f"wrote {a.json}")

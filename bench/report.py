@@ -13,6 +13,7 @@ CACHE_HIT_TARGET_S = 0.050
 RENDER_TARGET_US = 5000.0
 MEMORY_FLAT_TOLERANCE = 0.15  # peak at the largest folder within 15 % of the peak at the smallest
 PASS_RATIO_TARGET = 0.9  # the dataset pass's throughput, at least this fraction of a raw model(x) loop's
+PRECOMPUTE_RATIO_TARGET = 0.95  # precompute's throughput, at least this fraction of a plain captum loop's
 
 
 def _cpu_model() -> str:
@@ -98,7 +99,8 @@ def pass_table(passes: Sequence[Any]) -> str:
 
 
 def targets(pages: Optional[Sequence[Any]], render: Optional[Sequence[Any]],
-            memory: Optional[Sequence[Any]], passes: Optional[Sequence[Any]] = None) -> List[Dict[str, Any]]:
+            memory: Optional[Sequence[Any]], passes: Optional[Sequence[Any]] = None,
+            precompute: Optional[Any] = None) -> List[Dict[str, Any]]:
     """Each target of the issue: met or not, and the figures behind the verdict."""
     out: List[Dict[str, Any]] = []
     if pages:
@@ -143,12 +145,24 @@ def targets(pages: Optional[Sequence[Any]], render: Optional[Sequence[Any]],
                     "met": not differ,
                     "detail": "all cases" if not differ else "differs in: " + "; ".join(
                         f"{r.case} ({r.agree}/{r.files} top-1 agree, {r.examples} covered)" for r in differ)})
+    if precompute is not None:
+        p = precompute
+        out.append({"target": f"precompute at least {PRECOMPUTE_RATIO_TARGET:.2f}x a plain captum loop's throughput",
+                    "met": p.ratio >= PRECOMPUTE_RATIO_TARGET,
+                    "detail": f"{p.ratio:.2f}x (CPU ratio {p.cpu_ratio:.2f}), {p.examples} examples"})
+        out.append({"target": "precompute stores every example, its top-1 the plain loop's argmax",
+                    "met": p.stored == p.examples and p.agree == p.examples,
+                    "detail": f"{p.stored}/{p.examples} stored, {p.agree}/{p.examples} agree"})
+        if p.ray:
+            differ = [r.workers for r in p.ray if not r.equal]
+            out.append({"target": "the Ray executor stores what the local one stores, byte for byte", "met": not differ,
+                        "detail": "every worker count" if not differ else f"differs with {differ} workers"})
     return out
 
 
 def markdown(info: Dict[str, Any], pages: Optional[Sequence[Any]], render: Optional[Sequence[Any]],
              memory: Optional[Sequence[Any]], verdicts: List[Dict[str, Any]], elapsed_s: float,
-             passes: Optional[Sequence[Any]] = None) -> str:
+             passes: Optional[Sequence[Any]] = None, precompute: Optional[Any] = None) -> str:
     parts = [f"## Benchmarks ({info['date']}, {info['cpu']}, {info['cores']} cores, torch {info['torch']} with "
              f"{info['torch_threads']} threads, captum {info['captum']}, CPU)", ""]
     if pages:
@@ -171,6 +185,18 @@ def markdown(info: Dict[str, Any], pages: Optional[Sequence[Any]], render: Optio
                   "ratio*: the same in process CPU time; *median ratio*: from the median rounds. Peak RSS growth: "
                   "resident memory's peak over one run above its level before it (the largest over the rounds).", "",
                   pass_table(passes), ""]
+    if precompute is not None:
+        from .precompute import table as precompute_table
+
+        ray_start = ("" if precompute.ray_start_s is None else
+                     f" Ray's local instance (2 CPUs) took {precompute.ray_start_s:.1f} s to start, before the Ray runs.")
+        parts += ["### precompute against a plain captum loop, and on Ray (one process, the same images)", "",
+                  "IntegratedGradients (16 steps, zero baseline) on the small CNN; the plain loop: batches of 16, the "
+                  "targets' forward pass and captum's attribute, nothing kept. Rates are the best of the rounds "
+                  "(plain and local alternating); *vs plain*: plain time / precompute time; *CPU vs plain*: the "
+                  "same in process CPU time. The Ray runs are one round each, their actors' start included (and "
+                  "given apart)." + ray_start + (f" {precompute.note}." if precompute.note else ""), "",
+                  precompute_table(precompute), ""]
     if verdicts:
         parts += ["### Targets", ""]
         parts += [f"- {'met' if v['met'] else 'MISSED'}: {v['target']} ({v['detail']})" for v in verdicts]

@@ -1,26 +1,26 @@
 """Offline precompute: every example's predictions and maps for some methods, into the store.
 
 ``insights-app precompute`` (and :func:`precompute` from Python) walks the dataset in chunks,
-runs every model's engine on each chunk with each method, and lets the engine write what it
-computes to the visualizer's store. What the store already has is read, not recomputed, so a
-run stopped by Ctrl+C or ``kill -9`` resumes where it stopped when started again (at most the
-chunk in flight is redone). A served visualizer on the same store then answers those pages
-without running the model.
+runs every model's engine on each chunk with each method, and writes what is computed to the
+visualizer's store. What the store already has is read, not recomputed, so a run stopped by
+Ctrl+C or ``kill -9`` resumes where it stopped when started again (at most the chunks in
+flight are redone). A served visualizer on the same store then answers those pages without
+running the model. Who runs the engines is the executor (:mod:`insights_app.executors`):
+here (``local``, the default) or Ray actors (``ray``), this process writing the store.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
-from .dataset import Example
-from .errors import DatasetError, ValidationError
+from .errors import ValidationError
+from .executors import CHUNK, EXECUTORS, Run, progress_bar
+from .executors.local import run_local
 
 TARGETS = ("top1", "label")
-CHUNK = 16  # examples per engine call (the engine splits it into captum calls as it measures best)
 
 
 @dataclass
@@ -33,6 +33,7 @@ class PrecomputeSummary:
     failed: int = 0
     seconds: float = 0.0
     failures: List[str] = field(default_factory=list)  # the first few messages
+    startup_seconds: float = 0.0  # of ``seconds``: joining Ray and starting its actors (ray executor)
 
     def line(self) -> str:
         return (f"{self.examples} examples: {self.stored} maps stored, {self.already} already stored, "
@@ -58,46 +59,51 @@ def parse_arguments(text: Optional[str], methods: Sequence[str]) -> Dict[str, Di
 
 def precompute(vis: Any, methods: Sequence[str], arguments: Optional[Mapping[str, Mapping[str, Any]]] = None,
                targets: str = "top1", limit: Optional[int] = None, progress: bool = True,
-               report: Callable[[str], None] = lambda line: print(line, flush=True)) -> PrecomputeSummary:
-    """Compute and store every example's maps with ``methods`` (names), for every model."""
+               report: Callable[[str], None] = lambda line: print(line, flush=True), *,
+               executor: str = "local", ray_address: Optional[str] = None,
+               workers: Optional[int] = None) -> PrecomputeSummary:
+    """Compute and store every example's maps with ``methods`` (names), for every model.
+
+    ``executor="local"`` runs the visualizer's engines here; ``"ray"`` runs them in Ray actors
+    (``workers`` of them: default one per CPU slot, or per GPU for a model on CUDA) on the
+    cluster at ``ray_address`` (default: a local Ray instance), this process the only writer
+    to the store. Both store the same results. Ctrl+C stops the run (what is done stays
+    stored) and raises KeyboardInterrupt.
+    """
     if vis.results_store is None:
         raise ValidationError("store", "precompute needs a store: pass store=DIR (--store DIR)")
     if targets not in TARGETS:
         raise ValidationError("targets", f"must be one of {', '.join(TARGETS)}")
+    if executor not in EXECUTORS:
+        raise ValidationError("executor", f"must be one of {', '.join(EXECUTORS)}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValidationError("workers", "must be a whole number, at least 1")
+    if executor == "local" and (ray_address is not None or workers is not None):
+        raise ValidationError("executor", "ray_address and workers go with executor='ray' (--executor ray)")
     specs = []
     for name in methods:
         if name not in vis.methods:
             raise ValidationError("methods", f"unknown method {name!r}; choose among {', '.join(vis.methods)}")
         spec = vis.methods[name]
         specs.append((spec, spec.validate(dict((arguments or {}).get(name, {})), vis.image_hw)))
+    if executor == "ray":
+        from .executors.ray_executor import require_ray
+
+        require_ray()  # before anything runs: one line if Ray is not installed
     summary = PrecomputeSummary()
     before = vis.results_store.counts()["explanations"]
     t0 = time.monotonic()
-    bar = _progress_bar(vis, limit, progress)
-    ex_id = 0
+    run = Run(vis, specs, targets, limit, summary, progress_bar(vis, limit, progress), progress, report)
     try:
-        while limit is None or ex_id < limit:
-            chunk = _read_chunk(vis, ex_id, CHUNK if limit is None else min(CHUNK, limit - ex_id))
-            if not chunk:
-                break
-            want = [ex.label if targets == "label" else None for ex in chunk]
-            for spec, params in specs:
-                for engine in vis.engines:
-                    for result in engine.run(chunk, spec, params, want):
-                        if result.error:
-                            summary.failed += 1
-                            if len(summary.failures) < 5:
-                                summary.failures.append(f"example {result.example_id}, {engine.name}, {spec.name}: "
-                                                        f"{result.error}")
-            ex_id += len(chunk)
-            summary.examples = ex_id
-            if bar is not None:
-                bar.update(len(chunk))
-            elif progress and ex_id % (CHUNK * 16) == 0:
-                report(f"{ex_id} examples done")
+        if executor == "ray":
+            from .executors.ray_executor import run_ray
+
+            run_ray(run, address=ray_address, workers=workers)
+        else:
+            run_local(run)
     finally:
-        if bar is not None:
-            bar.close()
+        if run.bar is not None:
+            run.bar.close()
         summary.seconds = time.monotonic() - t0
         summary.stored = vis.results_store.counts()["explanations"] - before
         wanted = summary.examples * len(specs) * len(vis.engines)
@@ -105,27 +111,4 @@ def precompute(vis: Any, methods: Sequence[str], arguments: Optional[Mapping[str
     return summary
 
 
-def _read_chunk(vis: Any, first: int, n: int) -> List[Example]:
-    out: List[Example] = []
-    for i in range(first, first + n):
-        try:
-            out.append(vis.store.get(i))
-        except IndexError:
-            break
-        except DatasetError:
-            raise
-    return out
-
-
-def _progress_bar(vis: Any, limit: Optional[int], progress: bool) -> Any:
-    """tqdm on a terminal; None otherwise (plain progress lines then)."""
-    if not progress or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-
-    from .triage.dataset_pass import known_size
-
-    total = known_size(vis.store.dataset)
-    if limit is not None:
-        total = limit if total is None else min(total, limit)
-    return tqdm(total=total, unit="ex", desc="precompute")
+__all__ = ["CHUNK", "TARGETS", "PrecomputeSummary", "parse_arguments", "precompute"]

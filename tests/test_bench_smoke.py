@@ -201,3 +201,19 @@ def test_command_line_rejects_unknown_names():
     proc = subprocess.run([sys.executable, "-m", "bench", "--models", "vgg"], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode != 0 and "unknown model 'vgg'" in proc.stderr
+
+
+def test_precompute_section_stores_every_example_and_compares_the_same_work(tmp_path):
+    from bench import precompute as pre_bench
+    from bench.report import markdown, machine, targets
+
+    res = pre_bench.run(n=32, rounds=1, workers=(), threads=1, workdir=tmp_path)
+    assert res.examples == res.stored == res.agree == 32  # the plain loop's argmax is every stored top-1
+    assert len(res.plain_s) == len(res.local_s) == 1 and min(res.plain_s + res.local_s) > 0
+    assert res.ratio == pytest.approx(min(res.plain_s) / min(res.local_s)) and res.cpu_ratio > 0
+    assert res.ray == [] and set(res.to_json()) >= {"ratio", "cpu_ratio", "plain_rate", "local_rate"}
+    verdicts = {t["target"]: t["met"] for t in targets(None, None, None, None, res)}
+    assert verdicts["precompute stores every example, its top-1 the plain loop's argmax"] is True
+    text = markdown(machine(), None, None, None, [], 1.0, None, res)
+    assert "| plain captum loop | 32 |" in text and "| precompute, local | 32 |" in text
+    assert not list(tmp_path.glob("insights-bench-*"))  # the stores are removed
