@@ -7,6 +7,7 @@
     insights-app --model weights.pt --arch resnet18 --data images/ --classes classes.txt
     insights-app precompute --model ... --data images/ --store runs/ --methods IntegratedGradients
     insights-app export --model ... --data images/ --format html --out report.html
+    insights-app method-report --model ... --data images/ --sample 64
     insights-app prune --store runs/ --max-size 2G
 
 Flags map onto ``data_adapters`` (nothing is re-implemented here); every user mistake
@@ -136,6 +137,31 @@ def build_parser(command: str = "serve") -> argparse.ArgumentParser:
         pre.add_argument("--targets", choices=("top1", "label"), default="top1",
                          help="attribute to each model's top prediction (default) or to the true label")
         pre.add_argument("--limit", type=int, default=None, metavar="N", help="the first N examples only")
+        pre.add_argument("--executor", choices=("local", "ray"), default="local",
+                         help="who computes: this process (local, default) or Ray actors (ray: needs the ray extra, "
+                              "pip install \"insights-app[ray]\"); this process alone writes the store")
+        pre.add_argument("--ray-address", metavar="ADDRESS", default=None,
+                         help="with --executor ray: the cluster to join: auto (the one `ray start` started on this "
+                              "machine) or HEAD:6379 (default: a local Ray instance, stopped at the end)")
+        pre.add_argument("--workers", type=int, default=None, metavar="N",
+                         help="with --executor ray: N actors (default: one per CPU slot, or one per GPU for a model "
+                              "on CUDA)")
+    if command == "method-report":
+        from insights_app.metrics.options import REPORT_METHODS
+
+        rep = p.add_argument_group("method-report (insights-app method-report ... --sample 64)")
+        rep.add_argument("--methods", default=None, metavar="NAME[,NAME...]",
+                         help="the methods to judge (default: " + ", ".join(REPORT_METHODS) + ")")
+        rep.add_argument("--arguments", metavar="JSON", default=None,
+                         help='per method, e.g. \'{"IntegratedGradients": {"n_steps": 16}}\'')
+        rep.add_argument("--metrics", default="deletion,insertion,infidelity,sensitivity", metavar="NAME[,NAME...]",
+                         help="the metrics (default: all four)")
+        rep.add_argument("--sample", type=int, default=64, metavar="N",
+                         help="examples, spread evenly over the dataset (default 64)")
+        rep.add_argument("--sanity", type=int, default=8, metavar="N",
+                         help="examples of the sample the model-randomization check runs on (default 8; 0: none)")
+        rep.add_argument("--out", default=None, metavar="PATH",
+                         help="also write the report there (.md: the table; .json: every figure)")
     if command == "export":
         ex = p.add_argument_group("export (insights-app export ... --format F --out PATH)")
         ex.add_argument("--format", required=True, choices=("csv", "npz", "html"),
@@ -154,7 +180,7 @@ def build_parser(command: str = "serve") -> argparse.ArgumentParser:
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = argv[0] if argv[:1] in (["precompute"], ["export"]) else "serve"
+    command = argv[0] if argv[:1] in (["precompute"], ["export"], ["method-report"]) else "serve"
     args = build_parser(command).parse_args(argv[1:] if command != "serve" else argv)
     args.command = command
     if command == "export":
@@ -854,16 +880,53 @@ def run_precompute(visualizer: Any, args: argparse.Namespace, out: Say = say) ->
     from insights_app.errors import ValidationError
     from insights_app.precompute import parse_arguments, precompute
 
+    executor = getattr(args, "executor", "local")
+    ray_address, workers = getattr(args, "ray_address", None), getattr(args, "workers", None)
+    if executor != "ray" and (ray_address is not None or workers is not None):
+        raise CliError("--ray-address and --workers go with --executor ray")
+    if workers is not None and workers < 1:
+        raise CliError("--workers must be at least 1")
+    if executor == "ray":
+        try:
+            import ray  # noqa: F401  (only on this path)
+        except ImportError:
+            raise CliError('--executor ray needs Ray: pip install "insights-app[ray]"') from None
     try:
         arguments = parse_arguments(args.arguments, args.method_names)
-        out(f"precomputing {', '.join(args.method_names)} into {args.store}")
+        out(f"precomputing {', '.join(args.method_names)} into {args.store}"
+            + (f" on Ray ({ray_address or 'a local instance'})" if executor == "ray" else ""))
         summary = precompute(visualizer, args.method_names, arguments, targets=args.targets, limit=args.limit,
-                             report=out)
+                             report=out, executor=executor, ray_address=ray_address, workers=workers)
     except ValidationError as exc:
         raise CliError(str(exc)) from None
     for failure in summary.failures:
         print(f"{PROG}: failed: {failure}", file=sys.stderr, flush=True)
     out(summary.line())
+    return 0
+
+
+def run_method_report(visualizer: Any, args: argparse.Namespace, out: Say = say) -> int:
+    """insights-app method-report: every method's quality metrics over a sample, as a Markdown table."""
+    from insights_app.errors import ValidationError
+    from insights_app.metrics import parse_metrics
+    from insights_app.metrics.report import method_report, table
+    from insights_app.precompute import parse_arguments
+
+    names = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.out is not None and Path(args.out).suffix not in (".md", ".json"):
+        raise CliError("--out must end in .md (the table) or .json (every figure)")
+    try:
+        arguments = parse_arguments(args.arguments, names or list(visualizer.methods))
+        options = parse_metrics([m.strip() for m in args.metrics.split(",") if m.strip()], None)
+        report = method_report(visualizer, names, args.sample, options, arguments, args.sanity,
+                               progress=lambda line: print(line, file=sys.stderr, flush=True))
+    except ValidationError as exc:
+        raise CliError(str(exc)) from None
+    text = table(report)
+    out(text)
+    if args.out is not None:
+        Path(args.out).write_text(json.dumps(report, indent=1) if args.out.endswith(".json") else text + "\n",
+                                  encoding="utf-8")
     return 0
 
 
@@ -910,6 +973,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return run_precompute(visualizer, args)
         if args.command == "export":
             return run_export(visualizer, args)
+        if args.command == "method-report":
+            return run_method_report(visualizer, args)
         return serve(visualizer, args)
     except CliError as exc:
         if debug:

@@ -210,3 +210,23 @@ def test_the_sanity_and_method_report_views(trained):
     assert report["examples"] == 8 and rows["EdgeMap"]["sanity"]["flag"] and not rows["Saliency"]["sanity"]["flag"]
     assert rows["Saliency"]["metrics"]["deletion"]["n"] == 8
     assert client.post("/api/v1/method_report", json={"sample": 2, "sanity": 3}).status_code == 400
+
+
+@pytest.mark.slow
+def test_the_method_report_command(tmp_path):
+    from insights_app.demo import write_digit_images
+    from launch_helpers import TESTS, launch_env, run
+
+    write_digit_images(tmp_path / "digits", size=16, valid_fraction=0.05, limit=90)
+    source = ["--model", "launch_helpers:digits_net", "--data", str(tmp_path / "digits" / "valid"), "--channels", "1"]
+    env = launch_env(tmp_path / "cache")
+    args = ["method-report", *source, "--methods", "Saliency,Occlusion", "--sample", "6", "--sanity", "2",
+            "--metric", "deletion,insertion", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "r.md")]
+    done = run(args, env, cwd=TESTS)
+    assert done.returncode == 0, done.stderr
+    assert "| Saliency |" in done.stdout and "| Occlusion |" in done.stdout and "deletion ↓" in done.stdout
+    assert (tmp_path / "r.md").read_text(encoding="utf-8").strip() in done.stdout
+    bad = run(["method-report", *source, "--methods", "Nope"], env, cwd=TESTS)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("insights-app: error: methods:")
+    bad = run(["method-report", *source, "--metrics", "speed"], env, cwd=TESTS)
+    assert bad.returncode == 2 and "unknown metric 'speed'" in bad.stderr

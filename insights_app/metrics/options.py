@@ -16,6 +16,8 @@ from typing import Any, Callable, Mapping, Optional, Tuple
 from ..errors import ValidationError
 
 METRICS = ("deletion", "insertion", "infidelity", "sensitivity")
+# The methods a method report judges unless told: the common gradient and perturbation ones.
+REPORT_METHODS = ("IntegratedGradients", "Saliency", "InputXGradient", "GuidedBackprop", "DeepLift", "Occlusion")
 # name -> (default, lowest, highest, description)
 SETTINGS = {
     "steps": (20, 2, 100, "deletion / insertion: the equal fractions the locations are removed or revealed in"),

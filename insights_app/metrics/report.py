@@ -15,10 +15,9 @@ import numpy as np
 
 from ..dataset import ExampleBatch
 from ..errors import ValidationError
-from .options import LOWER_IS_BETTER, METRICS, MetricOptions
+from .options import LOWER_IS_BETTER, METRICS, REPORT_METHODS, MetricOptions
 from .sanity import sanity_check
 
-DEFAULT_METHODS = ("IntegratedGradients", "Saliency", "InputXGradient", "GuidedBackprop", "DeepLift", "Occlusion")
 SAMPLE_MAX = 1024
 SANITY_MAX = 64
 
@@ -63,7 +62,7 @@ def method_report(vis: Any, methods: Optional[Sequence[str]] = None, sample: int
     """The report as JSON (see :func:`table` for it as text)."""
     t0 = time.perf_counter()
     options = options or MetricOptions(("deletion", "insertion", "infidelity", "sensitivity"))
-    names = [m for m in (methods or [m for m in DEFAULT_METHODS if m in vis.methods])]
+    names = [m for m in (methods or [m for m in REPORT_METHODS if m in vis.methods])]
     for name in names:
         if name not in vis.methods:
             raise ValidationError("methods", f"unknown method {name!r}; choose among {', '.join(vis.methods)}")
@@ -142,4 +141,4 @@ def table(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["DEFAULT_METHODS", "METRICS", "method_report", "sample_ids", "table"]
+__all__ = ["REPORT_METHODS", "METRICS", "method_report", "sample_ids", "table"]
