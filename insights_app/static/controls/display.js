@@ -2,6 +2,7 @@
 
 import { h } from "../lib/dom.js";
 import { field, numberInput, select } from "./fields.js";
+import { metricsFields } from "./metrics.js";
 
 export const VIS_LABELS = {
   heat_map: "Heat map",
@@ -76,5 +77,6 @@ export function displaySection(app) {
       field("Top-k", topk, { field: "top_k", title: `Predictions shown per model (1 – ${kMax})` })),
     h("div", { class: "ia-row2" },
       field("Per page", size, { field: "page_size", title: `Examples per page (1 – ${cfg.limits.page_size_max})` }),
-      field("Image size", zoom)));
+      field("Image size", zoom)),
+    metricsFields(app));
 }

@@ -33,8 +33,12 @@ export function defaultState(config, methods) {
     page: 0,
     page_size: Math.min(config.page_size, config.limits.page_size_max),
     zoom: "m",
+    metrics: "", // the maps' quality metrics: "" (none), "fast" (deletion and insertion) or "all"
   };
 }
+
+/** The quality metrics each choice of the form's "Quality metrics" boxes asks for (lib/state.js `metrics`). */
+export const METRIC_SETS = { fast: ["deletion", "insertion"], all: ["deletion", "insertion", "infidelity", "sensitivity"] };
 
 /** The triage part of a filter (read from the dataset pass): none of it by default. */
 export const TRIAGE_DEFAULTS = { order: "dataset", pair: null, confidence: null, disagree: false, model: 0 };
@@ -69,7 +73,7 @@ export function bodyFromState(state, methods, strict) {
     }
     args[p.name] = v;
   }
-  return {
+  const body = {
     method: state.method,
     arguments: args,
     visualization: visualizationFromState(state.vis, strict),
@@ -78,6 +82,8 @@ export function bodyFromState(state, methods, strict) {
     page: state.page,
     page_size: state.page_size,
   };
+  if (METRIC_SETS[state.metrics]) body.metrics = [...METRIC_SETS[state.metrics]];
+  return body;
 }
 
 /** The visualization the form describes (a fixed colour scale left empty is an error when `strict`). */
@@ -110,6 +116,7 @@ export function attributeBody(base, exampleId, model, target, method, state, met
     visualization,
     top_k: base.top_k,
   };
+  if (base.metrics) body.metrics = [...base.metrics]; // the page's quality metrics come along (compare, re-targeting)
   if (method && method !== base.method && method === state.method) {
     try {
       body.arguments = bodyFromState(state, methods, true).arguments;
@@ -129,9 +136,9 @@ export function argumentSummary(args, limit = 6) {
     .join(", ");
 }
 
-/** Whether two request bodies draw the same maps (method, arguments, display, top-k), whatever their page. */
+/** Whether two request bodies draw the same maps (method, arguments, display, top-k, metrics), whatever their page. */
 export function sameMaps(a, b) {
   if (!a || !b) return false;
-  const pick = (x) => JSON.stringify([x.method, x.arguments, x.visualization, x.top_k]);
+  const pick = (x) => JSON.stringify([x.method, x.arguments, x.visualization, x.top_k, x.metrics || null]);
   return pick(a) === pick(b);
 }

@@ -2,7 +2,7 @@
 // options, page and open view (never the token: the cookie carries it).
 
 import { sameJson } from "./dom.js";
-import { ZOOMS, bodyFromState, signFor } from "./state.js";
+import { METRIC_SETS, ZOOMS, bodyFromState, signFor } from "./state.js";
 
 /** Encode one argument for the URL (numbers and strings as themselves, the rest as JSON). */
 export function encodeArg(value) {
@@ -81,6 +81,9 @@ export function readUrl(app, viewModules, search) {
   if (num("size") !== null) s.page_size = num("size");
   if (num("page") !== null) s.page = Math.max(0, Math.floor(num("page")));
   if (ZOOMS[q.get("zoom")]) s.zoom = q.get("zoom");
+  // Quality metrics: ?metrics=1 (deletion and insertion) or ?metrics=all (and infidelity, sensitivity)
+  if (q.get("metrics") === "1") s.metrics = "fast";
+  else if (q.get("metrics") === "all") s.metrics = "all";
   const views = {};
   for (const view of viewModules) {
     const wanted = view.readUrl ? view.readUrl(q, num, app) : null;
@@ -117,6 +120,7 @@ export function writeUrl(app) {
   q.set("size", body.page_size);
   if (body.page) q.set("page", body.page);
   if (s.zoom !== "m") q.set("zoom", s.zoom);
+  if (body.metrics && body.metrics.length) q.set("metrics", body.metrics.length === METRIC_SETS.all.length ? "all" : "1");
   for (const view of app.views.values()) if (view.writeUrl) view.writeUrl(q);
   const url = `${window.location.pathname}?${q.toString()}${window.location.hash}`;
   window.history.replaceState(window.history.state, "", url);

@@ -5,6 +5,7 @@ import { clear, fmt, h, pct, put, spinner } from "../lib/dom.js";
 import { argumentSummary } from "../lib/state.js";
 import { openLarge } from "./enlarge.js";
 import { attributionView, inputView } from "./features/index.js";
+import { metricsView } from "./metrics.js";
 
 /** A card waiting for its example (skeleton lines and a spinner). */
 export function placeholderCard(id) {
@@ -67,7 +68,10 @@ export function fillCard(app, card, ex, body) {
       verdict,
       loss,
       h("span", { class: "ia-spacer" }),
-      h("button", { type: "button", class: "ia-btn ia-btn-small ia-compare-btn", title: "Show several methods side by side for this example", onclick: () => app.openView("compare", { id: ex.id }) }, "Compare methods")),
+      h("div", { class: "ia-card-actions" },
+        h("button", { type: "button", class: "ia-btn ia-btn-small ia-compare-btn", title: "Show several methods side by side for this example", onclick: () => app.openView("compare", { id: ex.id }) }, "Compare methods"),
+        h("button", { type: "button", class: "ia-btn ia-btn-small ia-sanity-btn", title: "Draw this map again on the model with its layers randomized: does the map depend on the model?",
+          onclick: () => app.openView("sanity", { id: ex.id, targets: [...card.rows.values()].map((r) => (r.model.target ? r.model.target.index : null)) }) }, "Sanity check"))),
     h("div", { class: "ia-card-body" },
       h("div", { class: "ia-inputs" }, ex.features.map((f) => inputView(f))),
       rows),
@@ -116,6 +120,7 @@ function renderModelRow(app, card, row, m) {
   }
   if (m.attributions.length > 1) put(side, contributionBars(m.attributions));
   if (side.childNodes.length) put(attrs, side);
+  put(attrs, metricsView(m));
   const showName = app.config.models.length > 1;
   put(clear(row.el),
     showName || m.error ? h("div", { class: "ia-model-head" }, h("span", { class: "ia-model-name" }, m.name)) : null,

@@ -1,10 +1,13 @@
 // Compare mode: one example with several methods side by side, for every model, one target.
-// Opened from a card ("Compare methods"); its state is in the URL (compare, cmp, ct).
+// Opened from a card ("Compare methods"); its state is in the URL (compare, cmp, ct, crank).
+// With the page's quality metrics on, each column shows its map's metrics and "Rank by" orders
+// the methods best first by one of them (its mean over the models).
 
 import { append, clear, h, pct, put, spinner } from "../lib/dom.js";
 import { select } from "../controls/fields.js";
 import { openLarge } from "./enlarge.js";
 import { attributionView, inputView } from "./features/index.js";
+import { METRICS, betterText, metricValue, metricsView, short } from "./metrics.js";
 
 const COMPARE_DEFAULTS = ["IntegratedGradients", "Saliency", "LayerGradCam", "Occlusion", "GuidedBackprop"];
 const COMPARE_MAX = 6;
@@ -44,9 +47,10 @@ class CompareView {
     q.set("compare", c.id);
     q.set("cmp", c.methods.join(","));
     if (c.target !== null && c.target !== undefined) q.set("ct", c.target);
+    if (c.rank) q.set("crank", c.rank);
   }
 
-  open({ id, methods, target }) {
+  open({ id, methods, target, rank }) {
     const app = this.app;
     const base = app.committed || app.bodyFromState(false);
     const chosen = methods && methods.length ? methods.filter((m) => app.methods.has(m)) : [];
@@ -54,7 +58,9 @@ class CompareView {
       chosen.push(base.method);
       for (const m of COMPARE_DEFAULTS) if (chosen.length < 4 && app.methods.has(m) && !chosen.includes(m)) chosen.push(m);
     }
-    this.current = { id: Number(id), methods: chosen.slice(0, COMPARE_MAX), target: target ?? null, base };
+    const metrics = base.metrics || [];
+    this.current = { id: Number(id), methods: chosen.slice(0, COMPARE_MAX), target: target ?? null, base,
+      rank: metrics.includes(rank) ? rank : null };
     this.render();
   }
 
@@ -82,7 +88,7 @@ class CompareView {
     // when compare opens, so that keyboard and screen-reader users start from the view.
     const active = this.el.getRootNode().activeElement;
     const focusKey = active && this.el.contains(active) ? active.value ?? null : undefined;
-    const refocus = active && this.el.contains(active) ? (active.name === "compare_target" ? "target" : "method") : "title";
+    const refocus = active && this.el.contains(active) ? (active.name === "compare_target" ? "target" : active.name === "compare_rank" ? "rank" : "method") : "title";
     const root = clear(this.el);
     const rerender = () => { app.writeUrl(); this.render(); };
     const targetOptions = [["", "Each model's top prediction"], ...cfg.classes.map((name, i) => [String(i), name])];
@@ -99,38 +105,78 @@ class CompareView {
           } else c.methods = c.methods.filter((x) => x !== m.name);
           rerender();
         } }), m.label)));
+    const metricNames = (c.base.metrics || []).filter((k) => METRICS[k]);
+    const rankSelect = metricNames.length ? select("compare_rank", [["", "Your order"], ...metricNames.map((k) => [k, `${k[0].toUpperCase()}${k.slice(1)} ${betterText(k)}`])],
+      c.rank || "", (v) => {
+        c.rank = v || null;
+        app.writeUrl();
+        arrange();
+      }) : null;
     const table = h("div", { class: "ia-compare-grid", style: { gridTemplateColumns: `calc(var(--ia-img) + 4px) repeat(${Math.max(1, c.methods.length)}, minmax(calc(var(--ia-img) + 4px), 1fr))` } });
     const inputCell = h("div", { class: "ia-compare-input" }, spinner("Loading…"));
-    put(table, h("div", { class: "ia-compare-colhead" }, "Input"));
+    const heads = new Map();
+    const ranks = new Map();
     for (const name of c.methods) {
       const spec = app.methods.get(name);
       const args = name === c.base.method ? c.base.arguments : spec.defaults;
       const summary = Object.entries(args || {}).filter(([, v]) => v !== null && v !== "").slice(0, 3).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join("×") : v}`).join(", ");
-      put(table, h("div", { class: "ia-compare-colhead", title: spec.help }, spec.label, summary ? h("div", { class: "ia-help" }, name === c.base.method ? `${summary} (your settings)` : summary || "defaults") : null));
+      ranks.set(name, h("span", { class: "ia-rank", hidden: true }));
+      heads.set(name, h("div", { class: "ia-compare-colhead", title: spec.help, dataset: { method: name } }, ranks.get(name), spec.label,
+        summary ? h("div", { class: "ia-help" }, name === c.base.method ? `${summary} (your settings)` : summary || "defaults") : null));
     }
     const cells = [];
-    for (const model of cfg.models) {
-      put(table, cfg.models.length > 1 ? h("div", { class: "ia-compare-rowhead" }, model.name) : null);
-      if (cfg.models.length > 1) for (let i = 0; i < c.methods.length; i++) put(table, h("div", { class: "ia-compare-rowhead ia-filler" }));
-      put(table, model.index === 0 ? inputCell : h("div", { class: "ia-compare-input ia-muted" }, "same input"));
-      for (const name of c.methods) {
+    const rowParts = cfg.models.map((model) => ({
+      head: cfg.models.length > 1 ? [h("div", { class: "ia-compare-rowhead" }, model.name), c.methods.map(() => h("div", { class: "ia-compare-rowhead ia-filler" }))] : [],
+      input: model.index === 0 ? inputCell : h("div", { class: "ia-compare-input ia-muted" }, "same input"),
+      cells: new Map(c.methods.map((name) => {
         const cell = h("div", { class: "ia-compare-cell", dataset: { method: name, model: String(model.index) } }, spinner("Computing…"));
-        put(table, cell);
         cells.push({ cell, model: model.index, method: name });
+        return [name, cell];
+      })),
+    }));
+    // The methods in the order of the rank chosen (best first; those without a value last), else as picked.
+    const order = () => {
+      if (!c.rank) return c.methods.slice();
+      const lower = METRICS[c.rank].lower;
+      const mean = (name) => {
+        const got = done.filter((d) => d.method === name).map((d) => metricValue(d.m.metrics, c.rank)).filter((v) => v !== null);
+        return got.length ? got.reduce((a, b) => a + b, 0) / got.length : null;
+      };
+      const scored = c.methods.map((name, i) => ({ name, i, v: mean(name) }));
+      scored.sort((a, b) => (a.v === null) - (b.v === null) || (a.v === null ? 0 : (lower ? a.v - b.v : b.v - a.v)) || a.i - b.i);
+      let n = 0;
+      for (const { name, v } of scored) {
+        const chip = ranks.get(name);
+        chip.hidden = false;
+        chip.textContent = v === null ? "–" : `#${++n} · ${short(v)}`;
+        chip.title = v === null ? `No ${METRICS[c.rank].name} yet` : `Rank ${n} by ${METRICS[c.rank].name} ${betterText(c.rank)}: ${v}${cfg.models.length > 1 ? " (mean over the models)" : ""}`;
+        chip.setAttribute("aria-label", chip.title);
+        chip.setAttribute("role", "note");
       }
-    }
+      return scored.map((x) => x.name);
+    };
+    const arrange = () => {
+      if (!c.rank) for (const chip of ranks.values()) chip.hidden = true;
+      const names = order();
+      clear(table);
+      put(table, h("div", { class: "ia-compare-colhead" }, "Input"), names.map((name) => heads.get(name)));
+      for (const part of rowParts) put(table, part.head, part.input, names.map((name) => part.cells.get(name)));
+    };
     append(root, [
       h("div", { class: "ia-compare-head" },
         h("button", { type: "button", class: "ia-btn", onclick: () => app.closeView() }, "‹ Back to examples"),
         h("h2", { class: "ia-compare-title", tabindex: "-1" }, `Example #${c.id}: methods side by side`),
         h("span", { class: "ia-spacer" }),
+        rankSelect ? h("label", { class: "ia-inline-field ia-rank-field" }, "Rank by", rankSelect) : null,
         h("label", { class: "ia-inline-field" }, "Target", targetSelect)),
       picker,
       h("div", { class: "ia-compare-label" }),
       c.methods.length ? table : h("div", { class: "ia-empty" }, h("div", { class: "ia-empty-title" }, "Pick at least one method above.")),
     ]);
+    const done = [];
+    arrange();
     this.fit();
-    const again = refocus === "target" ? targetSelect
+    const again = refocus === "target" ? targetSelect : refocus === "rank" ? rankSelect
       : refocus === "method" ? picker.querySelector(`input[value="${focusKey}"]`) : root.querySelector(".ia-compare-title");
     if (again) again.focus();
     const labelBox = root.querySelector(".ia-compare-label");
@@ -154,6 +200,7 @@ class CompareView {
           }
           drawCell(cell, ex, m, method, body);
           done.push({ cell, ex, m, method, body });
+          if (c.rank) arrange();
         } catch (exc) {
           if (run !== this.run) return;
           put(clear(cell), h("div", { class: "ia-inline-error", role: "alert" }, exc.message || String(exc)));
@@ -161,7 +208,6 @@ class CompareView {
         }
       }
     };
-    const done = [];
     const drawCell = (cell, ex, m, method, body) => {
       clear(cell);
       const spec = app.methods.get(method);
@@ -171,6 +217,7 @@ class CompareView {
           vis: body.visualization, config: cfg,
           onEnlarge: (attr, opener) => openLarge(app, { ex, model: m, body, feature: attr.name, opener }) }));
       }
+      put(cell, metricsView(m));
     };
     // A shared scale compares one method across models (methods' units differ, so each keeps its own):
     // once every cell is in, each method's cells are drawn again on the largest of their scales.
@@ -203,6 +250,6 @@ export default {
   readUrl(q, num, app) {
     if (num("compare") === null) return null;
     const methods = (q.get("cmp") || "").split(",").filter((m) => app.methods.has(m));
-    return { id: num("compare"), methods: methods.length ? methods : null, target: num("ct") };
+    return { id: num("compare"), methods: methods.length ? methods : null, target: num("ct"), rank: q.get("crank") || null };
   },
 };

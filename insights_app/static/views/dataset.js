@@ -5,6 +5,7 @@
 import { clear, h, pct, put, spinner } from "../lib/dom.js";
 import { TRIAGE_DEFAULTS } from "../lib/state.js";
 import { select } from "../controls/fields.js";
+import { methodReport } from "./method-report.js";
 
 const TABLE_MAX = 25; // up to this many classes, the matrix is a table of numbers; past it, a canvas heat map
 const REFRESH_MS = 2000; // while the pass runs, the summary is read again this often
@@ -16,6 +17,7 @@ class DatasetView {
     this.current = null; // {model, normalize, sort} while open
     this.run = 0;
     this.watching = null;
+    this.report = methodReport(app); // kept across renders (a model switch, a reopening): its tables stay
   }
 
   get isOpen() {
@@ -38,6 +40,7 @@ class DatasetView {
     this.run++;
     if (this.watching) this.watching.abort();
     this.watching = null;
+    this.report.stop();
     clear(this.el);
     return this.app.root.querySelector(".ia-dataset-btn");
   }
@@ -45,6 +48,7 @@ class DatasetView {
   destroy() {
     this.run++;
     if (this.watching) this.watching.abort();
+    this.report.stop();
   }
 
   /** Show the cards `filter` selects (a cell, a pair, the loss order) in the examples view. */
@@ -75,7 +79,7 @@ class DatasetView {
         h("h2", { class: "ia-compare-title ia-dataset-title", tabindex: "-1" }, `Dataset: ${cfg.models[c.model].name}`),
         h("span", { class: "ia-spacer" }),
         modelSelect ? h("label", { class: "ia-inline-field" }, "Model", modelSelect) : null),
-      this.progressBox, this.body);
+      this.progressBox, this.body, this.report.el);
     if (first) this.el.querySelector(".ia-dataset-title").focus();
     this.watch("status", run, true);
   }

@@ -6,5 +6,6 @@
 import compare from "./compare.js";
 import dataset from "./dataset.js";
 import examples from "./examples.js";
+import sanity from "./sanity.js";
 
-export const VIEWS = [examples, compare, dataset];
+export const VIEWS = [examples, compare, dataset, sanity];
