@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from .cache import LRUCache
+from .call_sizes import CallSizes
 from .cancel import Cancel, raise_if_cancelled
 from .dataset import Example, ExampleBatch
 from .errors import Cancelled, ComputationError, ValidationError
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 # Model-input bytes (float32) one captum call may expand to, over all its rows: beyond this,
 # activations too large for the allocator to keep cost page faults on every call.
 CALL_INPUT_BYTES = 16 * 2**20
+CALL_GRADIENT_BYTES = 64 * 2**20  # a calibrated call's rows x passes x input bytes, at most
 # Guards torch's and numpy's default generators, which are themselves process-wide state.
 _PROCESS_RNG_LOCK = threading.Lock()
 T = TypeVar("T")
@@ -144,6 +147,7 @@ class Engine:
         self.resolve_layer = functools.partial(resolve_layer, model)
         # A persistent store (insights_app.store.ModelStore) behind the in-memory caches, or None.
         self.store = store
+        self.call_sizes = CallSizes()  # examples per captum call, measured per method and input shape
 
     # ------------------------------------------------------------ the entry point
     @on_compute_thread
@@ -370,7 +374,7 @@ class Engine:
         try:
             inputs = self.model_inputs(batch.inputs)
             extra = as_tuple(batch.additional_args) or ()
-            with self.lock, torch.no_grad():
+            with self.lock, torch.inference_mode():  # no autograd bookkeeping at all: a prediction pass
                 out = forward(*inputs, *extra)
             scores = self._scores_of(out, len(batch))
         except (ValidationError, ComputationError, Cancelled):
@@ -386,7 +390,7 @@ class Engine:
         try:
             inputs = self.model_inputs(batch.inputs)
             extra = as_tuple(batch.additional_args) or ()
-            with self.lock, torch.no_grad():
+            with self.lock, torch.inference_mode():  # no autograd bookkeeping at all: a prediction pass
                 out = self.forward(*inputs, *extra)
             scores = self._scores_of(out, len(batch))
         except (ValidationError, ComputationError, Cancelled):
@@ -535,21 +539,44 @@ class Engine:
         rows = max(1, min(self.internal_batch_size, CALL_INPUT_BYTES // max(1, row_bytes)))
         return max(1, rows // max(1, evals))
 
+    def call_size(self, spec: MethodSpec, params: Dict[str, Any], inputs: Sequence[torch.Tensor], n: int) -> int:
+        """Examples per captum call for a batch of ``n``: the static rule (:meth:`examples_per_call`)
+        to start with, then what :class:`~insights_app.call_sizes.CallSizes` measured fastest for
+        this method, its arguments and this input shape, within a memory bound (captum keeps every
+        row's gradients of a call: at most ``CALL_GRADIENT_BYTES`` of them)."""
+        rule = self.examples_per_call(spec, params, inputs)
+        if spec.randomized or n <= rule:
+            return rule
+        hw = self._image_hw(inputs)
+        try:
+            evals = max(1, int((spec.rows or spec.cost)(params, hw)))
+        except Exception:
+            return rule
+        row_bytes = 4 * sum(int(x[0].numel()) for x in inputs if x.dim() > 0 and x.shape[0] > 0)
+        cap = max(rule, CALL_GRADIENT_BYTES // max(1, evals * row_bytes))
+        key = (arguments_key(spec.fingerprint, params), tuple(tuple(x.shape[1:]) for x in inputs))
+        return self.call_sizes.choose(key, rule, cap, n)
+
     def _calls(self, spec: MethodSpec, params: Dict[str, Any], batch: ExampleBatch
                ) -> Iterator[Tuple[slice, ExampleBatch, Tuple[torch.Tensor, ...]]]:
         """The captum calls for a batch: (its rows, those examples, their model inputs).
 
-        The whole batch is transformed once; each call gets its rows as views.
+        The whole batch is transformed once; each call gets its rows as views. Each call's time
+        is recorded (after the consumer's work on it: the captum call) for :meth:`call_size`.
         """
         n = len(batch)
-        chunk = self.examples_per_call(spec, params, batch.inputs)
+        chunk = self.call_size(spec, params, batch.inputs, n)
+        key = (arguments_key(spec.fingerprint, params), tuple(tuple(x.shape[1:]) for x in batch.inputs))
         inputs = self.model_inputs(batch.inputs)
         for start in range(0, n, chunk):
             rows = slice(start, min(start + chunk, n))
+            began = time.perf_counter()
             if rows == slice(0, n):
                 yield rows, batch, inputs
             else:
                 yield rows, batch.select(rows), tuple(x[rows] for x in inputs)
+            if not spec.randomized:
+                self.call_sizes.record(key, chunk, rows.stop - rows.start, time.perf_counter() - began)
 
     def _store_explanations(self, spec: MethodSpec, key: str, ids: Sequence[Hashable],
                             targets: Sequence[Optional[int]], attrs: Tuple[torch.Tensor, ...]

@@ -49,3 +49,43 @@ def test_occlusion_batches_examples_by_perturbations_per_pass_not_by_window_coun
     assert all(ex["models"][0]["error"] is None for ex in doc["examples"])
     per_call = [4] + [64] * 14 + [4]  # predictions (also captum's reference pass), 14 full passes, the last window
     assert sizes == per_call * 2
+
+
+def test_call_sizes_try_each_candidate_then_keep_the_fastest():
+    from insights_app.call_sizes import CallSizes
+
+    sizes = CallSizes()
+    cost = {1: 0.010, 2: 0.006, 4: 0.005, 8: 0.009}  # seconds per example at each size
+    used = []
+    for _ in range(12):
+        size = sizes.choose("key", rule=1, cap=8, n=8)
+        used.append(size)
+        for _ in range(8 // size):
+            sizes.record("key", size, size, cost[size] * size)
+    assert used[:4] == [1, 2, 4, 8]  # each tried (twice: a page of 8 at size 8 is one call)
+    assert used[-1] == 4 and sizes.describe()["key"]["chosen"] == 4
+    assert sizes.choose("key", rule=1, cap=8, n=1) == 1  # a batch no larger than the rule is one call
+
+
+def test_a_method_with_a_high_cost_per_call_gets_larger_calls():
+    """Per-call overhead (captum's setup, a tiny model) is measured, and the page is then computed in
+    fewer, larger calls than the static rule gives (here: one example per call)."""
+    import time as _time
+
+    from insights_app.methods import method
+
+    vis = visualizer(32, 64)
+    calls: List[int] = []
+
+    @method("SlowCalls", label="Slow calls", cost=lambda p, hw: 64)  # 64 passes: the rule says one example per call
+    def slow_calls(ctx):
+        calls.append(int(ctx.inputs[0].shape[0]))
+        _time.sleep(0.02)  # a fixed cost per call
+        return (ctx.inputs[0] * 0,)
+
+    vis.register_method(slow_calls)
+    for page in range(8):
+        vis.page({"method": "SlowCalls", "page": page, "page_size": 8})
+    assert calls[:8] == [1] * 8  # the first page: the static rule
+    last = calls[-2:]
+    assert max(last) >= 8, calls  # later pages: the whole page in one call

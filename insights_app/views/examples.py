@@ -99,7 +99,7 @@ def stream_chunks(vis: Any, q: PageQuery, examples: Sequence[Example], first_chu
     rest = examples[first_chunk:]
     try:
         one = ExampleBatch.stack(rest[:1])
-        step = min(engine.examples_per_call(q.method, q.arguments, one.inputs) for engine in vis.engines)
+        step = min(engine.call_size(q.method, q.arguments, one.inputs, len(rest)) for engine in vis.engines)
     except Exception:  # examples the engine will refuse anyway: one batch, as before
         step = len(rest)
     step = max(1, step)

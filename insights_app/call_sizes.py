@@ -1,0 +1,83 @@
+"""How many examples go to one captum call: measured per model and method, not guessed.
+
+The engine's rule (rows per forward pass within ``internal_batch_size`` and a byte bound) is
+where it starts: it keeps memory bounded and was the fastest rule on resnet18. It is not the
+fastest everywhere: captum's per-call work (Gauss-Legendre nodes, hooks, argument checks)
+costs a tiny model more than its passes, so on captum's CIFAR example net at 32x32 one call for
+a page of 4 beat one call per example. So each (method and arguments, input shape) tries the
+rule and its multiples of two, up to the page, on its first pages, keeps the best time per
+example of each, and from then on uses the fastest. Nothing is remembered across processes;
+one visualizer's engines each hold their own (no global state).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Dict, Hashable, List, Optional
+
+TRIES = 2  # timed calls per candidate before it is judged (the best of them counts: noise only adds)
+MAX_FACTOR = 16  # candidates go up to 16x the rule (and never past the byte bound)
+
+
+@dataclass
+class Calibration:
+    candidates: List[int]
+    best_per_example: Dict[int, float] = field(default_factory=dict)  # size -> seconds per example
+    tries: Dict[int, int] = field(default_factory=dict)
+    chosen: Optional[int] = None
+
+
+class CallSizes:
+    """Per key: the examples per call to use now (exploring first, then the fastest)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_key: Dict[Hashable, Calibration] = {}
+
+    def choose(self, key: Hashable, rule: int, cap: int, n: int) -> int:
+        """Examples per call for a batch of ``n`` (``rule``: the engine's static rule; ``cap``: the most
+        that memory allows)."""
+        rule = max(1, rule)
+        if n <= rule:
+            return rule  # the whole batch is one call either way
+        with self._lock:
+            cal = self._by_key.get(key)
+            if cal is None:
+                sizes, size = [], rule
+                while size <= max(rule, min(cap, rule * MAX_FACTOR)):
+                    sizes.append(size)
+                    size *= 2
+                cal = self._by_key[key] = Calibration(sizes)
+            if cal.chosen is not None:
+                return cal.chosen
+            for size in cal.candidates:  # the next candidate this batch can measure
+                if cal.tries.get(size, 0) < TRIES and size <= n:
+                    return size
+            measured = {s: t for s, t in cal.best_per_example.items() if cal.tries.get(s, 0) >= TRIES}
+            if measured and all(cal.tries.get(s, 0) >= TRIES or s > n for s in cal.candidates):
+                if all(cal.tries.get(s, 0) >= TRIES for s in cal.candidates):
+                    cal.chosen = min(measured, key=measured.__getitem__)
+                    return cal.chosen
+                return min(measured, key=measured.__getitem__)  # larger candidates wait for a larger batch
+            return rule
+
+    def record(self, key: Hashable, size: int, examples: int, seconds: float) -> None:
+        """One call of ``size`` examples per call took ``seconds`` for ``examples`` (a last, smaller
+        call of a batch says less about its size and is not counted)."""
+        if examples != size or examples <= 0:
+            return
+        with self._lock:
+            cal = self._by_key.get(key)
+            if cal is None or cal.chosen is not None or size not in cal.candidates:
+                return
+            per = seconds / examples
+            cal.best_per_example[size] = min(per, cal.best_per_example.get(size, per))
+            cal.tries[size] = cal.tries.get(size, 0) + 1
+
+    def describe(self) -> Dict[str, Dict[str, object]]:
+        """What was measured and chosen (for debugging and the benchmark's notes)."""
+        with self._lock:
+            return {str(k): {"chosen": c.chosen, "ms_per_example": {s: round(t * 1000, 2)
+                                                                    for s, t in c.best_per_example.items()}}
+                    for k, c in self._by_key.items()}
