@@ -175,6 +175,8 @@ def build_parser(command: str = "serve") -> argparse.ArgumentParser:
                              '"incorrect", "order": "loss"}\'')
         ex.add_argument("--limit", type=int, default=None, metavar="N",
                         help="npz, html: at most N examples (html default 100)")
+        ex.add_argument("--metrics", default=None, metavar="NAME[,NAME...]",
+                        help="html: each map's quality metrics (deletion, insertion, infidelity, sensitivity)")
     return p
 
 
@@ -856,6 +858,8 @@ def export_body(args: argparse.Namespace) -> dict:
         body[key] = value
     if args.limit is not None and args.limit < 1:
         raise CliError("--limit must be at least 1")
+    if args.metrics:
+        body["metrics"] = [m.strip() for m in args.metrics.split(",") if m.strip()]
     parent = Path(args.out).expanduser().resolve().parent
     if not parent.is_dir():
         raise CliError(f"--out: no such folder: {parent}")

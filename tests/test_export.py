@@ -66,9 +66,11 @@ def test_the_command_line_exports(tmp_path):
     source = ["--model", "launch_helpers:digits_net", "--data", str(tmp_path / "digits" / "valid"), "--channels", "1"]
     env = launch_env(tmp_path / "cache")
     done = run(["export", *source, "--format", "html", "--out", str(tmp_path / "r.html"), "--method", "Saliency",
-                "--filter", '{"prediction": "incorrect", "order": "loss"}', "--limit", "3"], env, cwd=TESTS)
+                "--filter", '{"prediction": "incorrect", "order": "loss"}', "--limit", "3", "--metrics", "deletion"],
+               env, cwd=TESTS)
     assert done.returncode == 0, done.stderr
-    assert "wrote 3 examples" in done.stdout and (tmp_path / "r.html").read_text().count('class="card"') == 3
+    report = (tmp_path / "r.html").read_text()
+    assert "wrote 3 examples" in done.stdout and report.count('class="card"') == 3 and report.count("deletion ") == 3
     done = run(["export", *source, "--format", "csv", "--out", str(tmp_path / "p.csv")], env, cwd=TESTS)
     assert done.returncode == 0 and len((tmp_path / "p.csv").read_text().splitlines()) > 2
     bad = run(["export", *source, "--format", "html", "--out", str(tmp_path / "r.html"), "--filter", "{bad"],
