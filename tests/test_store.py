@@ -339,3 +339,65 @@ def test_the_prune_command_drops_other_versions_then_the_oldest(tmp_path, capsys
     assert capsys.readouterr().err.count("\n") == 1
     assert launch.main(["prune", "--store", str(tmp_path), "--max-size", "lots"]) == 2
     assert "is not a size" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_precompute_killed_then_rerun_while_two_servers_read_the_store(tmp_path):
+    """Two servers serve pages from one store while precompute writes to it; precompute killed with
+    SIGKILL mid-run leaves a consistent store; the rerun completes with every entry there and intact."""
+    import requests
+
+    from insights_app.demo import write_digit_images
+    from launch_helpers import ROOT, TESTS, launch_env, run, start
+
+    write_digit_images(tmp_path / "digits", size=16, valid_fraction=0.2, limit=800)
+    data = tmp_path / "digits" / "valid"
+    n = sum(1 for _ in data.rglob("*.png"))
+    store = tmp_path / "store"
+    source = ["--model", "launch_helpers:digits_net", "--data", str(data), "--channels", "1"]
+    pre = ["precompute", *source, "--store", str(store), "--methods", "IntegratedGradients,Saliency",
+           "--arguments", '{"IntegratedGradients": {"n_steps": 200}}']
+    env = launch_env(tmp_path / "cache")
+    Store(store)  # created before the servers and the writer start
+    servers = [start([*source, "--store", str(store)], env, cwd=TESTS) for _ in range(2)]
+    writer = subprocess.Popen([sys.executable, "-u", str(ROOT / "launch.py"), *pre], cwd=TESTS, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        body = {"method": "Saliency", "page_size": 4}
+        served = 0
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (served < 6 or Store(store).counts()["explanations"] < 20):
+            for s in servers:
+                page = requests.post(f"{s.url.split('?')[0].rstrip('/')}/api/v1/examples",
+                                     json=dict(body, page=served % 5), timeout=60)
+                assert page.status_code == 200 and all(m["attributions"] for ex in page.json()["examples"]
+                                                       for m in ex["models"])
+                served += 1
+            assert writer.poll() is None, "precompute ended before it could be killed"
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=10)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+        for s in servers:
+            s.stop()
+    conn = sqlite3.connect(store / FILE_NAME)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+    before = Store(store).counts()["explanations"]
+    assert 0 < before < 2 * n + 40  # killed halfway (the servers' Saliency pages are in there too)
+    again = run(pre, env, cwd=TESTS, timeout=400)
+    assert again.returncode == 0, again.stderr
+    assert f"{n} examples:" in again.stdout and " 0 failed" in again.stdout, again.stdout
+    counts = Store(store).counts()
+    assert counts["explanations"] >= 2 * n and counts["predictions"] >= n
+    # Every entry decodes to a whole map of the image's size, finite.
+    rows = sqlite3.connect(store / FILE_NAME).execute("SELECT maps FROM explanations").fetchall()
+    from insights_app.store.sqlite import decode_maps
+
+    for (blob,) in rows:
+        (m,) = decode_maps(blob)
+        assert m.shape == (16, 16) and np.isfinite(m).all()
+    third = run(pre, env, cwd=TESTS, timeout=400)
+    assert f"{n} examples: 0 maps stored, {2 * n} already stored, 0 failed" in third.stdout, third.stdout
