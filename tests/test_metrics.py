@@ -230,3 +230,20 @@ def test_the_method_report_command(tmp_path):
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("insights-app: error: methods:")
     bad = run(["method-report", *source, "--metrics", "speed"], env, cwd=TESTS)
     assert bad.returncode == 2 and "unknown metric 'speed'" in bad.stderr
+
+
+def test_a_second_method_report_is_read_from_the_store(tmp_path, trained, monkeypatch):
+    from insights_app.metrics import report
+    from insights_app.metrics.report import method_report
+
+    options = MetricOptions(("deletion", "insertion", "infidelity"), samples=2)
+    first_vis = visualizer(trained, store=tmp_path)
+    want = method_report(first_vis, ["Saliency", "IntegratedGradients"], sample=6, options=options, sanity=2)
+    again = visualizer(trained, store=tmp_path)
+    calls = []
+    forward = again.engines[0].forward
+    again.engines[0].forward = lambda *a: calls.append(1) or forward(*a)
+    monkeypatch.setattr(report, "sanity_check", lambda *a, **k: pytest.fail("the sanity check ran again"))
+    got = method_report(again, ["Saliency", "IntegratedGradients"], sample=6, options=options, sanity=2)
+    assert calls == []  # predictions, maps, metrics and the sanity checks all come from the store
+    assert got["models"] == want["models"]

@@ -14,9 +14,13 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from ..dataset import ExampleBatch
+from ..engine import arguments_key, fingerprints
 from ..errors import ValidationError
 from .options import LOWER_IS_BETTER, METRICS, REPORT_METHODS, MetricOptions
-from .sanity import sanity_check
+from .sanity import MAX_STEPS, sanity_check
+
+# The sanity check's per-example summary is stored like a metric (same table, same keys, its own name).
+SANITY_KEY = f"sanity:v1:{{\"seed\": 0, \"steps\": {MAX_STEPS}}}"
 
 SAMPLE_MAX = 1024
 SANITY_MAX = 64
@@ -100,15 +104,29 @@ def _sanity(engine: Any, spec: Any, params: Dict[str, Any], examples: List[Any],
     kept = [(ex, r) for ex, r in zip(examples, results) if r.explanation is not None and r.explanation.target is not None]
     if not kept:
         return {"examples": 0, "insensitive": 0, "spearman": None, "ssim": None, "flag": False}
-    checked = []
+    checked: List[Dict[str, Any]] = []  # per example: its SanityResult.to_json(), stored like a metric
+    by_id = {ex.id: r for ex, r in kept}
+    key = arguments_key(spec.fingerprint, params)
     for _index, batch in ExampleBatch.groups([ex for ex, _ in kept]):
-        by_id = {ex.id: r for ex, r in kept}
         rs = [by_id[i] for i in batch.ids]
-        checked.extend(engine.compute.run(sanity_check, engine, spec, params, batch, [r.explanation.target for r in rs],
-                                          [r.explanation.maps for r in rs], cancel=cancel))
-    rho = [c.spearman[-1] for c in checked if c.spearman and c.spearman[-1] is not None]
-    ssim = [c.ssim[-1] for c in checked if c.ssim and c.ssim[-1] is not None]
-    flagged = sum(c.insensitive for c in checked)
+        fps = fingerprints(batch) if engine.store is not None else None
+        wanted = [] if fps is None else [(fp, key, r.explanation.target, SANITY_KEY) for fp, r in zip(fps, rs)]
+        stored = engine.store.metrics(wanted) if wanted else {}
+        missing = [j for j in range(len(rs)) if not wanted or wanted[j] not in stored]
+        found: Dict[int, Dict[str, Any]] = {j: stored[wanted[j]] for j in range(len(rs)) if wanted and wanted[j] in stored}
+        if missing:
+            sub = batch.select(missing)
+            results = engine.compute.run(sanity_check, engine, spec, params, sub,
+                                         [rs[j].explanation.target for j in missing],
+                                         [rs[j].explanation.maps for j in missing], cancel=cancel)
+            for j, result in zip(missing, results):
+                found[j] = result.to_json()
+            if wanted:
+                engine.store.save_metrics([(wanted[j], found[j]) for j in missing])
+        checked.extend(found[j] for j in range(len(rs)))
+    rho = [c["spearman"][-1] for c in checked if c["spearman"] and c["spearman"][-1] is not None]
+    ssim = [c["ssim"][-1] for c in checked if c["ssim"] and c["ssim"][-1] is not None]
+    flagged = sum(bool(c["insensitive"]) for c in checked)
     return {"examples": len(checked), "insensitive": flagged,
             "spearman": _summary(rho)["mean"], "ssim": _summary(ssim)["mean"], "flag": flagged * 2 > len(checked)}
 
