@@ -14,15 +14,36 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import DEFAULT_METHODS, report
 
-ALL = "all methods"
-# (page sizes, methods) per model. resnet18 pages of 16 and 64 cost minutes per method on two
-# CPU cores, so the full run has resnet18 at 16 for Saliency only; --sizes/--methods ask for more.
-FULL_PLAN = {"cnn32": [((4, 16, 64), ALL)], "resnet18": [((4,), ALL), ((16,), ("Saliency",))]}
-QUICK_PLAN = {"cnn32": [((4, 16), ALL)], "resnet18": [((4,), ("Saliency",))]}
+ALL = "all methods"  # every method the model has arguments for (bench/cases.py)
+# (page sizes, methods) per model: the default plan. resnet18 pages of 16 and 64 cost minutes per
+# method on two CPU cores, so the default run has resnet18 at 16 for Saliency only. The other
+# 224x224 models were sized by one forward+backward pass on one example at one thread on two
+# shared cores: mobilenet_v3_small 0.05 s, efficientnet_b0 0.2-0.4 s, convnext_tiny 0.8 s, vit_b_16
+# 2-3.6 s. Integrated Gradients (50 steps) is 200 of them per page of 4 and a cell makes five to
+# seven such calls, so the default keeps what fits in about 20 minutes for the five models after
+# cnn32/resnet18: every method at 4 and Saliency at 16 for mobilenet_v3_small and efficientnet_b0;
+# Saliency at 4 and 16 and Occlusion at 4 for convnext_tiny; Saliency at 4 and 16 for vit_b_16.
+# ``--plan full`` runs every model x method x {4, 16} (for a GPU: --device cuda); --sizes/--methods
+# ask for more on any plan, and --max-cell-seconds skips what would not fit.
+DEFAULT_PLAN = {
+    "cnn32": [((4, 16, 64), ALL)],
+    "lenet": [((4, 16), ALL)],
+    "resnet18": [((4,), ALL), ((16,), ("Saliency",))],
+    "mobilenet_v3_small": [((4,), ALL), ((16,), ("Saliency",))],
+    "efficientnet_b0": [((4,), ALL), ((16,), ("Saliency",))],
+    "convnext_tiny": [((4,), ("Saliency", "Occlusion")), ((16,), ("Saliency",))],
+    "vit_b_16": [((4, 16), ("Saliency",))],
+}
+FULL_PLAN = {key: [((4, 16, 64) if key == "cnn32" else (4, 16), ALL)] for key in DEFAULT_PLAN}
+QUICK_PLAN = {"cnn32": [((4, 16), ALL)], "lenet": [((4,), ALL)], "resnet18": [((4,), ("Saliency",))],
+              **{key: [((4,), ("Saliency",))] for key in ("mobilenet_v3_small", "efficientnet_b0", "convnext_tiny",
+                                                          "vit_b_16")}}
+PLANS = {"default": DEFAULT_PLAN, "full": FULL_PLAN}
+DEFAULT_MODELS = ["cnn32", "resnet18"]
 SECTIONS = ("pages", "render", "memory", "pass", "precompute")
 
 
@@ -44,14 +65,27 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a short run: fewer sizes, methods and repeats")
-    ap.add_argument("--models", type=_csv, default=["cnn32", "resnet18"], help="cnn32,resnet18")
-    ap.add_argument("--methods", type=_csv, default=None, help=f"default: {','.join(DEFAULT_METHODS)}")
+    ap.add_argument("--models", type=_csv, default=list(DEFAULT_MODELS),
+                    help=f"default {','.join(DEFAULT_MODELS)}; 'all', or any of {','.join(DEFAULT_PLAN)}")
+    ap.add_argument("--methods", type=_csv, default=None,
+                    help=f"default: the plan's; any of {','.join(DEFAULT_METHODS)} (the models other than cnn32 and "
+                         "resnet18 have no NoiseTunnel(Saliency))")
     ap.add_argument("--sizes", type=_ints, default=None,
-                    help="page sizes for every model and method (default: 4,16,64 for cnn32; 4 for resnet18, "
-                         "and 16 with Saliency)")
+                    help="page sizes for every model and method (default: the plan's)")
+    ap.add_argument("--plan", choices=tuple(PLANS), default="default",
+                    help="the pages section's cells: 'default' fits two shared CPU cores (4,16,64 for cnn32, 4,16 "
+                         "for lenet, 4 for what the 224x224 models can afford and 16 for their Saliency; see "
+                         "bench/__main__.py); 'full': every model x method x {4,16}, for a GPU (--device cuda) or "
+                         "a long run")
+    ap.add_argument("--max-cell-seconds", type=float, default=None,
+                    help="skip a pages cell whose estimated time is over this, and start no round that would "
+                         "take a cell past it (default: no limit)")
+    ap.add_argument("--device", default="cpu",
+                    help="where the pages section's models run (both sides), e.g. cuda; the other sections stay "
+                         "on the CPU (default cpu)")
     ap.add_argument("--repeats", type=int, default=None,
-                    help="timed rounds per cell, at least (the best is kept; default 2, more while a cell has run "
-                         "for under 8 s, up to 20)")
+                    help="timed rounds per cell, at least (the best is kept; default 2, 1 for a cell whose captum "
+                         "call is estimated over 10 s; more while a cell has run for under 8 s, up to 20)")
     ap.add_argument("--sections", type=_csv, default=list(SECTIONS), help=",".join(SECTIONS))
     ap.add_argument("--memory-sizes", type=_ints, default=None, help="folder sizes (default 1000,10000,50000)")
     ap.add_argument("--memory-pages", type=int, default=None, help="pages read in each folder (default 20)")
@@ -79,9 +113,13 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     unknown = set(a.sections) - set(SECTIONS)
     if unknown:
         ap.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    if a.models == ["all"]:
+        a.models = list(DEFAULT_PLAN)
     for m in a.models:
-        if m not in FULL_PLAN:
-            ap.error(f"unknown model {m!r}: choose from {', '.join(FULL_PLAN)}")
+        if m not in DEFAULT_PLAN:
+            ap.error(f"unknown model {m!r}: choose from {', '.join(DEFAULT_PLAN)} (or all)")
+    if a.max_cell_seconds is not None and a.max_cell_seconds <= 0:
+        ap.error("--max-cell-seconds must be positive")
     if a.methods:
         bad = [m for m in a.methods if m not in DEFAULT_METHODS]
         if bad:
@@ -103,32 +141,61 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def plan_cells(a: argparse.Namespace, key: str) -> List[Tuple[str, int]]:
+    """(method, page size) cells for model ``key``: the plan's (--quick: the quick one), or
+    --sizes x --methods (each defaulting to the plan's) when asked; methods the model has no
+    arguments for are left out."""
+    from .cases import methods_of
+
+    available = methods_of(key)
+    plan = (QUICK_PLAN if a.quick else PLANS[a.plan])[key]
+    if a.sizes or a.methods:  # what was asked, for every size and method
+        plan = [(tuple(a.sizes or sorted({n for sizes, _ in plan for n in sizes})),
+                 tuple(a.methods) if a.methods else ALL)]
+    cells = [(m, n) for sizes, methods in plan
+             for m in (available if methods == ALL else methods) for n in sizes]
+    return [(m, n) for m, n in dict.fromkeys(cells) if m in available]
+
+
 def run_pages(a: argparse.Namespace) -> List[Any]:
     from .cases import build_cases
     from .models import build_model
-    from .pages import PageBench
+    from .pages import Calibration, PageBench, SkippedCell, estimate
 
-    results = []
-    repeats = a.repeats or (1 if a.quick else 2)
+    results: List[Any] = []
+    default_repeats = 1 if a.quick else 2
+    min_seconds = 0.5 if a.quick else 8.0
     for key in a.models:
-        plan = (QUICK_PLAN if a.quick else FULL_PLAN)[key]
-        if a.sizes or a.methods:  # what was asked, for every size and method
-            plan = [(tuple(a.sizes or sorted({n for sizes, _ in plan for n in sizes})),
-                     tuple(a.methods) if a.methods else ALL)]
-        cells = [(m, n) for sizes, methods in plan
-                 for m in (DEFAULT_METHODS if methods == ALL else methods) for n in sizes]
-        bm = build_model(key)
+        cells = plan_cells(a, key)
+        if a.methods and len({m for m, _ in cells}) < len(a.methods):
+            _log(f"  {key}: no arguments for {', '.join(m for m in a.methods if m not in {c for c, _ in cells})} "
+                 "(left out)")
+        if not cells:
+            continue
+        bm = build_model(key, device=a.device)
         cases: Dict[str, List[Any]] = {}
         for case in build_cases(bm, tuple(dict.fromkeys(m for m, _ in cells))):
             cases.setdefault(case.method, []).append(case)
+        cal = Calibration.measure(bm)
+        _log(f"  {key}: one example's forward+backward pass {cal.forward_backward_s * 1e3:.1f} ms, forward pass "
+             f"{cal.forward_s * 1e3:.1f} ms")
         bench = PageBench(bm)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # captum: "Input Tensor 0 did not already require gradients"
                 for method, size in cells:
                     for case in cases[method][:1] if a.quick else cases[method]:
-                        results.append(bench.run(case, size, repeats, log=_log,
-                                                 min_seconds=0.5 if a.quick else 8.0))
+                        est = estimate(case, bm, size, cal, a.repeats, default_repeats, min_seconds,
+                                       warm=not bench.is_warm(case))
+                        _log(f"  {key:9s} {method:24s} n={size:<3d} ({case.describe()}): {est.describe()}")
+                        if a.max_cell_seconds is not None and est.cell_s > a.max_cell_seconds:
+                            _log(f"  {key:9s} {method:24s} n={size:<3d} skipped: over the time budget "
+                                 f"({est.cell_s:.0f} s > {a.max_cell_seconds:.0f} s)")
+                            results.append(SkippedCell(key, method, case.describe(), size, est.passes, est.backward,
+                                                       est.call_s, est.cell_s, a.max_cell_seconds))
+                            continue
+                        results.append(bench.run(case, size, est.rounds, log=_log, min_seconds=min_seconds,
+                                                 estimate=est, max_seconds=a.max_cell_seconds))
         finally:
             bench.close()
     return results
@@ -148,10 +215,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     started = time.perf_counter()
-    out: Dict[str, Any] = {"machine": report.machine(), "command": "python -m bench " + " ".join(argv or sys.argv[1:])}
+    out: Dict[str, Any] = {"machine": report.machine(a.device if "pages" in a.sections else "cpu"),
+                           "command": "python -m bench " + " ".join(argv or sys.argv[1:])}
     pages = render = memory = passes = pre = None
     if "pages" in a.sections:
-        _log("pages: server vs raw captum")
+        _log(f"pages: server vs raw captum ({'quick' if a.quick else a.plan} plan)")
         pages = run_pages(a)
         out["pages"] = [r.to_json() for r in pages]
     if "render" in a.sections:

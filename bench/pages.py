@@ -6,6 +6,12 @@ non-streaming pages from the real waitress server, the best of N streaming pages
 the first example line and to the last), and a repeated request (a cache hit). Raw and
 server measurements alternate so that they share the machine's noise. Every timed page is
 a page the server has never seen (see :class:`~bench.models.RepeatingPool`).
+
+Before a cell runs, its cost is estimated from the model passes its method makes (a
+:class:`Calibration` times one forward+backward and one forward pass of the model on one
+example): a cell over the time budget is skipped (a :class:`SkippedCell`), and a cell
+whose captum call takes seconds is warmed up on one example and timed over one round
+unless more are asked for.
 """
 
 from __future__ import annotations
@@ -44,6 +50,9 @@ class PageResult:
     # time to other work on a busy machine.
     raw_best_cpu_s: float
     server_page_cpu_s: float
+    passes: int = 0  # model passes (rows) one captum call on the page makes
+    backward: bool = True  # forward+backward passes (else forward only)
+    estimated_call_s: float = 0.0  # what the calibration predicted for one captum call on the page
 
     @property
     def raw_best_s(self) -> float:
@@ -83,6 +92,97 @@ class PageResult:
                    stream_ratio=self.stream_ratio,
                    first_fraction=self.first_fraction)
         return out
+
+
+LIGHT_WARMUP_CALL_S = 2.0  # a cell whose call is estimated over this is warmed up on one example
+HEAVY_CALL_S = 10.0  # ... and over this, timed over one round unless more are asked for
+CALLS_PER_ROUND = 5  # raw batched, page, raw per example, page, streamed page
+
+
+@dataclass
+class Calibration:
+    """One forward+backward and one no-grad forward pass of the model on one example."""
+
+    forward_backward_s: float
+    forward_s: float
+
+    @classmethod
+    def measure(cls, bm: BenchModel, rows: int = 1, repeats: int = 1) -> "Calibration":
+        """Per example, the best of ``repeats`` passes on ``rows`` examples at once (after one to
+        warm up); a model whose pass on one example takes under 50 ms is measured again, five
+        times on 16 (one example's pass is then mostly fixed costs)."""
+        x = bm.model_inputs(rows)
+        fb, fwd = [], []
+        for i in range(repeats + 1):  # the first warms the model up
+            xg = x.clone().requires_grad_(True)
+            t0 = time.perf_counter()
+            bm.model(xg)[:, 0].sum().backward()
+            bm.sync()
+            fb.append(time.perf_counter() - t0)
+            if i:
+                t0 = time.perf_counter()
+                with torch.no_grad():
+                    bm.model(x)
+                bm.sync()
+                fwd.append(time.perf_counter() - t0)
+        cal = cls(min(fb[1:]) / rows, min(fwd) / rows)
+        if rows == 1 and cal.forward_backward_s < 0.050:
+            return cls.measure(bm, 16, 5)
+        return cal
+
+    def pass_s(self, backward: bool) -> float:
+        return self.forward_backward_s if backward else self.forward_s
+
+
+@dataclass
+class CellEstimate:
+    """What one cell is expected to cost: passes per captum call, seconds per call and per cell."""
+
+    passes: int
+    backward: bool
+    call_s: float
+    cell_s: float
+    rounds: int
+    light_warmup: bool
+
+    def describe(self) -> str:
+        kind = "forward+backward" if self.backward else "forward"
+        return (f"~{self.passes} {kind} passes per call, ~{self.call_s:.1f} s per call, ~{self.cell_s:.0f} s for the "
+                f"cell (at least {self.rounds} round{'s' if self.rounds != 1 else ''})")
+
+
+def estimate(case: Case, bm: BenchModel, size: int, cal: Calibration, repeats: Optional[int], default_repeats: int,
+             min_seconds: float, warm: bool, max_repeats: int = 20) -> CellEstimate:
+    """The cost of one cell: ``repeats`` rounds when given, else ``default_repeats`` (one for a
+    cell whose call takes over ``HEAVY_CALL_S``), more while under ``min_seconds``; the warm-up
+    when ``warm`` (the method's first cell)."""
+    passes, backward = case.passes(bm.side, size)
+    call_s = passes * cal.pass_s(backward) + size * cal.forward_s  # the page's prediction pass too
+    rounds = repeats or (1 if call_s > HEAVY_CALL_S else default_repeats)
+    light = call_s > LIGHT_WARMUP_CALL_S
+    warm_s = 0.0 if not warm else (2 * call_s / size if light else 2 * call_s + call_s / size)
+    round_s = CALLS_PER_ROUND * call_s
+    timed_s = max(rounds * round_s, min(min_seconds, max_repeats * round_s))
+    return CellEstimate(passes, backward, call_s, warm_s + timed_s, rounds, light)
+
+
+@dataclass
+class SkippedCell:
+    """A cell that was not run: its estimate was over the time budget."""
+
+    model: str
+    method: str
+    arguments: str
+    page_size: int
+    passes: int
+    backward: bool
+    estimated_call_s: float
+    estimated_cell_s: float
+    budget_s: float
+    skipped: str = "skipped: over the time budget"
+
+    def to_json(self) -> Dict[str, Any]:
+        return asdict(self)
 
 
 def _timed(fn: Callable[[], Any], cpu: Optional[List[float]] = None) -> float:
@@ -161,10 +261,16 @@ class PageBench:
         self.check(json.loads(payload), size)
         return body
 
+    def is_warm(self, case: Case) -> bool:
+        return case.method in self._warm
+
     def run(self, case: Case, size: int, repeats: int, log: Optional[Callable[[str], None]] = None,
-            min_seconds: float = 0.0, max_repeats: int = 20) -> PageResult:
+            min_seconds: float = 0.0, max_repeats: int = 20, estimate: Optional[CellEstimate] = None,
+            max_seconds: Optional[float] = None) -> PageResult:
         """Measure one cell: at least ``repeats`` rounds, more (up to ``max_repeats``) while the
-        cell has run for less than ``min_seconds``, so that cheap cells get more samples."""
+        cell has run for less than ``min_seconds``, so that cheap cells get more samples. No
+        round after the first starts once another would take the cell past ``max_seconds``.
+        With an ``estimate`` whose call takes seconds, the warm-up is on one example."""
         bm = self.bm
         x = bm.model_inputs(size)
         zeros = bm.baseline_zeros(size)
@@ -173,28 +279,39 @@ class PageBench:
 
         def raw_batched() -> None:
             case.raw(x, zeros, targets)
+            bm.sync()
 
         def raw_per_example() -> None:
             for i in range(size):
                 case.raw(x[i:i + 1], zeros[i:i + 1], targets[i:i + 1])
+            bm.sync()
 
         def raw_forward() -> None:
             with torch.no_grad():
                 bm.model(x)
+            bm.sync()
 
+        started = time.perf_counter()
         if case.method not in self._warm:
-            # Warm up both sides once per method (captum's first call, Flask's first request).
+            # Warm up both sides once per method (captum's first call, Flask's first request); on
+            # one example where a call takes seconds (its first-call costs are then noise).
             self._warm.add(case.method)
-            self.check(self.client.page(self.body(case, size, self.fresh_page(size))), size)
-            raw_batched()
+            warm_size = 1 if estimate is not None and estimate.light_warmup else size
+            self.check(self.client.page(self.body(case, warm_size, self.fresh_page(warm_size))), warm_size)
+            if warm_size == size:
+                raw_batched()
             case.raw(x[:1], zeros[:1], targets[:1])
 
         times: Dict[str, List[float]] = {k: [] for k in ("batched", "per_example", "forward", "page", "first",
                                                           "total", "raw_cpu", "page_cpu")}
         last_body: Dict[str, Any] = {}
-        started = time.perf_counter()
+        timing_started = time.perf_counter()
         rounds = 0
-        while rounds < repeats or (time.perf_counter() - started < min_seconds and rounds < max_repeats):
+        round_s = 0.0
+        while rounds < repeats or (time.perf_counter() - timing_started < min_seconds and rounds < max_repeats):
+            if rounds and max_seconds is not None and time.perf_counter() - started + round_s > max_seconds:
+                break  # another round would take the cell over its time budget
+            round_started = time.perf_counter()
             rounds += 1
             # Each round times as many server pages as raw calls (two of each), in alternation, so
             # that neither side gets more chances at a quiet moment of a shared machine.
@@ -208,6 +325,7 @@ class PageBench:
                 raise RuntimeError(f"stream gave {st.examples} examples, expected {size}")
             times["first"].append(st.first_s)
             times["total"].append(st.total_s)
+            round_s = time.perf_counter() - round_started
 
         hits_before = sum(e.results.hits for e in self.vis.engines)
         hit_times = []
@@ -223,6 +341,8 @@ class PageBench:
             bm.key, case.method, case.describe(), size, rounds,
             min(times["batched"]), min(times["per_example"]), min(times["forward"]), min(times["page"]),
             min(times["first"]), min(times["total"]), min(hit_times), min(times["raw_cpu"]), min(times["page_cpu"]),
+            *((estimate.passes, estimate.backward, estimate.call_s) if estimate
+              else case.passes(bm.side, size) + (0.0,)),
         )
         if log:
             log(f"  {bm.key:9s} {case.method:24s} n={size:<3d} raw {result.raw_best_s * 1e3:9.1f} ms  "

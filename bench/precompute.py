@@ -62,6 +62,9 @@ class PrecomputeResult:
     ray_start_s: Optional[float] = None  # ray.init, None without Ray
     ray: List[RayRun] = field(default_factory=list)
     note: str = ""
+    # Server time of a page of STORED_PAGE examples read from the store by a fresh visualizer (ms, one per page)
+    stored_page_ms: List[float] = field(default_factory=list)
+    stored_page_forwards: int = 0  # forward passes those pages ran (0: every map came from the store)
 
     @property
     def plain_rate(self) -> float:
@@ -184,11 +187,32 @@ def run(n: int = 256, rounds: int = 3, workers: Sequence[int] = (1, 2), threads:
         vis = make_visualizer(bm, pool, base / "local0")
         result.agree = sum(int(a == b) for a, b in zip(_top1(vis, pool), argmax.tolist()))
         vis.results_store.close()
+        stored_pages(result, bm, pool, base / "local0")
         if workers:
             _ray_runs(result, bm, pool, base, workers, log)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return result
+
+
+STORED_PAGE = 8
+
+
+def stored_pages(result: PrecomputeResult, bm: Any, pool: torch.Tensor, store: Path) -> None:
+    """A restarted server's pages of precomputed examples: the server-side time of each (the examples
+    view's whole answer, maps drawn, as vis.page computes it for the HTTP layer), and the forward
+    passes they ran (none: the store answers)."""
+    vis = make_visualizer(bm, pool, store)
+    forward = vis.engines[0].forward
+    calls = []
+    vis.engines[0].forward = lambda *a: calls.append(1) or forward(*a)
+    body = {"method": "IntegratedGradients", "arguments": ARGUMENTS, "page_size": STORED_PAGE}
+    for page in range(min(8, len(pool) // STORED_PAGE)):
+        t0 = time.perf_counter()
+        vis.page(dict(body, page=page))
+        result.stored_page_ms.append((time.perf_counter() - t0) * 1000)
+    result.stored_page_forwards = len(calls)
+    vis.results_store.close()
 
 
 def _ray_runs(result: PrecomputeResult, bm: Any, pool: torch.Tensor, base: Path, workers: Sequence[int],
@@ -240,4 +264,10 @@ def table(res: PrecomputeResult) -> str:
                      + ("" if r.equal else " (rows differ from local)")])
     header = ["run", "examples", "ex/s", "ex/s without actor start", "actor start s", "vs plain", "CPU vs plain",
               "vs local"]
-    return _table(header, rows)
+    out = _table(header, rows)
+    if res.stored_page_ms:
+        ms = sorted(res.stored_page_ms)
+        out += (f"\n\nA stored page of {STORED_PAGE} (a fresh visualizer on the local store): "
+                f"{ms[0]:.1f} ms best, {ms[len(ms) // 2]:.1f} ms median over {len(ms)} pages, "
+                f"{res.stored_page_forwards} forward passes")
+    return out

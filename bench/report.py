@@ -7,7 +7,13 @@ import os
 import platform
 from typing import Any, Dict, List, Optional, Sequence
 
+# The page target (issue 18): within PAGE_RATIO_TARGET of raw captum's best where captum's call
+# takes at least PAGE_SLOW_CALL_S; where it takes less, at most PAGE_FIXED_S per page plus
+# PAGE_PER_EXAMPLE_S per example over it.
 PAGE_RATIO_TARGET = 1.10
+PAGE_SLOW_CALL_S = 0.050
+PAGE_FIXED_S = 0.003
+PAGE_PER_EXAMPLE_S = 0.0003
 FIRST_FRACTION_TARGET = 0.5  # of the page time, for 16 examples
 CACHE_HIT_TARGET_S = 0.050
 RENDER_TARGET_US = 5000.0
@@ -27,7 +33,7 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine() -> Dict[str, Any]:
+def machine(device: str = "cpu") -> Dict[str, Any]:
     import captum
     import torch
 
@@ -44,7 +50,7 @@ def machine() -> Dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "captum": captum.__version__,
-        "device": "cpu",
+        "device": device if device == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
     }
 
 
@@ -58,13 +64,42 @@ def _table(header: Sequence[str], rows: List[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def _passes(r: Any) -> str:
+    return f"{r.passes} {'f+b' if r.backward else 'fwd'}" if r.passes else ""
+
+
+def measured(pages: Optional[Sequence[Any]]) -> List[Any]:
+    """The cells that ran (not the ones skipped over the time budget)."""
+    return [r for r in pages or [] if not hasattr(r, "skipped")]
+
+
+def page_allowance_s(r: Any) -> Optional[float]:
+    """Seconds the page may take over raw captum's best where that takes under
+    PAGE_SLOW_CALL_S; None where the ratio applies instead."""
+    if r.raw_best_s >= PAGE_SLOW_CALL_S:
+        return None
+    return PAGE_FIXED_S + PAGE_PER_EXAMPLE_S * r.page_size
+
+
+def page_target_met(r: Any) -> bool:
+    allowance = page_allowance_s(r)
+    if allowance is None:
+        return r.ratio <= PAGE_RATIO_TARGET
+    return r.server_page_s - r.raw_best_s <= allowance
+
+
 def pages_table(pages: Sequence[Any]) -> str:
-    header = ["model", "method (arguments)", "n", "captum batched ms", "captum per-example ms", "server page ms",
-              "ratio", "CPU ratio", "ratio incl. forward", "server extra ms / example", "first example ms",
-              "stream page ms", "first / stream", "cache hit ms"]
+    header = ["model", "method (arguments)", "n", "passes / call", "captum batched ms", "captum per-example ms",
+              "server page ms", "ratio", "CPU ratio", "ratio incl. forward", "server extra ms / example",
+              "first example ms", "stream page ms", "first / stream", "cache hit ms"]
     rows = []
     for r in pages:
-        rows.append([r.model, f"{r.method} ({r.arguments})", str(r.page_size), _ms(r.raw_batched_s),
+        if hasattr(r, "skipped"):
+            rows.append([r.model, f"{r.method} ({r.arguments})", str(r.page_size), _passes(r),
+                         f"{r.skipped} (estimated {r.estimated_cell_s:.0f} s > {r.budget_s:.0f} s)"]
+                        + [""] * (len(header) - 5))
+            continue
+        rows.append([r.model, f"{r.method} ({r.arguments})", str(r.page_size), _passes(r), _ms(r.raw_batched_s),
                      _ms(r.raw_per_example_s), _ms(r.server_page_s), f"{r.ratio:.2f}", f"{r.cpu_ratio:.2f}",
                      f"{r.ratio_with_forward:.2f}", _ms(r.overhead_per_example_s), _ms(r.stream_first_s),
                      _ms(r.stream_total_s),
@@ -103,11 +138,27 @@ def targets(pages: Optional[Sequence[Any]], render: Optional[Sequence[Any]],
             precompute: Optional[Any] = None) -> List[Dict[str, Any]]:
     """Each target of the issue: met or not, and the figures behind the verdict."""
     out: List[Dict[str, Any]] = []
+    skipped = [r for r in pages or [] if hasattr(r, "skipped")]
+    pages = measured(pages)
     if pages:
-        over = [r for r in pages if r.ratio > PAGE_RATIO_TARGET]
-        out.append({"target": f"page within {PAGE_RATIO_TARGET:.2f}x of raw captum", "met": not over,
-                    "detail": "all cells" if not over else "over in: " + "; ".join(
-                        f"{r.model} {r.method} n={r.page_size} ({r.ratio:.2f}x)" for r in over)})
+        over = [r for r in pages if not page_target_met(r)]
+
+        def miss(r: Any) -> str:
+            allowance = page_allowance_s(r)
+            if allowance is None:
+                return f"{r.model} {r.method} n={r.page_size} ({r.ratio:.2f}x of {r.raw_best_s * 1e3:.0f} ms)"
+            return (f"{r.model} {r.method} n={r.page_size} (+{(r.server_page_s - r.raw_best_s) * 1e3:.1f} ms over "
+                    f"{r.raw_best_s * 1e3:.1f} ms, allowed {allowance * 1e3:.1f} ms)")
+
+        slow = sum(page_allowance_s(r) is None for r in pages)
+        detail = (f"all {len(pages)} cells ({slow} at {PAGE_SLOW_CALL_S * 1e3:.0f} ms or more, {len(pages) - slow} "
+                  "under)" if not over else "missed in: " + "; ".join(miss(r) for r in over))
+        if skipped:
+            detail += f"; {len(skipped)} cell(s) skipped over the time budget, not judged"
+        out.append({"target": f"page within {PAGE_RATIO_TARGET:.2f}x of raw captum's best where captum takes at "
+                              f"least {PAGE_SLOW_CALL_S * 1e3:.0f} ms, else at most {PAGE_FIXED_S * 1e3:.0f} ms per "
+                              f"page + {PAGE_PER_EXAMPLE_S * 1e3:.1f} ms per example over it",
+                    "met": not over, "detail": detail})
         sixteen = [r for r in pages if r.page_size == 16]
         if sixteen:
             slow = [r for r in sixteen if r.first_fraction >= FIRST_FRACTION_TARGET]
@@ -153,6 +204,12 @@ def targets(pages: Optional[Sequence[Any]], render: Optional[Sequence[Any]],
         out.append({"target": "precompute stores every example, its top-1 the plain loop's argmax",
                     "met": p.stored == p.examples and p.agree == p.examples,
                     "detail": f"{p.stored}/{p.examples} stored, {p.agree}/{p.examples} agree"})
+        if p.stored_page_ms:
+            best = min(p.stored_page_ms)
+            out.append({"target": "a page of stored examples under 50 ms of server time, with no forward pass",
+                        "met": best < 50.0 and p.stored_page_forwards == 0,
+                        "detail": f"{best:.1f} ms best, {sorted(p.stored_page_ms)[len(p.stored_page_ms) // 2]:.1f} ms "
+                                  f"median, {p.stored_page_forwards} forward passes"})
         if p.ray:
             differ = [r.workers for r in p.ray if not r.equal]
             out.append({"target": "the Ray executor stores what the local one stores, byte for byte", "met": not differ,
@@ -164,7 +221,7 @@ def markdown(info: Dict[str, Any], pages: Optional[Sequence[Any]], render: Optio
              memory: Optional[Sequence[Any]], verdicts: List[Dict[str, Any]], elapsed_s: float,
              passes: Optional[Sequence[Any]] = None, precompute: Optional[Any] = None) -> str:
     parts = [f"## Benchmarks ({info['date']}, {info['cpu']}, {info['cores']} cores, torch {info['torch']} with "
-             f"{info['torch_threads']} threads, captum {info['captum']}, CPU)", ""]
+             f"{info['torch_threads']} threads, captum {info['captum']}, {info.get('device', 'cpu')})", ""]
     if pages:
         parts += ["### One page: the server (HTTP) against raw captum on the same inputs", "",
                   "Times are the best of the repeats (as many server pages as captum calls, alternating). "
@@ -172,7 +229,8 @@ def markdown(info: Dict[str, Any], pages: Optional[Sequence[Any]], render: Optio
                   "server page / the faster of the two; *CPU ratio*: the same in process CPU time; *ratio incl. "
                   "forward*: the same with the forward pass that picks the targets added to captum's side; "
                   "*server extra / example*: (server page - faster captum) / n. *first example*: streaming page, "
-                  "request sent to the first example received.", "",
+                  "request sent to the first example received. *passes / call*: the model passes (rows) one captum "
+                  "call on the page makes, forward+backward (f+b) or forward only (fwd).", "",
                   pages_table(pages), ""]
     if render:
         parts += ["### Rendering one 224x224 image (attribution -> PNG data URL)", "", render_table(render), ""]

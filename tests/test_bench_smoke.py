@@ -39,8 +39,22 @@ def cnn():
     return build_model("cnn32")
 
 
+@pytest.fixture(scope="module")
+def lenet():
+    return build_model("lenet")
+
+
 @pytest.mark.parametrize("method", DEFAULT_METHODS)
 def test_raw_captum_call_computes_what_the_server_computes(cnn, method):
+    check_raw_matches_server(cnn, method)
+
+
+@pytest.mark.parametrize("method", ("IntegratedGradients", "Saliency", "Occlusion", "GradientShap"))
+def test_lenet_raw_captum_call_computes_what_the_server_computes(lenet, method):
+    check_raw_matches_server(lenet, method)
+
+
+def check_raw_matches_server(cnn, method):
     vis = make_visualizer(cnn)
     engine = vis.engines[0]
     (case,) = build_cases(cnn, (method,))
@@ -216,4 +230,91 @@ def test_precompute_section_stores_every_example_and_compares_the_same_work(tmp_
     assert verdicts["precompute stores every example, its top-1 the plain loop's argmax"] is True
     text = markdown(machine(), None, None, None, [], 1.0, None, res)
     assert "| plain captum loop | 32 |" in text and "| precompute, local | 32 |" in text
+    # A restarted visualizer's pages come from the store: timed, and without one forward pass.
+    assert len(res.stored_page_ms) == 4 and res.stored_page_forwards == 0 and "A stored page of 8" in text
+    assert "a page of stored examples under 50 ms of server time, with no forward pass" in verdicts
     assert not list(tmp_path.glob("insights-bench-*"))  # the stores are removed
+
+
+def test_every_model_key_builds_with_its_four_methods():
+    from bench.cases import methods_of
+    from bench.models import MODELS
+
+    for key, (label, side) in MODELS.items():
+        bm = build_model(key)
+        assert bm.key == key and bm.side == side and bm.images.shape == (POOL_SIZE, 3, side, side)
+        assert len(bm.classes) == (10 if side == 32 else 1000)
+        assert {"IntegratedGradients", "Saliency", "Occlusion", "GradientShap"} <= set(methods_of(key))
+        assert [c.method for c in build_cases(bm, methods_of(key))][:1] == ["IntegratedGradients"]
+        with torch.no_grad():
+            assert bm.model(bm.model_inputs(1)).shape == (1, len(bm.classes))
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("vgg")
+
+
+def test_lenet_is_the_captum_tutorial_net():
+    net = build_model("lenet").model
+    convs = [(m.in_channels, m.out_channels, m.kernel_size) for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    fcs = [(m.in_features, m.out_features) for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    assert convs == [(3, 6, (5, 5)), (6, 16, (5, 5))] and fcs == [(400, 120), (120, 84), (84, 10)]
+
+
+def test_lenet_runs_one_tiny_cell_with_its_estimate(lenet):
+    from bench.pages import Calibration, estimate
+
+    cal = Calibration.measure(lenet)
+    assert cal.forward_backward_s > 0 and cal.forward_s > 0
+    bench = PageBench(lenet)
+    try:
+        (case,) = build_cases(lenet, ("Occlusion",))
+        est = estimate(case, lenet, 2, cal, 1, 2, 0.0, warm=True)
+        assert (est.passes, est.backward) == (2 * (8 * 8 + 1), False)  # 4x4 windows, stride 4, on 32x32
+        r = bench.run(case, 2, est.rounds, estimate=est)
+    finally:
+        bench.close()
+    assert r.model == "lenet" and r.page_size == 2 and r.repeats == 1 and r.passes == 130
+    assert min(r.raw_best_s, r.server_page_s) > 0
+
+
+def test_plans_cover_what_was_asked_and_leave_out_what_a_model_lacks():
+    from bench.__main__ import parse_args, plan_cells
+
+    four = ["IntegratedGradients", "Saliency", "Occlusion", "GradientShap"]
+    assert plan_cells(parse_args([]), "vit_b_16") == [("Saliency", 4), ("Saliency", 16)]
+    full = plan_cells(parse_args(["--plan", "full"]), "vit_b_16")
+    assert sorted(full) == sorted((m, n) for m in four for n in (4, 16))
+    assert plan_cells(parse_args(["--quick"]), "lenet") == [(m, 4) for m in four]
+    asked = parse_args(["--models", "lenet", "--methods", "Saliency,NoiseTunnel(Saliency)", "--sizes", "4,16"])
+    assert plan_cells(asked, "lenet") == [("Saliency", 4), ("Saliency", 16)]
+    assert parse_args(["--models", "all"]).models[-1] == "vit_b_16"
+
+
+def test_cells_over_the_time_budget_are_skipped_and_reported():
+    from bench.__main__ import parse_args, run_pages
+    from bench.report import pages_table, targets
+
+    a = parse_args(["--models", "lenet", "--methods", "IntegratedGradients", "--sizes", "2",
+                    "--max-cell-seconds", "0.001"])
+    (skipped,) = run_pages(a)
+    assert skipped.skipped == "skipped: over the time budget" and skipped.passes == 100
+    assert "| lenet | IntegratedGradients (steps=50) | 2 | 100 f+b | skipped: over the time budget" in pages_table(
+        [skipped])
+    assert targets([skipped], None, None) == [] and skipped.to_json()["budget_s"] == 0.001
+
+
+def test_page_target_is_a_ratio_for_slow_calls_and_an_allowance_for_fast_ones():
+    from bench.pages import PageResult
+    from bench.report import targets
+
+    def cell(method, n, raw_ms, page_ms):
+        s = 1e-3
+        return PageResult("m", method, "", n, 1, raw_ms * s, raw_ms * 2 * s, s, page_ms * s, s, page_ms * s, s,
+                          raw_ms * s, page_ms * s)
+
+    ok = [cell("slow", 4, 100.0, 109.0), cell("fast", 4, 10.0, 14.1), cell("fast", 16, 40.0, 47.7)]
+    (verdict, *_) = targets(ok, None, None)
+    assert verdict["met"] and verdict["target"].startswith("page within 1.10x of raw captum's best where")
+    (verdict, *_) = targets(ok + [cell("slow", 4, 50.0, 56.0), cell("fast", 4, 49.0, 53.3)], None, None)
+    assert not verdict["met"]
+    assert verdict["detail"] == ("missed in: m slow n=4 (1.12x of 50 ms); m fast n=4 (+4.3 ms over 49.0 ms, "
+                                 "allowed 4.2 ms)")
