@@ -42,3 +42,16 @@ class EndlessImages:
         g = torch.Generator().manual_seed(0)
         while True:
             yield Batch(torch.rand((8,) + tuple(self.shape), generator=g), torch.zeros(8, dtype=torch.long))
+
+
+def register_edge_map(vis) -> None:
+    """Register "EdgeMap": an edge detector on the input, a "method" that never looks at the model
+    (what the model-randomization sanity check must flag)."""
+    import torch
+
+    @vis.method("EdgeMap", label="Edge map", help="An edge detector on the input: it ignores the model.")
+    def edges(ctx):
+        x = ctx.inputs[0]
+        gx = torch.nn.functional.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1))
+        gy = torch.nn.functional.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
+        return (gx.abs() + gy.abs(),)

@@ -11,8 +11,8 @@ import re
 from typing import Iterator, List
 
 import pytest
-import torch
 
+from engine_helpers import register_edge_map
 from insights_app.serving import ServerHandle
 from test_browser_a11y import axe_violations
 from ui_helpers import (  # noqa: F401  (pytest fixtures)
@@ -24,21 +24,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 BADGE = re.compile(r"^del ([^\s▾]+) · ins ([^\s▾]+)")
 
 
-def edge_map(vis) -> None:
-    """A "method" that is an edge detector on the input: it never looks at the model."""
-    @vis.method("EdgeMap", label="Edge map", help="An edge detector on the input: it ignores the model.")
-    def edges(ctx):
-        x = ctx.inputs[0]
-        gx = torch.nn.functional.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1))
-        gy = torch.nn.functional.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
-        return (gx.abs() + gy.abs(),)
-
-
 @pytest.fixture(scope="module")
 def server(digits_setup) -> Iterator[ServerHandle]:
     """The trained digits CNN with the edge map registered (its own visualizer: the shared one keeps its methods)."""
     vis = make_digits_visualizer([digits_setup.model], ["DigitsCNN"])
-    edge_map(vis)
+    register_edge_map(vis)
     handle = serve(vis)
     yield handle
     handle.close()

@@ -17,6 +17,7 @@ from insights_app.metrics.sanity import sanity_check
 from insights_app.server import create_app
 from insights_app.testing import seeded
 from reliability_helpers import TinyCNN, make_visualizer
+from engine_helpers import register_edge_map
 from ui_helpers import digits_batches, train_digits_cnn
 
 ALL = ("deletion", "insertion", "infidelity", "sensitivity")
@@ -132,20 +133,11 @@ def test_large_images_are_judged_by_patches():
     assert MetricOptions(("deletion",), patch=8).patch_for((224, 224)) == 8
 
 
-def sobel_edges(vis):
-    @vis.method("EdgeMap", label="Edge map", help="An edge detector on the input: it ignores the model.")
-    def edges(ctx):
-        x = ctx.inputs[0]
-        gx = torch.nn.functional.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1))
-        gy = torch.nn.functional.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
-        return (gx.abs() + gy.abs(),)
-
-
 @pytest.mark.slow
 def test_the_sanity_check_flags_a_method_that_ignores_the_model(trained):
     before = {k: v.clone() for k, v in trained.state_dict().items()}
     vis = visualizer(trained)
-    sobel_edges(vis)
+    register_edge_map(vis)
     engine = vis.engines[0]
     examples = [vis.store.get(i) for i in range(8)]
     verdicts = {}
@@ -198,7 +190,7 @@ def test_a_metric_is_computed_once_and_read_from_the_store(tmp_path):
 
 def test_the_sanity_and_method_report_views(trained):
     vis = visualizer(trained)
-    sobel_edges(vis)
+    register_edge_map(vis)
     client = create_app(vis, token="").test_client()
     answer = client.post("/api/v1/sanity", json={"example_id": 2, "method": "EdgeMap"}).get_json()
     s = answer["sanity"]

@@ -14,14 +14,19 @@ from .schemas import class_schema, query_properties
 from .view import View
 
 
-def attribute(vis: Any, body: Any, cancel: Optional[Cancel] = None) -> Dict[str, Any]:
-    q = body if isinstance(body, AttributeQuery) else parse_attribute_query(body, vis.defaults)
+def example_of(vis: Any, q: AttributeQuery, cancel: Optional[Cancel] = None) -> Any:
+    """The query's example, or a 400 naming ``example_id`` (past the end, or not read yet)."""
     try:
-        ex = vis.store.get(q.example_id, cancel)
+        return vis.store.get(q.example_id, cancel)
     except IndexError:
         raise ValidationError("example_id", f"no example {q.example_id} in the dataset") from None
     except NotReadYet as exc:
         raise ValidationError("example_id", f"{exc} (page forward to reach it)") from None
+
+
+def attribute(vis: Any, body: Any, cancel: Optional[Cancel] = None) -> Dict[str, Any]:
+    q = body if isinstance(body, AttributeQuery) else parse_attribute_query(body, vis.defaults)
+    ex = example_of(vis, q, cancel)
     (result,) = vis.engines[q.model].run([ex], q.method, q.arguments, [q.target], cancel=cancel)
     if q.metrics is not None:
         with_metrics(vis.engines[q.model], q, [ex], [result], cancel)

@@ -12,9 +12,8 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 from ..cancel import Cancel
-from ..dataset import ExampleBatch, NotReadYet
+from ..dataset import ExampleBatch
 from ..engine import Explanation, Result
-from ..errors import ValidationError
 from ..metrics.sanity import sanity_check
 from ..query import AttributeQuery, parse_attribute_query
 from . import attribute
@@ -23,12 +22,7 @@ from .view import View
 
 def sanity(vis: Any, body: Any, cancel: Optional[Cancel] = None) -> Dict[str, Any]:
     q = body if isinstance(body, AttributeQuery) else parse_attribute_query(body, vis.defaults)
-    try:
-        ex = vis.store.get(q.example_id, cancel)
-    except IndexError:
-        raise ValidationError("example_id", f"no example {q.example_id} in the dataset") from None
-    except NotReadYet as exc:
-        raise ValidationError("example_id", f"{exc} (page forward to reach it)") from None
+    ex = attribute.example_of(vis, q, cancel)
     engine = vis.engines[q.model]
     (result,) = engine.run([ex], q.method, q.arguments, [q.target], cancel=cancel)
     model = vis.presenter.model(q.model, ex, result, q.visualization, q.top_k)
