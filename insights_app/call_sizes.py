@@ -8,13 +8,18 @@ a page of 4 beat one call per example. So each (method and arguments, input shap
 rule and its multiples of two, up to the page, on its first pages, keeps the best time per
 example of each, and from then on uses the fastest. Nothing is remembered across processes;
 one visualizer's engines each hold their own (no global state).
+
+Results whose bits must not depend on timing (precompute: the local and the Ray executor must
+store the same bytes, and a batch's make-up can change a float's last bit) use the rule alone,
+inside :meth:`CallSizes.static`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass, field
-from typing import Dict, Hashable, List, Optional
+from typing import Dict, Hashable, Iterator, List, Optional
 
 TRIES = 2  # timed calls per candidate before it is judged (the best of them counts: noise only adds)
 MAX_FACTOR = 16  # candidates go up to 16x the rule (and never past the byte bound)
@@ -34,6 +39,18 @@ class CallSizes:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_key: Dict[Hashable, Calibration] = {}
+        self._static = 0  # > 0: inside static(), the rule alone
+
+    @contextlib.contextmanager
+    def static(self) -> Iterator[None]:
+        """Within: the static rule for every batch (deterministic batches, whatever was measured)."""
+        with self._lock:
+            self._static += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._static -= 1
 
     def choose(self, key: Hashable, rule: int, cap: int, n: int) -> int:
         """Examples per call for a batch of ``n`` (``rule``: the engine's static rule; ``cap``: the most
@@ -42,6 +59,8 @@ class CallSizes:
         if n <= rule:
             return rule  # the whole batch is one call either way
         with self._lock:
+            if self._static:
+                return rule
             cal = self._by_key.get(key)
             if cal is None:
                 sizes, size = [], rule

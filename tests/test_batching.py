@@ -65,6 +65,9 @@ def test_call_sizes_try_each_candidate_then_keep_the_fastest():
     assert used[:4] == [1, 2, 4, 8]  # each tried (twice: a page of 8 at size 8 is one call)
     assert used[-1] == 4 and sizes.describe()["key"]["chosen"] == 4
     assert sizes.choose("key", rule=1, cap=8, n=1) == 1  # a batch no larger than the rule is one call
+    with sizes.static():  # precompute: batches that do not depend on what was measured
+        assert sizes.choose("key", rule=1, cap=8, n=8) == 1
+    assert sizes.choose("key", rule=1, cap=8, n=8) == 4
 
 
 def test_a_method_with_a_high_cost_per_call_gets_larger_calls():

@@ -157,7 +157,9 @@ class ChunkWorker:
         try:
             for spec, params in self.specs:
                 for engine in self.engines:
-                    for result in engine.run(chunk, spec, params, want):
+                    with engine.call_sizes.static():  # the local executor's batches, bit for bit
+                        results = engine.run(chunk, spec, params, want)
+                    for result in results:
                         if result.error:
                             failures.append((result.example_id, engine.name, spec.name, result.error))
         except ValidationError as exc:  # the arguments do not fit the model: the driver raises it
