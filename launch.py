@@ -866,6 +866,17 @@ def export_body(args: argparse.Namespace) -> dict:
     return body
 
 
+def finish(visualizer: Any, rc: int) -> None:
+    """After a one-shot command: stop the dataset pass and wait until no model computes, since torch
+    computing on another thread while the interpreter exits aborts the process (SIGABRT: seen once
+    after a CSV export, whose dataset pass thread was still ending). Still computing after
+    STOP_TIMEOUT_S: exit now with ``rc``, skipping the teardown that torch's threads would abort."""
+    if not visualizer.stop(timeout=STOP_TIMEOUT_S):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+
+
 def run_export(visualizer: Any, args: argparse.Namespace, out: Say = say) -> int:
     """insights-app export: one file (csv, npz or html) of what the page shows."""
     from insights_app.errors import ValidationError
@@ -973,12 +984,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except AdapterError as exc:
             raise CliError(str(exc)) from exc
         log.debug("ready in %.1fs", time.perf_counter() - started)
-        if args.command == "precompute":
-            return run_precompute(visualizer, args)
-        if args.command == "export":
-            return run_export(visualizer, args)
-        if args.command == "method-report":
-            return run_method_report(visualizer, args)
+        one_shot = {"precompute": run_precompute, "export": run_export, "method-report": run_method_report}
+        if args.command in one_shot:
+            rc = EXIT_USAGE
+            try:
+                rc = one_shot[args.command](visualizer, args)
+                return rc
+            finally:
+                finish(visualizer, rc)
         return serve(visualizer, args)
     except CliError as exc:
         if debug:

@@ -13,12 +13,13 @@ writes are serialized by a lock of the store object, so one process has one writ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -148,15 +149,12 @@ class Store:
             with self._write_lock:
                 try:
                     conn.execute("PRAGMA journal_mode = WAL")
-                    conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.Error as exc:
+                    raise StoreError(f"cannot create the store {self.path}: {exc}") from None
+                with self._transaction(conn, "create"):
                     _execute_script(conn, SCHEMA + SCHEMA_2)
                     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                    conn.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise StoreError(f"cannot create the store {self.path}: {exc}") from None
             return
         if app_id != APPLICATION_ID:
             raise self._refuse("is not an insights-app store (another application's database)")
@@ -173,16 +171,22 @@ class Store:
 
     def _upgrade(self, conn: sqlite3.Connection) -> None:
         """A store of an older format gains the newer tables (what it holds stays valid)."""
-        with self._write_lock:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                _execute_script(conn, SCHEMA_2)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise StoreError(f"cannot upgrade the store {self.path}: {exc}") from None
+        with self._write_lock, self._transaction(conn, "upgrade"):
+            _execute_script(conn, SCHEMA_2)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextlib.contextmanager
+    def _transaction(self, conn: sqlite3.Connection, what: str) -> Iterator[None]:
+        """One whole transaction (the caller holds the write lock): committed, or rolled back and
+        reported as "cannot <what> the store"."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"cannot {what} the store {self.path}: {exc}") from None
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -320,14 +324,8 @@ class Store:
     def _write(self, sql: str, values: List[tuple]) -> None:
         conn = self._connect()
         with self._write_lock:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
+            with self._transaction(conn, "write to"):
                 conn.executemany(sql, values)
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise StoreError(f"cannot write to the store {self.path}: {exc}") from None
             self._writes += len(values)
             if self._writes >= PRUNE_EVERY:
                 self._writes = 0
@@ -347,16 +345,9 @@ class Store:
         this one); how many went."""
         conn = self._connect()
         removed = 0
-        with self._write_lock:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                for table in TABLES_BY_SOFTWARE:
-                    removed += conn.execute(f"DELETE FROM {table} WHERE software != ?", (software,)).rowcount
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise StoreError(f"cannot write to the store {self.path}: {exc}") from None
+        with self._write_lock, self._transaction(conn, "write to"):
+            for table in TABLES_BY_SOFTWARE:
+                removed += conn.execute(f"DELETE FROM {table} WHERE software != ?", (software,)).rowcount
         return removed
 
     def compact(self) -> bool:
@@ -377,15 +368,14 @@ class Store:
                                 "ORDER BY created LIMIT 256").fetchall()
             if not rows:
                 break
-            conn.execute("BEGIN IMMEDIATE")
-            for model, ex, key, target, software, nbytes in rows:
-                conn.execute("DELETE FROM explanations WHERE model=? AND example=? AND key=? AND target=? AND "
-                             "software=?", (model, ex, key, target, software))
-                total -= nbytes
-                removed += 1
-                if total <= max_bytes:
-                    break
-            conn.execute("COMMIT")
+            with self._transaction(conn, "prune"):
+                for model, ex, key, target, software, nbytes in rows:
+                    conn.execute("DELETE FROM explanations WHERE model=? AND example=? AND key=? AND target=? AND "
+                                 "software=?", (model, ex, key, target, software))
+                    total -= nbytes
+                    removed += 1
+                    if total <= max_bytes:
+                        break
         return removed
 
     def counts(self) -> Dict[str, int]:
