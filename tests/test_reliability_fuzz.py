@@ -58,7 +58,7 @@ def test_fuzz_wsgi_app_from_its_openapi_document(mode):
     seen: Counter = collections.Counter()
 
     # Refusals are cheap: the negative run gets more cases, so that each of the routes gets its share.
-    @settings(max_examples=200 if mode == GenerationMode.POSITIVE else 500, **FUZZ)
+    @settings(max_examples=320 if mode == GenerationMode.POSITIVE else 640, **FUZZ)
     @given(case=schema.as_strategy(generation_mode=mode))
     def fuzz(case):
         body = case.body
@@ -73,10 +73,11 @@ def test_fuzz_wsgi_app_from_its_openapi_document(mode):
 
     fuzz()
     # The run reached the expensive routes, and (positive mode) got real pages back, not only refusals.
-    assert seen[("POST", "/api/v1/examples", 4)] + seen[("POST", "/api/v1/examples", 2)] > 20, seen
-    assert seen[("POST", "/api/v1/attribute", 4)] + seen[("POST", "/api/v1/attribute", 2)] > 20, seen
+    # (Eleven routes share the cases: each expensive one gets about a tenth of them.)
+    assert seen[("POST", "/api/v1/examples", 4)] + seen[("POST", "/api/v1/examples", 2)] > 12, seen
+    assert seen[("POST", "/api/v1/attribute", 4)] + seen[("POST", "/api/v1/attribute", 2)] > 12, seen
     if mode == GenerationMode.POSITIVE:
-        assert seen[("POST", "/api/v1/examples", 2)] > 10 and seen[("POST", "/api/v1/attribute", 2)] > 3, seen
+        assert seen[("POST", "/api/v1/examples", 2)] > 5 and seen[("POST", "/api/v1/attribute", 2)] > 3, seen
     else:
         assert not seen[("POST", "/api/v1/examples", 2)] and not seen[("POST", "/api/v1/attribute", 2)], seen
 
