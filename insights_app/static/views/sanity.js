@@ -118,7 +118,7 @@ class SanityView {
       ? h("div", { class: "ia-alert ia-alert-warning ia-sanity-verdict ia-sanity-insensitive" },
         h("span", { class: "ia-sanity-icon", "aria-hidden": "true" }, "⚠"),
         h("span", null, h("strong", null, "Insensitive to the model: "), `the map barely changes when the model is randomized (${figures}). It shows the input more than what the model learned.`))
-      : h("div", { class: "ia-sanity-verdict ia-sanity-depends" },
+      : h("div", { class: "ia-alert ia-alert-ok ia-sanity-verdict ia-sanity-depends" },
         h("span", { class: "ia-sanity-icon", "aria-hidden": "true" }, "✓"),
         h("span", null, h("strong", null, "The map depends on the model: "), `it changes when the model's layers are randomized (${figures}).`));
     const row = h("div", { class: "ia-sanity-row" },
