@@ -52,6 +52,9 @@ class Example:
     inputs: Tuple[torch.Tensor, ...]
     label: Optional[int]
     additional_args: Any
+    # The per-row value an ExampleBatch memoized for this example (the store's fingerprint of its
+    # inputs): kept here so that the next batch holding it, in this request or a later one, reuses it.
+    memo: Any = field(default=None, repr=False, compare=False)
 
 
 def _input_tuple(inputs: Any) -> Tuple[torch.Tensor, ...]:
@@ -117,11 +120,19 @@ class ExampleBatch:
     additional_args: Any = None
     # Per-row values computed once and carried into sub-batches (the store's example fingerprints).
     row_memo: Optional[List[Any]] = field(default=None, repr=False, compare=False)
+    # The examples stacked into this batch, when it was built from them: their own memos fill
+    # ``row_memo``, and a computed one is handed back to them.
+    sources: Optional[List[Example]] = field(default=None, repr=False, compare=False)
 
     def memo(self, compute: Callable[["ExampleBatch"], List[Any]]) -> List[Any]:
-        """``compute(self)`` (one value per row), computed on first use; :meth:`select` keeps it."""
+        """``compute(self)`` (one value per row), computed on first use; :meth:`select` keeps it, and
+        so do the examples it was stacked from (another batch of them reuses it)."""
+        if self.row_memo is None and self.sources is not None and all(e.memo is not None for e in self.sources):
+            self.row_memo = [e.memo for e in self.sources]
         if self.row_memo is None:
             self.row_memo = compute(self)
+            for e, value in zip(self.sources or (), self.row_memo):
+                e.memo = value
         return self.row_memo
 
     @classmethod
@@ -132,7 +143,7 @@ class ExampleBatch:
         extra = examples[0].additional_args
         if extra is not None:
             extra = concat_rows([e.additional_args for e in examples])
-        return cls([e.id for e in examples], inputs, extra)
+        return cls([e.id for e in examples], inputs, extra, sources=list(examples))
 
     @classmethod
     def groups(cls, examples: Sequence[Example]) -> List[Tuple[List[int], "ExampleBatch"]]:
@@ -158,7 +169,8 @@ class ExampleBatch:
             inputs = tuple(x[index] for x in self.inputs)
         return ExampleBatch([self.ids[i] for i in index], inputs,
                             select_rows(self.additional_args, index, len(self.ids)),
-                            None if self.row_memo is None else [self.row_memo[i] for i in index])
+                            None if self.row_memo is None else [self.row_memo[i] for i in index],
+                            None if self.sources is None else [self.sources[i] for i in index])
 
 
 def _example_bytes(ex: Example) -> int:
