@@ -47,6 +47,9 @@ CALL_GRADIENT_BYTES = 64 * 2**20  # a calibrated call's rows x passes x input by
 # Guards torch's and numpy's default generators, which are themselves process-wide state.
 _PROCESS_RNG_LOCK = threading.Lock()
 T = TypeVar("T")
+# Full-resolution attributions of one run, by (example id, target): see Engine.run's keep_attributions.
+KeptAttributions = Dict[Tuple[Hashable, Optional[int]], Tuple[torch.Tensor, ...]]
+KEEP = "insights-app: keep attributions"  # where a run's `shared` dictionary holds that dictionary
 
 
 @dataclass
@@ -153,7 +156,7 @@ class Engine:
     @on_compute_thread
     def run(self, examples: Union[Sequence[Example], ExampleBatch], spec: Optional[MethodSpec] = None,
             params: Optional[Dict[str, Any]] = None, targets: Optional[Sequence[Optional[int]]] = None,
-            cancel: Optional[Cancel] = None) -> List[Result]:
+            cancel: Optional[Cancel] = None, keep_attributions: Optional[KeptAttributions] = None) -> List[Result]:
         """Predictions, and with ``spec`` explanations, of examples (one :class:`Result` each, in order).
 
         ``params`` are the method's validated arguments (``spec.validate(...)``); ``targets``
@@ -163,6 +166,9 @@ class Engine:
         :class:`ValidationError` (the arguments do not fit this model) are raised. Examples of
         different input shapes are computed in one batch per shape. ``cancel`` is asked before
         every captum call and forward pass: once it says so, :class:`Cancelled` is raised.
+        ``keep_attributions``: where given, each attribution computed here (not those read from
+        a cache) is also put there at full resolution, keyed by (example id, target), for the
+        metrics that need it (:meth:`metrics`), which would otherwise compute it again.
         """
         raise_if_cancelled(cancel)  # cancelled while it waited for the compute thread
         requested = list(targets) if targets is not None else [None] * len(examples)
@@ -172,15 +178,17 @@ class Engine:
         # that run the module itself, DeepLift and Guided Backprop, make one pass per call).
         forward = CancellableForward(self.forward, cancel)
         if isinstance(examples, ExampleBatch):
-            return self._run_batch(examples, spec, params, requested, forward)
+            return self._run_batch(examples, spec, params, requested, forward, keep_attributions)
         results: List[Optional[Result]] = [None] * len(examples)
         for index, batch in ExampleBatch.groups(examples):
-            for i, result in zip(index, self._run_batch(batch, spec, params, [requested[i] for i in index], forward)):
+            for i, result in zip(index, self._run_batch(batch, spec, params, [requested[i] for i in index], forward,
+                                                        keep_attributions)):
                 results[i] = result
         return results  # type: ignore[return-value]
 
     def _run_batch(self, batch: ExampleBatch, spec: Optional[MethodSpec], params: Optional[Dict[str, Any]],
-                   requested: List[Optional[int]], forward: CancellableForward) -> List[Result]:
+                   requested: List[Optional[int]], forward: CancellableForward,
+                   keep_attributions: Optional[KeptAttributions] = None) -> List[Result]:
         """:meth:`run` for examples of one input shape."""
         if not len(batch):
             return []
@@ -192,7 +200,7 @@ class Engine:
             return [Result(i, p, None, p.error or too_costly)
                     for i, p in zip(batch.ids, self._predictions(batch, forward))]
         key = arguments_key(spec.fingerprint, params)
-        shared: Dict[Any, Any] = {}
+        shared: Dict[Any, Any] = {KEEP: keep_attributions}
         if spec.first_forward and not any(i in self.predictions for i in batch.ids) and not self._stored_any(batch):
             both = self._shared_forward(spec, params, key, batch, requested, shared, forward)
             if both is not None:
@@ -290,10 +298,12 @@ class Engine:
     # ------------------------------------------------------------ quality metrics
     @on_compute_thread
     def metrics(self, examples: Sequence[Example], results: Sequence[Result], spec: MethodSpec,
-                params: Dict[str, Any], options: Any, cancel: Optional[Cancel] = None) -> List[Dict[str, Any]]:
+                params: Dict[str, Any], options: Any, cancel: Optional[Cancel] = None,
+                attributions: Optional[KeptAttributions] = None) -> List[Dict[str, Any]]:
         """The quality metrics (``insights_app.metrics``) of the explanations in ``results`` (of
         :meth:`run` on ``examples`` with ``spec`` and ``params``): one dictionary per example,
-        empty where there is no explanation to judge."""
+        empty where there is no explanation to judge. ``attributions``: what that run kept
+        (its ``keep_attributions``), used instead of attributing those examples again."""
         from .metrics.evaluate import metrics_of
 
         raise_if_cancelled(cancel)
@@ -310,7 +320,7 @@ class Engine:
                 continue
             with self.lock:
                 for i, values in zip(index, metrics_of(self, spec, params, key, batch, exps, options, fingerprints,
-                                                       forward)):
+                                                       forward, attributions)):
                     out[i] = values
         return out
 
@@ -457,7 +467,7 @@ class Engine:
                 part_targets = sub_targets[rows]
                 attrs = self.attribute(spec, params, part, _all_or_none(part_targets), inputs=inputs, shared=shared,
                                        forward=forward)
-                computed.extend(self._store_explanations(spec, key, part.ids, part_targets, attrs))
+                computed.extend(self._store_explanations(spec, key, part.ids, part_targets, attrs, shared.get(KEEP)))
             for j, exp in zip(missing, computed):
                 found[j] = exp
             if self.store is not None:
@@ -579,10 +589,11 @@ class Engine:
                 self.call_sizes.record(key, chunk, rows.stop - rows.start, time.perf_counter() - began)
 
     def _store_explanations(self, spec: MethodSpec, key: str, ids: Sequence[Hashable],
-                            targets: Sequence[Optional[int]], attrs: Tuple[torch.Tensor, ...]
-                            ) -> List[Union[Explanation, Failure]]:
+                            targets: Sequence[Optional[int]], attrs: Tuple[torch.Tensor, ...],
+                            keep: Optional[KeptAttributions] = None) -> List[Union[Explanation, Failure]]:
         """Reduce each example's attributions to what the page shows, and cache them; an example
-        whose attribution is not finite gets a :class:`Failure` instead (nothing could show it)."""
+        whose attribution is not finite gets a :class:`Failure` instead (nothing could show it).
+        ``keep`` receives the full-resolution attributions too (see :meth:`run`)."""
         finite = torch.stack([torch.isfinite(a.reshape(a.shape[0], -1)).all(dim=1) for a in attrs]).all(dim=0).tolist()
         out: List[Union[Explanation, Failure]] = []
         for row, (ex_id, target) in enumerate(zip(ids, targets)):
@@ -591,6 +602,8 @@ class Engine:
                                    "finite (NaN or infinity)"))
                 continue
             per_feature = [a[row] for a in attrs]
+            if keep is not None:
+                keep[(ex_id, target)] = tuple(per_feature)
             exp = Explanation(
                 target=target,
                 maps=[f.reduce_attribution(a) for f, a in zip(self.features, per_feature)],
@@ -633,7 +646,7 @@ class Engine:
                     targets = [self.target(p, requested[rows.start + j]) for j, p in enumerate(preds)]
                     attrs = self.attribute(spec, params, part, _all_or_none(targets), inputs=inputs,
                                            forward=ReusedForward(forward, call_args, out), shared=shared)
-                    exps = self._store_explanations(spec, key, part.ids, targets, attrs)
+                    exps = self._store_explanations(spec, key, part.ids, targets, attrs, shared.get(KEEP))
                     if self.store is not None:
                         self._save(part, preds, targets, exps, key)
                     results.extend(Result(i, p, None, e.message) if isinstance(e, Failure) else Result(i, p, e)

@@ -206,6 +206,28 @@ def test_with_a_store_each_example_is_hashed_once(tmp_path, monkeypatch):
     assert len(hashed) == 3
 
 
+def test_infidelity_reuses_the_attributions_its_page_computed(trained):
+    """Infidelity needs the full-resolution attribution, which the page's own run keeps: asking
+    for it costs no second captum call, and gives what attributing again gives."""
+    body = {"method": "IntegratedGradients", "arguments": {"n_steps": 8}, "page_size": 4,
+            "metrics": ["infidelity"], "metric_arguments": {"samples": 4}}
+    vis = visualizer(trained)
+    engine = vis.engines[0]
+    calls = []
+    attribute = engine.attribute
+    engine.attribute = lambda *a, **k: calls.append(len(a[2])) or attribute(*a, **k)
+    page = vis.page(body)
+    assert sum(calls) == 4  # the page's attributions, and nothing more
+    kept = [ex["models"][0]["metrics"]["infidelity"] for ex in page["examples"]]
+    again = visualizer(trained)
+    examples = [again.store.get(i) for i in range(4)]
+    spec = again.methods["IntegratedGradients"]
+    params = spec.validate({"n_steps": 8})
+    results = again.engines[0].run(examples, spec, params)
+    fresh = again.engines[0].metrics(examples, results, spec, params, MetricOptions(("infidelity",), samples=4))
+    assert np.allclose(kept, [v["infidelity"] for v in fresh], rtol=1e-4)
+
+
 def test_the_sanity_and_method_report_views(trained):
     vis = visualizer(trained)
     register_edge_map(vis)

@@ -1,9 +1,10 @@
 """One model's metrics of a batch's explanations: from the caches and the store, else computed.
 
 Deletion and insertion read the map the page shows (the channel-summed attribution), so they
-cost only their forward passes; infidelity needs the attribution at full resolution, which is
-made again; sensitivity runs the method on every perturbed copy. Values are cached in memory
-and written to the store keyed like the maps, so each is computed once.
+cost only their forward passes; infidelity needs the attribution at full resolution, which the
+run that made the map keeps when asked (else it is made again); sensitivity runs the method on
+every perturbed copy. Values are cached in memory and written to the store keyed like the
+maps, so each is computed once.
 """
 
 from __future__ import annotations
@@ -60,9 +61,10 @@ def baseline_kind(params: Dict[str, Any]) -> str:
 
 
 def compute(engine: Any, spec: MethodSpec, params: Dict[str, Any], batch: ExampleBatch, maps: Sequence[Sequence[np.ndarray]],
-            targets: Sequence[int], options: MetricOptions, names: Sequence[str], forward: Any = None
-            ) -> List[Dict[str, Value]]:
-    """The metrics ``names`` of each example of ``batch`` (its maps, its target), on the compute thread."""
+            targets: Sequence[int], options: MetricOptions, names: Sequence[str], forward: Any = None,
+            attributions: Optional[Sequence[Optional[Tuple[torch.Tensor, ...]]]] = None) -> List[Dict[str, Value]]:
+    """The metrics ``names`` of each example of ``batch`` (its maps, its target), on the compute thread.
+    ``attributions``: each example's full-resolution attribution where the run kept it."""
     if batch.additional_args is not None:
         raise ValidationError("metrics", "are not available for models that take additional forward arguments")
     inputs = engine.model_inputs(batch.inputs)
@@ -86,7 +88,10 @@ def compute(engine: Any, spec: MethodSpec, params: Dict[str, Any], batch: Exampl
                 if name in names:
                     out[j][name] = {"area": _finite(area(c)), "curve": [_finite(v) for v in c]}
     if "infidelity" in names:
-        attrs = engine.attribute(spec, params, batch, list(targets), inputs=inputs)
+        if attributions is not None and all(a is not None for a in attributions):
+            attrs = tuple(torch.stack([a[f] for a in attributions]) for f in range(len(inputs)))  # type: ignore[index]
+        else:
+            attrs = engine.attribute(spec, params, batch, list(targets), inputs=inputs)
         # What the methods explain is the model's raw output (captum is given engine.forward), so
         # infidelity compares the attribution with changes of that output, not of the scores.
         values = infidelity(raw_outputs(engine), inputs, attrs, target_t.to(engine.device), options.samples, options.noise,
@@ -113,9 +118,10 @@ def compute(engine: Any, spec: MethodSpec, params: Dict[str, Any], batch: Exampl
 
 
 def metrics_of(engine: Any, spec: MethodSpec, params: Dict[str, Any], key: str, batch: ExampleBatch,
-               explanations: Sequence[Any], options: MetricOptions, fingerprints: Any = None, forward: Any = None
-               ) -> List[Dict[str, Value]]:
-    """Each explanation's metrics (None explanations get none): cached, stored, else computed."""
+               explanations: Sequence[Any], options: MetricOptions, fingerprints: Any = None, forward: Any = None,
+               attributions: Optional[Dict[Any, Tuple[torch.Tensor, ...]]] = None) -> List[Dict[str, Value]]:
+    """Each explanation's metrics (None explanations get none): cached, stored, else computed
+    (infidelity from ``attributions``, the run's full-resolution ones, where it has them)."""
     names = options.names
     out: List[Dict[str, Value]] = [{} for _ in explanations]
     todo: Dict[str, List[int]] = {}
@@ -150,9 +156,11 @@ def metrics_of(engine: Any, spec: MethodSpec, params: Dict[str, Any], key: str, 
     missing = sorted({j for js in todo.values() for j in js})
     sub = batch.select(missing)
     try:
+        kept = None if attributions is None else [attributions.get((batch.ids[j], explanations[j].target))
+                                                  for j in missing]
         computed = compute(engine, spec, params, sub, [explanations[j].maps for j in missing],
                            [explanations[j].target for j in missing], options,
-                           [n for n in names if n in todo], forward)
+                           [n for n in names if n in todo], forward, kept)
     except (ValidationError, Cancelled):
         raise
     except Exception as exc:  # the model failed on a variant: the metrics say so, the maps stay

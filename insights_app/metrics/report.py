@@ -82,8 +82,9 @@ def method_report(vis: Any, methods: Optional[Sequence[str]] = None, sample: int
             spec = vis.methods[name]
             params = spec.validate(dict((arguments or {}).get(name, {})), vis.image_hw)
             progress(f"{engine.name}: {spec.label} on {len(examples)} examples")
-            results = engine.run(examples, spec, params, cancel=cancel)
-            values = engine.metrics(examples, results, spec, params, options, cancel)
+            keep: Optional[Dict[Any, Any]] = {} if "infidelity" in options.names else None
+            results = engine.run(examples, spec, params, cancel=cancel, keep_attributions=keep)
+            values = engine.metrics(examples, results, spec, params, options, cancel, attributions=keep)
             row: Dict[str, Any] = {"method": name, "label": spec.label, "metrics": {}, "failed": 0}
             for metric in options.names:
                 got = [_number(v.get(metric)) for v in values if metric in v and not (

@@ -9,7 +9,7 @@ from ..dataset import NotReadYet
 from ..errors import ValidationError
 from ..limits import EXAMPLE_ID_MAX
 from ..query import AttributeQuery, parse_attribute_query
-from .examples import with_metrics
+from .examples import scored
 from .schemas import class_schema, query_properties
 from .view import View
 
@@ -27,9 +27,7 @@ def example_of(vis: Any, q: AttributeQuery, cancel: Optional[Cancel] = None) -> 
 def attribute(vis: Any, body: Any, cancel: Optional[Cancel] = None) -> Dict[str, Any]:
     q = body if isinstance(body, AttributeQuery) else parse_attribute_query(body, vis.defaults)
     ex = example_of(vis, q, cancel)
-    (result,) = vis.engines[q.model].run([ex], q.method, q.arguments, [q.target], cancel=cancel)
-    if q.metrics is not None:
-        with_metrics(vis.engines[q.model], q, [ex], [result], cancel)
+    (result,) = scored(vis.engines[q.model], q, [ex], [q.target], cancel)
     model = vis.presenter.model(q.model, ex, result, q.visualization, q.top_k, values=q.values)
     return {"example": vis.presenter.example(ex, [model])}
 

@@ -26,18 +26,21 @@ def computed(vis: Any, q: PageQuery, examples: Sequence[Example], cancel: Option
     their quality metrics when the query asks for them (``Result.metrics``)."""
     if not examples:
         return []
-    per_model = [engine.run(examples, q.method, q.arguments, cancel=cancel) for engine in vis.engines]
+    return [scored(engine, q, examples, cancel=cancel) for engine in vis.engines]
+
+
+def scored(engine: Any, q: Any, examples: Sequence[Example], targets: Optional[Sequence[Optional[int]]] = None,
+           cancel: Optional[Cancel] = None) -> List[Result]:
+    """One model's results for some examples, with each one's metrics when the query asks for them
+    (``q.metrics``, set as ``Result.metrics``). Infidelity reads the run's own full-resolution
+    attributions instead of making them again."""
+    keep: Optional[Dict[Any, Any]] = {} if q.metrics is not None and "infidelity" in q.metrics.names else None
+    results = engine.run(examples, q.method, q.arguments, targets, cancel=cancel, keep_attributions=keep)
     if q.metrics is not None:
-        for engine, results in zip(vis.engines, per_model):
-            with_metrics(engine, q, examples, results, cancel)
-    return per_model
-
-
-def with_metrics(engine: Any, q: Any, examples: Sequence[Example], results: List[Result],
-                 cancel: Optional[Cancel] = None) -> None:
-    """Each result's metrics (``q.metrics``), set on it."""
-    for result, values in zip(results, engine.metrics(examples, results, q.method, q.arguments, q.metrics, cancel)):
-        result.metrics = values
+        for result, values in zip(results, engine.metrics(examples, results, q.method, q.arguments, q.metrics,
+                                                          cancel, attributions=keep)):
+            result.metrics = values
+    return results
 
 
 def presented(vis: Any, q: PageQuery, examples: Sequence[Example], per_model: List[List[Result]],
