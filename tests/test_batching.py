@@ -27,8 +27,9 @@ def forward_batches(vis: AttributionVisualizer) -> List[int]:
     # Small images: up to internal_batch_size (64) rows per call.
     (32, 8, "IntegratedGradients", {"n_steps": 16}, [8] + [64] * 2),  # prediction, then 4 examples x 16 steps per call
     (32, 8, "IntegratedGradients", {"n_steps": 50}, [8] + [50] * 8),  # one example per call
-    # 224x224: at most CALL_INPUT_BYTES of inputs per call (16 MiB: 27 rows of 3x224x224 floats).
-    (224, 4, "IntegratedGradients", {"n_steps": 16}, [4] + [16] * 4),
+    # 224x224: at most CALL_INPUT_BYTES of inputs per call (16 MiB: 27 rows of 3x224x224 floats), and
+    # passes of at most PASS_INPUT_BYTES (4 MiB: 6 rows), so 16 steps are passes of 6, 6 and 4 rows.
+    (224, 4, "IntegratedGradients", {"n_steps": 16}, [4] + [6, 6, 4] * 4),
     (224, 16, "Saliency", {}, [16]),  # one pass predicts and attributes all 16
 ])
 def test_rows_per_captum_call(side, n, method, arguments, expected):
