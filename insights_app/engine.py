@@ -527,8 +527,7 @@ class Engine:
     def rows_per_pass(self, inputs: Sequence[torch.Tensor]) -> int:
         """Rows of one forward pass for the methods that batch their own passes: at most
         ``internal_batch_size``, and at most ``PASS_INPUT_BYTES`` of model inputs."""
-        row_bytes = 4 * sum(int(x[0].numel()) for x in inputs if x.dim() > 0 and x.shape[0] > 0)
-        return max(1, min(self.internal_batch_size, PASS_INPUT_BYTES // max(1, row_bytes)))
+        return max(1, min(self.internal_batch_size, PASS_INPUT_BYTES // max(1, _row_bytes(inputs))))
 
     def examples_per_call(self, spec: MethodSpec, params: Dict[str, Any], inputs: Sequence[torch.Tensor]) -> int:
         """How many examples one captum call attributes: as many as keep the rows of each of its
@@ -557,7 +556,7 @@ class Engine:
             evals = int((spec.rows or spec.cost)(params, hw))
         except Exception:  # an estimate that cannot be made: batch as before
             evals = 1
-        row_bytes = 4 * sum(int(x[0].numel()) for x in inputs if x.dim() > 0 and x.shape[0] > 0)
+        row_bytes = _row_bytes(inputs)
         rows = max(1, min(self.internal_batch_size, CALL_INPUT_BYTES // max(1, row_bytes)))
         return max(1, rows // max(1, evals))
 
@@ -574,7 +573,7 @@ class Engine:
             evals = max(1, int((spec.rows or spec.cost)(params, hw)))
         except Exception:
             return rule
-        row_bytes = 4 * sum(int(x[0].numel()) for x in inputs if x.dim() > 0 and x.shape[0] > 0)
+        row_bytes = _row_bytes(inputs)
         cap = max(rule, CALL_GRADIENT_BYTES // max(1, evals * row_bytes))
         key = (arguments_key(spec.fingerprint, params), tuple(tuple(x.shape[1:]) for x in inputs))
         return self.call_sizes.choose(key, rule, cap, n)
@@ -691,6 +690,11 @@ class CancellableForward:
     def __call__(self, *inputs: Any) -> torch.Tensor:
         self.check()
         return self._forward(*inputs)
+
+
+def _row_bytes(inputs: Sequence[torch.Tensor]) -> int:
+    """Bytes of one example's model inputs, counted as float32 (what the batching bounds measure)."""
+    return 4 * sum(int(x[0].numel()) for x in inputs if x.dim() > 0 and x.shape[0] > 0)
 
 
 def _all_or_none(targets: Sequence[Optional[int]]) -> Optional[List[int]]:
