@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from ..errors import ValidationError
 
@@ -47,6 +47,12 @@ class MetricOptions:
                 "infidelity": ("samples", "noise", "seed"), "sensitivity": ("samples", "radius", "seed")}[name]
         return f"{name}:v1:" + json.dumps({k: getattr(self, k) for k in used}, sort_keys=True)
 
+    def kept_attributions(self) -> Optional[Dict[Any, Any]]:
+        """What a run computing the maps these metrics judge should keep (``Engine.run``'s
+        ``keep_attributions``): an empty dictionary when infidelity needs the full-resolution
+        attributions, else None (nothing is kept)."""
+        return {} if "infidelity" in self.names else None
+
     def patch_for(self, hw: Tuple[int, int]) -> int:
         if self.patch:
             return self.patch
@@ -59,7 +65,7 @@ class MetricOptions:
         if "deletion" in self.names or "insertion" in self.names:
             total += (self.steps + 1) * (("deletion" in self.names) + ("insertion" in self.names))
         if "infidelity" in self.names:
-            total += self.samples + 1 + method_cost  # the attribution is made again, at full resolution
+            total += self.samples + 1 + method_cost  # the attribution again, where the run did not keep it
         if "sensitivity" in self.names:
             total += (self.samples + 1) * method_cost
         return total

@@ -82,7 +82,7 @@ def method_report(vis: Any, methods: Optional[Sequence[str]] = None, sample: int
             spec = vis.methods[name]
             params = spec.validate(dict((arguments or {}).get(name, {})), vis.image_hw)
             progress(f"{engine.name}: {spec.label} on {len(examples)} examples")
-            keep: Optional[Dict[Any, Any]] = {} if "infidelity" in options.names else None
+            keep = options.kept_attributions()
             results = engine.run(examples, spec, params, cancel=cancel, keep_attributions=keep)
             values = engine.metrics(examples, results, spec, params, options, cancel, attributions=keep)
             row: Dict[str, Any] = {"method": name, "label": spec.label, "metrics": {}, "failed": 0}

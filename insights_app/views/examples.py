@@ -34,7 +34,7 @@ def scored(engine: Any, q: Any, examples: Sequence[Example], targets: Optional[S
     """One model's results for some examples, with each one's metrics when the query asks for them
     (``q.metrics``, set as ``Result.metrics``). Infidelity reads the run's own full-resolution
     attributions instead of making them again."""
-    keep: Optional[Dict[Any, Any]] = {} if q.metrics is not None and "infidelity" in q.metrics.names else None
+    keep = q.metrics.kept_attributions() if q.metrics is not None else None
     results = engine.run(examples, q.method, q.arguments, targets, cancel=cancel, keep_attributions=keep)
     if q.metrics is not None:
         for result, values in zip(results, engine.metrics(examples, results, q.method, q.arguments, q.metrics,
