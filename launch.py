@@ -932,7 +932,7 @@ def run_method_report(visualizer: Any, args: argparse.Namespace, out: Say = say)
         raise CliError("--out must end in .md (the table) or .json (every figure)")
     try:
         arguments = parse_arguments(args.arguments, names or list(visualizer.methods))
-        options = parse_metrics([m.strip() for m in args.metrics.split(",") if m.strip()], None)
+        options = parse_metrics([m.strip() for m in args.metrics.split(",") if m.strip()])
         report = method_report(visualizer, names, args.sample, options, arguments, args.sanity,
                                progress=lambda line: print(line, file=sys.stderr, flush=True))
     except ValidationError as exc:

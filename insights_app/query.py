@@ -15,6 +15,7 @@ from .errors import ValidationError
 from .limits import EXAMPLE_ID_MAX, MAX_EVALS_PER_EXAMPLE, PAGE_MAX, PAGE_SIZE_MAX, TOP_K_MAX
 from .methods import MethodSpec
 from .metrics import MetricOptions, check_cost, parse_metrics
+from .metrics.options import ABSENT
 from .render import PALETTES, SIGNS, VIS_METHODS, sign_problem
 
 PAGE_SIZE_DEFAULT = 4
@@ -230,7 +231,7 @@ def parse_common(body: Mapping[str, Any], d: Defaults) -> Dict[str, Any]:
         raise ValidationError("method", f"unknown method; choose one of {', '.join(d.methods)}")
     spec = d.methods[name]
     arguments = spec.validate(body.get("arguments"), d.image_hw)
-    metrics = parse_metrics(body.get("metrics"), body.get("metric_arguments"))
+    metrics = parse_metrics(body.get("metrics", ABSENT), body.get("metric_arguments", ABSENT))
     if metrics is not None:
         try:
             cost = max(1, int(spec.cost(arguments, d.image_hw)))

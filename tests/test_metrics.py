@@ -172,6 +172,17 @@ def test_metrics_over_the_api_and_their_refusals(trained):
                          "metric_arguments": {"samples": 64}}, "metrics")):
         answer = client.post("/api/v1/examples", json=bad)
         assert answer.status_code == 400 and answer.get_json()["error"].startswith(field), (bad, answer.get_json())
+    # metric_arguments is an object when given: an explicit null is refused (the fuzzer sent it to the report)
+    # Each key has one type: an explicit null is refused (the fuzzer sent these to the report)
+    report = {"methods": ["Saliency"], "sample": 1, "sanity": 0}
+    for route, bad, field in (("/api/v1/examples", {"metrics": ["deletion"], "metric_arguments": None}, "metric_arguments"),
+                              ("/api/v1/examples", {"metrics": None}, "metrics"),
+                              ("/api/v1/method_report", {**report, "metric_arguments": None}, "metric_arguments"),
+                              ("/api/v1/method_report", {**report, "metrics": None}, "metrics"),
+                              ("/api/v1/method_report", {**report, "methods": None}, "methods"),
+                              ("/api/v1/method_report", {**report, "arguments": None}, "arguments")):
+        answer = client.post(route, json=bad)
+        assert answer.status_code == 400 and answer.get_json()["error"].startswith(field), (bad, answer.get_json())
 
 
 def test_a_metric_is_computed_once_and_read_from_the_store(tmp_path):

@@ -71,10 +71,18 @@ class MetricOptions:
         return total
 
 
-def parse_metrics(names: Any, arguments: Any) -> Optional[MetricOptions]:
-    """The request's ``metrics`` and ``metric_arguments`` (None when it asks for none)."""
-    if names is None or names == []:
-        if arguments is not None:
+ABSENT = object()  # a key the request does not have (an explicit null is refused: it is not the key's type)
+
+
+def parse_metrics(names: Any = ABSENT, arguments: Any = ABSENT) -> Optional[MetricOptions]:
+    """The request's ``metrics`` and ``metric_arguments`` (None when it asks for none); pass
+    ``body.get("metrics", ABSENT)`` and ``body.get("metric_arguments", ABSENT)``."""
+    if names is None:
+        raise ValidationError("metrics", f"must be a list of metric names among {', '.join(METRICS)}")
+    if arguments is None:
+        raise ValidationError("metric_arguments", "must be an object")
+    if names is ABSENT or names == []:
+        if arguments is not ABSENT:
             raise ValidationError("metric_arguments", "goes with metrics")
         return None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -85,7 +93,7 @@ def parse_metrics(names: Any, arguments: Any) -> Optional[MetricOptions]:
     if unknown:
         raise ValidationError("metrics", f"unknown metric {unknown[0][:40]!r}; choose among {', '.join(METRICS)}")
     values: dict = {}
-    if arguments is not None:
+    if arguments is not ABSENT:
         if not isinstance(arguments, dict):
             raise ValidationError("metric_arguments", "must be an object")
         for key, value in arguments.items():

@@ -12,6 +12,7 @@ from typing import Any, Dict, Optional
 from ..cancel import Cancel
 from ..errors import ValidationError
 from ..metrics import METRICS, MetricOptions, parse_metrics
+from ..metrics.options import ABSENT
 from ..metrics.options import request_schema as metrics_schema
 from ..metrics.report import SAMPLE_MAX, SANITY_MAX, method_report
 from ..query import _check_keys, _int, _require_object
@@ -23,11 +24,12 @@ KEYS = ("methods", "arguments", "sample", "sanity", "metrics", "metric_arguments
 def report(vis: Any, body: Any, cancel: Optional[Cancel] = None) -> Dict[str, Any]:
     obj = _require_object(body if body is not None else {}, "body")
     _check_keys(obj, KEYS, "")
-    methods = obj.get("methods")
-    if methods is not None and (not isinstance(methods, list) or not methods
-                                or not all(isinstance(m, str) for m in methods)):
+    # An explicit null is refused like any other value of the wrong type (the schema has none).
+    methods = obj.get("methods", ABSENT)
+    if methods is not ABSENT and (not isinstance(methods, list) or not methods
+                                  or not all(isinstance(m, str) for m in methods)):
         raise ValidationError("methods", "must be a non-empty list of method names")
-    arguments = obj.get("arguments") or {}
+    arguments = obj.get("arguments", {})
     if not isinstance(arguments, dict) or not all(isinstance(v, dict) for v in arguments.values()):
         raise ValidationError("arguments", "must be an object of objects: {method: {argument: value}}")
     for name in arguments:
@@ -35,9 +37,9 @@ def report(vis: Any, body: Any, cancel: Optional[Cancel] = None) -> Dict[str, An
             raise ValidationError("arguments", f"names an unknown method {name[:40]!r}")
     sample = _int(obj, "sample", 64, 1, SAMPLE_MAX)
     sanity = _int(obj, "sanity", 8, 0, min(sample, SANITY_MAX))
-    options = parse_metrics(obj.get("metrics", list(METRICS)), obj.get("metric_arguments")) or \
+    options = parse_metrics(obj.get("metrics", list(METRICS)), obj.get("metric_arguments", ABSENT)) or \
         MetricOptions(tuple(METRICS))
-    return method_report(vis, methods, sample, options, arguments, sanity, cancel)
+    return method_report(vis, None if methods is ABSENT else methods, sample, options, arguments, sanity, cancel)
 
 
 def request_schema(vis: Any) -> Dict[str, Any]:
