@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from .errors import RenderError
+from .jsonwire import Verbatim
 from .limits import MAX_DISPLAY_SIDE
 
 VIS_METHODS = ("heat_map", "blended_heat_map", "masked_image", "alpha_scaling", "original_image")
@@ -308,5 +309,6 @@ def encode_png(image: np.ndarray, compress_level: int = 1) -> bytes:
 
 
 def encode_png_base64(image: np.ndarray) -> str:
-    """uint8 image -> a ``data:image/png;base64,...`` URL for JSON and <img src>."""
-    return "data:image/png;base64," + base64.b64encode(encode_png(image)).decode("ascii")
+    """uint8 image -> a ``data:image/png;base64,...`` URL for JSON and <img src> (Verbatim: base64
+    needs no JSON escaping)."""
+    return Verbatim("data:image/png;base64," + base64.b64encode(encode_png(image)).decode("ascii"))

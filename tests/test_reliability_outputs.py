@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, List
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -169,3 +170,36 @@ def test_a_model_that_answers_one_row_per_call_is_shown_from_one_example_per_cal
     with torch.no_grad():
         top = alone(x).softmax(1).argmax(1).tolist()
     assert [ex["models"][0]["predictions"][0]["index"] for ex in page["examples"]] == top
+
+
+def test_images_written_without_escaping_give_the_same_json_as_json_dumps():
+    """The renderer's data URLs skip json's escaping scan; the answer must be byte for byte what
+    ``json.dumps`` writes, whatever surrounds them (nesting, sorted keys, look-alike strings)."""
+    from insights_app import jsonwire
+    from insights_app.render import encode_png_base64
+
+    image = encode_png_base64(np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8))
+    assert isinstance(image, jsonwire.Verbatim)
+    doc = {"z": [image, {"image": image, "label": 'a "quoted" \\ label\n'}], "a": (1.5, None, image),
+           "look-alike": "verbatim:0123456789abcdef:0", "nested": [[[image]]]}
+    for kwargs in ({}, {"sort_keys": True}, {"indent": 2}):
+        assert jsonwire.dumps(doc, **kwargs) == json.dumps(doc, **kwargs)
+    assert strict_json(jsonwire.dumps(doc))["nested"][0][0][0] == image
+    # Past the search budget without an image: encoded as it is, images found later included.
+    late = {"values": list(range(jsonwire.SEARCH_VALUES + 10)), "image": image}
+    assert jsonwire.dumps(late) == json.dumps(late)
+    with pytest.raises(jsonwire.NotJSONCompliant):
+        jsonwire.dumps({"image": image, "score": float("nan")})
+
+
+def test_a_page_of_images_over_http_is_strict_json_with_the_maps_intact():
+    vis = make_visualizer(TinyCNN(), Digits(n=8, batch_size=8))
+    client = create_app(vis).test_client()
+    resp = client.post("/api/v1/examples", json={"method": "Saliency", "page": 0, "page_size": 4})
+    assert resp.status_code == 200
+    doc = strict_json(resp.get_data(as_text=True))
+    direct = vis.page({"method": "Saliency", "page": 0, "page_size": 4})
+    assert [m["attributions"][0]["image"] for ex in doc["examples"] for m in ex["models"]] == \
+        [m["attributions"][0]["image"] for ex in direct["examples"] for m in ex["models"]]
+    assert all(m["attributions"][0]["image"].startswith("data:image/png;base64,")
+               for ex in doc["examples"] for m in ex["models"])
