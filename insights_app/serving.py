@@ -11,7 +11,10 @@ What waitress is told, and why:
 - bodies over 1 MiB are refused from their ``Content-Length``, before waitress buffers them;
 - an idle connection is closed after 30 s, and up to 500 may be open, so that a few idle
   sockets cannot keep everyone else out;
-- errors waitress answers itself (431, 413, a bad chunk or URI) are JSON like ours.
+- errors waitress answers itself (431, 413, a bad chunk or URI) are JSON like ours;
+- an answer is sent from memory up to 32 MiB (waitress's default spools anything over 1 MiB to a
+  temporary file first: a page of 16 examples at 224x224 is 6.4 MB, 3.1 ms through the file
+  against 0.3 ms from memory; the answer is in memory already as Flask's body).
 
 Stopping runs in order: cancel the running computations, stop the loop, close the client
 connections (so that writers give up), wait for the request threads, close the listening
@@ -46,6 +49,7 @@ IDLE_TIMEOUT_S = 30  # an idle (kept-alive) connection is closed after this
 CONNECTION_LIMIT = 500
 STOP_TIMEOUT_S = 10.0  # what stopping waits for the request threads to finish, at most
 LOOP_TIMEOUT_S = 0.2  # how often the loop looks whether it should stop
+ANSWER_IN_MEMORY_BYTES = 32 * 2**20  # larger answers are spooled to a temporary file
 
 
 class JsonErrorTask(ErrorTask):
@@ -214,7 +218,7 @@ def start_server(visualizer: Any, host: str = "127.0.0.1", port: int = 0, token:
     server = create_server(app, host=host, port=int(port), threads=threads, ident="insights-app",
                            channel_timeout=IDLE_TIMEOUT_S, cleanup_interval=5, connection_limit=CONNECTION_LIMIT,
                            max_request_body_size=MAX_BODY_BYTES, channel_request_lookahead=1,
-                           expose_tracebacks=False, _dispatcher=dispatcher)
+                           outbuf_overflow=ANSWER_IN_MEMORY_BYTES, expose_tracebacks=False, _dispatcher=dispatcher)
     listeners = _listeners(server)
     for listener in listeners:
         listener.channel_class = JsonErrorChannel
