@@ -21,6 +21,7 @@ from .cache import LRUCache
 from .dataset import Example
 from .engine import Explanation, Prediction, Result
 from .features import BaseFeature, GeneralFeature, ImageFeature, TextFeature
+from .jsonwire import Verbatim
 from .query import Visualization
 from .render import (
     attribution_scale, encode_png_base64, normalize_attribution, render_attribution, scale_range, shrink_image,
@@ -196,7 +197,8 @@ class Presenter:
             out["scale"] = scale_range(vis.sign, scale)
             if values:  # the map as drawn, for the large view's value under the pointer
                 data = np.ascontiguousarray(shown, dtype="<f4")
-                out["values"] = {"shape": list(data.shape), "data": base64.b64encode(data.tobytes()).decode("ascii")}
+                out["values"] = {"shape": list(data.shape),
+                                 "data": Verbatim(base64.b64encode(data.tobytes()).decode("ascii"))}
         elif isinstance(f, TextFeature):
             out["tokens"] = self.original(ex, i)
             out["scores"] = [float(v) for v in attr_map.tolist()]

@@ -93,3 +93,30 @@ def test_a_method_with_a_high_cost_per_call_gets_larger_calls():
     assert calls[:8] == [1] * 8  # the first page: the static rule
     last = calls[-2:]
     assert max(last) >= 8, calls  # later pages: the whole page in one call
+
+
+def test_deletion_curves_at_224_run_in_passes_of_at_most_6_rows_with_the_same_values():
+    """Deletion and insertion evaluate rows the way attributions do (at most PASS_INPUT_BYTES of
+    inputs per pass: 64-row passes page-faulted their activations and took twice as long);
+    the curves do not depend on how the rows are split."""
+    import torch
+
+    from insights_app.metrics.deletion import curves
+
+    vis = visualizer(224, 4)
+    engine = vis.engines[0]
+    sizes = forward_batches(vis)
+    doc = vis.page({"method": "Saliency", "page": 0, "page_size": 4, "metrics": ["deletion", "insertion"],
+                    "metric_arguments": {"steps": 10}})
+    got = [ex["models"][0]["metrics"]["deletion"]["curve"] for ex in doc["examples"]]
+    assert max(sizes[1:]) == 6 and sum(sizes[1:]) == 2 * 4 * 11  # after the prediction pass: 88 rows in passes of 6
+    ex = vis.store.get_many([0, 1, 2, 3])
+    x = torch.stack([e.inputs[0] for e in ex])
+    maps = [torch.rand(4, 224, 224)]
+    scores = lambda v: torch.softmax(engine.model(v), 1)  # noqa: E731
+    target = torch.tensor([0, 1, 2, 3])
+    split = curves(scores, (x,), maps, (torch.zeros_like(x),), target, 10, 16, 6)
+    whole = curves(scores, (x,), maps, (torch.zeros_like(x),), target, 10, 16, 64)
+    for a, b in zip(split, whole):
+        assert torch.allclose(torch.from_numpy(a), torch.from_numpy(b), atol=1e-5)
+    assert all(len(c) == 11 for c in got)
