@@ -90,7 +90,8 @@ def test_page_cell_measures_server_and_raw_on_fresh_pages(cnn):
         assert min(r.raw_batched_s, r.raw_per_example_s, r.server_page_s, r.cache_hit_s, r.raw_forward_s) > 0
         assert 0 < r.stream_first_s <= r.stream_total_s
         assert r.ratio == pytest.approx(r.server_page_s / min(r.raw_batched_s, r.raw_per_example_s))
-        assert set(r.to_json()) >= {"ratio", "cpu_ratio", "first_fraction", "cache_hit_s"}
+        assert set(r.to_json()) >= {"ratio", "median_ratio", "cpu_ratio", "first_fraction", "cache_hit_s"}
+        assert r.median_ratio > 0
     # Seven pages, each one new to the server (one warm-up; two pages and a streamed page per
     # round, as many timed pages as raw calls): the last one starts at the seventh pool-aligned id.
     assert pages_used == 6 * POOL_SIZE + 4
