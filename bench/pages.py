@@ -353,7 +353,8 @@ class PageBench:
         )
         if log:
             log(f"  {bm.key:9s} {case.method:24s} n={size:<3d} raw {result.raw_best_s * 1e3:9.1f} ms  "
-                f"page {result.server_page_s * 1e3:9.1f} ms  x{result.ratio:5.2f} (median x{result.median_ratio:4.2f})  "
+                f"page {result.server_page_s * 1e3:9.1f} ms  x{result.ratio:5.2f} "
+                f"(median x{result.median_ratio:4.2f})  "
                 f"first {result.stream_first_s * 1e3:8.1f} ms  hit {result.cache_hit_s * 1e3:7.1f} ms  "
                 f"cpu x{result.cpu_ratio:5.2f}  ({rounds} rounds)")
         return result

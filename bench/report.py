@@ -228,9 +228,10 @@ def markdown(info: Dict[str, Any], pages: Optional[Sequence[Any]], render: Optio
         parts += ["### One page: the server (HTTP) against raw captum on the same inputs", "",
                   "Times are the best of the repeats (as many server pages as captum calls, alternating). "
                   "*captum*: the attribution call alone, on the whole page and one example at a time; *ratio*: "
-                  "server page / the faster of the two; *median ratio*: each round's best page over its faster captum call, "
-                  "the median over the rounds (the two sides of a round ran seconds apart); *CPU ratio*: the same in process CPU time; *ratio incl. "
-                  "forward*: the same with the forward pass that picks the targets added to captum's side; "
+                  "server page / the faster of the two; *median ratio*: each round's best page over its faster "
+                  "captum call, the median over the rounds (the two sides of a round ran seconds apart); *CPU "
+                  "ratio*: the ratio in process CPU time; *ratio incl. forward*: the ratio with the forward pass "
+                  "that picks the targets added to captum's side; "
                   "*server extra / example*: (server page - faster captum) / n. *first example*: streaming page, "
                   "request sent to the first example received. *passes / call*: the model passes (rows) one captum "
                   "call on the page makes, forward+backward (f+b) or forward only (fwd).", "",

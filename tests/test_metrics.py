@@ -172,10 +172,10 @@ def test_metrics_over_the_api_and_their_refusals(trained):
                          "metric_arguments": {"samples": 64}}, "metrics")):
         answer = client.post("/api/v1/examples", json=bad)
         assert answer.status_code == 400 and answer.get_json()["error"].startswith(field), (bad, answer.get_json())
-    # metric_arguments is an object when given: an explicit null is refused (the fuzzer sent it to the report)
     # Each key has one type: an explicit null is refused (the fuzzer sent these to the report)
     report = {"methods": ["Saliency"], "sample": 1, "sanity": 0}
-    for route, bad, field in (("/api/v1/examples", {"metrics": ["deletion"], "metric_arguments": None}, "metric_arguments"),
+    for route, bad, field in (("/api/v1/examples", {"metrics": ["deletion"], "metric_arguments": None},
+                               "metric_arguments"),
                               ("/api/v1/examples", {"metrics": None}, "metrics"),
                               ("/api/v1/method_report", {**report, "metric_arguments": None}, "metric_arguments"),
                               ("/api/v1/method_report", {**report, "metrics": None}, "metrics"),

@@ -12,8 +12,7 @@ from typing import Any, Dict, Optional
 from ..cancel import Cancel
 from ..errors import ValidationError
 from ..metrics import METRICS, MetricOptions, parse_metrics
-from ..metrics.options import ABSENT
-from ..metrics.options import request_schema as metrics_schema
+from ..metrics.options import ABSENT, request_schema as metrics_schema
 from ..metrics.report import SAMPLE_MAX, SANITY_MAX, method_report
 from ..query import _check_keys, _int, _require_object
 from .view import View
