@@ -319,3 +319,21 @@ def test_page_target_is_a_ratio_for_slow_calls_and_an_allowance_for_fast_ones():
     assert not verdict["met"]
     assert verdict["detail"] == ("missed in: m slow n=4 (1.12x of 50 ms); m fast n=4 (+4.3 ms over 49.0 ms, "
                                  "allowed 4.2 ms)")
+
+
+def test_split_breaks_a_page_into_parts_that_nest_and_leaves_the_engine_as_it_was(cnn):
+    from bench.split import COLUMNS, format_row, main, split_cell
+
+    bench = PageBench(cnn)
+    try:
+        (case,) = build_cases(cnn, ("Saliency",))
+        engine = bench.vis.engines[0]
+        cell = split_cell(bench, case, 2, 2)
+        assert "run" not in engine.__dict__ and "attribute" not in engine.__dict__
+    finally:
+        bench.close()
+    assert set(cell) == set(COLUMNS) and all(0 < v["min"] <= v["median"] for v in cell.values())
+    # the page holds the engine's run, which holds its captum call
+    assert cell["page"]["min"] >= cell["engine_run"]["min"] >= cell["attribute"]["min"]
+    assert "server" in format_row("Saliency", cell)
+    assert main(["--model", "cnn32", "--steps", "NoSuchMethod"]) == 2
