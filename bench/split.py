@@ -15,21 +15,15 @@ import argparse
 import statistics
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
 from .cases import Case, build_cases
 from .models import MODELS, build_model
-from .pages import PageBench
+from .pages import PageBench, _timed
 
 COLUMNS = ("raw_main", "raw_compute_thread", "page", "engine_run", "attribute")
-
-
-def _timed(fn: Callable[[], Any]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 class _Stopwatch:
