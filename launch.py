@@ -31,8 +31,9 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from insights_app.access import is_loopback
 from insights_app.limits import MAX_RESIZE_SIDE
@@ -61,126 +62,243 @@ def say(message: str) -> None:
 
 # ---------------------------------------------------------------------- arguments
 
+
 def build_parser(command: str = "serve") -> argparse.ArgumentParser:
     p = OneLineParser(
         prog=PROG if command == "serve" else f"{PROG} {command}",
         description="Explore a classifier's predictions and captum attributions in the browser.\n"
-                    "With no source flags: the demo (a small fastai CNN on scikit-learn's digits,\n"
-                    "trained once in a few seconds, then cached).",
+        "With no source flags: the demo (a small fastai CNN on scikit-learn's digits,\n"
+        "trained once in a few seconds, then cached).",
         epilog="Examples:\n"
-               f"  {PROG}\n"
-               f"  {PROG} --demo tabular\n"
-               f"  {PROG} --learner export.pkl --data new_images/\n"
-               f"  {PROG} --model mymodels:build_model --data images/ --size 224 --mean 0.485 0.456 0.406 "
-               "--std 0.229 0.224 0.225\n"
-               f"  {PROG} --model weights.pt --arch resnet18 --data images/ --classes classes.txt --size 224\n"
-               "The demo's cache: $INSIGHTS_APP_CACHE, else $XDG_CACHE_HOME/insights-app or ~/.cache/insights-app.",
+        f"  {PROG}\n"
+        f"  {PROG} --demo tabular\n"
+        f"  {PROG} --learner export.pkl --data new_images/\n"
+        f"  {PROG} --model mymodels:build_model --data images/ --size 224 --mean 0.485 0.456 0.406 "
+        "--std 0.229 0.224 0.225\n"
+        f"  {PROG} --model weights.pt --arch resnet18 --data images/ --classes classes.txt --size 224\n"
+        "The demo's cache: $INSIGHTS_APP_CACHE, else $XDG_CACHE_HOME/insights-app or ~/.cache/insights-app.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     src = p.add_argument_group("what to show (default: the demo)")
-    src.add_argument("--demo", metavar="NAME", choices=tuple(DEMOS), default=None,
-                     help="which demo: digits (default: a fastai CNN on scikit-learn's digits), tabular (a fastai "
-                     "tabular learner on scikit-learn's breast cancer data), text; each is trained once, then cached")
-    src.add_argument("--learner", metavar="EXPORT.pkl", help="a fastai learner saved with learn.export() (a pickle: "
-                     "load only files you trust)")
-    src.add_argument("--valid", action="store_true", help="with --learner: its own validation set (only if the "
-                     "file kept its data; an exported learner does not, so give --data)")
-    src.add_argument("--model", metavar="MODULE:CALLABLE | FILE.pt", help="a torch model: a module-level callable "
-                     "returning an nn.Module (the current folder is importable), or a weights file (state dict "
-                     "with --arch, or a whole pickled nn.Module)")
-    src.add_argument("--arch", metavar="NAME", help="with --model FILE.pt: a torchvision architecture "
-                     "(resnet18, mobilenet_v3_small, ...) built without pretrained weights")
+    src.add_argument(
+        "--demo",
+        metavar="NAME",
+        choices=tuple(DEMOS),
+        default=None,
+        help="which demo: digits (default: a fastai CNN on scikit-learn's digits), tabular (a fastai "
+        "tabular learner on scikit-learn's breast cancer data), text; each is trained once, then cached",
+    )
+    src.add_argument(
+        "--learner",
+        metavar="EXPORT.pkl",
+        help="a fastai learner saved with learn.export() (a pickle: load only files you trust)",
+    )
+    src.add_argument(
+        "--valid",
+        action="store_true",
+        help="with --learner: its own validation set (only if the "
+        "file kept its data; an exported learner does not, so give --data)",
+    )
+    src.add_argument(
+        "--model",
+        metavar="MODULE:CALLABLE | FILE.pt",
+        help="a torch model: a module-level callable "
+        "returning an nn.Module (the current folder is importable), or a weights file (state dict "
+        "with --arch, or a whole pickled nn.Module)",
+    )
+    src.add_argument(
+        "--arch",
+        metavar="NAME",
+        help="with --model FILE.pt: a torchvision architecture "
+        "(resnet18, mobilenet_v3_small, ...) built without pretrained weights",
+    )
     src.add_argument("--data", metavar="FOLDER", help="a folder of images (searched recursively)")
 
     data = p.add_argument_group("images (with --data)")
-    data.add_argument("--labels", metavar="SPEC", default=None, help="where labels come from: 'subfolders' "
-                      "(default: data/<class>/img.png), 'none', a regex matched in file names (its first group "
-                      "or (?P<label>...)), or a CSV of file,label rows. With --learner only 'none' (fastai "
-                      "labels the files itself)")
-    data.add_argument("--classes", metavar="FILE | A,B,C", help="class names in the model's output order: a file "
-                      "(one per line, or a JSON list) or a comma-separated list (default: the sorted label names, "
-                      "or the learner's vocab). Images whose label is not a class are shown unlabeled")
-    data.add_argument("--size", metavar="N", nargs="+", type=int, help="resize images to N x N, or H W "
-                      "(default: the first image's size)")
-    data.add_argument("--mean", metavar="M", nargs="+", type=float, help="per-channel normalization mean the "
-                      "model expects, e.g. 0.485 0.456 0.406 (with --std)")
+    data.add_argument(
+        "--labels",
+        metavar="SPEC",
+        default=None,
+        help="where labels come from: 'subfolders' "
+        "(default: data/<class>/img.png), 'none', a regex matched in file names (its first group "
+        "or (?P<label>...)), or a CSV of file,label rows. With --learner only 'none' (fastai "
+        "labels the files itself)",
+    )
+    data.add_argument(
+        "--classes",
+        metavar="FILE | A,B,C",
+        help="class names in the model's output order: a file "
+        "(one per line, or a JSON list) or a comma-separated list (default: the sorted label names, "
+        "or the learner's vocab). Images whose label is not a class are shown unlabeled",
+    )
+    data.add_argument(
+        "--size",
+        metavar="N",
+        nargs="+",
+        type=int,
+        help="resize images to N x N, or H W (default: the first image's size)",
+    )
+    data.add_argument(
+        "--mean",
+        metavar="M",
+        nargs="+",
+        type=float,
+        help="per-channel normalization mean the model expects, e.g. 0.485 0.456 0.406 (with --std)",
+    )
     data.add_argument("--std", metavar="S", nargs="+", type=float, help="per-channel normalization std")
-    data.add_argument("--channels", type=int, choices=(1, 3), default=3, help="read images as RGB (3, default) "
-                      "or grayscale (1)")
-    data.add_argument("--resize", choices=("squish", "crop"), default="squish", help="how --size is reached: "
-                      "stretch (default) or scale and centre-crop")
-    data.add_argument("--score", choices=("softmax", "sigmoid", "none"), default="softmax",
-                      help="with --model: turns outputs into the probabilities shown (default softmax; sigmoid "
-                      "for multi-label)")
+    data.add_argument(
+        "--channels", type=int, choices=(1, 3), default=3, help="read images as RGB (3, default) or grayscale (1)"
+    )
+    data.add_argument(
+        "--resize",
+        choices=("squish", "crop"),
+        default="squish",
+        help="how --size is reached: stretch (default) or scale and centre-crop",
+    )
+    data.add_argument(
+        "--score",
+        choices=("softmax", "sigmoid", "none"),
+        default="softmax",
+        help="with --model: turns outputs into the probabilities shown (default softmax; sigmoid for multi-label)",
+    )
 
     srv = p.add_argument_group("server")
-    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine "
-                     "only); any other address requires a token, generated when not given")
+    srv.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: this machine "
+        "only); any other address requires a token, generated when not given",
+    )
     srv.add_argument("--port", type=int, default=0, help="port (default 0: any free port; the URL is printed)")
     srv.add_argument("--token", default=None, help="require this token (the printed URL carries it)")
-    srv.add_argument("--device", default=None, help="where the model runs: cpu, cuda, cuda:1, mps "
-                     "(default: where the model is; the CPU for loaded files)")
+    srv.add_argument(
+        "--device",
+        default=None,
+        help="where the model runs: cpu, cuda, cuda:1, mps (default: where the model is; the CPU for loaded files)",
+    )
     srv.add_argument("--open", action="store_true", help="open the page in a web browser")
     srv.add_argument("--title", default=None, help="the page title")
-    srv.add_argument("--store", default=None, metavar="DIR",
-                     help="keep predictions and maps in this directory (an SQLite store, created if missing): a "
-                          "restart serves what was computed at once; results are keyed by the model's weights, "
-                          "the image's content, the method and its arguments, so a change is never served stale")
+    srv.add_argument(
+        "--store",
+        default=None,
+        metavar="DIR",
+        help="keep predictions and maps in this directory (an SQLite store, created if missing): a "
+        "restart serves what was computed at once; results are keyed by the model's weights, "
+        "the image's content, the method and its arguments, so a change is never served stale",
+    )
     srv.add_argument("--debug", action="store_true", help="debug logging and full tracebacks")
     if command == "precompute":
         pre = p.add_argument_group("precompute (insights-app precompute ... --store DIR)")
-        pre.add_argument("--methods", required=True, metavar="NAME[,NAME...]",
-                         help="the methods whose maps to compute, e.g. IntegratedGradients,Saliency")
-        pre.add_argument("--arguments", metavar="JSON", default=None,
-                         help='per method, e.g. \'{"IntegratedGradients": {"n_steps": 16}}\' (default: each '
-                              "method's defaults)")
-        pre.add_argument("--targets", choices=("top1", "label"), default="top1",
-                         help="attribute to each model's top prediction (default) or to the true label")
+        pre.add_argument(
+            "--methods",
+            required=True,
+            metavar="NAME[,NAME...]",
+            help="the methods whose maps to compute, e.g. IntegratedGradients,Saliency",
+        )
+        pre.add_argument(
+            "--arguments",
+            metavar="JSON",
+            default=None,
+            help='per method, e.g. \'{"IntegratedGradients": {"n_steps": 16}}\' (default: each method\'s defaults)',
+        )
+        pre.add_argument(
+            "--targets",
+            choices=("top1", "label"),
+            default="top1",
+            help="attribute to each model's top prediction (default) or to the true label",
+        )
         pre.add_argument("--limit", type=int, default=None, metavar="N", help="the first N examples only")
-        pre.add_argument("--executor", choices=("local", "ray"), default="local",
-                         help="who computes: this process (local, default) or Ray actors (ray: needs the ray extra, "
-                              "pip install \"insights-app[ray]\"); this process alone writes the store")
-        pre.add_argument("--ray-address", metavar="ADDRESS", default=None,
-                         help="with --executor ray: the cluster to join: auto (the one `ray start` started on this "
-                              "machine) or HEAD:6379 (default: a local Ray instance, stopped at the end)")
-        pre.add_argument("--workers", type=int, default=None, metavar="N",
-                         help="with --executor ray: N actors (default: one per CPU slot, or one per GPU for a model "
-                              "on CUDA)")
+        pre.add_argument(
+            "--executor",
+            choices=("local", "ray"),
+            default="local",
+            help="who computes: this process (local, default) or Ray actors (ray: needs the ray extra, "
+            'pip install "insights-app[ray]"); this process alone writes the store',
+        )
+        pre.add_argument(
+            "--ray-address",
+            metavar="ADDRESS",
+            default=None,
+            help="with --executor ray: the cluster to join: auto (the one `ray start` started on this "
+            "machine) or HEAD:6379 (default: a local Ray instance, stopped at the end)",
+        )
+        pre.add_argument(
+            "--workers",
+            type=int,
+            default=None,
+            metavar="N",
+            help="with --executor ray: N actors (default: one per CPU slot, or one per GPU for a model on CUDA)",
+        )
     if command == "method-report":
         from insights_app.metrics.options import REPORT_METHODS
 
         rep = p.add_argument_group("method-report (insights-app method-report ... --sample 64)")
-        rep.add_argument("--methods", default=None, metavar="NAME[,NAME...]",
-                         help="the methods to judge (default: " + ", ".join(REPORT_METHODS) + ")")
-        rep.add_argument("--arguments", metavar="JSON", default=None,
-                         help='per method, e.g. \'{"IntegratedGradients": {"n_steps": 16}}\'')
-        rep.add_argument("--metrics", default="deletion,insertion,infidelity,sensitivity", metavar="NAME[,NAME...]",
-                         help="the metrics (default: all four)")
-        rep.add_argument("--sample", type=int, default=64, metavar="N",
-                         help="examples, spread evenly over the dataset (default 64)")
-        rep.add_argument("--sanity", type=int, default=8, metavar="N",
-                         help="examples of the sample the model-randomization check runs on (default 8; 0: none)")
-        rep.add_argument("--out", default=None, metavar="PATH",
-                         help="also write the report there (.md: the table; .json: every figure)")
+        rep.add_argument(
+            "--methods",
+            default=None,
+            metavar="NAME[,NAME...]",
+            help="the methods to judge (default: " + ", ".join(REPORT_METHODS) + ")",
+        )
+        rep.add_argument(
+            "--arguments",
+            metavar="JSON",
+            default=None,
+            help='per method, e.g. \'{"IntegratedGradients": {"n_steps": 16}}\'',
+        )
+        rep.add_argument(
+            "--metrics",
+            default="deletion,insertion,infidelity,sensitivity",
+            metavar="NAME[,NAME...]",
+            help="the metrics (default: all four)",
+        )
+        rep.add_argument(
+            "--sample", type=int, default=64, metavar="N", help="examples, spread evenly over the dataset (default 64)"
+        )
+        rep.add_argument(
+            "--sanity",
+            type=int,
+            default=8,
+            metavar="N",
+            help="examples of the sample the model-randomization check runs on (default 8; 0: none)",
+        )
+        rep.add_argument(
+            "--out",
+            default=None,
+            metavar="PATH",
+            help="also write the report there (.md: the table; .json: every figure)",
+        )
     if command == "export":
         ex = p.add_argument_group("export (insights-app export ... --format F --out PATH)")
-        ex.add_argument("--format", required=True, choices=("csv", "npz", "html"),
-                        help="csv: every example's label, top-k, confidence and loss; npz: the raw maps; html: a "
-                             "self-contained report (images inline)")
+        ex.add_argument(
+            "--format",
+            required=True,
+            choices=("csv", "npz", "html"),
+            help="csv: every example's label, top-k, confidence and loss; npz: the raw maps; html: a "
+            "self-contained report (images inline)",
+        )
         ex.add_argument("--out", required=True, metavar="PATH", help="the file to write")
         ex.add_argument("--method", default=None, help="npz, html: the method of the maps (default: the app's)")
         ex.add_argument("--arguments", metavar="JSON", default=None, help="npz, html: the method's arguments")
-        ex.add_argument("--filter", metavar="JSON", default=None,
-                        help='npz, html: which examples, as the page filters them, e.g. \'{"prediction": '
-                             '"incorrect", "order": "loss"}\'')
-        ex.add_argument("--limit", type=int, default=None, metavar="N",
-                        help="npz, html: at most N examples (html default 100)")
-        ex.add_argument("--metrics", default=None, metavar="NAME[,NAME...]",
-                        help="html: each map's quality metrics (deletion, insertion, infidelity, sensitivity)")
+        ex.add_argument(
+            "--filter",
+            metavar="JSON",
+            default=None,
+            help='npz, html: which examples, as the page filters them, e.g. \'{"prediction": '
+            '"incorrect", "order": "loss"}\'',
+        )
+        ex.add_argument(
+            "--limit", type=int, default=None, metavar="N", help="npz, html: at most N examples (html default 100)"
+        )
+        ex.add_argument(
+            "--metrics",
+            default=None,
+            metavar="NAME[,NAME...]",
+            help="html: each map's quality metrics (deletion, insertion, infidelity, sensitivity)",
+        )
     return p
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv[:1] in (["precompute"], ["export"], ["method-report"]) else "serve"
     args = build_parser(command).parse_args(argv[1:] if command != "serve" else argv)
@@ -210,9 +328,18 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     if args.model and args.data is None:
         raise CliError("--model needs --data FOLDER (the images to show)")
     demo = not (args.learner or args.model)
-    image_flags = [f for f, v in (("--size", args.size), ("--mean", args.mean), ("--std", args.std),
-                                  ("--channels", args.channels != 3), ("--resize", args.resize != "squish"),
-                                  ("--score", args.score != "softmax")) if v]
+    image_flags = [
+        f
+        for f, v in (
+            ("--size", args.size),
+            ("--mean", args.mean),
+            ("--std", args.std),
+            ("--channels", args.channels != 3),
+            ("--resize", args.resize != "squish"),
+            ("--score", args.score != "softmax"),
+        )
+        if v
+    ]
     if image_flags and not args.model:
         what = "a learner brings its own transforms" if args.learner else "the demo has its own data"
         raise CliError(f"{', '.join(image_flags)} only apply to --model ({what})")
@@ -231,14 +358,19 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     for flag, values in (("--mean", args.mean), ("--std", args.std)):
         bad = [v for v in values or () if not math.isfinite(v) or (flag == "--std" and v == 0)]
         if bad:
-            raise CliError(f"{flag} must be {'finite' if flag == '--mean' else 'finite and non-zero'} numbers, "
-                           f"not {bad[0]:g}")
+            raise CliError(
+                f"{flag} must be {'finite' if flag == '--mean' else 'finite and non-zero'} numbers, not {bad[0]:g}"
+            )
     if args.size is not None and max(args.size) > MAX_RESIZE_SIDE:
-        raise CliError(f"--size must be at most {MAX_RESIZE_SIDE} (the model computes at that size; "
-                       "images are shown at most 512 px wide anyway)")
+        raise CliError(
+            f"--size must be at most {MAX_RESIZE_SIDE} (the model computes at that size; "
+            "images are shown at most 512 px wide anyway)"
+        )
     if args.token == "" and not is_loopback(args.host):
-        raise CliError(f"--host {args.host} serves other machines, so it needs a token: leave out --token "
-                       "(one is generated and printed) or pass --token SECRET")
+        raise CliError(
+            f"--host {args.host} serves other machines, so it needs a token: leave out --token "
+            "(one is generated and printed) or pass --token SECRET"
+        )
     if not 0 <= args.port <= 65535:
         raise CliError(f"--port must be between 0 and 65535, not {args.port}")
     preflight(args)
@@ -311,11 +443,13 @@ def parse_classes(spec: str) -> list:
 def check_port(host: str, port: int) -> None:
     """Bind ``host:port`` and let it go, as waitress will bind it (every address, SO_REUSEADDR)."""
     try:
-        addresses = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, socket.IPPROTO_TCP,
-                                       socket.AI_PASSIVE)
+        addresses = socket.getaddrinfo(
+            host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, socket.IPPROTO_TCP, socket.AI_PASSIVE
+        )
     except (socket.gaierror, UnicodeError) as exc:
-        raise CliError(f"--host {host}: not an address of this machine ({getattr(exc, 'strerror', None) or exc})") \
-            from None
+        raise CliError(
+            f"--host {host}: not an address of this machine ({getattr(exc, 'strerror', None) or exc})"
+        ) from None
     seen = set()
     for family, kind, proto, _, address in addresses:
         if (family, address[:2]) in seen:
@@ -335,8 +469,7 @@ def check_port(host: str, port: int) -> None:
 def port_error(exc: OSError, host: str, port: int) -> CliError:
     """The one-line message for a port that cannot be bound (at the early check and when serving)."""
     if exc.errno in (98, 48, 10048) or "in use" in str(exc).lower():
-        return CliError(f"port {port} on {host} is already in use; pick another with --port "
-                        "(--port 0: any free port)")
+        return CliError(f"port {port} on {host} is already in use; pick another with --port (--port 0: any free port)")
     return CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
@@ -358,7 +491,7 @@ def check_dir(path: str, flag: str) -> Path:
     return p
 
 
-def parse_device(spec: Optional[str]) -> Optional[str]:
+def parse_device(spec: str | None) -> str | None:
     """``--device`` checked against this machine (a typo or a missing GPU is a usage error)."""
     if spec is None:
         return None
@@ -416,11 +549,12 @@ def check_importable(spec: str) -> None:
     except (ImportError, ValueError):
         return  # a name find_spec cannot look up: importing it says why
     if found is None:
-        raise CliError(f"--model: cannot import {module_name!r}: no module named {top!r} (the current folder "
-                       "is importable)")
+        raise CliError(
+            f"--model: cannot import {module_name!r}: no module named {top!r} (the current folder is importable)"
+        )
 
 
-def load_model(spec: str, arch: Optional[str], n_classes: Optional[int]) -> Any:
+def load_model(spec: str, arch: str | None, n_classes: int | None) -> Any:
     """``--model``: a file (weights or a pickled module) or ``module:callable``."""
     kind, target = model_spec(spec)
     if kind == "file":
@@ -472,11 +606,11 @@ def _strip_prefix(state: dict) -> dict:
     """Weights saved from DataParallel / torch.compile carry a 'module.' / '_orig_mod.' prefix."""
     for prefix in ("module.", "_orig_mod."):
         if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
+            state = {k[len(prefix) :]: v for k, v in state.items()}
     return state
 
 
-def _output_width(state: dict) -> Optional[int]:
+def _output_width(state: dict) -> int | None:
     """The class count a state dict was trained for: rows of its last 2-D weight (the classifier)."""
     last = None
     for key, value in state.items():
@@ -497,11 +631,10 @@ def build_arch(arch: str, n_classes: int) -> Any:
     try:
         return torchvision.models.get_model(arch, weights=None, num_classes=n_classes)
     except Exception as exc:
-        raise CliError(f"--arch {arch}: cannot build it with {n_classes} classes: {type(exc).__name__}: {exc}") \
-            from exc
+        raise CliError(f"--arch {arch}: cannot build it with {n_classes} classes: {type(exc).__name__}: {exc}") from exc
 
 
-def model_from_file(path: Path, arch: Optional[str], n_classes: Optional[int]) -> Any:
+def model_from_file(path: Path, arch: str | None, n_classes: int | None) -> Any:
     """Weights for ``arch`` (a state dict, possibly inside a checkpoint dict) or a whole pickled module."""
     import pickle
 
@@ -525,9 +658,11 @@ def model_from_file(path: Path, arch: Optional[str], n_classes: Optional[int]) -
         except pickle.UnpicklingError as exc2:
             raise CliError(f"--model: {path} is not a torch file ({_first_line(exc2)})") from None
         except (AttributeError, ImportError) as exc2:
-            raise CliError(f"--model: cannot load {path}: the model's class must be importable from here "
-                           f"({type(exc2).__name__}: {_first_line(exc2)}); save a state dict and use --arch, or "
-                           "use --model module:callable") from exc2
+            raise CliError(
+                f"--model: cannot load {path}: the model's class must be importable from here "
+                f"({type(exc2).__name__}: {_first_line(exc2)}); save a state dict and use --arch, or "
+                "use --model module:callable"
+            ) from exc2
         except Exception as exc2:
             raise CliError(f"--model: cannot load {path}: {type(exc2).__name__}: {_first_line(exc2)}") from exc2
     except Exception as exc:
@@ -540,8 +675,10 @@ def model_from_file(path: Path, arch: Optional[str], n_classes: Optional[int]) -
     if state is None:
         raise CliError(f"--model: {path} holds neither a state dict nor an nn.Module ({type(obj).__name__})")
     if not arch:
-        raise CliError(f"--model: {path} holds weights only; say which architecture with --arch NAME "
-                       "(e.g. --arch resnet18), or use --model module:callable")
+        raise CliError(
+            f"--model: {path} holds weights only; say which architecture with --arch NAME "
+            "(e.g. --arch resnet18), or use --model module:callable"
+        )
     state = _strip_prefix(state)
     width = _output_width(state)
     if n_classes is None:
@@ -556,8 +693,9 @@ def model_from_file(path: Path, arch: Optional[str], n_classes: Optional[int]) -
             # The weights are fine: the class list has the wrong length (said in --classes' terms by the caller).
             from data_adapters.errors import ClassCountError
 
-            raise ClassCountError(f"{n_classes} class names but {path.name} was trained for {width} classes",
-                                  n_classes, width) from None
+            raise ClassCountError(
+                f"{n_classes} class names but {path.name} was trained for {width} classes", n_classes, width
+            ) from None
         raise
     model.load_state_dict(state)
     return model
@@ -577,11 +715,17 @@ def check_state_dict(model: Any, state: dict, what: str) -> None:
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
-                  if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
     parts = []
-    for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
-                         ("shape mismatches (file vs model)", mismatched)):
+    for label, items in (
+        ("missing keys", missing),
+        ("unexpected keys", unexpected),
+        ("shape mismatches (file vs model)", mismatched),
+    ):
         if items:
             shown = ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
             parts.append(f"{len(items)} {label}: {shown}")
@@ -597,7 +741,7 @@ def _first_line(exc: BaseException) -> str:
 # ---------------------------------------------------------------------- sources
 
 
-def visualizer_from_model(args: argparse.Namespace, out: Say, note: Optional[Say] = None) -> Any:
+def visualizer_from_model(args: argparse.Namespace, out: Say, note: Say | None = None) -> Any:
     from data_adapters.errors import ChannelsError, ClassCountError
     from data_adapters.folder import source_from_folder
 
@@ -609,9 +753,17 @@ def visualizer_from_model(args: argparse.Namespace, out: Say, note: Optional[Say
         model = load_model(args.model, args.arch, len(classes) if classes else None)
         out(f"scanning {args.data} for images ...")
         source = source_from_folder(
-            args.data, model, classes, labels,
-            size=args.size, mean=args.mean, std=args.std, channels=args.channels, resize=args.resize,
-            score=None if args.score == "none" else args.score, device=args.device,
+            args.data,
+            model,
+            classes,
+            labels,
+            size=args.size,
+            mean=args.mean,
+            std=args.std,
+            channels=args.channels,
+            resize=args.resize,
+            score=None if args.score == "none" else args.score,
+            device=args.device,
             name=args.arch or Path(args.model.split(":")[-1]).stem,
         )
     except ClassCountError as exc:
@@ -619,11 +771,15 @@ def visualizer_from_model(args: argparse.Namespace, out: Say, note: Optional[Say
     except ChannelsError as exc:
         raise CliError(channels_message(args, exc.expected, exc.got)) from exc
     info = source.info
-    out(f"found {info.get('files', '?')} images ({info.get('labeled', 0)} labeled) in {args.data}; "
-        f"{len(source.classes)} classes")
+    out(
+        f"found {info.get('files', '?')} images ({info.get('labeled', 0)} labeled) in {args.data}; "
+        f"{len(source.classes)} classes"
+    )
     if info.get("classes_from") == "labels":
-        note(f"{len(source.classes)} classes, {classes_origin(args)}: {names_preview(source.classes)}. "
-             "A model trained with another class order needs --classes (its class names in output order)")
+        note(
+            f"{len(source.classes)} classes, {classes_origin(args)}: {names_preview(source.classes)}. "
+            "A model trained with another class order needs --classes (its class names in output order)"
+        )
     return source.visualizer(**visualizer_kwargs(args, f"Insights: {Path(args.data).name}"))
 
 
@@ -654,12 +810,16 @@ def class_count_message(args: argparse.Namespace, exc: Any) -> str:
     """The class names do not match the model's outputs (a ClassCountError), said in the flags' terms."""
     given, outputs = exc.given, exc.outputs
     if args.classes:
-        return (f"--classes {args.classes}: {given} classes given but the model outputs {outputs} per example; "
-                f"give its {outputs} class names, in its output order")
+        return (
+            f"--classes {args.classes}: {given} classes given but the model outputs {outputs} per example; "
+            f"give its {outputs} class names, in its output order"
+        )
     names = f": {names_preview(exc.names)}" if exc.names else ""
-    return (f"{given} classes found ({classes_origin(args)}{names}) but the model outputs {outputs} per example; "
-            f"give its {outputs} class names, in its output order, with --classes (images with other labels are "
-            "shown unlabeled)")
+    return (
+        f"{given} classes found ({classes_origin(args)}{names}) but the model outputs {outputs} per example; "
+        f"give its {outputs} class names, in its output order, with --classes (images with other labels are "
+        "shown unlabeled)"
+    )
 
 
 def channels_message(args: argparse.Namespace, expected: int, got: int) -> str:
@@ -667,8 +827,10 @@ def channels_message(args: argparse.Namespace, expected: int, got: int) -> str:
     kind = {1: "1-channel (grayscale)", 3: "3-channel (RGB)"}
     given = f"--channels {args.channels}" + (" (the default)" if args.channels == 3 else "")
     if expected in kind:
-        return (f"the model expects {kind[expected]} images but {given} reads them as {kind.get(got, got)}: "
-                f"use --channels {expected}")
+        return (
+            f"the model expects {kind[expected]} images but {given} reads them as {kind.get(got, got)}: "
+            f"use --channels {expected}"
+        )
     return f"the model expects {expected}-channel images; --channels reads 1 (grayscale) or 3 (RGB) only"
 
 
@@ -681,16 +843,27 @@ def visualizer_from_learner(args: argparse.Namespace, out: Say) -> Any:
         learn = load_learner_file(args.learner, cpu=args.device is None or args.device == "cpu")
     except NotALearnerError as exc:
         if exc.holds == "state dict":
-            raise CliError(f"--learner {args.learner} is a state dict (model weights only), not an exported fastai "
-                           f"Learner; to show those weights use --model {args.learner} --arch NAME (e.g. --arch "
-                           "resnet18) --data FOLDER") from exc
-        raise CliError(f"--learner {args.learner} holds a whole torch nn.Module, not an exported fastai Learner; "
-                       f"use --model {args.learner} --data FOLDER") from exc
+            raise CliError(
+                f"--learner {args.learner} is a state dict (model weights only), not an exported fastai "
+                f"Learner; to show those weights use --model {args.learner} --arch NAME (e.g. --arch "
+                "resnet18) --data FOLDER"
+            ) from exc
+        raise CliError(
+            f"--learner {args.learner} holds a whole torch nn.Module, not an exported fastai Learner; "
+            f"use --model {args.learner} --data FOLDER"
+        ) from exc
     if args.data is not None:
         out(f"scanning {args.data} for images ...")
     try:
-        source = source_from_learner(learn, None, args.data, with_labels=False if args.labels == "none" else None,
-                                     classes=args.class_names, device=args.device, name=Path(args.learner).stem)
+        source = source_from_learner(
+            learn,
+            None,
+            args.data,
+            with_labels=False if args.labels == "none" else None,
+            classes=args.class_names,
+            device=args.device,
+            name=Path(args.learner).stem,
+        )
     except ClassCountError as exc:
         if not args.classes:
             raise
@@ -719,7 +892,8 @@ def tabular_demo(args: argparse.Namespace, out: Say) -> Any:
     from insights_app import demo_tabular
 
     return demo_tabular.demo_source(progress=out, device=args.device).visualizer(
-        **visualizer_kwargs(args, demo_tabular.DEMO_TITLE))
+        **visualizer_kwargs(args, demo_tabular.DEMO_TITLE)
+    )
 
 
 def text_demo_module() -> Any:
@@ -774,6 +948,7 @@ def build_visualizer(args: argparse.Namespace, out: Say = say) -> Any:
 
 # ---------------------------------------------------------------------- serving
 
+
 def serve(visualizer: Any, args: argparse.Namespace, out: Say = say) -> int:
     """Start the server, print its URL, optionally open a browser, and wait for Ctrl+C / SIGTERM."""
     try:
@@ -785,8 +960,10 @@ def serve(visualizer: Any, args: argparse.Namespace, out: Say = say) -> int:
     url = visualizer.url
     out(f"Insights is running at {url}")
     if not is_loopback(args.host):
-        out(f"listening on {args.host}: from another machine, use this machine's address in the URL "
-            "(the token is required)")
+        out(
+            f"listening on {args.host}: from another machine, use this machine's address in the URL "
+            "(the token is required)"
+        )
     if args.open:
         import webbrowser
 
@@ -908,10 +1085,21 @@ def run_precompute(visualizer: Any, args: argparse.Namespace, out: Say = say) ->
             raise CliError('--executor ray needs Ray: pip install "insights-app[ray]"') from None
     try:
         arguments = parse_arguments(args.arguments, args.method_names)
-        out(f"precomputing {', '.join(args.method_names)} into {args.store}"
-            + (f" on Ray ({ray_address or 'a local instance'})" if executor == "ray" else ""))
-        summary = precompute(visualizer, args.method_names, arguments, targets=args.targets, limit=args.limit,
-                             report=out, executor=executor, ray_address=ray_address, workers=workers)
+        out(
+            f"precomputing {', '.join(args.method_names)} into {args.store}"
+            + (f" on Ray ({ray_address or 'a local instance'})" if executor == "ray" else "")
+        )
+        summary = precompute(
+            visualizer,
+            args.method_names,
+            arguments,
+            targets=args.targets,
+            limit=args.limit,
+            report=out,
+            executor=executor,
+            ray_address=ray_address,
+            workers=workers,
+        )
     except ValidationError as exc:
         raise CliError(str(exc)) from None
     for failure in summary.failures:
@@ -933,15 +1121,23 @@ def run_method_report(visualizer: Any, args: argparse.Namespace, out: Say = say)
     try:
         arguments = parse_arguments(args.arguments, names or list(visualizer.methods))
         options = parse_metrics([m.strip() for m in args.metrics.split(",") if m.strip()])
-        report = method_report(visualizer, names, args.sample, options, arguments, args.sanity,
-                               progress=lambda line: print(line, file=sys.stderr, flush=True))
+        report = method_report(
+            visualizer,
+            names,
+            args.sample,
+            options,
+            arguments,
+            args.sanity,
+            progress=lambda line: print(line, file=sys.stderr, flush=True),
+        )
     except ValidationError as exc:
         raise CliError(str(exc)) from None
     text = table(report)
     out(text)
     if args.out is not None:
-        Path(args.out).write_text(json.dumps(report, indent=1) if args.out.endswith(".json") else text + "\n",
-                                  encoding="utf-8")
+        Path(args.out).write_text(
+            json.dumps(report, indent=1) if args.out.endswith(".json") else text + "\n", encoding="utf-8"
+        )
     return 0
 
 
@@ -959,7 +1155,7 @@ def run_prune(argv: Sequence[str]) -> int:
         return EXIT_USAGE
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``insights-app`` (and ``python launch.py``); returns the exit status."""
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     if list(sys.argv[1:] if argv is None else argv)[:1] == ["prune"]:
@@ -1004,8 +1200,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Exception as exc:
         if debug:
             raise
-        print(f"{PROG}: error: unexpected {type(exc).__name__}: {_one_line(str(exc))} "
-              "(run again with --debug for the traceback)", file=sys.stderr, flush=True)
+        print(
+            f"{PROG}: error: unexpected {type(exc).__name__}: {_one_line(str(exc))} "
+            "(run again with --debug for the traceback)",
+            file=sys.stderr,
+            flush=True,
+        )
         return 1
 
 

@@ -13,8 +13,9 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from . import DEFAULT_METHODS, report
 
@@ -39,19 +40,22 @@ DEFAULT_PLAN = {
     "vit_b_16": [((4, 16), ("Saliency",))],
 }
 FULL_PLAN = {key: [((4, 16, 64) if key == "cnn32" else (4, 16), ALL)] for key in DEFAULT_PLAN}
-QUICK_PLAN = {"cnn32": [((4, 16), ALL)], "lenet": [((4,), ALL)], "resnet18": [((4,), ("Saliency",))],
-              **{key: [((4,), ("Saliency",))] for key in ("mobilenet_v3_small", "efficientnet_b0", "convnext_tiny",
-                                                          "vit_b_16")}}
+QUICK_PLAN = {
+    "cnn32": [((4, 16), ALL)],
+    "lenet": [((4,), ALL)],
+    "resnet18": [((4,), ("Saliency",))],
+    **{key: [((4,), ("Saliency",))] for key in ("mobilenet_v3_small", "efficientnet_b0", "convnext_tiny", "vit_b_16")},
+}
 PLANS = {"default": DEFAULT_PLAN, "full": FULL_PLAN}
 DEFAULT_MODELS = ["cnn32", "resnet18"]
 SECTIONS = ("pages", "render", "memory", "pass", "precompute")
 
 
-def _csv(text: str) -> List[str]:
+def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def _ints(text: str) -> List[int]:
+def _ints(text: str) -> list[int]:
     try:
         values = [int(t) for t in _csv(text)]
     except ValueError:
@@ -61,53 +65,110 @@ def _ints(text: str) -> List[int]:
     return values
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="a short run: fewer sizes, methods and repeats")
-    ap.add_argument("--models", type=_csv, default=list(DEFAULT_MODELS),
-                    help=f"default {','.join(DEFAULT_MODELS)}; 'all', or any of {','.join(DEFAULT_PLAN)}")
-    ap.add_argument("--methods", type=_csv, default=None,
-                    help=f"default: the plan's; any of {','.join(DEFAULT_METHODS)} (the models other than cnn32 and "
-                         "resnet18 have no NoiseTunnel(Saliency))")
-    ap.add_argument("--sizes", type=_ints, default=None,
-                    help="page sizes for every model and method (default: the plan's)")
-    ap.add_argument("--plan", choices=tuple(PLANS), default="default",
-                    help="the pages section's cells: 'default' fits two shared CPU cores (4,16,64 for cnn32, 4,16 "
-                         "for lenet, 4 for what the 224x224 models can afford and 16 for their Saliency; see "
-                         "bench/__main__.py); 'full': every model x method x {4,16}, for a GPU (--device cuda) or "
-                         "a long run")
-    ap.add_argument("--max-cell-seconds", type=float, default=None,
-                    help="skip a pages cell whose estimated time is over this, and start no round that would "
-                         "take a cell past it (default: no limit)")
-    ap.add_argument("--device", default="cpu",
-                    help="where the pages section's models run (both sides), e.g. cuda; the other sections stay "
-                         "on the CPU (default cpu)")
-    ap.add_argument("--repeats", type=int, default=None,
-                    help="timed rounds per cell, at least (the best is kept; default 2, 1 for a cell whose captum "
-                         "call is estimated over 10 s; more while a cell has run for under 8 s, up to 20)")
+    ap.add_argument(
+        "--models",
+        type=_csv,
+        default=list(DEFAULT_MODELS),
+        help=f"default {','.join(DEFAULT_MODELS)}; 'all', or any of {','.join(DEFAULT_PLAN)}",
+    )
+    ap.add_argument(
+        "--methods",
+        type=_csv,
+        default=None,
+        help=f"default: the plan's; any of {','.join(DEFAULT_METHODS)} (the models other than cnn32 and "
+        "resnet18 have no NoiseTunnel(Saliency))",
+    )
+    ap.add_argument(
+        "--sizes", type=_ints, default=None, help="page sizes for every model and method (default: the plan's)"
+    )
+    ap.add_argument(
+        "--plan",
+        choices=tuple(PLANS),
+        default="default",
+        help="the pages section's cells: 'default' fits two shared CPU cores (4,16,64 for cnn32, 4,16 "
+        "for lenet, 4 for what the 224x224 models can afford and 16 for their Saliency; see "
+        "bench/__main__.py); 'full': every model x method x {4,16}, for a GPU (--device cuda) or "
+        "a long run",
+    )
+    ap.add_argument(
+        "--max-cell-seconds",
+        type=float,
+        default=None,
+        help="skip a pages cell whose estimated time is over this, and start no round that would "
+        "take a cell past it (default: no limit)",
+    )
+    ap.add_argument(
+        "--device",
+        default="cpu",
+        help="where the pages section's models run (both sides), e.g. cuda; the other sections stay "
+        "on the CPU (default cpu)",
+    )
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed rounds per cell, at least (the best is kept; default 2, 1 for a cell whose captum "
+        "call is estimated over 10 s; more while a cell has run for under 8 s, up to 20)",
+    )
     ap.add_argument("--sections", type=_csv, default=list(SECTIONS), help=",".join(SECTIONS))
     ap.add_argument("--memory-sizes", type=_ints, default=None, help="folder sizes (default 1000,10000,50000)")
     ap.add_argument("--memory-pages", type=int, default=None, help="pages read in each folder (default 20)")
-    ap.add_argument("--memory-sides", type=_ints, default=None,
-                    help="image sides the folders are loaded at (the files are 32x32; default 32,224)")
-    ap.add_argument("--memory-dir", type=Path, default=None,
-                    help="where to generate the folders of the memory and pass sections (default /dev/shm when "
-                         "present, else the temp dir)")
-    ap.add_argument("--pass-sizes", type=_ints, default=None,
-                    help="files in the dataset pass's two folders: the small CNN's at 32x32, resnet18's at 224x224 "
-                         "(default 50000,2000; --quick 5000,200)")
-    ap.add_argument("--pass-rounds", type=int, default=None,
-                    help="rounds of the dataset pass and the raw loop, alternating (the best is kept; default 4 for "
-                         "the small CNN, 2 for resnet18; --quick 2)")
-    ap.add_argument("--precompute-examples", type=int, default=None,
-                    help="generated images the precompute section computes (default 256; --quick 128)")
-    ap.add_argument("--precompute-rounds", type=int, default=None,
-                    help="rounds of precompute and the plain captum loop, alternating (default 3; --quick 2)")
-    ap.add_argument("--precompute-workers", type=_ints, default=None,
-                    help="Ray worker counts the precompute section runs, one run each (default 1,2)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads for both sides (default 1: stable on shared machines; 0: torch's choice)")
+    ap.add_argument(
+        "--memory-sides",
+        type=_ints,
+        default=None,
+        help="image sides the folders are loaded at (the files are 32x32; default 32,224)",
+    )
+    ap.add_argument(
+        "--memory-dir",
+        type=Path,
+        default=None,
+        help="where to generate the folders of the memory and pass sections (default /dev/shm when "
+        "present, else the temp dir)",
+    )
+    ap.add_argument(
+        "--pass-sizes",
+        type=_ints,
+        default=None,
+        help="files in the dataset pass's two folders: the small CNN's at 32x32, resnet18's at 224x224 "
+        "(default 50000,2000; --quick 5000,200)",
+    )
+    ap.add_argument(
+        "--pass-rounds",
+        type=int,
+        default=None,
+        help="rounds of the dataset pass and the raw loop, alternating (the best is kept; default 4 for "
+        "the small CNN, 2 for resnet18; --quick 2)",
+    )
+    ap.add_argument(
+        "--precompute-examples",
+        type=int,
+        default=None,
+        help="generated images the precompute section computes (default 256; --quick 128)",
+    )
+    ap.add_argument(
+        "--precompute-rounds",
+        type=int,
+        default=None,
+        help="rounds of precompute and the plain captum loop, alternating (default 3; --quick 2)",
+    )
+    ap.add_argument(
+        "--precompute-workers",
+        type=_ints,
+        default=None,
+        help="Ray worker counts the precompute section runs, one run each (default 1,2)",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for both sides (default 1: stable on shared machines; 0: torch's choice)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write every number to this file")
     a = ap.parse_args(argv)
     unknown = set(a.sections) - set(SECTIONS)
@@ -141,7 +202,7 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def plan_cells(a: argparse.Namespace, key: str) -> List[Tuple[str, int]]:
+def plan_cells(a: argparse.Namespace, key: str) -> list[tuple[str, int]]:
     """(method, page size) cells for model ``key``: the plan's (--quick: the quick one), or
     --sizes x --methods (each defaulting to the plan's) when asked; methods the model has no
     arguments for are left out."""
@@ -150,73 +211,102 @@ def plan_cells(a: argparse.Namespace, key: str) -> List[Tuple[str, int]]:
     available = methods_of(key)
     plan = (QUICK_PLAN if a.quick else PLANS[a.plan])[key]
     if a.sizes or a.methods:  # what was asked, for every size and method
-        plan = [(tuple(a.sizes or sorted({n for sizes, _ in plan for n in sizes})),
-                 tuple(a.methods) if a.methods else ALL)]
-    cells = [(m, n) for sizes, methods in plan
-             for m in (available if methods == ALL else methods) for n in sizes]
+        plan = [
+            (tuple(a.sizes or sorted({n for sizes, _ in plan for n in sizes})), tuple(a.methods) if a.methods else ALL)
+        ]
+    cells = [(m, n) for sizes, methods in plan for m in (available if methods == ALL else methods) for n in sizes]
     return [(m, n) for m, n in dict.fromkeys(cells) if m in available]
 
 
-def run_pages(a: argparse.Namespace) -> List[Any]:
+def run_pages(a: argparse.Namespace) -> list[Any]:
     from .cases import build_cases
     from .models import build_model
     from .pages import Calibration, PageBench, SkippedCell, estimate
 
-    results: List[Any] = []
+    results: list[Any] = []
     default_repeats = 1 if a.quick else 2
     min_seconds = 0.5 if a.quick else 8.0
     for key in a.models:
         cells = plan_cells(a, key)
         if a.methods and len({m for m, _ in cells}) < len(a.methods):
-            _log(f"  {key}: no arguments for {', '.join(m for m in a.methods if m not in {c for c, _ in cells})} "
-                 "(left out)")
+            _log(
+                f"  {key}: no arguments for {', '.join(m for m in a.methods if m not in {c for c, _ in cells})} "
+                "(left out)"
+            )
         if not cells:
             continue
         bm = build_model(key, device=a.device)
-        cases: Dict[str, List[Any]] = {}
+        cases: dict[str, list[Any]] = {}
         for case in build_cases(bm, tuple(dict.fromkeys(m for m, _ in cells))):
             cases.setdefault(case.method, []).append(case)
         cal = Calibration.measure(bm)
-        _log(f"  {key}: one example's forward+backward pass {cal.forward_backward_s * 1e3:.1f} ms, forward pass "
-             f"{cal.forward_s * 1e3:.1f} ms")
+        _log(
+            f"  {key}: one example's forward+backward pass {cal.forward_backward_s * 1e3:.1f} ms, forward pass "
+            f"{cal.forward_s * 1e3:.1f} ms"
+        )
         bench = PageBench(bm)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # captum: "Input Tensor 0 did not already require gradients"
                 for method, size in cells:
                     for case in cases[method][:1] if a.quick else cases[method]:
-                        est = estimate(case, bm, size, cal, a.repeats, default_repeats, min_seconds,
-                                       warm=not bench.is_warm(case))
+                        est = estimate(
+                            case, bm, size, cal, a.repeats, default_repeats, min_seconds, warm=not bench.is_warm(case)
+                        )
                         _log(f"  {key:9s} {method:24s} n={size:<3d} ({case.describe()}): {est.describe()}")
                         if a.max_cell_seconds is not None and est.cell_s > a.max_cell_seconds:
-                            _log(f"  {key:9s} {method:24s} n={size:<3d} skipped: over the time budget "
-                                 f"({est.cell_s:.0f} s > {a.max_cell_seconds:.0f} s)")
-                            results.append(SkippedCell(key, method, case.describe(), size, est.passes, est.backward,
-                                                       est.call_s, est.cell_s, a.max_cell_seconds))
+                            _log(
+                                f"  {key:9s} {method:24s} n={size:<3d} skipped: over the time budget "
+                                f"({est.cell_s:.0f} s > {a.max_cell_seconds:.0f} s)"
+                            )
+                            results.append(
+                                SkippedCell(
+                                    key,
+                                    method,
+                                    case.describe(),
+                                    size,
+                                    est.passes,
+                                    est.backward,
+                                    est.call_s,
+                                    est.cell_s,
+                                    a.max_cell_seconds,
+                                )
+                            )
                             continue
-                        results.append(bench.run(case, size, est.rounds, log=_log, min_seconds=min_seconds,
-                                                 estimate=est, max_seconds=a.max_cell_seconds))
+                        results.append(
+                            bench.run(
+                                case,
+                                size,
+                                est.rounds,
+                                log=_log,
+                                min_seconds=min_seconds,
+                                estimate=est,
+                                max_seconds=a.max_cell_seconds,
+                            )
+                        )
         finally:
             bench.close()
     return results
 
 
-def _workdir(a: argparse.Namespace) -> Optional[Path]:
+def _workdir(a: argparse.Namespace) -> Path | None:
     """Where generated folders go: --memory-dir, else /dev/shm when present, else the temp dir."""
     if a.memory_dir is None and Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK):
         return Path("/dev/shm")
     return a.memory_dir
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     a = parse_args(argv)
     import torch
 
     if a.threads:
         torch.set_num_threads(a.threads)
     started = time.perf_counter()
-    out: Dict[str, Any] = {"machine": report.machine(a.device if "pages" in a.sections else "cpu"),
-                           "command": "python -m bench " + " ".join(argv or sys.argv[1:])}
+    out: dict[str, Any] = {
+        "machine": report.machine(a.device if "pages" in a.sections else "cpu"),
+        "command": "python -m bench " + " ".join(argv or sys.argv[1:]),
+    }
     pages = render = memory = passes = pre = None
     if "pages" in a.sections:
         _log(f"pages: server vs raw captum ({'quick' if a.quick else a.plan} plan)")
@@ -226,8 +316,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from . import rendering
 
         _log("rendering: one 224x224 image")
-        render = rendering.run(number=5 if a.quick else 20, repeat=3 if a.quick else 5,
-                               captum_repeat=1 if a.quick else 3, log=_log)
+        render = rendering.run(
+            number=5 if a.quick else 20, repeat=3 if a.quick else 5, captum_repeat=1 if a.quick else 3, log=_log
+        )
         out["render"] = [r.to_json() for r in render]
     if "memory" in a.sections:
         from . import memory as mem
@@ -243,8 +334,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from . import dataset_pass
 
         cases = [c for c in dataset_pass.default_cases(a.quick, a.pass_sizes, a.pass_rounds) if c[0] in a.models]
-        _log("dataset pass: against a raw model(x) loop over the same folder (" + ", ".join(
-            f"{model} on {n} files at {side}x{side}" for model, side, n, _ in cases) + ")")
+        _log(
+            "dataset pass: against a raw model(x) loop over the same folder ("
+            + ", ".join(f"{model} on {n} files at {side}x{side}" for model, side, n, _ in cases)
+            + ")"
+        )
         passes = dataset_pass.run_cases(cases, threads=a.threads, log=_log, workdir=_workdir(a)) if cases else []
         out["pass"] = [r.to_json() for r in passes]
     if "precompute" in a.sections:
@@ -252,10 +346,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         n = a.precompute_examples or (128 if a.quick else 256)
         workers = a.precompute_workers or [1, 2]
-        _log(f"precompute: against a plain captum loop over the same {n} images (IntegratedGradients, 16 steps), "
-             f"and on Ray with {', '.join(map(str, workers))} workers")
-        pre = pre_bench.run(n, a.precompute_rounds or (2 if a.quick else 3), workers, threads=a.threads, log=_log,
-                            workdir=_workdir(a))
+        _log(
+            f"precompute: against a plain captum loop over the same {n} images (IntegratedGradients, 16 steps), "
+            f"and on Ray with {', '.join(map(str, workers))} workers"
+        )
+        pre = pre_bench.run(
+            n, a.precompute_rounds or (2 if a.quick else 3), workers, threads=a.threads, log=_log, workdir=_workdir(a)
+        )
         out["precompute"] = pre.to_json()
     out["elapsed_s"] = time.perf_counter() - started
     out["targets"] = report.targets(pages, render, memory, passes, pre)

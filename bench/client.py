@@ -11,7 +11,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List
+from typing import Any
 
 EVENT_TYPE = re.compile(rb'\{\s*"type"\s*:\s*"(\w+)"')
 
@@ -31,7 +31,7 @@ class Client:
     def close(self) -> None:
         self.conn.close()
 
-    def _post(self, path: str, body: Dict[str, Any]) -> http.client.HTTPResponse:
+    def _post(self, path: str, body: dict[str, Any]) -> http.client.HTTPResponse:
         data = json.dumps(body).encode()
         try:
             self.conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
@@ -42,7 +42,7 @@ class Client:
             self.conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
             return self.conn.getresponse()
 
-    def page_bytes(self, body: Dict[str, Any]) -> bytes:
+    def page_bytes(self, body: dict[str, Any]) -> bytes:
         """POST /api/v1/examples (one JSON document) and read the whole response."""
         resp = self._post("/api/v1/examples", dict(body, stream=False))
         payload = resp.read()
@@ -50,10 +50,10 @@ class Client:
             raise RuntimeError(f"HTTP {resp.status}: {payload[:300]!r}")
         return payload
 
-    def page(self, body: Dict[str, Any]) -> Dict[str, Any]:
+    def page(self, body: dict[str, Any]) -> dict[str, Any]:
         return json.loads(self.page_bytes(body))
 
-    def stream(self, body: Dict[str, Any]) -> StreamTiming:
+    def stream(self, body: dict[str, Any]) -> StreamTiming:
         """POST a streaming page and time the first example line and the last line."""
         t0 = time.perf_counter()
         resp = self._post("/api/v1/examples", dict(body, stream=True))
@@ -61,7 +61,7 @@ class Client:
             raise RuntimeError(f"HTTP {resp.status}: {resp.read()[:300]!r}")
         first = None
         examples = 0
-        events: List[str] = []
+        events: list[str] = []
         while True:
             line = resp.readline()
             if not line:

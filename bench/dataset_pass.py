@@ -35,9 +35,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -54,10 +55,10 @@ class PassResult:
     examples: int  # examples the pass covered (its Interpretation.n_examples)
     batch_size: int  # the folder dataset's batches (both sides read the same ones)
     rounds: int
-    raw_s: List[float]  # every round's wall time
-    pass_s: List[float]
-    raw_cpu_s: List[float]  # every round's process CPU time (all threads)
-    pass_cpu_s: List[float]
+    raw_s: list[float]  # every round's wall time
+    pass_s: list[float]
+    raw_cpu_s: list[float]  # every round's process CPU time (all threads)
+    pass_cpu_s: list[float]
     pass_growth_mb: float  # the largest peak resident memory growth over a pass round
     raw_growth_mb: float  # the same for a raw round
     rss_start_mb: float  # before the first round (imports, model, Source)
@@ -66,7 +67,7 @@ class PassResult:
     confusion_equal: bool  # the pass's confusion matrix == the one from the raw argmax and the labels
     threads: int = 1
     peak_method: str = "VmHWM"
-    extra: Dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def case(self) -> str:
@@ -94,9 +95,16 @@ class PassResult:
     def median_ratio(self) -> float:
         return (self.examples / float(np.median(self.pass_s))) / (self.files / float(np.median(self.raw_s)))
 
-    def to_json(self) -> Dict[str, Any]:
-        return dict(asdict(self), case=self.case, raw_rate=self.raw_rate, pass_rate=self.pass_rate,
-                    ratio=self.ratio, cpu_ratio=self.cpu_ratio, median_ratio=self.median_ratio)
+    def to_json(self) -> dict[str, Any]:
+        return dict(
+            asdict(self),
+            case=self.case,
+            raw_rate=self.raw_rate,
+            pass_rate=self.pass_rate,
+            ratio=self.ratio,
+            cpu_ratio=self.cpu_ratio,
+            median_ratio=self.median_ratio,
+        )
 
 
 class PeakWatch:
@@ -106,7 +114,7 @@ class PeakWatch:
     def __init__(self) -> None:
         self.method = "VmHWM"
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self._sampled = 0.0
 
     @staticmethod
@@ -118,7 +126,7 @@ class PeakWatch:
         except OSError:
             return False
 
-    def __enter__(self) -> "PeakWatch":
+    def __enter__(self) -> PeakWatch:
         gc.collect()
         self.start_mb = _rss_mb()
         if not self._reset_hwm():
@@ -142,7 +150,7 @@ class PeakWatch:
         self.growth_mb = max(0.0, peak - self.start_mb)
 
 
-def build_model(key: str) -> Tuple[Any, List[str]]:
+def build_model(key: str) -> tuple[Any, list[str]]:
     """The bench's model (fixed random weights) and class names whose first ten are the folder's labels."""
     import torch
 
@@ -161,7 +169,7 @@ def build_model(key: str) -> Tuple[Any, List[str]]:
     return model.eval(), labels + [f"class {i}" for i in range(N_CLASSES, n_out)]
 
 
-def raw_loop(model: Any, dataset: Any, normalize: Callable[[Any], Any]) -> Tuple[int, np.ndarray, np.ndarray]:
+def raw_loop(model: Any, dataset: Any, normalize: Callable[[Any], Any]) -> tuple[int, np.ndarray, np.ndarray]:
     """The raw side: the same decoded batches, normalized as a batch, through the model.
     (examples, argmax per example, labels per example, -1 without one).
 
@@ -184,20 +192,28 @@ def raw_loop(model: Any, dataset: Any, normalize: Callable[[Any], Any]) -> Tuple
             if n + k > len(preds):
                 preds = np.resize(preds, 2 * (n + k))
                 labels = np.resize(labels, 2 * (n + k))
-            preds[n:n + k] = out.argmax(dim=1).numpy()
-            labels[n:n + k] = [-1 if v is None else int(v) for v in batch.labels]
+            preds[n : n + k] = out.argmax(dim=1).numpy()
+            labels[n : n + k] = [-1 if v is None else int(v) for v in batch.labels]
             n += k
     return n, preds[:n], labels[:n]
 
 
 def confusion(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
     keep = (labels >= 0) & (labels < n_classes) & (predicted < n_classes)
-    return np.bincount(labels[keep] * n_classes + predicted[keep],
-                       minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    return np.bincount(labels[keep] * n_classes + predicted[keep], minlength=n_classes * n_classes).reshape(
+        n_classes, n_classes
+    )
 
 
-def measure(folder: Path, model_key: str, side: int, rounds: int = 2, threads: int = 1,
-            batch_size: int = 32, log: Optional[Callable[[str], None]] = None) -> PassResult:
+def measure(
+    folder: Path,
+    model_key: str,
+    side: int,
+    rounds: int = 2,
+    threads: int = 1,
+    batch_size: int = 32,
+    log: Callable[[str], None] | None = None,
+) -> PassResult:
     """One case, in this process: ``rounds`` of raw and pass, alternating (see the module docstring)."""
     import torch
     import torchvision.transforms as T
@@ -218,15 +234,15 @@ def measure(folder: Path, model_key: str, side: int, rounds: int = 2, threads: i
             if i >= 2:
                 break
     rss_start = _rss_mb()
-    raw_s: List[float] = []
-    pass_s: List[float] = []
-    raw_cpu: List[float] = []
-    pass_cpu: List[float] = []
+    raw_s: list[float] = []
+    pass_s: list[float] = []
+    raw_cpu: list[float] = []
+    pass_cpu: list[float] = []
     raw_growth = pass_growth = 0.0
     agree, confusion_equal, n_examples, records_mb, method = 0, True, files, 0.0, "VmHWM"
     raw_pred = raw_labels = None
     for r in range(rounds):
-        for side_name in (("raw", "pass") if r % 2 == 0 else ("pass", "raw")):
+        for side_name in ("raw", "pass") if r % 2 == 0 else ("pass", "raw"):
             if side_name == "raw":
                 with PeakWatch() as watch:
                     c0, t0 = time.process_time(), time.perf_counter()
@@ -260,16 +276,33 @@ def measure(folder: Path, model_key: str, side: int, rounds: int = 2, threads: i
         agree = int((pass_interp.predicted == raw_pred).sum())
     n_classes = len(classes)
     confusion_equal = bool(np.array_equal(pass_interp.confusion_matrix(), confusion(raw_labels, raw_pred, n_classes)))
-    return PassResult(model_key, side, files, n_examples, batch_size, rounds, raw_s, pass_s, raw_cpu, pass_cpu,
-                      pass_growth, raw_growth, rss_start, records_mb, agree, confusion_equal, threads, method,
-                      {"failed": pass_interp.failed, "loss": pass_interp.loss_name})
+    return PassResult(
+        model_key,
+        side,
+        files,
+        n_examples,
+        batch_size,
+        rounds,
+        raw_s,
+        pass_s,
+        raw_cpu,
+        pass_cpu,
+        pass_growth,
+        raw_growth,
+        rss_start,
+        records_mb,
+        agree,
+        confusion_equal,
+        threads,
+        method,
+        {"failed": pass_interp.failed, "loss": pass_interp.loss_name},
+    )
 
 
-CaseSpec = Tuple[str, int, int, int]  # (model, side, files, rounds)
+CaseSpec = tuple[str, int, int, int]  # (model, side, files, rounds)
 
 
-def default_cases(quick: bool, sizes: Optional[Sequence[int]] = None, rounds: Optional[int] = None
-                  ) -> List[CaseSpec]:
+def default_cases(quick: bool, sizes: Sequence[int] | None = None, rounds: int | None = None) -> list[CaseSpec]:
     """The small CNN on a 32x32 folder and resnet18 on a smaller one loaded at 224x224. The full run
     gives the small CNN 4 rounds (a round of 50,000 files takes about half a minute) and resnet18 2
     (a round of 2,000 takes a minute and a half on one core)."""
@@ -277,9 +310,14 @@ def default_cases(quick: bool, sizes: Optional[Sequence[int]] = None, rounds: Op
     return [("cnn32", 32, n32, rounds or (2 if quick else 4)), ("resnet18", 224, n224, rounds or 2)]
 
 
-def run_cases(cases: Sequence[CaseSpec], threads: int = 1,
-              log: Optional[Callable[[str], None]] = None, workdir: Optional[Path] = None,
-              batch_size: int = 32, timeout: float = 1500) -> List[PassResult]:
+def run_cases(
+    cases: Sequence[CaseSpec],
+    threads: int = 1,
+    log: Callable[[str], None] | None = None,
+    workdir: Path | None = None,
+    batch_size: int = 32,
+    timeout: float = 1500,
+) -> list[PassResult]:
     """Generate the folders (32x32 PNGs, the largest first, the others hard-linked from it), then
     measure each case in a child process. The folders are removed at the end."""
     base = Path(tempfile.mkdtemp(prefix="insights-bench-pass-", dir=workdir))
@@ -298,25 +336,48 @@ def run_cases(cases: Sequence[CaseSpec], threads: int = 1,
         for model, side, n, rounds in cases:
             if log:
                 log(f"  {model}: {n} files at {side}x{side}, {rounds} rounds")
-            cmd = [sys.executable, "-m", "bench.dataset_pass", "--child", str(base / f"n{n}"), "--model", model,
-                   "--side", str(side), "--rounds", str(rounds), "--threads", str(threads),
-                   "--batch-size", str(batch_size)]
-            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if log else subprocess.PIPE, text=True,
-                                  env=env, timeout=timeout)
+            cmd = [
+                sys.executable,
+                "-m",
+                "bench.dataset_pass",
+                "--child",
+                str(base / f"n{n}"),
+                "--model",
+                model,
+                "--side",
+                str(side),
+                "--rounds",
+                str(rounds),
+                "--threads",
+                str(threads),
+                "--batch-size",
+                str(batch_size),
+            ]
+            proc = subprocess.run(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=None if log else subprocess.PIPE,
+                text=True,
+                env=env,
+                timeout=timeout,
+            )
             if proc.returncode != 0:
-                raise RuntimeError(f"dataset pass child for {model} ({n} files) failed: "
-                                   f"{(proc.stderr or '').strip()[-2000:]}")
+                raise RuntimeError(
+                    f"dataset pass child for {model} ({n} files) failed: {(proc.stderr or '').strip()[-2000:]}"
+                )
             res = PassResult(**json.loads(proc.stdout.strip().splitlines()[-1]))
             results.append(res)
             if log:
-                log(f"  {res.case}: raw {res.raw_rate:.0f} ex/s, pass {res.pass_rate:.0f} ex/s "
-                    f"({res.ratio:.2f}x), pass peak +{res.pass_growth_mb:.0f} MB")
+                log(
+                    f"  {res.case}: raw {res.raw_rate:.0f} ex/s, pass {res.pass_rate:.0f} ex/s "
+                    f"({res.ratio:.2f}x), pass peak +{res.pass_growth_mb:.0f} MB"
+                )
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return results
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--child", type=Path, required=True, help="the folder to read (internal use)")
     ap.add_argument("--model", choices=MODELS, default="cnn32")

@@ -20,9 +20,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -49,11 +50,11 @@ class MemoryResult:
     def growth_mb(self) -> float:
         return self.peak_mb - self.rss_built_mb
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return dict(asdict(self), growth_mb=self.growth_mb)
 
 
-def _png_blobs(n: int, side: int, seed: int = 0) -> List[bytes]:
+def _png_blobs(n: int, side: int, seed: int = 0) -> list[bytes]:
     from PIL import Image
 
     rng = np.random.default_rng(seed)
@@ -65,7 +66,7 @@ def _png_blobs(n: int, side: int, seed: int = 0) -> List[bytes]:
     return blobs
 
 
-def generate_folder(root: Path, n: int, source: Optional[Path] = None, side: int = SIDE) -> Path:
+def generate_folder(root: Path, n: int, source: Path | None = None, side: int = SIDE) -> Path:
     """``n`` tiny PNGs in ``root/c<k>/`` sub-folders (labels from sub-folders).
 
     With ``source`` (a larger generated folder), its first ``n`` files are hard-linked
@@ -88,7 +89,7 @@ def generate_folder(root: Path, n: int, source: Optional[Path] = None, side: int
     return root
 
 
-def _proc_status_mb(field: str) -> Optional[float]:
+def _proc_status_mb(field: str) -> float | None:
     """A memory field of /proc/self/status (Linux) in MB, or None where there is none."""
     try:
         with open("/proc/self/status") as fh:
@@ -122,7 +123,7 @@ def _peak_mb() -> float:
     return peak
 
 
-def child(folder: Path, pages: int, page_size: int, method: str, threads: int, side: int = SIDE) -> Dict[str, Any]:
+def child(folder: Path, pages: int, page_size: int, method: str, threads: int, side: int = SIDE) -> dict[str, Any]:
     """Runs in the child process: build, page, jump to the end, report."""
     import torch
 
@@ -157,13 +158,23 @@ def child(folder: Path, pages: int, page_size: int, method: str, threads: int, s
     last_s = time.perf_counter() - t0
     if not doc["examples"] or doc["examples"][-1]["id"] != files - 1:
         raise SystemExit(f"the last page does not end with example {files - 1}")
-    return asdict(MemoryResult(files, pages, page_size, rss_built, rss_paged, _rss_mb(), _peak_mb(),
-                               paging_s, last_s, adapter, side))
+    return asdict(
+        MemoryResult(
+            files, pages, page_size, rss_built, rss_paged, _rss_mb(), _peak_mb(), paging_s, last_s, adapter, side
+        )
+    )
 
 
-def run_sizes(sizes: Sequence[int], pages: int, page_size: int, method: str = "Saliency",
-              threads: int = 0, log: Optional[Callable[[str], None]] = None,
-              workdir: Optional[Path] = None, sides: Sequence[int] = (SIDE,)) -> List[MemoryResult]:
+def run_sizes(
+    sizes: Sequence[int],
+    pages: int,
+    page_size: int,
+    method: str = "Saliency",
+    threads: int = 0,
+    log: Callable[[str], None] | None = None,
+    workdir: Path | None = None,
+    sides: Sequence[int] = (SIDE,),
+) -> list[MemoryResult]:
     """Generate the folders (largest first, the others hard-linked), measure each in a child,
     once per image side (the files are 32x32; the adapter resizes them to the side)."""
     base = Path(tempfile.mkdtemp(prefix="insights-bench-", dir=workdir))
@@ -177,9 +188,23 @@ def run_sizes(sizes: Sequence[int], pages: int, page_size: int, method: str = "S
         if log:
             log(f"  generated {', '.join(str(n) for n in ordered)} files in {time.perf_counter() - t0:.1f} s")
         for side, n in [(side, n) for side in sides for n in sorted(set(sizes))]:
-            cmd = [sys.executable, "-m", "bench.memory", "--child", str(base / f"n{n}"), "--pages", str(pages),
-                   "--page-size", str(page_size), "--method", method, "--threads", str(threads),
-                   "--side", str(side)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "bench.memory",
+                "--child",
+                str(base / f"n{n}"),
+                "--pages",
+                str(pages),
+                "--page-size",
+                str(page_size),
+                "--method",
+                method,
+                "--threads",
+                str(threads),
+                "--side",
+                str(side),
+            ]
             env = dict(os.environ)
             root = str(Path(__file__).resolve().parent.parent)
             env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
@@ -189,14 +214,16 @@ def run_sizes(sizes: Sequence[int], pages: int, page_size: int, method: str = "S
             res = MemoryResult(**json.loads(proc.stdout.strip().splitlines()[-1]))
             results.append(res)
             if log:
-                log(f"  {n:>7d} files at {side}x{side}: peak {res.peak_mb:7.1f} MB (+{res.growth_mb:6.1f} over the first page), "
-                    f"last page {res.last_page_s:5.1f} s")
+                log(
+                    f"  {n:>7d} files at {side}x{side}: peak {res.peak_mb:7.1f} MB (+{res.growth_mb:6.1f} over the first page), "
+                    f"last page {res.last_page_s:5.1f} s"
+                )
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return results
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--child", type=Path, required=True, help="the folder to page through (internal use)")
     ap.add_argument("--pages", type=int, default=20)

@@ -10,8 +10,8 @@ user of raw captum would have done beforehand.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator, Tuple
 
 import torch
 import torch.nn as nn
@@ -72,7 +72,7 @@ class BenchModel:
     label: str
     model: nn.Module
     side: int
-    classes: Tuple[str, ...]
+    classes: tuple[str, ...]
     images: torch.Tensor  # (POOL_SIZE, 3, side, side) in 0..1, display space
     normalize: Callable[[torch.Tensor], torch.Tensor]  # torchvision's Normalize, as a user would pass
     device: torch.device = torch.device("cpu")  # the model's (the pool stays on the CPU, as a dataset's)
@@ -112,8 +112,9 @@ def build_model(key: str, seed: int = 0, device: str = "cpu") -> BenchModel:
     model.eval().to(dev)
     gen = torch.Generator().manual_seed(seed + 1)
     images = torch.rand((POOL_SIZE, 3, side, side), generator=gen)
-    return BenchModel(key, label, model, side, tuple(f"class {i}" for i in range(n_classes)), images,
-                      T.Normalize(MEAN, STD), dev)
+    return BenchModel(
+        key, label, model, side, tuple(f"class {i}" for i in range(n_classes)), images, T.Normalize(MEAN, STD), dev
+    )
 
 
 class RepeatingPool:

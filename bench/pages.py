@@ -20,8 +20,9 @@ import json
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any
 
 import torch
 
@@ -88,13 +89,17 @@ class PageResult:
     def first_fraction(self) -> float:
         return self.stream_first_s / self.stream_total_s
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         out = asdict(self)
-        out.update(raw_best_s=self.raw_best_s, ratio=self.ratio, cpu_ratio=self.cpu_ratio,
-                   ratio_with_forward=self.ratio_with_forward,
-                   overhead_per_example_s=self.overhead_per_example_s,
-                   stream_ratio=self.stream_ratio,
-                   first_fraction=self.first_fraction)
+        out.update(
+            raw_best_s=self.raw_best_s,
+            ratio=self.ratio,
+            cpu_ratio=self.cpu_ratio,
+            ratio_with_forward=self.ratio_with_forward,
+            overhead_per_example_s=self.overhead_per_example_s,
+            stream_ratio=self.stream_ratio,
+            first_fraction=self.first_fraction,
+        )
         return out
 
 
@@ -111,7 +116,7 @@ class Calibration:
     forward_s: float
 
     @classmethod
-    def measure(cls, bm: BenchModel, rows: int = 1, repeats: int = 1) -> "Calibration":
+    def measure(cls, bm: BenchModel, rows: int = 1, repeats: int = 1) -> Calibration:
         """Per example, the best of ``repeats`` passes on ``rows`` examples at once (after one to
         warm up); a model whose pass on one example takes under 50 ms is measured again, five
         times on 16 (one example's pass is then mostly fixed costs)."""
@@ -151,12 +156,23 @@ class CellEstimate:
 
     def describe(self) -> str:
         kind = "forward+backward" if self.backward else "forward"
-        return (f"~{self.passes} {kind} passes per call, ~{self.call_s:.1f} s per call, ~{self.cell_s:.0f} s for the "
-                f"cell (at least {self.rounds} round{'s' if self.rounds != 1 else ''})")
+        return (
+            f"~{self.passes} {kind} passes per call, ~{self.call_s:.1f} s per call, ~{self.cell_s:.0f} s for the "
+            f"cell (at least {self.rounds} round{'s' if self.rounds != 1 else ''})"
+        )
 
 
-def estimate(case: Case, bm: BenchModel, size: int, cal: Calibration, repeats: Optional[int], default_repeats: int,
-             min_seconds: float, warm: bool, max_repeats: int = 20) -> CellEstimate:
+def estimate(
+    case: Case,
+    bm: BenchModel,
+    size: int,
+    cal: Calibration,
+    repeats: int | None,
+    default_repeats: int,
+    min_seconds: float,
+    warm: bool,
+    max_repeats: int = 20,
+) -> CellEstimate:
     """The cost of one cell: ``repeats`` rounds when given, else ``default_repeats`` (one for a
     cell whose call takes over ``HEAVY_CALL_S``), more while under ``min_seconds``; the warm-up
     when ``warm`` (the method's first cell)."""
@@ -185,11 +201,11 @@ class SkippedCell:
     budget_s: float
     skipped: str = "skipped: over the time budget"
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _timed(fn: Callable[[], Any], cpu: Optional[List[float]] = None) -> float:
+def _timed(fn: Callable[[], Any], cpu: list[float] | None = None) -> float:
     """Wall time of ``fn()``; its process CPU time is appended to ``cpu`` when given."""
     c0 = time.process_time()
     t0 = time.perf_counter()
@@ -219,7 +235,7 @@ class PageBench:
         self.port = self.vis.serve(port=0, quiet=True)
         self.client = Client(self.port)
         self._next_id = 0
-        self._warm: Set[str] = set()
+        self._warm: set[str] = set()
 
     def close(self) -> None:
         self.client.close()
@@ -238,10 +254,10 @@ class PageBench:
         self.vis.store.get(start + size)  # also the one after the page (the server checks it exists)
         return start // size
 
-    def body(self, case: Case, size: int, page: int) -> Dict[str, Any]:
+    def body(self, case: Case, size: int, page: int) -> dict[str, Any]:
         return {"method": case.method, "arguments": case.arguments, "page": page, "page_size": size}
 
-    def check(self, doc: Dict[str, Any], size: int) -> None:
+    def check(self, doc: dict[str, Any], size: int) -> None:
         examples = doc["examples"]
         if len(examples) != size:
             raise RuntimeError(f"expected {size} examples, got {len(examples)}")
@@ -252,7 +268,7 @@ class PageBench:
             if ex["id"] % POOL_SIZE >= size:
                 raise RuntimeError("the page does not show the raw call's inputs")
 
-    def timed_page(self, case: Case, size: int, times: Dict[str, List[float]]) -> Dict[str, Any]:
+    def timed_page(self, case: Case, size: int, times: dict[str, list[float]]) -> dict[str, Any]:
         """Fetch one never-seen page (non-streaming), record its wall and CPU time, check it."""
         body = self.body(case, size, self.fresh_page(size))
         payload = b""
@@ -268,9 +284,17 @@ class PageBench:
     def is_warm(self, case: Case) -> bool:
         return case.method in self._warm
 
-    def run(self, case: Case, size: int, repeats: int, log: Optional[Callable[[str], None]] = None,
-            min_seconds: float = 0.0, max_repeats: int = 20, estimate: Optional[CellEstimate] = None,
-            max_seconds: Optional[float] = None) -> PageResult:
+    def run(
+        self,
+        case: Case,
+        size: int,
+        repeats: int,
+        log: Callable[[str], None] | None = None,
+        min_seconds: float = 0.0,
+        max_repeats: int = 20,
+        estimate: CellEstimate | None = None,
+        max_seconds: float | None = None,
+    ) -> PageResult:
         """Measure one cell: at least ``repeats`` rounds, more (up to ``max_repeats``) while the
         cell has run for less than ``min_seconds``, so that cheap cells get more samples. No
         round after the first starts once another would take the cell past ``max_seconds``.
@@ -287,7 +311,7 @@ class PageBench:
 
         def raw_per_example() -> None:
             for i in range(size):
-                case.raw(x[i:i + 1], zeros[i:i + 1], targets[i:i + 1])
+                case.raw(x[i : i + 1], zeros[i : i + 1], targets[i : i + 1])
             bm.sync()
 
         def raw_forward() -> None:
@@ -306,9 +330,10 @@ class PageBench:
                 raw_batched()
             case.raw(x[:1], zeros[:1], targets[:1])
 
-        times: Dict[str, List[float]] = {k: [] for k in ("batched", "per_example", "forward", "page", "first",
-                                                          "total", "raw_cpu", "page_cpu")}
-        last_body: Dict[str, Any] = {}
+        times: dict[str, list[float]] = {
+            k: [] for k in ("batched", "per_example", "forward", "page", "first", "total", "raw_cpu", "page_cpu")
+        }
+        last_body: dict[str, Any] = {}
         timing_started = time.perf_counter()
         rounds = 0
         round_s = 0.0
@@ -341,20 +366,38 @@ class PageBench:
         if sum(e.results.hits for e in self.vis.engines) - hits_before < size:
             raise RuntimeError("the repeated request did not hit the result cache")
 
-        round_ratios = [min(times["page"][2 * i:2 * i + 2]) / min(times["batched"][i], times["per_example"][i])
-                        for i in range(rounds)]
+        round_ratios = [
+            min(times["page"][2 * i : 2 * i + 2]) / min(times["batched"][i], times["per_example"][i])
+            for i in range(rounds)
+        ]
         result = PageResult(
-            bm.key, case.method, case.describe(), size, rounds,
-            min(times["batched"]), min(times["per_example"]), min(times["forward"]), min(times["page"]),
-            min(times["first"]), min(times["total"]), min(hit_times), min(times["raw_cpu"]), min(times["page_cpu"]),
-            *((estimate.passes, estimate.backward, estimate.call_s) if estimate
-              else case.passes(bm.side, size) + (0.0,)),
+            bm.key,
+            case.method,
+            case.describe(),
+            size,
+            rounds,
+            min(times["batched"]),
+            min(times["per_example"]),
+            min(times["forward"]),
+            min(times["page"]),
+            min(times["first"]),
+            min(times["total"]),
+            min(hit_times),
+            min(times["raw_cpu"]),
+            min(times["page_cpu"]),
+            *(
+                (estimate.passes, estimate.backward, estimate.call_s)
+                if estimate
+                else case.passes(bm.side, size) + (0.0,)
+            ),
             median_ratio=statistics.median(round_ratios),
         )
         if log:
-            log(f"  {bm.key:9s} {case.method:24s} n={size:<3d} raw {result.raw_best_s * 1e3:9.1f} ms  "
+            log(
+                f"  {bm.key:9s} {case.method:24s} n={size:<3d} raw {result.raw_best_s * 1e3:9.1f} ms  "
                 f"page {result.server_page_s * 1e3:9.1f} ms  x{result.ratio:5.2f} "
                 f"(median x{result.median_ratio:4.2f})  "
                 f"first {result.stream_first_s * 1e3:8.1f} ms  hit {result.cache_hit_s * 1e3:7.1f} ms  "
-                f"cpu x{result.cpu_ratio:5.2f}  ({rounds} rounds)")
+                f"cpu x{result.cpu_ratio:5.2f}  ({rounds} rounds)"
+            )
         return result

@@ -24,9 +24,10 @@ import shutil
 import sqlite3
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any
 
 import torch
 
@@ -52,18 +53,18 @@ class RayRun:
 class PrecomputeResult:
     examples: int
     rounds: int
-    plain_s: List[float]
-    local_s: List[float]
-    plain_cpu_s: List[float]  # process CPU time (every thread: the engine computes on its own)
-    local_cpu_s: List[float]
+    plain_s: list[float]
+    local_s: list[float]
+    plain_cpu_s: list[float]  # process CPU time (every thread: the engine computes on its own)
+    local_cpu_s: list[float]
     stored: int  # maps the local run stored (= examples)
     agree: int  # examples whose stored top-1 is the plain loop's argmax
     threads: int = 1
-    ray_start_s: Optional[float] = None  # ray.init, None without Ray
-    ray: List[RayRun] = field(default_factory=list)
+    ray_start_s: float | None = None  # ray.init, None without Ray
+    ray: list[RayRun] = field(default_factory=list)
     note: str = ""
     # Server time of a page of STORED_PAGE examples read from the store by a fresh visualizer (ms, one per page)
-    stored_page_ms: List[float] = field(default_factory=list)
+    stored_page_ms: list[float] = field(default_factory=list)
     stored_page_forwards: int = 0  # forward passes those pages ran (0: every map came from the store)
 
     @property
@@ -84,12 +85,15 @@ class PrecomputeResult:
         """The same in process CPU time (less sensitive to other jobs on a shared machine)."""
         return min(self.plain_cpu_s) / min(self.local_cpu_s)
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out.update(plain_rate=self.plain_rate, local_rate=self.local_rate, ratio=self.ratio, cpu_ratio=self.cpu_ratio)
         for r, j in zip(self.ray, out["ray"]):
-            j.update(rate=r.rate(self.examples), compute_rate=r.compute_rate(self.examples),
-                     ratio_to_local=r.rate(self.examples) / self.local_rate)
+            j.update(
+                rate=r.rate(self.examples),
+                compute_rate=r.compute_rate(self.examples),
+                ratio_to_local=r.rate(self.examples) / self.local_rate,
+            )
         return out
 
 
@@ -105,7 +109,7 @@ def make_visualizer(bm: Any, pool: torch.Tensor, store: Path) -> Any:
     from .pages import softmax
 
     labels = torch.zeros(BATCH, dtype=torch.long)
-    dataset = [Batch(pool[i:i + BATCH], labels[:len(pool[i:i + BATCH])]) for i in range(0, len(pool), BATCH)]
+    dataset = [Batch(pool[i : i + BATCH], labels[: len(pool[i : i + BATCH])]) for i in range(0, len(pool), BATCH)]
     feature = ImageFeature("image", input_transforms=[bm.normalize])
     return AttributionVisualizer(bm.model, list(bm.classes), [feature], dataset, score_func=softmax, store=store)
 
@@ -114,27 +118,32 @@ def plain_loop(bm: Any, pool: torch.Tensor, raw: Callable[..., torch.Tensor]) ->
     """The plain side: batches of 16, the targets' forward pass, captum's attribute; the argmax kept."""
     argmax = torch.empty(len(pool), dtype=torch.long)
     for i in range(0, len(pool), BATCH):
-        x = bm.normalize(pool[i:i + BATCH])
-        zeros = bm.normalize(torch.zeros_like(pool[i:i + BATCH]))
+        x = bm.normalize(pool[i : i + BATCH])
+        zeros = bm.normalize(torch.zeros_like(pool[i : i + BATCH]))
         with torch.no_grad():
             t = bm.model(x).argmax(dim=1)
         raw(x, zeros, t)
-        argmax[i:i + len(t)] = t
+        argmax[i : i + len(t)] = t
     return argmax
 
 
 def stored_rows(store: Path) -> tuple:
     conn = sqlite3.connect(store / "insights.sqlite")
     try:
-        return (conn.execute("SELECT model, example, key, target, software, maps, contributions FROM explanations "
-                             "ORDER BY model, example, key, target").fetchall(),
-                conn.execute("SELECT model, example, software, indices, scores FROM predictions "
-                             "ORDER BY model, example").fetchall())
+        return (
+            conn.execute(
+                "SELECT model, example, key, target, software, maps, contributions FROM explanations "
+                "ORDER BY model, example, key, target"
+            ).fetchall(),
+            conn.execute(
+                "SELECT model, example, software, indices, scores FROM predictions ORDER BY model, example"
+            ).fetchall(),
+        )
     finally:
         conn.close()
 
 
-def _top1(vis: Any, pool: torch.Tensor) -> List[int]:
+def _top1(vis: Any, pool: torch.Tensor) -> list[int]:
     from insights_app.store import example_fingerprints
 
     fps = example_fingerprints((pool,))
@@ -142,8 +151,14 @@ def _top1(vis: Any, pool: torch.Tensor) -> List[int]:
     return [stored[fp][0][0] if fp in stored else -1 for fp in fps]
 
 
-def run(n: int = 256, rounds: int = 3, workers: Sequence[int] = (1, 2), threads: int = 1,
-        log: Optional[Callable[[str], None]] = None, workdir: Optional[Path] = None) -> PrecomputeResult:
+def run(
+    n: int = 256,
+    rounds: int = 3,
+    workers: Sequence[int] = (1, 2),
+    threads: int = 1,
+    log: Callable[[str], None] | None = None,
+    workdir: Path | None = None,
+) -> PrecomputeResult:
     """The section (see the module's docstring); ``workers=()`` leaves Ray out."""
     from insights_app.precompute import precompute
 
@@ -156,16 +171,16 @@ def run(n: int = 256, rounds: int = 3, workers: Sequence[int] = (1, 2), threads:
     pool = images(n, bm.side)
     raw = raw_call(bm, "IntegratedGradients", ARGUMENTS)
     base = Path(tempfile.mkdtemp(prefix="insights-bench-precompute-", dir=workdir))
-    plain_s: List[float] = []
-    local_s: List[float] = []
-    plain_cpu: List[float] = []
-    local_cpu: List[float] = []
+    plain_s: list[float] = []
+    local_s: list[float] = []
+    plain_cpu: list[float] = []
+    local_cpu: list[float] = []
     result = PrecomputeResult(n, rounds, plain_s, local_s, plain_cpu, local_cpu, 0, 0, threads)
     try:
         plain_loop(bm, pool[:BATCH], raw)  # warm-up (lazy imports, the allocator)
         argmax = None
         for r in range(rounds):
-            for side in (("plain", "local") if r % 2 == 0 else ("local", "plain")):
+            for side in ("plain", "local") if r % 2 == 0 else ("local", "plain"):
                 if side == "plain":
                     c0, t0 = time.process_time(), time.perf_counter()
                     argmax = plain_loop(bm, pool, raw)
@@ -175,8 +190,9 @@ def run(n: int = 256, rounds: int = 3, workers: Sequence[int] = (1, 2), threads:
                     store = base / f"local{r}"
                     vis = make_visualizer(bm, pool, store)
                     c0 = time.process_time()
-                    summary = precompute(vis, ["IntegratedGradients"], {"IntegratedGradients": ARGUMENTS},
-                                         progress=False)
+                    summary = precompute(
+                        vis, ["IntegratedGradients"], {"IntegratedGradients": ARGUMENTS}, progress=False
+                    )
                     local_cpu.append(time.process_time() - c0)
                     local_s.append(summary.seconds)
                     result.stored = summary.stored
@@ -215,8 +231,14 @@ def stored_pages(result: PrecomputeResult, bm: Any, pool: torch.Tensor, store: P
     vis.results_store.close()
 
 
-def _ray_runs(result: PrecomputeResult, bm: Any, pool: torch.Tensor, base: Path, workers: Sequence[int],
-              log: Optional[Callable[[str], None]]) -> None:
+def _ray_runs(
+    result: PrecomputeResult,
+    bm: Any,
+    pool: torch.Tensor,
+    base: Path,
+    workers: Sequence[int],
+    log: Callable[[str], None] | None,
+) -> None:
     from insights_app.precompute import precompute
 
     try:
@@ -236,15 +258,23 @@ def _ray_runs(result: PrecomputeResult, bm: Any, pool: torch.Tensor, base: Path,
         for w in workers:
             store = base / f"ray{w}"
             vis = make_visualizer(bm, pool, store)
-            summary = precompute(vis, ["IntegratedGradients"], {"IntegratedGradients": ARGUMENTS}, progress=False,
-                                 executor="ray", workers=w)
+            summary = precompute(
+                vis,
+                ["IntegratedGradients"],
+                {"IntegratedGradients": ARGUMENTS},
+                progress=False,
+                executor="ray",
+                workers=w,
+            )
             vis.results_store.close()
             res = RayRun(w, summary.seconds, summary.startup_seconds, stored_rows(store) == want)
             result.ray.append(res)
             if log:
-                log(f"    ray, {w} worker{'s' if w > 1 else ''}: {res.rate(result.examples):7.1f} ex/s "
+                log(
+                    f"    ray, {w} worker{'s' if w > 1 else ''}: {res.rate(result.examples):7.1f} ex/s "
                     f"({res.compute_rate(result.examples):.1f} without the actors' {res.startup_s:.1f} s start), "
-                    f"{'the same' if res.equal else 'OTHER'} rows as local")
+                    f"{'the same' if res.equal else 'OTHER'} rows as local"
+                )
     finally:
         if started_here:
             ray.shutdown()
@@ -253,21 +283,49 @@ def _ray_runs(result: PrecomputeResult, bm: Any, pool: torch.Tensor, base: Path,
 def table(res: PrecomputeResult) -> str:
     from .report import _table
 
-    rows = [["plain captum loop", str(res.examples), f"{res.plain_rate:.1f}", "", "", "1.00", "", ""],
-            ["precompute, local", str(res.examples), f"{res.local_rate:.1f}", "", "",
-             f"{res.local_rate / res.plain_rate:.2f}", f"{res.cpu_ratio:.2f}", "1.00"]]
+    rows = [
+        ["plain captum loop", str(res.examples), f"{res.plain_rate:.1f}", "", "", "1.00", "", ""],
+        [
+            "precompute, local",
+            str(res.examples),
+            f"{res.local_rate:.1f}",
+            "",
+            "",
+            f"{res.local_rate / res.plain_rate:.2f}",
+            f"{res.cpu_ratio:.2f}",
+            "1.00",
+        ],
+    ]
     for r in res.ray:
         rate = r.rate(res.examples)
-        rows.append([f"precompute, ray, {r.workers} worker{'s' if r.workers > 1 else ''}", str(res.examples),
-                     f"{rate:.1f}", f"{r.compute_rate(res.examples):.1f}", f"{r.startup_s:.1f}",
-                     f"{rate / res.plain_rate:.2f}", "", f"{rate / res.local_rate:.2f}"
-                     + ("" if r.equal else " (rows differ from local)")])
-    header = ["run", "examples", "ex/s", "ex/s without actor start", "actor start s", "vs plain", "CPU vs plain",
-              "vs local"]
+        rows.append(
+            [
+                f"precompute, ray, {r.workers} worker{'s' if r.workers > 1 else ''}",
+                str(res.examples),
+                f"{rate:.1f}",
+                f"{r.compute_rate(res.examples):.1f}",
+                f"{r.startup_s:.1f}",
+                f"{rate / res.plain_rate:.2f}",
+                "",
+                f"{rate / res.local_rate:.2f}" + ("" if r.equal else " (rows differ from local)"),
+            ]
+        )
+    header = [
+        "run",
+        "examples",
+        "ex/s",
+        "ex/s without actor start",
+        "actor start s",
+        "vs plain",
+        "CPU vs plain",
+        "vs local",
+    ]
     out = _table(header, rows)
     if res.stored_page_ms:
         ms = sorted(res.stored_page_ms)
-        out += (f"\n\nA stored page of {STORED_PAGE} (a fresh visualizer on the local store): "
-                f"{ms[0]:.1f} ms best, {ms[len(ms) // 2]:.1f} ms median over {len(ms)} pages, "
-                f"{res.stored_page_forwards} forward passes")
+        out += (
+            f"\n\nA stored page of {STORED_PAGE} (a fresh visualizer on the local store): "
+            f"{ms[0]:.1f} ms best, {ms[len(ms) // 2]:.1f} ms median over {len(ms)} pages, "
+            f"{res.stored_page_forwards} forward passes"
+        )
     return out

@@ -14,16 +14,19 @@ import base64
 import io
 import time
 import timeit
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from insights_app.render import VIS_METHODS, encode_png_base64, render_attribution
 
-CASES: Tuple[Tuple[str, str], ...] = tuple((m, "absolute_value") for m in VIS_METHODS) + (
-    ("heat_map", "all"), ("blended_heat_map", "all"))
+CASES: tuple[tuple[str, str], ...] = tuple((m, "absolute_value") for m in VIS_METHODS) + (
+    ("heat_map", "all"),
+    ("blended_heat_map", "all"),
+)
 
 
 @dataclass
@@ -35,13 +38,13 @@ class RenderResult:
     encode_us: float
     total_us: float
     png_kb: float
-    captum_matplotlib_us: Optional[float]
+    captum_matplotlib_us: float | None
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def sample_inputs(side: int = 224, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+def sample_inputs(side: int = 224, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(attribution (side, side) float32, photo (side, side, 3) uint8)."""
     try:
         from skimage import data, transform
@@ -49,8 +52,10 @@ def sample_inputs(side: int = 224, seed: int = 0) -> Tuple[np.ndarray, np.ndarra
         photo = (transform.resize(data.astronaut(), (side, side), anti_aliasing=True) * 255).astype(np.uint8)
     except ImportError:  # pragma: no cover - scikit-image is a test dependency
         ramp = np.linspace(0, 255, side, dtype=np.float32)
-        photo = np.stack([ramp[None, :].repeat(side, 0), ramp[:, None].repeat(side, 1),
-                          np.full((side, side), 128.0, np.float32)], axis=2).astype(np.uint8)
+        photo = np.stack(
+            [ramp[None, :].repeat(side, 0), ramp[:, None].repeat(side, 1), np.full((side, side), 128.0, np.float32)],
+            axis=2,
+        ).astype(np.uint8)
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:side, :side]
     bump = np.exp(-((yy - 0.45 * side) ** 2 + (xx - 0.55 * side) ** 2) / (2 * (0.18 * side) ** 2))
@@ -70,16 +75,18 @@ def captum_matplotlib(attr: np.ndarray, photo: np.ndarray, method: str, sign: st
     from captum.attr import visualization as viz
     from matplotlib import pyplot as plt
 
-    fig, _ = viz.visualize_image_attr(attr[..., None], photo, method=method, sign=sign, use_pyplot=False,
-                                      fig_size=(2.24, 2.24))
+    fig, _ = viz.visualize_image_attr(
+        attr[..., None], photo, method=method, sign=sign, use_pyplot=False, fig_size=(2.24, 2.24)
+    )
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return buf.getvalue()
 
 
-def run(side: int = 224, number: int = 20, repeat: int = 5, captum_repeat: int = 3,
-        log: Optional[Callable[[str], None]] = None) -> List[RenderResult]:
+def run(
+    side: int = 224, number: int = 20, repeat: int = 5, captum_repeat: int = 3, log: Callable[[str], None] | None = None
+) -> list[RenderResult]:
     attr, photo = sample_inputs(side)
     out = []
     for method, sign in CASES:
@@ -97,6 +104,8 @@ def run(side: int = 224, number: int = 20, repeat: int = 5, captum_repeat: int =
         res = RenderResult(method, sign, side, draw, encode, total, len(url) * 3 / 4 / 1024, ref)
         out.append(res)
         if log:
-            log(f"  {method:17s} {sign:15s} draw {draw:7.0f} us  png {encode:7.0f} us  total {total:7.0f} us"
-                + (f"  captum+matplotlib {ref / 1e3:6.1f} ms" if ref else ""))
+            log(
+                f"  {method:17s} {sign:15s} draw {draw:7.0f} us  png {encode:7.0f} us  total {total:7.0f} us"
+                + (f"  captum+matplotlib {ref / 1e3:6.1f} ms" if ref else "")
+            )
     return out

@@ -15,7 +15,8 @@ import argparse
 import statistics
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -43,7 +44,7 @@ class _Stopwatch:
         setattr(engine, name, timed)
 
 
-def split_cell(bench: PageBench, case: Case, size: int, rounds: int) -> Dict[str, Dict[str, float]]:
+def split_cell(bench: PageBench, case: Case, size: int, rounds: int) -> dict[str, dict[str, float]]:
     """Min and median seconds of each column over ``rounds`` fresh pages of ``size`` examples."""
     bm = bench.bm
     engine = bench.vis.engines[0]
@@ -53,7 +54,7 @@ def split_cell(bench: PageBench, case: Case, size: int, rounds: int) -> Dict[str
         with torch.no_grad():
             targets = bm.model(x).argmax(dim=1)
         bench.client.page(bench.body(case, size, bench.fresh_page(size)))  # warm: call sizes, caches
-        rows: List[List[float]] = []
+        rows: list[list[float]] = []
         for _ in range(rounds):
             raw_main = _timed(lambda: case.raw(x, zeros, targets))
             raw_thread = _timed(lambda: engine.compute.run(case.raw, x, zeros, targets))
@@ -68,19 +69,23 @@ def split_cell(bench: PageBench, case: Case, size: int, rounds: int) -> Dict[str
     return {name: {"min": min(c), "median": statistics.median(c)} for name, c in zip(COLUMNS, cols)}
 
 
-def format_row(label: str, cell: Dict[str, Dict[str, float]]) -> str:
+def format_row(label: str, cell: dict[str, dict[str, float]]) -> str:
     parts = [f"{name} {cell[name]['min'] * 1e3:.1f}/{cell[name]['median'] * 1e3:.1f}" for name in COLUMNS]
     server = (cell["page"]["min"] - cell["engine_run"]["min"]) * 1e3
     ratio = cell["page"]["min"] / min(cell["raw_main"]["min"], cell["raw_compute_thread"]["min"])
     return f"{label:24s} " + "  ".join(parts) + f"  server {server:.1f}  page/raw {ratio:.2f}x"
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m bench.split", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.split", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model", default="resnet18", choices=sorted(MODELS))
-    ap.add_argument("--steps", default="Occlusion,IntegratedGradients,Occlusion",
-                    help="methods in the order they run, each its first argument set")
+    ap.add_argument(
+        "--steps",
+        default="Occlusion,IntegratedGradients,Occlusion",
+        help="methods in the order they run, each its first argument set",
+    )
     ap.add_argument("--size", type=int, default=4, help="examples per page")
     ap.add_argument("--rounds", type=int, default=5, help="pages per step")
     a = ap.parse_args(argv)
@@ -89,7 +94,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     return a
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     a = parse_args(argv)
     bm = build_model(a.model)
     steps = [s for s in a.steps.split(",") if s]

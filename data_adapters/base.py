@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Any
 
 import torch
 
@@ -22,12 +23,26 @@ from insights_app.tensors import model_device, plain
 from .classes import ClassesArg, read_classes
 from .errors import AdapterError, ChannelsError, ClassCountError
 
-__all__ = ["AdapterError", "ClassesArg", "ChannelsError", "ClassCountError", "Normalizer", "Source", "read_classes",
-           "check_classes", "count_outputs", "first_batch", "image_feature", "optional_normalizer", "prepare_model",
-           "score_function", "state_dict_of"]
+__all__ = [
+    "AdapterError",
+    "ClassesArg",
+    "ChannelsError",
+    "ClassCountError",
+    "Normalizer",
+    "Source",
+    "read_classes",
+    "check_classes",
+    "count_outputs",
+    "first_batch",
+    "image_feature",
+    "optional_normalizer",
+    "prepare_model",
+    "score_function",
+    "state_dict_of",
+]
 log = logging.getLogger(__name__)
 
-ScoreArg = Union[None, str, Callable[[torch.Tensor], torch.Tensor]]
+ScoreArg = None | str | Callable[[torch.Tensor], torch.Tensor]
 # Examples in the one forward pass that checks the class count: two (one could hide a model that
 # squeezes its batch dimension). Eight at --size 2048 through resnet18 took 5 GB at start-up.
 CHECK_EXAMPLES = 2
@@ -84,7 +99,7 @@ class Normalizer:
         return f"Normalizer(mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()})"
 
 
-def optional_normalizer(mean: Optional[Sequence[float]], std: Optional[Sequence[float]]) -> Optional[Normalizer]:
+def optional_normalizer(mean: Sequence[float] | None, std: Sequence[float] | None) -> Normalizer | None:
     """The model's input normalization from user-given ``mean``/``std``: both or neither."""
     if (mean is None) != (std is None):
         raise AdapterError("give both mean and std (or neither)")
@@ -94,7 +109,7 @@ def optional_normalizer(mean: Optional[Sequence[float]], std: Optional[Sequence[
 class Activation:
     """A score function (softmax over classes or sigmoid) that returns plain tensors."""
 
-    def __init__(self, kind: str, fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> None:
+    def __init__(self, kind: str, fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         if kind not in ("softmax", "sigmoid", "custom"):
             raise AdapterError(f"score must be 'softmax', 'sigmoid', None or a callable, not {kind!r}")
         self.kind = kind
@@ -112,7 +127,7 @@ class Activation:
         return f"Activation({self.kind!r})"
 
 
-def score_function(score: ScoreArg) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
+def score_function(score: ScoreArg) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """'softmax' (single-label), 'sigmoid' (multi-label), None (raw outputs) or a callable."""
     if score is None:
         return None
@@ -123,12 +138,12 @@ def score_function(score: ScoreArg) -> Optional[Callable[[torch.Tensor], torch.T
     raise AdapterError(f"score must be 'softmax', 'sigmoid', None or a callable, not {score!r}")
 
 
-def image_feature(normalizer: Optional[Normalizer], name: str = "image") -> ImageFeature:
+def image_feature(normalizer: Normalizer | None, name: str = "image") -> ImageFeature:
     """The one image feature an adapter shows; its input transform re-applies the normalization."""
     return ImageFeature(name, baseline_transforms=None, input_transforms=[normalizer] if normalizer else None)
 
 
-def prepare_model(model: Any, device: Optional[Union[str, torch.device]]) -> torch.nn.Module:
+def prepare_model(model: Any, device: str | torch.device | None) -> torch.nn.Module:
     """The model in eval mode, moved to ``device`` when one is given (else left where it is)."""
     if not isinstance(model, torch.nn.Module):
         raise AdapterError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -171,11 +186,13 @@ def count_outputs(model: torch.nn.Module, features: Sequence[BaseFeature], batch
             channels = _channel_mismatch(model, x, exc)
             if channels is not None:
                 expected, got = channels
-                raise ChannelsError(f"the model expects {expected}-channel images but got {got}-channel ones",
-                                    expected, got) from exc
+                raise ChannelsError(
+                    f"the model expects {expected}-channel images but got {got}-channel ones", expected, got
+                ) from exc
             shapes = ", ".join(str(tuple(t.shape)) for t in x)
-            raise AdapterError(f"the model failed on the first examples (input shape {shapes}): "
-                               f"{type(exc).__name__}: {exc}") from exc
+            raise AdapterError(
+                f"the model failed on the first examples (input shape {shapes}): {type(exc).__name__}: {exc}"
+            ) from exc
     if isinstance(out, (tuple, list)):
         out = out[0]
     out = plain(out)
@@ -188,7 +205,7 @@ def count_outputs(model: torch.nn.Module, features: Sequence[BaseFeature], batch
 CONV_CHANNELS = re.compile(r"expected input\[[^\]]*\] to have (\d+) channels, but got (\d+) channels")
 
 
-def _channel_mismatch(model: torch.nn.Module, x: Sequence[torch.Tensor], exc: Exception) -> Optional[tuple]:
+def _channel_mismatch(model: torch.nn.Module, x: Sequence[torch.Tensor], exc: Exception) -> tuple | None:
     """(channels the model expects, channels it got) when that is why its forward pass failed, else None.
 
     torch's convolution error says so; otherwise the first convolution's ``in_channels``, when it
@@ -206,7 +223,7 @@ def _channel_mismatch(model: torch.nn.Module, x: Sequence[torch.Tensor], exc: Ex
     return None
 
 
-def check_classes(classes: Optional[List[str]], n_outputs: int, hint: str = "") -> List[str]:
+def check_classes(classes: list[str] | None, n_outputs: int, hint: str = "") -> list[str]:
     """The class names, checked against the model's output width (numbered names when unknown).
 
     A mismatch is a :class:`ClassCountError` carrying both counts, for callers that word it their way.
@@ -215,12 +232,17 @@ def check_classes(classes: Optional[List[str]], n_outputs: int, hint: str = "") 
         log.warning("no class names given: naming the model's %d outputs 0..%d", n_outputs, n_outputs - 1)
         return [str(i) for i in range(n_outputs)]
     if len(classes) != n_outputs:
-        raise ClassCountError(f"{len(classes)} class names but the model has {n_outputs} outputs per example"
-                              + (f" ({hint})" if hint else ""), len(classes), n_outputs, classes)
+        raise ClassCountError(
+            f"{len(classes)} class names but the model has {n_outputs} outputs per example"
+            + (f" ({hint})" if hint else ""),
+            len(classes),
+            n_outputs,
+            classes,
+        )
     return classes
 
 
-def state_dict_of(obj: Any) -> Optional[dict]:
+def state_dict_of(obj: Any) -> dict | None:
     """A state dict in a loaded torch file: the dict itself, or one under a usual checkpoint key; else None."""
     if isinstance(obj, dict):
         if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -243,14 +265,14 @@ class Source:
     """
 
     model: torch.nn.Module
-    classes: List[str]
-    score_func: Optional[Callable[[torch.Tensor], torch.Tensor]]
-    features: List[BaseFeature]
+    classes: list[str]
+    score_func: Callable[[torch.Tensor], torch.Tensor] | None
+    features: list[BaseFeature]
     dataset: Iterable[Batch]
-    name: Optional[str] = None
+    name: str | None = None
     info: dict = field(default_factory=dict)
     # One loss per example (outputs, labels) for the dataset pass; None: chosen from the score function.
-    loss_func: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None
+    loss_func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     def visualizer(self, **kwargs: Any) -> AttributionVisualizer:
         """An AttributionVisualizer over this source; ``kwargs`` go to its constructor (e.g. ``title``)."""
@@ -258,8 +280,9 @@ class Source:
             kwargs["model_names"] = [self.name]
         if self.loss_func is not None and "loss_func" not in kwargs:
             kwargs["loss_func"] = self.loss_func
-        return AttributionVisualizer(self.model, self.classes, self.features, self.dataset,
-                                     score_func=self.score_func, **kwargs)
+        return AttributionVisualizer(
+            self.model, self.classes, self.features, self.dataset, score_func=self.score_func, **kwargs
+        )
 
     def batches(self) -> Iterator[Batch]:
         """Iterate the dataset once (a convenience for scripts and tests)."""

@@ -27,9 +27,10 @@ import functools
 import io
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import torch
@@ -73,8 +74,8 @@ class Attribution:
     image: torch.Tensor
     target: int
     predicted: int
-    label: Optional[int]
-    classes: List[str]
+    label: int | None
+    classes: list[str]
 
 
 def _choice(name: str, value: Any, choices: Sequence[str]) -> str:
@@ -108,8 +109,10 @@ def _png_bytes(inp: Any) -> bytes:
         if t.dim() == 2:
             t = t[None]
         if t.dim() != 3 or t.shape[0] not in (1, 3, 4):
-            raise ValueError(f"an image tensor must be (H, W), (C, H, W) or (1, C, H, W) with 1, 3 or 4 channels, "
-                             f"not {tuple(inp.shape)}")
+            raise ValueError(
+                f"an image tensor must be (H, W), (C, H, W) or (1, C, H, W) with 1, 3 or 4 channels, "
+                f"not {tuple(inp.shape)}"
+            )
         if t.is_floating_point():
             if not bool(torch.isfinite(t).all()):
                 raise ValueError("the image tensor holds non-finite values")
@@ -130,7 +133,7 @@ def _is_image(inp: Any) -> bool:
     return pil is not None and isinstance(inp, pil.Image)
 
 
-def _as_item(inp: Any) -> Union[Path, bytes]:
+def _as_item(inp: Any) -> Path | bytes:
     """A ``visualize``/``insights`` input as an item of the learner's pipeline: a file path or PNG bytes."""
     if isinstance(inp, (str, Path)):
         path = Path(inp).expanduser()
@@ -139,8 +142,9 @@ def _as_item(inp: Any) -> Union[Path, bytes]:
         return path
     if isinstance(inp, torch.Tensor) or _is_image(inp):
         return _png_bytes(inp)
-    raise TypeError(f"inp must be an image file name (str or Path), a PIL image or an image tensor, "
-                    f"not {type(inp).__name__}")
+    raise TypeError(
+        f"inp must be an image file name (str or Path), a PIL image or an image tensor, not {type(inp).__name__}"
+    )
 
 
 class CaptumInterpretation:
@@ -151,9 +155,16 @@ class CaptumInterpretation:
     ``outlier_perc`` go to captum's ``visualize_image_attr_multiple``, one panel per method.
     """
 
-    def __init__(self, learn: Any, cmap_name: str = "custom blue", colors: Optional[Sequence[Any]] = None,
-                 N: int = 256, methods: Sequence[str] = ("original_image", "heat_map"),
-                 signs: Sequence[str] = ("all", "positive"), outlier_perc: Union[int, float] = 1) -> None:
+    def __init__(
+        self,
+        learn: Any,
+        cmap_name: str = "custom blue",
+        colors: Sequence[Any] | None = None,
+        N: int = 256,
+        methods: Sequence[str] = ("original_image", "heat_map"),
+        signs: Sequence[str] = ("all", "positive"),
+        outlier_perc: int | float = 1,
+    ) -> None:
         if not hasattr(learn, "dls") or not hasattr(learn, "model"):
             raise AdapterError(f"expected a fastai Learner, got {type(learn).__name__}")
         if len(methods) != len(signs):
@@ -177,14 +188,14 @@ class CaptumInterpretation:
         return self.learn.model
 
     @property
-    def classes(self) -> List[str]:
+    def classes(self) -> list[str]:
         from .fastai import _vocab_names
 
         names = _vocab_names(self.dls)
         return names if names is not None else []
 
     # ------------------------------------------------------------------ inputs
-    def _batch(self, inp: Any) -> Tuple[torch.Tensor, torch.Tensor, Optional[int]]:
+    def _batch(self, inp: Any) -> tuple[torch.Tensor, torch.Tensor, int | None]:
         """(model input (1, C, H, W) on the model's device, display image (C, H, W) in 0..1, label)."""
         from .fastai import _test_dl
 
@@ -195,8 +206,9 @@ class CaptumInterpretation:
             try:
                 dl = self.dls.test_dl([item], with_labels=False)
             except Exception as exc:
-                raise AdapterError(f"fastai could not build a DataLoader over the image: {type(exc).__name__}: "
-                                   f"{exc}") from exc
+                raise AdapterError(
+                    f"fastai could not build a DataLoader over the image: {type(exc).__name__}: {exc}"
+                ) from exc
         dl = dl.new(bs=1, shuffle=False, drop_last=False, num_workers=0)
         try:
             batch = dl.one_batch()
@@ -207,8 +219,9 @@ class CaptumInterpretation:
             raise AdapterError("CaptumInterpretation attributes learners that take one image input")
         x = plain(batch[0])
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
-            raise AdapterError("the learner's inputs are not images (N, C, H, W); CaptumInterpretation explains "
-                               "vision learners")
+            raise AdapterError(
+                "the learner's inputs are not images (N, C, H, W); CaptumInterpretation explains vision learners"
+            )
         label = None
         if len(batch) > 1:
             y = plain(batch[1])
@@ -252,10 +265,20 @@ class CaptumInterpretation:
         return int(target)
 
     # ------------------------------------------------------------------ attribution
-    def attribute(self, inp: Input, metric: str = "IG", n_steps: int = 1000, baseline_type: str = "zeros",
-                  nt_type: str = "smoothgrad", strides: Sequence[int] = (3, 4, 4),
-                  sliding_window_shapes: Sequence[int] = (3, 15, 15), *, target: Any = None, nt_samples: int = 1,
-                  internal_batch_size: Optional[int] = INTERNAL_BATCH_SIZE) -> Attribution:
+    def attribute(
+        self,
+        inp: Input,
+        metric: str = "IG",
+        n_steps: int = 1000,
+        baseline_type: str = "zeros",
+        nt_type: str = "smoothgrad",
+        strides: Sequence[int] = (3, 4, 4),
+        sliding_window_shapes: Sequence[int] = (3, 15, 15),
+        *,
+        target: Any = None,
+        nt_samples: int = 1,
+        internal_batch_size: int | None = INTERNAL_BATCH_SIZE,
+    ) -> Attribution:
         """The attribution :meth:`visualize` draws, without drawing it (the arguments are its)."""
         _choice("metric", metric, METRICS)
         _choice("baseline_type", baseline_type, BASELINE_TYPES)
@@ -283,25 +306,50 @@ class CaptumInterpretation:
             baseline = self.get_baseline_img(x, baseline_type)
             with torch.enable_grad():
                 if metric == "IG":
-                    attr = IntegratedGradients(model).attribute(x, baselines=baseline, target=cls, n_steps=int(n_steps),
-                                                                internal_batch_size=internal_batch_size)
+                    attr = IntegratedGradients(model).attribute(
+                        x, baselines=baseline, target=cls, n_steps=int(n_steps), internal_batch_size=internal_batch_size
+                    )
                 elif metric == "NT":
                     attr = NoiseTunnel(IntegratedGradients(model)).attribute(
-                        x, nt_type=nt_type, nt_samples=int(nt_samples), baselines=baseline, target=cls,
-                        n_steps=int(n_steps), internal_batch_size=internal_batch_size)
+                        x,
+                        nt_type=nt_type,
+                        nt_samples=int(nt_samples),
+                        baselines=baseline,
+                        target=cls,
+                        n_steps=int(n_steps),
+                        internal_batch_size=internal_batch_size,
+                    )
                 else:
                     window, stride = _occlusion_shapes(x, sliding_window_shapes, strides)
-                    attr = Occlusion(model).attribute(x, sliding_window_shapes=window, strides=stride, target=cls,
-                                                      baselines=baseline)
+                    attr = Occlusion(model).attribute(
+                        x, sliding_window_shapes=window, strides=stride, target=cls, baselines=baseline
+                    )
         finally:
             model.train(was_training)
-        return Attribution(metric, plain(attr).detach().cpu(), x.detach().cpu(), baseline.detach().cpu(), image,
-                           cls, predicted, label, self.classes)
+        return Attribution(
+            metric,
+            plain(attr).detach().cpu(),
+            x.detach().cpu(),
+            baseline.detach().cpu(),
+            image,
+            cls,
+            predicted,
+            label,
+            self.classes,
+        )
 
     # ------------------------------------------------------------------ drawing
-    def visualize(self, inp: Input, metric: str = "IG", n_steps: int = 1000, baseline_type: str = "zeros",
-                  nt_type: str = "smoothgrad", strides: Sequence[int] = (3, 4, 4),
-                  sliding_window_shapes: Sequence[int] = (3, 15, 15), **kwargs: Any) -> Any:
+    def visualize(
+        self,
+        inp: Input,
+        metric: str = "IG",
+        n_steps: int = 1000,
+        baseline_type: str = "zeros",
+        nt_type: str = "smoothgrad",
+        strides: Sequence[int] = (3, 4, 4),
+        sliding_window_shapes: Sequence[int] = (3, 15, 15),
+        **kwargs: Any,
+    ) -> Any:
         """Attribute ``inp`` and draw it as fastai does; return the matplotlib figure.
 
         ``metric``: 'IG' (IntegratedGradients with ``n_steps`` and the baseline), 'NT' (a NoiseTunnel
@@ -312,8 +360,9 @@ class CaptumInterpretation:
         ``internal_batch_size`` (integration steps per forward pass). The figure is not pyplot's: a
         notebook shows it as the cell's value; elsewhere save it with ``fig.savefig(...)``.
         """
-        return self.figure(self.attribute(inp, metric, n_steps, baseline_type, nt_type, strides,
-                                          sliding_window_shapes, **kwargs))
+        return self.figure(
+            self.attribute(inp, metric, n_steps, baseline_type, nt_type, strides, sliding_window_shapes, **kwargs)
+        )
 
     def figure(self, result: Attribution) -> Any:
         """The figure :meth:`visualize` draws for an :class:`Attribution`."""
@@ -324,7 +373,7 @@ class CaptumInterpretation:
 
         names = result.classes or []
 
-        def name(i: Optional[int]) -> str:
+        def name(i: int | None) -> str:
             return names[i] if i is not None and 0 <= i < len(names) else str(i)
 
         original = f"Original Image - ({name(result.predicted)})"
@@ -339,9 +388,17 @@ class CaptumInterpretation:
         if image.shape[0] == 1:  # grey: captum would draw one channel in its default colormap
             image = image.expand(3, -1, -1)
         image = image.numpy().transpose(1, 2, 0)
-        fig, _ = viz.visualize_image_attr_multiple(attr, image, methods=list(self.methods), signs=list(self.signs),
-                                                   titles=titles, cmap=cmap, show_colorbar=True,
-                                                   outlier_perc=self.outlier_perc, use_pyplot=False)
+        fig, _ = viz.visualize_image_attr_multiple(
+            attr,
+            image,
+            methods=list(self.methods),
+            signs=list(self.signs),
+            titles=titles,
+            cmap=cmap,
+            show_colorbar=True,
+            outlier_perc=self.outlier_perc,
+            use_pyplot=False,
+        )
         fig.insights_attribution = result  # what was drawn, for whoever holds the figure
         _displayable(fig)
         return fig
@@ -373,20 +430,23 @@ class CaptumInterpretation:
         return vis
 
 
-def _occlusion_shapes(x: torch.Tensor, window: Sequence[int], strides: Sequence[int]) -> Tuple[tuple, tuple]:
+def _occlusion_shapes(x: torch.Tensor, window: Sequence[int], strides: Sequence[int]) -> tuple[tuple, tuple]:
     """The window and strides, each dimension clipped to the image's (C, H, W): fastai's defaults are
     for 3-channel images of 15 pixels or more; a grey or smaller image gets the largest window that fits."""
     dims = tuple(int(d) for d in x.shape[1:])
     window, strides = tuple(window), tuple(strides)
     if len(window) != len(dims) or len(strides) != len(dims):
-        raise ValueError(f"sliding_window_shapes and strides need {len(dims)} values (C, H, W) for an image of "
-                         f"shape {dims}, got {window} and {strides}")
+        raise ValueError(
+            f"sliding_window_shapes and strides need {len(dims)} values (C, H, W) for an image of "
+            f"shape {dims}, got {window} and {strides}"
+        )
     if any(int(v) < 1 for v in window + strides):
         raise ValueError(f"sliding_window_shapes and strides must be positive, got {window} and {strides}")
     clipped = tuple(min(int(w), d) for w, d in zip(window, dims)), tuple(min(int(s), d) for s, d in zip(strides, dims))
     if clipped != (window, strides):
-        log.info("occlusion window %s and strides %s clipped to %s for an image of shape %s", window, strides,
-                 clipped, dims)
+        log.info(
+            "occlusion window %s and strides %s clipped to %s for an image of shape %s", window, strides, clipped, dims
+        )
     return clipped
 
 

@@ -7,15 +7,16 @@ anything slow, so that a class file that does not parse fails at once.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Union
+from typing import Any
 
 from .errors import AdapterError
 
-ClassesArg = Union[None, str, Path, Sequence[Any]]
+ClassesArg = None | str | Path | Sequence[Any]
 
 
-def read_classes(classes: ClassesArg) -> Optional[List[str]]:
+def read_classes(classes: ClassesArg) -> list[str] | None:
     """Class names from a list, or from a file: one name per line, or a JSON list / index map.
 
     A file is read as JSON when its name ends in ``.json`` or its text starts with ``[`` or
@@ -34,7 +35,7 @@ def read_classes(classes: ClassesArg) -> Optional[List[str]]:
     return out
 
 
-def read_class_file(path: Path) -> List[str]:
+def read_class_file(path: Path) -> list[str]:
     """The class names a file holds (see :func:`read_classes`)."""
     if not path.is_file():
         raise AdapterError(f"class file not found: {path}")
@@ -54,7 +55,7 @@ def read_class_file(path: Path) -> List[str]:
     return out
 
 
-def _json_names(path: Path, text: str) -> List[Any]:
+def _json_names(path: Path, text: str) -> list[Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -8,7 +8,7 @@ API names arguments.
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 
 class AdapterError(ValueError):
@@ -21,11 +21,11 @@ class AdapterError(ValueError):
 class ClassCountError(AdapterError):
     """The class names do not match the model's outputs: ``given`` names, ``outputs`` per example."""
 
-    def __init__(self, message: str, given: int, outputs: int, names: Optional[Sequence[str]] = None) -> None:
+    def __init__(self, message: str, given: int, outputs: int, names: Sequence[str] | None = None) -> None:
         super().__init__(message)
         self.given = given
         self.outputs = outputs
-        self.names: Optional[List[str]] = list(names) if names is not None else None
+        self.names: list[str] | None = list(names) if names is not None else None
 
 
 class ChannelsError(AdapterError):
@@ -44,4 +44,3 @@ class NotALearnerError(AdapterError):
         super().__init__(message)
         self.path = path
         self.holds = holds
-

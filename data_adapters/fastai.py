@@ -19,8 +19,9 @@ bar is ever drawn while the server pages the data.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any
 
 import torch
 
@@ -28,8 +29,8 @@ from insights_app import AttributionVisualizer, Batch, quiet_imports
 from insights_app.tensors import plain
 
 from .base import (
-    AdapterError,
     Activation,
+    AdapterError,
     ClassesArg,
     Normalizer,
     Source,
@@ -46,9 +47,9 @@ from .errors import NotALearnerError
 from .folder import list_images
 
 log = logging.getLogger(__name__)
-ItemsArg = Union[None, str, Path, Sequence[Any]]
-DlArg = Union[None, str, int, Any]
-Device = Optional[Union[str, torch.device]]
+ItemsArg = None | str | Path | Sequence[Any]
+DlArg = None | str | int | Any
+Device = str | torch.device | None
 
 
 def _import_fastai() -> None:
@@ -64,7 +65,7 @@ def _import_fastai() -> None:
 _import_fastai()
 
 
-def load_learner_file(path: Union[str, Path], cpu: bool = True) -> Any:
+def load_learner_file(path: str | Path, cpu: bool = True) -> Any:
     """fastai's ``load_learner`` with one-line errors (missing file, missing custom functions...).
 
     The file is a pickle: load only files you trust. Functions the learner was exported
@@ -94,7 +95,7 @@ def load_learner_file(path: Union[str, Path], cpu: bool = True) -> Any:
     return learn
 
 
-def _what_file_holds(path: Path) -> Optional[str]:
+def _what_file_holds(path: Path) -> str | None:
     """'state dict' or 'nn.Module' when a file that did not load as a Learner is one of those, else None.
 
     Weights are tried first with ``weights_only=True`` (no code runs); a whole module needs the
@@ -118,11 +119,15 @@ def _what_file_holds(path: Path) -> Optional[str]:
 
 def _not_a_learner(path: Path, holds: str) -> NotALearnerError:
     what = "a state dict (model weights only)" if holds == "state dict" else "a whole torch nn.Module"
-    return NotALearnerError(f"{path} holds {what}, not a fastai Learner: build the model, load it, and use "
-                            "data_adapters.from_folder or from_dataset", str(path), holds)
+    return NotALearnerError(
+        f"{path} holds {what}, not a fastai Learner: build the model, load it, and use "
+        "data_adapters.from_folder or from_dataset",
+        str(path),
+        holds,
+    )
 
 
-def _vocab_names(dls: Any) -> Optional[List[str]]:
+def _vocab_names(dls: Any) -> list[str] | None:
     """``dls.vocab`` as plain strings (bool and numeric vocabs included), or None when there is none."""
     try:
         vocab = dls.vocab
@@ -151,11 +156,14 @@ def _is_multi_label(loss_func: Any) -> bool:
     from torch import nn
 
     inner = getattr(loss_func, "func", None)
-    return isinstance(loss_func, (nn.BCEWithLogitsLoss, nn.MultiLabelSoftMarginLoss)) or isinstance(
-        inner, (nn.BCEWithLogitsLoss, nn.MultiLabelSoftMarginLoss)) or type(loss_func).__name__.startswith("BCE")
+    return (
+        isinstance(loss_func, (nn.BCEWithLogitsLoss, nn.MultiLabelSoftMarginLoss))
+        or isinstance(inner, (nn.BCEWithLogitsLoss, nn.MultiLabelSoftMarginLoss))
+        or type(loss_func).__name__.startswith("BCE")
+    )
 
 
-def _resolve_items(items: ItemsArg) -> List[Any]:
+def _resolve_items(items: ItemsArg) -> list[Any]:
     """``items`` (a folder, one file, or a list of files / raw items) -> a checked list."""
     if isinstance(items, (str, Path)):
         p = Path(items).expanduser()
@@ -177,7 +185,7 @@ def _resolve_items(items: ItemsArg) -> List[Any]:
     return [Path(x).expanduser() if isinstance(x, (str, Path)) else x for x in out]
 
 
-def _labels_ok(dls: Any, items: List[Any]) -> int:
+def _labels_ok(dls: Any, items: list[Any]) -> int:
     """How many items the learner's label pipeline can label (it raises on unknown labels)."""
     from fastai.data.core import test_set
 
@@ -200,26 +208,29 @@ def _labels_ok(dls: Any, items: List[Any]) -> int:
     return ok
 
 
-def _test_dl(dls: Any, items: ItemsArg, with_labels: Optional[bool]) -> Any:
+def _test_dl(dls: Any, items: ItemsArg, with_labels: bool | None) -> Any:
     from fastai.data.core import Datasets, TfmdLists
 
     files = _resolve_items(items)
     if not isinstance(getattr(dls, "valid_ds", None), (Datasets, TfmdLists)):
-        raise AdapterError("these DataLoaders were not built with fastai's data block API, so they cannot load "
-                           "new items; use data_adapters.from_folder or from_dataset instead")
+        raise AdapterError(
+            "these DataLoaders were not built with fastai's data block API, so they cannot load "
+            "new items; use data_adapters.from_folder or from_dataset instead"
+        )
     if with_labels is None or with_labels:
         ok = _labels_ok(dls, files)
         if with_labels and ok < len(files):
-            raise AdapterError(f"with_labels=True but the learner cannot label {len(files) - ok} of the "
-                               f"{len(files)} items (unknown class or no label)")
+            raise AdapterError(
+                f"with_labels=True but the learner cannot label {len(files) - ok} of the "
+                f"{len(files)} items (unknown class or no label)"
+            )
         with_labels = ok == len(files)
         if not with_labels:
             log.info("showing %d items unlabeled (the learner's labelling labels %d of them)", len(files), ok)
     try:
         return dls.test_dl(files, with_labels=with_labels)
     except Exception as exc:
-        raise AdapterError(f"fastai could not build a DataLoader over the items: {type(exc).__name__}: {exc}") \
-            from exc
+        raise AdapterError(f"fastai could not build a DataLoader over the items: {type(exc).__name__}: {exc}") from exc
 
 
 def named_dl(dls: Any, dl: DlArg) -> Any:
@@ -235,7 +246,7 @@ def named_dl(dls: Any, dl: DlArg) -> Any:
         raise AdapterError(f"the DataLoaders have no DataLoader {dl!r}") from None
 
 
-def _choose_dl(dls: Any, dl: DlArg, items: ItemsArg, with_labels: Optional[bool]) -> Any:
+def _choose_dl(dls: Any, dl: DlArg, items: ItemsArg, with_labels: bool | None) -> Any:
     if items is not None:
         if dl is not None:
             raise AdapterError("give dl or items, not both")
@@ -250,12 +261,14 @@ def _choose_dl(dls: Any, dl: DlArg, items: ItemsArg, with_labels: Optional[bool]
     chosen = named_dl(dls, dl)
     dataset = getattr(chosen, "dataset", None)
     if dataset is not None and hasattr(dataset, "__len__") and len(dataset) == 0:
-        raise AdapterError("the learner's DataLoader holds no example (an exported learner keeps no data): "
-                           "pass items= (a folder or a list of image files)")
+        raise AdapterError(
+            "the learner's DataLoader holds no example (an exported learner keeps no data): "
+            "pass items= (a folder or a list of image files)"
+        )
     return chosen
 
 
-def _normalizer(dl: Any) -> Optional[Normalizer]:
+def _normalizer(dl: Any) -> Normalizer | None:
     from fastai.data.transforms import Normalize
 
     norms = [t for t in getattr(getattr(dl, "after_batch", None), "fs", []) if isinstance(t, Normalize)]
@@ -269,10 +282,10 @@ def _normalizer(dl: Any) -> Optional[Normalizer]:
     return Normalizer(plain(norm.mean), plain(norm.std))
 
 
-def ordered_dl(dl: Any, bs: Optional[int], without: tuple = ()) -> Any:
+def ordered_dl(dl: Any, bs: int | None, without: tuple = ()) -> Any:
     """A copy of ``dl`` in order, every example, in this process (stable example ids), without the
     batch transforms of the types ``without``. Every fastai adapter (image, tabular, text) reads so."""
-    kwargs: Dict[str, Any] = dict(shuffle=False, drop_last=False, num_workers=0)
+    kwargs: dict[str, Any] = dict(shuffle=False, drop_last=False, num_workers=0)
     if bs:
         kwargs["bs"] = int(bs)
     after = getattr(dl, "after_batch", None)
@@ -284,14 +297,14 @@ def ordered_dl(dl: Any, bs: Optional[int], without: tuple = ()) -> Any:
         raise AdapterError(f"cannot iterate the learner's DataLoader: {type(exc).__name__}: {exc}") from exc
 
 
-def _display_dl(dl: Any, bs: Optional[int]) -> Any:
+def _display_dl(dl: Any, bs: int | None) -> Any:
     """The images as the files hold them: ``dl`` in order without Normalize (the feature re-applies it)."""
     from fastai.data.transforms import Normalize
 
     return ordered_dl(dl, bs, without=(Normalize,))
 
 
-def _label_list(y: Any, n: int) -> List[Optional[int]]:
+def _label_list(y: Any, n: int) -> list[int | None]:
     """Targets of a batch -> class indices (None: no label). One-hot (multi-label) rows count only
     when exactly one class is set: a Batch label is a single class."""
     y = plain(y)
@@ -301,7 +314,7 @@ def _label_list(y: Any, n: int) -> List[Optional[int]]:
     if y.dim() == 1 and not y.is_floating_point():
         return [int(v) if v >= 0 else None for v in y.tolist()]
     if y.dim() == 2:
-        out: List[Optional[int]] = []
+        out: list[int | None] = []
         for row in y:
             hot = torch.nonzero(row > 0.5).flatten().tolist()
             out.append(hot[0] if len(hot) == 1 else None)
@@ -332,15 +345,26 @@ class FastaiBatches:
             x = plain(b[0])
             if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
                 shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-                raise AdapterError(f"the learner's inputs are {shape}, not images (N, C, H, W); "
-                                   "this adapter shows image learners")
+                raise AdapterError(
+                    f"the learner's inputs are {shape}, not images (N, C, H, W); this adapter shows image learners"
+                )
             n = int(x.shape[0])
             labels = _label_list(b[1], n) if len(b) > 1 else [None] * n
             yield Batch(x.detach(), labels)
 
 
-def _source(dls: Any, model: Any, loss_func: Any, dl: DlArg, items: ItemsArg, with_labels: Optional[bool],
-            classes: ClassesArg, device: Device, bs: Optional[int], name: Optional[str]) -> Source:
+def _source(
+    dls: Any,
+    model: Any,
+    loss_func: Any,
+    dl: DlArg,
+    items: ItemsArg,
+    with_labels: bool | None,
+    classes: ClassesArg,
+    device: Device,
+    bs: int | None,
+    name: str | None,
+) -> Source:
     from fastai.data.core import TfmdDL
 
     from .fastai_text import is_text_model
@@ -369,7 +393,7 @@ def _source(dls: Any, model: Any, loss_func: Any, dl: DlArg, items: ItemsArg, wi
     return Source(model, names, score, features, dataset, name=name, info=info, loss_func=unreduced(loss_func))
 
 
-def unreduced(loss_func: Any) -> Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+def unreduced(loss_func: Any) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
     """The learner's loss with ``reduction='none'`` (one loss per example), as fastai's
     ``Learner.loss_not_reduced`` makes it for ``get_preds(with_loss=True)``: on a copy, so the
     learner's own loss function is never changed while it may be training."""
@@ -392,9 +416,17 @@ def unreduced(loss_func: Any) -> Optional[Callable[[torch.Tensor, torch.Tensor],
     return loss
 
 
-def source_from_learner(learn: Any, dl: DlArg = None, items: ItemsArg = None, *, with_labels: Optional[bool] = None,
-                        classes: ClassesArg = None, device: Device = None, bs: Optional[int] = None,
-                        name: Optional[str] = None) -> Source:
+def source_from_learner(
+    learn: Any,
+    dl: DlArg = None,
+    items: ItemsArg = None,
+    *,
+    with_labels: bool | None = None,
+    classes: ClassesArg = None,
+    device: Device = None,
+    bs: int | None = None,
+    name: str | None = None,
+) -> Source:
     """A :class:`Source` over a fastai Learner (see :func:`from_learner` for the arguments)."""
     if not hasattr(learn, "dls") or not hasattr(learn, "model"):
         raise AdapterError(f"expected a fastai Learner, got {type(learn).__name__}")
@@ -403,15 +435,26 @@ def source_from_learner(learn: Any, dl: DlArg = None, items: ItemsArg = None, *,
     if is_tabular(learn):  # tabular_learner: rows of categorical and continuous columns
         from .fastai_tabular import source_from_tabular_learner
 
-        return source_from_tabular_learner(learn, dl, items, with_labels=with_labels, classes=classes,
-                                           device=device, bs=bs, name=name)
-    return _source(learn.dls, learn.model, getattr(learn, "loss_func", None), dl, items, with_labels, classes,
-                   device, bs, name)
+        return source_from_tabular_learner(
+            learn, dl, items, with_labels=with_labels, classes=classes, device=device, bs=bs, name=name
+        )
+    return _source(
+        learn.dls, learn.model, getattr(learn, "loss_func", None), dl, items, with_labels, classes, device, bs, name
+    )
 
 
-def from_learner(learn: Any, dl: DlArg = None, items: ItemsArg = None, *, with_labels: Optional[bool] = None,
-                 classes: ClassesArg = None, device: Device = None, bs: Optional[int] = None,
-                 name: Optional[str] = None, **visualizer_kwargs: Any) -> AttributionVisualizer:
+def from_learner(
+    learn: Any,
+    dl: DlArg = None,
+    items: ItemsArg = None,
+    *,
+    with_labels: bool | None = None,
+    classes: ClassesArg = None,
+    device: Device = None,
+    bs: int | None = None,
+    name: str | None = None,
+    **visualizer_kwargs: Any,
+) -> AttributionVisualizer:
     """``vis = from_learner(learn)``: a visualizer over a fastai Learner's validation set.
 
     ``dl``: 'valid' (default), 'train', an index, or a fastai DataLoader. ``items``: new
@@ -423,13 +466,24 @@ def from_learner(learn: Any, dl: DlArg = None, items: ItemsArg = None, *, with_l
     :class:`insights_app.AttributionVisualizer`. For the parts without a visualizer, use
     :func:`source_from_learner`.
     """
-    return source_from_learner(learn, dl, items, with_labels=with_labels, classes=classes, device=device, bs=bs,
-                               name=name).visualizer(**visualizer_kwargs)
+    return source_from_learner(
+        learn, dl, items, with_labels=with_labels, classes=classes, device=device, bs=bs, name=name
+    ).visualizer(**visualizer_kwargs)
 
 
-def source_from_dataloaders(dls: Any, model: torch.nn.Module, dl: DlArg = None, items: ItemsArg = None, *,
-                            loss_func: Any = None, with_labels: Optional[bool] = None, classes: ClassesArg = None,
-                            device: Device = None, bs: Optional[int] = None, name: Optional[str] = None) -> Source:
+def source_from_dataloaders(
+    dls: Any,
+    model: torch.nn.Module,
+    dl: DlArg = None,
+    items: ItemsArg = None,
+    *,
+    loss_func: Any = None,
+    with_labels: bool | None = None,
+    classes: ClassesArg = None,
+    device: Device = None,
+    bs: int | None = None,
+    name: str | None = None,
+) -> Source:
     """A :class:`Source` over fastai DataLoaders and a model (see :func:`from_dataloaders`)."""
     if loss_func is None:
         loss_func = getattr(getattr(dls, "train_ds", None), "loss_func", None)  # what Learner would pick
@@ -438,46 +492,85 @@ def source_from_dataloaders(dls: Any, model: torch.nn.Module, dl: DlArg = None, 
     if is_tabular(dls):
         from .fastai_tabular import source_from_tabular
 
-        return source_from_tabular(dls, model, loss_func, dl, items, with_labels=with_labels, classes=classes,
-                                   device=device, bs=bs, name=name)
+        return source_from_tabular(
+            dls, model, loss_func, dl, items, with_labels=with_labels, classes=classes, device=device, bs=bs, name=name
+        )
     return _source(dls, model, loss_func, dl, items, with_labels, classes, device, bs, name)
 
 
-def from_dataloaders(dls: Any, model: torch.nn.Module, dl: DlArg = None, items: ItemsArg = None, *,
-                     loss_func: Any = None, with_labels: Optional[bool] = None, classes: ClassesArg = None,
-                     device: Device = None, bs: Optional[int] = None, name: Optional[str] = None,
-                     **visualizer_kwargs: Any) -> AttributionVisualizer:
+def from_dataloaders(
+    dls: Any,
+    model: torch.nn.Module,
+    dl: DlArg = None,
+    items: ItemsArg = None,
+    *,
+    loss_func: Any = None,
+    with_labels: bool | None = None,
+    classes: ClassesArg = None,
+    device: Device = None,
+    bs: int | None = None,
+    name: str | None = None,
+    **visualizer_kwargs: Any,
+) -> AttributionVisualizer:
     """A visualizer over fastai DataLoaders and a model trained on them (no Learner needed).
 
     The loss (hence softmax or sigmoid) is the one fastai's Learner would choose for these
     DataLoaders unless ``loss_func`` is given; the other arguments are as in
     :func:`from_learner`.
     """
-    return source_from_dataloaders(dls, model, dl, items, loss_func=loss_func, with_labels=with_labels,
-                                   classes=classes, device=device, bs=bs, name=name).visualizer(**visualizer_kwargs)
+    return source_from_dataloaders(
+        dls,
+        model,
+        dl,
+        items,
+        loss_func=loss_func,
+        with_labels=with_labels,
+        classes=classes,
+        device=device,
+        bs=bs,
+        name=name,
+    ).visualizer(**visualizer_kwargs)
 
 
-def source_from_export(path: Union[str, Path], items: ItemsArg = None, *, cpu: bool = True,
-                       with_labels: Optional[bool] = None, classes: ClassesArg = None, device: Device = None,
-                       bs: Optional[int] = None, name: Optional[str] = None) -> Source:
+def source_from_export(
+    path: str | Path,
+    items: ItemsArg = None,
+    *,
+    cpu: bool = True,
+    with_labels: bool | None = None,
+    classes: ClassesArg = None,
+    device: Device = None,
+    bs: int | None = None,
+    name: str | None = None,
+) -> Source:
     """A :class:`Source` over an exported learner (``learn.export()``'s .pkl) and new items.
 
     An exported learner keeps no data, so ``items`` (a folder or files) is needed unless
     the learner was pickled with its DataLoaders some other way.
     """
     learn = load_learner_file(path, cpu=cpu)
-    return source_from_learner(learn, None, items, with_labels=with_labels, classes=classes, device=device, bs=bs,
-                               name=name)
+    return source_from_learner(
+        learn, None, items, with_labels=with_labels, classes=classes, device=device, bs=bs, name=name
+    )
 
 
-def from_export(path: Union[str, Path], items: ItemsArg = None, *, cpu: bool = True,
-                with_labels: Optional[bool] = None, classes: ClassesArg = None, device: Device = None,
-                bs: Optional[int] = None, name: Optional[str] = None,
-                **visualizer_kwargs: Any) -> AttributionVisualizer:
+def from_export(
+    path: str | Path,
+    items: ItemsArg = None,
+    *,
+    cpu: bool = True,
+    with_labels: bool | None = None,
+    classes: ClassesArg = None,
+    device: Device = None,
+    bs: int | None = None,
+    name: str | None = None,
+    **visualizer_kwargs: Any,
+) -> AttributionVisualizer:
     """``vis = from_export("export.pkl", items="new_images/")``: an exported learner on new files.
 
     What ``insights-app --learner export.pkl --data FOLDER`` runs. Only load .pkl files
     you trust (they are pickles).
     """
-    return source_from_export(path, items, cpu=cpu, with_labels=with_labels, classes=classes, device=device, bs=bs,
-                              name=name).visualizer(**visualizer_kwargs)
+    return source_from_export(
+        path, items, cpu=cpu, with_labels=with_labels, classes=classes, device=device, bs=bs, name=name
+    ).visualizer(**visualizer_kwargs)

@@ -47,8 +47,9 @@ import logging
 import math
 import sys
 import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,8 +62,8 @@ from .base import AdapterError, ClassesArg, Source, check_classes, count_outputs
 from .classes import read_classes
 
 log = logging.getLogger(__name__)
-Device = Optional[Union[str, torch.device]]
-DlArg = Union[None, str, int, Any]
+Device = str | torch.device | None
+DlArg = None | str | int | Any
 NA = "#na#"
 
 
@@ -77,11 +78,13 @@ def is_tabular(learn_or_dls: Any) -> bool:
         return False
     dls = getattr(learn_or_dls, "dls", learn_or_dls)
     loaders = getattr(dls, "loaders", None) or []
-    return any(isinstance(getattr(dl, "dataset", None), core.Tabular) for dl in loaders) or \
-        isinstance(getattr(dls, "dataset", None), core.Tabular)
+    return any(isinstance(getattr(dl, "dataset", None), core.Tabular) for dl in loaders) or isinstance(
+        getattr(dls, "dataset", None), core.Tabular
+    )
 
 
 # ---------------------------------------------------------------------- the model and its inputs
+
 
 class EmbeddedTabularModel(torch.nn.Module):
     """fastai's ``TabularModel`` from its embeddings on: ``forward(embedded_cats, conts)``.
@@ -95,8 +98,10 @@ class EmbeddedTabularModel(torch.nn.Module):
         super().__init__()
         missing = [a for a in ("embeds", "emb_drop", "bn_cont", "layers", "n_emb", "n_cont") if not hasattr(model, a)]
         if missing:
-            raise AdapterError(f"the tabular learner's model is a {type(model).__name__}, not fastai's TabularModel "
-                               f"(it has no {', '.join(missing)}); this adapter shows TabularModel learners")
+            raise AdapterError(
+                f"the tabular learner's model is a {type(model).__name__}, not fastai's TabularModel "
+                f"(it has no {', '.join(missing)}); this adapter shows TabularModel learners"
+            )
         self.tabular = model
         self.has_cats = int(model.n_emb) != 0
         self.has_conts = int(model.n_cont) != 0
@@ -123,7 +128,7 @@ def _unshared(layers: torch.nn.Module) -> torch.nn.Module:
     blocks = list(layers.children())
     if not isinstance(layers, torch.nn.Sequential) or not all(isinstance(b, torch.nn.Sequential) for b in blocks):
         return layers
-    seen: Dict[int, int] = {}
+    seen: dict[int, int] = {}
     for b in blocks:
         for c in b.children():
             seen[id(c)] = seen.get(id(c), 0) + 1
@@ -183,7 +188,7 @@ class Standardize:
 class ContinuousFeature(GeneralFeature):
     """The continuous columns: raw values shown, normalized values fed to the model."""
 
-    def __init__(self, name: str, columns: Sequence[str], normalize: Optional[Standardize]) -> None:
+    def __init__(self, name: str, columns: Sequence[str], normalize: Standardize | None) -> None:
         super().__init__(name, columns)
         self.normalize = normalize
         self.input_transforms = [normalize] if normalize is not None else []
@@ -197,15 +202,14 @@ class CategoricalFeature(GeneralFeature):
     One attribution per column: the attribution of the column's embedding dimensions, summed.
     """
 
-    def __init__(self, name: str, columns: Sequence[str], vocabs: Sequence[Sequence[str]],
-                 embed: EmbedCodes) -> None:
+    def __init__(self, name: str, columns: Sequence[str], vocabs: Sequence[Sequence[str]], embed: EmbedCodes) -> None:
         super().__init__(name, columns)
         self.vocabs = [[str(v) for v in vocab] for vocab in vocabs]
         self.embed = embed
         self.input_transforms = [embed]
         self.visualization_transform = self.names
 
-    def names(self, codes: torch.Tensor) -> List[str]:
+    def names(self, codes: torch.Tensor) -> list[str]:
         """One example's codes -> its category names (an unknown code is shown as ``#na#``)."""
         out = []
         for j, c in enumerate(codes.flatten().tolist()):
@@ -222,8 +226,10 @@ class CategoricalFeature(GeneralFeature):
         if a.numel() == len(self.categories):  # already per column (a method attributing the codes)
             return a.numpy()
         if a.numel() != sum(self.embed.sizes):
-            raise ValueError(f"feature {self.name!r}: an attribution of {a.numel()} values for embeddings of "
-                             f"{sum(self.embed.sizes)} values")
+            raise ValueError(
+                f"feature {self.name!r}: an attribution of {a.numel()} values for embeddings of "
+                f"{sum(self.embed.sizes)} values"
+            )
         return torch.stack([part.sum() for part in torch.split(a, self.embed.sizes)]).numpy()
 
     def describe(self) -> dict:
@@ -232,11 +238,11 @@ class CategoricalFeature(GeneralFeature):
 
 # ---------------------------------------------------------------------- the data
 
+
 class TabularBatches:
     """Re-iterable, lazy Batch view of a fastai tabular DataLoader: (codes, raw values), labels."""
 
-    def __init__(self, dl: Any, normalize: Optional[Standardize], has_cats: bool, has_conts: bool,
-                 labelled: bool) -> None:
+    def __init__(self, dl: Any, normalize: Standardize | None, has_cats: bool, has_conts: bool, labelled: bool) -> None:
         self.dl = dl
         self.normalize = normalize
         self.has_cats, self.has_conts, self.labelled = has_cats, has_conts, labelled
@@ -267,7 +273,7 @@ class TabularBatches:
             if self.has_conts:
                 x = conts.detach().float()
                 inputs.append(self.normalize.inverse(x) if self.normalize is not None else x)
-            labels: List[Optional[int]] = [None] * n
+            labels: list[int | None] = [None] * n
             if self.labelled and len(b) > 2:
                 y = plain(b[2])
                 if isinstance(y, torch.Tensor) and y.dim() == 2 and y.shape[1] == 1:
@@ -278,11 +284,11 @@ class TabularBatches:
             yield Batch(tuple(inputs), labels)
 
 
-def _procs(to: Any) -> List[Any]:
+def _procs(to: Any) -> list[Any]:
     return list(getattr(getattr(to, "procs", None), "fs", []) or [])
 
 
-def _standardize(to: Any) -> Optional[Standardize]:
+def _standardize(to: Any) -> Standardize | None:
     from fastai.data.transforms import Normalize
 
     for p in _procs(to):
@@ -297,7 +303,7 @@ def _standardize(to: Any) -> Optional[Standardize]:
     return None
 
 
-def _vocabs(to: Any) -> List[List[str]]:
+def _vocabs(to: Any) -> list[list[str]]:
     from fastai.tabular.core import Categorify
 
     cat = next((p for p in _procs(to) if isinstance(p, Categorify)), None)
@@ -326,7 +332,7 @@ def _read_items(items: Any) -> Any:
     raise AdapterError(f"a tabular learner's items are a pandas DataFrame or a CSV file, not {type(items).__name__}")
 
 
-def _test_dl(dls: Any, items: Any, with_labels: Optional[bool]) -> tuple:
+def _test_dl(dls: Any, items: Any, with_labels: bool | None) -> tuple:
     """``dls.test_dl`` over new rows; (the DataLoader, whether its rows are labelled)."""
     df = _read_items(items)
     if len(df) == 0:
@@ -336,8 +342,10 @@ def _test_dl(dls: Any, items: Any, with_labels: Optional[bool]) -> tuple:
     needed = [c for c in needed if not (c.endswith("_na") and c[:-3] in template.cont_names)]  # FillMissing adds these
     missing = [c for c in needed if c not in df.columns]
     if missing:
-        raise AdapterError(f"items lacks the learner's column{'s' if len(missing) > 1 else ''} "
-                           + ", ".join(repr(c) for c in missing[:5]))
+        raise AdapterError(
+            f"items lacks the learner's column{'s' if len(missing) > 1 else ''} "
+            + ", ".join(repr(c) for c in missing[:5])
+        )
     y_names = list(template.y_names)
     has_y = all(c in df.columns for c in y_names)
     if with_labels and not has_y:
@@ -364,7 +372,7 @@ def _first_class(dls: Any) -> Any:
     return vocab[0] if vocab else 0
 
 
-def _choose_dl(dls: Any, dl: DlArg, items: Any, with_labels: Optional[bool]) -> tuple:
+def _choose_dl(dls: Any, dl: DlArg, items: Any, with_labels: bool | None) -> tuple:
     if items is not None:
         if dl is not None:
             raise AdapterError("give dl or items, not both")
@@ -373,12 +381,14 @@ def _choose_dl(dls: Any, dl: DlArg, items: Any, with_labels: Optional[bool]) -> 
 
     chosen = named_dl(dls, dl)
     if len(getattr(chosen, "dataset", ())) == 0:
-        raise AdapterError("the learner's DataLoader holds no row (an exported learner keeps no data): "
-                           "pass items= (a DataFrame or a CSV file with the learner's columns)")
+        raise AdapterError(
+            "the learner's DataLoader holds no row (an exported learner keeps no data): "
+            "pass items= (a DataFrame or a CSV file with the learner's columns)"
+        )
     return chosen, with_labels is not False
 
 
-def _display_dl(dl: Any, bs: Optional[int]) -> Any:
+def _display_dl(dl: Any, bs: int | None) -> Any:
     """``dl`` in order, every example, in this process (stable example ids)."""
     from .fastai import ordered_dl
 
@@ -391,9 +401,19 @@ def _is_classifier(to: Any) -> bool:
     return any(isinstance(p, (Categorize, MultiCategorize)) for p in _procs(to))
 
 
-def source_from_tabular(dls: Any, model: torch.nn.Module, loss_func: Any, dl: DlArg = None, items: Any = None, *,
-                        with_labels: Optional[bool] = None, classes: ClassesArg = None, device: Device = None,
-                        bs: Optional[int] = None, name: Optional[str] = None) -> Source:
+def source_from_tabular(
+    dls: Any,
+    model: torch.nn.Module,
+    loss_func: Any,
+    dl: DlArg = None,
+    items: Any = None,
+    *,
+    with_labels: bool | None = None,
+    classes: ClassesArg = None,
+    device: Device = None,
+    bs: int | None = None,
+    name: str | None = None,
+) -> Source:
     """A :class:`Source` over tabular DataLoaders and their ``TabularModel``."""
     from .fastai import _activation, _vocab_names, unreduced
 
@@ -404,9 +424,10 @@ def source_from_tabular(dls: Any, model: torch.nn.Module, loss_func: Any, dl: Dl
     wrapped = EmbeddedTabularModel(model)
     cat_names, cont_names = [str(c) for c in to.cat_names], [str(c) for c in to.cont_names]
     if wrapped.has_cats and len(model.embeds) != len(cat_names):
-        raise AdapterError(f"the model embeds {len(model.embeds)} categorical columns but the data has "
-                           f"{len(cat_names)}")
-    features: List[GeneralFeature] = []
+        raise AdapterError(
+            f"the model embeds {len(model.embeds)} categorical columns but the data has {len(cat_names)}"
+        )
+    features: list[GeneralFeature] = []
     normalize = _standardize(to) if cont_names else None
     if wrapped.has_cats:
         features.append(CategoricalFeature("categorical", cat_names, _vocabs(to), EmbedCodes(model.embeds)))
@@ -418,25 +439,57 @@ def source_from_tabular(dls: Any, model: torch.nn.Module, loss_func: Any, dl: Dl
     batch = first_batch(dataset, "the learner's rows")
     names = check_classes(names, count_outputs(wrapped, features, batch), "classes come from dls.vocab")
     score = _activation(loss_func)
-    info = {"multi_label": score.kind == "sigmoid", "tabular": True, "categorical": cat_names,
-            "continuous": cont_names, "length": len(dataset), "labelled": labelled}
-    return Source(wrapped, names, score, features, dataset, name=name, info=info,
-                         loss_func=unreduced(loss_func))
+    info = {
+        "multi_label": score.kind == "sigmoid",
+        "tabular": True,
+        "categorical": cat_names,
+        "continuous": cont_names,
+        "length": len(dataset),
+        "labelled": labelled,
+    }
+    return Source(wrapped, names, score, features, dataset, name=name, info=info, loss_func=unreduced(loss_func))
 
 
-def source_from_tabular_learner(learn: Any, dl: DlArg = None, items: Any = None, *,
-                                with_labels: Optional[bool] = None, classes: ClassesArg = None,
-                                device: Device = None, bs: Optional[int] = None,
-                                name: Optional[str] = None) -> Source:
+def source_from_tabular_learner(
+    learn: Any,
+    dl: DlArg = None,
+    items: Any = None,
+    *,
+    with_labels: bool | None = None,
+    classes: ClassesArg = None,
+    device: Device = None,
+    bs: int | None = None,
+    name: str | None = None,
+) -> Source:
     """A :class:`Source` over a tabular Learner: its validation rows, or ``items`` (a DataFrame
     or CSV file through ``dls.test_dl``). ``data_adapters.source_from_learner`` comes here for one."""
-    return source_from_tabular(learn.dls, learn.model, getattr(learn, "loss_func", None), dl, items,
-                               with_labels=with_labels, classes=classes, device=device, bs=bs, name=name)
+    return source_from_tabular(
+        learn.dls,
+        learn.model,
+        getattr(learn, "loss_func", None),
+        dl,
+        items,
+        with_labels=with_labels,
+        classes=classes,
+        device=device,
+        bs=bs,
+        name=name,
+    )
 
 
-def from_tabular_learner(learn: Any, dl: DlArg = None, items: Any = None, *, with_labels: Optional[bool] = None,
-                         classes: ClassesArg = None, device: Device = None, bs: Optional[int] = None,
-                         name: Optional[str] = None, **visualizer_kwargs: Any) -> AttributionVisualizer:
+def from_tabular_learner(
+    learn: Any,
+    dl: DlArg = None,
+    items: Any = None,
+    *,
+    with_labels: bool | None = None,
+    classes: ClassesArg = None,
+    device: Device = None,
+    bs: int | None = None,
+    name: str | None = None,
+    **visualizer_kwargs: Any,
+) -> AttributionVisualizer:
     """``vis = from_tabular_learner(learn)`` (what ``data_adapters.from_learner`` does for a tabular learner)."""
-    return source_from_tabular_learner(learn, dl, items, with_labels=with_labels, classes=classes, device=device,
-                                       bs=bs, name=name).visualizer(**visualizer_kwargs)
+    return source_from_tabular_learner(
+        learn, dl, items, with_labels=with_labels, classes=classes, device=device, bs=bs, name=name
+    ).visualizer(**visualizer_kwargs)

@@ -22,7 +22,8 @@ learners. fastai's text modules are imported only on this path.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator, List, Optional, Tuple
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -58,14 +59,14 @@ def embedding_layer(model: nn.Module) -> nn.Module:
     raise AdapterError("the text model has no embedding layer")
 
 
-def pad_index(model: nn.Module, vocab: List[str]) -> int:
+def pad_index(model: nn.Module, vocab: list[str]) -> int:
     encoder = _encoder(model)
     if encoder is not None and getattr(encoder, "pad_idx", None) is not None:
         return int(encoder.pad_idx)
     return vocab.index("xxpad") if "xxpad" in vocab else 1
 
 
-def _input_vocab(dls: Any) -> List[str]:
+def _input_vocab(dls: Any) -> list[str]:
     try:
         vocab = dls.vocab
     except Exception:
@@ -87,7 +88,7 @@ class FastaiTokenBatches:
     def __len__(self) -> int:
         return len(self.dl.dataset)
 
-    def __iter__(self) -> Iterator[Tuple[torch.Tensor, List[Optional[int]]]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, list[int | None]]]:
         from .fastai import _label_list
 
         for b in self.dl:
@@ -100,7 +101,7 @@ class FastaiTokenBatches:
             yield x.detach().cpu().long(), (_label_list(b[1], n) if len(b) > 1 else [None] * n)
 
 
-def _text_dl(dls: Any, dl: Any, items: Any, with_labels: Optional[bool]) -> Any:
+def _text_dl(dls: Any, dl: Any, items: Any, with_labels: bool | None) -> Any:
     from .fastai import _choose_dl
 
     if items is None:
@@ -119,20 +120,28 @@ def _text_dl(dls: Any, dl: Any, items: Any, with_labels: Optional[bool]) -> Any:
     try:
         return dls.test_dl(items, with_labels=bool(with_labels) and is_frame)
     except Exception as exc:
-        raise AdapterError(f"fastai could not build a DataLoader over the texts: {type(exc).__name__}: {exc}") \
-            from exc
+        raise AdapterError(f"fastai could not build a DataLoader over the texts: {type(exc).__name__}: {exc}") from exc
 
 
-def _display_dl(dl: Any, bs: Optional[int]) -> Any:
+def _display_dl(dl: Any, bs: int | None) -> Any:
     """``dl`` in order, every example, in this process (stable example ids)."""
     from .fastai import ordered_dl
 
     return ordered_dl(dl, bs)
 
 
-def source_from_text_learner(dls: Any, model: Any, loss_func: Any, dl: Any = None, items: Any = None,
-                             with_labels: Optional[bool] = None, classes: Any = None, device: Any = None,
-                             bs: Optional[int] = None, name: Optional[str] = None) -> Source:
+def source_from_text_learner(
+    dls: Any,
+    model: Any,
+    loss_func: Any,
+    dl: Any = None,
+    items: Any = None,
+    with_labels: bool | None = None,
+    classes: Any = None,
+    device: Any = None,
+    bs: int | None = None,
+    name: str | None = None,
+) -> Source:
     """A :class:`Source` over a fastai text classifier and its DataLoaders (what ``from_learner`` builds)."""
     from .fastai import _activation, _vocab_names, unreduced
 
@@ -147,7 +156,18 @@ def source_from_text_learner(dls: Any, model: Any, loss_func: Any, dl: Any = Non
     model = prepare_model(model, device)
     score = _activation(loss_func)
     info = {"multi_label": score.kind == "sigmoid", "order": order}
-    return text_source(model, FastaiTokenBatches(shown), vocab, pad_index(model, vocab), names, score,
-                       layer=embedding_layer(model), n_examples=len(shown.dataset), name=name,
-                       loss_func=unreduced(loss_func), sort_by_length=True, info=info,
-                       class_hint="classes come from dls.vocab")
+    return text_source(
+        model,
+        FastaiTokenBatches(shown),
+        vocab,
+        pad_index(model, vocab),
+        names,
+        score,
+        layer=embedding_layer(model),
+        n_examples=len(shown.dataset),
+        name=name,
+        loss_func=unreduced(loss_func),
+        sort_by_length=True,
+        info=info,
+        class_hint="classes come from dls.vocab",
+    )

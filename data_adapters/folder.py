@@ -15,8 +15,9 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,8 +34,8 @@ from .base import (
     check_classes,
     count_outputs,
     first_batch,
-    optional_normalizer,
     image_feature,
+    optional_normalizer,
     prepare_model,
     read_classes,
     score_function,
@@ -46,15 +47,14 @@ log = logging.getLogger(__name__)
 # 32 is 19 MB and stays whole; at 2048x2048 an image is 48 MB, so batches are of two (96 MB).
 BATCH_BYTES = 64 * 2**20
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
-LabelsArg = Union[None, str, Path, Callable[[Path], Optional[str]]]
-SizeArg = Union[None, int, Tuple[int, int], Sequence[int]]
+LabelsArg = None | str | Path | Callable[[Path], str | None]
+SizeArg = None | int | tuple[int, int] | Sequence[int]
 FILE_COLUMNS = ("file", "filename", "fname", "file_name", "image", "image_id", "path", "name", "id")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "y")
 SUBFOLDER_LABELS = ("subfolders", "folders", "subfolder", "parent")
 
 
-def image_paths(root: Union[str, Path], extensions: Sequence[str] = IMAGE_EXTENSIONS,
-                recursive: bool = True) -> List[str]:
+def image_paths(root: str | Path, extensions: Sequence[str] = IMAGE_EXTENSIONS, recursive: bool = True) -> list[str]:
     """Image file paths (strings) under ``root``, hidden files and folders skipped, sorted.
 
     Links are followed, but each real folder is listed once: a link to a parent folder (a
@@ -62,7 +62,7 @@ def image_paths(root: Union[str, Path], extensions: Sequence[str] = IMAGE_EXTENS
     50,000-file listing then takes a fraction of a second.
     """
     exts = tuple(e.lower() for e in extensions)
-    found: List[str] = []
+    found: list[str] = []
     stack = [os.fspath(root)]
     seen = set()  # (device, inode) of the folders listed
     while stack:
@@ -96,7 +96,7 @@ def image_paths(root: Union[str, Path], extensions: Sequence[str] = IMAGE_EXTENS
     return found
 
 
-def list_images(root: Path, extensions: Sequence[str] = IMAGE_EXTENSIONS, recursive: bool = True) -> List[Path]:
+def list_images(root: Path, extensions: Sequence[str] = IMAGE_EXTENSIONS, recursive: bool = True) -> list[Path]:
     """Image files under ``root`` as Paths, sorted (see :func:`image_paths`)."""
     return [Path(p) for p in image_paths(root, extensions, recursive)]
 
@@ -110,7 +110,7 @@ def _resolve(root: Path, name: str) -> Path:
     return p if p.is_absolute() else root / p
 
 
-def read_label_csv(root: Path, csv_path: Path) -> List[Tuple[str, Optional[str]]]:
+def read_label_csv(root: Path, csv_path: Path) -> list[tuple[str, str | None]]:
     """(file, label) rows of a CSV: file names relative to ``root``, an optional header row.
 
     With a header, the file and label columns are found by name (``file``/``filename``/
@@ -132,11 +132,12 @@ def read_label_csv(root: Path, csv_path: Path) -> List[Tuple[str, Optional[str]]
     if not _resolve(root, head[0]).is_file() and not has_ext:
         lower = [c.lower() for c in head]
         file_col = next((i for i, c in enumerate(lower) if c in FILE_COLUMNS), 0)
-        label_col = next((i for i, c in enumerate(lower) if c in LABEL_COLUMNS and i != file_col),
-                         1 if file_col == 0 else 0)
+        label_col = next(
+            (i for i, c in enumerate(lower) if c in LABEL_COLUMNS and i != file_col), 1 if file_col == 0 else 0
+        )
         rows = rows[1:]
-    out: List[Tuple[str, Optional[str]]] = []
-    missing: List[str] = []
+    out: list[tuple[str, str | None]] = []
+    missing: list[str] = []
     for r in rows:
         name = r[file_col].strip() if file_col < len(r) else ""
         if not name:
@@ -155,7 +156,7 @@ def read_label_csv(root: Path, csv_path: Path) -> List[Tuple[str, Optional[str]]
     return out
 
 
-def _label_entries(root: Path, files: List[str], labels: LabelsArg) -> List[Tuple[str, Optional[str]]]:
+def _label_entries(root: Path, files: list[str], labels: LabelsArg) -> list[tuple[str, str | None]]:
     """Pair each file with its label name (None: unlabeled) according to ``labels``."""
     if labels is None or (isinstance(labels, str) and labels.lower() in ("none", "")):
         return [(f, None) for f in files]
@@ -174,8 +175,9 @@ def _label_entries(root: Path, files: List[str], labels: LabelsArg) -> List[Tupl
         try:
             pattern = re.compile(labels)
         except re.error as exc:
-            raise AdapterError(f"labels {labels!r} is neither 'subfolders', a .csv file nor a valid regex: {exc}") \
-                from None
+            raise AdapterError(
+                f"labels {labels!r} is neither 'subfolders', a .csv file nor a valid regex: {exc}"
+            ) from None
         entries = []
         for f in files:
             m = pattern.search(os.path.basename(f))
@@ -188,13 +190,14 @@ def _label_entries(root: Path, files: List[str], labels: LabelsArg) -> List[Tupl
         if n_labeled == 0:
             raise AdapterError(f"the label regex {labels!r} matches no file name in {root}")
         if n_labeled < len(entries):
-            log.warning("the label regex matches %d of %d file names; the others are unlabeled",
-                        n_labeled, len(entries))
+            log.warning(
+                "the label regex matches %d of %d file names; the others are unlabeled", n_labeled, len(entries)
+            )
         return entries
     raise AdapterError(f"labels must be 'subfolders', a regex, a .csv path, a callable or None, not {labels!r}")
 
 
-def _target_size(size: SizeArg) -> Optional[Tuple[int, int]]:
+def _target_size(size: SizeArg) -> tuple[int, int] | None:
     """``size`` as (height, width); an int means a square."""
     if size is None:
         return None
@@ -216,7 +219,7 @@ def _target_size(size: SizeArg) -> Optional[Tuple[int, int]]:
 WIDE_MODES = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0, "I": 65535.0, "F": 1.0}
 
 
-def _resized(im: Any, size: Optional[Tuple[int, int]], resize: str) -> Any:
+def _resized(im: Any, size: tuple[int, int] | None, resize: str) -> Any:
     from PIL import Image
 
     if size is None or (im.height, im.width) == size:
@@ -231,8 +234,9 @@ def _resized(im: Any, size: Optional[Tuple[int, int]], resize: str) -> Any:
     return im.resize((w, h), Image.BILINEAR)
 
 
-def load_image(path: Union[str, Path], size: Optional[Tuple[int, int]], channels: int = 3,
-               resize: str = "squish") -> torch.Tensor:
+def load_image(
+    path: str | Path, size: tuple[int, int] | None, channels: int = 3, resize: str = "squish"
+) -> torch.Tensor:
     """One image file -> (C, H, W) float tensor in 0..1, resized to ``size`` (height, width).
 
     ``resize='squish'`` stretches to the size; ``'crop'`` scales the short side to fit and
@@ -248,8 +252,10 @@ def load_image(path: Union[str, Path], size: Optional[Tuple[int, int]], channels
             arr = np.asarray(_resized(im.convert("F"), size, resize), dtype=np.float32) / white
             lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
             if not (np.isfinite(arr).all() and lo >= 0.0 and hi <= 1.0):
-                raise ValueError(f"{path}: a mode {im.mode} image with values {lo * white:g}..{hi * white:g}; "
-                                 f"expected 0..{white:g} (convert it to 8-bit, or to 0..1 floats)")
+                raise ValueError(
+                    f"{path}: a mode {im.mode} image with values {lo * white:g}..{hi * white:g}; "
+                    f"expected 0..{white:g} (convert it to 8-bit, or to 0..1 floats)"
+                )
             x = torch.from_numpy(arr.copy())[None]
             return x.expand(channels, -1, -1).contiguous() if channels == 3 else x
         im = _resized(im.convert("L" if channels == 1 else "RGB"), size, resize)
@@ -267,9 +273,14 @@ class FolderImages:
     resized to the first readable image's size so that batches stack.
     """
 
-    def __init__(self, entries: Sequence[Tuple[Union[str, Path], Optional[int]]],
-                 size: Optional[Tuple[int, int]] = None, channels: int = 3, resize: str = "squish",
-                 batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        entries: Sequence[tuple[str | Path, int | None]],
+        size: tuple[int, int] | None = None,
+        channels: int = 3,
+        resize: str = "squish",
+        batch_size: int = 32,
+    ) -> None:
         if channels not in (1, 3):
             raise AdapterError(f"channels must be 1 or 3, not {channels}")
         if resize not in ("squish", "crop"):
@@ -281,7 +292,7 @@ class FolderImages:
         self.channels = channels
         self.resize = resize
         self.batch_size = int(batch_size)
-        self._skipped: Dict[str, str] = {}
+        self._skipped: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -294,12 +305,12 @@ class FolderImages:
         return len(self.entries)
 
     @property
-    def skipped(self) -> Dict[Path, str]:
+    def skipped(self) -> dict[Path, str]:
         """Files found unreadable so far, with the reason."""
         with self._lock:
             return {Path(p): why for p, why in self._skipped.items()}
 
-    def _read(self, path: Union[str, Path]) -> Optional[torch.Tensor]:
+    def _read(self, path: str | Path) -> torch.Tensor | None:
         try:
             x = load_image(path, self.size, self.channels, self.resize)
         except Exception as exc:  # Pillow raises many kinds of errors for corrupt files
@@ -308,8 +319,9 @@ class FolderImages:
                 self._skipped[path] = f"{type(exc).__name__}: {exc}"
                 count = len(self._skipped)
             if first_time:
-                log.warning("skipping unreadable image %s (%s: %s); %d skipped so far", path,
-                            type(exc).__name__, exc, count)
+                log.warning(
+                    "skipping unreadable image %s (%s: %s); %d skipped so far", path, type(exc).__name__, exc, count
+                )
             return None
         if self.size is None:
             self.size = (int(x.shape[1]), int(x.shape[2]))
@@ -319,10 +331,10 @@ class FolderImages:
         """One batch per ``batch_size`` files (unreadable ones left out), cut where its pixels reach
         BATCH_BYTES."""
         for start in range(0, len(self.entries), self.batch_size):
-            images: List[torch.Tensor] = []
-            labels: List[Optional[int]] = []
+            images: list[torch.Tensor] = []
+            labels: list[int | None] = []
             held = 0
-            for path, label in self.entries[start:start + self.batch_size]:
+            for path, label in self.entries[start : start + self.batch_size]:
                 x = self._read(path)
                 if x is None:
                     continue
@@ -337,22 +349,22 @@ class FolderImages:
 
 
 def source_from_folder(
-    path: Union[str, Path],
+    path: str | Path,
     model: torch.nn.Module,
     classes: ClassesArg = None,
     labels: LabelsArg = "subfolders",
     *,
     size: SizeArg = None,
-    mean: Optional[Sequence[float]] = None,
-    std: Optional[Sequence[float]] = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
     channels: int = 3,
     resize: str = "squish",
     batch_size: int = 32,
     extensions: Sequence[str] = IMAGE_EXTENSIONS,
     recursive: bool = True,
     score: ScoreArg = "softmax",
-    device: Optional[Union[str, torch.device]] = None,
-    name: Optional[str] = None,
+    device: str | torch.device | None = None,
+    name: str | None = None,
 ) -> Source:
     """A :class:`Source` over the images in a folder (see :func:`from_folder` for the arguments)."""
     root = Path(path).expanduser()
@@ -378,7 +390,7 @@ def source_from_folder(
     if names is None and found:
         names = found
     index = {c: i for i, c in enumerate(names or [])}
-    unknown: Dict[str, int] = {}
+    unknown: dict[str, int] = {}
     for _, lbl in named:
         if lbl is not None and lbl not in index:
             unknown[lbl] = unknown.get(lbl, 0) + 1
@@ -398,12 +410,24 @@ def source_from_folder(
     names = check_classes(names, n_out, "classes come from the labels found, unless given")
     if unknown:
         log.warning("%s", unknown_labels_message(unknown, len(names), by_folder=_is_subfolders(labels)))
-    return Source(model, names, score_function(score), features, dataset, name=name,
-                  info={"root": str(root), "files": len(entries), "labeled": sum(e[1] is not None for e in entries),
-                        "classes_from": classes_from, "unknown_labels": unknown})
+    return Source(
+        model,
+        names,
+        score_function(score),
+        features,
+        dataset,
+        name=name,
+        info={
+            "root": str(root),
+            "files": len(entries),
+            "labeled": sum(e[1] is not None for e in entries),
+            "classes_from": classes_from,
+            "unknown_labels": unknown,
+        },
+    )
 
 
-def unknown_labels_message(unknown: Dict[str, int], n_classes: int, by_folder: bool) -> str:
+def unknown_labels_message(unknown: dict[str, int], n_classes: int, by_folder: bool) -> str:
     """One line on the images shown unlabeled because their label (or sub-folder) is not a class.
 
     Such images are still worth seeing (predictions and attributions need no label), as fastai's
@@ -416,8 +440,10 @@ def unknown_labels_message(unknown: Dict[str, int], n_classes: int, by_folder: b
     if len(items) > 5:
         shown += f", ... ({len(items)} {what}s in all)"
     verb = "is not one" if len(items) == 1 else "are not any"
-    return (f"showing {total} image{'s' if total != 1 else ''} unlabeled: {what}{'s' if len(items) != 1 else ''} "
-            f"{shown} {verb} of the {n_classes} classes")
+    return (
+        f"showing {total} image{'s' if total != 1 else ''} unlabeled: {what}{'s' if len(items) != 1 else ''} "
+        f"{shown} {verb} of the {n_classes} classes"
+    )
 
 
 def _is_subfolders(labels: LabelsArg) -> bool:
@@ -425,22 +451,22 @@ def _is_subfolders(labels: LabelsArg) -> bool:
 
 
 def from_folder(
-    path: Union[str, Path],
+    path: str | Path,
     model: torch.nn.Module,
     classes: ClassesArg = None,
     labels: LabelsArg = "subfolders",
     *,
     size: SizeArg = None,
-    mean: Optional[Sequence[float]] = None,
-    std: Optional[Sequence[float]] = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
     channels: int = 3,
     resize: str = "squish",
     batch_size: int = 32,
     extensions: Sequence[str] = IMAGE_EXTENSIONS,
     recursive: bool = True,
     score: ScoreArg = "softmax",
-    device: Optional[Union[str, torch.device]] = None,
-    name: Optional[str] = None,
+    device: str | torch.device | None = None,
+    name: str | None = None,
     **visualizer_kwargs: Any,
 ) -> AttributionVisualizer:
     """A visualizer over a folder of images and any image classifier (no fastai needed).
@@ -460,6 +486,19 @@ def from_folder(
     arguments go to :class:`insights_app.AttributionVisualizer`.
     """
     return source_from_folder(
-        path, model, classes, labels, size=size, mean=mean, std=std, channels=channels, resize=resize,
-        batch_size=batch_size, extensions=extensions, recursive=recursive, score=score, device=device, name=name,
+        path,
+        model,
+        classes,
+        labels,
+        size=size,
+        mean=mean,
+        std=std,
+        channels=channels,
+        resize=resize,
+        batch_size=batch_size,
+        extensions=extensions,
+        recursive=recursive,
+        score=score,
+        device=device,
+        name=name,
     ).visualizer(**visualizer_kwargs)

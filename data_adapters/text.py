@@ -45,7 +45,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -66,9 +67,17 @@ from .base import (
 )
 
 log = logging.getLogger(__name__)
-__all__ = ["EmbeddingInputModel", "TokenCodec", "EmbeddedBatches", "TextBatches", "find_embedding_layer",
-           "from_texts", "source_from_texts", "text_source"]
-LayerArg = Union[None, str, nn.Module]
+__all__ = [
+    "EmbeddingInputModel",
+    "TokenCodec",
+    "EmbeddedBatches",
+    "TextBatches",
+    "find_embedding_layer",
+    "from_texts",
+    "source_from_texts",
+    "text_source",
+]
+LayerArg = None | str | nn.Module
 Tokenizer = Callable[[str], Any]
 # Tokens kept per text by default: the display-space input is (T, E + 1) floats per example.
 MAX_TOKENS = 512
@@ -76,7 +85,8 @@ MAX_TOKENS = 512
 
 # ---------------------------------------------------------------- the embedding layer
 
-def find_embedding_layer(model: nn.Module, layer: LayerArg = None) -> Tuple[str, nn.Module]:
+
+def find_embedding_layer(model: nn.Module, layer: LayerArg = None) -> tuple[str, nn.Module]:
     """(name, module) of the layer whose output is attributed: ``layer`` (a name or a module of the
     model), else the model's first ``nn.Embedding``."""
     named = list(model.named_modules())
@@ -96,8 +106,10 @@ def find_embedding_layer(model: nn.Module, layer: LayerArg = None) -> Tuple[str,
         if isinstance(m, nn.Embedding):
             return name, m
     if any(isinstance(m, nn.EmbeddingBag) for _, m in named):
-        raise AdapterError("the model embeds its tokens with an nn.EmbeddingBag, which pools them: there is no "
-                           "per-token output to attribute; use nn.Embedding (and pool after it)")
+        raise AdapterError(
+            "the model embeds its tokens with an nn.EmbeddingBag, which pools them: there is no "
+            "per-token output to attribute; use nn.Embedding (and pool after it)"
+        )
     raise AdapterError("the model has no nn.Embedding layer; name the token embedding layer with layer=")
 
 
@@ -107,11 +119,17 @@ def embedding_call(layer: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     device = model_device(layer)
     with torch.no_grad():
         out = plain(layer.forward(ids.to(device)))
-    if not isinstance(out, torch.Tensor) or not out.is_floating_point() or out.dim() != ids.dim() + 1 \
-            or tuple(out.shape[:ids.dim()]) != tuple(ids.shape):
+    if (
+        not isinstance(out, torch.Tensor)
+        or not out.is_floating_point()
+        or out.dim() != ids.dim() + 1
+        or tuple(out.shape[: ids.dim()]) != tuple(ids.shape)
+    ):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise AdapterError(f"the embedding layer gives {shape} for token ids of shape {tuple(ids.shape)}; it must "
-                           "give one float vector per token")
+        raise AdapterError(
+            f"the embedding layer gives {shape} for token ids of shape {tuple(ids.shape)}; it must "
+            "give one float vector per token"
+        )
     return out.detach().float().cpu()
 
 
@@ -134,8 +152,9 @@ class EmbeddingInputModel(nn.Module):
     pass and the outputs put back, so an example's scores never depend on its batch's order.
     """
 
-    def __init__(self, model: nn.Module, layer: nn.Module, layer_name: str = "",
-                 sort_by_length: Optional[int] = None) -> None:
+    def __init__(
+        self, model: nn.Module, layer: nn.Module, layer_name: str = "", sort_by_length: int | None = None
+    ) -> None:
         super().__init__()
         self.model = model
         object.__setattr__(self, "_layer", layer)  # a module of ``model``: not registered twice
@@ -168,10 +187,12 @@ class EmbeddingInputModel(nn.Module):
             out = plain(out)
             rows, t = int(out.shape[0]), int(out.shape[1])
             start = consumed[0]
-            part = embeddings[:rows, start:start + t]
+            part = embeddings[:rows, start : start + t]
             if tuple(part.shape) != tuple(out.shape):
-                raise ValueError(f"the embedding layer gave {tuple(out.shape)} at token {start}; the embeddings "
-                                 f"given are {tuple(embeddings.shape)}")
+                raise ValueError(
+                    f"the embedding layer gave {tuple(out.shape)} at token {start}; the embeddings "
+                    f"given are {tuple(embeddings.shape)}"
+                )
             consumed[0] = start + t
             return part.to(out.dtype)
 
@@ -196,6 +217,7 @@ class EmbeddingInputModel(nn.Module):
 
 # ---------------------------------------------------------------- display space and its feature
 
+
 class TokenCodec:
     """Token ids <-> the display-space input of a text feature, and the feature's transforms."""
 
@@ -216,7 +238,7 @@ class TokenCodec:
         """The token ids a display-space input carries (its last column)."""
         return x[..., -1].round().long()
 
-    def words(self, example: torch.Tensor) -> List[str]:
+    def words(self, example: torch.Tensor) -> list[str]:
         """One example's tokens as the vocabulary's strings (the TextFeature's visualization_transform)."""
         n = len(self.vocab)
         return [self.vocab[i] if 0 <= i < n else f"<{i}>" for i in self.ids(example).tolist()]
@@ -232,8 +254,12 @@ class TokenCodec:
         return base
 
     def feature(self, name: str = "text") -> TextFeature:
-        return TextFeature(name, baseline_transforms=[PadBaseline(self)], input_transforms=[ModelInput(self)],
-                           visualization_transform=self.words)
+        return TextFeature(
+            name,
+            baseline_transforms=[PadBaseline(self)],
+            input_transforms=[ModelInput(self)],
+            visualization_transform=self.words,
+        )
 
 
 class ModelInput:
@@ -274,19 +300,25 @@ def make_codec(layer: nn.Module, vocab: Sequence[str], pad_index: int) -> TokenC
 
 # ---------------------------------------------------------------- batches
 
+
 class EmbeddedBatches:
     """Re-iterable Batch view of (token ids (N, T), labels) batches: display-space inputs, the ids as
     ``additional_args``. ``batches`` is re-iterable (each ``iter()`` restarts it)."""
 
-    def __init__(self, batches: Iterable[Tuple[torch.Tensor, List[Optional[int]]]], layer: nn.Module,
-                 codec: TokenCodec, n_examples: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        batches: Iterable[tuple[torch.Tensor, list[int | None]]],
+        layer: nn.Module,
+        codec: TokenCodec,
+        n_examples: int | None = None,
+    ) -> None:
         self.batches = batches
         self.layer = layer
         self.codec = codec
         self._n = n_examples
 
     @property
-    def n_examples(self) -> Optional[int]:
+    def n_examples(self) -> int | None:
         return self._n
 
     def __len__(self) -> int:
@@ -309,23 +341,31 @@ def pad_ids(seqs: Sequence[Sequence[int]], pad_index: int, pad_first: bool = Fal
         if len(s):
             row = torch.as_tensor(list(s), dtype=torch.long)
             if pad_first:
-                out[i, t - len(s):] = row
+                out[i, t - len(s) :] = row
             else:
-                out[i, :len(s)] = row
+                out[i, : len(s)] = row
     return out
 
 
 class TextBatches:
     """Texts tokenized lazily, ``batch_size`` at a time, padded: (ids, labels) batches for EmbeddedBatches."""
 
-    def __init__(self, texts: Sequence[str], labels: Sequence[Optional[int]], tokenizer: Tokenizer, vocab_size: int,
-                 pad_index: int, batch_size: int = 32, max_tokens: Optional[int] = MAX_TOKENS,
-                 pad_first: bool = False) -> None:
+    def __init__(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[int | None],
+        tokenizer: Tokenizer,
+        vocab_size: int,
+        pad_index: int,
+        batch_size: int = 32,
+        max_tokens: int | None = MAX_TOKENS,
+        pad_first: bool = False,
+    ) -> None:
         self.texts, self.labels, self.tokenizer = texts, labels, tokenizer
         self.vocab_size, self.pad_index = int(vocab_size), int(pad_index)
         self.batch_size, self.max_tokens, self.pad_first = int(batch_size), max_tokens, bool(pad_first)
 
-    def tokens(self, text: str) -> List[int]:
+    def tokens(self, text: str) -> list[int]:
         try:
             ids = self.tokenizer(text)
         except Exception as exc:
@@ -335,15 +375,16 @@ class TextBatches:
         ids = [int(i) for i in ids]
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
         if bad:
-            raise AdapterError(f"the tokenizer gave token id {bad[0]}, outside the vocabulary ({self.vocab_size} "
-                               "tokens)")
-        return ids[:self.max_tokens] if self.max_tokens else ids
+            raise AdapterError(
+                f"the tokenizer gave token id {bad[0]}, outside the vocabulary ({self.vocab_size} tokens)"
+            )
+        return ids[: self.max_tokens] if self.max_tokens else ids
 
-    def __iter__(self) -> Iterator[Tuple[torch.Tensor, List[Optional[int]]]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, list[int | None]]]:
         for start in range(0, len(self.texts), self.batch_size):
-            chunk = self.texts[start:start + self.batch_size]
+            chunk = self.texts[start : start + self.batch_size]
             seqs = [self.tokens(t) for t in chunk]
-            yield pad_ids(seqs, self.pad_index, self.pad_first), list(self.labels[start:start + len(chunk)])
+            yield pad_ids(seqs, self.pad_index, self.pad_first), list(self.labels[start : start + len(chunk)])
 
 
 def count_text_outputs(model: EmbeddingInputModel, feature: TextFeature, batch: Batch) -> int:
@@ -355,18 +396,31 @@ def count_text_outputs(model: EmbeddingInputModel, feature: TextFeature, batch: 
         with torch.no_grad():
             out = model(feature.transform_input(x).to(device), ids)
     except Exception as exc:
-        raise AdapterError(f"the model failed on the first texts (token ids of shape {tuple(ids.shape)}): "
-                           f"{type(exc).__name__}: {exc}") from exc
+        raise AdapterError(
+            f"the model failed on the first texts (token ids of shape {tuple(ids.shape)}): {type(exc).__name__}: {exc}"
+        ) from exc
     if not isinstance(out, torch.Tensor) or out.dim() == 0:
         raise AdapterError("the model must return a tensor with one row of class scores per example")
     return 1 if out.dim() == 1 else int(out[0].numel())
 
 
-def text_source(model: nn.Module, batches: Iterable[Tuple[torch.Tensor, List[Optional[int]]]], vocab: Sequence[str],
-                pad_index: int, classes: Optional[List[str]], score: Any, *, layer: LayerArg = None,
-                n_examples: Optional[int] = None, name: Optional[str] = None, feature_name: str = "text",
-                loss_func: Any = None, sort_by_length: bool = False, info: Optional[dict] = None,
-                class_hint: str = "") -> Source:
+def text_source(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, list[int | None]]],
+    vocab: Sequence[str],
+    pad_index: int,
+    classes: list[str] | None,
+    score: Any,
+    *,
+    layer: LayerArg = None,
+    n_examples: int | None = None,
+    name: str | None = None,
+    feature_name: str = "text",
+    loss_func: Any = None,
+    sort_by_length: bool = False,
+    info: dict | None = None,
+    class_hint: str = "",
+) -> Source:
     """A Source over a (prepared) model and re-iterable (ids, labels) batches: the parts every text
     adapter shares (the fastai one passes its DataLoader's batches)."""
     layer_name, module = find_embedding_layer(model, layer)
@@ -379,8 +433,12 @@ def text_source(model: nn.Module, batches: Iterable[Tuple[torch.Tensor, List[Opt
     except StopIteration:
         raise AdapterError("there is no text to show") from None
     names = check_classes(classes, count_text_outputs(wrapped, feature, batch), class_hint)
-    details = {"embedding_layer": layer_name, "embedding_dim": codec.dim, "pad_index": int(pad_index),
-               "vocab_size": len(codec.vocab)}
+    details = {
+        "embedding_layer": layer_name,
+        "embedding_dim": codec.dim,
+        "pad_index": int(pad_index),
+        "vocab_size": len(codec.vocab),
+    }
     if n_examples is not None:
         details["length"] = n_examples
     details.update(info or {})
@@ -389,7 +447,8 @@ def text_source(model: nn.Module, batches: Iterable[Tuple[torch.Tensor, List[Opt
 
 # ---------------------------------------------------------------- plain torch models with a tokenizer
 
-def _vocab_list(vocab: Union[Sequence[str], Mapping[str, int]]) -> List[str]:
+
+def _vocab_list(vocab: Sequence[str] | Mapping[str, int]) -> list[str]:
     if isinstance(vocab, Mapping):
         out = [""] * (max(vocab.values(), default=-1) + 1)
         for word, i in vocab.items():
@@ -400,7 +459,7 @@ def _vocab_list(vocab: Union[Sequence[str], Mapping[str, int]]) -> List[str]:
     return [str(v) for v in vocab]
 
 
-def _split_texts(texts: Any, labels: Any, names: Optional[List[str]]) -> Tuple[List[str], List[Optional[int]]]:
+def _split_texts(texts: Any, labels: Any, names: list[str] | None) -> tuple[list[str], list[int | None]]:
     items = list(texts)
     if labels is None and items and all(isinstance(t, (tuple, list)) and len(t) == 2 for t in items):
         items, labels = [t[0] for t in items], [t[1] for t in items]
@@ -411,8 +470,8 @@ def _split_texts(texts: Any, labels: Any, names: Optional[List[str]]) -> Tuple[L
     labels = list(labels.tolist() if isinstance(labels, torch.Tensor) else labels)
     if len(labels) != len(items):
         raise AdapterError(f"{len(items)} texts but {len(labels)} labels")
-    index: Dict[str, int] = {n: i for i, n in enumerate(names or [])}
-    out: List[Optional[int]] = []
+    index: dict[str, int] = {n: i for i, n in enumerate(names or [])}
+    out: list[int | None] = []
     for y in labels:
         if y is None:
             out.append(None)
@@ -425,12 +484,24 @@ def _split_texts(texts: Any, labels: Any, names: Optional[List[str]]) -> Tuple[L
     return items, out
 
 
-def source_from_texts(texts: Sequence[Any], model: nn.Module, tokenizer: Tokenizer,
-                      vocab: Union[Sequence[str], Mapping[str, int]], pad_index: int, labels: Optional[Sequence[Any]] = None,
-                      classes: ClassesArg = None, *, layer: LayerArg = None, batch_size: int = 32,
-                      max_tokens: Optional[int] = MAX_TOKENS, pad_first: bool = False, score: ScoreArg = "softmax",
-                      device: Optional[Union[str, torch.device]] = None, name: Optional[str] = None,
-                      loss_func: Any = None) -> Source:
+def source_from_texts(
+    texts: Sequence[Any],
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    vocab: Sequence[str] | Mapping[str, int],
+    pad_index: int,
+    labels: Sequence[Any] | None = None,
+    classes: ClassesArg = None,
+    *,
+    layer: LayerArg = None,
+    batch_size: int = 32,
+    max_tokens: int | None = MAX_TOKENS,
+    pad_first: bool = False,
+    score: ScoreArg = "softmax",
+    device: str | torch.device | None = None,
+    name: str | None = None,
+    loss_func: Any = None,
+) -> Source:
     """A :class:`Source` over a torch text classifier and texts (see :func:`from_texts`)."""
     if batch_size < 1:
         raise AdapterError("batch_size must be at least 1")
@@ -441,16 +512,39 @@ def source_from_texts(texts: Sequence[Any], model: nn.Module, tokenizer: Tokeniz
     words = _vocab_list(vocab)
     model = prepare_model(model, device)
     batches = TextBatches(items, ys, tokenizer, len(words), pad_index, batch_size, max_tokens, pad_first)
-    return text_source(model, batches, words, pad_index, names, score_function(score), layer=layer,
-                       n_examples=len(items), name=name, loss_func=loss_func)
+    return text_source(
+        model,
+        batches,
+        words,
+        pad_index,
+        names,
+        score_function(score),
+        layer=layer,
+        n_examples=len(items),
+        name=name,
+        loss_func=loss_func,
+    )
 
 
-def from_texts(texts: Sequence[Any], model: nn.Module, tokenizer: Tokenizer,
-               vocab: Union[Sequence[str], Mapping[str, int]], pad_index: int, labels: Optional[Sequence[Any]] = None,
-               classes: ClassesArg = None, *, layer: LayerArg = None, batch_size: int = 32,
-               max_tokens: Optional[int] = MAX_TOKENS, pad_first: bool = False, score: ScoreArg = "softmax",
-               device: Optional[Union[str, torch.device]] = None, name: Optional[str] = None, loss_func: Any = None,
-               **visualizer_kwargs: Any) -> AttributionVisualizer:
+def from_texts(
+    texts: Sequence[Any],
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    vocab: Sequence[str] | Mapping[str, int],
+    pad_index: int,
+    labels: Sequence[Any] | None = None,
+    classes: ClassesArg = None,
+    *,
+    layer: LayerArg = None,
+    batch_size: int = 32,
+    max_tokens: int | None = MAX_TOKENS,
+    pad_first: bool = False,
+    score: ScoreArg = "softmax",
+    device: str | torch.device | None = None,
+    name: str | None = None,
+    loss_func: Any = None,
+    **visualizer_kwargs: Any,
+) -> AttributionVisualizer:
     """A visualizer over a torch text classifier: ``model(ids)`` on (N, T) token ids -> class scores.
 
     ``texts``: strings (or (text, label) pairs); ``tokenizer``: text -> token ids; ``vocab``: the
@@ -462,6 +556,20 @@ def from_texts(texts: Sequence[Any], model: nn.Module, tokenizer: Tokenizer,
     :class:`insights_app.AttributionVisualizer`. See the module docstring for how tokens are
     attributed.
     """
-    return source_from_texts(texts, model, tokenizer, vocab, pad_index, labels, classes, layer=layer,
-                             batch_size=batch_size, max_tokens=max_tokens, pad_first=pad_first, score=score,
-                             device=device, name=name, loss_func=loss_func).visualizer(**visualizer_kwargs)
+    return source_from_texts(
+        texts,
+        model,
+        tokenizer,
+        vocab,
+        pad_index,
+        labels,
+        classes,
+        layer=layer,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        pad_first=pad_first,
+        score=score,
+        device=device,
+        name=name,
+        loss_func=loss_func,
+    ).visualizer(**visualizer_kwargs)

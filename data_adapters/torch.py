@@ -10,7 +10,8 @@ normalized are shown denormalized (``normalized=True``) and re-normalized for th
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,8 +29,8 @@ from .base import (
     check_classes,
     count_outputs,
     first_batch,
-    optional_normalizer,
     image_feature,
+    optional_normalizer,
     prepare_model,
     read_classes,
     score_function,
@@ -53,14 +54,16 @@ def to_image_tensor(x: Any) -> torch.Tensor:
     if x.dim() == 2:
         x = x[None]
     if x.dim() != 3:
-        raise AdapterError(f"the dataset yields inputs of shape {tuple(x.shape)}; this adapter shows images "
-                           "of shape (C, H, W) or (H, W)")
+        raise AdapterError(
+            f"the dataset yields inputs of shape {tuple(x.shape)}; this adapter shows images "
+            "of shape (C, H, W) or (H, W)"
+        )
     if x.dtype == torch.uint8:
         return x.float().div_(255.0)
     return x.float()
 
 
-def to_label(y: Any) -> Optional[int]:
+def to_label(y: Any) -> int | None:
     """A label -> a class index, or None when there is none (None, negative, not a scalar)."""
     if y is None:
         return None
@@ -79,7 +82,7 @@ def to_label(y: Any) -> Optional[int]:
     return None
 
 
-def split_item(item: Any) -> Tuple[Any, Any]:
+def split_item(item: Any) -> tuple[Any, Any]:
     """One dataset item -> (image, label or None)."""
     if isinstance(item, dict):
         x = next((item[k] for k in IMAGE_KEYS if k in item), None)
@@ -96,8 +99,9 @@ def split_item(item: Any) -> Tuple[Any, Any]:
 class TorchImages:
     """Re-iterable Batch view of a torch dataset or DataLoader (each ``iter()`` restarts it)."""
 
-    def __init__(self, data: Union[Dataset, DataLoader, Iterable[Any]], batch_size: int = 32,
-                 normalizer: Optional[Normalizer] = None) -> None:
+    def __init__(
+        self, data: Dataset | DataLoader | Iterable[Any], batch_size: int = 32, normalizer: Normalizer | None = None
+    ) -> None:
         if batch_size < 1:
             raise AdapterError("batch_size must be at least 1")
         self.data = data
@@ -105,7 +109,7 @@ class TorchImages:
         self.denormalize = normalizer.inverse if normalizer is not None else None
 
     @property
-    def n_examples(self) -> Optional[int]:
+    def n_examples(self) -> int | None:
         """How many examples an iteration yields, when the data knows (the dataset pass's total)."""
         inner = getattr(self.data, "dataset", self.data)
         try:
@@ -121,8 +125,9 @@ class TorchImages:
             return torch.stack(images)
         except RuntimeError:
             shapes = sorted({tuple(x.shape) for x in images})
-            raise AdapterError(f"images of different shapes {shapes[:3]} cannot form a batch; resize them in "
-                               "the dataset's transform") from None
+            raise AdapterError(
+                f"images of different shapes {shapes[:3]} cannot form a batch; resize them in the dataset's transform"
+            ) from None
 
     def _from_loader(self, loader: DataLoader) -> Iterator[Batch]:
         for b in loader:
@@ -131,7 +136,7 @@ class TorchImages:
                 xs = list(x if x.dim() == 4 else x[:, None])
             else:
                 xs = list(x)
-            labels: List[Optional[int]] = [None] * len(xs)
+            labels: list[int | None] = [None] * len(xs)
             if y is not None:
                 ys = list(y) if not isinstance(y, torch.Tensor) or y.dim() > 0 else [y]
                 if len(ys) == len(xs):
@@ -139,8 +144,8 @@ class TorchImages:
             yield Batch(self._images(xs), labels)
 
     def _from_items(self, items: Iterable[Any]) -> Iterator[Batch]:
-        xs: List[Any] = []
-        ys: List[Optional[int]] = []
+        xs: list[Any] = []
+        ys: list[int | None] = []
         for item in items:
             x, y = split_item(item)
             xs.append(x)
@@ -167,27 +172,34 @@ class TorchImages:
 def _stable_loader(loader: DataLoader) -> DataLoader:
     """The same loader in a fixed order and in this process (example ids must not move on restart)."""
     shuffled = loader.batch_sampler is not None and not isinstance(
-        getattr(loader.batch_sampler, "sampler", None), SequentialSampler)
+        getattr(loader.batch_sampler, "sampler", None), SequentialSampler
+    )
     if isinstance(loader.dataset, IterableDataset) or (not shuffled and loader.num_workers == 0):
         return loader
     if shuffled:
         log.info("the DataLoader shuffles; showing its dataset in order so that example ids stay stable")
-    return DataLoader(loader.dataset, batch_size=loader.batch_size or 1, shuffle=False,
-                      collate_fn=loader.collate_fn, num_workers=0, drop_last=False)
+    return DataLoader(
+        loader.dataset,
+        batch_size=loader.batch_size or 1,
+        shuffle=False,
+        collate_fn=loader.collate_fn,
+        num_workers=0,
+        drop_last=False,
+    )
 
 
 def source_from_dataset(
-    dataset: Union[Dataset, DataLoader, Iterable[Any]],
+    dataset: Dataset | DataLoader | Iterable[Any],
     model: torch.nn.Module,
     classes: ClassesArg = None,
     *,
     batch_size: int = 32,
-    mean: Optional[Sequence[float]] = None,
-    std: Optional[Sequence[float]] = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
     normalized: bool = False,
     score: ScoreArg = "softmax",
-    device: Optional[Union[str, torch.device]] = None,
-    name: Optional[str] = None,
+    device: str | torch.device | None = None,
+    name: str | None = None,
 ) -> Source:
     """A :class:`Source` over a torch dataset or DataLoader (see :func:`from_dataset`)."""
     if isinstance(dataset, (str, bytes)) or not hasattr(dataset, "__iter__") and not hasattr(dataset, "__getitem__"):
@@ -211,17 +223,17 @@ def source_from_dataset(
 
 
 def from_dataset(
-    dataset: Union[Dataset, DataLoader, Iterable[Any]],
+    dataset: Dataset | DataLoader | Iterable[Any],
     model: torch.nn.Module,
     classes: ClassesArg = None,
     *,
     batch_size: int = 32,
-    mean: Optional[Sequence[float]] = None,
-    std: Optional[Sequence[float]] = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
     normalized: bool = False,
     score: ScoreArg = "softmax",
-    device: Optional[Union[str, torch.device]] = None,
-    name: Optional[str] = None,
+    device: str | torch.device | None = None,
+    name: str | None = None,
     **visualizer_kwargs: Any,
 ) -> AttributionVisualizer:
     """A visualizer over a map-style torch ``Dataset`` (or a ``DataLoader``) of images.
@@ -235,6 +247,15 @@ def from_dataset(
     ``score``: 'softmax', 'sigmoid', None or a callable. Other keyword arguments go to
     :class:`insights_app.AttributionVisualizer`.
     """
-    return source_from_dataset(dataset, model, classes, batch_size=batch_size, mean=mean, std=std,
-                               normalized=normalized, score=score, device=device,
-                               name=name).visualizer(**visualizer_kwargs)
+    return source_from_dataset(
+        dataset,
+        model,
+        classes,
+        batch_size=batch_size,
+        mean=mean,
+        std=std,
+        normalized=normalized,
+        score=score,
+        device=device,
+        name=name,
+    ).visualizer(**visualizer_kwargs)

@@ -19,7 +19,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import warnings
-from typing import Any, Callable, Dict, Iterator, Tuple
+from collections.abc import Callable, Iterator
+from typing import Any
 
 _PUBLIC = {
     "AttributionVisualizer": "visualizer",
@@ -35,8 +36,10 @@ __all__ = sorted(_PUBLIC)
 __version__ = "0.1.0"
 # The packages whose import-time deprecation notes quiet_imports() hides (matched against the module a
 # warning is attributed to: torch's own ``torch.jit._script`` for fastai's use of torch.jit.script).
-THIRD_PARTY_MODULES = (r"(torch|torchvision|captum|fastai|fastcore|fastprogress|fastdownload|pandas|numpy|scipy|"
-                       r"sklearn|PIL|matplotlib|flask|werkzeug|waitress|anywidget|ipywidgets|traitlets|IPython)(\.|$)")
+THIRD_PARTY_MODULES = (
+    r"(torch|torchvision|captum|fastai|fastcore|fastprogress|fastdownload|pandas|numpy|scipy|"
+    r"sklearn|PIL|matplotlib|flask|werkzeug|waitress|anywidget|ipywidgets|traitlets|IPython)(\.|$)"
+)
 QUIET_CATEGORIES = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 
 
@@ -53,8 +56,9 @@ def quiet_imports() -> Iterator[None]:
         yield
 
 
-def lazy_exports(package: str, public: Dict[str, str], namespace: Dict[str, Any]
-                 ) -> Tuple[Callable[[str], Any], Callable[[], list]]:
+def lazy_exports(
+    package: str, public: dict[str, str], namespace: dict[str, Any]
+) -> tuple[Callable[[str], Any], Callable[[], list]]:
     """A package's ``__getattr__`` and ``__dir__`` that import its public names (name -> submodule) and its
     submodules on first use, with :func:`quiet_imports` (insights_app and data_adapters share them)."""
 

@@ -10,8 +10,8 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import FrozenSet, Mapping, Optional, Tuple
 
 TOKEN_COOKIE = "insights_token"
 
@@ -56,7 +56,7 @@ def token_cookie_name(token: str) -> str:
     return f"{TOKEN_COOKIE}_{hashlib.sha256(token.encode()).hexdigest()[:12]}"
 
 
-def access_token(host: str, token: Optional[str]) -> Optional[str]:
+def access_token(host: str, token: str | None) -> str | None:
     """The token a server bound to ``host`` must require (None: no token).
 
     Loopback addresses may run without one; any other address gets the given token or a
@@ -77,28 +77,39 @@ class AccessRule:
     must not queue a request for a model before it knows the request may be answered).
     """
 
-    token: Optional[str] = None
-    extra_hosts: FrozenSet[str] = field(default_factory=frozenset)
+    token: str | None = None
+    extra_hosts: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def cookie(self) -> str:
         return token_cookie_name(self.token) if self.token else TOKEN_COOKIE
 
-    def problem(self, host: str, authorization: str, query_token: Optional[str],
-                cookies: Mapping[str, str]) -> Optional[Tuple[str, int]]:
+    def problem(
+        self, host: str, authorization: str, query_token: str | None, cookies: Mapping[str, str]
+    ) -> tuple[str, int] | None:
         """Why a request may not be answered, as (message, status), or None when it may."""
         if not self.token:
             host = host or ""
-            if host_is_loopback(host) or host.lower() in self.extra_hosts or host.lower().split(":")[0] in self.extra_hosts:
+            if (
+                host_is_loopback(host)
+                or host.lower() in self.extra_hosts
+                or host.lower().split(":")[0] in self.extra_hosts
+            ):
                 return None
-            return (f"host {host[:100]!r} is not allowed: this server answers loopback names only "
-                    "(start it with a token to serve other hosts)", 403)
+            return (
+                f"host {host[:100]!r} is not allowed: this server answers loopback names only "
+                "(start it with a token to serve other hosts)",
+                403,
+            )
         scheme, _, value = (authorization or "").partition(" ")
         given = value.strip() if scheme.lower() in ("token", "bearer") and value.strip() else None
         given = given or query_token or cookies.get(self.cookie)
         if not given:
-            return ("a token is required: open the URL printed by the server (…?token=…) "
-                    "or send 'Authorization: token <token>'", 401)
+            return (
+                "a token is required: open the URL printed by the server (…?token=…) "
+                "or send 'Authorization: token <token>'",
+                401,
+            )
         if not hmac.compare_digest(given.encode(), self.token.encode()):
             return ("invalid token", 403)
         return None

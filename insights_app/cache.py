@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any, Hashable, Tuple
+from collections.abc import Hashable
+from typing import Any
 
 
 class LRUCache:
@@ -13,7 +14,7 @@ class LRUCache:
     def __init__(self, max_entries: int, max_bytes: int = 512 * 2**20) -> None:
         self.max_entries = max(0, int(max_entries))
         self.max_bytes = int(max_bytes)
-        self._data: "OrderedDict[Hashable, Tuple[Any, int]]" = OrderedDict()
+        self._data: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
-from typing import Dict, Hashable, Iterator, List, Optional, Tuple
 
 TRIES = 2  # batches per candidate before it is judged (its best call counts: noise only adds)
 MAX_FACTOR = 16  # candidates go up to 16x the rule (and never past the byte bound)
@@ -28,10 +28,10 @@ MAX_FACTOR = 16  # candidates go up to 16x the rule (and never past the byte bou
 
 @dataclass
 class Calibration:
-    candidates: List[int]
-    best_per_example: Dict[int, float] = field(default_factory=dict)  # size -> seconds per example
-    batches: Dict[int, int] = field(default_factory=dict)  # size -> batches handed that size while exploring
-    chosen: Optional[int] = None
+    candidates: list[int]
+    best_per_example: dict[int, float] = field(default_factory=dict)  # size -> seconds per example
+    batches: dict[int, int] = field(default_factory=dict)  # size -> batches handed that size while exploring
+    chosen: int | None = None
 
 
 class CallSizes:
@@ -39,7 +39,7 @@ class CallSizes:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_key: Dict[Hashable, Calibration] = {}
+        self._by_key: dict[Hashable, Calibration] = {}
         self._static = 0  # > 0: inside static(), the rule alone
 
     @contextlib.contextmanager
@@ -80,8 +80,9 @@ class CallSizes:
                 size = min(waiting, key=lambda s: (cal.batches.get(s, 0), s))
                 cal.batches[size] = cal.batches.get(size, 0) + 1
                 return size
-            measured = {size: cal.best_per_example[size] for size in active
-                        if size <= n and size in cal.best_per_example}
+            measured = {
+                size: cal.best_per_example[size] for size in active if size <= n and size in cal.best_per_example
+            }
             if not measured:
                 return rule
             best = min(measured, key=measured.__getitem__)
@@ -101,15 +102,19 @@ class CallSizes:
             per = seconds / examples
             cal.best_per_example[size] = min(per, cal.best_per_example.get(size, per))
 
-    def describe(self) -> Dict[str, Dict[str, object]]:
+    def describe(self) -> dict[str, dict[str, object]]:
         """What was measured and chosen (for debugging and the benchmark's notes)."""
         with self._lock:
-            return {str(k): {"chosen": c.chosen, "ms_per_example": {s: round(t * 1000, 2)
-                                                                    for s, t in c.best_per_example.items()}}
-                    for k, c in self._by_key.items()}
+            return {
+                str(k): {
+                    "chosen": c.chosen,
+                    "ms_per_example": {s: round(t * 1000, 2) for s, t in c.best_per_example.items()},
+                }
+                for k, c in self._by_key.items()
+            }
 
 
-def _active(cal: Calibration) -> Tuple[List[int], bool]:
+def _active(cal: Calibration) -> tuple[list[int], bool]:
     """The candidates explored so far, and whether exploring is over.
 
     Sizes are tried upwards two at a time: the next doubling is tried only once every size

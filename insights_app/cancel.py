@@ -9,7 +9,7 @@ instead of finishing it for nobody.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from .errors import Cancelled
 
@@ -17,7 +17,7 @@ from .errors import Cancelled
 class Cancel:
     """True once :meth:`set` was called or any of its ``checks`` says so."""
 
-    def __init__(self, *checks: Optional[Callable[[], bool]]) -> None:
+    def __init__(self, *checks: Callable[[], bool] | None) -> None:
         self._checks = [c for c in checks if c is not None]
         self._set = threading.Event()
 
@@ -33,7 +33,7 @@ class Cancel:
             raise Cancelled("the request was cancelled (its client went away, or the server is stopping)")
 
 
-def raise_if_cancelled(cancel: Optional[Cancel]) -> None:
+def raise_if_cancelled(cancel: Cancel | None) -> None:
     """:meth:`Cancel.raise_if_set` for an optional cancel (None: never cancelled)."""
     if cancel is not None:
         cancel.raise_if_set()

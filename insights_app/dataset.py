@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any
 
 import torch
 
@@ -33,8 +34,12 @@ class Batch:
     is), or None. ``additional_args``: extra forward arguments.
     """
 
-    def __init__(self, inputs: Union[torch.Tensor, Tuple[torch.Tensor, ...]], labels: Optional[Any] = None,
-                 additional_args: Optional[Any] = None) -> None:
+    def __init__(
+        self,
+        inputs: torch.Tensor | tuple[torch.Tensor, ...],
+        labels: Any | None = None,
+        additional_args: Any | None = None,
+    ) -> None:
         self.inputs = inputs
         self.labels = labels
         self.additional_args = additional_args
@@ -49,15 +54,15 @@ class Example:
     """One example, batch dimension removed; ``label`` is a class index or None."""
 
     id: int
-    inputs: Tuple[torch.Tensor, ...]
-    label: Optional[int]
+    inputs: tuple[torch.Tensor, ...]
+    label: int | None
     additional_args: Any
     # The per-row value an ExampleBatch memoized for this example (the store's fingerprint of its
     # inputs): kept here so that the next batch holding it, in this request or a later one, reuses it.
     memo: Any = field(default=None, repr=False, compare=False)
 
 
-def _input_tuple(inputs: Any) -> Tuple[torch.Tensor, ...]:
+def _input_tuple(inputs: Any) -> tuple[torch.Tensor, ...]:
     if isinstance(inputs, torch.Tensor):
         return (inputs,)
     if isinstance(inputs, (tuple, list)) and all(isinstance(x, torch.Tensor) for x in inputs) and inputs:
@@ -65,14 +70,14 @@ def _input_tuple(inputs: Any) -> Tuple[torch.Tensor, ...]:
     raise DatasetError(f"Batch.inputs must be a tensor or a tuple of tensors, got {type(inputs).__name__}")
 
 
-def _label(value: Any) -> Optional[int]:
+def _label(value: Any) -> int | None:
     """A class index, or None for "no label" (None, or a negative value in a label tensor)."""
     if value is None or (isinstance(value, (int, float)) and value < 0):
         return None
     return int(value)
 
 
-def _checked(batch: Any) -> Tuple[Tuple[torch.Tensor, ...], int, List[Optional[int]]]:
+def _checked(batch: Any) -> tuple[tuple[torch.Tensor, ...], int, list[int | None]]:
     """A Batch's inputs (plain CPU tensors), its size and its labels (None: no label), checked."""
     if not isinstance(batch, Batch):
         raise DatasetError(f"the dataset yielded {type(batch).__name__}; it must yield insights_app.Batch")
@@ -80,7 +85,7 @@ def _checked(batch: Any) -> Tuple[Tuple[torch.Tensor, ...], int, List[Optional[i
     n = int(inputs[0].shape[0]) if inputs[0].dim() > 0 else 0
     if any(x.dim() == 0 or x.shape[0] != n for x in inputs):
         raise DatasetError("all inputs of a Batch must share the batch dimension")
-    labels: List[Optional[int]] = [None] * n
+    labels: list[int | None] = [None] * n
     if batch.labels is not None:
         given = batch.labels
         if isinstance(given, torch.Tensor):
@@ -92,19 +97,21 @@ def _checked(batch: Any) -> Tuple[Tuple[torch.Tensor, ...], int, List[Optional[i
     return inputs, n, labels
 
 
-def batch_rows(batch: Any, first_id: int) -> Tuple["ExampleBatch", List[Optional[int]]]:
+def batch_rows(batch: Any, first_id: int) -> tuple[ExampleBatch, list[int | None]]:
     """A Batch as the model sees it, without splitting it into examples (the dataset pass)."""
     inputs, n, labels = _checked(batch)
     return ExampleBatch(list(range(first_id, first_id + n)), inputs, batch.additional_args), labels
 
 
-def split_batch(batch: Any, first_id: int) -> List[Example]:
+def split_batch(batch: Any, first_id: int) -> list[Example]:
     """A Batch -> its examples with consecutive ids starting at ``first_id``."""
     inputs, n, labels = _checked(batch)
     rows = list(zip(*(x.unbind(0) for x in inputs)))  # one call per input, not one index per example
     extra = batch.additional_args
-    return [Example(first_id + j, rows[j], labels[j], None if extra is None else select_rows(extra, [j], n))
-            for j in range(n)]
+    return [
+        Example(first_id + j, rows[j], labels[j], None if extra is None else select_rows(extra, [j], n))
+        for j in range(n)
+    ]
 
 
 @dataclass
@@ -115,16 +122,16 @@ class ExampleBatch:
     :meth:`select` (views of the same tensors for a slice of rows, copies for a list).
     """
 
-    ids: List[int]
-    inputs: Tuple[torch.Tensor, ...]
+    ids: list[int]
+    inputs: tuple[torch.Tensor, ...]
     additional_args: Any = None
     # Per-row values computed once and carried into sub-batches (the store's example fingerprints).
-    row_memo: Optional[List[Any]] = field(default=None, repr=False, compare=False)
+    row_memo: list[Any] | None = field(default=None, repr=False, compare=False)
     # The examples stacked into this batch, when it was built from them: their own memos fill
     # ``row_memo``, and a computed one is handed back to them.
-    sources: Optional[List[Example]] = field(default=None, repr=False, compare=False)
+    sources: list[Example] | None = field(default=None, repr=False, compare=False)
 
-    def memo(self, compute: Callable[["ExampleBatch"], List[Any]]) -> List[Any]:
+    def memo(self, compute: Callable[[ExampleBatch], list[Any]]) -> list[Any]:
         """``compute(self)`` (one value per row), computed on first use; :meth:`select` keeps it, and
         so do the examples it was stacked from (another batch of them reuses it)."""
         if self.row_memo is None and self.sources is not None and all(e.memo is not None for e in self.sources):
@@ -136,7 +143,7 @@ class ExampleBatch:
         return self.row_memo
 
     @classmethod
-    def stack(cls, examples: Sequence[Example]) -> "ExampleBatch":
+    def stack(cls, examples: Sequence[Example]) -> ExampleBatch:
         if not examples:
             return cls([], ())
         inputs = tuple(torch.stack([e.inputs[i] for e in examples]) for i in range(len(examples[0].inputs)))
@@ -146,10 +153,10 @@ class ExampleBatch:
         return cls([e.id for e in examples], inputs, extra, sources=list(examples))
 
     @classmethod
-    def groups(cls, examples: Sequence[Example]) -> List[Tuple[List[int], "ExampleBatch"]]:
+    def groups(cls, examples: Sequence[Example]) -> list[tuple[list[int], ExampleBatch]]:
         """Examples stacked by input shape: (their positions in ``examples``, their batch), in order
         of first appearance. A dataset may mix image sizes; one batch cannot."""
-        by_shape: "OrderedDict[Tuple[Any, ...], List[int]]" = OrderedDict()
+        by_shape: OrderedDict[tuple[Any, ...], list[int]] = OrderedDict()
         for i, ex in enumerate(examples):
             by_shape.setdefault(tuple(tuple(x.shape) for x in ex.inputs), []).append(i)
         return [(index, cls.stack([examples[i] for i in index])) for index in by_shape.values()]
@@ -157,7 +164,7 @@ class ExampleBatch:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def select(self, rows: Union[slice, Sequence[int]]) -> "ExampleBatch":
+    def select(self, rows: slice | Sequence[int]) -> ExampleBatch:
         """The examples at ``rows`` (a slice gives views of the same tensors)."""
         if isinstance(rows, slice):
             index = list(range(len(self.ids)))[rows]
@@ -167,10 +174,13 @@ class ExampleBatch:
             if index == list(range(len(self.ids))):
                 return self
             inputs = tuple(x[index] for x in self.inputs)
-        return ExampleBatch([self.ids[i] for i in index], inputs,
-                            select_rows(self.additional_args, index, len(self.ids)),
-                            None if self.row_memo is None else [self.row_memo[i] for i in index],
-                            None if self.sources is None else [self.sources[i] for i in index])
+        return ExampleBatch(
+            [self.ids[i] for i in index],
+            inputs,
+            select_rows(self.additional_args, index, len(self.ids)),
+            None if self.row_memo is None else [self.row_memo[i] for i in index],
+            None if self.sources is None else [self.sources[i] for i in index],
+        )
 
 
 def _example_bytes(ex: Example) -> int:
@@ -181,8 +191,9 @@ class NotReadYet(LookupError):
     """An example further than one request may read ahead of what has been read so far."""
 
     def __init__(self, ex_id: int, read_to: int, max_read: int) -> None:
-        super().__init__(f"example {ex_id} is beyond the {read_to} examples read so far: one request reads at most "
-                         f"{max_read} more")
+        super().__init__(
+            f"example {ex_id} is beyond the {read_to} examples read so far: one request reads at most {max_read} more"
+        )
         self.ex_id = ex_id
         self.read_to = read_to
         self.max_read = max_read
@@ -198,8 +209,13 @@ class ExampleStore:
     only the source's lock, so examples already in the cache are served meanwhile.
     """
 
-    def __init__(self, dataset: Iterable[Any], max_cached_examples: int = 4096,
-                 max_cached_bytes: int = 256 * 2**20, max_read: int = 1024) -> None:
+    def __init__(
+        self,
+        dataset: Iterable[Any],
+        max_cached_examples: int = 4096,
+        max_cached_bytes: int = 256 * 2**20,
+        max_read: int = 1024,
+    ) -> None:
         self.dataset = dataset
         self.max_cached = max(1, int(max_cached_examples))
         self.max_cached_bytes = max(1, int(max_cached_bytes))
@@ -210,14 +226,14 @@ class ExampleStore:
         except TypeError as exc:
             raise DatasetError("the dataset must be an iterable of Batch") from exc
         self.reiterable = probe is not dataset
-        self._iter: Optional[Iterator[Any]] = probe
+        self._iter: Iterator[Any] | None = probe
         self._next_id = 0
-        self._cache: "OrderedDict[int, Example]" = OrderedDict()
+        self._cache: OrderedDict[int, Example] = OrderedDict()
         self._cache_lock = threading.Lock()  # the cache: held for dictionary operations only
         self._read_lock = threading.Lock()  # the source: held while reading from it
-        self.length: Optional[int] = None  # known once the end was reached
+        self.length: int | None = None  # known once the end was reached
         self.read_to = 0  # examples read so far: the furthest the source has been read
-        self.failure: Optional[str] = None  # a one-shot source that raised: its message, for ever
+        self.failure: str | None = None  # a one-shot source that raised: its message, for ever
         self.restarts = 0
         self.errors = 0
 
@@ -253,7 +269,8 @@ class ExampleStore:
                 self._cached_bytes += _example_bytes(ex)
             # The byte bound never evicts the batch just read (it is what the caller asked for).
             while len(self._cache) > self.max_cached or (
-                    self._cached_bytes > self.max_cached_bytes and len(self._cache) > len(examples)):
+                self._cached_bytes > self.max_cached_bytes and len(self._cache) > len(examples)
+            ):
                 _, old = self._cache.popitem(last=False)
                 self._cached_bytes -= _example_bytes(old)
         return True
@@ -275,14 +292,14 @@ class ExampleStore:
             self.failure = message  # a generator cannot be restarted: what it did not yield never comes
         raise DatasetError(message) from exc
 
-    def _cached(self, ex_id: int) -> Optional[Example]:
+    def _cached(self, ex_id: int) -> Example | None:
         with self._cache_lock:
             ex = self._cache.get(ex_id)
             if ex is not None:
                 self._cache.move_to_end(ex_id)
             return ex
 
-    def get(self, ex_id: int, cancel: Optional[Cancel] = None) -> Example:
+    def get(self, ex_id: int, cancel: Cancel | None = None) -> Example:
         """The example with this id; raises IndexError past the end, DatasetError if it cannot be
         read (or is gone), NotReadYet if it is further ahead than one request reads. ``cancel``
         is asked between the batches a read pulls (a restart may re-read many)."""
@@ -320,10 +337,10 @@ class ExampleStore:
                 if self._next_id > ex_id:
                     raise DatasetError(f"example {ex_id} could not be kept in the cache")
 
-    def get_many(self, ids: Sequence[int], cancel: Optional[Cancel] = None) -> List[Example]:
+    def get_many(self, ids: Sequence[int], cancel: Cancel | None = None) -> list[Example]:
         return [self.get(i, cancel) for i in ids]
 
-    def exists(self, ex_id: int, cancel: Optional[Cancel] = None) -> bool:
+    def exists(self, ex_id: int, cancel: Cancel | None = None) -> bool:
         try:
             self.get(ex_id, cancel)
             return True

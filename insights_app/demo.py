@@ -15,10 +15,11 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Tuple, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -75,12 +76,17 @@ class DemoFiles:
         return self.meta.is_file() and self.learner.is_file() and self.valid.is_dir()
 
 
-def demo_files(cache: Optional[Path] = None) -> DemoFiles:
+def demo_files(cache: Path | None = None) -> DemoFiles:
     return DemoFiles((Path(cache) if cache is not None else cache_root()) / DEMO_NAME)
 
 
-def write_digit_images(folder: Path, size: int = IMAGE_SIZE, valid_fraction: float = VALID_FRACTION,
-                       seed: int = SEED, limit: Optional[int] = None) -> Tuple[int, int]:
+def write_digit_images(
+    folder: Path,
+    size: int = IMAGE_SIZE,
+    valid_fraction: float = VALID_FRACTION,
+    seed: int = SEED,
+    limit: int | None = None,
+) -> tuple[int, int]:
     """Write ``load_digits`` as ``folder/{train,valid}/<digit>/<n>.png`` grayscale images.
 
     The split is a seeded shuffle, so every machine gets the same demo. ``limit`` stops
@@ -94,7 +100,7 @@ def write_digit_images(folder: Path, size: int = IMAGE_SIZE, valid_fraction: flo
     order = np.random.default_rng(seed).permutation(len(digits.images))
     n_valid = int(round(len(order) * valid_fraction))
     if limit is not None:
-        order = order[:max(0, int(limit))]
+        order = order[: max(0, int(limit))]
     for rank, i in enumerate(order):
         split = "valid" if rank < n_valid else "train"
         pixels = np.clip(digits.images[i] / 16.0 * 255.0, 0, 255).astype(np.uint8)
@@ -112,8 +118,16 @@ def digits_cnn(n_classes: int = 10) -> Any:
     def block(n_in: int, n_out: int) -> list:
         return [nn.Conv2d(n_in, n_out, 3, padding=1, bias=False), nn.BatchNorm2d(n_out), nn.ReLU()]
 
-    return nn.Sequential(*block(1, 16), nn.MaxPool2d(2), *block(16, 32), nn.MaxPool2d(2), *block(32, 64),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, n_classes))
+    return nn.Sequential(
+        *block(1, 16),
+        nn.MaxPool2d(2),
+        *block(16, 32),
+        nn.MaxPool2d(2),
+        *block(32, 64),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, n_classes),
+    )
 
 
 @contextmanager
@@ -133,7 +147,7 @@ def training_threads(limit: int = 4) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _split_tensors(folder: Path) -> Tuple[Any, Any]:
+def _split_tensors(folder: Path) -> tuple[Any, Any]:
     """One split as (images in [0, 1], shape N x 1 x H x W; labels), exactly as fastai would load them."""
     import torch
     from PIL import Image
@@ -144,8 +158,9 @@ def _split_tensors(folder: Path) -> Tuple[Any, Any]:
     return x.float().div_(255.0).unsqueeze(1), y
 
 
-def train_demo(files: DemoFiles, progress: Progress = _print, epochs: int = EPOCHS,
-               final: Optional[DemoFiles] = None) -> float:
+def train_demo(
+    files: DemoFiles, progress: Progress = _print, epochs: int = EPOCHS, final: DemoFiles | None = None
+) -> float:
     """Write the images, train the CNN with fastai, export the learner; returns validation accuracy.
 
     Training runs on in-memory tensors (the per-file image pipeline would make it ten
@@ -190,23 +205,35 @@ def train_demo(files: DemoFiles, progress: Progress = _print, epochs: int = EPOC
         def after_epoch(self) -> None:
             values = self.learn.recorder.values[-1] if self.learn.recorder.values else []
             acc = f", accuracy {values[2]:.3f}" if len(values) > 2 else ""
-            progress(f"training the demo model: epoch {self.epoch + 1}/{self.n_epoch}{acc} "
-                     f"({time.perf_counter() - self.started:.1f}s)")
+            progress(
+                f"training the demo model: epoch {self.epoch + 1}/{self.n_epoch}{acc} "
+                f"({time.perf_counter() - self.started:.1f}s)"
+            )
 
     learn = Learner(tensor_dls, digits_cnn(10), loss_func=CrossEntropyLossFlat(), metrics=accuracy)
     with training_threads(), learn.no_bar(), learn.no_logging():
         learn.fit_one_cycle(epochs, LEARNING_RATE, cbs=Report())
     acc = float(learn.recorder.values[-1][2])
-    learn.dls = ImageDataLoaders.from_folder(files.images, train="train", valid="valid", img_cls=PILImageBW,
-                                            bs=64, num_workers=0)
+    learn.dls = ImageDataLoaders.from_folder(
+        files.images, train="train", valid="valid", img_cls=PILImageBW, bs=64, num_workers=0
+    )
     learn.export(files.learner)
-    files.meta.write_text(json.dumps({"name": DEMO_NAME, "accuracy": acc, "epochs": epochs,
-                                      "train_images": n_train, "valid_images": n_valid,
-                                      "seconds": round(time.perf_counter() - t0, 1)}))
+    files.meta.write_text(
+        json.dumps(
+            {
+                "name": DEMO_NAME,
+                "accuracy": acc,
+                "epochs": epochs,
+                "train_images": n_train,
+                "valid_images": n_valid,
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
+    )
     return acc
 
 
-def ensure_demo(cache: Optional[Path] = None, progress: Progress = _print, retrain: bool = False) -> DemoFiles:
+def ensure_demo(cache: Path | None = None, progress: Progress = _print, retrain: bool = False) -> DemoFiles:
     """The demo's cached files, training them first if they are missing (or ``retrain``).
 
     Training happens in a temporary sibling folder renamed into place (:func:`build_in_place`).
@@ -250,7 +277,7 @@ def count_images(folder: Path) -> int:
 DEMO_TITLE = "Insights demo: a fastai CNN on scikit-learn's digits"
 
 
-def demo_source(cache: Optional[Path] = None, progress: Progress = _print, device: Optional[str] = None) -> Any:
+def demo_source(cache: Path | None = None, progress: Progress = _print, device: str | None = None) -> Any:
     """The demo as a ``data_adapters.Source``: the cached exported learner on its held-out digits.
 
     Goes through ``data_adapters.source_from_export``, exactly what
@@ -273,8 +300,9 @@ def demo_source(cache: Optional[Path] = None, progress: Progress = _print, devic
         return load(ensure_demo(cache, progress, retrain=True))
 
 
-def demo_visualizer(cache: Optional[Path] = None, progress: Progress = _print, device: Optional[str] = None,
-                    **visualizer_kwargs: Any) -> Any:
+def demo_visualizer(
+    cache: Path | None = None, progress: Progress = _print, device: str | None = None, **visualizer_kwargs: Any
+) -> Any:
     """The demo's :class:`~insights_app.AttributionVisualizer` (``demo_visualizer().render()`` in a notebook)."""
     visualizer_kwargs.setdefault("title", DEMO_TITLE)
     if device is not None:

@@ -18,7 +18,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -27,11 +27,19 @@ from .demo import Progress, _print, build_in_place, cache_root, training_threads
 DEMO_NAME = "breast-cancer-tabular-v1"  # bump when the data, the model or the training changes
 DEMO_TITLE = "Insights demo: a fastai tabular learner on scikit-learn's breast cancer data"
 TARGET = "diagnosis"
-CONTINUOUS = ["mean concave points", "worst area", "worst radius", "mean smoothness", "worst texture",
-              "worst concavity"]
+CONTINUOUS = [
+    "mean concave points",
+    "worst area",
+    "worst radius",
+    "mean smoothness",
+    "worst texture",
+    "worst concavity",
+]
 CATEGORICAL = ["size", "texture"]
-BINS = {"size": ("mean radius", [0.0, 12.0, 15.0, np.inf], ["small", "medium", "large"]),
-        "texture": ("mean texture", [0.0, 17.0, 21.0, np.inf], ["smooth", "average", "rough"])}
+BINS = {
+    "size": ("mean radius", [0.0, 12.0, 15.0, np.inf], ["small", "medium", "large"]),
+    "texture": ("mean texture", [0.0, 17.0, 21.0, np.inf], ["smooth", "average", "rough"]),
+}
 EPOCHS = 6
 LEARNING_RATE = 1e-2
 VALID_FRACTION = 0.2
@@ -61,7 +69,7 @@ class TabularDemoFiles:
         return self.meta.is_file() and self.learner.is_file() and self.rows.is_file()
 
 
-def demo_files(cache: Optional[Path] = None) -> TabularDemoFiles:
+def demo_files(cache: Path | None = None) -> TabularDemoFiles:
     return TabularDemoFiles((Path(cache) if cache is not None else cache_root()) / DEMO_NAME)
 
 
@@ -78,7 +86,7 @@ def breast_cancer_frame() -> Any:
     return df[CATEGORICAL + CONTINUOUS + [TARGET]]
 
 
-def split(n: int, valid_fraction: float = VALID_FRACTION, seed: int = SEED) -> Tuple[list, list]:
+def split(n: int, valid_fraction: float = VALID_FRACTION, seed: int = SEED) -> tuple[list, list]:
     """A seeded shuffle into (train, valid) row positions: every machine gets the same demo."""
     order = np.random.default_rng(seed).permutation(n)
     n_valid = int(round(n * valid_fraction))
@@ -94,9 +102,17 @@ def tabular_dls(df: Any, valid_idx: list, bs: int = 64) -> Any:
         from fastai.tabular.core import Categorify, FillMissing, Normalize
         from fastai.tabular.data import TabularDataLoaders
 
-    return TabularDataLoaders.from_df(df, procs=[Categorify, FillMissing, Normalize], cat_names=list(CATEGORICAL),
-                                      cont_names=list(CONTINUOUS), y_names=TARGET, y_block=CategoryBlock(),
-                                      valid_idx=valid_idx, bs=bs, num_workers=0)
+    return TabularDataLoaders.from_df(
+        df,
+        procs=[Categorify, FillMissing, Normalize],
+        cat_names=list(CATEGORICAL),
+        cont_names=list(CONTINUOUS),
+        y_names=TARGET,
+        y_block=CategoryBlock(),
+        valid_idx=valid_idx,
+        bs=bs,
+        num_workers=0,
+    )
 
 
 def train_tabular_demo(files: TabularDemoFiles, progress: Progress = _print, epochs: int = EPOCHS) -> float:
@@ -125,13 +141,24 @@ def train_tabular_demo(files: TabularDemoFiles, progress: Progress = _print, epo
     files.root.mkdir(parents=True, exist_ok=True)
     learn.export(files.learner)
     df.iloc[valid_idx].to_csv(files.rows, index=False)
-    files.meta.write_text(json.dumps({"name": DEMO_NAME, "accuracy": acc, "epochs": epochs, "train_rows": len(train_idx),
-                                      "valid_rows": len(valid_idx), "seconds": round(time.perf_counter() - t0, 1)}))
+    files.meta.write_text(
+        json.dumps(
+            {
+                "name": DEMO_NAME,
+                "accuracy": acc,
+                "epochs": epochs,
+                "train_rows": len(train_idx),
+                "valid_rows": len(valid_idx),
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
+    )
     return acc
 
 
-def ensure_tabular_demo(cache: Optional[Path] = None, progress: Progress = _print,
-                        retrain: bool = False) -> TabularDemoFiles:
+def ensure_tabular_demo(
+    cache: Path | None = None, progress: Progress = _print, retrain: bool = False
+) -> TabularDemoFiles:
     """The demo's cached files, training them first if they are missing (or ``retrain``).
 
     Trained in a temporary sibling folder renamed into place (``demo.build_in_place``).
@@ -152,7 +179,7 @@ def read_rows(files: TabularDemoFiles) -> Any:
     return pd.read_csv(files.rows, dtype={c: str for c in CATEGORICAL + [TARGET]})
 
 
-def demo_source(cache: Optional[Path] = None, progress: Progress = _print, device: Optional[str] = None) -> Any:
+def demo_source(cache: Path | None = None, progress: Progress = _print, device: str | None = None) -> Any:
     """The demo as a ``data_adapters.Source``: the cached exported learner on its held-out rows."""
     from data_adapters import AdapterError, source_from_export
 
@@ -168,8 +195,9 @@ def demo_source(cache: Optional[Path] = None, progress: Progress = _print, devic
         return load(ensure_tabular_demo(cache, progress, retrain=True))
 
 
-def demo_visualizer(cache: Optional[Path] = None, progress: Progress = _print, device: Optional[str] = None,
-                    **visualizer_kwargs: Any) -> Any:
+def demo_visualizer(
+    cache: Path | None = None, progress: Progress = _print, device: str | None = None, **visualizer_kwargs: Any
+) -> Any:
     """The tabular demo's :class:`~insights_app.AttributionVisualizer` (``.render()`` in a notebook)."""
     visualizer_kwargs.setdefault("title", DEMO_TITLE)
     if device is not None:

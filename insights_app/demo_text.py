@@ -25,9 +25,10 @@ import json
 import re
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -35,11 +36,20 @@ from .demo import Progress, _print, build_in_place, cache_root, training_threads
 
 DEMO_NAME = "stdlib-docs-v1"  # bump when the data, the model or the training changes
 DEMO_TITLE = "Insights demo: which part of Python's standard library a docstring sentence is about"
-TOPICS: Dict[str, Tuple[str, ...]] = {
-    "files and paths": ("os.path", "pathlib", "shutil", "glob", "fnmatch", "tempfile", "filecmp", "zipfile",
-                        "tarfile"),
-    "networking": ("socket", "http.client", "urllib.request", "urllib.parse", "smtplib", "ftplib", "ssl",
-                   "http.server", "ipaddress", "socketserver"),
+TOPICS: dict[str, tuple[str, ...]] = {
+    "files and paths": ("os.path", "pathlib", "shutil", "glob", "fnmatch", "tempfile", "filecmp", "zipfile", "tarfile"),
+    "networking": (
+        "socket",
+        "http.client",
+        "urllib.request",
+        "urllib.parse",
+        "smtplib",
+        "ftplib",
+        "ssl",
+        "http.server",
+        "ipaddress",
+        "socketserver",
+    ),
     "text": ("re", "string", "textwrap", "difflib", "unicodedata", "codecs", "html", "locale"),
     "math and numbers": ("math", "statistics", "decimal", "fractions", "random", "cmath", "numbers", "operator"),
 }
@@ -57,18 +67,19 @@ WORD = re.compile(r"[a-z]+")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
 
-def words(text: str) -> List[str]:
+def words(text: str) -> list[str]:
     """A text's tokens: its lower-case words (letters only)."""
     return WORD.findall(text.lower())
 
 
 # ---------------------------------------------------------------- the data
 
-def _docstrings(module_name: str) -> List[str]:
+
+def _docstrings(module_name: str) -> list[str]:
     """The module's docstring and those of its public functions, classes and their methods."""
     module = importlib.import_module(module_name)
     seen: set = set()
-    out: List[str] = []
+    out: list[str] = []
 
     def add(obj: Any) -> None:
         doc = inspect.getdoc(obj)
@@ -95,7 +106,7 @@ def _docstrings(module_name: str) -> List[str]:
     return out
 
 
-def sentences(doc: str) -> List[str]:
+def sentences(doc: str) -> list[str]:
     """A docstring's sentences of MIN_WORDS to MAX_WORDS words (examples and signatures left out)."""
     out = []
     for para in re.split(r"\n\s*\n", doc):
@@ -108,15 +119,15 @@ def sentences(doc: str) -> List[str]:
     return out
 
 
-def collect_examples(per_class: int = PER_CLASS, seed: int = SEED) -> Tuple[List[str], List[int]]:
+def collect_examples(per_class: int = PER_CLASS, seed: int = SEED) -> tuple[list[str], list[int]]:
     """(sentences, topic indices): up to ``per_class`` distinct sentences per topic, in a seeded order.
 
     Sentences with the same words are one ("Same as a + b." and "Same as a - b."); a sentence found
     under two topics is dropped from both (it says nothing about either).
     """
-    by_topic: List[List[str]] = []
+    by_topic: list[list[str]] = []
     for modules in TOPICS.values():
-        found: Dict[Tuple[str, ...], str] = {}
+        found: dict[tuple[str, ...], str] = {}
         for name in modules:
             try:
                 docs = _docstrings(name)
@@ -128,8 +139,8 @@ def collect_examples(per_class: int = PER_CLASS, seed: int = SEED) -> Tuple[List
         by_topic.append(list(found.values()))
     counts = Counter(tuple(words(s)) for topic in by_topic for s in topic)
     rng = np.random.default_rng(seed)
-    texts: List[str] = []
-    labels: List[int] = []
+    texts: list[str] = []
+    labels: list[int] = []
     for label, topic in enumerate(by_topic):
         unique = [s for s in topic if counts[tuple(words(s))] == 1]
         keep = sorted(rng.permutation(len(unique))[:per_class].tolist())
@@ -139,7 +150,7 @@ def collect_examples(per_class: int = PER_CLASS, seed: int = SEED) -> Tuple[List
     return [texts[i] for i in order], [labels[i] for i in order]
 
 
-def build_vocab(texts: Sequence[str], min_count: int = MIN_COUNT) -> List[str]:
+def build_vocab(texts: Sequence[str], min_count: int = MIN_COUNT) -> list[str]:
     """<pad>, <unk>, then the words seen at least ``min_count`` times, most frequent first."""
     counts = Counter(w for t in texts for w in words(t))
     return [PAD, UNK] + sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
@@ -152,14 +163,16 @@ class Tokenizer:
         self.index = {w: i for i, w in enumerate(vocab)}
         self.unk = self.index[UNK]
 
-    def __call__(self, text: str) -> List[int]:
+    def __call__(self, text: str) -> list[int]:
         return [self.index.get(w, self.unk) for w in words(text)[:MAX_WORDS]]
 
 
 # ---------------------------------------------------------------- the model
 
-def docs_classifier(vocab_size: int, n_classes: int, dim: int = EMBEDDING_DIM, hidden: int = HIDDEN,
-                    pad_index: int = 0) -> Any:
+
+def docs_classifier(
+    vocab_size: int, n_classes: int, dim: int = EMBEDDING_DIM, hidden: int = HIDDEN, pad_index: int = 0
+) -> Any:
     """Embedding -> masked mean and max over the tokens -> two linear layers (about 50k parameters)."""
     import torch
     from torch import nn
@@ -192,6 +205,7 @@ def _pad(seqs: Sequence[Sequence[int]]) -> Any:
 
 # ---------------------------------------------------------------- the cache
 
+
 @dataclass(frozen=True)
 class TextDemoFiles:
     root: Path
@@ -212,7 +226,7 @@ class TextDemoFiles:
         return self.meta.is_file() and self.weights.is_file() and self.data.is_file()
 
 
-def demo_files(cache: Optional[Path] = None) -> TextDemoFiles:
+def demo_files(cache: Path | None = None) -> TextDemoFiles:
     return TextDemoFiles((Path(cache) if cache is not None else cache_root()) / DEMO_NAME)
 
 
@@ -226,8 +240,10 @@ def train_demo(files: TextDemoFiles, progress: Progress = _print, epochs: int = 
     train_x, train_y = texts[n_valid:], labels[n_valid:]
     valid_x, valid_y = texts[:n_valid], labels[:n_valid]
     vocab = build_vocab(train_x)
-    progress(f"collected {len(texts)} docstring sentences from {sum(len(m) for m in TOPICS.values())} standard-"
-             f"library modules ({len(vocab)} words in the vocabulary)")
+    progress(
+        f"collected {len(texts)} docstring sentences from {sum(len(m) for m in TOPICS.values())} standard-"
+        f"library modules ({len(vocab)} words in the vocabulary)"
+    )
     tok = Tokenizer(vocab)
     x_train, x_valid = _pad([tok(t) for t in train_x]), _pad([tok(t) for t in valid_x])
     y_train, y_valid = torch.tensor(train_y), torch.tensor(valid_y)
@@ -236,11 +252,11 @@ def train_demo(files: TextDemoFiles, progress: Progress = _print, epochs: int = 
     opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(SEED)
     with training_threads():
-        for epoch in range(epochs):
+        for _epoch in range(epochs):
             model.train()
             order = torch.randperm(len(x_train), generator=gen)
             for i in range(0, len(order), 32):
-                idx = order[i:i + 32]
+                idx = order[i : i + 32]
                 loss = torch.nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
                 opt.zero_grad()
                 loss.backward()
@@ -250,14 +266,32 @@ def train_demo(files: TextDemoFiles, progress: Progress = _print, epochs: int = 
             acc = float((model(x_valid).argmax(1) == y_valid).float().mean())
     progress(f"trained the text demo model: {epochs} epochs, held-out accuracy {acc:.3f}")
     torch.save(model.state_dict(), files.weights)
-    files.data.write_text(json.dumps({"classes": list(TOPICS), "vocab": vocab, "valid_texts": valid_x,
-                                      "valid_labels": valid_y, "train_size": len(train_x)}))
-    files.meta.write_text(json.dumps({"name": DEMO_NAME, "accuracy": acc, "epochs": epochs,
-                                      "examples": len(texts), "seconds": round(time.perf_counter() - t0, 1)}))
+    files.data.write_text(
+        json.dumps(
+            {
+                "classes": list(TOPICS),
+                "vocab": vocab,
+                "valid_texts": valid_x,
+                "valid_labels": valid_y,
+                "train_size": len(train_x),
+            }
+        )
+    )
+    files.meta.write_text(
+        json.dumps(
+            {
+                "name": DEMO_NAME,
+                "accuracy": acc,
+                "epochs": epochs,
+                "examples": len(texts),
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
+    )
     return acc
 
 
-def ensure_demo(cache: Optional[Path] = None, progress: Progress = _print, retrain: bool = False) -> TextDemoFiles:
+def ensure_demo(cache: Path | None = None, progress: Progress = _print, retrain: bool = False) -> TextDemoFiles:
     """The cached files, trained first when missing (or ``retrain``), in a temporary sibling folder
     renamed into place at the end (an interrupted run leaves no half-written cache)."""
     files = demo_files(cache)
@@ -268,7 +302,7 @@ def ensure_demo(cache: Optional[Path] = None, progress: Progress = _print, retra
     return files
 
 
-def load_demo(files: TextDemoFiles, device: Optional[str] = None) -> Tuple[Any, Dict[str, Any]]:
+def load_demo(files: TextDemoFiles, device: str | None = None) -> tuple[Any, dict[str, Any]]:
     """(the trained model, the cached data) from the cache; raises when they do not load."""
     import torch
 
@@ -280,7 +314,7 @@ def load_demo(files: TextDemoFiles, device: Optional[str] = None) -> Tuple[Any, 
     return model.eval(), data
 
 
-def demo_source(cache: Optional[Path] = None, progress: Progress = _print, device: Optional[str] = None) -> Any:
+def demo_source(cache: Path | None = None, progress: Progress = _print, device: str | None = None) -> Any:
     """The demo as a ``data_adapters.Source``: the cached classifier on its held-out sentences."""
     from data_adapters import source_from_texts
 
@@ -288,8 +322,17 @@ def demo_source(cache: Optional[Path] = None, progress: Progress = _print, devic
         model, data = load_demo(files, device)
         tok = Tokenizer(data["vocab"])
         pairs = sorted(zip(data["valid_texts"], data["valid_labels"]), key=lambda p: len(tok(p[0])))
-        return source_from_texts([t for t, _ in pairs], model, tok, data["vocab"], 0, [y for _, y in pairs],
-                                 data["classes"], batch_size=16, name="docstring topics (torch)")
+        return source_from_texts(
+            [t for t, _ in pairs],
+            model,
+            tok,
+            data["vocab"],
+            0,
+            [y for _, y in pairs],
+            data["classes"],
+            batch_size=16,
+            name="docstring topics (torch)",
+        )
 
     files = ensure_demo(cache, progress)
     progress(f"loading the text demo model from {files.root}")
@@ -300,8 +343,9 @@ def demo_source(cache: Optional[Path] = None, progress: Progress = _print, devic
         return load(ensure_demo(cache, progress, retrain=True))
 
 
-def demo_visualizer(cache: Optional[Path] = None, progress: Progress = _print, device: Optional[str] = None,
-                    **visualizer_kwargs: Any) -> Any:
+def demo_visualizer(
+    cache: Path | None = None, progress: Progress = _print, device: str | None = None, **visualizer_kwargs: Any
+) -> Any:
     """The text demo's :class:`~insights_app.AttributionVisualizer` (``demo_visualizer().render()`` in a notebook)."""
     visualizer_kwargs.setdefault("title", DEMO_TITLE)
     if device is not None:
@@ -309,5 +353,13 @@ def demo_visualizer(cache: Optional[Path] = None, progress: Progress = _print, d
     return demo_source(cache, progress, device).visualizer(**visualizer_kwargs)
 
 
-__all__: List[str] = ["DEMO_NAME", "DEMO_TITLE", "TOPICS", "collect_examples", "demo_source", "demo_visualizer",
-                      "ensure_demo", "train_demo"]
+__all__: list[str] = [
+    "DEMO_NAME",
+    "DEMO_TITLE",
+    "TOPICS",
+    "collect_examples",
+    "demo_source",
+    "demo_visualizer",
+    "ensure_demo",
+    "train_demo",
+]

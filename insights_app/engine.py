@@ -20,8 +20,9 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -54,7 +55,7 @@ PASS_INPUT_BYTES = 4 * 2**20
 _PROCESS_RNG_LOCK = threading.Lock()
 T = TypeVar("T")
 # Full-resolution attributions of one run, by (example id, target): see Engine.run's keep_attributions.
-KeptAttributions = Dict[Tuple[Hashable, Optional[int]], Tuple[torch.Tensor, ...]]
+KeptAttributions = dict[tuple[Hashable, int | None], tuple[torch.Tensor, ...]]
 KEEP = "insights-app: keep attributions"  # where a run's `shared` dictionary holds that dictionary
 
 
@@ -62,11 +63,11 @@ KEEP = "insights-app: keep attributions"  # where a run's `shared` dictionary ho
 class Prediction:
     """Top-k scores of one example under one model (small: cached for every scanned example)."""
 
-    indices: List[int]
-    scores: List[float]
-    error: Optional[str] = None  # the model raised on this example (indices and scores are then empty)
+    indices: list[int]
+    scores: list[float]
+    error: str | None = None  # the model raised on this example (indices and scores are then empty)
 
-    def top(self, k: int) -> List[Tuple[int, float]]:
+    def top(self, k: int) -> list[tuple[int, float]]:
         return list(zip(self.indices[:k], self.scores[:k]))
 
 
@@ -74,9 +75,9 @@ class Prediction:
 class Explanation:
     """One example's attribution under one model, reduced to what the page shows."""
 
-    target: Optional[int]
-    maps: List[np.ndarray]  # per feature: (H, W) for images, (T,) tokens, (K,) categories
-    contributions: List[float]  # per feature, sums to 1 when anything is attributed
+    target: int | None
+    maps: list[np.ndarray]  # per feature: (H, W) for images, (T,) tokens, (K,) categories
+    contributions: list[float]  # per feature, sums to 1 when anything is attributed
     key: str = ""  # the method and arguments that made it (arguments_key)
 
     def nbytes(self) -> int:
@@ -96,18 +97,18 @@ class Result:
 
     example_id: Hashable
     prediction: Prediction
-    explanation: Optional[Explanation] = None
-    error: Optional[str] = None  # the model or the method failed on this example
-    metrics: Optional[Dict[str, Any]] = None  # quality metrics of the explanation, when asked (insights_app.metrics)
+    explanation: Explanation | None = None
+    error: str | None = None  # the model or the method failed on this example
+    metrics: dict[str, Any] | None = None  # quality metrics of the explanation, when asked (insights_app.metrics)
 
 
-def arguments_key(method: str, params: Dict[str, Any]) -> str:
+def arguments_key(method: str, params: dict[str, Any]) -> str:
     """A stable, hashable key for a method (its fingerprint) and its validated parameters."""
     blob = json.dumps([method, params], sort_keys=True, default=list)
     return hashlib.sha1(blob.encode()).hexdigest()
 
 
-def contributions(attributions: Sequence[torch.Tensor]) -> List[float]:
+def contributions(attributions: Sequence[torch.Tensor]) -> list[float]:
     """Each feature's share of the total absolute attribution (sums to 1 if any is non-zero)."""
     totals = [float(a.detach().abs().sum()) for a in attributions]
     total = sum(totals)
@@ -123,10 +124,10 @@ class Engine:
         self,
         model: Any,
         features: Sequence[BaseFeature],
-        score_func: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        score_func: Callable[[torch.Tensor], torch.Tensor] | None = None,
         *,
         name: str = "model",
-        device: Optional[torch.device | str] = None,
+        device: torch.device | str | None = None,
         use_label_for_attr: bool = True,
         internal_batch_size: int = 64,
         cache_entries: int = 1024,
@@ -160,9 +161,15 @@ class Engine:
 
     # ------------------------------------------------------------ the entry point
     @on_compute_thread
-    def run(self, examples: Union[Sequence[Example], ExampleBatch], spec: Optional[MethodSpec] = None,
-            params: Optional[Dict[str, Any]] = None, targets: Optional[Sequence[Optional[int]]] = None,
-            cancel: Optional[Cancel] = None, keep_attributions: Optional[KeptAttributions] = None) -> List[Result]:
+    def run(
+        self,
+        examples: Sequence[Example] | ExampleBatch,
+        spec: MethodSpec | None = None,
+        params: dict[str, Any] | None = None,
+        targets: Sequence[int | None] | None = None,
+        cancel: Cancel | None = None,
+        keep_attributions: KeptAttributions | None = None,
+    ) -> list[Result]:
         """Predictions, and with ``spec`` explanations, of examples (one :class:`Result` each, in order).
 
         ``params`` are the method's validated arguments (``spec.validate(...)``); ``targets``
@@ -185,16 +192,23 @@ class Engine:
         forward = CancellableForward(self.forward, cancel)
         if isinstance(examples, ExampleBatch):
             return self._run_batch(examples, spec, params, requested, forward, keep_attributions)
-        results: List[Optional[Result]] = [None] * len(examples)
+        results: list[Result | None] = [None] * len(examples)
         for index, batch in ExampleBatch.groups(examples):
-            for i, result in zip(index, self._run_batch(batch, spec, params, [requested[i] for i in index], forward,
-                                                        keep_attributions)):
+            for i, result in zip(
+                index, self._run_batch(batch, spec, params, [requested[i] for i in index], forward, keep_attributions)
+            ):
                 results[i] = result
         return results  # type: ignore[return-value]
 
-    def _run_batch(self, batch: ExampleBatch, spec: Optional[MethodSpec], params: Optional[Dict[str, Any]],
-                   requested: List[Optional[int]], forward: CancellableForward,
-                   keep_attributions: Optional[KeptAttributions] = None) -> List[Result]:
+    def _run_batch(
+        self,
+        batch: ExampleBatch,
+        spec: MethodSpec | None,
+        params: dict[str, Any] | None,
+        requested: list[int | None],
+        forward: CancellableForward,
+        keep_attributions: KeptAttributions | None = None,
+    ) -> list[Result]:
         """:meth:`run` for examples of one input shape."""
         if not len(batch):
             return []
@@ -203,10 +217,11 @@ class Engine:
         params = spec.validate({}) if params is None else params
         too_costly = self._cost_problem(spec, params, batch)
         if too_costly:  # predicted, not attributed
-            return [Result(i, p, None, p.error or too_costly)
-                    for i, p in zip(batch.ids, self._predictions(batch, forward))]
+            return [
+                Result(i, p, None, p.error or too_costly) for i, p in zip(batch.ids, self._predictions(batch, forward))
+            ]
         key = arguments_key(spec.fingerprint, params)
-        shared: Dict[Any, Any] = {KEEP: keep_attributions}
+        shared: dict[Any, Any] = {KEEP: keep_attributions}
         if spec.first_forward and not any(i in self.predictions for i in batch.ids) and not self._stored_any(batch):
             both = self._shared_forward(spec, params, key, batch, requested, shared, forward)
             if both is not None:
@@ -220,12 +235,18 @@ class Engine:
                 results[j].explanation, results[j].error = exp, err
         return results
 
-    def _image_hw(self, inputs: Sequence[torch.Tensor]) -> Tuple[int, int]:
+    def _image_hw(self, inputs: Sequence[torch.Tensor]) -> tuple[int, int]:
         """(H, W) of the first image input of a batch ((1, 1) when there is none)."""
-        return next(((int(x.shape[-2]), int(x.shape[-1])) for i, x in enumerate(inputs)
-                     if i in self.image_inputs and x.dim() >= 3), (1, 1))
+        return next(
+            (
+                (int(x.shape[-2]), int(x.shape[-1]))
+                for i, x in enumerate(inputs)
+                if i in self.image_inputs and x.dim() >= 3
+            ),
+            (1, 1),
+        )
 
-    def _cost_problem(self, spec: MethodSpec, params: Dict[str, Any], batch: ExampleBatch) -> Optional[str]:
+    def _cost_problem(self, spec: MethodSpec, params: dict[str, Any], batch: ExampleBatch) -> str | None:
         """Why these arguments cannot run on these examples at their own size (None when they can).
 
         The request was checked against the dataset's first image; a dataset mixing sizes has
@@ -238,11 +259,13 @@ class Engine:
         except ValidationError as exc:
             return str(exc)
         if evals > MAX_EVALS_PER_EXAMPLE:
-            return (f"arguments: {spec.name} would cost {evals} forward passes per example at {h}x{w} "
-                    f"(limit {MAX_EVALS_PER_EXAMPLE})")
+            return (
+                f"arguments: {spec.name} would cost {evals} forward passes per example at {h}x{w} "
+                f"(limit {MAX_EVALS_PER_EXAMPLE})"
+            )
         return None
 
-    def target(self, pred: Prediction, requested: Optional[int] = None) -> Optional[int]:
+    def target(self, pred: Prediction, requested: int | None = None) -> int | None:
         """The class an example is attributed to: the one asked for, else its top prediction
         (None for models whose output is not indexed by class, ``use_label_for_attr=False``)."""
         if not self.use_label_for_attr:
@@ -256,7 +279,7 @@ class Engine:
             out = out[0]
         return plain(out)  # fastai tensor subclasses never reach captum
 
-    def model_inputs(self, inputs: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
+    def model_inputs(self, inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         """Display-space batches, one per feature -> model inputs on the device."""
         if len(inputs) != len(self.features):
             raise ValidationError("inputs", f"{len(inputs)} inputs for {len(self.features)} features")
@@ -265,13 +288,17 @@ class Engine:
     def _scores_of(self, out: torch.Tensor, n: int) -> torch.Tensor:
         """Model outputs for ``n`` examples -> (n, classes) float scores on the CPU (score_func applied)."""
         if not isinstance(out, torch.Tensor):
-            raise ComputationError(f"prediction failed for {self.name}: the model returned a {type(out).__name__}; "
-                                   "it must return a tensor with one row of scores per example")
+            raise ComputationError(
+                f"prediction failed for {self.name}: the model returned a {type(out).__name__}; "
+                "it must return a tensor with one row of scores per example"
+            )
         rows = int(out.shape[0]) if out.dim() > 0 else 0
         if rows != n:
-            raise ComputationError(f"prediction failed for {self.name}: the model returned {rows} rows for {n} "
-                                   f"example{'' if n == 1 else 's'}; it must return one row of scores per example, "
-                                   "batch first")
+            raise ComputationError(
+                f"prediction failed for {self.name}: the model returned {rows} rows for {n} "
+                f"example{'' if n == 1 else 's'}; it must return one row of scores per example, "
+                "batch first"
+            )
         with torch.no_grad():
             out = out.detach()
             if self.score_func is not None:
@@ -282,8 +309,9 @@ class Engine:
         return out.reshape(out.shape[0], -1)
 
     # ------------------------------------------------------------ failures stay with their examples
-    def _isolated(self, compute: Callable[[ExampleBatch, List[Any]], List[T]], batch: ExampleBatch,
-                  per_example: Sequence[Any]) -> List[Tuple[Optional[T], Optional[str]]]:
+    def _isolated(
+        self, compute: Callable[[ExampleBatch, list[Any]], list[T]], batch: ExampleBatch, per_example: Sequence[Any]
+    ) -> list[tuple[T | None, str | None]]:
         """``compute(batch, per_example)`` for the whole batch; if it raises a :class:`ComputationError`,
         each example alone, so that only the examples that cause it fail (with its message).
 
@@ -291,21 +319,30 @@ class Engine:
         redo what a partly successful batch already did. A :class:`Failure` it returns for an
         example is that example's error, without a retry."""
         try:
-            return [(None, value.message) if isinstance(value, Failure) else (value, None)
-                    for value in compute(batch, list(per_example))]
+            return [
+                (None, value.message) if isinstance(value, Failure) else (value, None)
+                for value in compute(batch, list(per_example))
+            ]
         except ComputationError as exc:
             if len(batch) == 1:
                 return [(None, str(exc))]
-        out: List[Tuple[Optional[T], Optional[str]]] = []
+        out: list[tuple[T | None, str | None]] = []
         for j in range(len(batch)):
             out.extend(self._isolated(compute, batch.select([j]), [per_example[j]]))
         return out
 
     # ------------------------------------------------------------ quality metrics
     @on_compute_thread
-    def metrics(self, examples: Sequence[Example], results: Sequence[Result], spec: MethodSpec,
-                params: Dict[str, Any], options: Any, cancel: Optional[Cancel] = None,
-                attributions: Optional[KeptAttributions] = None) -> List[Dict[str, Any]]:
+    def metrics(
+        self,
+        examples: Sequence[Example],
+        results: Sequence[Result],
+        spec: MethodSpec,
+        params: dict[str, Any],
+        options: Any,
+        cancel: Cancel | None = None,
+        attributions: KeptAttributions | None = None,
+    ) -> list[dict[str, Any]]:
         """The quality metrics (``insights_app.metrics``) of the explanations in ``results`` (of
         :meth:`run` on ``examples`` with ``spec`` and ``params``): one dictionary per example,
         empty where there is no explanation to judge. ``attributions``: what that run kept
@@ -315,32 +352,36 @@ class Engine:
         raise_if_cancelled(cancel)
         forward = CancellableForward(self.forward, cancel)
         key = arguments_key(spec.fingerprint, params)
-        out: List[Dict[str, Any]] = [{} for _ in results]
+        out: list[dict[str, Any]] = [{} for _ in results]
         for index, batch in ExampleBatch.groups(examples):
             exps = [results[i].explanation for i in index]
             if any(e is not None and e.target is None for e in exps):
                 for i, e in zip(index, exps):
                     if e is not None:
-                        out[i] = {n: {"error": "metrics need a class to score (use_label_for_attr=False has none)"}
-                                  for n in options.names}
+                        out[i] = {
+                            n: {"error": "metrics need a class to score (use_label_for_attr=False has none)"}
+                            for n in options.names
+                        }
                 continue
             with self.lock:
-                for i, values in zip(index, metrics_of(self, spec, params, key, batch, exps, options, fingerprints,
-                                                       forward, attributions)):
+                for i, values in zip(
+                    index,
+                    metrics_of(self, spec, params, key, batch, exps, options, fingerprints, forward, attributions),
+                ):
                     out[i] = values
         return out
 
     # ------------------------------------------------------------ prediction
-    def _predictions(self, batch: ExampleBatch, forward: Optional[CancellableForward] = None) -> List[Prediction]:
+    def _predictions(self, batch: ExampleBatch, forward: CancellableForward | None = None) -> list[Prediction]:
         """Top predictions, cached by example id; the missing ones in one pass."""
-        found: List[Optional[Prediction]] = [self.predictions.get(i) for i in batch.ids]
+        found: list[Prediction | None] = [self.predictions.get(i) for i in batch.ids]
         missing = [j for j, p in enumerate(found) if p is None]
         if missing and self.store is not None:
             missing = self._stored_predictions(batch, missing, found)
         if missing:
             sub = batch.select(missing)
 
-            def predict(part: ExampleBatch, ids: List[Hashable]) -> List[Prediction]:
+            def predict(part: ExampleBatch, ids: list[Hashable]) -> list[Prediction]:
                 return self._predict(part, ids, forward or self.forward)
 
             for j, ex_id, (pred, err) in zip(missing, sub.ids, self._isolated(predict, sub, sub.ids)):
@@ -350,8 +391,13 @@ class Engine:
                 found[j] = pred
             if self.store is not None:
                 fps = fingerprints(sub)
-                self.store.save_predictions([(fp, found[j].indices, found[j].scores)  # type: ignore[union-attr]
-                                             for fp, j in zip(fps, missing) if not found[j].error])  # type: ignore[union-attr]
+                self.store.save_predictions(
+                    [
+                        (fp, found[j].indices, found[j].scores)  # type: ignore[union-attr]
+                        for fp, j in zip(fps, missing)
+                        if not found[j].error
+                    ]
+                )  # type: ignore[union-attr]
         return found  # type: ignore[return-value]
 
     def _stored_any(self, batch: ExampleBatch) -> bool:
@@ -360,16 +406,26 @@ class Engine:
             return False
         return bool(self.store.predictions(fingerprints(batch)))
 
-    def _save(self, part: ExampleBatch, preds: Sequence[Prediction], targets: Sequence[Optional[int]],
-              exps: Sequence[Union[Explanation, Failure]], key: str) -> None:
+    def _save(
+        self,
+        part: ExampleBatch,
+        preds: Sequence[Prediction],
+        targets: Sequence[int | None],
+        exps: Sequence[Explanation | Failure],
+        key: str,
+    ) -> None:
         """Write what the one-pass path computed to the store."""
         fps = fingerprints(part)
         self.store.save_predictions([(fp, p.indices, p.scores) for fp, p in zip(fps, preds) if not p.error])
-        self.store.save_explanations([((fp, key, t), e.maps, e.contributions)
-                                      for fp, t, e in zip(fps, targets, exps) if isinstance(e, Explanation)])
+        self.store.save_explanations(
+            [
+                ((fp, key, t), e.maps, e.contributions)
+                for fp, t, e in zip(fps, targets, exps)
+                if isinstance(e, Explanation)
+            ]
+        )
 
-    def _stored_predictions(self, batch: ExampleBatch, missing: List[int], found: List[Optional[Prediction]]
-                            ) -> List[int]:
+    def _stored_predictions(self, batch: ExampleBatch, missing: list[int], found: list[Prediction | None]) -> list[int]:
         """Fill ``found`` from the store where it has them (and the memory cache); the rows still missing."""
         sub = batch.select(missing)
         fps = fingerprints(sub)
@@ -384,8 +440,9 @@ class Engine:
                 still.append(j)
         return still
 
-    def _predict(self, batch: ExampleBatch, ids: Sequence[Hashable], forward: Callable[..., torch.Tensor]
-                 ) -> List[Prediction]:
+    def _predict(
+        self, batch: ExampleBatch, ids: Sequence[Hashable], forward: Callable[..., torch.Tensor]
+    ) -> list[Prediction]:
         """One forward pass over ``batch`` (whose ids are ``ids``); stores and returns its predictions."""
         try:
             inputs = self.model_inputs(batch.inputs)
@@ -399,7 +456,7 @@ class Engine:
             raise ComputationError(f"prediction failed for {self.name}: {type(exc).__name__}: {exc}") from exc
         return self._store_predictions(ids, scores)
 
-    def outputs(self, batch: ExampleBatch) -> Tuple[torch.Tensor, torch.Tensor]:
+    def outputs(self, batch: ExampleBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """One forward pass over ``batch``: the raw outputs (on the device, for a loss) and the
         (n, classes) scores on the CPU. Nothing is cached: this is the dataset pass's step, which
         keeps its own records. Run it on :attr:`compute`."""
@@ -415,7 +472,7 @@ class Engine:
             raise ComputationError(f"prediction failed for {self.name}: {type(exc).__name__}: {exc}") from exc
         return out.detach(), scores
 
-    def _store_predictions(self, ids: Sequence[Hashable], scores: torch.Tensor) -> List[Prediction]:
+    def _store_predictions(self, ids: Sequence[Hashable], scores: torch.Tensor) -> list[Prediction]:
         """The top-k of each row, cached by example id; a row that is not finite is that example's error."""
         k = min(TOP_K_MAX, scores.shape[1])
         values, indices = torch.topk(scores, k, dim=1)
@@ -423,8 +480,14 @@ class Engine:
         out = []
         for ex_id, idx, val, ok in zip(ids, indices.tolist(), values.tolist(), finite):
             if not ok:  # not cached: it is the model's answer, but nothing to show
-                out.append(Prediction([], [], error=f"prediction failed for {self.name}: the model's output for "
-                                                    "this example is not finite (NaN or infinity)"))
+                out.append(
+                    Prediction(
+                        [],
+                        [],
+                        error=f"prediction failed for {self.name}: the model's output for "
+                        "this example is not finite (NaN or infinity)",
+                    )
+                )
                 continue
             p = Prediction(idx, val)
             self.predictions.put(ex_id, p)
@@ -432,24 +495,37 @@ class Engine:
         return out
 
     # ------------------------------------------------------------ attribution
-    def _explain(self, spec: MethodSpec, params: Dict[str, Any], key: str, batch: ExampleBatch,
-                 targets: Sequence[Optional[int]], shared: Dict[Any, Any], forward: CancellableForward
-                 ) -> List[Tuple[Optional[Explanation], Optional[str]]]:
+    def _explain(
+        self,
+        spec: MethodSpec,
+        params: dict[str, Any],
+        key: str,
+        batch: ExampleBatch,
+        targets: Sequence[int | None],
+        shared: dict[Any, Any],
+        forward: CancellableForward,
+    ) -> list[tuple[Explanation | None, str | None]]:
         """(explanation, error) per example: from the cache, or computed in batched captum calls."""
 
-        def compute(part: ExampleBatch, part_targets: List[Optional[int]]) -> List[Explanation]:
+        def compute(part: ExampleBatch, part_targets: list[int | None]) -> list[Explanation]:
             return self._cached_or_attributed(spec, params, key, part, part_targets, shared, forward)
 
         return self._isolated(compute, batch, targets)
 
-    def _cached_or_attributed(self, spec: MethodSpec, params: Dict[str, Any], key: str, batch: ExampleBatch,
-                              targets: List[Optional[int]], shared: Dict[Any, Any],
-                              forward: CancellableForward) -> List[Union[Explanation, Failure]]:
+    def _cached_or_attributed(
+        self,
+        spec: MethodSpec,
+        params: dict[str, Any],
+        key: str,
+        batch: ExampleBatch,
+        targets: list[int | None],
+        shared: dict[Any, Any],
+        forward: CancellableForward,
+    ) -> list[Explanation | Failure]:
         """Each example's explanation from the cache, the missing ones in batched captum calls (stored)."""
-        found: List[Optional[Union[Explanation, Failure]]] = [
-            self.results.get((i, key, t)) for i, t in zip(batch.ids, targets)]
+        found: list[Explanation | Failure | None] = [self.results.get((i, key, t)) for i, t in zip(batch.ids, targets)]
         missing = [j for j, exp in enumerate(found) if exp is None]
-        fps: Dict[int, str] = {}
+        fps: dict[int, str] = {}
         if missing and self.store is not None:
             sub = batch.select(missing)
             fps = dict(zip(missing, fingerprints(sub)))
@@ -467,25 +543,38 @@ class Engine:
         if missing:
             sub = batch.select(missing)
             sub_targets = [targets[j] for j in missing]
-            computed: List[Union[Explanation, Failure]] = []
+            computed: list[Explanation | Failure] = []
             for rows, part, inputs in self._calls(spec, params, sub):
                 forward.check()
                 part_targets = sub_targets[rows]
-                attrs = self.attribute(spec, params, part, _all_or_none(part_targets), inputs=inputs, shared=shared,
-                                       forward=forward)
+                attrs = self.attribute(
+                    spec, params, part, _all_or_none(part_targets), inputs=inputs, shared=shared, forward=forward
+                )
                 computed.extend(self._store_explanations(spec, key, part.ids, part_targets, attrs, shared.get(KEEP)))
             for j, exp in zip(missing, computed):
                 found[j] = exp
             if self.store is not None:
-                self.store.save_explanations([((fps[j], key, targets[j]), exp.maps, exp.contributions)
-                                              for j, exp in zip(missing, computed) if isinstance(exp, Explanation)])
+                self.store.save_explanations(
+                    [
+                        ((fps[j], key, targets[j]), exp.maps, exp.contributions)
+                        for j, exp in zip(missing, computed)
+                        if isinstance(exp, Explanation)
+                    ]
+                )
         return found  # type: ignore[return-value]
 
     @on_compute_thread
-    def attribute(self, spec: MethodSpec, params: Dict[str, Any], batch: ExampleBatch,
-                  targets: Optional[Sequence[int]], *, inputs: Optional[Tuple[torch.Tensor, ...]] = None,
-                  forward: Optional[Callable[..., torch.Tensor]] = None,
-                  shared: Optional[Dict[Any, Any]] = None) -> Tuple[torch.Tensor, ...]:
+    def attribute(
+        self,
+        spec: MethodSpec,
+        params: dict[str, Any],
+        batch: ExampleBatch,
+        targets: Sequence[int] | None,
+        *,
+        inputs: tuple[torch.Tensor, ...] | None = None,
+        forward: Callable[..., torch.Tensor] | None = None,
+        shared: dict[Any, Any] | None = None,
+    ) -> tuple[torch.Tensor, ...]:
         """Raw captum attributions of a batch in one call (per-example targets), not cached.
 
         ``inputs`` (the batch already transformed), ``forward`` (the function captum calls)
@@ -499,15 +588,28 @@ class Engine:
             target_tensor = torch.as_tensor(list(targets), dtype=torch.long, device=self.device)
         seed = spec.seed(params)
         ctx = AttributionContext(
-            model=self.model, forward=forward or self.forward, inputs=inputs, targets=target_tensor,
-            additional_args=as_tuple(batch.additional_args), params=params, image_inputs=self.image_inputs,
-            internal_batch_size=self.rows_per_pass(inputs), resolve_layer=self.resolve_layer, features=self.features,
-            display_inputs=batch.inputs, ids=batch.ids, seed=seed, device=self.device,
+            model=self.model,
+            forward=forward or self.forward,
+            inputs=inputs,
+            targets=target_tensor,
+            additional_args=as_tuple(batch.additional_args),
+            params=params,
+            image_inputs=self.image_inputs,
+            internal_batch_size=self.rows_per_pass(inputs),
+            resolve_layer=self.resolve_layer,
+            features=self.features,
+            display_inputs=batch.inputs,
+            ids=batch.ids,
+            seed=seed,
+            device=self.device,
             shared=shared if shared is not None else {},
         )
         # Only randomized methods touch the process-wide generators (and then one at a time).
-        rngs = (seeded_rngs(seed, cpu_only=self.device.type == "cpu", numpy=spec.numpy_rng) if spec.randomized
-                else contextlib.nullcontext())
+        rngs = (
+            seeded_rngs(seed, cpu_only=self.device.type == "cpu", numpy=spec.numpy_rng)
+            if spec.randomized
+            else contextlib.nullcontext()
+        )
         with self.lock, rngs:
             try:
                 result = spec.run(ctx)
@@ -520,8 +622,9 @@ class Engine:
             result = (result,)
         if any(r.dim() == 0 or r.shape[0] != len(batch) for r in result):  # never index past what captum gave
             got = [tuple(r.shape) for r in result]
-            raise ComputationError(f"{spec.label} failed for {self.name}: attributions of shape {got} "
-                                   f"for {len(batch)} example(s)")
+            raise ComputationError(
+                f"{spec.label} failed for {self.name}: attributions of shape {got} for {len(batch)} example(s)"
+            )
         return tuple(r.detach() for r in result)
 
     def rows_per_pass(self, inputs: Sequence[torch.Tensor]) -> int:
@@ -529,7 +632,7 @@ class Engine:
         ``internal_batch_size``, and at most ``PASS_INPUT_BYTES`` of model inputs."""
         return max(1, min(self.internal_batch_size, PASS_INPUT_BYTES // max(1, _row_bytes(inputs))))
 
-    def examples_per_call(self, spec: MethodSpec, params: Dict[str, Any], inputs: Sequence[torch.Tensor]) -> int:
+    def examples_per_call(self, spec: MethodSpec, params: dict[str, Any], inputs: Sequence[torch.Tensor]) -> int:
         """How many examples one captum call attributes: as many as keep the rows of each of its
         forward passes (rows per example x examples) within ``internal_batch_size``. An
         example adds ``n_steps`` rows to Integrated Gradients' passes, but only
@@ -560,7 +663,7 @@ class Engine:
         rows = max(1, min(self.internal_batch_size, CALL_INPUT_BYTES // max(1, row_bytes)))
         return max(1, rows // max(1, evals))
 
-    def call_size(self, spec: MethodSpec, params: Dict[str, Any], inputs: Sequence[torch.Tensor], n: int) -> int:
+    def call_size(self, spec: MethodSpec, params: dict[str, Any], inputs: Sequence[torch.Tensor], n: int) -> int:
         """Examples per captum call for a batch of ``n``: the static rule (:meth:`examples_per_call`)
         to start with, then what :class:`~insights_app.call_sizes.CallSizes` measured fastest for
         this method, its arguments and this input shape, within a memory bound (captum keeps every
@@ -578,8 +681,9 @@ class Engine:
         key = (arguments_key(spec.fingerprint, params), tuple(tuple(x.shape[1:]) for x in inputs))
         return self.call_sizes.choose(key, rule, cap, n)
 
-    def _calls(self, spec: MethodSpec, params: Dict[str, Any], batch: ExampleBatch
-               ) -> Iterator[Tuple[slice, ExampleBatch, Tuple[torch.Tensor, ...]]]:
+    def _calls(
+        self, spec: MethodSpec, params: dict[str, Any], batch: ExampleBatch
+    ) -> Iterator[tuple[slice, ExampleBatch, tuple[torch.Tensor, ...]]]:
         """The captum calls for a batch: (its rows, those examples, their model inputs).
 
         The whole batch is transformed once; each call gets its rows as views. Each call's time
@@ -599,18 +703,28 @@ class Engine:
             if not spec.randomized:
                 self.call_sizes.record(key, chunk, rows.stop - rows.start, time.perf_counter() - began)
 
-    def _store_explanations(self, spec: MethodSpec, key: str, ids: Sequence[Hashable],
-                            targets: Sequence[Optional[int]], attrs: Tuple[torch.Tensor, ...],
-                            keep: Optional[KeptAttributions] = None) -> List[Union[Explanation, Failure]]:
+    def _store_explanations(
+        self,
+        spec: MethodSpec,
+        key: str,
+        ids: Sequence[Hashable],
+        targets: Sequence[int | None],
+        attrs: tuple[torch.Tensor, ...],
+        keep: KeptAttributions | None = None,
+    ) -> list[Explanation | Failure]:
         """Reduce each example's attributions to what the page shows, and cache them; an example
         whose attribution is not finite gets a :class:`Failure` instead (nothing could show it).
         ``keep`` receives the full-resolution attributions too (see :meth:`run`)."""
         finite = torch.stack([torch.isfinite(a.reshape(a.shape[0], -1)).all(dim=1) for a in attrs]).all(dim=0).tolist()
-        out: List[Union[Explanation, Failure]] = []
+        out: list[Explanation | Failure] = []
         for row, (ex_id, target) in enumerate(zip(ids, targets)):
             if not finite[row]:
-                out.append(Failure(f"{spec.label} failed for {self.name}: the attribution of this example is not "
-                                   "finite (NaN or infinity)"))
+                out.append(
+                    Failure(
+                        f"{spec.label} failed for {self.name}: the attribution of this example is not "
+                        "finite (NaN or infinity)"
+                    )
+                )
                 continue
             per_feature = [a[row] for a in attrs]
             if keep is not None:
@@ -626,9 +740,16 @@ class Engine:
         return out
 
     # ------------------------------------------------------------ one forward pass for both
-    def _shared_forward(self, spec: MethodSpec, params: Dict[str, Any], key: str, batch: ExampleBatch,
-                        requested: Sequence[Optional[int]], shared: Dict[Any, Any],
-                        forward: CancellableForward) -> Optional[List[Result]]:
+    def _shared_forward(
+        self,
+        spec: MethodSpec,
+        params: dict[str, Any],
+        key: str,
+        batch: ExampleBatch,
+        requested: Sequence[int | None],
+        shared: dict[Any, Any],
+        forward: CancellableForward,
+    ) -> list[Result] | None:
         """Predictions and attributions from one forward pass per captum call.
 
         For methods whose first forward pass is on the unchanged inputs (Saliency and Input x
@@ -642,7 +763,7 @@ class Engine:
         separately, which isolates the failing examples (what succeeded here is cached).
         """
         with_grad = spec.first_forward == "grad"
-        results: List[Result] = []
+        results: list[Result] = []
         try:
             with self.lock:
                 for rows, part, inputs in self._calls(spec, params, batch):
@@ -655,13 +776,22 @@ class Engine:
                     if any(p.error for p in preds):
                         raise ComputationError("a prediction that cannot be shown")  # isolated on the two-step path
                     targets = [self.target(p, requested[rows.start + j]) for j, p in enumerate(preds)]
-                    attrs = self.attribute(spec, params, part, _all_or_none(targets), inputs=inputs,
-                                           forward=ReusedForward(forward, call_args, out), shared=shared)
+                    attrs = self.attribute(
+                        spec,
+                        params,
+                        part,
+                        _all_or_none(targets),
+                        inputs=inputs,
+                        forward=ReusedForward(forward, call_args, out),
+                        shared=shared,
+                    )
                     exps = self._store_explanations(spec, key, part.ids, targets, attrs, shared.get(KEEP))
                     if self.store is not None:
                         self._save(part, preds, targets, exps, key)
-                    results.extend(Result(i, p, None, e.message) if isinstance(e, Failure) else Result(i, p, e)
-                                   for i, p, e in zip(part.ids, preds, exps))
+                    results.extend(
+                        Result(i, p, None, e.message) if isinstance(e, Failure) else Result(i, p, e)
+                        for i, p, e in zip(part.ids, preds, exps)
+                    )
         except (ValidationError, Cancelled):
             raise
         except Exception as exc:  # isolate on the two-step path (what succeeded is cached)
@@ -670,7 +800,7 @@ class Engine:
         return results
 
 
-def fingerprints(batch: ExampleBatch) -> List[str]:
+def fingerprints(batch: ExampleBatch) -> list[str]:
     """The store's fingerprint of each example of ``batch``, hashed once per request's batch (the
     prediction and the attribution lookups, and the writes, share it)."""
     return batch.memo(lambda b: example_fingerprints(b.inputs, b.additional_args))
@@ -680,7 +810,7 @@ class CancellableForward:
     """The model's forward function for one run, asking ``cancel`` before each pass (captum makes
     many per call: a cancelled run stops within one pass, not at the end of the call)."""
 
-    def __init__(self, forward: Callable[..., torch.Tensor], cancel: Optional[Cancel]) -> None:
+    def __init__(self, forward: Callable[..., torch.Tensor], cancel: Cancel | None) -> None:
         self._forward = forward
         self.cancel = cancel
 
@@ -697,7 +827,7 @@ def _row_bytes(inputs: Sequence[torch.Tensor]) -> int:
     return 4 * sum(int(x[0].numel()) for x in inputs if x.dim() > 0 and x.shape[0] > 0)
 
 
-def _all_or_none(targets: Sequence[Optional[int]]) -> Optional[List[int]]:
+def _all_or_none(targets: Sequence[int | None]) -> list[int] | None:
     """Targets for captum: every example's class, or None when the model has no class outputs."""
     return None if any(t is None for t in targets) else list(targets)  # type: ignore[arg-type]
 
@@ -711,10 +841,10 @@ class ReusedForward:
     used, so its graph is freed with captum's backward pass.
     """
 
-    def __init__(self, forward: Callable[..., torch.Tensor], args: Tuple[Any, ...], output: torch.Tensor) -> None:
+    def __init__(self, forward: Callable[..., torch.Tensor], args: tuple[Any, ...], output: torch.Tensor) -> None:
         self._forward = forward
-        self._args: Tuple[Any, ...] = args
-        self._output: Optional[torch.Tensor] = output
+        self._args: tuple[Any, ...] = args
+        self._output: torch.Tensor | None = output
         self.reused = False
 
     def __call__(self, *args: Any) -> torch.Tensor:

@@ -10,7 +10,6 @@ logged with its traceback and answered as ``internal error: <type>`` only.
 from __future__ import annotations
 
 import logging
-from typing import Dict, Optional, Tuple, Type
 
 from .limits import MAX_BODY_BYTES
 
@@ -57,7 +56,7 @@ class Cancelled(RuntimeError):
 
 
 # Most specific first: the first row whose type matches answers.
-ERROR_STATUSES: Tuple[Tuple[Type[BaseException], int], ...] = (
+ERROR_STATUSES: tuple[tuple[type[BaseException], int], ...] = (
     (UnsupportedMediaType, 415),
     (ValidationError, 400),
     (RenderError, 400),
@@ -77,12 +76,18 @@ HTTP_ERROR_MESSAGES = {
     413: f"request body too large (limit {MAX_BODY_BYTES} bytes)",
 }
 # What each status means, for the API's documentation.
-STATUS_MEANINGS = {400: "invalid request (the message names the field)", 401: "token missing", 403: "token invalid",
-                   413: "body too large", 415: "not JSON", 500: "the model or the dataset failed",
-                   503: "the server is busy (try again shortly) or stopping"}
+STATUS_MEANINGS = {
+    400: "invalid request (the message names the field)",
+    401: "token missing",
+    403: "token invalid",
+    413: "body too large",
+    415: "not JSON",
+    500: "the model or the dataset failed",
+    503: "the server is busy (try again shortly) or stopping",
+}
 
 
-def error_status(exc: BaseException) -> Optional[int]:
+def error_status(exc: BaseException) -> int | None:
     """The HTTP status of an error meant for the user; None for an unexpected one."""
     for kind, status in ERROR_STATUSES:
         if isinstance(exc, kind):
@@ -98,12 +103,12 @@ def error_message(exc: BaseException) -> str:
     return str(exc)
 
 
-def error_reply(exc: BaseException) -> Tuple[int, Dict[str, str]]:
+def error_reply(exc: BaseException) -> tuple[int, dict[str, str]]:
     """(status, ``{"error": message}``) for any exception; unexpected ones are a 500."""
     message = error_message(exc)
     return error_status(exc) or 500, {"error": message}
 
 
-def error_event(exc: BaseException) -> Dict[str, str]:
+def error_event(exc: BaseException) -> dict[str, str]:
     """The stream event that ends a streamed answer which failed midway."""
     return {"type": "error", "error": error_message(exc)}

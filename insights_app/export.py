@@ -14,8 +14,9 @@ import html
 import io
 import json
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ FORMATS = ("csv", "npz", "html")
 PAGE = 32  # examples per page request while exporting
 
 
-def _wait_for_pass(vis: Any, model: int, cancel: Optional[Cancel]) -> None:
+def _wait_for_pass(vis: Any, model: int, cancel: Cancel | None) -> None:
     """Run (or resume, or reuse) the dataset pass to its end. Without a ``cancel``, as
     ``vis.interpretation()`` does; with one, asking it while waiting, so that a client that hangs up
     stops waiting (the pass itself goes on: it is shared with the Dataset view and the filters)."""
@@ -45,8 +46,9 @@ def _wait_for_pass(vis: Any, model: int, cancel: Optional[Cancel]) -> None:
         state = p.wait(timeout=0.5)
 
 
-def _pages(vis: Any, body: Mapping[str, Any], limit: Optional[int], cancel: Optional[Cancel] = None
-           ) -> Iterator[Dict[str, Any]]:
+def _pages(
+    vis: Any, body: Mapping[str, Any], limit: int | None, cancel: Cancel | None = None
+) -> Iterator[dict[str, Any]]:
     """The examples a page body selects, page by page, at most ``limit`` of them (a triage filter
     waits for the whole dataset pass first: an export is of the whole dataset, not of its start).
     ``cancel`` goes down with each page's computation (the export view's client hanging up)."""
@@ -69,7 +71,7 @@ def _pages(vis: Any, body: Mapping[str, Any], limit: Optional[int], cancel: Opti
             return
 
 
-def csv_text(vis: Any, model: int = 0, top_k: int = 3, cancel: Optional[Cancel] = None) -> Tuple[str, int]:
+def csv_text(vis: Any, model: int = 0, top_k: int = 3, cancel: Cancel | None = None) -> tuple[str, int]:
     """The CSV (its text, and how many rows of examples): one row per example the dataset pass
     covers (it runs first): id, label, top-k, confidence, loss."""
     _wait_for_pass(vis, model, cancel)
@@ -78,23 +80,32 @@ def csv_text(vis: Any, model: int = 0, top_k: int = 3, cancel: Optional[Cancel] 
     k = min(top_k, snap.top_classes.shape[2])
     with io.StringIO(newline="") as f:
         w = csv.writer(f)
-        w.writerow(["id", "label", "predicted", "confidence", "loss", "correct", "error"]
-                   + [c for i in range(k) for c in (f"top{i + 1}", f"score{i + 1}")])
+        w.writerow(
+            ["id", "label", "predicted", "confidence", "loss", "correct", "error"]
+            + [c for i in range(k) for c in (f"top{i + 1}", f"score{i + 1}")]
+        )
         for ex_id in range(snap.n):
             label = int(snap.labels[ex_id])
             failed = bool(snap.failed[model, ex_id])
             top = snap.top_classes[model, ex_id, :k].tolist()
             scores = snap.top_scores[model, ex_id, :k].tolist()
             loss = float(snap.losses[model, ex_id])
-            w.writerow([ex_id, names[label] if 0 <= label < len(names) else "",
-                        "" if failed else names[top[0]], "" if failed else f"{scores[0]:.6g}",
-                        "" if loss != loss else f"{loss:.6g}",
-                        "" if failed or label < 0 else int(top[0] == label), snap.errors[model].get(ex_id, "")]
-                       + [v for i in range(k) for v in (("", "") if failed else (names[top[i]], f"{scores[i]:.6g}"))])
+            w.writerow(
+                [
+                    ex_id,
+                    names[label] if 0 <= label < len(names) else "",
+                    "" if failed else names[top[0]],
+                    "" if failed else f"{scores[0]:.6g}",
+                    "" if loss != loss else f"{loss:.6g}",
+                    "" if failed or label < 0 else int(top[0] == label),
+                    snap.errors[model].get(ex_id, ""),
+                ]
+                + [v for i in range(k) for v in (("", "") if failed else (names[top[i]], f"{scores[i]:.6g}"))]
+            )
         return f.getvalue(), snap.n
 
 
-def export_csv(vis: Any, out: Union[str, Path], model: int = 0, top_k: int = 3) -> int:
+def export_csv(vis: Any, out: str | Path, model: int = 0, top_k: int = 3) -> int:
     """One row per example the dataset pass covers (it runs first): id, label, top-k, confidence, loss."""
     text, n = csv_text(vis, model, top_k)
     with open(out, "w", newline="", encoding="utf-8") as f:
@@ -102,19 +113,26 @@ def export_csv(vis: Any, out: Union[str, Path], model: int = 0, top_k: int = 3) 
     return n
 
 
-def export_npz(vis: Any, out: Union[str, Path], body: Mapping[str, Any], limit: Optional[int] = None) -> int:
+def export_npz(vis: Any, out: str | Path, body: Mapping[str, Any], limit: int | None = None) -> int:
     """The raw maps (as drawn, float32) of the examples a page body selects: ``map_<id>_<model>_<feature>``
     arrays, plus ``ids``, ``targets`` and a JSON ``meta`` (method, arguments, classes)."""
-    arrays: Dict[str, np.ndarray] = {}
+    arrays: dict[str, np.ndarray] = {}
     ids, targets = [], []
     q = vis.parse_page(dict(body))
     for ex in _pages(vis, dict(body), limit):
         ids.append(ex["id"])
         for m in ex["models"]:
             targets.append(-1 if not m.get("target") else m["target"]["index"])
-            attr = vis.attribute({"example_id": ex["id"], "model": m["index"], "method": q.method.name,
-                                  "arguments": q.arguments, "values": True,
-                                  "target": None if not m.get("target") else m["target"]["index"]})
+            attr = vis.attribute(
+                {
+                    "example_id": ex["id"],
+                    "model": m["index"],
+                    "method": q.method.name,
+                    "arguments": q.arguments,
+                    "values": True,
+                    "target": None if not m.get("target") else m["target"]["index"],
+                }
+            )
             for a in attr["example"]["models"][0]["attributions"]:
                 values = a.get("values")
                 if values:
@@ -124,10 +142,19 @@ def export_npz(vis: Any, out: Union[str, Path], body: Mapping[str, Any], limit: 
                     arrays[f"map_{ex['id']}_{m['index']}_{a['name']}"] = data
                 elif "scores" in a:
                     arrays[f"map_{ex['id']}_{m['index']}_{a['name']}"] = np.asarray(a["scores"], np.float32)
-    meta = {"method": q.method.name, "arguments": q.arguments, "classes": vis.classes,
-            "models": [e.name for e in vis.engines]}
-    np.savez_compressed(out, ids=np.asarray(ids, np.int64), targets=np.asarray(targets, np.int64),
-                        meta=np.asarray(json.dumps(meta, default=str)), **arrays)
+    meta = {
+        "method": q.method.name,
+        "arguments": q.arguments,
+        "classes": vis.classes,
+        "models": [e.name for e in vis.engines],
+    }
+    np.savez_compressed(
+        out,
+        ids=np.asarray(ids, np.int64),
+        targets=np.asarray(targets, np.int64),
+        meta=np.asarray(json.dumps(meta, default=str)),
+        **arrays,
+    )
     return len(ids)
 
 
@@ -139,7 +166,7 @@ border-radius:8px;padding:12px;margin:0 0 12px;display:flex;gap:16px;align-items
 table{border-collapse:collapse}td{padding:1px 8px 1px 0}.muted{color:#596270}"""
 
 
-def _feature_html(f: Dict[str, Any]) -> str:
+def _feature_html(f: dict[str, Any]) -> str:
     if f["type"] == "image" and isinstance(f.get("original"), str):
         return f'<img alt="{html.escape(f["name"])}" src="{html.escape(f["original"])}">'
     if f["type"] == "text":
@@ -147,7 +174,7 @@ def _feature_html(f: Dict[str, Any]) -> str:
     return "<div>" + html.escape(", ".join(map(str, f.get("original") or []))) + "</div>"
 
 
-def _metrics_html(metrics: Optional[Mapping[str, Any]]) -> str:
+def _metrics_html(metrics: Mapping[str, Any] | None) -> str:
     """A map's quality metrics (when the body asked for them), each with its better direction."""
     if not metrics:
         return ""
@@ -156,61 +183,77 @@ def _metrics_html(metrics: Optional[Mapping[str, Any]]) -> str:
     cells = []
     for name, value in metrics.items():
         number = value.get("area") if isinstance(value, dict) else value
-        shown = "failed" if isinstance(value, dict) and "error" in value else (
-            "n/a" if number is None else f"{number:.3g}")
+        shown = (
+            "failed" if isinstance(value, dict) and "error" in value else ("n/a" if number is None else f"{number:.3g}")
+        )
         cells.append(f"{html.escape(name)} {shown} {'↓' if LOWER_IS_BETTER.get(name, True) else '↑'}")
     return f'<div class="muted">{" · ".join(cells)}</div>'
 
 
-def html_report(vis: Any, body: Mapping[str, Any], limit: Optional[int] = 100, cancel: Optional[Cancel] = None
-                ) -> Tuple[str, int]:
+def html_report(
+    vis: Any, body: Mapping[str, Any], limit: int | None = 100, cancel: Cancel | None = None
+) -> tuple[str, int]:
     """A self-contained report of the examples a page body selects (inputs, predictions, maps, losses):
     its HTML text, and how many examples it holds. ``cancel`` stops it between computations."""
     q = vis.parse_page(dict(body))
-    cards: List[str] = []
+    cards: list[str] = []
     for ex in _pages(vis, dict(body), limit, cancel):
         label = ex.get("label")
-        parts = [f'<div><div class="id">#{ex["id"]}</div><div class="muted">true label: '
-                 f'{html.escape(label["name"]) if label else "none"}</div></div>']
+        parts = [
+            f'<div><div class="id">#{ex["id"]}</div><div class="muted">true label: '
+            f"{html.escape(label['name']) if label else 'none'}</div></div>"
+        ]
         parts += [_feature_html(f) for f in ex["features"]]
         for m in ex["models"]:
             right = label and m["predictions"] and m["predictions"][0]["index"] == label["index"]
-            verdict = "" if not label or not m["predictions"] else (
-                '<span class="ok">correct</span>' if right else '<span class="bad">misclassified</span>')
-            rows = "".join(f"<tr><td>{html.escape(p['label'])}</td><td>{p['score'] * 100:.1f}%</td></tr>"
-                           for p in m["predictions"])
-            maps = "".join(f'<img alt="{html.escape(q.method.label)} map of {html.escape(a["name"])}" '
-                           f'src="{html.escape(a["image"])}">' for a in m.get("attributions", []) if a.get("image"))
+            verdict = (
+                ""
+                if not label or not m["predictions"]
+                else ('<span class="ok">correct</span>' if right else '<span class="bad">misclassified</span>')
+            )
+            rows = "".join(
+                f"<tr><td>{html.escape(p['label'])}</td><td>{p['score'] * 100:.1f}%</td></tr>" for p in m["predictions"]
+            )
+            maps = "".join(
+                f'<img alt="{html.escape(q.method.label)} map of {html.escape(a["name"])}" '
+                f'src="{html.escape(a["image"])}">'
+                for a in m.get("attributions", [])
+                if a.get("image")
+            )
             loss = f'<div class="muted">loss {m["loss"]:.4g}</div>' if isinstance(m.get("loss"), float) else ""
             error = f'<div class="bad">{html.escape(m["error"])}</div>' if m.get("error") else ""
             loss += _metrics_html(m.get("metrics"))
-            parts.append(f'<div><div>{html.escape(m["name"])} {verdict}</div><table>{rows}</table>{loss}{error}</div>'
-                         f"{maps}")
+            parts.append(
+                f"<div><div>{html.escape(m['name'])} {verdict}</div><table>{rows}</table>{loss}{error}</div>{maps}"
+            )
         cards.append('<section class="card">' + "".join(parts) + "</section>")
     args = ", ".join(f"{k}={v}" for k, v in q.arguments.items())
     doc = io.StringIO()
-    doc.write('<!doctype html><html lang="en"><head><meta charset="utf-8">'
-              "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
-              "style-src 'unsafe-inline'\">"
-              f"<title>{html.escape(vis.title)}: report</title><style>{STYLE}</style></head><body>")
-    doc.write(f"<h1>{html.escape(vis.title)}</h1><div class=\"meta\">Models: "
-              f"{html.escape(', '.join(e.name for e in vis.engines))} · method: {html.escape(q.method.label)}"
-              f"{' (' + html.escape(args) + ')' if args else ''} · filter: {html.escape(json.dumps(body.get('filter') or {}))}"
-              f" · {len(cards)} examples · made {time.strftime('%Y-%m-%d %H:%M')}</div>")
+    doc.write(
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
+        "style-src 'unsafe-inline'\">"
+        f"<title>{html.escape(vis.title)}: report</title><style>{STYLE}</style></head><body>"
+    )
+    doc.write(
+        f'<h1>{html.escape(vis.title)}</h1><div class="meta">Models: '
+        f"{html.escape(', '.join(e.name for e in vis.engines))} · method: {html.escape(q.method.label)}"
+        f"{' (' + html.escape(args) + ')' if args else ''} · filter: {html.escape(json.dumps(body.get('filter') or {}))}"
+        f" · {len(cards)} examples · made {time.strftime('%Y-%m-%d %H:%M')}</div>"
+    )
     doc.write("".join(cards) or "<p>No example matches this filter.</p>")
     doc.write("</body></html>")
     return doc.getvalue(), len(cards)
 
 
-def export_html(vis: Any, out: Union[str, Path], body: Mapping[str, Any], limit: Optional[int] = 100) -> int:
+def export_html(vis: Any, out: str | Path, body: Mapping[str, Any], limit: int | None = 100) -> int:
     """A self-contained report of the examples a page body selects: inputs, predictions, maps, losses."""
     text, n = html_report(vis, body, limit)
     Path(out).write_text(text, encoding="utf-8")
     return n
 
 
-def export(vis: Any, fmt: str, out: Union[str, Path], body: Optional[Mapping[str, Any]] = None,
-           limit: Optional[int] = None) -> int:
+def export(vis: Any, fmt: str, out: str | Path, body: Mapping[str, Any] | None = None, limit: int | None = None) -> int:
     """Write ``fmt`` (csv, npz or html) to ``out``; how many examples it holds."""
     if fmt not in FORMATS:
         raise ValidationError("format", f"must be one of {', '.join(FORMATS)}")

@@ -9,13 +9,14 @@ the engine never needs to know what kind of data it is attributing.
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
-Transforms = Union[None, Transform, Sequence[Transform]]
+Transforms = None | Transform | Sequence[Transform]
 
 
 class FeatureOutput(NamedTuple):
@@ -28,7 +29,7 @@ class FeatureOutput(NamedTuple):
     contribution: float
 
 
-def as_transform_list(transforms: Transforms) -> List[Transform]:
+def as_transform_list(transforms: Transforms) -> list[Transform]:
     """Accept a callable, a sequence of callables or None, as captum.insights did."""
     if transforms is None:
         return []
@@ -48,7 +49,7 @@ def apply_transforms(transforms: Sequence[Transform], example: torch.Tensor) -> 
     return example
 
 
-def transform_batch(feature: "BaseFeature", batch: torch.Tensor) -> torch.Tensor:
+def transform_batch(feature: BaseFeature, batch: torch.Tensor) -> torch.Tensor:
     """``feature.transform_input(batch)``, in one call per transform when each one computes
     the same on a batch as example by example: torchvision's ``Normalize`` on (C, H, W)
     examples, or any transform with an ``apply_to_batch(batch)`` method. Calling a transform
@@ -85,7 +86,7 @@ class BaseFeature:
         name: str,
         baseline_transforms: Transforms = None,
         input_transforms: Transforms = None,
-        visualization_transform: Optional[Transform] = None,
+        visualization_transform: Transform | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError("a feature needs a non-empty name")
@@ -135,7 +136,9 @@ class ImageFeature(BaseFeature):
         from .render import encode_png_base64, render_attribution, to_display_image
 
         original = to_display_image(self.display_input(data))
-        modified = render_attribution(self.reduce_attribution(attribution), original, "blended_heat_map", "absolute_value")
+        modified = render_attribution(
+            self.reduce_attribution(attribution), original, "blended_heat_map", "absolute_value"
+        )
         return FeatureOutput(
             self.name, encode_png_base64(original), encode_png_base64(modified), "image", float(contribution_frac)
         )
@@ -153,7 +156,7 @@ class TextFeature(BaseFeature):
             a = a.sum(dim=-1)
         return a.numpy()
 
-    def tokens(self, example: torch.Tensor) -> List[str]:
+    def tokens(self, example: torch.Tensor) -> list[str]:
         shown = self.display_input(example)
         if isinstance(shown, torch.Tensor):
             return [str(t) for t in shown.flatten().tolist()]
@@ -194,8 +197,13 @@ class EmptyFeature(BaseFeature):
 
     kind = "empty"
 
-    def __init__(self, name: str = "empty", baseline_transforms: Transforms = None,
-                 input_transforms: Transforms = None, visualization_transform: Optional[Transform] = None) -> None:
+    def __init__(
+        self,
+        name: str = "empty",
+        baseline_transforms: Transforms = None,
+        input_transforms: Transforms = None,
+        visualization_transform: Transform | None = None,
+    ) -> None:
         super().__init__(name, baseline_transforms, input_transforms, visualization_transform)
 
     def visualize(self, attribution: torch.Tensor, data: torch.Tensor, contribution_frac: float) -> FeatureOutput:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from typing import Any, List
+from typing import Any
 
 # A walk that has found no image in this many values gives up and encodes the answer as it is:
 # on an answer of plain numbers and labels the walk cost about as much as encoding it.
@@ -41,7 +41,7 @@ class _NoImages(Exception):
 
 def _take_out(obj: Any, token: str) -> tuple:
     """``obj`` with each Verbatim string replaced by ``token`` + its index, and those strings."""
-    found: List[str] = []
+    found: list[str] = []
     seen = 0
 
     def walk(o: Any) -> Any:

@@ -20,9 +20,10 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any
 
 import anywidget
 import traitlets
@@ -44,8 +45,9 @@ def _read_static(name: str) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise RuntimeError(f"the notebook widget needs {path}, which is missing ({exc.strerror}); "
-                           "reinstall insights-app") from None
+        raise RuntimeError(
+            f"the notebook widget needs {path}, which is missing ({exc.strerror}); reinstall insights-app"
+        ) from None
 
 
 def widget_esm() -> str:
@@ -53,7 +55,7 @@ def widget_esm() -> str:
     return _read_static(WIDGET_ENTRY)
 
 
-def widget_modules() -> Dict[str, str]:
+def widget_modules() -> dict[str, str]:
     """Every ES module of the page (path under static/ -> source), for the widget to link."""
     paths = sorted(p.relative_to(STATIC_DIR).as_posix() for p in STATIC_DIR.rglob("*.js"))
     return {path: _read_static(path) for path in paths if path not in (WIDGET_ENTRY, PAGE_ENTRY)}
@@ -67,13 +69,19 @@ def widget_css() -> str:
     """
     css = CSS_IMPORT.sub(lambda m: _read_static(m.group(1)), _read_static("style.css"))
     if "@import" in css:
-        raise RuntimeError("static/style.css may only hold @import url(\"...\"); lines naming sheets that "
-                           "import nothing themselves")
+        raise RuntimeError(
+            'static/style.css may only hold @import url("..."); lines naming sheets that import nothing themselves'
+        )
     return css
 
 
-def handle_request(visualizer: Any, kind: Any, body: Any, emit: Callable[[Dict[str, Any]], None],
-                   cancelled: Callable[[], bool] = lambda: False) -> None:
+def handle_request(
+    visualizer: Any,
+    kind: Any,
+    body: Any,
+    emit: Callable[[dict[str, Any]], None],
+    cancelled: Callable[[], bool] = lambda: False,
+) -> None:
     """Run one request of the page against ``visualizer``; ``emit`` each reply (without its id).
 
     ``kind`` names one of the visualizer's views, the same that serve ``/api/v1/<kind>``,
@@ -131,17 +139,23 @@ class InsightsWidget(anywidget.AnyWidget):
     _modules = traitlets.Dict().tag(sync=True)
     height = traitlets.Int(900, allow_none=True, min=0).tag(sync=True)  # px; 0 or None: grow with the content
 
-    def __init__(self, visualizer: Any, height: Optional[int] = 900, max_workers: int = 4, **kwargs: Any) -> None:
-        super().__init__(_esm=widget_esm(), _css=widget_css(), _modules=widget_modules(),
-                         height=None if height is None else int(height), **kwargs)
+    def __init__(self, visualizer: Any, height: int | None = 900, max_workers: int = 4, **kwargs: Any) -> None:
+        super().__init__(
+            _esm=widget_esm(),
+            _css=widget_css(),
+            _modules=widget_modules(),
+            height=None if height is None else int(height),
+            **kwargs,
+        )
         self.visualizer = visualizer
-        self._pool: Optional[ThreadPoolExecutor] = ThreadPoolExecutor(
-            max_workers=max(1, int(max_workers)), thread_name_prefix="insights-widget")
-        self._requests: Dict[str, bool] = {}  # in-flight request id -> cancelled
+        self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(
+            max_workers=max(1, int(max_workers)), thread_name_prefix="insights-widget"
+        )
+        self._requests: dict[str, bool] = {}  # in-flight request id -> cancelled
         self._requests_lock = threading.Lock()
         self.on_msg(self._on_custom_message)
 
-    def _on_custom_message(self, _widget: Any, content: Any, _buffers: List[Any]) -> None:
+    def _on_custom_message(self, _widget: Any, content: Any, _buffers: list[Any]) -> None:
         if not isinstance(content, dict) or not isinstance(content.get("id"), str):
             log.debug("ignoring widget message %r", content)
             return
@@ -163,7 +177,7 @@ class InsightsWidget(anywidget.AnyWidget):
             return self._requests.get(request_id, True)
 
     def _answer(self, request_id: str, kind: Any, body: Any) -> None:
-        def emit(reply: Dict[str, Any]) -> None:
+        def emit(reply: dict[str, Any]) -> None:
             if not self._is_cancelled(request_id):
                 self.send({"id": request_id, **reply})
 

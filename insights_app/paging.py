@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any
 
 from .cancel import Cancel, raise_if_cancelled
 from .dataset import Example, ExampleStore, NotReadYet
@@ -25,10 +26,10 @@ PREDICT_CHUNK = 64  # examples predicted per forward pass while scanning
 FILTERS_KEPT = 64  # filter indexes remembered (least recently used dropped)
 
 # Every model's predictions of some examples: one list per model, one Prediction per example.
-Predict = Callable[[Sequence[Example], Optional[Cancel]], List[List[Prediction]]]
+Predict = Callable[[Sequence[Example], Cancel | None], list[list[Prediction]]]
 
 
-def matches(flt: Filter, label: Optional[int], preds: Sequence[Prediction]) -> bool:
+def matches(flt: Filter, label: int | None, preds: Sequence[Prediction]) -> bool:
     """Whether an example with ``label`` and these predictions (one per model) passes ``flt``.
 
     Classes match each model's top prediction (``class_source="prediction"``: any model
@@ -59,7 +60,7 @@ def matches(flt: Filter, label: Optional[int], preds: Sequence[Prediction]) -> b
 class FilterIndex:
     """Ids matching one filter, in dataset order, found so far by scanning."""
 
-    matches: List[int] = field(default_factory=list)
+    matches: list[int] = field(default_factory=list)
     next_id: int = 0
     done: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -69,18 +70,18 @@ class FilterIndex:
 class PageInfo:
     """One page's ids and how it was found (what the page's status line says)."""
 
-    ids: List[int]
+    ids: list[int]
     page: int
     page_size: int
     scanned: int
     exhausted: bool
     has_next: bool
-    total: Optional[int]
+    total: int | None
     message: str = ""
     # How many examples match the filter: all of them once ``exhausted``, else those found so far
     # (for an unfiltered page, the examples known to exist).
     matched: int = 0
-    dataset_size: Optional[int] = None  # the dataset's length when it is known, whatever the filter
+    dataset_size: int | None = None  # the dataset's length when it is known, whatever the filter
     newly_scanned: int = 0  # examples this request predicted to find the page (not sent)
 
     @property
@@ -89,18 +90,27 @@ class PageInfo:
         return self.page * self.page_size
 
     @property
-    def last_page(self) -> Optional[int]:
+    def last_page(self) -> int | None:
         """The last page that has examples, once the count is complete (None before, or when none match)."""
         if not self.exhausted or self.matched <= 0:
             return None
         return (self.matched - 1) // self.page_size
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return {
-            "ids": self.ids, "page": self.page, "page_size": self.page_size, "scanned": self.scanned,
-            "exhausted": self.exhausted, "has_next": self.has_next, "has_prev": self.page > 0,
-            "total": self.total, "message": self.message, "matched": self.matched, "first": self.first,
-            "last_page": self.last_page, "dataset_size": self.dataset_size,
+            "ids": self.ids,
+            "page": self.page,
+            "page_size": self.page_size,
+            "scanned": self.scanned,
+            "exhausted": self.exhausted,
+            "has_next": self.has_next,
+            "has_prev": self.page > 0,
+            "total": self.total,
+            "message": self.message,
+            "matched": self.matched,
+            "first": self.first,
+            "last_page": self.last_page,
+            "dataset_size": self.dataset_size,
         }
 
 
@@ -112,10 +122,10 @@ class Pager:
         self.predict = predict
         self.max_scan = max(1, int(max_scan))
         self.dataset_pass = dataset_pass  # triage filters read its records (insights_app.triage)
-        self._filters: "OrderedDict[Filter, FilterIndex]" = OrderedDict()
+        self._filters: OrderedDict[Filter, FilterIndex] = OrderedDict()
         self._filters_lock = threading.Lock()
 
-    def find_page(self, flt: Filter, page: int, page_size: int, cancel: Optional[Cancel] = None) -> PageInfo:
+    def find_page(self, flt: Filter, page: int, page_size: int, cancel: Cancel | None = None) -> PageInfo:
         """Ids of one page of examples matching ``flt``; scans at most ``max_scan`` new examples."""
         if flt.needs_pass:
             return self._pass_page(flt, page, page_size)
@@ -129,7 +139,7 @@ class Pager:
             info.newly_scanned = scanned
             return info
 
-    def count(self, flt: Filter, page: int, page_size: int, budget: int, cancel: Optional[Cancel] = None) -> PageInfo:
+    def count(self, flt: Filter, page: int, page_size: int, budget: int, cancel: Cancel | None = None) -> PageInfo:
         """:meth:`find_page` after scanning on, at most ``budget`` more examples, for the filter's
         count (the page's ids stay; only how many matches are known grows)."""
         if flt.needs_pass:
@@ -141,14 +151,13 @@ class Pager:
             self._scan(flt, idx, max(0, budget), cancel)
             return self._filtered_page(flt, idx, page, page_size)
 
-    def _scan(self, flt: Filter, idx: FilterIndex, budget: int, cancel: Optional[Cancel],
-              until: Optional[int] = None) -> int:
+    def _scan(self, flt: Filter, idx: FilterIndex, budget: int, cancel: Cancel | None, until: int | None = None) -> int:
         """Scan on (holding ``idx.lock``) until ``until`` matches are known, the dataset ends or
         ``budget`` examples have been predicted; returns how many were."""
         scanned = 0
         while (until is None or len(idx.matches) < until) and not idx.done and budget > 0:
             raise_if_cancelled(cancel)
-            batch: List[Example] = []
+            batch: list[Example] = []
             while len(batch) < min(PREDICT_CHUNK, budget):
                 try:
                     batch.append(self.store.get(idx.next_id + len(batch), cancel))
@@ -180,16 +189,31 @@ class Pager:
         msg = ""
         if not progress.complete:
             of = f" of {progress.total}" if progress.total is not None else ""
-            msg = (f"From the {covered}{of} examples the dataset pass has covered so far"
-                   f"{' (it is running: Fetch again for more)' if progress.state == 'running' else ''}.")
+            msg = (
+                f"From the {covered}{of} examples the dataset pass has covered so far"
+                f"{' (it is running: Fetch again for more)' if progress.state == 'running' else ''}."
+            )
             if progress.state in ("failed", "paused") and progress.message:
                 msg += " " + progress.message
         elif not chosen:
-            msg = (f"No example matches this filter ({covered} examples, the whole dataset)." if not len(ids)
-                   else f"{len(ids)} example{'s match' if len(ids) != 1 else ' matches'} this filter: page {page + 1} "
-                        f"is past the last page, {(len(ids) - 1) // page_size + 1}.")
-        return PageInfo(chosen, page, page_size, covered, progress.complete, len(ids) > stop, None, msg,
-                        matched=len(ids), dataset_size=self.store.length)
+            msg = (
+                f"No example matches this filter ({covered} examples, the whole dataset)."
+                if not len(ids)
+                else f"{len(ids)} example{'s match' if len(ids) != 1 else ' matches'} this filter: page {page + 1} "
+                f"is past the last page, {(len(ids) - 1) // page_size + 1}."
+            )
+        return PageInfo(
+            chosen,
+            page,
+            page_size,
+            covered,
+            progress.complete,
+            len(ids) > stop,
+            None,
+            msg,
+            matched=len(ids),
+            dataset_size=self.store.length,
+        )
 
     def _filtered_page(self, flt: Filter, idx: FilterIndex, page: int, page_size: int) -> PageInfo:
         """One page of a filter's matches as far as they are known (holding ``idx.lock``)."""
@@ -200,20 +224,33 @@ class Pager:
         if not ids:
             if idx.done and idx.matches:
                 last = (len(idx.matches) - 1) // page_size
-                msg = (f"{len(idx.matches)} example{'s match' if len(idx.matches) != 1 else ' matches'} this "
-                       f"filter: page {page + 1} is past the last page, {last + 1}.")
+                msg = (
+                    f"{len(idx.matches)} example{'s match' if len(idx.matches) != 1 else ' matches'} this "
+                    f"filter: page {page + 1} is past the last page, {last + 1}."
+                )
             elif idx.done:
                 msg = f"No example matches this filter ({idx.next_id} examples scanned, the whole dataset)."
             else:
-                msg = (f"No match on this page yet: {idx.next_id} examples scanned so far "
-                       f"(at most {self.max_scan} per request). Press Next to scan further.")
+                msg = (
+                    f"No match on this page yet: {idx.next_id} examples scanned so far "
+                    f"(at most {self.max_scan} per request). Press Next to scan further."
+                )
         elif flt.needs_label and not idx.matches:
             msg = "This filter needs labels; examples without a label are not shown."
-        return PageInfo(ids, page, page_size, idx.next_id, idx.done, has_next,
-                        self.store.length if not flt.classes and flt.prediction == "all" else None, msg,
-                        matched=len(idx.matches), dataset_size=self.store.length)
+        return PageInfo(
+            ids,
+            page,
+            page_size,
+            idx.next_id,
+            idx.done,
+            has_next,
+            self.store.length if not flt.classes and flt.prediction == "all" else None,
+            msg,
+            matched=len(idx.matches),
+            dataset_size=self.store.length,
+        )
 
-    def _range_page(self, page: int, page_size: int, cancel: Optional[Cancel] = None) -> PageInfo:
+    def _range_page(self, page: int, page_size: int, cancel: Cancel | None = None) -> PageInfo:
         start, stop = page * page_size, (page + 1) * page_size
         ids = []
         try:
@@ -224,11 +261,19 @@ class Pager:
         except NotReadYet as exc:
             if not ids:
                 reachable = math.ceil((exc.read_to + exc.max_read) / page_size)  # pages starting before the bound
-                return PageInfo([], page, page_size, exc.read_to, False, False, None,
-                                f"Page {page + 1} starts at example {start}, beyond the {exc.read_to} examples read "
-                                f"so far: one request reads at most {exc.max_read} more, so pages up to "
-                                f"{max(1, reachable)} open now. Page forward from there to read further.",
-                                matched=exc.read_to)
+                return PageInfo(
+                    [],
+                    page,
+                    page_size,
+                    exc.read_to,
+                    False,
+                    False,
+                    None,
+                    f"Page {page + 1} starts at example {start}, beyond the {exc.read_to} examples read "
+                    f"so far: one request reads at most {exc.max_read} more, so pages up to "
+                    f"{max(1, reachable)} open now. Page forward from there to read further.",
+                    matched=exc.read_to,
+                )
         try:
             has_next = self.store.exists(stop, cancel) if len(ids) == page_size else False
         except (DatasetError, NotReadYet):  # the next page cannot be read now: show this one, the next says why
@@ -241,8 +286,18 @@ class Pager:
         elif not ids:
             msg = "The dataset is empty."
         known = total if total is not None else start + len(ids) + (1 if has_next else 0)
-        return PageInfo(ids, page, page_size, stop if has_next else (total or start + len(ids)),
-                        total is not None and not has_next, has_next, total, msg, matched=known, dataset_size=total)
+        return PageInfo(
+            ids,
+            page,
+            page_size,
+            stop if has_next else (total or start + len(ids)),
+            total is not None and not has_next,
+            has_next,
+            total,
+            msg,
+            matched=known,
+            dataset_size=total,
+        )
 
     def _index_for(self, flt: Filter) -> FilterIndex:
         with self._filters_lock:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any
 
 from .errors import ValidationError
 from .executors import CHUNK, EXECUTORS, Run, progress_bar
@@ -32,15 +33,17 @@ class PrecomputeSummary:
     already: int = 0
     failed: int = 0
     seconds: float = 0.0
-    failures: List[str] = field(default_factory=list)  # the first few messages
+    failures: list[str] = field(default_factory=list)  # the first few messages
     startup_seconds: float = 0.0  # of ``seconds``: joining Ray and starting its actors (ray executor)
 
     def line(self) -> str:
-        return (f"{self.examples} examples: {self.stored} maps stored, {self.already} already stored, "
-                f"{self.failed} failed, in {self.seconds:.1f} s")
+        return (
+            f"{self.examples} examples: {self.stored} maps stored, {self.already} already stored, "
+            f"{self.failed} failed, in {self.seconds:.1f} s"
+        )
 
 
-def parse_arguments(text: Optional[str], methods: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+def parse_arguments(text: str | None, methods: Sequence[str]) -> dict[str, dict[str, Any]]:
     """``--arguments`` JSON: {method: {argument: value}} for some of ``methods`` (ValidationError otherwise)."""
     if not text:
         return {}
@@ -49,19 +52,28 @@ def parse_arguments(text: Optional[str], methods: Sequence[str]) -> Dict[str, Di
     except json.JSONDecodeError as exc:
         raise ValidationError("--arguments", f"is not valid JSON: {exc}") from None
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
-        raise ValidationError("--arguments", 'must be a JSON object of objects, e.g. {"IntegratedGradients": '
-                                             '{"n_steps": 16}}')
+        raise ValidationError(
+            "--arguments", 'must be a JSON object of objects, e.g. {"IntegratedGradients": {"n_steps": 16}}'
+        )
     unknown = [m for m in value if m not in methods]
     if unknown:
         raise ValidationError("--arguments", f"names {unknown[0]!r}, which is not among --methods")
     return value
 
 
-def precompute(vis: Any, methods: Sequence[str], arguments: Optional[Mapping[str, Mapping[str, Any]]] = None,
-               targets: str = "top1", limit: Optional[int] = None, progress: bool = True,
-               report: Callable[[str], None] = lambda line: print(line, flush=True), *,
-               executor: str = "local", ray_address: Optional[str] = None,
-               workers: Optional[int] = None) -> PrecomputeSummary:
+def precompute(
+    vis: Any,
+    methods: Sequence[str],
+    arguments: Mapping[str, Mapping[str, Any]] | None = None,
+    targets: str = "top1",
+    limit: int | None = None,
+    progress: bool = True,
+    report: Callable[[str], None] = lambda line: print(line, flush=True),
+    *,
+    executor: str = "local",
+    ray_address: str | None = None,
+    workers: int | None = None,
+) -> PrecomputeSummary:
     """Compute and store every example's maps with ``methods`` (names), for every model.
 
     ``executor="local"`` runs the visualizer's engines here; ``"ray"`` runs them in Ray actors

@@ -12,7 +12,8 @@ import logging
 import math
 import threading
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,8 +25,14 @@ from .features import BaseFeature, GeneralFeature, ImageFeature, TextFeature
 from .jsonwire import Verbatim
 from .query import Visualization
 from .render import (
-    attribution_scale, encode_png_base64, normalize_attribution, render_attribution, scale_range, shrink_image,
-    shrink_map, to_display_image,
+    attribution_scale,
+    encode_png_base64,
+    normalize_attribution,
+    render_attribution,
+    scale_range,
+    shrink_image,
+    shrink_map,
+    to_display_image,
 )
 
 log = logging.getLogger(__name__)
@@ -44,14 +51,14 @@ class Presenter:
         self.features = list(features)
         self.classes = list(classes)
         self.model_names = list(model_names)
-        self._originals: "OrderedDict[Tuple[int, int], Any]" = OrderedDict()
+        self._originals: OrderedDict[tuple[int, int], Any] = OrderedDict()
         self._originals_lock = threading.Lock()
-        self._display: "OrderedDict[Tuple[Any, int], np.ndarray]" = OrderedDict()
+        self._display: OrderedDict[tuple[Any, int], np.ndarray] = OrderedDict()
         # Rendered attributions (PNG data URLs) per explanation and view: a repeated page is then
         # JSON only. Bounded by bytes; a miss just renders again.
         self._rendered = LRUCache(4096, RENDERED_CACHE_BYTES)
 
-    def example(self, ex: Example, models: List[Dict[str, Any]]) -> Dict[str, Any]:
+    def example(self, ex: Example, models: list[dict[str, Any]]) -> dict[str, Any]:
         """An example with its inputs as shown and one entry per model (from :meth:`model`)."""
         return {
             "id": ex.id,
@@ -60,14 +67,22 @@ class Presenter:
             "models": models,
         }
 
-    def model(self, index: int, ex: Example, result: Result, vis: Visualization, top_k: int,
-              scales: Optional[Tuple[float, ...]] = None, values: bool = False) -> Dict[str, Any]:
+    def model(
+        self,
+        index: int,
+        ex: Example,
+        result: Result,
+        vis: Visualization,
+        top_k: int,
+        scales: tuple[float, ...] | None = None,
+        values: bool = False,
+    ) -> dict[str, Any]:
         """One model's part of an example: its top predictions, target and rendered attributions.
 
         ``scales`` (per feature: the magnitude drawn at full colour) are those of the whole page
         when ``vis.scale`` is "page" (:meth:`page_scales`); ``values`` adds each image map's values.
         """
-        out: Dict[str, Any] = {
+        out: dict[str, Any] = {
             "index": index,
             "name": self.model_names[index],
             "predictions": self.predictions(result.prediction, top_k),
@@ -87,20 +102,29 @@ class Presenter:
             out["metrics"] = result.metrics
         return out
 
-    def pending(self, index: int, pred: Prediction, top_k: int) -> Dict[str, Any]:
+    def pending(self, index: int, pred: Prediction, top_k: int) -> dict[str, Any]:
         """One model's part of an example whose attributions are still being computed."""
-        return {"index": index, "name": self.model_names[index], "predictions": self.predictions(pred, top_k),
-                "target": None, "attributions": [], "error": pred.error, "pending": True}
+        return {
+            "index": index,
+            "name": self.model_names[index],
+            "predictions": self.predictions(pred, top_k),
+            "target": None,
+            "attributions": [],
+            "error": pred.error,
+            "pending": True,
+        }
 
-    def label(self, index: Optional[int]) -> Optional[Dict[str, Any]]:
+    def label(self, index: int | None) -> dict[str, Any] | None:
         if index is None:
             return None
         name = self.classes[index] if 0 <= index < len(self.classes) else str(index)
         return {"index": index, "name": name}
 
-    def predictions(self, pred: Prediction, k: int) -> List[Dict[str, Any]]:
-        return [{"index": i, "label": self.classes[i] if i < len(self.classes) else str(i), "score": s}
-                for i, s in pred.top(k)]
+    def predictions(self, pred: Prediction, k: int) -> list[dict[str, Any]]:
+        return [
+            {"index": i, "label": self.classes[i] if i < len(self.classes) else str(i), "score": s}
+            for i, s in pred.top(k)
+        ]
 
     def original(self, ex: Example, i: int) -> Any:
         """What a feature shows for an example's input (cached: the same for every model)."""
@@ -124,14 +148,22 @@ class Presenter:
                 self._originals.popitem(last=False)
         return value
 
-    def _attributions(self, index: int, ex: Example, exp: Explanation, vis: Visualization,
-                      scales: Optional[Tuple[float, ...]], values: bool) -> List[Dict[str, Any]]:
+    def _attributions(
+        self,
+        index: int,
+        ex: Example,
+        exp: Explanation,
+        vis: Visualization,
+        scales: tuple[float, ...] | None,
+        values: bool,
+    ) -> list[dict[str, Any]]:
         key = (index, ex.id, exp.key, exp.target, vis, scales if vis.scale == "page" else None, values)
         rendered = self._rendered.get(key)
         if rendered is None:
-            rendered = [dict(self._render_feature(ex, i, m, vis, self._scale_for(i, m, vis, scales), values),
-                             contribution=c)
-                        for i, (m, c) in enumerate(zip(exp.maps, exp.contributions))]
+            rendered = [
+                dict(self._render_feature(ex, i, m, vis, self._scale_for(i, m, vis, scales), values), contribution=c)
+                for i, (m, c) in enumerate(zip(exp.maps, exp.contributions))
+            ]
             size = sum(len(a.get("image", "")) + len(a["values"]["data"] if "values" in a else "") for a in rendered)
             self._rendered.put(key, rendered, 256 + size)
         return list(rendered)
@@ -140,8 +172,7 @@ class Presenter:
         """A feature's map as it is drawn (an image's shrunk to the display bound)."""
         return shrink_map(attr_map) if isinstance(self.features[i], ImageFeature) else np.asarray(attr_map)
 
-    def _scale_for(self, i: int, attr_map: np.ndarray, vis: Visualization,
-                   scales: Optional[Tuple[float, ...]]) -> float:
+    def _scale_for(self, i: int, attr_map: np.ndarray, vis: Visualization, scales: tuple[float, ...] | None) -> float:
         """The magnitude drawn at full colour for feature ``i``'s map: the request's number, the
         page's, or the map's own."""
         if isinstance(vis.scale, float):
@@ -158,9 +189,9 @@ class Presenter:
         peak = max(peaks, default=0.0)
         return peak if math.isfinite(peak) else 0.0
 
-    def page_scales(self, results: Sequence[Result], vis: Visualization) -> Tuple[float, ...]:
+    def page_scales(self, results: Sequence[Result], vis: Visualization) -> tuple[float, ...]:
         """Per feature, one magnitude for every map of these results (a page, all its models)."""
-        per_feature: List[List[np.ndarray]] = [[] for _ in self.features]
+        per_feature: list[list[np.ndarray]] = [[] for _ in self.features]
         for r in results:
             if r.explanation is not None:
                 for i, m in enumerate(r.explanation.maps):
@@ -184,21 +215,31 @@ class Presenter:
                 self._display.popitem(last=False)
         return image
 
-    def _render_feature(self, ex: Example, i: int, attr_map: np.ndarray, vis: Visualization, scale: float,
-                        values: bool) -> Dict[str, Any]:
+    def _render_feature(
+        self, ex: Example, i: int, attr_map: np.ndarray, vis: Visualization, scale: float, values: bool
+    ) -> dict[str, Any]:
         f = self.features[i]
-        out: Dict[str, Any] = {"name": f.name, "type": f.kind}
+        out: dict[str, Any] = {"name": f.name, "type": f.kind}
         if isinstance(f, ImageFeature):
             shown = shrink_map(attr_map)
             norm = normalize_attribution(shown, vis.sign, vis.outlier_perc, scale)
-            img = render_attribution(shown, self._display_image(ex, i), vis.method, vis.sign, vis.outlier_perc,
-                                     norm=norm, palette=vis.palette)
+            img = render_attribution(
+                shown,
+                self._display_image(ex, i),
+                vis.method,
+                vis.sign,
+                vis.outlier_perc,
+                norm=norm,
+                palette=vis.palette,
+            )
             out["image"] = encode_png_base64(img)
             out["scale"] = scale_range(vis.sign, scale)
             if values:  # the map as drawn, for the large view's value under the pointer
                 data = np.ascontiguousarray(shown, dtype="<f4")
-                out["values"] = {"shape": list(data.shape),
-                                 "data": Verbatim(base64.b64encode(data.tobytes()).decode("ascii"))}
+                out["values"] = {
+                    "shape": list(data.shape),
+                    "data": Verbatim(base64.b64encode(data.tobytes()).decode("ascii")),
+                }
         elif isinstance(f, TextFeature):
             out["tokens"] = self.original(ex, i)
             out["scores"] = [float(v) for v in attr_map.tolist()]
@@ -212,12 +253,12 @@ class Presenter:
         return out
 
 
-def general_values(shown: Any) -> List[Any]:
+def general_values(shown: Any) -> list[Any]:
     """A general feature's shown values: numbers (a missing or infinite one as null) or labels (the
     names a ``visualization_transform`` gives, such as a tabular column's category)."""
     if isinstance(shown, torch.Tensor):
         shown = shown.detach().float().flatten().tolist()
-    out: List[Any] = []
+    out: list[Any] = []
     for v in shown:
         if isinstance(v, str) or v is None:
             out.append(v)

@@ -8,8 +8,9 @@ into a 400. Nothing past this module sees unvalidated input.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any
 
 from .errors import ValidationError
 from .limits import EXAMPLE_ID_MAX, MAX_EVALS_PER_EXAMPLE, PAGE_MAX, PAGE_SIZE_MAX, TOP_K_MAX
@@ -41,19 +42,19 @@ class Visualization:
     sign: str = "absolute_value"
     outlier_perc: float = 2.0
     palette: str = "colorblind"
-    scale: Union[str, float] = "map"
+    scale: str | float = "map"
 
 
 @dataclass(frozen=True)
 class Filter:
-    classes: Tuple[int, ...] = ()
+    classes: tuple[int, ...] = ()
     prediction: str = "all"
     class_source: str = "prediction"
     # Read from the dataset pass (triage): one confusion cell (actual, predicted), a range of the
     # top prediction's score, the models disagreeing, the loss order; ``model`` is the model whose
     # predictions, scores and losses they mean.
-    pair: Optional[Tuple[int, int]] = None
-    confidence: Optional[Tuple[float, float]] = None
+    pair: tuple[int, int] | None = None
+    confidence: tuple[float, float] | None = None
     disagree: bool = False
     order: str = "dataset"
     model: int = 0
@@ -69,17 +70,21 @@ class Filter:
 
     @property
     def needs_label(self) -> bool:
-        return (self.prediction != "all" or (bool(self.classes) and self.class_source == "label")
-                or self.pair is not None or self.order == "loss")
+        return (
+            self.prediction != "all"
+            or (bool(self.classes) and self.class_source == "label")
+            or self.pair is not None
+            or self.order == "loss"
+        )
 
 
 @dataclass(frozen=True)
 class Query:
     method: MethodSpec
-    arguments: Dict[str, Any]
+    arguments: dict[str, Any]
     visualization: Visualization
     top_k: int
-    metrics: Optional[MetricOptions] = None  # the quality metrics asked for each map (insights_app.metrics)
+    metrics: MetricOptions | None = None  # the quality metrics asked for each map (insights_app.metrics)
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,7 @@ class PageQuery(Query):
 class AttributeQuery(Query):
     example_id: int = 0
     model: int = 0
-    target: Optional[int] = None
+    target: int | None = None
     values: bool = False  # also send each image map's values (the large view reads them under the pointer)
 
 
@@ -114,8 +119,10 @@ def _check_keys(obj: Mapping[str, Any], allowed: Sequence[str], where: str) -> N
 
 def _int(obj: Mapping[str, Any], key: str, default: int, lo: int, hi: int, where: str = "") -> int:
     value = obj.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-        isinstance(value, float) and (not math.isfinite(value) or not value.is_integer())
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()))
     ):
         raise ValidationError(where + key, "must be an integer")
     value = int(value)
@@ -151,8 +158,9 @@ def parse_visualization(body: Any, default_sign: str = Visualization.sign) -> Vi
     palette = _enum(obj, "palette", default.palette, PALETTES, "visualization.")
     scale = obj.get("scale", default.scale)
     if isinstance(scale, bool) or not (scale in SCALES or (isinstance(scale, (int, float)) and 1e-30 <= scale <= 1e30)):
-        raise ValidationError("visualization.scale", "must be 'map', 'page' or a positive number "
-                                                     "(the attribution drawn at full colour)")
+        raise ValidationError(
+            "visualization.scale", "must be 'map', 'page' or a positive number (the attribution drawn at full colour)"
+        )
     return Visualization(method, sign, float(outlier), palette, scale if isinstance(scale, str) else float(scale))
 
 
@@ -171,7 +179,7 @@ def class_index(value: Any, classes: Sequence[str], where: str) -> int:
 FILTER_KEYS = ("classes", "prediction", "class_source", "pair", "confidence", "disagree", "order", "model")
 
 
-def _pair(value: Any, classes: Sequence[str]) -> Optional[Tuple[int, int]]:
+def _pair(value: Any, classes: Sequence[str]) -> tuple[int, int] | None:
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -180,15 +188,20 @@ def _pair(value: Any, classes: Sequence[str]) -> Optional[Tuple[int, int]]:
     for key in ("actual", "predicted"):
         if key not in value:
             raise ValidationError(f"filter.pair.{key}", "is required")
-    return (class_index(value["actual"], classes, "filter.pair.actual"),
-            class_index(value["predicted"], classes, "filter.pair.predicted"))
+    return (
+        class_index(value["actual"], classes, "filter.pair.actual"),
+        class_index(value["predicted"], classes, "filter.pair.predicted"),
+    )
 
 
-def _confidence(value: Any) -> Optional[Tuple[float, float]]:
+def _confidence(value: Any) -> tuple[float, float] | None:
     if value is None:
         return None
-    if (not isinstance(value, list) or len(value) != 2
-            or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1 for v in value)):
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1 for v in value)
+    ):
         raise ValidationError("filter.confidence", "must be [low, high], two numbers between 0 and 1")
     low, high = float(value[0]), float(value[1])
     if low > high:
@@ -206,11 +219,16 @@ def parse_filter(body: Any, classes: Sequence[str], n_models: int = 1) -> Filter
     disagree = obj.get("disagree", False)
     if not isinstance(disagree, bool):
         raise ValidationError("filter.disagree", "must be true or false")
-    return Filter(idx, _enum(obj, "prediction", "all", PREDICTION_FILTERS, "filter."),
-                  _enum(obj, "class_source", "prediction", CLASS_SOURCES, "filter."),
-                  pair=_pair(obj.get("pair"), classes), confidence=_confidence(obj.get("confidence")),
-                  disagree=disagree, order=_enum(obj, "order", "dataset", ORDERS, "filter."),
-                  model=_int(obj, "model", 0, 0, max(0, n_models - 1), "filter."))
+    return Filter(
+        idx,
+        _enum(obj, "prediction", "all", PREDICTION_FILTERS, "filter."),
+        _enum(obj, "class_source", "prediction", CLASS_SOURCES, "filter."),
+        pair=_pair(obj.get("pair"), classes),
+        confidence=_confidence(obj.get("confidence")),
+        disagree=disagree,
+        order=_enum(obj, "order", "dataset", ORDERS, "filter."),
+        model=_int(obj, "model", 0, 0, max(0, n_models - 1), "filter."),
+    )
 
 
 @dataclass(frozen=True)
@@ -220,12 +238,12 @@ class Defaults:
     methods: Mapping[str, MethodSpec]
     method: str
     classes: Sequence[str]
-    image_hw: Tuple[int, int]
+    image_hw: tuple[int, int]
     top_k: int
     n_models: int
 
 
-def parse_common(body: Mapping[str, Any], d: Defaults) -> Dict[str, Any]:
+def parse_common(body: Mapping[str, Any], d: Defaults) -> dict[str, Any]:
     name = body.get("method", d.method)
     if not isinstance(name, str) or name not in d.methods:
         raise ValidationError("method", f"unknown method; choose one of {', '.join(d.methods)}")

@@ -6,8 +6,8 @@ registry is shared between visualizers, so one process may serve several that di
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Callable, Dict, Generic, Iterable, Iterator, Type, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -15,10 +15,10 @@ T = TypeVar("T")
 class Registry(Mapping, Generic[T]):
     """Items by name; registering a taken name needs ``replace=True``."""
 
-    def __init__(self, item_type: Type[T], name_of: Callable[[T], str], items: Iterable[T] = ()) -> None:
+    def __init__(self, item_type: type[T], name_of: Callable[[T], str], items: Iterable[T] = ()) -> None:
         self._type = item_type
         self._name_of = name_of
-        self._items: Dict[str, T] = {}
+        self._items: dict[str, T] = {}
         for item in items:
             self.register(item)
 

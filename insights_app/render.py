@@ -11,8 +11,8 @@ import base64
 import io
 import struct
 import zlib
-from functools import lru_cache
-from typing import Dict, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from functools import cache
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ SINGLE_SIGN_METHODS = ("masked_image", "alpha_scaling")
 ALPHA_OVERLAY = 0.5
 
 
-def sign_problem(method: str, sign: str) -> Optional[str]:
+def sign_problem(method: str, sign: str) -> str | None:
     """Why ``sign`` cannot be drawn with ``method`` (None when it can)."""
     if method in SINGLE_SIGN_METHODS and sign == "all":
         return f"{method} needs sign positive, negative or absolute_value"
@@ -43,12 +43,16 @@ PALETTES = ("colorblind", "captum")
 _DIVERGING_BLUE_ORANGE = ["#08519c", "#4a98c9", "#c6dbef", "#ffffff", "#fdd0a2", "#f3701b", "#a63603"]
 _COLORMAPS = {
     "captum": {"all": ["red", "white", "green"], "positive": "Greens", "negative": "Reds", "absolute_value": "Blues"},
-    "colorblind": {"all": _DIVERGING_BLUE_ORANGE, "positive": "Oranges", "negative": "Blues",
-                   "absolute_value": "Purples"},
+    "colorblind": {
+        "all": _DIVERGING_BLUE_ORANGE,
+        "positive": "Oranges",
+        "negative": "Blues",
+        "absolute_value": "Purples",
+    },
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def colormap_lut(sign: str, palette: str = "captum") -> np.ndarray:
     """(256, 3) uint8 table of a palette's colormap for a sign (read-only)."""
     from matplotlib import colormaps
@@ -66,7 +70,7 @@ def colormap_lut(sign: str, palette: str = "captum") -> np.ndarray:
 def colormap_stops(sign: str, palette: str, n: int = 9) -> list:
     """``n`` evenly spaced colours of a colormap as "#rrggbb" (the page draws its legends with them)."""
     lut = colormap_lut(sign, palette)
-    return ["#%02x%02x%02x" % tuple(int(c) for c in lut[round(i * 255 / (n - 1))]) for i in range(n)]
+    return ["#{:02x}{:02x}{:02x}".format(*tuple(int(c) for c in lut[round(i * 255 / (n - 1))])) for i in range(n)]
 
 
 def cumulative_sum_threshold(values: np.ndarray, percentile: float) -> float:
@@ -104,8 +108,9 @@ def attribution_scale(maps: Sequence[np.ndarray], sign: str, outlier_perc: float
     return threshold if np.isfinite(threshold) and threshold > 0.0 else 0.0
 
 
-def normalize_attribution(attr2d: np.ndarray, sign: str, outlier_perc: float = 2.0,
-                          scale: Optional[float] = None) -> np.ndarray:
+def normalize_attribution(
+    attr2d: np.ndarray, sign: str, outlier_perc: float = 2.0, scale: float | None = None
+) -> np.ndarray:
     """Signed 2-D attribution -> values in [-1, 1] (captum's ``_normalize_attr`` semantics).
 
     ``scale`` is the magnitude drawn at full colour (a shared one, for maps to compare); by
@@ -127,7 +132,7 @@ def normalize_attribution(attr2d: np.ndarray, sign: str, outlier_perc: float = 2
     return np.clip(a / np.float32(threshold), -1.0, 1.0)
 
 
-def scale_range(sign: str, scale: float) -> Dict[str, float]:
+def scale_range(sign: str, scale: float) -> dict[str, float]:
     """The attribution values at the two ends of a sign's colour bar, for a legend."""
     low = {"all": -scale, "negative": -scale}.get(sign, 0.0)
     high = 0.0 if sign == "negative" else scale
@@ -158,7 +163,7 @@ def to_display_image(x: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.clip(arr, 0, 255, out=arr).astype(np.uint8)
 
 
-def _resize_to(image: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:
+def _resize_to(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if image.shape[:2] == shape:
         return image
     mode_img = Image.fromarray(image[..., 0] if image.shape[2] == 1 else image)
@@ -166,7 +171,7 @@ def _resize_to(image: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:
     return resized[..., None] if resized.ndim == 2 else resized
 
 
-def display_shape(h: int, w: int, max_side: int = MAX_DISPLAY_SIDE) -> Tuple[int, int]:
+def display_shape(h: int, w: int, max_side: int = MAX_DISPLAY_SIDE) -> tuple[int, int]:
     """(h, w) scaled to fit ``max_side`` with its aspect ratio; unchanged when it fits."""
     if max(h, w) <= max_side:
         return h, w
@@ -191,11 +196,11 @@ def shrink_map(attr2d: np.ndarray, max_side: int = MAX_DISPLAY_SIDE) -> np.ndarr
 
 def render_attribution(
     attr2d: np.ndarray,
-    original: Optional[np.ndarray],
+    original: np.ndarray | None,
     method: str = "blended_heat_map",
     sign: str = "absolute_value",
     outlier_perc: float = 2.0,
-    norm: Optional[np.ndarray] = None,
+    norm: np.ndarray | None = None,
     palette: str = "captum",
 ) -> np.ndarray:
     """Draw one attribution map as captum's visualize_image_attr would, as a uint8 array.
@@ -292,7 +297,8 @@ def encode_png(image: np.ndarray, compress_level: int = 1) -> bytes:
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] not in PNG_COLOR_TYPES or 0 in arr.shape:
         buf = io.BytesIO()  # anything unusual: let Pillow decide (or refuse) as before
         Image.fromarray(np.ascontiguousarray(arr[..., 0] if arr.ndim == 3 and arr.shape[2] == 1 else arr)).save(
-            buf, format="PNG", compress_level=compress_level)
+            buf, format="PNG", compress_level=compress_level
+        )
         return buf.getvalue()
     h, w, c = arr.shape
     rows = arr.reshape(h, w * c)

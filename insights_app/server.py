@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any
 
 from flask import Flask, Response, jsonify, request, send_from_directory
 from flask.json.provider import DefaultJSONProvider
@@ -29,8 +30,15 @@ from .views import API_PREFIX, Stream, View
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).with_name("static")
-MIME_TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".html": "text/html",
-              ".svg": "image/svg+xml", ".png": "image/png", ".json": "application/json"}
+MIME_TYPES = {
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".css": "text/css",
+    ".html": "text/html",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".json": "application/json",
+}
 UNAUTHORIZED_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Insights: token required</title></head>
 <body style="font-family: sans-serif; max-width: 40em; margin: 4em auto; line-height: 1.5">
@@ -77,17 +85,17 @@ def ndjson(stream: Stream) -> Iterator[bytes]:
         stream.close()
 
 
-def view_of(visualizer: Any, path: str) -> Optional[View]:
+def view_of(visualizer: Any, path: str) -> View | None:
     """The view that serves ``path`` (``/api/v1/<kind>``), looked up when the request comes."""
     if not path.startswith(API_PREFIX + "/"):
         return None
-    return visualizer.views.get(path[len(API_PREFIX) + 1:])
+    return visualizer.views.get(path[len(API_PREFIX) + 1 :])
 
 
 OVERLOADED = "insights_app.overloaded"  # set in the WSGI environ by the server when its queue is full (see serving)
 
 
-def answer(visualizer: Any, view: View, stopping: Optional[threading.Event]) -> Response:
+def answer(visualizer: Any, view: View, stopping: threading.Event | None) -> Response:
     """Run one view on this request: parse the body, run it, answer JSON or NDJSON.
 
     A computing view is refused at once when the server has too many waiting (it says so in
@@ -105,13 +113,21 @@ def answer(visualizer: Any, view: View, stopping: Optional[threading.Event]) -> 
     cancel = Cancel(request.environ.get("waitress.client_disconnected"), stopping.is_set if stopping else None)
     result = view.answer(visualizer, body, cancel)
     if isinstance(result, Stream):
-        return Response(ndjson(result), mimetype="application/x-ndjson",
-                        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        return Response(
+            ndjson(result),
+            mimetype="application/x-ndjson",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
     return jsonify(result)
 
 
-def create_app(visualizer: Any, token: Optional[str] = None, *, allowed_hosts: Iterable[str] = (),
-               stopping: Optional[threading.Event] = None) -> Flask:
+def create_app(
+    visualizer: Any,
+    token: str | None = None,
+    *,
+    allowed_hosts: Iterable[str] = (),
+    stopping: threading.Event | None = None,
+) -> Flask:
     """A Flask app serving one visualizer: the page, its static files, and its views.
 
     ``stopping``, once set, cancels what its requests compute.
@@ -130,19 +146,20 @@ def create_app(visualizer: Any, token: Optional[str] = None, *, allowed_hosts: I
     rule = AccessRule(token, frozenset(h.lower() for h in allowed_hosts))
     app.extensions["insights_access"] = rule  # the server's thread router asks it too
 
-    def refuse(message: str, status: int, page: Optional[str] = None) -> Response:
+    def refuse(message: str, status: int, page: str | None = None) -> Response:
         """JSON for the API; a short HTML page for someone opening the app without its token."""
         if page and request.method == "GET" and request.path == "/":
             return Response(page, status=status, mimetype="text/html")
         return _json({"error": message}, status)
 
     @app.before_request
-    def check_access() -> Optional[Response]:
+    def check_access() -> Response | None:
         view = view_of(visualizer, request.path)
         if view is not None and view.public:
             return None
-        problem = rule.problem(request.host, request.headers.get("Authorization", ""), request.args.get("token"),
-                               request.cookies)
+        problem = rule.problem(
+            request.host, request.headers.get("Authorization", ""), request.args.get("token"), request.cookies
+        )
         if problem is None:
             return None
         return refuse(*problem, UNAUTHORIZED_PAGE if token else None)
@@ -190,8 +207,11 @@ def create_app(visualizer: Any, token: Optional[str] = None, *, allowed_hosts: I
         return static_response(filename)
 
     # Every usual verb reaches the view lookup, so an unknown kind is a 404 whatever the verb.
-    @app.route(f"{API_PREFIX}/<path:kind>", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-               provide_automatic_options=False)
+    @app.route(
+        f"{API_PREFIX}/<path:kind>",
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        provide_automatic_options=False,
+    )
     def api(kind: str) -> Response:
         view = visualizer.views.get(kind)
         if view is None:

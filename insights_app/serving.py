@@ -30,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
-from typing import Any, List, Optional
+from typing import Any
 from urllib.parse import parse_qs
 
 from waitress.channel import HTTPChannel
@@ -94,8 +94,9 @@ class RoutingDispatcher:
     setup.cfg pins waitress below 4, and the serving tests exercise every one of them.
     """
 
-    def __init__(self, visualizer: Any, access: AccessRule, compute_threads: int, quick_threads: int,
-                 max_waiting: int) -> None:
+    def __init__(
+        self, visualizer: Any, access: AccessRule, compute_threads: int, quick_threads: int, max_waiting: int
+    ) -> None:
         self.visualizer = visualizer
         self.access = access
         self.max_waiting = max_waiting
@@ -151,7 +152,7 @@ class ServerHandle:
     thread: threading.Thread
     host: str
     port: int
-    token: Optional[str]
+    token: str | None
     stopping: threading.Event  # set: the app cancels what it computes
     stop_loop: threading.Event  # set: the loop thread ends
 
@@ -192,7 +193,7 @@ class ServerHandle:
                 pass
 
 
-def _listeners(server: Any) -> List[Any]:
+def _listeners(server: Any) -> list[Any]:
     """The listening server objects (one per address: 'localhost' may be two)."""
     from waitress.server import BaseWSGIServer
 
@@ -201,8 +202,15 @@ def _listeners(server: Any) -> List[Any]:
     return [s for s in server.map.values() if isinstance(s, BaseWSGIServer)]
 
 
-def start_server(visualizer: Any, host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None,
-                 threads: int = 8, debug: bool = False, quiet: bool = False) -> ServerHandle:
+def start_server(
+    visualizer: Any,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    token: str | None = None,
+    threads: int = 8,
+    debug: bool = False,
+    quiet: bool = False,
+) -> ServerHandle:
     """Bind, start serving in a background thread, and return once connections are accepted."""
     from waitress import wasyncore
     from waitress.server import create_server
@@ -213,12 +221,24 @@ def start_server(visualizer: Any, host: str = "127.0.0.1", port: int = 0, token:
     threads = max(1, int(threads))
     stopping = threading.Event()
     app = create_app(visualizer, token=token or None, stopping=stopping)
-    dispatcher = RoutingDispatcher(visualizer, app.extensions["insights_access"], threads, QUICK_THREADS,
-                                   MAX_WAITING_REQUESTS)
-    server = create_server(app, host=host, port=int(port), threads=threads, ident="insights-app",
-                           channel_timeout=IDLE_TIMEOUT_S, cleanup_interval=5, connection_limit=CONNECTION_LIMIT,
-                           max_request_body_size=MAX_BODY_BYTES, channel_request_lookahead=1,
-                           outbuf_overflow=ANSWER_IN_MEMORY_BYTES, expose_tracebacks=False, _dispatcher=dispatcher)
+    dispatcher = RoutingDispatcher(
+        visualizer, app.extensions["insights_access"], threads, QUICK_THREADS, MAX_WAITING_REQUESTS
+    )
+    server = create_server(
+        app,
+        host=host,
+        port=int(port),
+        threads=threads,
+        ident="insights-app",
+        channel_timeout=IDLE_TIMEOUT_S,
+        cleanup_interval=5,
+        connection_limit=CONNECTION_LIMIT,
+        max_request_body_size=MAX_BODY_BYTES,
+        channel_request_lookahead=1,
+        outbuf_overflow=ANSWER_IN_MEMORY_BYTES,
+        expose_tracebacks=False,
+        _dispatcher=dispatcher,
+    )
     listeners = _listeners(server)
     for listener in listeners:
         listener.channel_class = JsonErrorChannel

@@ -6,7 +6,8 @@ and the engine can all use it.
 
 from __future__ import annotations
 
-from typing import Any, List, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -48,7 +49,7 @@ def select_rows(args: Any, index: Sequence[int], batch_size: int) -> Any:
     return args
 
 
-def concat_rows(items: List[Any]) -> Any:
+def concat_rows(items: list[Any]) -> Any:
     """Per-example additional args (each with a batch of one) -> one batch; other values from the first."""
     first = items[0]
     if isinstance(first, torch.Tensor):

@@ -10,15 +10,15 @@ conv2, ..., fc, so the same seed gives the same model in every suite.
 from __future__ import annotations
 
 import time
-from typing import Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 
-Block = Tuple[int, Optional[str]]  # (output channels, pool after the block: "max2", "avgN" or None)
+Block = tuple[int, str | None]  # (output channels, pool after the block: "max2", "avgN" or None)
 
 
-def _pool(spec: Optional[str]) -> Optional[nn.Module]:
+def _pool(spec: str | None) -> nn.Module | None:
     if spec is None:
         return None
     if spec == "max2":
@@ -36,8 +36,14 @@ class ConvNet(nn.Module):
     pipeline).
     """
 
-    def __init__(self, in_channels: int = 3, n_classes: int = 10, blocks: Sequence[Block] = ((6, "avg4"), (8, None)),
-                 side: Optional[int] = None, gray: bool = False) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        n_classes: int = 10,
+        blocks: Sequence[Block] = ((6, "avg4"), (8, None)),
+        side: int | None = None,
+        gray: bool = False,
+    ) -> None:
         super().__init__()
         self.gray = gray
         self.n_blocks = len(blocks)
@@ -106,8 +112,9 @@ class DigitsMLP(nn.Module):
 
     def __init__(self, n_classes: int = 10, side: int = 32) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.AvgPool2d(4), nn.Flatten(), nn.Linear((side // 4) ** 2, 32), nn.ReLU(),
-                                 nn.Linear(32, n_classes))
+        self.net = nn.Sequential(
+            nn.AvgPool2d(4), nn.Flatten(), nn.Linear((side // 4) ** 2, 32), nn.ReLU(), nn.Linear(32, n_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -28,12 +29,13 @@ from .methods import AttributionContext, Attributions, MethodSpec, Param, build_
 from .paging import PageInfo, Pager
 from .present import Presenter
 from .query import AttributeQuery, Defaults, Filter, PageQuery, parse_attribute_query, parse_page_query
+from .store import ModelStore, Store
+from .triage import DEFAULT_PASS_LIMIT, DatasetPass, Interpretation, LossFn, interpretation_of
 from .views import View, build_views
 from .views.attribute import attribute as attribute_view
 from .views.config import config as config_view
 from .views.examples import page_document, page_events
-from .store import ModelStore, Store
-from .triage import DEFAULT_PASS_LIMIT, DatasetPass, Interpretation, LossFn, interpretation_of
+
 
 class AttributionVisualizer:
     """Show a dataset's examples, the models' predictions and captum attributions.
@@ -47,15 +49,15 @@ class AttributionVisualizer:
 
     def __init__(
         self,
-        models: Union[torch.nn.Module, Sequence[torch.nn.Module]],
+        models: torch.nn.Module | Sequence[torch.nn.Module],
         classes: Sequence[str],
-        features: Union[BaseFeature, Sequence[BaseFeature]],
+        features: BaseFeature | Sequence[BaseFeature],
         dataset: Iterable[Any],
-        score_func: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        score_func: Callable[[torch.Tensor], torch.Tensor] | None = None,
         use_label_for_attr: bool = True,
         *,
-        model_names: Optional[Sequence[str]] = None,
-        device: Optional[Union[str, torch.device]] = None,
+        model_names: Sequence[str] | None = None,
+        device: str | torch.device | None = None,
         top_k: int = 4,
         default_method: str = "IntegratedGradients",
         internal_batch_size: int = 64,
@@ -63,9 +65,9 @@ class AttributionVisualizer:
         max_cached_examples: int = 4096,
         max_scan: int = 1024,
         title: str = "Insights",
-        loss_func: Union[None, LossFn, Sequence[Optional[LossFn]]] = None,
+        loss_func: None | LossFn | Sequence[LossFn | None] = None,
         max_pass_examples: int = DEFAULT_PASS_LIMIT,
-        store: Union[None, str, "os.PathLike[str]", Store] = None,
+        store: None | str | os.PathLike[str] | Store = None,
     ) -> None:
         if not isinstance(models, (list, tuple)):
             models = [models]
@@ -73,26 +75,40 @@ class AttributionVisualizer:
             raise ValueError("at least one model is needed")
         if isinstance(features, BaseFeature):
             features = [features]
-        self.features: List[BaseFeature] = list(features)
+        self.features: list[BaseFeature] = list(features)
         if not self.features or not all(isinstance(f, BaseFeature) for f in self.features):
             raise ValueError("features must be a list of BaseFeature (ImageFeature, TextFeature, GeneralFeature)")
         self.classes = [str(c) for c in classes]
         if not self.classes:
             raise ValueError("classes must name at least one class")
-        names = list(model_names) if model_names else [
-            getattr(m, "insights_name", None) or (type(m).__name__ if len(models) == 1 else f"{type(m).__name__} #{i + 1}")
-            for i, m in enumerate(models)
-        ]
+        names = (
+            list(model_names)
+            if model_names
+            else [
+                getattr(m, "insights_name", None)
+                or (type(m).__name__ if len(models) == 1 else f"{type(m).__name__} #{i + 1}")
+                for i, m in enumerate(models)
+            ]
+        )
         if len(names) != len(models):
             raise ValueError("model_names must name every model")
         self.models = list(models)
         # The persistent store (store=DIR): results keyed by content survive restarts (insights_app.store).
-        self.results_store: Optional[Store] = store if isinstance(store, Store) or store is None else Store(store)
+        self.results_store: Store | None = store if isinstance(store, Store) or store is None else Store(store)
         self.engines = [
-            Engine(m, self.features, score_func, name=n, device=device, use_label_for_attr=use_label_for_attr,
-                   internal_batch_size=internal_batch_size, cache_entries=cache_entries,
-                   store=None if self.results_store is None else ModelStore(self.results_store, m, self.classes,
-                                                                            score_func))
+            Engine(
+                m,
+                self.features,
+                score_func,
+                name=n,
+                device=device,
+                use_label_for_attr=use_label_for_attr,
+                internal_batch_size=internal_batch_size,
+                cache_entries=cache_entries,
+                store=None
+                if self.results_store is None
+                else ModelStore(self.results_store, m, self.classes, score_func),
+            )
             for m, n in zip(models, names)
         ]
         self.score_func = score_func
@@ -112,17 +128,24 @@ class AttributionVisualizer:
         self.dataset_pass = DatasetPass(self.engines, self.store, len(self.classes), losses, max_pass_examples)
         self.pager = Pager(self.store, self.predictions, self.max_scan, self.dataset_pass)
         self.presenter = Presenter(self.features, self.classes, names)
-        self._image_hw: Optional[Tuple[int, int]] = None
-        self._servers: List[Any] = []
+        self._image_hw: tuple[int, int] | None = None
+        self._servers: list[Any] = []
 
     # ------------------------------------------------------------ extending
     def register_method(self, spec: MethodSpec, *, replace: bool = False) -> MethodSpec:
         """Offer one more attribution method (a :class:`~insights_app.methods.MethodSpec`)."""
         return self.methods.register(spec, replace=replace)
 
-    def method(self, name: str, *, label: str = "", help: str = "", params: Sequence[Param] = (),
-               replace: bool = False, **declaration: Any
-               ) -> Callable[[Callable[[AttributionContext], Attributions]], MethodSpec]:
+    def method(
+        self,
+        name: str,
+        *,
+        label: str = "",
+        help: str = "",
+        params: Sequence[Param] = (),
+        replace: bool = False,
+        **declaration: Any,
+    ) -> Callable[[Callable[[AttributionContext], Attributions]], MethodSpec]:
         """Decorator: register the decorated runner as a method of this visualizer (see README)."""
 
         def register(run: Callable[[AttributionContext], Attributions]) -> MethodSpec:
@@ -137,7 +160,7 @@ class AttributionVisualizer:
 
     # ------------------------------------------------------------ description
     @property
-    def image_hw(self) -> Tuple[int, int]:
+    def image_hw(self) -> tuple[int, int]:
         """(H, W) of the first image feature of the first example; bounds method costs."""
         if self._image_hw is None:
             hw = (224, 224)
@@ -152,7 +175,7 @@ class AttributionVisualizer:
             self._image_hw = hw
         return self._image_hw
 
-    def config(self) -> Dict[str, Any]:
+    def config(self) -> dict[str, Any]:
         """What the page needs to build its controls (``GET /api/v1/config``)."""
         return config_view(self)
 
@@ -160,8 +183,9 @@ class AttributionVisualizer:
     @property
     def defaults(self) -> Defaults:
         """What a request leaves out: this visualizer's methods, default method and top-k."""
-        return Defaults(self.methods, self.default_method, self.classes, self.image_hw, self.default_top_k,
-                        len(self.engines))
+        return Defaults(
+            self.methods, self.default_method, self.classes, self.image_hw, self.default_top_k, len(self.engines)
+        )
 
     def parse_page(self, body: Any) -> PageQuery:
         return parse_page_query(body, self.defaults)
@@ -169,7 +193,7 @@ class AttributionVisualizer:
     def parse_attribute(self, body: Any) -> AttributeQuery:
         return parse_attribute_query(body, self.defaults)
 
-    def predictions(self, examples: Sequence[Example], cancel: Optional[Cancel] = None) -> List[List[Prediction]]:
+    def predictions(self, examples: Sequence[Example], cancel: Cancel | None = None) -> list[list[Prediction]]:
         """Every model's predictions of some examples (one list per model), in one pass per model."""
         return [[r.prediction for r in engine.run(examples, cancel=cancel)] for engine in self.engines]
 
@@ -177,21 +201,22 @@ class AttributionVisualizer:
         """Ids of one page of examples matching ``flt`` (see :mod:`insights_app.paging`)."""
         return self.pager.find_page(flt, page, page_size)
 
-    def iter_page(self, q: PageQuery, first_chunk: int = 1) -> Iterator[Dict[str, Any]]:
+    def iter_page(self, q: PageQuery, first_chunk: int = 1) -> Iterator[dict[str, Any]]:
         """Events of one page: ``page``, then each ``example`` as soon as it is ready, then ``done``."""
         return page_events(self, q, first_chunk)
 
-    def page(self, body: Any) -> Dict[str, Any]:
+    def page(self, body: Any) -> dict[str, Any]:
         """One page as a single JSON document (the non-streaming form of /api/v1/examples)."""
         return page_document(self, body if isinstance(body, PageQuery) else self.parse_page(body))
 
-    def attribute(self, body: Any) -> Dict[str, Any]:
+    def attribute(self, body: Any) -> dict[str, Any]:
         """One example, one model, any target class (clicking a class in the page)."""
         return attribute_view(self, body)
 
     # ------------------------------------------------------------ triage
-    def interpretation(self, model: Union[int, str] = 0, progress: bool = True,
-                       timeout: Optional[float] = None) -> Interpretation:
+    def interpretation(
+        self, model: int | str = 0, progress: bool = True, timeout: float | None = None
+    ) -> Interpretation:
         """fastai-style triage of one model (``confusion_matrix``, ``most_confused``, ``top_losses``,
         ``per_class``, ``accuracy``), from the dataset pass: run now (with a progress bar) unless
         it has run. Interrupting it (Ctrl-C, the notebook's stop button) pauses the pass; the next
@@ -200,9 +225,18 @@ class AttributionVisualizer:
         return interpretation_of(self, model, progress=progress, timeout=timeout)
 
     # ------------------------------------------------------------ serving
-    def serve(self, blocking: bool = False, debug: bool = False, port: Optional[int] = None,
-              bind_all: bool = False, *, host: Optional[str] = None, token: Optional[str] = None,
-              threads: int = 8, quiet: bool = False) -> int:
+    def serve(
+        self,
+        blocking: bool = False,
+        debug: bool = False,
+        port: int | None = None,
+        bind_all: bool = False,
+        *,
+        host: str | None = None,
+        token: str | None = None,
+        threads: int = 8,
+        quiet: bool = False,
+    ) -> int:
         """Start the web app (waitress) and return its port once it accepts connections.
 
         Binds 127.0.0.1 unless ``bind_all`` or ``host`` says otherwise; any other address
@@ -220,7 +254,7 @@ class AttributionVisualizer:
         return handle.port
 
     @property
-    def url(self) -> Optional[str]:
+    def url(self) -> str | None:
         return self._servers[-1].url if self._servers else None
 
     def stop(self, timeout: float = 10.0) -> bool:
@@ -236,7 +270,7 @@ class AttributionVisualizer:
             self._servers.pop().close(timeout=max(0.1, deadline - time.monotonic()))
         return all(engine.compute.wait_idle(max(0.0, deadline - time.monotonic())) for engine in self.engines)
 
-    def render(self, debug: bool = False, height: Optional[int] = 900) -> None:
+    def render(self, debug: bool = False, height: int | None = 900) -> None:
         """Show the UI inside a Jupyter notebook (JupyterLab 4, Notebook 7, VS Code).
 
         Returns None, as captum.insights did: a returned widget, as a cell's last value, would

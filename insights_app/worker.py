@@ -15,8 +15,9 @@ import functools
 import queue
 import threading
 import weakref
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, TypeVar
 
 from .errors import Busy
 
@@ -37,8 +38,8 @@ class ComputeThread:
     def __init__(self, name: str, max_waiting: int = 16) -> None:
         self.name = name
         self.max_waiting = max(1, int(max_waiting))
-        self._queue: "queue.SimpleQueue[Optional[tuple]]" = queue.SimpleQueue()
-        self._thread: Optional[threading.Thread] = None
+        self._queue: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
         self._pending = 0  # calls submitted and not finished (waiting or running)
@@ -56,10 +57,12 @@ class ComputeThread:
             raise RuntimeError(f"{self.name} is closed")
         with self._pending_lock:
             if self._pending > self.max_waiting:
-                raise Busy(f"{self.name.split(': ', 1)[-1]} is busy: {self._pending - 1} computations are waiting "
-                           "for it; try again shortly")
+                raise Busy(
+                    f"{self.name.split(': ', 1)[-1]} is busy: {self._pending - 1} computations are waiting "
+                    "for it; try again shortly"
+                )
             self._pending += 1
-        future: "Future[T]" = Future()
+        future: Future[T] = Future()
         try:
             self._ensure_started()
         except BaseException:
@@ -95,7 +98,7 @@ class ComputeThread:
                 self._thread = thread
 
 
-def _serve(jobs: "queue.SimpleQueue[Optional[tuple]]") -> None:
+def _serve(jobs: queue.SimpleQueue[tuple | None]) -> None:
     # A plain function holding only the queue: the thread keeps no reference to its owner.
     while True:
         job = jobs.get()

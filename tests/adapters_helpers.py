@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ from insights_app.testing import ConvNet, seeded
 DIGIT_SIZE = 16
 
 
-def digit_images(size: int = DIGIT_SIZE) -> Tuple[np.ndarray, np.ndarray]:
+def digit_images(size: int = DIGIT_SIZE) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's digits upscaled to ``size`` x ``size`` uint8 images, and their labels."""
     from PIL import Image
     from sklearn.datasets import load_digits
@@ -27,15 +27,16 @@ def digit_images(size: int = DIGIT_SIZE) -> Tuple[np.ndarray, np.ndarray]:
     return np.stack(out), digits.target.astype(np.int64)
 
 
-def write_digit_folders(root: Path, n_train: int = 600, n_valid: int = 120, size: int = DIGIT_SIZE,
-                        seed: int = 0) -> Dict[str, List[Path]]:
+def write_digit_folders(
+    root: Path, n_train: int = 600, n_valid: int = 120, size: int = DIGIT_SIZE, seed: int = 0
+) -> dict[str, list[Path]]:
     """Write ``root/{train,valid}/<digit>/<index>.png`` (a seeded subset of the digits)."""
     from PIL import Image
 
     images, labels = digit_images(size)
     order = np.random.default_rng(seed).permutation(len(images))
-    split = {"valid": order[:n_valid], "train": order[n_valid:n_valid + n_train]}
-    written: Dict[str, List[Path]] = {}
+    split = {"valid": order[:n_valid], "train": order[n_valid : n_valid + n_train]}
+    written: dict[str, list[Path]] = {}
     for name, idx in split.items():
         written[name] = []
         for i in idx:
@@ -58,7 +59,7 @@ def digit_tags(path):  # no annotations: fastai's type dispatch chokes on list[s
     return ["even" if d % 2 == 0 else "odd"] + (["small"] if d < 5 else [])
 
 
-def pil_pixels(path: Path, mode: str = "L", size: Tuple[int, int] | None = None) -> torch.Tensor:
+def pil_pixels(path: Path, mode: str = "L", size: tuple[int, int] | None = None) -> torch.Tensor:
     """A file's pixels as a (C, H, W) float tensor in 0..1, read independently of the adapters."""
     from PIL import Image
 
@@ -75,8 +76,9 @@ def pil_pixels(path: Path, mode: str = "L", size: Tuple[int, int] | None = None)
 SAMPLE_PHOTOS = {"animal": ("chelsea", "cat"), "object": ("coffee", "rocket"), "person": ("astronaut",)}
 
 
-def write_sample_photos(root: Path, classes: Dict[str, Sequence[str]] = SAMPLE_PHOTOS,
-                        max_side: int = 96) -> Dict[str, Path]:
+def write_sample_photos(
+    root: Path, classes: dict[str, Sequence[str]] = SAMPLE_PHOTOS, max_side: int = 96
+) -> dict[str, Path]:
     """scikit-image's sample photos as ``root/<class>/<name>.png`` (downscaled to keep tests fast)."""
     from PIL import Image
     from skimage import data
@@ -98,7 +100,7 @@ def photo_cnn(n_classes: int, channels: int = 3) -> nn.Module:
     return seeded(ConvNet, channels, n_classes, ((8, "avg4"),))
 
 
-def page_predictions(page: dict) -> List[Tuple[int, int, float]]:
+def page_predictions(page: dict) -> list[tuple[int, int, float]]:
     """(example id, top-1 class index, top-1 score) of the first model for each example of a page."""
     out = []
     for ex in page["examples"]:
@@ -120,8 +122,9 @@ def fit_on_tensors(learn, x: torch.Tensor, y: torch.Tensor, epochs: int = 4, bat
     gen = torch.Generator().manual_seed(0)
     ds = TensorDataset(x, y)
     own_dls = learn.dls
-    learn.dls = DataLoaders(DataLoader(ds, batch_size=batch_size, shuffle=True, generator=gen),
-                            DataLoader(ds, batch_size=256))
+    learn.dls = DataLoaders(
+        DataLoader(ds, batch_size=batch_size, shuffle=True, generator=gen), DataLoader(ds, batch_size=256)
+    )
     torch.manual_seed(0)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny CNN trains fastest on one thread (and on a busy machine)

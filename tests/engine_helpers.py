@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator, List
+from collections.abc import Iterator
 
 import torch
 
@@ -17,12 +17,21 @@ def make_model(in_channels: int = 3, n_classes: int = 10, seed: int = 0) -> Smal
 class RandomImages:
     """A re-iterable dataset of random images (fresh iterator per iter(), same data each time)."""
 
-    def __init__(self, n_batches: int = 4, batch_size: int = 4, shape=(3, 32, 32), n_classes: int = 10,
-                 labels: bool = True, seed: int = 1) -> None:
+    def __init__(
+        self,
+        n_batches: int = 4,
+        batch_size: int = 4,
+        shape=(3, 32, 32),
+        n_classes: int = 10,
+        labels: bool = True,
+        seed: int = 1,
+    ) -> None:
         g = torch.Generator().manual_seed(seed)
-        self.batches: List[Batch] = [
-            Batch(torch.rand((batch_size,) + tuple(shape), generator=g),
-                  torch.randint(0, n_classes, (batch_size,), generator=g) if labels else None)
+        self.batches: list[Batch] = [
+            Batch(
+                torch.rand((batch_size,) + tuple(shape), generator=g),
+                torch.randint(0, n_classes, (batch_size,), generator=g) if labels else None,
+            )
             for _ in range(n_batches)
         ]
         self.iterations = 0

@@ -9,9 +9,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 import requests
 from torch import nn
@@ -29,7 +30,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_http(url: str, timeout: float, process: Optional[subprocess.Popen] = None) -> None:
+def wait_for_http(url: str, timeout: float, process: subprocess.Popen | None = None) -> None:
     """Poll ``url`` until it answers (any status), the process dies, or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -48,9 +49,9 @@ class Launched:
     """A running ``launch.py``: its process, the URL it printed, and everything it printed."""
 
     process: subprocess.Popen
-    lines: List[str] = field(default_factory=list)
-    url: Optional[str] = None
-    seconds_to_url: Optional[float] = None
+    lines: list[str] = field(default_factory=list)
+    url: str | None = None
+    seconds_to_url: float | None = None
 
     @property
     def output(self) -> str:
@@ -84,18 +85,25 @@ class Launched:
         return self.process.returncode
 
 
-def launch_env(cache: Path, **extra: str) -> Dict[str, str]:
+def launch_env(cache: Path, **extra: str) -> dict[str, str]:
     """The environment of a launched server: its own cache folder, and no browser unless asked."""
     env = {k: v for k, v in os.environ.items() if k != "BROWSER"}
     env.update(INSIGHTS_APP_CACHE=str(cache), PYTHONUNBUFFERED="1", **extra)
     return env
 
 
-def start(args: Sequence[str], env: Dict[str, str], cwd: Path = ROOT, timeout: float = 180) -> Launched:
+def start(args: Sequence[str], env: dict[str, str], cwd: Path = ROOT, timeout: float = 180) -> Launched:
     """Start ``python launch.py ARGS`` and return once it printed its URL (or fail with its output)."""
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-u", str(ROOT / "launch.py"), *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    proc = subprocess.Popen(
+        [sys.executable, "-u", str(ROOT / "launch.py"), *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    )
     launched = Launched(proc)
     found = threading.Event()
 
@@ -118,21 +126,28 @@ def start(args: Sequence[str], env: Dict[str, str], cwd: Path = ROOT, timeout: f
     return launched
 
 
-def run(args: Sequence[str], env: Dict[str, str], cwd: Path = ROOT,
-        timeout: float = 120) -> subprocess.CompletedProcess:
+def run(
+    args: Sequence[str], env: dict[str, str], cwd: Path = ROOT, timeout: float = 120
+) -> subprocess.CompletedProcess:
     """Run ``python launch.py ARGS`` to completion (for arguments that must fail)."""
-    return subprocess.run([sys.executable, str(ROOT / "launch.py"), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "launch.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
-def get_config(launched: Launched, token: Optional[str] = None) -> Dict[str, Any]:
+def get_config(launched: Launched, token: str | None = None) -> dict[str, Any]:
     params = {"token": token} if token else None
     r = requests.get(launched.base + "api/v1/config", params=params, timeout=30)
     r.raise_for_status()
     return r.json()
 
 
-def post_examples(launched: Launched, body: Dict[str, Any], token: Optional[str] = None) -> Dict[str, Any]:
+def post_examples(launched: Launched, body: dict[str, Any], token: str | None = None) -> dict[str, Any]:
     params = {"token": token} if token else None
     r = requests.post(launched.base + "api/v1/examples", json=dict(body, stream=False), params=params, timeout=120)
     assert r.status_code == 200, r.text
@@ -140,6 +155,7 @@ def post_examples(launched: Launched, body: Dict[str, Any], token: Optional[str]
 
 
 # ---------------------------------------------------------------------- models for --model
+
 
 def digits_net() -> nn.Module:
     """The factory passed as ``--model launch_helpers:digits_net`` (what a user's own model module holds)."""

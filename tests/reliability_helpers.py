@@ -12,8 +12,9 @@ import functools
 import json
 import socket
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any
 
 import torch
 
@@ -66,7 +67,9 @@ class Digits:
         x = x.clone()
         for i in poison:
             x[i, 0, 0, 0] = POISON
-        self.batches: List[Batch] = [Batch(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, n, batch_size)]
+        self.batches: list[Batch] = [
+            Batch(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, n, batch_size)
+        ]
 
     def __iter__(self) -> Iterator[Batch]:
         return iter(self.batches)
@@ -79,7 +82,7 @@ class FailingDigits(Digits):
     (a flaky network share) and a permanent one (a corrupt shard) can both be modelled.
     """
 
-    def __init__(self, n: int = 48, batch_size: int = 8, fail_at: int = 2, failures: Optional[int] = None) -> None:
+    def __init__(self, n: int = 48, batch_size: int = 8, fail_at: int = 2, failures: int | None = None) -> None:
         super().__init__(n, batch_size)
         self.fail_at = fail_at
         self.failures_left = failures
@@ -115,7 +118,7 @@ def without_timing(obj: Any) -> Any:
     return obj
 
 
-def answer_differences(want: Any, got: Any, path: str = "") -> List[str]:
+def answer_differences(want: Any, got: Any, path: str = "") -> list[str]:
     """Where two API answers differ, beyond what batching may change (empty: the same answer).
 
     Examples are computed in batches whose make-up depends on what else was asked (and what
@@ -130,7 +133,7 @@ def answer_differences(want: Any, got: Any, path: str = "") -> List[str]:
     if isinstance(want, dict) and isinstance(got, dict):
         if set(want) != set(got):
             return [f"{path}: keys {sorted(set(want) ^ set(got))}"]
-        out: List[str] = []
+        out: list[str] = []
         size_unknown = "dataset_size" in want and (want["dataset_size"] is None or got["dataset_size"] is None)
         for k in want:
             if k in ("total", "dataset_size") and (want[k] is None or got[k] is None):
@@ -153,15 +156,15 @@ def answer_differences(want: Any, got: Any, path: str = "") -> List[str]:
 PNG_PREFIX = "data:image/png;base64,"
 
 
-def _image_differences(want: str, got: str, path: str) -> List[str]:
+def _image_differences(want: str, got: str, path: str) -> list[str]:
     import base64
     import io
 
     import numpy as np
     from PIL import Image
 
-    def pixels(url: str) -> "np.ndarray":
-        return np.asarray(Image.open(io.BytesIO(base64.b64decode(url[len(PNG_PREFIX):])))).astype(int)
+    def pixels(url: str) -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(base64.b64decode(url[len(PNG_PREFIX) :])))).astype(int)
 
     a, b = pixels(want), pixels(got)
     if a.shape != b.shape:
@@ -172,7 +175,7 @@ def _image_differences(want: str, got: str, path: str) -> List[str]:
     return []
 
 
-def ndjson_events(body: bytes) -> List[Dict[str, Any]]:
+def ndjson_events(body: bytes) -> list[dict[str, Any]]:
     return [json.loads(line) for line in body.decode().splitlines() if line.strip()]
 
 

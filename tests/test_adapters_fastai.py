@@ -13,10 +13,16 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from adapters_helpers import (
-    IG_PAGE, digit_cnn, digit_tags, fit_on_tensors, page_predictions, pil_pixels, write_digit_folders,
+    IG_PAGE,
+    digit_cnn,
+    digit_tags,
+    fit_on_tensors,
+    page_predictions,
+    pil_pixels,
+    write_digit_folders,
 )
+
 from data_adapters import (
     AdapterError,
     from_dataloaders,
@@ -53,8 +59,15 @@ def learner(digits):
     """A single-label CNN learner with a Normalize in its batch transforms."""
     fv = fastai_vision
     root, files = digits
-    dls = fv.ImageDataLoaders.from_folder(root, train="train", valid="valid", img_cls=fv.PILImageBW, bs=64,
-                                          num_workers=0, batch_tfms=fv.Normalize.from_stats(MEAN, STD, cuda=False))
+    dls = fv.ImageDataLoaders.from_folder(
+        root,
+        train="train",
+        valid="valid",
+        img_cls=fv.PILImageBW,
+        bs=64,
+        num_workers=0,
+        batch_tfms=fv.Normalize.from_stats(MEAN, STD, cuda=False),
+    )
     learn = fv.Learner(dls, digit_cnn(10), loss_func=fv.CrossEntropyLossFlat(), metrics=fv.accuracy)
     targets = torch.tensor([int(f.parent.name) for f in files["train"]])
     _fit_on_tensors(learn, files["train"], targets)
@@ -122,7 +135,7 @@ def test_training_items_are_shown_with_validation_transforms(learner, digits):
     items = learner.dls.train_ds.items
     assert torch.equal(first.inputs, again.inputs)  # same pixels on every pass: no augmentation, no shuffle
     assert torch.equal(first.inputs[0], pil_pixels(items[0]))
-    assert first.labels == [int(p.parent.name) for p in items[:len(first.labels)]]
+    assert first.labels == [int(p.parent.name) for p in items[: len(first.labels)]]
 
 
 def test_visualizer_page_end_to_end_matches_learner(learner):
@@ -192,8 +205,12 @@ def test_exported_learner_on_new_unlabelled_files(exported, digits, tmp_path):
 def test_multi_label_learner_uses_sigmoid(digits):
     fv = fastai_vision
     root, files = digits
-    block = fv.DataBlock(blocks=(fv.ImageBlock(fv.PILImageBW), fv.MultiCategoryBlock), get_items=fv.get_image_files,
-                         splitter=fv.GrandparentSplitter(train_name="train", valid_name="valid"), get_y=digit_tags)
+    block = fv.DataBlock(
+        blocks=(fv.ImageBlock(fv.PILImageBW), fv.MultiCategoryBlock),
+        get_items=fv.get_image_files,
+        splitter=fv.GrandparentSplitter(train_name="train", valid_name="valid"),
+        get_y=digit_tags,
+    )
     dls = block.dataloaders(root, bs=64, num_workers=0)
     learn = fv.Learner(dls, digit_cnn(3), metrics=fv.accuracy_multi)
     assert type(learn.loss_func).__name__ == "BCEWithLogitsLossFlat"
@@ -219,9 +236,12 @@ def test_multi_label_learner_uses_sigmoid(digits):
 def test_bool_vocab_becomes_strings(digits):
     fv = fastai_vision
     root, _ = digits
-    block = fv.DataBlock(blocks=(fv.ImageBlock(fv.PILImageBW), fv.CategoryBlock), get_items=fv.get_image_files,
-                         splitter=fv.GrandparentSplitter(train_name="train", valid_name="valid"),
-                         get_y=lambda p: int(Path(p).parent.name) >= 5)
+    block = fv.DataBlock(
+        blocks=(fv.ImageBlock(fv.PILImageBW), fv.CategoryBlock),
+        get_items=fv.get_image_files,
+        splitter=fv.GrandparentSplitter(train_name="train", valid_name="valid"),
+        get_y=lambda p: int(Path(p).parent.name) >= 5,
+    )
     dls = block.dataloaders(root, bs=32, num_workers=0)
     torch.manual_seed(0)
     source = source_from_dataloaders(dls, digit_cnn(2))

@@ -10,9 +10,9 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from adapters_helpers import IG_PAGE, page_predictions, photo_cnn, pil_pixels, write_sample_photos
 
 import data_adapters.folder as folder_module
-from adapters_helpers import IG_PAGE, page_predictions, photo_cnn, pil_pixels, write_sample_photos
 from data_adapters import AdapterError, from_folder, source_from_folder
 from data_adapters.classes import read_classes
 from data_adapters.errors import ChannelsError, ClassCountError
@@ -198,7 +198,8 @@ def test_unknown_csv_labels_are_counted_per_label(photos, tmp_path, caplog):
         source = source_from_folder(root, photo_cnn(2), classes=["cat", "dog"], labels=csv_path, size=32)
     assert [v for b in source.dataset for v in b.labels] == [0, None, None, None]
     assert [r.getMessage() for r in caplog.records if r.name == "data_adapters.folder"] == [
-        "showing 3 images unlabeled: labels 'lion' (1 image), 'mug' (2 images) are not any of the 2 classes"]
+        "showing 3 images unlabeled: labels 'lion' (1 image), 'mug' (2 images) are not any of the 2 classes"
+    ]
 
 
 def test_classes_come_from_the_labels_unless_given(photos):

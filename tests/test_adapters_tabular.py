@@ -15,9 +15,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from launch_helpers import get_config, launch_env, post_examples, start
 
 import launch
-from launch_helpers import get_config, launch_env, post_examples, start
 
 fastai_tabular = pytest.importorskip("fastai.tabular.all")
 
@@ -67,8 +67,11 @@ def client(vis):
 
 
 def page(client, method: str, page_size: int = N_VALID, top_k: int = 2) -> list:
-    resp = client.post(API + "/examples", data=json.dumps({"method": method, "page_size": page_size, "top_k": top_k}),
-                       content_type="application/json")
+    resp = client.post(
+        API + "/examples",
+        data=json.dumps({"method": method, "page_size": page_size, "top_k": top_k}),
+        content_type="application/json",
+    )
     assert resp.status_code == 200, resp.get_data(as_text=True)
     return resp.get_json()["examples"]
 
@@ -184,6 +187,7 @@ def test_an_exported_learner_shows_new_rows(learner, frame, tmp_path):
 
 
 # ---------------------------------------------------------------------- the demo
+
 
 @pytest.fixture(scope="module")
 def demo_cache(tmp_path_factory):

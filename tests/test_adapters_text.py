@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import List
 
 import pytest
 import torch
@@ -23,19 +22,46 @@ from data_adapters import AdapterError, from_learner, from_texts, source_from_le
 from insights_app.server import create_app
 
 API = "/api/v1"
-VOCAB = ["<pad>", "<unk>", "the", "a", "file", "path", "folder", "socket", "server", "port", "number", "sum",
-         "root", "is", "of", "opens", "reads", "and", "to", "with"]
+VOCAB = [
+    "<pad>",
+    "<unk>",
+    "the",
+    "a",
+    "file",
+    "path",
+    "folder",
+    "socket",
+    "server",
+    "port",
+    "number",
+    "sum",
+    "root",
+    "is",
+    "of",
+    "opens",
+    "reads",
+    "and",
+    "to",
+    "with",
+]
 PAD = 0
 CLASSES = ["files", "networking", "math"]
 TEXTS = [
-    "the file opens a folder", "reads the socket", "sum of the number", "the path to a file with a folder",
-    "the server port", "root of a number is a number", "reads and opens", "a socket to the server with a port",
-    "the zebra reads a file", "number",
+    "the file opens a folder",
+    "reads the socket",
+    "sum of the number",
+    "the path to a file with a folder",
+    "the server port",
+    "root of a number is a number",
+    "reads and opens",
+    "a socket to the server with a port",
+    "the zebra reads a file",
+    "number",
 ]
 LABELS = [0, 1, 2, 0, 1, 2, 0, 1, 0, 2]
 
 
-def tokenize(text: str) -> List[int]:
+def tokenize(text: str) -> list[int]:
     index = {w: i for i, w in enumerate(VOCAB)}
     return [index.get(w, 1) for w in re.findall(r"[a-z]+", text.lower())]
 
@@ -71,6 +97,7 @@ def _source(model, **kw):
 
 # ---------------------------------------------------------------- plain torch models with a tokenizer
 
+
 def test_pages_show_the_words_with_one_finite_score_per_token(tiny_model):
     vis = _source(tiny_model).visualizer()
     client = create_app(vis).test_client()
@@ -83,15 +110,15 @@ def test_pages_show_the_words_with_one_finite_score_per_token(tiny_model):
         text = TEXTS[ex["id"]]
         expected = [VOCAB[i] for i in tokenize(text)]  # unknown words are <unk>
         assert ex["label"]["index"] == LABELS[ex["id"]]
-        assert ex["features"][0]["original"][:len(expected)] == expected
+        assert ex["features"][0]["original"][: len(expected)] == expected
         attr = ex["models"][0]["attributions"][0]
         assert attr["type"] == "text" and ex["models"][0]["error"] is None
         tokens, scores = attr["tokens"], attr["scores"]
-        assert len(tokens) == len(scores) and tokens[:len(expected)] == expected
-        assert set(tokens[len(expected):]) <= {"<pad>"}  # padding at the end, shown as such
+        assert len(tokens) == len(scores) and tokens[: len(expected)] == expected
+        assert set(tokens[len(expected) :]) <= {"<pad>"}  # padding at the end, shown as such
         assert all(math.isfinite(s) for s in scores)
-        assert all(s == 0.0 for s in scores[len(expected):])  # padding does not move from the padding baseline
-        assert any(s != 0.0 for s in scores[:len(expected)])
+        assert all(s == 0.0 for s in scores[len(expected) :])  # padding does not move from the padding baseline
+        assert any(s != 0.0 for s in scores[: len(expected)])
     assert "zebra" not in json.dumps(data) and "<unk>" in data["examples"][8]["features"][0]["original"]
     assert not any(math.isnan(x) for x in [ex["models"][0]["predictions"][0]["score"] for ex in data["examples"]])
 
@@ -109,10 +136,12 @@ def test_integrated_gradients_over_embeddings_equals_layer_integrated_gradients(
     base = feature.transform_input(torch.zeros_like(batch.inputs))  # the app's "zeros" baseline
     assert torch.allclose(base, tiny_model.embedding.weight[PAD].detach().expand_as(base))
     target = torch.tensor([0, 1, 2, 1])
-    ours = IntegratedGradients(source.model).attribute(x, baselines=base, target=target,
-                                                       additional_forward_args=(ids,), n_steps=24)
+    ours = IntegratedGradients(source.model).attribute(
+        x, baselines=base, target=target, additional_forward_args=(ids,), n_steps=24
+    )
     lig = LayerIntegratedGradients(tiny_model, tiny_model.embedding).attribute(
-        ids, baselines=torch.full_like(ids, PAD), target=target, n_steps=24)
+        ids, baselines=torch.full_like(ids, PAD), target=target, n_steps=24
+    )
     assert ours.shape == lig.shape == (4, ids.shape[1], 6)
     torch.testing.assert_close(ours, lig, rtol=1e-5, atol=1e-6)
 
@@ -120,16 +149,21 @@ def test_integrated_gradients_over_embeddings_equals_layer_integrated_gradients(
     vis = source.visualizer()
     page = vis.page({"method": "IntegratedGradients", "arguments": {"n_steps": 24}, "page_size": 4})
     targets = torch.tensor([ex["models"][0]["target"]["index"] for ex in page["examples"]])
-    lig = LayerIntegratedGradients(tiny_model, tiny_model.embedding).attribute(
-        ids, baselines=torch.full_like(ids, PAD), target=targets, n_steps=24).sum(-1)
+    lig = (
+        LayerIntegratedGradients(tiny_model, tiny_model.embedding)
+        .attribute(ids, baselines=torch.full_like(ids, PAD), target=targets, n_steps=24)
+        .sum(-1)
+    )
     for row, ex in enumerate(page["examples"]):
         scores = torch.tensor(ex["models"][0]["attributions"][0]["scores"], dtype=torch.float32)
         torch.testing.assert_close(scores, lig[row], rtol=1e-4, atol=1e-6)
     # The feature declares the padding baseline too: baseline "feature" draws the same maps.
-    declared = vis.page({"method": "IntegratedGradients", "arguments": {"n_steps": 24, "baseline": "feature"},
-                         "page_size": 4})
-    assert [ex["models"][0]["attributions"][0]["scores"] for ex in declared["examples"]] == \
-        [ex["models"][0]["attributions"][0]["scores"] for ex in page["examples"]]
+    declared = vis.page(
+        {"method": "IntegratedGradients", "arguments": {"n_steps": 24, "baseline": "feature"}, "page_size": 4}
+    )
+    assert [ex["models"][0]["attributions"][0]["scores"] for ex in declared["examples"]] == [
+        ex["models"][0]["attributions"][0]["scores"] for ex in page["examples"]
+    ]
 
 
 def test_gradient_and_perturbation_methods_give_one_score_per_token(tiny_model):
@@ -177,8 +211,9 @@ def test_clear_errors(tiny_model):
         source_from_texts(TEXTS, tiny_model, tokenize, VOCAB, PAD, layer="nope")
     with pytest.raises(AdapterError, match="not one of the classes"):
         source_from_texts(TEXTS[:1], tiny_model, tokenize, VOCAB, PAD, ["cats"], CLASSES)
-    vis = from_texts(list(zip(TEXTS, LABELS)), tiny_model, tokenize, {w: i for i, w in enumerate(VOCAB)}, PAD,
-                     classes=CLASSES)
+    vis = from_texts(
+        list(zip(TEXTS, LABELS)), tiny_model, tokenize, {w: i for i, w in enumerate(VOCAB)}, PAD, classes=CLASSES
+    )
     assert vis.page({"page_size": 1})["examples"][0]["label"]["index"] == LABELS[0]
 
 
@@ -205,11 +240,11 @@ def text_learner():
         texts.append(" ".join(words))
         labels.append("pos" if lab else "neg")
     df = pd.DataFrame({"text": texts, "label": labels})
-    dls = TextDataLoaders.from_df(df, text_col="text", label_col="label", valid_pct=0.2, seed=0, bs=32,
-                                  num_workers=0)
+    dls = TextDataLoaders.from_df(df, text_col="text", label_col="label", valid_pct=0.2, seed=0, bs=32, num_workers=0)
     torch.manual_seed(0)
-    learn = text_classifier_learner(dls, AWD_LSTM, pretrained=False, metrics=accuracy,
-                                    config=dict(emb_sz=32, n_hid=32, n_layers=1))
+    learn = text_classifier_learner(
+        dls, AWD_LSTM, pretrained=False, metrics=accuracy, config=dict(emb_sz=32, n_hid=32, n_layers=1)
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -282,17 +317,19 @@ def test_fastai_text_learner_pages_and_interpretation(text_learner):
     assert (interp.confusion_matrix() == theirs.confusion_matrix()).all()
     ours_losses, ours_ids = interp.top_losses()
     their_losses, their_ids = theirs.top_losses()
-    torch.testing.assert_close(ours_losses, torch.as_tensor(their_losses).as_subclass(torch.Tensor),
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        ours_losses, torch.as_tensor(their_losses).as_subclass(torch.Tensor), rtol=1e-5, atol=1e-6
+    )
     assert sorted(order[i] for i in ours_ids.tolist()[:10]) == sorted(their_ids.tolist()[:10])
 
 
 # ---------------------------------------------------------------- the demo
 
+
 def test_text_demo_trains_once_into_its_cache_then_loads(tmp_path, monkeypatch):
     from insights_app import demo_text
 
-    said: List[str] = []
+    said: list[str] = []
     vis = demo_text.demo_visualizer(cache=tmp_path, progress=said.append)
     files = demo_text.demo_files(tmp_path)
     assert files.complete() and any("training" in s for s in said)
@@ -312,5 +349,7 @@ def test_text_demo_trains_once_into_its_cache_then_loads(tmp_path, monkeypatch):
     said.clear()
     again = demo_text.demo_visualizer(cache=tmp_path, progress=said.append)
     assert not any("training" in s for s in said)
-    assert again.page({"page_size": 4})["examples"][0]["features"][0]["original"] == \
-        page["examples"][0]["features"][0]["original"]
+    assert (
+        again.page({"page_size": 4})["examples"][0]["features"][0]["original"]
+        == page["examples"][0]["features"][0]["original"]
+    )

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from adapters_helpers import IG_PAGE, digit_cnn, digit_images, page_predictions
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from adapters_helpers import IG_PAGE, digit_cnn, digit_images, page_predictions
 from data_adapters import AdapterError, from_dataset, source_from_dataset
 
 MEAN, STD = [0.3], [0.4]

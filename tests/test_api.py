@@ -9,22 +9,27 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any, Dict, List
+from typing import Any
 
 import numpy as np
 import pytest
 import requests
 import torch
+from ui_helpers import (  # noqa: F401  (pytest fixtures)
+    DIGIT_NAMES,
+    decode_data_url,
+    digits_setup,
+    digits_visualizer,
+    is_blank,
+    mixed_visualizer,
+    serve,
+)
 
 from insights_app import AttributionVisualizer, Batch
-from insights_app.features import ImageFeature
 from insights_app.access import access_token, host_is_loopback, token_cookie_name
+from insights_app.features import ImageFeature
 from insights_app.server import create_app
 from insights_app.testing import SlowNet
-
-from ui_helpers import (  # noqa: F401  (pytest fixtures)
-    DIGIT_NAMES, decode_data_url, digits_setup, digits_visualizer, is_blank, mixed_visualizer, serve,
-)
 
 FAST = {"method": "Saliency"}
 API = "/api/v1"
@@ -39,11 +44,12 @@ def post(client, path: str, body: Any, **kw):
     return client.post(API + path, data=json.dumps(body), content_type="application/json", **kw)
 
 
-def events(resp) -> List[Dict[str, Any]]:
+def events(resp) -> list[dict[str, Any]]:
     return [json.loads(line) for line in resp.get_data(as_text=True).splitlines() if line.strip()]
 
 
 # ---------------------------------------------------------------- routes
+
 
 def test_index_and_static_files_are_served_with_javascript_types(client):
     page = client.get("/")
@@ -51,8 +57,11 @@ def test_index_and_static_files_are_served_with_javascript_types(client):
     html = page.get_data(as_text=True)
     assert 'src="static/main.js"' in html and 'href="static/style.css"' in html
     assert "<script>" not in html  # no inline script: the CSP forbids it
-    for path, mime in [("/static/app.js", "text/javascript"), ("/static/main.js", "text/javascript"),
-                       ("/static/style.css", "text/css")]:
+    for path, mime in [
+        ("/static/app.js", "text/javascript"),
+        ("/static/main.js", "text/javascript"),
+        ("/static/style.css", "text/css"),
+    ]:
         resp = client.get(path)
         assert resp.status_code == 200 and resp.mimetype == mime, path
     assert "export function mount" in client.get("/static/app.js").get_data(as_text=True)
@@ -123,15 +132,20 @@ def test_prediction_filters_split_correct_and_incorrect(client, digits_setup):
 
 
 def test_class_filter_by_label_and_by_name(client):
-    data = post(client, "/examples", dict(FAST, page_size=4,
-                                          filter={"classes": ["seven", 3], "class_source": "label"})).get_json()
+    data = post(
+        client, "/examples", dict(FAST, page_size=4, filter={"classes": ["seven", 3], "class_source": "label"})
+    ).get_json()
     assert data["examples"] and {e["label"]["index"] for e in data["examples"]} <= {3, 7}
 
 
 def test_a_filtered_page_counts_every_match_and_knows_its_last_page(digits_setup):
     labels = torch.arange(200) % 4  # 50 examples of each of the classes 0-3
-    vis = AttributionVisualizer(digits_setup.model, DIGIT_NAMES, [ImageFeature("digit")],
-                                [Batch(torch.rand(8, 1, 32, 32), labels[i:i + 8]) for i in range(0, 200, 8)])
+    vis = AttributionVisualizer(
+        digits_setup.model,
+        DIGIT_NAMES,
+        [ImageFeature("digit")],
+        [Batch(torch.rand(8, 1, 32, 32), labels[i : i + 8]) for i in range(0, 200, 8)],
+    )
     client = create_app(vis).test_client()
     body = dict(FAST, page_size=3, filter={"classes": ["two"], "class_source": "label"})
     # The stream shows the page as soon as its three matches are found (in the first 64 examples
@@ -150,8 +164,13 @@ def test_a_filtered_page_counts_every_match_and_knows_its_last_page(digits_setup
 
 
 def test_an_unfiltered_page_past_the_end_names_the_last_page(digits_setup):
-    vis = AttributionVisualizer(digits_setup.model, DIGIT_NAMES, [ImageFeature("digit")],
-                                [Batch(torch.rand(8, 1, 32, 32), torch.zeros(8, dtype=torch.long))] * 5, max_scan=64)
+    vis = AttributionVisualizer(
+        digits_setup.model,
+        DIGIT_NAMES,
+        [ImageFeature("digit")],
+        [Batch(torch.rand(8, 1, 32, 32), torch.zeros(8, dtype=torch.long))] * 5,
+        max_scan=64,
+    )
     client = create_app(vis).test_client()
     last = post(client, "/examples", dict(FAST, page_size=6, page=6)).get_json()["page"]  # reads to the end
     assert last["ids"] == [36, 37, 38, 39] and last["last_page"] == 6 and last["first"] == 36
@@ -175,9 +194,15 @@ def test_each_method_has_a_default_sign_and_maps_carry_their_colour_scale(client
         scale = ex["models"][0]["attributions"][0]["scale"]
         assert scale["low"] == 0 and scale["high"] > 0
     # Masking needs one sign: a signed method without a sign named falls back to absolute values.
-    masked = post(client, "/examples", {"method": "IntegratedGradients", "page_size": 1,
-                                        "visualization": {"method": "masked_image"}})
-    assert masked.status_code == 200 and masked.get_json()["examples"][0]["models"][0]["attributions"][0]["scale"]["low"] == 0
+    masked = post(
+        client,
+        "/examples",
+        {"method": "IntegratedGradients", "page_size": 1, "visualization": {"method": "masked_image"}},
+    )
+    assert (
+        masked.status_code == 200
+        and masked.get_json()["examples"][0]["models"][0]["attributions"][0]["scale"]["low"] == 0
+    )
 
 
 def test_a_shared_scale_is_the_pages_and_a_fixed_one_is_the_number_sent(client, digits_visualizer):
@@ -197,8 +222,9 @@ def test_a_shared_scale_is_the_pages_and_a_fixed_one_is_the_number_sent(client, 
     expected = attribution_scale([shrink_map(r.explanation.maps[0]) for r in results], "all", 2.0)
     assert abs(scales[0]["high"] - expected) <= 1e-6 * expected
     # The streamed page computes every map first, then draws them together.
-    streamed = events(post(client, "/examples", dict(body, stream=True,
-                                                      visualization=dict(body["visualization"], scale="page"))))
+    streamed = events(
+        post(client, "/examples", dict(body, stream=True, visualization=dict(body["visualization"], scale="page")))
+    )
     kinds = [e["type"] for e in streamed if e["type"] in ("progress", "example")]
     assert kinds[-3:] == ["example"] * 3 and "example" not in kinds[:-3] and "progress" in kinds
     fixed = post(client, "/examples", dict(body, visualization=dict(body["visualization"], scale=0.05))).get_json()
@@ -212,12 +238,15 @@ def test_the_colour_blind_palette_is_the_default_and_captums_is_one_request_away
     body = {"method": "IntegratedGradients", "page_size": 2, "visualization": {"method": "heat_map", "sign": "all"}}
 
     def greens(data) -> float:
-        px = np.concatenate([decode_data_url(ex["models"][0]["attributions"][0]["image"]).reshape(-1, 3)
-                             for ex in data["examples"]]).astype(int)
+        px = np.concatenate(
+            [decode_data_url(ex["models"][0]["attributions"][0]["image"]).reshape(-1, 3) for ex in data["examples"]]
+        ).astype(int)
         return float(((px[:, 1] > px[:, 0] + 40) & (px[:, 1] > px[:, 2] + 40)).mean())
 
     default = post(client, "/examples", body).get_json()
-    captum = post(client, "/examples", dict(body, visualization=dict(body["visualization"], palette="captum"))).get_json()
+    captum = post(
+        client, "/examples", dict(body, visualization=dict(body["visualization"], palette="captum"))
+    ).get_json()
     assert greens(default) == 0.0  # blue-white-orange: no green anywhere
     assert greens(captum) > 0.01  # captum's red-white-green
     bad = post(client, "/examples", dict(body, visualization={"palette": "rainbow"}))
@@ -239,8 +268,13 @@ def test_attribute_sends_the_map_values_when_asked(client):
 
 def test_empty_filter_result_says_how_many_examples_were_scanned(digits_setup):
     # A class no model ever predicts (a fresh visualizer so the filter index starts empty).
-    vis = AttributionVisualizer(digits_setup.model, DIGIT_NAMES + ["never"], [ImageFeature("digit")],
-                                [Batch(torch.rand(8, 1, 32, 32), torch.zeros(8, dtype=torch.long))], max_scan=64)
+    vis = AttributionVisualizer(
+        digits_setup.model,
+        DIGIT_NAMES + ["never"],
+        [ImageFeature("digit")],
+        [Batch(torch.rand(8, 1, 32, 32), torch.zeros(8, dtype=torch.long))],
+        max_scan=64,
+    )
     data = post(create_app(vis).test_client(), "/examples", dict(FAST, filter={"classes": ["never"]})).get_json()
     assert data["examples"] == [] and data["page"]["scanned"] == 8 and data["page"]["exhausted"]
     assert "8 examples scanned" in data["page"]["message"]
@@ -257,7 +291,7 @@ def test_streamed_page_sends_page_examples_then_done(client):
 def test_stream_yields_the_first_example_before_computing_the_rest(digits_visualizer, monkeypatch):
     from insights_app.views import examples as examples_view
 
-    calls: List[List[int]] = []
+    calls: list[list[int]] = []
     original = examples_view.explained
 
     def recording(vis, q, examples, cancel=None):
@@ -372,8 +406,10 @@ BAD_ATTRIBUTE_BODIES = [
     ({"example_id": 0, "target": 10}, "target"),
     ({"example_id": 0, "target": 1.5}, "target"),
     ({"example_id": 0, "filter": {}}, "filter"),
-    ({"example_id": 0, "method": "Occlusion", "arguments": {"perturbations_per_eval": 0}},
-     "arguments.perturbations_per_eval"),
+    (
+        {"example_id": 0, "method": "Occlusion", "arguments": {"perturbations_per_eval": 0}},
+        "arguments.perturbations_per_eval",
+    ),
 ]
 
 
@@ -415,17 +451,24 @@ def test_unexpected_failure_is_a_json_500_without_traceback(digits_visualizer, m
 
 # ---------------------------------------------------------------- OpenAPI
 
+
 def test_openapi_document_matches_the_routes(client):
     doc = client.get(API + "/openapi.json").get_json()
     assert doc["openapi"].startswith("3.")
     documented = {(path, verb.upper()) for path, item in doc["paths"].items() for verb in item}
     # What the app answers (anything but 404 and 405), for every documented path, with both verbs,
     # and for paths that are not documented.
-    candidates = {(path, verb) for path in list(doc["paths"]) + [API + "/nope", API + "/examples/1", API + "/"]
-                  for verb in ("GET", "POST")}
-    routed = {(path, verb) for path, verb in candidates
-              if client.open(path, method=verb, json=dict(FAST, page_size=1) if verb == "POST" else None).status_code
-              not in (404, 405)}
+    candidates = {
+        (path, verb)
+        for path in list(doc["paths"]) + [API + "/nope", API + "/examples/1", API + "/"]
+        for verb in ("GET", "POST")
+    }
+    routed = {
+        (path, verb)
+        for path, verb in candidates
+        if client.open(path, method=verb, json=dict(FAST, page_size=1) if verb == "POST" else None).status_code
+        not in (404, 405)
+    }
     assert documented == routed
 
 
@@ -441,14 +484,21 @@ def _server_only(body: Any, field: str) -> bool:
 def test_openapi_request_schemas_agree_with_the_server(client):
     jsonschema = pytest.importorskip("jsonschema")
     doc = client.get(API + "/openapi.json").get_json()
-    content = {p: doc["paths"][API + p]["post"]["requestBody"]["content"]["application/json"]["schema"]
-               for p in ("/examples", "/attribute")}
+    content = {
+        p: doc["paths"][API + p]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        for p in ("/examples", "/attribute")
+    }
     cfg = client.get(API + "/config").get_json()
     for method in cfg["methods"]:
-        common = {"method": method["name"], "arguments": method["defaults"], "top_k": 2,
-                  "visualization": {"method": "heat_map", "sign": "all", "outlier_perc": 1}}
-        jsonschema.validate(dict(common, page_size=1, filter={"classes": ["one", 2], "prediction": "correct"}),
-                            content["/examples"])
+        common = {
+            "method": method["name"],
+            "arguments": method["defaults"],
+            "top_k": 2,
+            "visualization": {"method": "heat_map", "sign": "all", "outlier_perc": 1},
+        }
+        jsonschema.validate(
+            dict(common, page_size=1, filter={"classes": ["one", 2], "prediction": "correct"}), content["/examples"]
+        )
         jsonschema.validate(dict(common, example_id=0, model=0, target="two"), content["/attribute"])
     checked = 0
     for body, field in BAD_PAGE_BODIES:
@@ -462,6 +512,7 @@ def test_openapi_request_schemas_agree_with_the_server(client):
 
 # ---------------------------------------------------------------- tokens and hosts
 
+
 @pytest.fixture(scope="module")
 def locked(digits_visualizer):
     return create_app(digits_visualizer, token="s3cret-token").test_client()
@@ -469,8 +520,13 @@ def locked(digits_visualizer):
 
 def test_token_is_required_on_every_route_but_health(locked):
     assert locked.get(API + "/health").status_code == 200
-    for resp in (locked.get(API + "/config"), locked.get(API + "/openapi.json"), locked.get("/static/app.js"),
-                 post(locked, "/examples", FAST), post(locked, "/attribute", dict(FAST, example_id=0))):
+    for resp in (
+        locked.get(API + "/config"),
+        locked.get(API + "/openapi.json"),
+        locked.get("/static/app.js"),
+        post(locked, "/examples", FAST),
+        post(locked, "/attribute", dict(FAST, example_id=0)),
+    ):
         assert resp.status_code == 401 and "token" in resp.get_json()["error"]
     page = locked.get("/")
     assert page.status_code == 401 and page.mimetype == "text/html" and "token" in page.get_data(as_text=True)
@@ -539,11 +595,13 @@ def test_binding_rules():
 
 # ---------------------------------------------------------------- real servers
 
+
 def _slow_visualizer(delay: float = 0.1) -> AttributionVisualizer:
     torch.manual_seed(0)
     data = [Batch(torch.rand(8, 1, 12, 12), torch.randint(0, 10, (8,))) for _ in range(2)]
-    return AttributionVisualizer(SlowNet(delay), DIGIT_NAMES, [ImageFeature("img")], data, title="slow",
-                                 internal_batch_size=4)
+    return AttributionVisualizer(
+        SlowNet(delay), DIGIT_NAMES, [ImageFeature("img")], data, title="slow", internal_batch_size=4
+    )
 
 
 @pytest.mark.slow

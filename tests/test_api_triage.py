@@ -9,16 +9,18 @@ import json
 import numpy as np
 import pytest
 import torch
+from reliability_helpers import CLASSES, Digits, make_model, make_visualizer, ndjson_events
 
 from insights_app.notebook import handle_request
 from insights_app.server import create_app
 from insights_app.testing import SlowNet, seeded
-from reliability_helpers import CLASSES, Digits, make_model, make_visualizer, ndjson_events
 
 
 @pytest.fixture(scope="module")
 def vis():
-    v = make_visualizer(models=[make_model(0), make_model(1)], model_names=["a", "b"], dataset=Digits(n=96, batch_size=16))
+    v = make_visualizer(
+        models=[make_model(0), make_model(1)], model_names=["a", "b"], dataset=Digits(n=96, batch_size=16)
+    )
     v.interpretation(progress=False)
     return v
 
@@ -37,7 +39,9 @@ def page_ids(client, flt, size=64):
     """The ids of every page of a filter (at most 4 pages), and the first page."""
     ids, first = [], None
     for number in range(4):
-        status, page = post(client, "examples", {"method": "Saliency", "filter": flt, "page_size": size, "page": number})
+        status, page = post(
+            client, "examples", {"method": "Saliency", "filter": flt, "page_size": size, "page": number}
+        )
         assert status == 200, page
         first = first or page
         ids += [e["id"] for e in page["examples"]]
@@ -53,7 +57,9 @@ def test_the_summary_is_the_interpretation(client, vis):
     assert s["model"] == 1 and s["examples"] == 96 and s["labeled"] == 96
     assert s["accuracy"] == pytest.approx(interp.accuracy, abs=1e-6)
     assert s["confusion"]["counts"] == interp.confusion_matrix().tolist() and not s["confusion"]["restricted"]
-    assert [(CLASSES[p["actual"]], CLASSES[p["predicted"]], p["count"]) for p in s["most_confused"]] == interp.most_confused()
+    assert [
+        (CLASSES[p["actual"]], CLASSES[p["predicted"]], p["count"]) for p in s["most_confused"]
+    ] == interp.most_confused()
     losses, ids = interp.top_losses(len(s["top_losses"]))
     assert [r["id"] for r in s["top_losses"]] == ids.tolist()
     assert [r["loss"] for r in s["top_losses"]] == pytest.approx(losses.tolist(), rel=1e-5, abs=1e-6)
@@ -88,8 +94,12 @@ def test_cards_ordered_by_loss_carry_their_loss(client, vis):
     shown = [ex["models"][0]["loss"] for ex in page["examples"]]
     assert shown == pytest.approx(losses.tolist(), rel=1e-5) and shown == sorted(shown, reverse=True)
     # Page 2 continues where page 1 stopped.
-    status, second = post(client, "examples", {"method": "Saliency", "filter": {"order": "loss"}, "page_size": 10, "page": 1})
-    assert [e["id"] for e in second["examples"]] == vis.interpretation(0, progress=False).top_losses(20)[1].tolist()[10:]
+    status, second = post(
+        client, "examples", {"method": "Saliency", "filter": {"order": "loss"}, "page_size": 10, "page": 1}
+    )
+    assert [e["id"] for e in second["examples"]] == vis.interpretation(0, progress=False).top_losses(20)[1].tolist()[
+        10:
+    ]
 
 
 def test_a_confidence_range_and_disagreement(client, vis):
@@ -107,15 +117,18 @@ def test_a_confidence_range_and_disagreement(client, vis):
     assert (np.diff(losses) <= 1e-6).all()
 
 
-@pytest.mark.parametrize("flt, field", [
-    ({"pair": {"actual": "dragon", "predicted": 1}}, "filter.pair.actual"),
-    ({"pair": {"actual": 1}}, "filter.pair.predicted"),
-    ({"confidence": [0.9, 0.1]}, "filter.confidence"),
-    ({"confidence": [0, 2]}, "filter.confidence"),
-    ({"order": "random"}, "filter.order"),
-    ({"model": 5, "order": "loss"}, "filter.model"),
-    ({"disagree": "yes"}, "filter.disagree"),
-])
+@pytest.mark.parametrize(
+    "flt, field",
+    [
+        ({"pair": {"actual": "dragon", "predicted": 1}}, "filter.pair.actual"),
+        ({"pair": {"actual": 1}}, "filter.pair.predicted"),
+        ({"confidence": [0.9, 0.1]}, "filter.confidence"),
+        ({"confidence": [0, 2]}, "filter.confidence"),
+        ({"order": "random"}, "filter.order"),
+        ({"model": 5, "order": "loss"}, "filter.model"),
+        ({"disagree": "yes"}, "filter.disagree"),
+    ],
+)
 def test_bad_triage_filters_are_refused_naming_the_field(client, flt, field):
     status, body = post(client, "examples", {"filter": flt})
     assert status == 400 and body["error"].startswith(field)
@@ -135,9 +148,13 @@ def test_many_classes_show_the_matrix_of_the_most_confused():
 
     x = torch.rand(600, 1, 8, 8)
     y = torch.randint(0, 300, (600,))
-    v = AttributionVisualizer(model, [f"c{i}" for i in range(300)], [ImageFeature("x")],
-                              [Batch(x[i:i + 100], y[i:i + 100]) for i in range(0, 600, 100)],
-                              score_func=lambda o: torch.softmax(o, 1))
+    v = AttributionVisualizer(
+        model,
+        [f"c{i}" for i in range(300)],
+        [ImageFeature("x")],
+        [Batch(x[i : i + 100], y[i : i + 100]) for i in range(0, 600, 100)],
+        score_func=lambda o: torch.softmax(o, 1),
+    )
     v.interpretation(progress=False)
     status, s = post(create_app(v).test_client(), "dataset", {"max_matrix": 40})
     assert status == 200 and s["confusion"]["restricted"]

@@ -2,36 +2,47 @@
 
 from __future__ import annotations
 
-from typing import List
-
 import pytest
-
 from engine_helpers import RandomImages, make_model
+
 from insights_app import AttributionVisualizer
 from insights_app.features import ImageFeature
 
 
 def visualizer(side: int, n: int) -> AttributionVisualizer:
     # SmallCNN pools adaptively, so it takes any image size.
-    return AttributionVisualizer(make_model(), [str(i) for i in range(10)], [ImageFeature("image")],
-                                 RandomImages(n_batches=1, batch_size=n, shape=(3, side, side)))
+    return AttributionVisualizer(
+        make_model(),
+        [str(i) for i in range(10)],
+        [ImageFeature("image")],
+        RandomImages(n_batches=1, batch_size=n, shape=(3, side, side)),
+    )
 
 
-def forward_batches(vis: AttributionVisualizer) -> List[int]:
-    sizes: List[int] = []
+def forward_batches(vis: AttributionVisualizer) -> list[int]:
+    sizes: list[int] = []
     vis.engines[0].model.register_forward_hook(lambda m, i, o: sizes.append(int(i[0].shape[0])))
     return sizes
 
 
-@pytest.mark.parametrize("side,n,method,arguments,expected", [
-    # Small images: up to internal_batch_size (64) rows per call.
-    (32, 8, "IntegratedGradients", {"n_steps": 16}, [8] + [64] * 2),  # prediction, then 4 examples x 16 steps per call
-    (32, 8, "IntegratedGradients", {"n_steps": 50}, [8] + [50] * 8),  # one example per call
-    # 224x224: at most CALL_INPUT_BYTES of inputs per call (16 MiB: 27 rows of 3x224x224 floats), and
-    # passes of at most PASS_INPUT_BYTES (4 MiB: 6 rows), so 16 steps are passes of 6, 6 and 4 rows.
-    (224, 4, "IntegratedGradients", {"n_steps": 16}, [4] + [6, 6, 4] * 4),
-    (224, 16, "Saliency", {}, [16]),  # one pass predicts and attributes all 16
-])
+@pytest.mark.parametrize(
+    "side,n,method,arguments,expected",
+    [
+        # Small images: up to internal_batch_size (64) rows per call.
+        (
+            32,
+            8,
+            "IntegratedGradients",
+            {"n_steps": 16},
+            [8] + [64] * 2,
+        ),  # prediction, then 4 examples x 16 steps per call
+        (32, 8, "IntegratedGradients", {"n_steps": 50}, [8] + [50] * 8),  # one example per call
+        # 224x224: at most CALL_INPUT_BYTES of inputs per call (16 MiB: 27 rows of 3x224x224 floats), and
+        # passes of at most PASS_INPUT_BYTES (4 MiB: 6 rows), so 16 steps are passes of 6, 6 and 4 rows.
+        (224, 4, "IntegratedGradients", {"n_steps": 16}, [4] + [6, 6, 4] * 4),
+        (224, 16, "Saliency", {}, [16]),  # one pass predicts and attributes all 16
+    ],
+)
 def test_rows_per_captum_call(side, n, method, arguments, expected):
     vis = visualizer(side, n)
     sizes = forward_batches(vis)
@@ -45,8 +56,14 @@ def test_occlusion_batches_examples_by_perturbations_per_pass_not_by_window_coun
     # (one example per call would leave every pass at 16 rows: measured 1.3x slower).
     vis = visualizer(32, 8)
     sizes = forward_batches(vis)
-    doc = vis.page({"method": "Occlusion", "page": 0, "page_size": 8,
-                    "arguments": {"window": [4, 4], "stride": [2, 2], "perturbations_per_eval": 16}})
+    doc = vis.page(
+        {
+            "method": "Occlusion",
+            "page": 0,
+            "page_size": 8,
+            "arguments": {"window": [4, 4], "stride": [2, 2], "perturbations_per_eval": 16},
+        }
+    )
     assert all(ex["models"][0]["error"] is None for ex in doc["examples"])
     per_call = [4] + [64] * 14 + [4]  # predictions (also captum's reference pass), 14 full passes, the last window
     assert sizes == per_call * 2
@@ -98,7 +115,7 @@ def test_a_method_with_a_high_cost_per_call_gets_larger_calls():
     from insights_app.methods import method
 
     vis = visualizer(32, 64)
-    calls: List[int] = []
+    calls: list[int] = []
 
     @method("SlowCalls", label="Slow calls", cost=lambda p, hw: 64)  # 64 passes: the rule says one example per call
     def slow_calls(ctx):
@@ -125,8 +142,15 @@ def test_deletion_curves_at_224_run_in_passes_of_at_most_6_rows_with_the_same_va
     vis = visualizer(224, 4)
     engine = vis.engines[0]
     sizes = forward_batches(vis)
-    doc = vis.page({"method": "Saliency", "page": 0, "page_size": 4, "metrics": ["deletion", "insertion"],
-                    "metric_arguments": {"steps": 10}})
+    doc = vis.page(
+        {
+            "method": "Saliency",
+            "page": 0,
+            "page_size": 4,
+            "metrics": ["deletion", "insertion"],
+            "metric_arguments": {"steps": 10},
+        }
+    )
     got = [ex["models"][0]["metrics"]["deletion"]["curve"] for ex in doc["examples"]]
     assert max(sizes[1:]) == 6 and sum(sizes[1:]) == 2 * 4 * 11  # after the prediction pass: 88 rows in passes of 6
     ex = vis.store.get_many([0, 1, 2, 3])

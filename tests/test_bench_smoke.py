@@ -27,9 +27,9 @@ from bench import dataset_pass as pass_bench  # noqa: E402
 from bench import rendering  # noqa: E402
 from bench.cases import DEFAULT_METHODS, build_cases  # noqa: E402
 from bench.memory import child, generate_folder  # noqa: E402
-from bench.report import pass_table  # noqa: E402
 from bench.models import POOL_SIZE, build_model  # noqa: E402
 from bench.pages import PageBench, make_visualizer  # noqa: E402
+from bench.report import pass_table  # noqa: E402
 from insights_app.dataset import ExampleBatch  # noqa: E402
 from insights_app.engine import seeded_rngs  # noqa: E402
 
@@ -67,9 +67,9 @@ def check_raw_matches_server(cnn, method):
     raw_images = (cnn.images[:n],)
     if spec.randomized:  # the engine seeds and runs randomized methods one example per call
         for i in range(n):
-            (ours,) = engine.attribute(spec, params, ExampleBatch([i], (raw_images[0][i:i + 1],)), [int(targets[i])])
+            (ours,) = engine.attribute(spec, params, ExampleBatch([i], (raw_images[0][i : i + 1],)), [int(targets[i])])
             with seeded_rngs(params["seed"]):
-                theirs = case.raw(x[i:i + 1], zeros[i:i + 1], targets[i:i + 1])
+                theirs = case.raw(x[i : i + 1], zeros[i : i + 1], targets[i : i + 1])
             torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
     else:
         (ours,) = engine.attribute(spec, params, ExampleBatch(list(range(n)), raw_images), targets.tolist())
@@ -177,15 +177,35 @@ def test_pass_section_from_the_command_line(tmp_path):
     out = tmp_path / "bench.json"
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--sections", "pass", "--pass-sizes", "64,8", "--pass-rounds", "1",
-         "--memory-dir", str(tmp_path), "--json", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--sections",
+            "pass",
+            "--pass-sizes",
+            "64,8",
+            "--pass-rounds",
+            "1",
+            "--memory-dir",
+            str(tmp_path),
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "### The dataset pass against a raw `model(x)` loop" in proc.stdout
     assert "| cnn32 32x32 | 64 |" in proc.stdout and "| resnet18 224x224 | 8 |" in proc.stdout
     data = json.loads(out.read_text())
     assert [(r["case"], r["files"], r["examples"], r["agree"], r["confusion_equal"]) for r in data["pass"]] == [
-        ("cnn32 32x32", 64, 64, 64, True), ("resnet18 224x224", 8, 8, 8, True)]
+        ("cnn32 32x32", 64, 64, 64, True),
+        ("resnet18 224x224", 8, 8, 8, True),
+    ]
     targets = {t["target"]: t["met"] for t in data["targets"]}
     assert targets["the dataset pass covers every file and predicts what the raw loop does"] is True
     assert "dataset pass at least 0.9x a raw model(x) loop's throughput" in targets
@@ -197,11 +217,37 @@ def test_command_line_prints_the_tables_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--models", "cnn32", "--methods", "Saliency", "--sizes", "2",
-         "--repeats", "1", "--memory-sizes", "20,40", "--memory-sides", "32", "--memory-pages", "1",
-         "--memory-dir", str(tmp_path), "--sections", "pages,render,memory",
-         "--json", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--models",
+            "cnn32",
+            "--methods",
+            "Saliency",
+            "--sizes",
+            "2",
+            "--repeats",
+            "1",
+            "--memory-sizes",
+            "20,40",
+            "--memory-sides",
+            "32",
+            "--memory-pages",
+            "1",
+            "--memory-dir",
+            str(tmp_path),
+            "--sections",
+            "pages,render,memory",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| cnn32 | Saliency" in proc.stdout
     assert "### Rendering one 224x224 image" in proc.stdout and "### Memory" in proc.stdout
@@ -213,14 +259,15 @@ def test_command_line_prints_the_tables_and_writes_json(tmp_path):
 
 
 def test_command_line_rejects_unknown_names():
-    proc = subprocess.run([sys.executable, "-m", "bench", "--models", "vgg"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--models", "vgg"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode != 0 and "unknown model 'vgg'" in proc.stderr
 
 
 def test_precompute_section_stores_every_example_and_compares_the_same_work(tmp_path):
     from bench import precompute as pre_bench
-    from bench.report import markdown, machine, targets
+    from bench.report import machine, markdown, targets
 
     res = pre_bench.run(n=32, rounds=1, workers=(), threads=1, workdir=tmp_path)
     assert res.examples == res.stored == res.agree == 32  # the plain loop's argmax is every stored top-1
@@ -241,7 +288,7 @@ def test_every_model_key_builds_with_its_four_methods():
     from bench.cases import methods_of
     from bench.models import MODELS
 
-    for key, (label, side) in MODELS.items():
+    for key, (_label, side) in MODELS.items():
         bm = build_model(key)
         assert bm.key == key and bm.side == side and bm.images.shape == (POOL_SIZE, 3, side, side)
         assert len(bm.classes) == (10 if side == 32 else 1000)
@@ -294,12 +341,14 @@ def test_cells_over_the_time_budget_are_skipped_and_reported():
     from bench.__main__ import parse_args, run_pages
     from bench.report import pages_table, targets
 
-    a = parse_args(["--models", "lenet", "--methods", "IntegratedGradients", "--sizes", "2",
-                    "--max-cell-seconds", "0.001"])
+    a = parse_args(
+        ["--models", "lenet", "--methods", "IntegratedGradients", "--sizes", "2", "--max-cell-seconds", "0.001"]
+    )
     (skipped,) = run_pages(a)
     assert skipped.skipped == "skipped: over the time budget" and skipped.passes == 100
     assert "| lenet | IntegratedGradients (steps=50) | 2 | 100 f+b | skipped: over the time budget" in pages_table(
-        [skipped])
+        [skipped]
+    )
     assert targets([skipped], None, None) == [] and skipped.to_json()["budget_s"] == 0.001
 
 
@@ -309,16 +358,31 @@ def test_page_target_is_a_ratio_for_slow_calls_and_an_allowance_for_fast_ones():
 
     def cell(method, n, raw_ms, page_ms):
         s = 1e-3
-        return PageResult("m", method, "", n, 1, raw_ms * s, raw_ms * 2 * s, s, page_ms * s, s, page_ms * s, s,
-                          raw_ms * s, page_ms * s)
+        return PageResult(
+            "m",
+            method,
+            "",
+            n,
+            1,
+            raw_ms * s,
+            raw_ms * 2 * s,
+            s,
+            page_ms * s,
+            s,
+            page_ms * s,
+            s,
+            raw_ms * s,
+            page_ms * s,
+        )
 
     ok = [cell("slow", 4, 100.0, 109.0), cell("fast", 4, 10.0, 14.1), cell("fast", 16, 40.0, 47.7)]
     (verdict, *_) = targets(ok, None, None)
     assert verdict["met"] and verdict["target"].startswith("page within 1.10x of raw captum's best where")
     (verdict, *_) = targets(ok + [cell("slow", 4, 50.0, 56.0), cell("fast", 4, 49.0, 53.3)], None, None)
     assert not verdict["met"]
-    assert verdict["detail"] == ("missed in: m slow n=4 (1.12x of 50 ms); m fast n=4 (+4.3 ms over 49.0 ms, "
-                                 "allowed 4.2 ms)")
+    assert verdict["detail"] == (
+        "missed in: m slow n=4 (1.12x of 50 ms); m fast n=4 (+4.3 ms over 49.0 ms, allowed 4.2 ms)"
+    )
 
 
 def test_split_breaks_a_page_into_parts_that_nest_and_leaves_the_engine_as_it_was(cnn):

@@ -8,29 +8,47 @@ INSIGHTS_SCREENSHOTS=/some/dir to keep 1280x800 screenshots of what the tests sa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
 
 import pytest
 import torch
 import torch.nn as nn
+from ui_helpers import (  # noqa: F401  (pytest fixtures)
+    DIGIT_NAMES,
+    Page,
+    card_ids,
+    chromium,
+    decode_data_url,
+    digits_server,
+    digits_setup,
+    digits_visualizer,
+    fetch,
+    is_blank,
+    make_digits_visualizer,
+    make_mixed_visualizer,
+    open_app,
+    serve,
+    shot,
+    ui,
+    wait_idle,
+)
 
 from insights_app import AttributionVisualizer, Batch
 from insights_app.features import ImageFeature
 
-from ui_helpers import (  # noqa: F401  (pytest fixtures)
-    DIGIT_NAMES, Page, card_ids, chromium, decode_data_url, digits_server, digits_setup, digits_visualizer, fetch,
-    is_blank, make_digits_visualizer, make_mixed_visualizer, open_app, serve, shot, ui, wait_idle,
-)
-
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-def attribution_srcs(page) -> List[str]:
+
+
+def attribution_srcs(page) -> list[str]:
     return page.eval_on_selector_all(".ia-grid .ia-card .ia-attr img", "els => els.map(e => e.src)")
 
 
 def wait_src_change(page, selector: str, old: str) -> None:
     """Wait until the first element matching ``selector`` (re-queried: rows are rebuilt) shows another image."""
-    page.wait_for_function("([sel, old]) => { const e = document.querySelector(sel); return !!e && e.src !== old; }",
-                           arg=[selector, old], timeout=20_000)
+    page.wait_for_function(
+        "([sel, old]) => { const e = document.querySelector(sel); return !!e && e.src !== old; }",
+        arg=[selector, old],
+        timeout=20_000,
+    )
 
 
 def test_page_loads_and_fetch_shows_cards_with_real_images(ui, digits_server):
@@ -72,8 +90,11 @@ def test_clicking_another_class_changes_the_attribution(ui, digits_server):
     # The true label chip attributes to the true label.
     truth = card.locator(".ia-chip-truth").inner_text()
     card.locator(".ia-chip-truth").click()
-    page.wait_for_function("([sel, name]) => document.querySelector(sel).textContent.includes(name)",
-                           arg=[".ia-card[data-example-id='0'] .ia-attr-target", truth], timeout=20_000)
+    page.wait_for_function(
+        "([sel, name]) => document.querySelector(sel).textContent.includes(name)",
+        arg=[".ia-card[data-example-id='0'] .ia-attr-target", truth],
+        timeout=20_000,
+    )
 
 
 def test_correct_and_incorrect_filters_change_the_cards(ui, digits_server):
@@ -181,8 +202,11 @@ def test_compare_mode_shows_methods_side_by_side_and_is_linkable(ui, chromium, d
     page = ui.page
     page.locator(".ia-card").nth(1).locator(".ia-compare-btn").click()
     cells = page.locator(".ia-compare-cell")
-    page.wait_for_function("() => document.querySelectorAll('.ia-compare-cell img').length === "
-                           "document.querySelectorAll('.ia-compare-cell').length", timeout=30_000)
+    page.wait_for_function(
+        "() => document.querySelectorAll('.ia-compare-cell img').length === "
+        "document.querySelectorAll('.ia-compare-cell').length",
+        timeout=30_000,
+    )
     n = cells.count()
     assert n >= 3
     methods = [cells.nth(i).get_attribute("data-method") for i in range(n)]
@@ -194,8 +218,9 @@ def test_compare_mode_shows_methods_side_by_side_and_is_linkable(ui, chromium, d
     other = Page(chromium)
     try:
         other.page.goto(page.url)
-        other.page.wait_for_function("() => document.querySelectorAll('.ia-compare-cell img').length >= %d" % n,
-                                     timeout=30_000)
+        other.page.wait_for_function(
+            "() => document.querySelectorAll('.ia-compare-cell img').length >= " + str(n), timeout=30_000
+        )
         assert other.page.locator(".ia-compare-title").inner_text().startswith("Example #1")
         assert not other.errors, other.errors
     finally:
@@ -246,8 +271,13 @@ def test_a_failing_example_shows_its_error_in_its_card(ui, digits_setup):
     x = torch.zeros(3, 1, 32, 32)
     x[:, :, 8:24, 12:20] = 0.8
     x[1, 0, 0, 0] = 1.0
-    vis = AttributionVisualizer(FlakyNet(digits_setup.model), DIGIT_NAMES, [ImageFeature("digit")],
-                                [Batch(x, torch.tensor([1, 1, 1]))], score_func=lambda o: o.softmax(-1))
+    vis = AttributionVisualizer(
+        FlakyNet(digits_setup.model),
+        DIGIT_NAMES,
+        [ImageFeature("digit")],
+        [Batch(x, torch.tensor([1, 1, 1]))],
+        score_func=lambda o: o.softmax(-1),
+    )
     handle = serve(vis)
     try:
         open_app(ui, handle.url + "?method=Saliency&size=3")
@@ -274,13 +304,16 @@ def test_several_models_and_text_and_general_features(ui):
         assert tokens.count() == 5
         title = tokens.first.get_attribute("title")
         assert title.split(":")[0] == tokens.first.inner_text() and float(title.split(":")[1]) == pytest.approx(
-            float(tokens.first.get_attribute("data-score")), rel=0.01, abs=1e-3)
+            float(tokens.first.get_attribute("data-score")), rel=0.01, abs=1e-3
+        )
         colours = {tokens.nth(i).evaluate("e => getComputedStyle(e).backgroundColor") for i in range(5)}
         assert len(colours) > 1
         bars = row.locator(".ia-barchart-row")
         assert bars.count() == 4 and bars.first.locator(".ia-barchart-label").inner_text() == "ink"
-        widths = [float(bars.nth(i).locator(".ia-barchart-bar").evaluate("e => e.getBoundingClientRect().width"))
-                  for i in range(4)]
+        widths = [
+            float(bars.nth(i).locator(".ia-barchart-bar").evaluate("e => e.getBoundingClientRect().width"))
+            for i in range(4)
+        ]
         assert max(widths) > 0
         contrib = row.locator(".ia-contrib-row")
         assert contrib.count() == 3
@@ -331,11 +364,11 @@ def test_layout_has_no_overlaps_at_1280x800(ui, digits_server):
     assert len(cards) == 4 and len({round(c[1]) for c in cards}) == 2  # a 2 x 2 grid
     for i, a in enumerate(cards):
         assert a[0] >= boxes["sidebar"][0][2] and a[2] <= 1280
-        for b in cards[i + 1:]:
+        for b in cards[i + 1 :]:
             assert not overlap(a, b)
     for parts in boxes["parts"]:
         for i, a in enumerate(parts):
-            for b in parts[i + 1:]:
+            for b in parts[i + 1 :]:
                 assert not overlap(a, b), (a, b)
 
 

@@ -8,19 +8,27 @@ script tags.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, List
 
 import pytest
 import torch
 import torch.nn as nn
+from ui_helpers import (  # noqa: F401  (pytest fixtures)
+    chromium,
+    digits_server,
+    digits_setup,
+    digits_visualizer,
+    open_app,
+    serve,
+    shot,
+    ui,
+    wait_idle,
+)
 
 from insights_app import AttributionVisualizer, Batch
 from insights_app.features import GeneralFeature
 from insights_app.serving import ServerHandle
-from ui_helpers import (  # noqa: F401  (pytest fixtures)
-    chromium, digits_server, digits_setup, digits_visualizer, open_app, serve, shot, ui, wait_idle,
-)
 
 AXE_SOURCE = (Path(__file__).parent / "assets" / "axe-core" / "axe.min.js").read_text(encoding="utf-8")
 AXE_RUN = """async () => {
@@ -32,7 +40,7 @@ AXE_RUN = """async () => {
 AXE_PAGE_RUN = AXE_RUN.replace("document.querySelector('.insights-app')", "document")
 
 
-def axe_violations(page, whole_page: bool = True) -> List[dict]:
+def axe_violations(page, whole_page: bool = True) -> list[dict]:
     """axe-core's serious and critical violations on the page as it is now."""
     if not page.evaluate("() => typeof window.axe !== 'undefined'"):
         page.evaluate(AXE_SOURCE)
@@ -54,9 +62,15 @@ def many_classes_server() -> Iterator[ServerHandle]:
     classes = [f"class {i:03d}" for i in range(1000)]
     x = torch.rand(8, 4)
     y = torch.arange(8) * 111
-    batches = [Batch((x[i:i + 4],), y[i:i + 4]) for i in (0, 4)]
-    vis = AttributionVisualizer([model], classes, [GeneralFeature("stats", ["a", "b", "c", "d"])], batches,
-                                score_func=lambda out: torch.softmax(out, dim=-1), title="Many classes")
+    batches = [Batch((x[i : i + 4],), y[i : i + 4]) for i in (0, 4)]
+    vis = AttributionVisualizer(
+        [model],
+        classes,
+        [GeneralFeature("stats", ["a", "b", "c", "d"])],
+        batches,
+        score_func=lambda out: torch.softmax(out, dim=-1),
+        title="Many classes",
+    )
     handle = serve(vis)
     yield handle
     handle.close()

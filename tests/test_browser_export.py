@@ -8,9 +8,16 @@ import re
 
 import numpy as np
 import pytest
-
 from ui_helpers import (  # noqa: F401  (pytest fixtures)
-    card_ids, chromium, digits_server, digits_setup, digits_visualizer, open_app, shot, ui, wait_idle,
+    card_ids,
+    chromium,
+    digits_server,
+    digits_setup,
+    digits_visualizer,
+    open_app,
+    shot,
+    ui,
+    wait_idle,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -23,8 +30,9 @@ WATCH_STATUS = """() => {
 }"""
 
 
-def test_export_report_downloads_the_page_on_screen_as_a_self_contained_file(ui, digits_server, digits_visualizer,
-                                                                           tmp_path):
+def test_export_report_downloads_the_page_on_screen_as_a_self_contained_file(
+    ui, digits_server, digits_visualizer, tmp_path
+):
     open_app(ui, digits_server.url + "?method=Saliency&size=4&pred=incorrect")
     page = ui.page
     interp = digits_visualizer.interpretation(progress=False)
@@ -91,8 +99,12 @@ def test_export_report_downloads_the_page_on_screen_as_a_self_contained_file(ui,
 def test_a_refused_export_says_why(ui, digits_server):
     open_app(ui, digits_server.url + "?method=Saliency&size=4")
     page = ui.page
-    page.route("**/api/v1/export", lambda route: route.fulfill(
-        status=503, content_type="application/json", body=json.dumps({"error": "the server is busy: try again"})))
+    page.route(
+        "**/api/v1/export",
+        lambda route: route.fulfill(
+            status=503, content_type="application/json", body=json.dumps({"error": "the server is busy: try again"})
+        ),
+    )
     page.click(".ia-export-btn")
     page.wait_for_function("() => document.querySelector('.ia-export-status').textContent.startsWith('Report failed')")
     assert page.locator(".ia-export-status").inner_text() == "Report failed: the server is busy: try again"

@@ -9,15 +9,26 @@ import time
 
 import pytest
 import torch
+from ui_helpers import (  # noqa: F401  (pytest fixtures)
+    DIGIT_NAMES,
+    card_ids,
+    chromium,
+    decode_data_url,
+    digits_server,
+    digits_setup,
+    digits_visualizer,
+    fetch,
+    is_blank,
+    open_app,
+    serve,
+    shot,
+    ui,
+    wait_idle,
+)
 
 from insights_app import AttributionVisualizer, Batch
 from insights_app.features import ImageFeature
 from insights_app.testing import SlowNet, seeded
-
-from ui_helpers import (  # noqa: F401  (pytest fixtures)
-    DIGIT_NAMES, card_ids, chromium, decode_data_url, digits_server, digits_setup, digits_visualizer, fetch,
-    is_blank, open_app, serve, shot, ui, wait_idle,
-)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -98,15 +109,20 @@ def test_a_page_past_the_end_offers_the_last_page(ui, digits_server, digits_visu
     wait_idle(page)
     assert card_ids(page) == list(range(last * 4, total))
     assert page.locator(".ia-page-label").inner_text() == f"Page {last + 1} of {last + 1}"
-    assert "page=%d" % last in page.url
+    assert f"page={last}" in page.url
 
 
 def slow_visualizer(delay: float = 0.1) -> AttributionVisualizer:
     """Every forward pass sleeps ``delay`` s: Integrated Gradients with 16 steps and 4 rows per
     call costs 4 passes per example, so a page of 4 takes about two seconds."""
     torch.manual_seed(0)
-    return AttributionVisualizer(seeded(SlowNet, delay=delay), DIGIT_NAMES, [ImageFeature("img")],
-                                 [Batch(torch.rand(4, 1, 12, 12), torch.tensor([1, 2, 3, 4]))], internal_batch_size=4)
+    return AttributionVisualizer(
+        seeded(SlowNet, delay=delay),
+        DIGIT_NAMES,
+        [ImageFeature("img")],
+        [Batch(torch.rand(4, 1, 12, 12), torch.tensor([1, 2, 3, 4]))],
+        internal_batch_size=4,
+    )
 
 
 def test_a_slow_page_shows_inputs_and_predictions_first_then_each_map_and_the_time_left(ui):
@@ -120,8 +136,9 @@ def test_a_slow_page_shows_inputs_and_predictions_first_then_each_map_and_the_ti
         assert page.locator(".ia-card .ia-inputs img").count() == 4
         assert page.locator(".ia-card-pending .ia-attr-pending .ia-spinner").count() >= 2
         # Once the first map has arrived, the status says how long the rest should take.
-        page.wait_for_function("() => /about \\d+ s left/.test(document.querySelector('.ia-status').textContent)",
-                               timeout=30_000)
+        page.wait_for_function(
+            "() => /about \\d+ s left/.test(document.querySelector('.ia-status').textContent)", timeout=30_000
+        )
         shot(page, "slow-page")
         wait_idle(page)
         assert page.locator(".ia-card .ia-attr img").count() == 4

@@ -11,9 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from ui_helpers import (  # noqa: F401  (pytest fixtures)
-    chromium, decode_data_url, digits_server, digits_setup, digits_visualizer, fetch, open_app, shot, ui, wait_idle,
+    chromium,
+    decode_data_url,
+    digits_server,
+    digits_setup,
+    digits_visualizer,
+    fetch,
+    open_app,
+    shot,
+    ui,
+    wait_idle,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -87,9 +95,16 @@ def test_colours_are_colour_blind_safe_by_default_and_captums_on_request(ui, dig
 def test_compare_draws_each_method_with_its_sign_uses_the_width_and_keeps_legends(ui, digits_server):
     page = ui.page
     page.set_viewport_size({"width": 1920, "height": 1000})
-    page.goto(digits_server.url + "?method=IntegratedGradients&size=1&compare=0&cmp=IntegratedGradients,Saliency,LayerGradCam")
-    page.wait_for_function("() => document.querySelectorAll('.ia-compare-cell .ia-legend').length === 3", timeout=30_000)
-    cells = {m: page.locator(f".ia-compare-cell[data-method='{m}']") for m in ("IntegratedGradients", "Saliency", "LayerGradCam")}
+    page.goto(
+        digits_server.url + "?method=IntegratedGradients&size=1&compare=0&cmp=IntegratedGradients,Saliency,LayerGradCam"
+    )
+    page.wait_for_function(
+        "() => document.querySelectorAll('.ia-compare-cell .ia-legend').length === 3", timeout=30_000
+    )
+    cells = {
+        m: page.locator(f".ia-compare-cell[data-method='{m}']")
+        for m in ("IntegratedGradients", "Saliency", "LayerGradCam")
+    }
     assert legend_ends(cells["IntegratedGradients"])[0] < 0  # signed
     assert legend_ends(cells["Saliency"])[0] == 0 and legend_ends(cells["LayerGradCam"])[0] == 0  # unsigned
     width = cells["Saliency"].locator("img").evaluate("e => e.clientWidth")
@@ -141,8 +156,8 @@ def test_the_large_view_shows_input_and_map_reads_values_and_exports(ui, digits_
     image = np.asarray(Image.open(io.BytesIO(Path(fig.value.path()).read_bytes())).convert("RGB"))
     assert image.shape[1] >= 640 and image.shape[0] >= 400
     legend_row = image[-40:-28]  # the colour bar: blue at its left end, orange at its right
-    blues = ((legend_row[..., 2] > legend_row[..., 0] + 60)).any()
-    oranges = ((legend_row[..., 0] > legend_row[..., 2] + 60)).any()
+    blues = (legend_row[..., 2] > legend_row[..., 0] + 60).any()
+    oranges = (legend_row[..., 0] > legend_row[..., 2] + 60).any()
     assert blues and oranges
     # Escape closes it and gives the focus back to the map that opened it.
     page.keyboard.press("Escape")

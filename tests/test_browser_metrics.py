@@ -8,16 +8,24 @@ model". Set INSIGHTS_SCREENSHOTS=/some/dir to keep screenshots (light, dark and 
 from __future__ import annotations
 
 import re
-from typing import Iterator, List
+from collections.abc import Iterator
 
 import pytest
-
 from engine_helpers import register_edge_map
-from insights_app.serving import ServerHandle
 from test_browser_a11y import axe_violations
 from ui_helpers import (  # noqa: F401  (pytest fixtures)
-    chromium, digits_setup, fetch, make_digits_visualizer, open_app, serve, shot, ui, wait_idle,
+    chromium,
+    digits_setup,
+    fetch,
+    make_digits_visualizer,
+    open_app,
+    serve,
+    shot,
+    ui,
+    wait_idle,
 )
+
+from insights_app.serving import ServerHandle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -38,7 +46,7 @@ def number(text: str) -> float:
     return float(text.replace("−", "-"))
 
 
-def badges(page) -> List[str]:
+def badges(page) -> list[str]:
     return page.eval_on_selector_all(".ia-grid .ia-card .ia-metrics-badge", "els => els.map(e => e.textContent)")
 
 
@@ -67,14 +75,19 @@ def test_metrics_put_a_badge_under_every_map_that_opens_its_curves(ui, server):
     chart = page.locator(".ia-grid .ia-card .ia-metrics-chart svg.ia-curves").first
     chart.wait_for()
     assert chart.locator("path.ia-curve").count() == 2
-    assert chart.locator("path.ia-curve-deletion").count() == 1 and chart.locator("path.ia-curve-insertion").count() == 1
+    assert (
+        chart.locator("path.ia-curve-deletion").count() == 1 and chart.locator("path.ia-curve-insertion").count() == 1
+    )
     # 21 points per curve (steps 20): M plus 20 L.
     d = chart.locator("path.ia-curve-deletion").get_attribute("d")
     assert d.count("L") == 20
     dashes = page.evaluate("""() => [...document.querySelectorAll('.ia-metrics-chart path.ia-curve')].map(p => {
       const s = getComputedStyle(p); return [s.stroke, s.strokeDasharray]; })""")
     assert dashes[0] != dashes[1] and dashes[0][0] != dashes[1][0] and dashes[0][1] != dashes[1][1]  # colour AND dash
-    assert "score of" in chart.text_content() and page.locator(".ia-curves-legend").first.inner_text().count("(should") == 2
+    assert (
+        "score of" in chart.text_content()
+        and page.locator(".ia-curves-legend").first.inner_text().count("(should") == 2
+    )
     assert axe_violations(page) == [], "badges and a chart"
     shot(page, "metrics-badges-light")
     # The link keeps the option; re-targeting a class keeps the metrics on its new map.
@@ -85,8 +98,12 @@ def test_metrics_put_a_badge_under_every_map_that_opens_its_curves(ui, server):
     card = page.locator(".ia-card").first
     first = card.locator(".ia-metrics-badge").inner_text()
     card.locator(".ia-pred").nth(1).click()
-    page.wait_for_function("""(old) => { const b = document.querySelector('.ia-card .ia-metrics-badge');
-      return b && b.textContent !== old && !document.querySelector('.ia-card .ia-model-busy'); }""", arg=first, timeout=20_000)
+    page.wait_for_function(
+        """(old) => { const b = document.querySelector('.ia-card .ia-metrics-badge');
+      return b && b.textContent !== old && !document.querySelector('.ia-card .ia-model-busy'); }""",
+        arg=first,
+        timeout=20_000,
+    )
     assert BADGE.match(card.locator(".ia-metrics-badge").inner_text())
     # Dark (the system's preference on the standalone page) and narrow.
     page.emulate_media(color_scheme="dark")
@@ -156,13 +173,18 @@ def test_compare_ranks_the_methods_by_a_metric(ui, server):
     page.wait_for_selector(".ia-compare-title")
     n = page.locator(".ia-compare-cell").count()
     assert n >= 3
-    page.wait_for_function(f"() => document.querySelectorAll('.ia-compare-cell .ia-metrics-badge').length === {n}", timeout=60_000)
+    page.wait_for_function(
+        f"() => document.querySelectorAll('.ia-compare-cell .ia-metrics-badge').length === {n}", timeout=60_000
+    )
     picked = page.eval_on_selector_all(".ia-compare-colhead[data-method]", "els => els.map(e => e.dataset.method)")
     rank = page.locator("select[name=compare_rank]")
 
     def ranked():
-        heads = page.eval_on_selector_all(".ia-compare-colhead[data-method]", """els => els.map(e => [e.dataset.method,
-          e.querySelector('.ia-rank').textContent, e.querySelector('.ia-rank').title])""")
+        heads = page.eval_on_selector_all(
+            ".ia-compare-colhead[data-method]",
+            """els => els.map(e => [e.dataset.method,
+          e.querySelector('.ia-rank').textContent, e.querySelector('.ia-rank').title])""",
+        )
         cells = page.eval_on_selector_all(".ia-compare-cell", "els => els.map(e => e.dataset.method)")
         assert cells == [m for m, _, _ in heads]  # the maps move with their heads
         values = [float(title.rsplit(": ", 1)[1]) for _, _, title in heads]
@@ -179,10 +201,14 @@ def test_compare_ranks_the_methods_by_a_metric(ui, server):
     assert values2 == sorted(values2, reverse=True)
     # Each value is the one on that column's badge.
     badge_ins = page.eval_on_selector_all(".ia-compare-cell .ia-metrics-badge", "els => els.map(e => e.textContent)")
-    assert [BADGE.match(t).group(2) for t in badge_ins] == [page.locator(f".ia-compare-colhead[data-method={m}] .ia-rank").inner_text().split(" · ")[1] for m in order2]
+    assert [BADGE.match(t).group(2) for t in badge_ins] == [
+        page.locator(f".ia-compare-colhead[data-method={m}] .ia-rank").inner_text().split(" · ")[1] for m in order2
+    ]
     assert axe_violations(page) == [], "compare ranked"
     rank.select_option("")
-    assert page.eval_on_selector_all(".ia-compare-colhead[data-method]", "els => els.map(e => e.dataset.method)") == picked
+    assert (
+        page.eval_on_selector_all(".ia-compare-colhead[data-method]", "els => els.map(e => e.dataset.method)") == picked
+    )
     assert page.locator(".ia-rank:visible").count() == 0
 
 
@@ -196,7 +222,9 @@ def test_the_method_report_table_and_its_cancel(ui, server):
     page.wait_for_selector(".ia-report-cancel:visible")
     assert page.locator(".ia-report-run").is_disabled()
     page.click(".ia-report-cancel")
-    page.wait_for_function("() => document.querySelector('.ia-report-status').textContent === 'Method report cancelled.'")
+    page.wait_for_function(
+        "() => document.querySelector('.ia-report-status').textContent === 'Method report cancelled.'"
+    )
     assert page.locator(".ia-report-cancel").is_hidden() and page.locator(".ia-report-run").is_enabled()
     # Three methods on 8 examples, the sanity check on 2 of them.
     for box in page.locator("input[name=report_method]").all():
@@ -212,7 +240,10 @@ def test_the_method_report_table_and_its_cancel(ui, server):
     rows = page.locator(".ia-report-table tbody tr")
     assert rows.count() == 3
     assert page.eval_on_selector_all(".ia-report-table tbody tr", "els => els.map(e => e.dataset.method)") == [
-        "Saliency", "InputXGradient", "EdgeMap"]
+        "Saliency",
+        "InputXGradient",
+        "EdgeMap",
+    ]
     heads = page.eval_on_selector_all(".ia-report-table thead th", "els => els.map(e => e.textContent)")
     assert heads[1] == "Deletion ↓(lower is better)" and heads[2] == "Insertion ↑(higher is better)"
     for col in (2, 3):  # one best value per metric column, bold and named for screen readers

@@ -14,31 +14,50 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Dict, List, Tuple
 
 import pytest
+from ui_helpers import (  # noqa: F401  (pytest fixtures)
+    chromium,
+    digits_server,
+    digits_setup,
+    digits_visualizer,
+    shot,
+    ui,
+    wait_idle,
+)
 
 from insights_app.notebook import widget_css, widget_modules
-from ui_helpers import (  # noqa: F401  (pytest fixtures)
-    chromium, digits_server, digits_setup, digits_visualizer, shot, ui, wait_idle,
-)
 
 CSS_DIR = Path(__import__("insights_app").__file__).with_name("static") / "css"
 HARNESS = "widget-harness"
 
 # JupyterLab 4's dark and light themes (theme-*-extension/index.css): the variables the page reads.
 JUPYTER_DARK = {
-    "--jp-layout-color0": "#111", "--jp-layout-color1": "#212121", "--jp-layout-color2": "#424242",
-    "--jp-layout-color3": "#616161", "--jp-ui-font-color0": "#fff", "--jp-ui-font-color1": "rgba(255,255,255,.87)",
-    "--jp-ui-font-color2": "rgba(255,255,255,.54)", "--jp-content-font-color2": "rgba(255,255,255,.7)",
-    "--jp-border-color1": "#616161", "--jp-border-color2": "#424242", "--jp-brand-color1": "#2196f3",
-    "--jp-brand-color2": "#64b5f6", "--jp-brand-color3": "#bbdefb", "--jp-input-background": "#424242",
+    "--jp-layout-color0": "#111",
+    "--jp-layout-color1": "#212121",
+    "--jp-layout-color2": "#424242",
+    "--jp-layout-color3": "#616161",
+    "--jp-ui-font-color0": "#fff",
+    "--jp-ui-font-color1": "rgba(255,255,255,.87)",
+    "--jp-ui-font-color2": "rgba(255,255,255,.54)",
+    "--jp-content-font-color2": "rgba(255,255,255,.7)",
+    "--jp-border-color1": "#616161",
+    "--jp-border-color2": "#424242",
+    "--jp-brand-color1": "#2196f3",
+    "--jp-brand-color2": "#64b5f6",
+    "--jp-brand-color3": "#bbdefb",
+    "--jp-input-background": "#424242",
     "--jp-ui-inverse-font-color0": "#000",
 }
 JUPYTER_LIGHT = {
-    "--jp-layout-color0": "white", "--jp-layout-color1": "white", "--jp-layout-color2": "#eee",
-    "--jp-ui-font-color0": "rgba(0,0,0,1)", "--jp-ui-font-color1": "rgba(0,0,0,.87)",
-    "--jp-ui-font-color2": "rgba(0,0,0,.54)", "--jp-border-color1": "#bdbdbd", "--jp-border-color2": "#e0e0e0",
+    "--jp-layout-color0": "white",
+    "--jp-layout-color1": "white",
+    "--jp-layout-color2": "#eee",
+    "--jp-ui-font-color0": "rgba(0,0,0,1)",
+    "--jp-ui-font-color1": "rgba(0,0,0,.87)",
+    "--jp-ui-font-color2": "rgba(0,0,0,.54)",
+    "--jp-border-color1": "#bdbdbd",
+    "--jp-border-color2": "#e0e0e0",
     "--jp-brand-color1": "#1976d2",
 }
 
@@ -72,7 +91,7 @@ window.harness = { model, cleanup: await widget.render({ model, el: document.get
 """
 
 
-def harness_html(width: int = 400, height=900, jupyter: Dict[str, str] = None, dark: bool = False) -> str:
+def harness_html(width: int = 400, height=900, jupyter: dict[str, str] = None, dark: bool = False) -> str:
     """A notebook-like page: the widget's sheet, the Jupyter theme's variables, one output cell."""
     theme = ""
     body = ""
@@ -102,7 +121,8 @@ def open_widget(ui, server, **kwargs) -> None:
 
 # ---------------------------------------------------------------- colours, as the user reads them
 
-def parse_color(text: str) -> Tuple[float, float, float, float]:
+
+def parse_color(text: str) -> tuple[float, float, float, float]:
     """A computed CSS colour (rgb(), rgba(), color(srgb ...)) as r, g, b in 0..255 and alpha."""
     text = text.strip()
     m = re.fullmatch(r"rgba?\(([^)]*)\)", text)
@@ -116,7 +136,7 @@ def parse_color(text: str) -> Tuple[float, float, float, float]:
     raise ValueError(f"unexpected colour {text!r}")
 
 
-def over(fg: Tuple[float, ...], bg: Tuple[float, ...]) -> Tuple[float, float, float]:
+def over(fg: tuple[float, ...], bg: tuple[float, ...]) -> tuple[float, float, float]:
     a = fg[3]
     return tuple(a * f + (1 - a) * b for f, b in zip(fg[:3], bg[:3]))
 
@@ -125,6 +145,7 @@ def luminance(rgb) -> float:
     def channel(v: float) -> float:
         v /= 255
         return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+
     r, g, b = (channel(v) for v in rgb[:3])
     return 0.2126 * r + 0.7152 * g + 0.0722 * b
 
@@ -134,7 +155,7 @@ def contrast(a, b) -> float:
     return (hi + 0.05) / (lo + 0.05)
 
 
-def hex_rgb(value: str) -> Tuple[float, float, float, float]:
+def hex_rgb(value: str) -> tuple[float, float, float, float]:
     v = value.lstrip("#")
     return int(v[0:2], 16), int(v[2:4], 16), int(v[4:6], 16), 1.0
 
@@ -164,7 +185,7 @@ READ = {
 }
 
 
-def readable(page) -> Dict[str, float]:
+def readable(page) -> dict[str, float]:
     """Contrast ratio of each READ element that is on screen (text over its background)."""
     ratios = {}
     for what, sel in READ.items():
@@ -182,7 +203,7 @@ SIDEWAYS_JS = """() => [...document.querySelectorAll('.insights-app, .insights-a
   .filter((e) => e.scrollWidth > e.clientWidth + 1).map((e) => `${e.className}: ${e.scrollWidth} > ${e.clientWidth}`)"""
 
 
-def overflowing(page) -> List[str]:
+def overflowing(page) -> list[str]:
     """The parts of the app whose content is wider than they are (hidden or scrolled sideways)."""
     return page.evaluate(SIDEWAYS_JS)
 
@@ -194,7 +215,8 @@ def root_colours(page, sel: str = ".insights-app"):
 
 # ---------------------------------------------------------------- the palette itself (no browser)
 
-def blocks(css: str) -> List[Tuple[str, Dict[str, str]]]:
+
+def blocks(css: str) -> list[tuple[str, dict[str, str]]]:
     """(selector, {variable: value}) of every rule declaring --ia-* variables."""
     css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
     out = []
@@ -206,8 +228,9 @@ def blocks(css: str) -> List[Tuple[str, Dict[str, str]]]:
 
 
 def test_every_scheme_defines_the_whole_palette_and_the_dark_one_reads_at_wcag_aa():
-    light = dict(b for sel, d in blocks((CSS_DIR / "layout.css").read_text()) if sel == ".insights-app"
-                 for b in d.items())
+    light = dict(
+        b for sel, d in blocks((CSS_DIR / "layout.css").read_text()) if sel == ".insights-app" for b in d.items()
+    )
     dark = blocks((CSS_DIR / "theme.css").read_text())
     (host,) = [d for sel, d in dark if 'data-jp-theme-light="false"' in sel and "vscode-dark" in sel]
     (page,) = [d for sel, d in dark if sel.startswith("body.insights-standalone")]
@@ -227,19 +250,46 @@ def test_every_scheme_defines_the_whole_palette_and_the_dark_one_reads_at_wcag_a
         assert not literals, f"{sheet.name}: colour literals {literals}; use an --ia-* variable"
     # The standalone dark palette's text keeps WCAG AA (4.5:1) on what it is drawn on.
     c = {k: hex_rgb(v) for k, v in page.items() if v.startswith("#")}
-    pairs = [("text", "bg"), ("text", "panel"), ("text", "field"), ("text-2", "panel"), ("muted", "bg"),
-             ("muted", "panel"), ("muted", "field"), ("muted", "accent-weak"), ("accent", "panel"), ("accent", "bg"),
-             ("accent", "accent-weak"), ("accent-text", "accent-weak"), ("on-accent", "accent"),
-             ("on-accent", "accent-hover"), ("danger", "danger-weak"), ("danger-text", "danger-weak"),
-             ("danger", "panel"), ("warn", "warn-weak"), ("warn-text", "warn-weak"), ("warn", "panel"),
-             ("ok", "ok-weak"), ("ok-text", "ok-weak"), ("ok", "panel"), ("header-text", "header-bg"),
-             ("header-muted", "header-bg"), ("text", "hover"), ("muted", "hover"), ("text", "well")]
-    low = {f"{a} on {b}": round(contrast(c[f"--ia-{a}"], c[f"--ia-{b}"]), 2) for a, b in pairs
-           if contrast(c[f"--ia-{a}"], c[f"--ia-{b}"]) < 4.5}
+    pairs = [
+        ("text", "bg"),
+        ("text", "panel"),
+        ("text", "field"),
+        ("text-2", "panel"),
+        ("muted", "bg"),
+        ("muted", "panel"),
+        ("muted", "field"),
+        ("muted", "accent-weak"),
+        ("accent", "panel"),
+        ("accent", "bg"),
+        ("accent", "accent-weak"),
+        ("accent-text", "accent-weak"),
+        ("on-accent", "accent"),
+        ("on-accent", "accent-hover"),
+        ("danger", "danger-weak"),
+        ("danger-text", "danger-weak"),
+        ("danger", "panel"),
+        ("warn", "warn-weak"),
+        ("warn-text", "warn-weak"),
+        ("warn", "panel"),
+        ("ok", "ok-weak"),
+        ("ok-text", "ok-weak"),
+        ("ok", "panel"),
+        ("header-text", "header-bg"),
+        ("header-muted", "header-bg"),
+        ("text", "hover"),
+        ("muted", "hover"),
+        ("text", "well"),
+    ]
+    low = {
+        f"{a} on {b}": round(contrast(c[f"--ia-{a}"], c[f"--ia-{b}"]), 2)
+        for a, b in pairs
+        if contrast(c[f"--ia-{a}"], c[f"--ia-{b}"]) < 4.5
+    }
     assert not low, low
 
 
 # ---------------------------------------------------------------- in the browser
+
 
 @pytest.mark.browser
 def test_a_400px_cell_gets_the_narrow_layout_without_horizontal_overflow(ui, digits_server):

@@ -4,21 +4,34 @@ pairs, the largest losses) to "why" (the cards with their maps) in one click, an
 from __future__ import annotations
 
 import torch
+from test_browser_a11y import axe_violations
+from ui_helpers import (  # noqa: F401  (pytest fixtures)
+    DIGIT_NAMES,
+    card_ids,
+    chromium,
+    digits_server,
+    digits_setup,
+    digits_visualizer,
+    open_app,
+    serve,
+    shot,
+    ui,
+    wait_idle,
+)
 
 from insights_app import AttributionVisualizer, Batch
 from insights_app.features import GeneralFeature
-from test_browser_a11y import axe_violations
-from ui_helpers import (  # noqa: F401  (pytest fixtures)
-    DIGIT_NAMES, card_ids, chromium, digits_server, digits_setup, digits_visualizer, open_app, serve, shot, ui, wait_idle,
-)
 
 
 def open_dataset(page, examples: int) -> None:
     """Open the Dataset view and wait for the summary of the complete pass."""
     page.click(".ia-dataset-btn")
     page.wait_for_selector(".ia-pass-line:has-text('complete')", timeout=30_000)
-    page.wait_for_function(f"""() => {{ const t = document.querySelector('.ia-tile .ia-tile-value');
-      return t && t.textContent === '{examples}'; }}""", timeout=10_000)
+    page.wait_for_function(
+        f"""() => {{ const t = document.querySelector('.ia-tile .ia-tile-value');
+      return t && t.textContent === '{examples}'; }}""",
+        timeout=10_000,
+    )
 
 
 def test_a_confusion_cell_opens_its_cards_with_their_maps(ui, digits_server, digits_visualizer):
@@ -69,7 +82,9 @@ def test_largest_losses_first_and_the_per_class_table(ui, digits_server, digits_
     page.click("button:has-text('All cards, largest loss first')")
     wait_idle(page)
     assert card_ids(page) == interp.top_losses(4)[1].tolist()
-    losses = page.eval_on_selector_all(".ia-card .ia-loss", "els => els.map(e => Number(e.textContent.replace('Loss ', '')))")
+    losses = page.eval_on_selector_all(
+        ".ia-card .ia-loss", "els => els.map(e => Number(e.textContent.replace('Loss ', '')))"
+    )
     assert losses == sorted(losses, reverse=True) and len(losses) == 4
     assert "order=loss" in page.url
     assert page.locator(".ia-seg[data-name=order] input[value=loss]").is_checked()
@@ -88,9 +103,17 @@ def test_a_hundred_classes_and_no_labels(ui):
         model.bias.zero_()
     feature = [GeneralFeature("f", [f"f{i}" for i in range(16)])]
     classes = [f"class {i:03d}" for i in range(n)]
-    labeled = AttributionVisualizer(model, classes, feature, [Batch((x[i:i + 100],), y[i:i + 100]) for i in range(0, 1000, 100)],
-                                    score_func=lambda o: torch.softmax(o, 1), title="100 classes")
-    unlabeled = AttributionVisualizer(model, classes, feature, [Batch((x[:200],))], score_func=lambda o: torch.softmax(o, 1))
+    labeled = AttributionVisualizer(
+        model,
+        classes,
+        feature,
+        [Batch((x[i : i + 100],), y[i : i + 100]) for i in range(0, 1000, 100)],
+        score_func=lambda o: torch.softmax(o, 1),
+        title="100 classes",
+    )
+    unlabeled = AttributionVisualizer(
+        model, classes, feature, [Batch((x[:200],))], score_func=lambda o: torch.softmax(o, 1)
+    )
     servers = [serve(labeled), serve(unlabeled)]
     try:
         page = ui.page
@@ -122,8 +145,9 @@ def test_a_hundred_classes_and_no_labels(ui):
 
 def test_the_pass_is_cancelled_and_resumed_from_the_page(ui):
     """Progress from the first second; Cancel pauses it (and it stays paused), Resume continues it."""
-    from insights_app.testing import SlowNet, seeded
     from reliability_helpers import Digits, make_visualizer
+
+    from insights_app.testing import SlowNet, seeded
 
     vis = make_visualizer(models=seeded(SlowNet, 0.04, n_classes=10), dataset=Digits(n=200, batch_size=4))
     server = serve(vis)
@@ -131,7 +155,9 @@ def test_the_pass_is_cancelled_and_resumed_from_the_page(ui):
         page = ui.page
         page.goto(server.url + "?method=Saliency&size=2&dataset=0")
         page.wait_for_selector(".ia-pass-cancel", timeout=20_000)
-        page.wait_for_function("() => /per second/.test(document.querySelector('.ia-pass-line').textContent)", timeout=20_000)
+        page.wait_for_function(
+            "() => /per second/.test(document.querySelector('.ia-pass-line').textContent)", timeout=20_000
+        )
         page.click(".ia-pass-cancel")
         page.wait_for_selector(".ia-pass-line:has-text('paused')", timeout=20_000)
         done = vis.dataset_pass.progress().done
@@ -141,7 +167,9 @@ def test_the_pass_is_cancelled_and_resumed_from_the_page(ui):
         page.click(".ia-pass-start")
         page.wait_for_selector(".ia-pass-line:has-text('complete')", timeout=60_000)
         assert vis.dataset_pass.progress().done == 200
-        page.wait_for_function("() => document.querySelector('.ia-tile .ia-tile-value').textContent === '200'", timeout=10_000)
+        page.wait_for_function(
+            "() => document.querySelector('.ia-tile .ia-tile-value').textContent === '200'", timeout=10_000
+        )
     finally:
         server.close()
         vis.dataset_pass.halt()

@@ -56,8 +56,12 @@ def formatted_data_iter():
 
 
 def _post(port, path, body):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     with urllib.request.urlopen(req, timeout=60) as resp:
         return json.loads(resp.read())
 
@@ -87,8 +91,11 @@ def test_captum_insights_tutorial_script_runs_with_new_imports():
             config = json.loads(resp.read())
         assert config["classes"] == get_classes()
         assert config["features"] == [{"name": "Photo", "type": "image"}]
-        page = _post(port, "/api/v1/examples", {"method": "IntegratedGradients", "arguments": {"n_steps": 25,
-                                                                                               "baseline": "feature"}})
+        page = _post(
+            port,
+            "/api/v1/examples",
+            {"method": "IntegratedGradients", "arguments": {"n_steps": 25, "baseline": "feature"}},
+        )
         examples = page["examples"]
         assert [e["id"] for e in examples] == [0, 1, 2, 3]
         for e in examples:

@@ -19,7 +19,6 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 import torch
-
 from adapters_helpers import digit_cnn, fit_on_tensors, pil_pixels, write_digit_folders
 
 fastai_vision = pytest.importorskip("fastai.vision.all")
@@ -40,8 +39,15 @@ def learn(digits):
     """A trained single-label RGB CNN learner with a Normalize in its batch transforms."""
     fv = fastai_vision
     root, files = digits
-    dls = fv.ImageDataLoaders.from_folder(root, train="train", valid="valid", img_cls=fv.PILImage, bs=64,
-                                          num_workers=0, batch_tfms=fv.Normalize.from_stats(MEAN, STD, cuda=False))
+    dls = fv.ImageDataLoaders.from_folder(
+        root,
+        train="train",
+        valid="valid",
+        img_cls=fv.PILImage,
+        bs=64,
+        num_workers=0,
+        batch_tfms=fv.Normalize.from_stats(MEAN, STD, cuda=False),
+    )
     learn = fv.Learner(dls, digit_cnn(10, channels=3), loss_func=fv.CrossEntropyLossFlat(), metrics=fv.accuracy)
     x = (torch.stack([pil_pixels(f, "RGB") for f in files["train"]]) - MEAN[0]) / STD[0]
     y = torch.tensor([int(f.parent.name) for f in files["train"]])
@@ -96,11 +102,13 @@ def test_every_cell_of_fastais_captum_docs_runs(learn, fname, fnames):
     from data_adapters.fastai import CaptumInterpretation
 
     interp = CaptumInterpretation(learn)
-    figs = [interp.visualize(fname),
-            interp.visualize(fname, baseline_type="uniform"),
-            interp.visualize(fname, baseline_type="gauss"),
-            interp.visualize(fname, metric="NT", baseline_type="uniform"),
-            interp.visualize(fname, metric="Occl", baseline_type="gauss")]
+    figs = [
+        interp.visualize(fname),
+        interp.visualize(fname, baseline_type="uniform"),
+        interp.visualize(fname, baseline_type="gauss"),
+        interp.visualize(fname, metric="NT", baseline_type="uniform"),
+        interp.visualize(fname, metric="Occl", baseline_type="gauss"),
+    ]
     pred = predicted(learn, model_input(learn, fname))
     for fig, metric in zip(figs, ["IG", "IG", "IG", "NT", "Occl"]):
         axes = image_axes(fig)
@@ -123,8 +131,9 @@ def test_heat_map_is_captums_integrated_gradients_of_the_learners_input(learn, f
 
     x = model_input(learn, fname)
     target = predicted(learn, x)
-    expected = IntegratedGradients(learn.model).attribute(x, baselines=torch.zeros_like(x), target=target,
-                                                          n_steps=STEPS)
+    expected = IntegratedGradients(learn.model).attribute(
+        x, baselines=torch.zeros_like(x), target=target, n_steps=STEPS
+    )
     fig = CaptumInterpretation(learn).visualize(fname, n_steps=STEPS)
     original, heat = image_axes(fig)
     drawn = fig.insights_attribution
@@ -150,8 +159,7 @@ def test_random_baselines_are_fastais_draws(learn, fname):
         noise = drawn.baseline if kind == "uniform" else 2 * drawn.baseline - x  # fastai: (uniform noise + x) / 2
         assert drawn.baseline.shape == x.shape and not torch.equal(drawn.baseline, again.baseline)
         assert float(noise.min()) >= -1e-6 and float(noise.max()) < 1 + 1e-6 and float(noise.std()) > 0.2
-        expected = IntegratedGradients(learn.model).attribute(x, baselines=drawn.baseline, target=target,
-                                                              n_steps=STEPS)
+        expected = IntegratedGradients(learn.model).attribute(x, baselines=drawn.baseline, target=target, n_steps=STEPS)
         torch.testing.assert_close(drawn.attributions, expected, rtol=1e-5, atol=1e-7)
 
 
@@ -191,8 +199,15 @@ def test_pil_images_and_tensors_go_through_the_learners_pipeline(learn, fname):
     by_file = interp.attribute(fname, n_steps=STEPS)
     pixels = pil_pixels(fname, "RGB")
     with Image.open(fname) as im:  # a grey PNG: the learner's pipeline opens it as RGB
-        inputs = [im.copy(), im, pixels, (pixels * 255).round().to(torch.uint8), pil_pixels(fname, "L"),
-                  pixels[None], fastai_vision.TensorImage(pixels)]
+        inputs = [
+            im.copy(),
+            im,
+            pixels,
+            (pixels * 255).round().to(torch.uint8),
+            pil_pixels(fname, "L"),
+            pixels[None],
+            fastai_vision.TensorImage(pixels),
+        ]
         for inp in inputs:
             got = interp.attribute(inp, n_steps=STEPS)
             assert torch.equal(got.inputs, by_file.inputs), type(inp).__name__
@@ -232,9 +247,15 @@ def test_wrong_arguments_are_clear_errors(learn, fname, tmp_path):
 def test_target_colormap_methods_and_signs(learn, fname):
     from data_adapters.fastai import CaptumInterpretation
 
-    interp = CaptumInterpretation(learn, cmap_name="reds", colors=[(0, "#ffffff"), (1, "#ff0000")], N=16,
-                                  methods=("heat_map", "original_image", "blended_heat_map"),
-                                  signs=("absolute_value", "all", "positive"), outlier_perc=2)
+    interp = CaptumInterpretation(
+        learn,
+        cmap_name="reds",
+        colors=[(0, "#ffffff"), (1, "#ff0000")],
+        N=16,
+        methods=("heat_map", "original_image", "blended_heat_map"),
+        signs=("absolute_value", "all", "positive"),
+        outlier_perc=2,
+    )
     x = model_input(learn, fname)
     other = (predicted(learn, x) + 1) % 10
     fig = interp.visualize(fname, n_steps=STEPS, target=str(other))
@@ -243,8 +264,9 @@ def test_target_colormap_methods_and_signs(learn, fname):
     assert heat.images[0].get_cmap().name == "reds" and heat.images[0].get_cmap().N == 16
     drawn = fig.insights_attribution
     assert drawn.target == other != drawn.predicted
-    np.testing.assert_allclose(np.asarray(heat.images[0].get_array()),
-                               expected_heat_map(drawn.attributions, "absolute_value", 2), atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(heat.images[0].get_array()), expected_heat_map(drawn.attributions, "absolute_value", 2), atol=1e-5
+    )
 
 
 def test_a_grey_learner_with_fastais_occlusion_defaults(digits, fname):
@@ -253,8 +275,9 @@ def test_a_grey_learner_with_fastais_occlusion_defaults(digits, fname):
 
     fv = fastai_vision
     root, _ = digits
-    dls = fv.ImageDataLoaders.from_folder(root, train="train", valid="valid", img_cls=fv.PILImageBW, bs=64,
-                                          num_workers=0)
+    dls = fv.ImageDataLoaders.from_folder(
+        root, train="train", valid="valid", img_cls=fv.PILImageBW, bs=64, num_workers=0
+    )
     learn = fv.Learner(dls, digit_cnn(10, channels=1), loss_func=fv.CrossEntropyLossFlat())
     interp = CaptumInterpretation(learn)
     for metric in ("IG", "Occl"):

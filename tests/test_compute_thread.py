@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 import torch
-
 from engine_helpers import RandomImages, make_model
+
 from insights_app import AttributionVisualizer
 from insights_app.features import ImageFeature
 from insights_app.worker import ComputeThread
@@ -47,8 +47,9 @@ def test_an_exception_reaches_the_caller_and_the_thread_goes_on():
 
 
 def test_the_thread_ends_when_its_visualizer_is_gone():
-    vis = AttributionVisualizer(make_model(), [str(i) for i in range(10)], [ImageFeature("image")],
-                                RandomImages(n_batches=1, batch_size=4))
+    vis = AttributionVisualizer(
+        make_model(), [str(i) for i in range(10)], [ImageFeature("image")], RandomImages(n_batches=1, batch_size=4)
+    )
     vis.page({"method": "Saliency", "page": 0, "page_size": 4})
     name = vis.engines[0].compute.name
     assert any(t.name == name for t in threading.enumerate())
@@ -62,17 +63,22 @@ def test_the_thread_ends_when_its_visualizer_is_gone():
 
 def test_concurrent_requests_run_the_model_on_a_single_thread():
     model = make_model()
-    vis = AttributionVisualizer(model, [str(i) for i in range(10)], [ImageFeature("image")],
-                                RandomImages(n_batches=4, batch_size=4))
+    vis = AttributionVisualizer(
+        model, [str(i) for i in range(10)], [ImageFeature("image")], RandomImages(n_batches=4, batch_size=4)
+    )
     threads = set()
     model.register_forward_hook(lambda *a: threads.add(threading.current_thread().name))
     port = vis.serve(port=0, quiet=True, threads=4)
     try:
-        bodies = [{"method": m, "page": p, "page_size": 4} for m in ("Saliency", "IntegratedGradients")
-                  for p in range(4)]
+        bodies = [
+            {"method": m, "page": p, "page_size": 4} for m in ("Saliency", "IntegratedGradients") for p in range(4)
+        ]
         with ThreadPoolExecutor(4) as pool:
-            answers = list(pool.map(lambda b: requests.post(f"http://127.0.0.1:{port}/api/v1/examples", json=b,
-                                                            timeout=60), bodies))
+            answers = list(
+                pool.map(
+                    lambda b: requests.post(f"http://127.0.0.1:{port}/api/v1/examples", json=b, timeout=60), bodies
+                )
+            )
         assert all(a.status_code == 200 for a in answers)
         assert all(ex["models"][0]["error"] is None for a in answers for ex in a.json()["examples"])
     finally:

@@ -8,10 +8,10 @@ import re
 
 import numpy as np
 import pytest
-
-from insights_app.export import export
-from insights_app.errors import ValidationError
 from reliability_helpers import CLASSES, Digits, make_visualizer
+
+from insights_app.errors import ValidationError
+from insights_app.export import export
 
 BODY = {"method": "Saliency", "filter": {"prediction": "incorrect"}}
 
@@ -59,27 +59,49 @@ def test_a_bad_format_is_refused(vis, tmp_path):
 
 
 def test_the_command_line_exports(tmp_path):
-    from insights_app.demo import write_digit_images
     from launch_helpers import TESTS, launch_env, run
+
+    from insights_app.demo import write_digit_images
 
     write_digit_images(tmp_path / "digits", size=16, valid_fraction=0.05, limit=90)
     source = ["--model", "launch_helpers:digits_net", "--data", str(tmp_path / "digits" / "valid"), "--channels", "1"]
     env = launch_env(tmp_path / "cache")
-    done = run(["export", *source, "--format", "html", "--out", str(tmp_path / "r.html"), "--method", "Saliency",
-                "--filter", '{"prediction": "incorrect", "order": "loss"}', "--limit", "3", "--metrics", "deletion"],
-               env, cwd=TESTS)
+    done = run(
+        [
+            "export",
+            *source,
+            "--format",
+            "html",
+            "--out",
+            str(tmp_path / "r.html"),
+            "--method",
+            "Saliency",
+            "--filter",
+            '{"prediction": "incorrect", "order": "loss"}',
+            "--limit",
+            "3",
+            "--metrics",
+            "deletion",
+        ],
+        env,
+        cwd=TESTS,
+    )
     assert done.returncode == 0, done.stderr
     report = (tmp_path / "r.html").read_text()
     assert "wrote 3 examples" in done.stdout and report.count('class="card"') == 3 and report.count("deletion ") == 3
     done = run(["export", *source, "--format", "csv", "--out", str(tmp_path / "p.csv")], env, cwd=TESTS)
     assert done.returncode == 0 and len((tmp_path / "p.csv").read_text().splitlines()) > 2
-    bad = run(["export", *source, "--format", "html", "--out", str(tmp_path / "r.html"), "--filter", "{bad"],
-              env, cwd=TESTS)
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("insights-app: error: --filter is not")
+    bad = run(
+        ["export", *source, "--format", "html", "--out", str(tmp_path / "r.html"), "--filter", "{bad"], env, cwd=TESTS
+    )
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
+        "insights-app: error: --filter is not"
+    )
     assert "loading" not in bad.stdout  # refused before the model loads
 
 
 # ---------------------------------------------------------------- the page's "Export report" (POST /api/v1/export)
+
 
 def _post_export(client, body):
     return client.post("/api/v1/export", data=json.dumps(body), content_type="application/json")
@@ -121,15 +143,27 @@ def test_the_export_view_answers_a_csv(vis, client):
     data = _post_export(client, {"format": "csv"}).get_json()
     assert data["media_type"] == "text/csv" and data["filename"].endswith(".csv") and data["examples"] == 48
     rows = list(csv.DictReader(data["content"].splitlines()))
-    assert len(rows) == 48 and [r["predicted"] for r in rows] == [CLASSES[i] for i in
-                                                                  vis.interpretation(progress=False).predicted]
+    assert len(rows) == 48 and [r["predicted"] for r in rows] == [
+        CLASSES[i] for i in vis.interpretation(progress=False).predicted
+    ]
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"format": "xlsx"}, "format"), ({"format": 1}, "format"), ({"limit": 0}, "limit"), ({"limit": 501}, "limit"),
-    ({"limit": True}, "limit"), ({"limit": "5"}, "limit"), ({"page": 2}, "page"), ({"stream": True}, "stream"),
-    ({"filter": {"prediction": "nope"}}, "filter.prediction"), ({"method": "Nope"}, "method"), ([1], "body"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"format": "xlsx"}, "format"),
+        ({"format": 1}, "format"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 501}, "limit"),
+        ({"limit": True}, "limit"),
+        ({"limit": "5"}, "limit"),
+        ({"page": 2}, "page"),
+        ({"stream": True}, "stream"),
+        ({"filter": {"prediction": "nope"}}, "filter.prediction"),
+        ({"method": "Nope"}, "method"),
+        ([1], "body"),
+    ],
+)
 def test_the_export_view_refuses_bad_input_naming_the_field(client, body, field):
     resp = _post_export(client, body)
     assert resp.status_code == 400 and resp.mimetype == "application/json", resp.get_data(as_text=True)
@@ -161,8 +195,17 @@ def test_the_export_view_is_in_the_openapi_document(client):
     doc = client.get("/api/v1/openapi.json").get_json()
     op = doc["paths"]["/api/v1/export"]["post"]
     schema = op["requestBody"]["content"]["application/json"]["schema"]
-    assert set(schema["properties"]) == {"format", "limit", "filter", "method", "arguments", "visualization", "top_k",
-                                         "metrics", "metric_arguments"}
+    assert set(schema["properties"]) == {
+        "format",
+        "limit",
+        "filter",
+        "method",
+        "arguments",
+        "visualization",
+        "top_k",
+        "metrics",
+        "metric_arguments",
+    }
     assert schema["properties"]["limit"]["maximum"] == 500 and schema["properties"]["format"]["enum"] == ["html", "csv"]
     assert "400" in op["responses"] and "503" in op["responses"]
 

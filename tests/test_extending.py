@@ -4,13 +4,13 @@ error table that answers alike over HTTP, in a stream and in the notebook widget
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List
+from typing import Any
 
 import pytest
 import torch
 from captum.attr import IntegratedGradients
-
 from engine_helpers import RandomImages, make_model
+
 from insights_app import AttributionVisualizer
 from insights_app.errors import ComputationError, DatasetError, RenderError, ValidationError
 from insights_app.features import ImageFeature
@@ -23,12 +23,18 @@ CLASSES = [f"c{i}" for i in range(10)]
 
 
 def visualizer(**kw: Any) -> AttributionVisualizer:
-    return AttributionVisualizer([make_model()], CLASSES, [ImageFeature("image")], RandomImages(n_batches=2),
-                                 score_func=lambda o: torch.softmax(o, 1), **kw)
+    return AttributionVisualizer(
+        [make_model()],
+        CLASSES,
+        [ImageFeature("image")],
+        RandomImages(n_batches=2),
+        score_func=lambda o: torch.softmax(o, 1),
+        **kw,
+    )
 
 
-def widget_replies(vis: AttributionVisualizer, kind: str, body: Any) -> List[Dict[str, Any]]:
-    out: List[Dict[str, Any]] = []
+def widget_replies(vis: AttributionVisualizer, kind: str, body: Any) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     handle_request(vis, kind, body, out.append)
     return out
 
@@ -37,11 +43,17 @@ def test_a_registered_method_is_offered_validated_and_computed_like_a_built_in_o
     vis = visualizer()
     steps = Param("steps", "int", 8, "Path steps", minimum=1, maximum=64, label="Path steps")
 
-    @vis.method("MyIG", label="My Integrated Gradients", help="IG with a fixed zero baseline.", params=(steps,),
-                cost=lambda p, hw: p["steps"])
+    @vis.method(
+        "MyIG",
+        label="My Integrated Gradients",
+        help="IG with a fixed zero baseline.",
+        params=(steps,),
+        cost=lambda p, hw: p["steps"],
+    )
     def my_ig(ctx):
-        return IntegratedGradients(ctx.forward).attribute(ctx.inputs, baselines=ctx.baselines("zeros"),
-                                                          target=ctx.targets, n_steps=ctx.params["steps"])
+        return IntegratedGradients(ctx.forward).attribute(
+            ctx.inputs, baselines=ctx.baselines("zeros"), target=ctx.targets, n_steps=ctx.params["steps"]
+        )
 
     client = create_app(vis).test_client()
     config = client.get("/api/v1/config").get_json()
@@ -87,7 +99,8 @@ def test_a_method_that_fails_fails_only_its_examples_with_its_label():
     vis.register_method(broken)
     doc = vis.page({"method": "Broken", "page_size": 2})
     assert [m["error"] for e in doc["examples"] for m in e["models"]] == [
-        "Broken method failed for SmallCNN: RuntimeError: no gradient here"] * 2
+        "Broken method failed for SmallCNN: RuntimeError: no gradient here"
+    ] * 2
     assert all(m["predictions"] for e in doc["examples"] for m in e["models"])  # the predictions still show
 
 
@@ -96,7 +109,10 @@ def test_the_constructors_top_k_is_the_apis_default():
     assert vis.config()["top_k"] == 2
     page = vis.page({"method": "Saliency", "page_size": 1})
     assert len(page["examples"][0]["models"][0]["predictions"]) == 2
-    assert len(vis.page({"method": "Saliency", "page_size": 1, "top_k": 5})["examples"][0]["models"][0]["predictions"]) == 5
+    assert (
+        len(vis.page({"method": "Saliency", "page_size": 1, "top_k": 5})["examples"][0]["models"][0]["predictions"])
+        == 5
+    )
 
 
 ERRORS = [
@@ -115,9 +131,11 @@ def test_one_error_table_answers_over_http_in_streams_and_in_the_widget(exc, sta
 
     def fails(vis: Any, body: Any) -> Any:
         if body and body.get("stream"):
+
             def events():
                 yield {"type": "page"}
                 raise exc
+
             return Stream(events())
         raise exc
 
@@ -132,14 +150,18 @@ def test_one_error_table_answers_over_http_in_streams_and_in_the_widget(exc, sta
     assert widget_replies(vis, "fails_at_once", {}) == [{"error": message}]
     # Over the comm a streaming view always streams (stream=false or not).
     for body in ({}, {"stream": False}, None):
-        assert widget_replies(vis, "fails", body) == [{"event": {"type": "page"}},
-                                                      {"event": {"type": "error", "error": message}}, {"result": None}]
+        assert widget_replies(vis, "fails", body) == [
+            {"event": {"type": "page"}},
+            {"event": {"type": "error", "error": message}},
+            {"result": None},
+        ]
 
 
 def test_a_registered_view_is_a_route_a_widget_kind_and_documented():
     vis = visualizer()
-    vis.register_view(View("classes", lambda v, body: {"classes": v.classes}, "The class names", takes_body=False,
-                           errors=(401, 403)))
+    vis.register_view(
+        View("classes", lambda v, body: {"classes": v.classes}, "The class names", takes_body=False, errors=(401, 403))
+    )
     client = create_app(vis).test_client()
     assert client.get("/api/v1/classes").get_json() == {"classes": CLASSES}
     assert client.post("/api/v1/classes", json={}).status_code == 405

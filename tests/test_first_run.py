@@ -17,10 +17,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from adapters_helpers import digit_cnn, write_digit_folders
-from insights_app import quiet_imports
 from launch_helpers import ROOT, launch_env
+
+from insights_app import quiet_imports
 
 USER_WARNINGS = """
 import warnings
@@ -32,8 +32,14 @@ WARNING_LINE = re.compile(r"^\S.*?:\d+: (\w*Warning): (.*)$")
 
 def run_fresh(code: str, env: dict, timeout: float = 240) -> subprocess.CompletedProcess:
     """``python -W default -c CODE`` from the repository root; fails with its output unless it exits 0."""
-    result = subprocess.run([sys.executable, "-W", "default", "-c", textwrap.dedent(code) + USER_WARNINGS],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-W", "default", "-c", textwrap.dedent(code) + USER_WARNINGS],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     return result
 
@@ -44,8 +50,10 @@ def warnings_shown(stderr: str) -> list:
 
 
 def assert_only_the_users_warnings(stderr: str) -> None:
-    assert warnings_shown(stderr) == [("FutureWarning", "the user's own FutureWarning"),
-                                      ("DeprecationWarning", "the user's own DeprecationWarning")], stderr
+    assert warnings_shown(stderr) == [
+        ("FutureWarning", "the user's own FutureWarning"),
+        ("DeprecationWarning", "the user's own DeprecationWarning"),
+    ], stderr
     assert "torch.jit.script" not in stderr and "Traceback" not in stderr
 
 
@@ -60,8 +68,9 @@ def exported(tmp_path_factory) -> tuple:
 
     root = tmp_path_factory.mktemp("first-run")
     write_digit_folders(root / "digits", n_train=20, n_valid=10)
-    dls = ImageDataLoaders.from_folder(root / "digits", train="train", valid="valid", img_cls=PILImageBW, bs=8,
-                                       num_workers=0)
+    dls = ImageDataLoaders.from_folder(
+        root / "digits", train="train", valid="valid", img_cls=PILImageBW, bs=8, num_workers=0
+    )
     learn = Learner(dls, digit_cnn(len(dls.vocab)), loss_func=CrossEntropyLossFlat())
     learn.export(root / "export.pkl")
     return root / "export.pkl", root / "digits" / "valid"
@@ -74,7 +83,8 @@ def test_first_imports_and_adapters_show_no_third_party_deprecations(exported, t
         (photos / name).mkdir(parents=True)
         for f in sorted(folder.glob("*/*.png"))[:2]:
             (photos / name / f.name).write_bytes(f.read_bytes())
-    result = run_fresh(f"""
+    result = run_fresh(
+        f"""
         import insights_app
         from insights_app import AttributionVisualizer, Batch
         from insights_app.features import ImageFeature
@@ -85,7 +95,9 @@ def test_first_imports_and_adapters_show_no_third_party_deprecations(exported, t
         InsightsWidget(from_export({str(export)!r}, items={str(folder)!r}))
         vis = from_folder({str(photos)!r}, seeded(ConvNet, 3, 2), classes=["cat", "dog"])
         print(vis.page({{"page_size": 6, "method": "Saliency"}})["examples"][-1]["label"])
-    """, launch_env(tmp_path / "cache"))
+    """,
+        launch_env(tmp_path / "cache"),
+    )
     assert_only_the_users_warnings(result.stderr)
     # the folder adapter's warning reaches a Python user who configured no logging (logging's last resort)
     assert "showing 2 images unlabeled: sub-folder 'misc' (2 images) is not one of the 2 classes" in result.stderr
@@ -95,10 +107,13 @@ def test_first_imports_and_adapters_show_no_third_party_deprecations(exported, t
 @pytest.mark.slow
 def test_the_demo_in_a_notebook_on_an_empty_cache_shows_no_third_party_deprecations(tmp_path):
     """``demo_visualizer().render()``, the README's first notebook cell: it trains fastai's CNN first."""
-    result = run_fresh("""
+    result = run_fresh(
+        """
         from insights_app.demo import demo_visualizer
         from insights_app.notebook import InsightsWidget
 
         InsightsWidget(demo_visualizer(progress=lambda message: None))
-    """, launch_env(Path(tmp_path) / "cache"))
+    """,
+        launch_env(Path(tmp_path) / "cache"),
+    )
     assert_only_the_users_warnings(result.stderr)

@@ -19,8 +19,6 @@ from pathlib import Path
 import pytest
 import requests
 import torch
-
-import launch
 from launch_helpers import (
     ROOT,
     TESTS,
@@ -31,6 +29,8 @@ from launch_helpers import (
     run,
     start,
 )
+
+import launch
 
 DIGITS = [str(d) for d in range(10)]
 
@@ -106,8 +106,10 @@ def test_demo_cached_start_loads_without_training_and_opens_the_browser(fresh_de
 def test_exported_learner_on_a_folder_behind_a_token(fresh_demo):
     cache, _ = fresh_demo
     learner = cache / "digits-v1" / "export.pkl"
-    launched = start(["--learner", str(learner), "--data", str(valid_folder(cache)), "--token", "s3cret",
-                      "--port", "0"], launch_env(cache))
+    launched = start(
+        ["--learner", str(learner), "--data", str(valid_folder(cache)), "--token", "s3cret", "--port", "0"],
+        launch_env(cache),
+    )
     try:
         assert launched.url.endswith("?token=s3cret")
         assert requests.get(launched.base + "api/v1/config", timeout=30).status_code == 401
@@ -137,8 +139,9 @@ def test_learner_saved_with_its_data_shows_its_validation_set(fresh_demo, tmp_pa
 
     cache, _ = fresh_demo
     exported = load_learner(cache / "digits-v1" / "export.pkl")
-    dls = ImageDataLoaders.from_folder(cache / "digits-v1" / "images", train="train", valid="valid",
-                                       img_cls=PILImageBW, bs=64, num_workers=0)
+    dls = ImageDataLoaders.from_folder(
+        cache / "digits-v1" / "images", train="train", valid="valid", img_cls=PILImageBW, bs=64, num_workers=0
+    )
     path = tmp_path / "with-data.pkl"
     torch.save(Learner(dls, exported.model, loss_func=CrossEntropyLossFlat()), path)  # a learner that kept its data
     launched = start(["--learner", str(path), "--valid", "--port", "0"], launch_env(cache))
@@ -153,8 +156,24 @@ def test_learner_saved_with_its_data_shows_its_validation_set(fresh_demo, tmp_pa
 def test_model_factory_on_an_image_folder(fresh_demo):
     cache, _ = fresh_demo
     # run from the tests folder: `launch_helpers` is importable from the current directory, as a user's module
-    launched = start(["--model", "launch_helpers:digits_net", "--data", str(valid_folder(cache)), "--channels", "1",
-                      "--size", "32", "--device", "cpu", "--port", "0"], launch_env(cache), cwd=TESTS)
+    launched = start(
+        [
+            "--model",
+            "launch_helpers:digits_net",
+            "--data",
+            str(valid_folder(cache)),
+            "--channels",
+            "1",
+            "--size",
+            "32",
+            "--device",
+            "cpu",
+            "--port",
+            "0",
+        ],
+        launch_env(cache),
+        cwd=TESTS,
+    )
     try:
         assert "scanning" in launched.output and "found 359 images (359 labeled)" in launched.output
         config = get_config(launched)
@@ -188,9 +207,33 @@ def test_weights_file_with_torchvision_arch_csv_labels_and_normalization(fresh_d
     torch.save(torchvision.models.resnet18(weights=None, num_classes=10).state_dict(), weights)
     classes = tmp_path / "classes.txt"
     classes.write_text("\n".join(DIGITS) + "\n")
-    launched = start(["--model", str(weights), "--arch", "resnet18", "--data", str(data), "--classes", str(classes),
-                      "--labels", "labels.csv", "--size", "32", "--mean", "0.5", "0.5", "0.5", "--std", "0.25", "0.25",
-                      "0.25", "--port", "0"], launch_env(cache))
+    launched = start(
+        [
+            "--model",
+            str(weights),
+            "--arch",
+            "resnet18",
+            "--data",
+            str(data),
+            "--classes",
+            str(classes),
+            "--labels",
+            "labels.csv",
+            "--size",
+            "32",
+            "--mean",
+            "0.5",
+            "0.5",
+            "0.5",
+            "--std",
+            "0.25",
+            "0.25",
+            "0.25",
+            "--port",
+            "0",
+        ],
+        launch_env(cache),
+    )
     try:
         assert "found 24 images (24 labeled)" in launched.output
         assert get_config(launched)["models"][0]["name"] == "resnet18"
@@ -203,6 +246,7 @@ def test_weights_file_with_torchvision_arch_csv_labels_and_normalization(fresh_d
 
 # ---------------------------------------------------------------------- argument errors (in-process)
 
+
 def one_line_error(capsys, argv) -> str:
     assert launch.main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -210,21 +254,24 @@ def one_line_error(capsys, argv) -> str:
     return err
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["--bogus"], "unrecognized arguments: --bogus"),
-    (["--learner", "missing.pkl"], "no such file: missing.pkl"),
-    (["--learner", "."], "not a file"),
-    (["--model", "x:y"], "--model needs --data"),
-    (["--data", "."], "--data needs a model"),
-    (["--model", "m:f", "--data", "launch.py"], "not a folder"),
-    (["--model", "m:f", "--data", ".", "--mean", "0.5"], "--mean and --std together"),
-    (["--model", "m:f", "--data", ".", "--size", "1", "2", "3"], "--size takes N or H W"),
-    (["--size", "32"], "only apply to --model"),
-    (["--valid"], "--valid goes with --learner"),
-    (["--port", "70000"], "--port must be between"),
-    (["--device", "tpu9"], "--device"),
-    (["--host", "0.0.0.0", "--token", ""], "needs a token"),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--learner", "missing.pkl"], "no such file: missing.pkl"),
+        (["--learner", "."], "not a file"),
+        (["--model", "x:y"], "--model needs --data"),
+        (["--data", "."], "--data needs a model"),
+        (["--model", "m:f", "--data", "launch.py"], "not a folder"),
+        (["--model", "m:f", "--data", ".", "--mean", "0.5"], "--mean and --std together"),
+        (["--model", "m:f", "--data", ".", "--size", "1", "2", "3"], "--size takes N or H W"),
+        (["--size", "32"], "only apply to --model"),
+        (["--valid"], "--valid goes with --learner"),
+        (["--port", "70000"], "--port must be between"),
+        (["--device", "tpu9"], "--device"),
+        (["--host", "0.0.0.0", "--token", ""], "needs a token"),
+    ],
+)
 def test_bad_arguments_are_one_line_and_exit_2(capsys, monkeypatch, argv, expected):
     monkeypatch.chdir(ROOT)
     assert expected in one_line_error(capsys, argv)
@@ -254,16 +301,19 @@ def test_model_errors_name_the_problem(capsys, monkeypatch, tmp_path, digit_fold
     assert "cannot import 'no_such_module'" in one_line_error(capsys, ["--model", "no_such_module:f", "--data", data])
     assert "no attribute 'nope'" in one_line_error(capsys, ["--model", "launch_helpers:nope", "--data", data])
     assert "returned str, not a torch nn.Module" in one_line_error(
-        capsys, ["--model", "launch_helpers:not_a_model", "--data", data])
+        capsys, ["--model", "launch_helpers:not_a_model", "--data", data]
+    )
     weights = tmp_path / "w.pt"
     torch.save(torchvision.models.resnet18(weights=None, num_classes=10).state_dict(), weights)
     assert "say which architecture with --arch" in one_line_error(capsys, ["--model", str(weights), "--data", data])
     assert "did you mean resnet18" in one_line_error(
-        capsys, ["--model", str(weights), "--arch", "resnet19", "--data", data])
+        capsys, ["--model", str(weights), "--arch", "resnet19", "--data", data]
+    )
     five = tmp_path / "five.txt"
     five.write_text("a\nb\nc\nd\ne\n")
-    err = one_line_error(capsys, ["--model", str(weights), "--arch", "resnet18", "--data", data,
-                                  "--classes", str(five)])  # the weights are right, the class list is not
+    err = one_line_error(
+        capsys, ["--model", str(weights), "--arch", "resnet18", "--data", data, "--classes", str(five)]
+    )  # the weights are right, the class list is not
     assert f"--classes {five}: 5 classes given but the model outputs 10 per example" in err
     err = one_line_error(capsys, ["--model", str(weights), "--arch", "resnet34", "--data", data])
     assert "missing keys" in err
@@ -274,7 +324,8 @@ def test_model_errors_name_the_problem(capsys, monkeypatch, tmp_path, digit_fold
     three = tmp_path / "three.txt"
     three.write_text("x\ny\nz\n")
     assert f"--classes {three}: 3 classes given but the model outputs 10 per example" in one_line_error(
-        capsys, ["--model", "launch_helpers:digits_net", "--data", data, "--classes", str(three), "--labels", "none"])
+        capsys, ["--model", "launch_helpers:digits_net", "--data", data, "--classes", str(three), "--labels", "none"]
+    )
 
 
 def test_whole_pickled_module_and_regex_labels_build_a_visualizer(tmp_path, digit_folder, monkeypatch):
@@ -289,8 +340,20 @@ def test_whole_pickled_module_and_regex_labels_build_a_visualizer(tmp_path, digi
     classes = tmp_path / "classes.json"
     classes.write_text(json.dumps(DIGITS))
     monkeypatch.chdir(TESTS)  # unpickling the module needs launch_helpers importable, as for any pickle
-    args = launch.parse_args(["--model", str(path), "--data", str(flat), "--labels", r"digit(\d)_", "--channels", "1",
-                              "--classes", str(classes)])
+    args = launch.parse_args(
+        [
+            "--model",
+            str(path),
+            "--data",
+            str(flat),
+            "--labels",
+            r"digit(\d)_",
+            "--channels",
+            "1",
+            "--classes",
+            str(classes),
+        ]
+    )
     vis = launch.build_visualizer(args, out=lambda _m: None)
     page = vis.page({"page_size": 12, "method": "Saliency"})
     names = [ex["label"]["name"] for ex in page["examples"]]
@@ -303,8 +366,19 @@ def test_busy_port_is_a_one_line_error(capsys, monkeypatch, digit_folder):
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         port = busy.getsockname()[1]
-        err = one_line_error(capsys, ["--model", "launch_helpers:digits_net", "--data", str(digit_folder),
-                                      "--channels", "1", "--port", str(port)])
+        err = one_line_error(
+            capsys,
+            [
+                "--model",
+                "launch_helpers:digits_net",
+                "--data",
+                str(digit_folder),
+                "--channels",
+                "1",
+                "--port",
+                str(port),
+            ],
+        )
     assert f"port {port} on 127.0.0.1 is already in use" in err
 
 
@@ -313,12 +387,28 @@ def test_help_lists_every_flag():
     cmd = [exe, "--help"] if exe else [sys.executable, str(ROOT / "launch.py"), "--help"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.startswith("usage: insights-app")
-    for flag in ("--learner", "--valid", "--model", "--arch", "--data", "--labels", "--classes", "--size", "--mean",
-                 "--std", "--host", "--port", "--token", "--device", "--open"):
+    for flag in (
+        "--learner",
+        "--valid",
+        "--model",
+        "--arch",
+        "--data",
+        "--labels",
+        "--classes",
+        "--size",
+        "--mean",
+        "--std",
+        "--host",
+        "--port",
+        "--token",
+        "--device",
+        "--open",
+    ):
         assert flag in result.stdout
 
 
 # ---------------------------------------------------------------------- what an adversarial pass tried
+
 
 @pytest.fixture
 def undecodable(tmp_path):
@@ -327,24 +417,29 @@ def undecodable(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("extra, expected", [
-    (["--classes", "{bad}"], "is not UTF-8 text"),
-    (["--labels", "{bad_csv}"], "is not UTF-8 text"),
-    (["--mean", "0.5", "--std", "nan"], "--std must be finite and non-zero numbers, not nan"),
-    (["--mean", "0.5", "--std", "inf"], "--std must be finite and non-zero numbers, not inf"),
-    (["--mean", "0.5", "--std", "0"], "--std must be finite and non-zero numbers, not 0"),
-    (["--mean", "nan", "--std", "1"], "--mean must be finite numbers, not nan"),
-    (["--device", "cpu:5"], "--device cpu:5: there is one CPU device"),
-    (["--size", "5000"], "--size must be at most 4096"),
-])
-def test_bad_values_and_files_are_one_line_errors(capsys, monkeypatch, tmp_path, digit_folder, undecodable, extra,
-                                                  expected):
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["--classes", "{bad}"], "is not UTF-8 text"),
+        (["--labels", "{bad_csv}"], "is not UTF-8 text"),
+        (["--mean", "0.5", "--std", "nan"], "--std must be finite and non-zero numbers, not nan"),
+        (["--mean", "0.5", "--std", "inf"], "--std must be finite and non-zero numbers, not inf"),
+        (["--mean", "0.5", "--std", "0"], "--std must be finite and non-zero numbers, not 0"),
+        (["--mean", "nan", "--std", "1"], "--mean must be finite numbers, not nan"),
+        (["--device", "cpu:5"], "--device cpu:5: there is one CPU device"),
+        (["--size", "5000"], "--size must be at most 4096"),
+    ],
+)
+def test_bad_values_and_files_are_one_line_errors(
+    capsys, monkeypatch, tmp_path, digit_folder, undecodable, extra, expected
+):
     csv = tmp_path / "labels.csv"
     csv.write_bytes(undecodable.read_bytes())
     extra = [a.replace("{bad}", str(undecodable)).replace("{bad_csv}", str(csv)) for a in extra]
     monkeypatch.chdir(TESTS)
-    err = one_line_error(capsys, ["--model", "launch_helpers:digits_net", "--data", str(digit_folder),
-                                  "--channels", "1", *extra])
+    err = one_line_error(
+        capsys, ["--model", "launch_helpers:digits_net", "--data", str(digit_folder), "--channels", "1", *extra]
+    )
     assert expected in err
 
 
@@ -353,13 +448,28 @@ def test_a_pickle_that_is_not_a_torch_file_is_one_line_without_a_warning(tmp_pat
 
     path = tmp_path / "dict.pkl"
     path.write_bytes(pickle.dumps({"a": 1}, protocol=4))  # torch warns about the protocol before failing
-    r = subprocess.run([sys.executable, str(ROOT / "launch.py"), "--model", str(path), "--arch", "resnet18",
-                        "--data", str(digit_folder)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "launch.py"),
+            "--model",
+            str(path),
+            "--arch",
+            "resnet18",
+            "--data",
+            str(digit_folder),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert r.stderr.startswith("insights-app: error: --model: cannot load")
 
 
 # ---------------------------------------------------------------------- what a user sees (subprocesses)
+
 
 def _with_misc(digit_folder: Path, root: Path, n_misc: int = 3) -> Path:
     """The digit folder plus a ``misc/`` sub-folder that is no class (a common leftover in real data)."""
@@ -385,12 +495,17 @@ def _fails(args, tmp_path, cwd=TESTS) -> tuple:
 def test_a_sub_folder_that_is_not_a_class_is_shown_unlabeled_with_a_warning(digit_folder, tmp_path):
     data = _with_misc(digit_folder, tmp_path / "data")
     n = sum(1 for _ in data.glob("*/*.png"))
-    launched = start(["--model", "launch_helpers:digits_net", "--data", str(data), "--classes", ",".join(DIGITS),
-                      "--port", "0"], launch_env(tmp_path / "cache"), cwd=TESTS)
+    launched = start(
+        ["--model", "launch_helpers:digits_net", "--data", str(data), "--classes", ",".join(DIGITS), "--port", "0"],
+        launch_env(tmp_path / "cache"),
+        cwd=TESTS,
+    )
     try:
         out = launched.output
-        assert ("WARNING data_adapters.folder: showing 3 images unlabeled: sub-folder 'misc' (3 images) is not one "
-                "of the 10 classes") in out
+        assert (
+            "WARNING data_adapters.folder: showing 3 images unlabeled: sub-folder 'misc' (3 images) is not one "
+            "of the 10 classes"
+        ) in out
         assert f"found {n} images ({n - 3} labeled)" in out
         assert "Traceback" not in out and "note:" not in out  # the classes were given: nothing to announce
         assert get_config(launched)["classes"] == DIGITS
@@ -399,11 +514,16 @@ def test_a_sub_folder_that_is_not_a_class_is_shown_unlabeled_with_a_warning(digi
 
 
 def test_class_names_from_sub_folders_are_announced_with_their_origin(digit_folder, tmp_path):
-    launched = start(["--model", "launch_helpers:digits_net", "--data", str(digit_folder), "--port", "0"],
-                     launch_env(tmp_path / "cache"), cwd=TESTS)
+    launched = start(
+        ["--model", "launch_helpers:digits_net", "--data", str(digit_folder), "--port", "0"],
+        launch_env(tmp_path / "cache"),
+        cwd=TESTS,
+    )
     try:
-        assert (f"insights-app: note: 10 classes, the sorted sub-folder names of {digit_folder}: 0, 1, 2, 3, 4, 5, 6, "
-                "7, 8, 9. A model trained with another class order needs --classes") in launched.output
+        assert (
+            f"insights-app: note: 10 classes, the sorted sub-folder names of {digit_folder}: 0, 1, 2, 3, 4, 5, 6, "
+            "7, 8, 9. A model trained with another class order needs --classes"
+        ) in launched.output
     finally:
         launched.stop()
 
@@ -428,47 +548,65 @@ def resnet_weights(tmp_path_factory) -> Path:
 def test_a_class_list_of_the_wrong_length_names_classes_and_both_counts(digit_folder, resnet_weights, tmp_path):
     three = tmp_path / "three.txt"
     three.write_text("x\ny\nz\n")
-    err, _, _ = _fails(["--model", str(resnet_weights), "--arch", "resnet18", "--data", str(digit_folder),
-                        "--classes", str(three)], tmp_path)
-    assert err == (f"insights-app: error: --classes {three}: 3 classes given but the model outputs 10 per example; "
-                   "give its 10 class names, in its output order")
+    err, _, _ = _fails(
+        ["--model", str(resnet_weights), "--arch", "resnet18", "--data", str(digit_folder), "--classes", str(three)],
+        tmp_path,
+    )
+    assert err == (
+        f"insights-app: error: --classes {three}: 3 classes given but the model outputs 10 per example; "
+        "give its 10 class names, in its output order"
+    )
     # no --classes: the sub-folders (with misc, 11) against the model's 10 outputs
-    err, _, _ = _fails(["--model", "launch_helpers:digits_net", "--data", str(_with_misc(digit_folder, tmp_path / "d"))],
-                       tmp_path)
-    assert "11 classes found (the sorted sub-folder names of" in err and ": 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ... (11 in all))" \
-        in err and "the model outputs 10 per example" in err and "with --classes" in err
+    err, _, _ = _fails(
+        ["--model", "launch_helpers:digits_net", "--data", str(_with_misc(digit_folder, tmp_path / "d"))], tmp_path
+    )
+    assert (
+        "11 classes found (the sorted sub-folder names of" in err
+        and ": 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ... (11 in all))" in err
+        and "the model outputs 10 per example" in err
+        and "with --classes" in err
+    )
 
 
 def test_a_class_file_that_is_not_valid_json_is_refused_before_anything_loads(digit_folder, tmp_path):
     bad = tmp_path / "classes.txt"  # a JSON list, cut short, whatever the file is called
     bad.write_text('["a", "b"')
-    err, out, _ = _fails(["--model", "launch_helpers:digits_net", "--data", str(digit_folder), "--classes", str(bad)],
-                         tmp_path)
-    assert err == (f"insights-app: error: --classes: class file {bad} is not valid JSON: Expecting ',' delimiter: "
-                   "line 1 column 10 (char 9)")
+    err, out, _ = _fails(
+        ["--model", "launch_helpers:digits_net", "--data", str(digit_folder), "--classes", str(bad)], tmp_path
+    )
+    assert err == (
+        f"insights-app: error: --classes: class file {bad} is not valid JSON: Expecting ',' delimiter: "
+        "line 1 column 10 (char 9)"
+    )
     assert "loading" not in out
 
 
 def test_a_state_dict_given_as_a_learner_points_to_model_and_arch(resnet_weights, tmp_path, digit_folder):
     err, _, _ = _fails(["--learner", str(resnet_weights), "--data", str(digit_folder)], tmp_path)
-    assert err == (f"insights-app: error: --learner {resnet_weights} is a state dict (model weights only), not an "
-                   f"exported fastai Learner; to show those weights use --model {resnet_weights} --arch NAME (e.g. "
-                   "--arch resnet18) --data FOLDER")
+    assert err == (
+        f"insights-app: error: --learner {resnet_weights} is a state dict (model weights only), not an "
+        f"exported fastai Learner; to show those weights use --model {resnet_weights} --arch NAME (e.g. "
+        "--arch resnet18) --data FOLDER"
+    )
 
 
 def test_grayscale_images_for_an_rgb_model_name_the_channels_flag(digit_folder, tmp_path):
     err, _, _ = _fails(["--model", "launch_helpers:rgb_net", "--data", str(digit_folder), "--channels", "1"], tmp_path)
-    assert err == ("insights-app: error: the model expects 3-channel (RGB) images but --channels 1 reads them as "
-                   "1-channel (grayscale): use --channels 3")
+    assert err == (
+        "insights-app: error: the model expects 3-channel (RGB) images but --channels 1 reads them as "
+        "1-channel (grayscale): use --channels 3"
+    )
 
 
 def test_rgb_images_for_a_grayscale_model_name_the_channels_flag(capsys, monkeypatch, tmp_path, digit_folder):
-    (tmp_path / "gray_models.py").write_text("from insights_app.testing import ConvNet, seeded\n\n\n"
-                                             "def gray():\n    return seeded(ConvNet, 1, 10)\n")
+    (tmp_path / "gray_models.py").write_text(
+        "from insights_app.testing import ConvNet, seeded\n\n\ndef gray():\n    return seeded(ConvNet, 1, 10)\n"
+    )
     monkeypatch.chdir(tmp_path)
     assert one_line_error(capsys, ["--model", "gray_models:gray", "--data", str(digit_folder)]) == (
         "insights-app: error: the model expects 1-channel (grayscale) images but --channels 3 (the default) reads "
-        "them as 3-channel (RGB): use --channels 1")
+        "them as 3-channel (RGB): use --channels 1"
+    )
 
 
 def test_a_busy_port_and_a_missing_model_fail_before_the_model_loads(digit_folder, tmp_path):
@@ -476,11 +614,14 @@ def test_a_busy_port_and_a_missing_model_fail_before_the_model_loads(digit_folde
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         port = busy.getsockname()[1]
-        err, out, seconds = _fails(["--model", "launch_helpers:digits_net", "--data", str(digit_folder),
-                                    "--port", str(port)], tmp_path)
+        err, out, seconds = _fails(
+            ["--model", "launch_helpers:digits_net", "--data", str(digit_folder), "--port", str(port)], tmp_path
+        )
     print(f"\nbusy port: exit 2 after {seconds:.2f}s")
-    assert err == (f"insights-app: error: port {port} on 127.0.0.1 is already in use; pick another with --port "
-                   "(--port 0: any free port)")
+    assert err == (
+        f"insights-app: error: port {port} on 127.0.0.1 is already in use; pick another with --port "
+        "(--port 0: any free port)"
+    )
     assert out == ""  # nothing loaded, nothing scanned
     err, out, _ = _fails(["--model", "missing.pt", "--arch", "resnet18", "--data", str(digit_folder)], tmp_path)
     assert err == "insights-app: error: --model: no such file: missing.pt" and out == ""

@@ -11,9 +11,10 @@ import torch
 import torch.nn as nn
 from captum.attr import LRP, FeatureAblation, KernelShap, LayerIntegratedGradients, Lime, ShapleyValueSampling
 from captum.attr._utils.lrp_rules import EpsilonRule
-
 from engine_helpers import RandomImages, make_model
 from test_methods_parity import NORMALIZE, engine_attr, layer_map, seeded, slic_masks, smooth_setup  # noqa: F401
+from ui_helpers import decode_data_url, digits_setup, digits_visualizer, is_blank, mixed_visualizer  # noqa: F401
+
 from insights_app import AttributionVisualizer
 from insights_app.dataset import ExampleBatch
 from insights_app.errors import ValidationError
@@ -22,22 +23,29 @@ from insights_app.methods import build_registry
 from insights_app.methods.superpixels import slic_segments
 from insights_app.server import create_app
 
-from ui_helpers import decode_data_url, digits_setup, digits_visualizer, is_blank, mixed_visualizer  # noqa: F401
-
-NEW_METHODS = ("LRP", "LayerIntegratedGradients", "LayerConductance", "LayerDeepLift", "LayerGradientXActivation",
-               "Lime", "KernelShap")
+NEW_METHODS = (
+    "LRP",
+    "LayerIntegratedGradients",
+    "LayerConductance",
+    "LayerDeepLift",
+    "LayerGradientXActivation",
+    "Lime",
+    "KernelShap",
+)
 API = "/api/v1"
 
 
 # ---------------------------------------------------------------- superpixels
+
 
 def test_superpixel_feature_ablation_equals_captum_with_slic_masks(smooth_setup):
     vis, model, raw, x, zeros, targets = smooth_setup
     got = engine_attr(vis, raw, targets, "FeatureAblation", {"mask": "superpixels", "n_segments": 30})
     masks = slic_masks(raw, n_segments=30)
     assert all(len(m.unique()) > 5 for m in masks)  # real superpixels, not one piece
-    want = FeatureAblation(model).attribute(x, baselines=zeros, target=targets, feature_mask=masks,
-                                            perturbations_per_eval=16)
+    want = FeatureAblation(model).attribute(
+        x, baselines=zeros, target=targets, feature_mask=masks, perturbations_per_eval=16
+    )
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-5), f"max diff {(got - want).abs().max():.3g}"
     # each superpixel is one feature: one value over all its pixels and channels
     for j in range(4):
@@ -50,9 +58,17 @@ def test_superpixel_shapley_sampling_equals_captum_with_slic_masks(smooth_setup)
     vis, model, raw, x, zeros, targets = smooth_setup
     args = {"mask": "superpixels", "n_segments": 20, "compactness": 5.0, "n_samples": 2, "seed": 3}
     got = engine_attr(vis, raw, targets, "ShapleyValueSampling", args)
-    want = seeded(lambda: ShapleyValueSampling(model).attribute(
-        x, baselines=zeros, target=targets, feature_mask=slic_masks(raw, 20, 5.0), n_samples=2,
-        perturbations_per_eval=16), seed=3)
+    want = seeded(
+        lambda: ShapleyValueSampling(model).attribute(
+            x,
+            baselines=zeros,
+            target=targets,
+            feature_mask=slic_masks(raw, 20, 5.0),
+            n_samples=2,
+            perturbations_per_eval=16,
+        ),
+        seed=3,
+    )
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-5), f"max diff {(got - want).abs().max():.3g}"
 
 
@@ -79,22 +95,35 @@ def test_lime_and_kernel_shap_run_one_example_per_call_each_as_captum_alone(smoo
     params = spec.validate({"n_samples": 60, "seed": 7, "n_segments": 25}, (32, 32))
     assert spec.randomized and engine.examples_per_call(spec, params, (raw,)) == 1
     for j in (0, 2):
-        (got,) = engine.attribute(spec, params, ExampleBatch([j], (raw[j:j + 1],)), [int(targets[j])])
-        want = seeded(lambda: cls(model).attribute(  # captum's own default surrogate model
-            x[j:j + 1], baselines=zeros[j:j + 1], target=int(targets[j]), feature_mask=slic_masks(raw[j:j + 1], 25),
-            n_samples=60, perturbations_per_eval=16), seed=7)
+        (got,) = engine.attribute(spec, params, ExampleBatch([j], (raw[j : j + 1],)), [int(targets[j])])
+        want = seeded(
+            lambda: cls(model).attribute(  # captum's own default surrogate model
+                x[j : j + 1],
+                baselines=zeros[j : j + 1],
+                target=int(targets[j]),
+                feature_mask=slic_masks(raw[j : j + 1], 25),
+                n_samples=60,
+                perturbations_per_eval=16,
+            ),
+            seed=7,
+        )
         assert torch.allclose(got, want, rtol=1e-4, atol=1e-5), f"{method}: max diff {(got - want).abs().max():.3g}"
     # through Engine.run: the same example gives the same map alone and in a page
     alone = engine.run(ExampleBatch([2], (raw[2:3],)), spec, params)[0].explanation.maps[0]
-    fresh = AttributionVisualizer([model], [str(i) for i in range(10)],
-                                  [ImageFeature("image", input_transforms=[NORMALIZE])], [], )
+    fresh = AttributionVisualizer(
+        [model],
+        [str(i) for i in range(10)],
+        [ImageFeature("image", input_transforms=[NORMALIZE])],
+        [],
+    )
     in_page = fresh.engines[0].run(ExampleBatch([0, 1, 2, 3], (raw,)), spec, params)[2].explanation.maps[0]
     assert np.allclose(alone, in_page, atol=1e-6)
 
 
 def test_slic_gives_about_n_segments_and_a_grid_for_what_it_cannot_split():
-    smooth = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(0)), 5,
-                                            stride=1, padding=2)[0]
+    smooth = torch.nn.functional.avg_pool2d(
+        torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(0)), 5, stride=1, padding=2
+    )[0]
     labels = slic_segments(smooth, 30, 10.0)
     assert labels.shape == (40, 40) and labels.min() == 0 and 10 <= len(np.unique(labels)) <= 60
     noise = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1))
@@ -105,6 +134,7 @@ def test_slic_gives_about_n_segments_and_a_grid_for_what_it_cannot_split():
 
 
 # ---------------------------------------------------------------- LRP
+
 
 class PlainCNN(nn.Module):
     """Only layers LRP has rules for (Conv2d, ReLU, MaxPool2d, Linear), flattened in forward."""
@@ -122,9 +152,13 @@ class PlainCNN(nn.Module):
 
 def _visualizer(model):
     data = RandomImages(n_batches=1, batch_size=4)
-    return AttributionVisualizer([model], [str(i) for i in range(10)],
-                                 [ImageFeature("image", input_transforms=[NORMALIZE])], data,
-                                 score_func=lambda o: torch.softmax(o, 1)), data.batches[0].inputs
+    return AttributionVisualizer(
+        [model],
+        [str(i) for i in range(10)],
+        [ImageFeature("image", input_transforms=[NORMALIZE])],
+        data,
+        score_func=lambda o: torch.softmax(o, 1),
+    ), data.batches[0].inputs
 
 
 def test_lrp_on_supported_layers_equals_captum():
@@ -155,9 +189,11 @@ def test_lrp_refuses_a_model_with_a_layer_it_has_no_rule_for_naming_it():
     with pytest.raises(ValidationError, match=r"no propagation rule for layer type ELU \('relu1'\)"):
         engine_attr(vis, raw, torch.tensor([1, 2, 3, 4]), "LRP")
     client = create_app(vis).test_client()
-    for path, body in [("/examples", {"method": "LRP", "page_size": 2}),
-                       ("/examples", {"method": "LRP", "page_size": 2, "stream": True}),
-                       ("/attribute", {"example_id": 1, "method": "LRP"})]:
+    for path, body in [
+        ("/examples", {"method": "LRP", "page_size": 2}),
+        ("/examples", {"method": "LRP", "page_size": 2, "stream": True}),
+        ("/attribute", {"example_id": 1, "method": "LRP"}),
+    ]:
         resp = client.post(API + path, data=json.dumps(body), content_type="application/json")
         text = resp.get_data(as_text=True)
         if body.get("stream") and resp.status_code == 200:  # a stream already begun says it in an error event
@@ -171,16 +207,20 @@ def test_lrp_refuses_a_model_with_a_layer_it_has_no_rule_for_naming_it():
 
 # ---------------------------------------------------------------- layer methods
 
+
 def test_layer_methods_take_the_layer_by_name():
     model = make_model()
     vis, raw = _visualizer(model)
     targets = torch.tensor([1, 3, 5, 7])
     x = torch.stack([NORMALIZE(r) for r in raw])
     zeros = torch.stack([NORMALIZE(torch.zeros_like(r)) for r in raw])
-    got = engine_attr(vis, raw, targets, "LayerIntegratedGradients",
-                      {"layer": "conv1", "n_steps": 8, "interpolate_mode": "nearest"})
-    want = layer_map(LayerIntegratedGradients(model, model.conv1).attribute(x, baselines=zeros, target=targets,
-                                                                            n_steps=8), mode="nearest")
+    got = engine_attr(
+        vis, raw, targets, "LayerIntegratedGradients", {"layer": "conv1", "n_steps": 8, "interpolate_mode": "nearest"}
+    )
+    want = layer_map(
+        LayerIntegratedGradients(model, model.conv1).attribute(x, baselines=zeros, target=targets, n_steps=8),
+        mode="nearest",
+    )
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-5)
     for name in ("LayerIntegratedGradients", "LayerConductance", "LayerDeepLift", "LayerGradientXActivation"):
         with pytest.raises(ValidationError, match="no spatial output"):
@@ -191,12 +231,19 @@ def test_layer_methods_take_the_layer_by_name():
 
 # ---------------------------------------------------------------- over HTTP
 
-@pytest.mark.parametrize("method,arguments", [(m, {}) for m in NEW_METHODS] + [
-    ("FeatureAblation", {"mask": "superpixels"}), ("ShapleyValueSampling", {"mask": "superpixels", "n_samples": 2})])
+
+@pytest.mark.parametrize(
+    "method,arguments",
+    [(m, {}) for m in NEW_METHODS]
+    + [("FeatureAblation", {"mask": "superpixels"}), ("ShapleyValueSampling", {"mask": "superpixels", "n_samples": 2})],
+)
 def test_each_new_method_fetches_a_page_of_maps_with_its_defaults(digits_visualizer, method, arguments):
     client = create_app(digits_visualizer).test_client()
-    resp = client.post(API + "/examples", data=json.dumps({"method": method, "arguments": arguments, "page_size": 2}),
-                       content_type="application/json")
+    resp = client.post(
+        API + "/examples",
+        data=json.dumps({"method": method, "arguments": arguments, "page_size": 2}),
+        content_type="application/json",
+    )
     assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
     for ex in resp.get_json()["examples"]:
         (model,) = ex["models"]
@@ -209,8 +256,11 @@ def test_each_new_method_fetches_a_page_of_maps_with_its_defaults(digits_visuali
 def test_superpixel_methods_fall_back_to_one_feature_per_element_for_other_features(mixed_visualizer, method):
     client = create_app(mixed_visualizer).test_client()
     args = {"mask": "superpixels"} if method == "FeatureAblation" else {"n_samples": 40}
-    resp = client.post(API + "/examples", data=json.dumps({"method": method, "arguments": args, "page_size": 2}),
-                       content_type="application/json")
+    resp = client.post(
+        API + "/examples",
+        data=json.dumps({"method": method, "arguments": args, "page_size": 2}),
+        content_type="application/json",
+    )
     assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
     for ex in resp.get_json()["examples"]:
         for model in ex["models"]:

@@ -8,22 +8,40 @@ import numpy as np
 import pytest
 import torch
 import torchvision.transforms as T
+from captum._utils.models.linear_model import SkLearnLasso
 from captum.attr import (
-    LRP, Deconvolution, DeepLift, DeepLiftShap, FeatureAblation, GradientShap, GuidedBackprop, GuidedGradCam,
-    InputXGradient, IntegratedGradients, KernelShap, LayerAttribution, LayerConductance, LayerDeepLift,
-    LayerGradCam, LayerGradientXActivation, LayerIntegratedGradients, Lime, NoiseTunnel, Occlusion, Saliency,
+    LRP,
+    Deconvolution,
+    DeepLift,
+    DeepLiftShap,
+    FeatureAblation,
+    GradientShap,
+    GuidedBackprop,
+    GuidedGradCam,
+    InputXGradient,
+    IntegratedGradients,
+    KernelShap,
+    LayerAttribution,
+    LayerConductance,
+    LayerDeepLift,
+    LayerGradCam,
+    LayerGradientXActivation,
+    LayerIntegratedGradients,
+    Lime,
+    NoiseTunnel,
+    Occlusion,
+    Saliency,
     ShapleyValueSampling,
 )
-from captum._utils.models.linear_model import SkLearnLasso
 from captum.attr._utils.lrp_rules import EpsilonRule
+from engine_helpers import RandomImages, make_model
 from skimage.segmentation import slic
 from torchvision.transforms.functional import gaussian_blur
 
-from engine_helpers import RandomImages, make_model
 from insights_app import AttributionVisualizer
-from insights_app.features import ImageFeature
 from insights_app.dataset import ExampleBatch
 from insights_app.errors import ValidationError
+from insights_app.features import ImageFeature
 from insights_app.methods import baselines, build_registry
 
 NORMALIZE = T.Normalize((0.5, 0.4, 0.3), (0.25, 0.2, 0.3))
@@ -33,9 +51,13 @@ NORMALIZE = T.Normalize((0.5, 0.4, 0.3), (0.25, 0.2, 0.3))
 def setup():
     model = make_model()
     data = RandomImages(n_batches=1, batch_size=4)
-    vis = AttributionVisualizer([model], [str(i) for i in range(10)],
-                                [ImageFeature("image", input_transforms=[NORMALIZE])], data,
-                                score_func=lambda o: torch.softmax(o, 1))
+    vis = AttributionVisualizer(
+        [model],
+        [str(i) for i in range(10)],
+        [ImageFeature("image", input_transforms=[NORMALIZE])],
+        data,
+        score_func=lambda o: torch.softmax(o, 1),
+    )
     raw = data.batches[0].inputs
     x = torch.stack([NORMALIZE(r) for r in raw])
     zeros = torch.stack([NORMALIZE(torch.zeros_like(r)) for r in raw])
@@ -52,9 +74,13 @@ def smooth_setup():
     model = make_model()
     data = RandomImages(n_batches=1, batch_size=4)
     data.batches[0].inputs = gaussian_blur(data.batches[0].inputs, [9, 9], [3.0, 3.0])
-    vis = AttributionVisualizer([model], [str(i) for i in range(10)],
-                                [ImageFeature("image", input_transforms=[NORMALIZE])], data,
-                                score_func=lambda o: torch.softmax(o, 1))
+    vis = AttributionVisualizer(
+        [model],
+        [str(i) for i in range(10)],
+        [ImageFeature("image", input_transforms=[NORMALIZE])],
+        data,
+        score_func=lambda o: torch.softmax(o, 1),
+    )
     raw = data.batches[0].inputs
     x = torch.stack([NORMALIZE(r) for r in raw])
     zeros = torch.stack([NORMALIZE(torch.zeros_like(r)) for r in raw])
@@ -64,8 +90,10 @@ def smooth_setup():
 
 def slic_masks(raw, n_segments=50, compactness=10.0):
     """scikit-image's SLIC labels of each (RGB, [0, 1]) image, as a (B, 1, H, W) feature mask."""
-    labels = [slic(r.permute(1, 2, 0).double().numpy(), n_segments=n_segments, compactness=compactness, start_label=0)
-              for r in raw]
+    labels = [
+        slic(r.permute(1, 2, 0).double().numpy(), n_segments=n_segments, compactness=compactness, start_label=0)
+        for r in raw
+    ]
     return torch.stack([torch.from_numpy(lab).long()[None] for lab in labels])
 
 
@@ -96,12 +124,24 @@ def direct(model, x, zeros, t, method, raw=None):
     if method == "IntegratedGradients":
         return IntegratedGradients(model).attribute(x, baselines=zeros, target=t, n_steps=50, method="gausslegendre")
     if method == "NoiseTunnel(IntegratedGradients)":
-        return seeded(lambda: NoiseTunnel(IntegratedGradients(model)).attribute(
-            x, baselines=zeros, target=t, nt_type="smoothgrad", nt_samples=10, stdevs=0.15, n_steps=20,
-            nt_samples_batch_size=10))
+        return seeded(
+            lambda: NoiseTunnel(IntegratedGradients(model)).attribute(
+                x,
+                baselines=zeros,
+                target=t,
+                nt_type="smoothgrad",
+                nt_samples=10,
+                stdevs=0.15,
+                n_steps=20,
+                nt_samples_batch_size=10,
+            )
+        )
     if method == "NoiseTunnel(Saliency)":
-        return seeded(lambda: NoiseTunnel(Saliency(model)).attribute(
-            x, target=t, nt_type="smoothgrad", nt_samples=10, stdevs=0.15, abs=True, nt_samples_batch_size=10))
+        return seeded(
+            lambda: NoiseTunnel(Saliency(model)).attribute(
+                x, target=t, nt_type="smoothgrad", nt_samples=10, stdevs=0.15, abs=True, nt_samples_batch_size=10
+            )
+        )
     if method == "GradientShap":
         return seeded(lambda: GradientShap(model).attribute(x, baselines=dist, target=t, n_samples=20, stdevs=0.0))
     if method == "DeepLift":
@@ -122,33 +162,53 @@ def direct(model, x, zeros, t, method, raw=None):
         cam = LayerGradCam(model, conv2).attribute(x, target=t, relu_attributions=True)
         return LayerAttribution.interpolate(cam, (32, 32), interpolate_mode="bilinear")
     if method == "Occlusion":
-        return Occlusion(model).attribute(x, sliding_window_shapes=(3, side, side), strides=(3, side // 2, side // 2),
-                                          baselines=zeros, target=t, perturbations_per_eval=16)
+        return Occlusion(model).attribute(
+            x,
+            sliding_window_shapes=(3, side, side),
+            strides=(3, side // 2, side // 2),
+            baselines=zeros,
+            target=t,
+            perturbations_per_eval=16,
+        )
     if method == "FeatureAblation":
-        return FeatureAblation(model).attribute(x, baselines=zeros, target=t, feature_mask=mask,
-                                                perturbations_per_eval=16)
+        return FeatureAblation(model).attribute(
+            x, baselines=zeros, target=t, feature_mask=mask, perturbations_per_eval=16
+        )
     if method == "ShapleyValueSampling":
-        return seeded(lambda: ShapleyValueSampling(model).attribute(
-            x, baselines=zeros, target=t, feature_mask=mask, n_samples=5, perturbations_per_eval=16))
+        return seeded(
+            lambda: ShapleyValueSampling(model).attribute(
+                x, baselines=zeros, target=t, feature_mask=mask, n_samples=5, perturbations_per_eval=16
+            )
+        )
     if method == "LRP":  # nn.Flatten has no LRP rule of its own: relevance passes it unchanged (epsilon rule)
         model.flat.rule = EpsilonRule()
         return LRP(model).attribute(x, target=t)
     if method == "LayerIntegratedGradients":
-        return layer_map(LayerIntegratedGradients(model, conv2).attribute(x, baselines=zeros, target=t, n_steps=50,
-                                                                          method="gausslegendre"))
+        return layer_map(
+            LayerIntegratedGradients(model, conv2).attribute(
+                x, baselines=zeros, target=t, n_steps=50, method="gausslegendre"
+            )
+        )
     if method == "LayerConductance":
-        return layer_map(LayerConductance(model, conv2).attribute(x, baselines=zeros, target=t, n_steps=50,
-                                                                  method="gausslegendre"))
+        return layer_map(
+            LayerConductance(model, conv2).attribute(x, baselines=zeros, target=t, n_steps=50, method="gausslegendre")
+        )
     if method == "LayerDeepLift":
         return layer_map(LayerDeepLift(model, conv2).attribute(x, baselines=zeros, target=t))
     if method == "LayerGradientXActivation":
         return layer_map(LayerGradientXActivation(model, conv2).attribute(x, target=t))
     if method == "Lime":  # an untrained model's scores barely change: a weaker Lasso keeps some superpixels
-        return seeded(lambda: Lime(model, interpretable_model=SkLearnLasso(alpha=1e-4)).attribute(
-            x, baselines=zeros, target=t, feature_mask=slic_masks(raw), n_samples=100, perturbations_per_eval=16))
+        return seeded(
+            lambda: Lime(model, interpretable_model=SkLearnLasso(alpha=1e-4)).attribute(
+                x, baselines=zeros, target=t, feature_mask=slic_masks(raw), n_samples=100, perturbations_per_eval=16
+            )
+        )
     if method == "KernelShap":
-        return seeded(lambda: KernelShap(model).attribute(x, baselines=zeros, target=t, feature_mask=slic_masks(raw),
-                                                          n_samples=100, perturbations_per_eval=16))
+        return seeded(
+            lambda: KernelShap(model).attribute(
+                x, baselines=zeros, target=t, feature_mask=slic_masks(raw), n_samples=100, perturbations_per_eval=16
+            )
+        )
     raise AssertionError(method)
 
 
@@ -156,11 +216,30 @@ ALL_METHODS = list(build_registry())
 
 
 def test_registry_has_every_required_method():
-    required = {"IntegratedGradients", "NoiseTunnel(IntegratedGradients)", "NoiseTunnel(Saliency)", "GradientShap",
-                "DeepLift", "DeepLiftShap", "Saliency", "InputXGradient", "Deconvolution", "GuidedBackprop",
-                "GuidedGradCam", "LayerGradCam", "Occlusion", "FeatureAblation", "ShapleyValueSampling",
-                "Lime", "KernelShap", "LRP", "LayerIntegratedGradients", "LayerConductance", "LayerDeepLift",
-                "LayerGradientXActivation"}
+    required = {
+        "IntegratedGradients",
+        "NoiseTunnel(IntegratedGradients)",
+        "NoiseTunnel(Saliency)",
+        "GradientShap",
+        "DeepLift",
+        "DeepLiftShap",
+        "Saliency",
+        "InputXGradient",
+        "Deconvolution",
+        "GuidedBackprop",
+        "GuidedGradCam",
+        "LayerGradCam",
+        "Occlusion",
+        "FeatureAblation",
+        "ShapleyValueSampling",
+        "Lime",
+        "KernelShap",
+        "LRP",
+        "LayerIntegratedGradients",
+        "LayerConductance",
+        "LayerDeepLift",
+        "LayerGradientXActivation",
+    }
     assert required <= set(ALL_METHODS) and len(ALL_METHODS) >= 20
 
 
@@ -178,8 +257,8 @@ def test_each_example_gets_its_own_target(setup):
     vis, model, raw, x, zeros, targets = setup
     batched = engine_attr(vis, raw, targets, "Saliency")
     for i in range(4):
-        alone = Saliency(model).attribute(x[i:i + 1], target=int(targets[i]), abs=True)
-        assert torch.allclose(batched[i:i + 1], alone, atol=1e-6)
+        alone = Saliency(model).attribute(x[i : i + 1], target=int(targets[i]), abs=True)
+        assert torch.allclose(batched[i : i + 1], alone, atol=1e-6)
 
 
 def test_layer_can_be_chosen_by_name(setup):
@@ -196,18 +275,26 @@ def test_layer_can_be_chosen_by_name(setup):
 def test_occlusion_window_and_stride_are_used(setup):
     vis, model, raw, x, zeros, targets = setup
     got = engine_attr(vis, raw, targets, "Occlusion", {"window": [8, 8], "stride": [8, 8]})
-    want = Occlusion(model).attribute(x, sliding_window_shapes=(3, 8, 8), strides=(3, 8, 8), baselines=zeros,
-                                      target=targets)
+    want = Occlusion(model).attribute(
+        x, sliding_window_shapes=(3, 8, 8), strides=(3, 8, 8), baselines=zeros, target=targets
+    )
     assert torch.allclose(got, want, atol=1e-5)
     with pytest.raises(ValidationError, match="window"):
         engine_attr(vis, raw, targets, "Occlusion", {"window": [64, 8]})
 
 
-@pytest.mark.parametrize("args,field", [
-    ({"n_steps": 0}, "n_steps"), ({"n_steps": 10**9}, "n_steps"), ({"n_steps": "50"}, "n_steps"),
-    ({"n_steps": 2.5}, "n_steps"), ({"method": "simpson"}, "method"), ({"bogus": 1}, "bogus"),
-    ({"baseline": "random"}, "baseline"),
-])
+@pytest.mark.parametrize(
+    "args,field",
+    [
+        ({"n_steps": 0}, "n_steps"),
+        ({"n_steps": 10**9}, "n_steps"),
+        ({"n_steps": "50"}, "n_steps"),
+        ({"n_steps": 2.5}, "n_steps"),
+        ({"method": "simpson"}, "method"),
+        ({"bogus": 1}, "bogus"),
+        ({"baseline": "random"}, "baseline"),
+    ],
+)
 def test_bad_arguments_are_rejected_naming_the_field(args, field):
     spec = build_registry()["IntegratedGradients"]
     with pytest.raises(ValidationError) as err:
@@ -242,8 +329,9 @@ def test_baselines_are_per_example_and_reproducible(setup, kind):
 def test_feature_baseline_transforms_are_used():
     model = make_model()
     data = RandomImages(n_batches=1, batch_size=2)
-    feature = ImageFeature("image", baseline_transforms=[lambda im: torch.full_like(im, 0.5)],
-                           input_transforms=[NORMALIZE])
+    feature = ImageFeature(
+        "image", baseline_transforms=[lambda im: torch.full_like(im, 0.5)], input_transforms=[NORMALIZE]
+    )
     vis = AttributionVisualizer([model], [str(i) for i in range(10)], [feature], data)
     engine = vis.engines[0]
     base = baselines.per_example("feature", engine.features, (data.batches[0].inputs,), [0, 1], 0, engine.device)[0]

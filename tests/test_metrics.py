@@ -8,6 +8,9 @@ import pytest
 import torch
 from captum.attr import Saliency
 from captum.metrics import infidelity, sensitivity_max
+from engine_helpers import register_edge_map
+from reliability_helpers import TinyCNN, make_visualizer
+from ui_helpers import digits_batches, train_digits_cnn
 
 from insights_app import AttributionVisualizer
 from insights_app.dataset import ExampleBatch
@@ -16,9 +19,6 @@ from insights_app.metrics import MetricOptions
 from insights_app.metrics.sanity import sanity_check
 from insights_app.server import create_app
 from insights_app.testing import seeded
-from reliability_helpers import TinyCNN, make_visualizer
-from engine_helpers import register_edge_map
-from ui_helpers import digits_batches, train_digits_cnn
 
 ALL = ("deletion", "insertion", "infidelity", "sensitivity")
 
@@ -29,8 +29,14 @@ def trained():
 
 
 def visualizer(model, **kwargs):
-    return AttributionVisualizer(model, [str(i) for i in range(10)], [ImageFeature("digit")],
-                                 digits_batches(limit=24), score_func=lambda o: torch.softmax(o, dim=1), **kwargs)
+    return AttributionVisualizer(
+        model,
+        [str(i) for i in range(10)],
+        [ImageFeature("digit")],
+        digits_batches(limit=24),
+        score_func=lambda o: torch.softmax(o, dim=1),
+        **kwargs,
+    )
 
 
 def first(vis, n, method="Saliency", arguments=None, names=ALL, **options):
@@ -46,8 +52,9 @@ def first(vis, n, method="Saliency", arguments=None, names=ALL, **options):
 
 def test_infidelity_and_sensitivity_equal_direct_captum_calls(trained):
     vis = visualizer(trained)
-    examples, results, values = first(vis, 4, names=("infidelity", "sensitivity"), samples=5, noise=0.2,
-                                      radius=0.05, seed=7)
+    examples, results, values = first(
+        vis, 4, names=("infidelity", "sensitivity"), samples=5, noise=0.2, radius=0.05, seed=7
+    )
     x = torch.stack([ex.inputs[0] for ex in examples])
     targets = torch.tensor([r.explanation.target for r in results])
     saliency = Saliency(trained)
@@ -58,11 +65,24 @@ def test_infidelity_and_sensitivity_equal_direct_captum_calls(trained):
         return noise, inputs - noise
 
     torch.manual_seed(7)
-    want_inf = infidelity(trained, perturb, x, attributions, target=targets, n_perturb_samples=5, normalize=True,
-                          max_examples_per_batch=20)
+    want_inf = infidelity(
+        trained,
+        perturb,
+        x,
+        attributions,
+        target=targets,
+        n_perturb_samples=5,
+        normalize=True,
+        max_examples_per_batch=20,
+    )
     torch.manual_seed(7)
-    want_sens = sensitivity_max(lambda inp, target: saliency.attribute(inp, target=target, abs=True), x,
-                                perturb_radius=0.05, n_perturb_samples=5, target=targets)
+    want_sens = sensitivity_max(
+        lambda inp, target: saliency.attribute(inp, target=target, abs=True),
+        x,
+        perturb_radius=0.05,
+        n_perturb_samples=5,
+        target=targets,
+    )
     got_inf = [v["infidelity"] for v in values]
     got_sens = [v["sensitivity"] for v in values]
     np.testing.assert_allclose(got_inf, want_inf.numpy(), rtol=1e-5, atol=1e-12)
@@ -145,8 +165,14 @@ def test_the_sanity_check_flags_a_method_that_ignores_the_model(trained):
         spec = vis.methods[method]
         params = spec.validate(arguments)
         results = engine.run(examples, spec, params)
-        checked = sanity_check(engine, spec, params, ExampleBatch.stack(examples),
-                               [r.explanation.target for r in results], [r.explanation.maps for r in results])
+        checked = sanity_check(
+            engine,
+            spec,
+            params,
+            ExampleBatch.stack(examples),
+            [r.explanation.target for r in results],
+            [r.explanation.maps for r in results],
+        )
         assert all(len(c.steps) == 3 and c.steps[0] == "fc" for c in checked)  # last layer first, then down
         verdicts[method] = sum(c.insensitive for c in checked)
     assert verdicts == {"EdgeMap": 8, "IntegratedGradients": 0, "Saliency": 0}
@@ -156,31 +182,48 @@ def test_the_sanity_check_flags_a_method_that_ignores_the_model(trained):
 def test_metrics_over_the_api_and_their_refusals(trained):
     vis = visualizer(trained)
     client = create_app(vis, token="").test_client()
-    body = {"method": "Saliency", "page_size": 2, "metrics": ["deletion", "insertion"],
-            "metric_arguments": {"steps": 5}}
+    body = {
+        "method": "Saliency",
+        "page_size": 2,
+        "metrics": ["deletion", "insertion"],
+        "metric_arguments": {"steps": 5},
+    }
     page = client.post("/api/v1/examples", json=body).get_json()
     m = page["examples"][0]["models"][0]["metrics"]
     assert set(m) == {"deletion", "insertion"} and len(m["deletion"]["curve"]) == 6
-    assert "metrics" not in client.post("/api/v1/examples", json={"page_size": 1}).get_json()["examples"][0]["models"][0]
+    assert (
+        "metrics" not in client.post("/api/v1/examples", json={"page_size": 1}).get_json()["examples"][0]["models"][0]
+    )
     one = client.post("/api/v1/attribute", json={"example_id": 0, "method": "Saliency", "metrics": ["infidelity"]})
     assert isinstance(one.get_json()["example"]["models"][0]["metrics"]["infidelity"], float)
-    for bad, field in (({"metrics": ["nope"]}, "metrics"), ({"metrics": "deletion"}, "metrics"),
-                       ({"metrics": ["deletion", "deletion"]}, "metrics"),
-                       ({"metrics": ["deletion"], "metric_arguments": {"steps": 1}}, "metric_arguments.steps"),
-                       ({"metric_arguments": {"steps": 5}}, "metric_arguments"),
-                       ({"method": "IntegratedGradients", "arguments": {"n_steps": 1000}, "metrics": ["sensitivity"],
-                         "metric_arguments": {"samples": 64}}, "metrics")):
+    for bad, field in (
+        ({"metrics": ["nope"]}, "metrics"),
+        ({"metrics": "deletion"}, "metrics"),
+        ({"metrics": ["deletion", "deletion"]}, "metrics"),
+        ({"metrics": ["deletion"], "metric_arguments": {"steps": 1}}, "metric_arguments.steps"),
+        ({"metric_arguments": {"steps": 5}}, "metric_arguments"),
+        (
+            {
+                "method": "IntegratedGradients",
+                "arguments": {"n_steps": 1000},
+                "metrics": ["sensitivity"],
+                "metric_arguments": {"samples": 64},
+            },
+            "metrics",
+        ),
+    ):
         answer = client.post("/api/v1/examples", json=bad)
         assert answer.status_code == 400 and answer.get_json()["error"].startswith(field), (bad, answer.get_json())
     # Each key has one type: an explicit null is refused (the fuzzer sent these to the report)
     report = {"methods": ["Saliency"], "sample": 1, "sanity": 0}
-    for route, bad, field in (("/api/v1/examples", {"metrics": ["deletion"], "metric_arguments": None},
-                               "metric_arguments"),
-                              ("/api/v1/examples", {"metrics": None}, "metrics"),
-                              ("/api/v1/method_report", {**report, "metric_arguments": None}, "metric_arguments"),
-                              ("/api/v1/method_report", {**report, "metrics": None}, "metrics"),
-                              ("/api/v1/method_report", {**report, "methods": None}, "methods"),
-                              ("/api/v1/method_report", {**report, "arguments": None}, "arguments")):
+    for route, bad, field in (
+        ("/api/v1/examples", {"metrics": ["deletion"], "metric_arguments": None}, "metric_arguments"),
+        ("/api/v1/examples", {"metrics": None}, "metrics"),
+        ("/api/v1/method_report", {**report, "metric_arguments": None}, "metric_arguments"),
+        ("/api/v1/method_report", {**report, "metrics": None}, "metrics"),
+        ("/api/v1/method_report", {**report, "methods": None}, "methods"),
+        ("/api/v1/method_report", {**report, "arguments": None}, "arguments"),
+    ):
         answer = client.post(route, json=bad)
         assert answer.status_code == 400 and answer.get_json()["error"].startswith(field), (bad, answer.get_json())
 
@@ -196,7 +239,9 @@ def test_a_metric_is_computed_once_and_read_from_the_store(tmp_path):
     again.engines[0].forward = lambda *a: calls.append(1) or forward(*a)
     got = again.page(body)
     assert not calls
-    assert [ex["models"][0]["metrics"] for ex in got["examples"]] == [ex["models"][0]["metrics"] for ex in want["examples"]]
+    assert [ex["models"][0]["metrics"] for ex in got["examples"]] == [
+        ex["models"][0]["metrics"] for ex in want["examples"]
+    ]
 
 
 def test_with_a_store_each_example_is_hashed_once(tmp_path, monkeypatch):
@@ -206,8 +251,11 @@ def test_with_a_store_each_example_is_hashed_once(tmp_path, monkeypatch):
 
     hashed = []
     real = engine_module.example_fingerprints
-    monkeypatch.setattr(engine_module, "example_fingerprints",
-                        lambda inputs, extra=None: hashed.extend(real(inputs, extra)) or real(inputs, extra))
+    monkeypatch.setattr(
+        engine_module,
+        "example_fingerprints",
+        lambda inputs, extra=None: hashed.extend(real(inputs, extra)) or real(inputs, extra),
+    )
     vis = make_visualizer(models=seeded(TinyCNN, seed=0), store=tmp_path)
     body = {"method": "Saliency", "page_size": 3, "metrics": ["deletion"]}
     first = vis.page(body)
@@ -220,8 +268,13 @@ def test_with_a_store_each_example_is_hashed_once(tmp_path, monkeypatch):
 def test_infidelity_reuses_the_attributions_its_page_computed(trained):
     """Infidelity needs the full-resolution attribution, which the page's own run keeps: asking
     for it costs no second captum call, and gives what attributing again gives."""
-    body = {"method": "IntegratedGradients", "arguments": {"n_steps": 8}, "page_size": 4,
-            "metrics": ["infidelity"], "metric_arguments": {"samples": 4}}
+    body = {
+        "method": "IntegratedGradients",
+        "arguments": {"n_steps": 8},
+        "page_size": 4,
+        "metrics": ["infidelity"],
+        "metric_arguments": {"samples": 4},
+    }
     vis = visualizer(trained)
     engine = vis.engines[0]
     calls = []
@@ -247,8 +300,10 @@ def test_the_sanity_and_method_report_views(trained):
     s = answer["sanity"]
     assert s["insensitive"] is True and len(s["steps"]) == 3 and s["steps"][-1]["spearman"] == 1.0
     assert s["steps"][0]["attributions"][0]["image"].startswith("data:image/png;base64,")
-    report = client.post("/api/v1/method_report", json={
-        "methods": ["Saliency", "EdgeMap"], "sample": 8, "sanity": 4, "metrics": ["deletion", "insertion"]}).get_json()
+    report = client.post(
+        "/api/v1/method_report",
+        json={"methods": ["Saliency", "EdgeMap"], "sample": 8, "sanity": 4, "metrics": ["deletion", "insertion"]},
+    ).get_json()
     rows = {r["method"]: r for r in report["models"][0]["methods"]}
     assert report["examples"] == 8 and rows["EdgeMap"]["sanity"]["flag"] and not rows["Saliency"]["sanity"]["flag"]
     assert rows["Saliency"]["metrics"]["deletion"]["n"] == 8
@@ -257,14 +312,29 @@ def test_the_sanity_and_method_report_views(trained):
 
 @pytest.mark.slow
 def test_the_method_report_command(tmp_path):
-    from insights_app.demo import write_digit_images
     from launch_helpers import TESTS, launch_env, run
+
+    from insights_app.demo import write_digit_images
 
     write_digit_images(tmp_path / "digits", size=16, valid_fraction=0.05, limit=90)
     source = ["--model", "launch_helpers:digits_net", "--data", str(tmp_path / "digits" / "valid"), "--channels", "1"]
     env = launch_env(tmp_path / "cache")
-    args = ["method-report", *source, "--methods", "Saliency,Occlusion", "--sample", "6", "--sanity", "2",
-            "--metric", "deletion,insertion", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "r.md")]
+    args = [
+        "method-report",
+        *source,
+        "--methods",
+        "Saliency,Occlusion",
+        "--sample",
+        "6",
+        "--sanity",
+        "2",
+        "--metric",
+        "deletion,insertion",
+        "--store",
+        str(tmp_path / "store"),
+        "--out",
+        str(tmp_path / "r.md"),
+    ]
     done = run(args, env, cwd=TESTS)
     assert done.returncode == 0, done.stderr
     assert "| Saliency |" in done.stdout and "| Occlusion |" in done.stdout and "deletion ↓" in done.stdout

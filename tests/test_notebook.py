@@ -11,16 +11,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 import pytest
 import torch
-
 from engine_helpers import RandomImages, make_model
+from launch_helpers import free_port, wait_for_http
+
 from insights_app import AttributionVisualizer
 from insights_app.features import ImageFeature
 from insights_app.notebook import InsightsWidget, handle_request, widget_esm, widget_modules
-from launch_helpers import free_port, wait_for_http
 
 TESTS = Path(__file__).resolve().parent
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -43,12 +43,17 @@ vis.render(height=700)
 
 
 def small_visualizer() -> AttributionVisualizer:
-    return AttributionVisualizer([make_model()], CLASSES, [ImageFeature("image")],
-                                 RandomImages(n_batches=2, batch_size=4), score_func=lambda o: torch.softmax(o, 1))
+    return AttributionVisualizer(
+        [make_model()],
+        CLASSES,
+        [ImageFeature("image")],
+        RandomImages(n_batches=2, batch_size=4),
+        score_func=lambda o: torch.softmax(o, 1),
+    )
 
 
-def replies(vis: AttributionVisualizer, kind: str, body: Any, cancelled=lambda: False) -> List[Dict[str, Any]]:
-    out: List[Dict[str, Any]] = []
+def replies(vis: AttributionVisualizer, kind: str, body: Any, cancelled=lambda: False) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     handle_request(vis, kind, body, out.append, cancelled)
     return out
 
@@ -83,7 +88,7 @@ def test_bad_requests_get_one_error_reply_with_the_field():
 
 def test_a_cancelled_page_stops_without_computing_the_rest():
     vis = small_visualizer()
-    out: List[Dict[str, Any]] = []
+    out: list[dict[str, Any]] = []
     # cancelled as soon as the first event went out (the page asked for another page meanwhile)
     handle_request(vis, "examples", dict(FAST, page_size=4), out.append, cancelled=lambda: len(out) >= 1)
     assert [r["event"]["type"] for r in out] == ["page"]
@@ -141,8 +146,13 @@ def test_widget_links_and_loads_every_module_of_the_page(tmp_path):
     (tmp_path / "widget.mjs").write_text(widget_esm())
     (tmp_path / "run.mjs").write_text(LINK_AND_IMPORT)
     (tmp_path / "modules.json").write_text(json.dumps(widget_modules()))
-    result = subprocess.run(["node", str(tmp_path / "run.mjs"), str(tmp_path / "modules.json")], capture_output=True,
-                            text=True, timeout=60, cwd=tmp_path)
+    result = subprocess.run(
+        ["node", str(tmp_path / "run.mjs"), str(tmp_path / "modules.json")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     # Every module is reachable from the app and loads (a module left out would be dead code).
     assert json.loads(result.stdout) == {"mount": "function", "comm": "function", "missing": [], "unlinked": 0}
@@ -150,7 +160,8 @@ def test_widget_links_and_loads_every_module_of_the_page(tmp_path):
 
 # ---------------------------------------------------------------------- a real kernel (nbclient)
 
-def _notebook(cells: List[str]):
+
+def _notebook(cells: list[str]):
     import nbformat
 
     nb = nbformat.v4.new_notebook()
@@ -159,11 +170,11 @@ def _notebook(cells: List[str]):
     return nb
 
 
-async def _comm_request(kc: Any, comm_id: str, request: Dict[str, Any], timeout: float = 120) -> List[Dict[str, Any]]:
+async def _comm_request(kc: Any, comm_id: str, request: dict[str, Any], timeout: float = 120) -> list[dict[str, Any]]:
     """Send what the page's comm transport sends; collect the kernel's replies to it."""
     msg = kc.session.msg("comm_msg", {"comm_id": comm_id, "data": {"method": "custom", "content": request}})
     kc.shell_channel.send(msg)
-    got: List[Dict[str, Any]] = []
+    got: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -181,7 +192,7 @@ async def _comm_request(kc: Any, comm_id: str, request: Dict[str, Any], timeout:
     return got
 
 
-def _widget_id(outputs: List[Any]) -> str:
+def _widget_id(outputs: list[Any]) -> str:
     views = [o for o in outputs if WIDGET_MIME in o.get("data", {})]
     assert len(views) == 1, f"expected the widget shown once in {outputs}"  # not again as the cell's value
     return views[0]["data"][WIDGET_MIME]["model_id"]
@@ -208,18 +219,20 @@ def test_executed_notebook_shows_the_widget_and_answers_over_the_comm(tmp_path, 
     nb = _notebook([SETUP_CELL, _fastai_cell(cache)])
     client = NotebookClient(nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
 
-    async def run() -> Dict[str, Any]:
+    async def run() -> dict[str, Any]:
         async with client.async_setup_kernel():
             for i, cell in enumerate(nb.cells):
                 await client.async_execute_cell(cell, i)
             client.set_widgets_metadata()  # what a saved notebook keeps: the widget's state, app included
             comm_id, digits_id = _widget_id(nb.cells[0].outputs), _widget_id(nb.cells[1].outputs)
             config = await _comm_request(client.kc, comm_id, {"id": "t-1", "kind": "config", "body": None})
-            page = await _comm_request(client.kc, comm_id, {"id": "t-2", "kind": "examples",
-                                                            "body": {"page_size": 2, "method": "Saliency"}})
+            page = await _comm_request(
+                client.kc, comm_id, {"id": "t-2", "kind": "examples", "body": {"page_size": 2, "method": "Saliency"}}
+            )
             bad = await _comm_request(client.kc, comm_id, {"id": "t-3", "kind": "examples", "body": {"page": -1}})
-            digits = await _comm_request(client.kc, digits_id, {"id": "d-1", "kind": "examples",
-                                                                 "body": {"page_size": 3, "method": "Saliency"}})
+            digits = await _comm_request(
+                client.kc, digits_id, {"id": "d-1", "kind": "examples", "body": {"page_size": 3, "method": "Saliency"}}
+            )
             return {"config": config, "page": page, "bad": bad, "digits": digits}
 
     got = asyncio.run(run())
@@ -228,8 +241,9 @@ def test_executed_notebook_shows_the_widget_and_answers_over_the_comm(tmp_path, 
         assert not [o for o in cell.outputs if o.get("name") == "stderr" and "Traceback" in o.get("text", "")]
     state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     shipped = [(s["state"].get("_esm", ""), s["state"].get("_modules", {})) for s in state.values()]
-    assert any("export default" in esm and "export function mount" in modules.get("app.js", "")
-               for esm, modules in shipped), "the widget lacks the app"
+    assert any(
+        "export default" in esm and "export function mount" in modules.get("app.js", "") for esm, modules in shipped
+    ), "the widget lacks the app"
     assert got["config"][-1]["result"]["classes"] == CLASSES
     types = [r["event"]["type"] for r in got["page"] if "event" in r]
     assert types == ["page", "example", "example", "done"], got["page"]
@@ -242,8 +256,14 @@ def test_executed_notebook_shows_the_widget_and_answers_over_the_comm(tmp_path, 
 
 # ---------------------------------------------------------------------- a real JupyterLab in Chromium
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def _notebook7_available() -> bool:
@@ -258,8 +278,15 @@ def _notebook7_available() -> bool:
 # (the widget keeps its own light palette).
 FRONTENDS = [
     pytest.param("lab", "lab/tree/insights.ipynb", "JupyterLab Dark", id="jupyterlab4-dark"),
-    pytest.param("notebook", "notebooks/insights.ipynb", None, id="notebook7", marks=pytest.mark.skipif(
-        not _notebook7_available(), reason="Notebook 7 is not installed (pip install 'notebook>=7')")),
+    pytest.param(
+        "notebook",
+        "notebooks/insights.ipynb",
+        None,
+        id="notebook7",
+        marks=pytest.mark.skipif(
+            not _notebook7_available(), reason="Notebook 7 is not installed (pip install 'notebook>=7')"
+        ),
+    ),
 ]
 
 # The widget's root beside what the frontend shows around it: its width and the output area's, and its
@@ -295,12 +322,24 @@ def test_the_widget_renders_cards_in_a_real_frontend(tmp_path, app, path, theme)
         themes.parent.mkdir(parents=True)
         themes.write_text(json.dumps({"theme": theme}))
     port, token = free_port(), "insights-test-token"
-    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
-               JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
-               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"), JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"))
-    cmd = [sys.executable, "-m", "jupyterlab" if app == "lab" else "notebook", "--no-browser",
-           "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
+    env = dict(
+        os.environ,
+        JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
+        JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
+        JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab" if app == "lab" else "notebook",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+    ]
     if app == "lab":
         cmd += ["--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.news_url=None"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # CI containers run as root
@@ -317,7 +356,7 @@ def test_the_widget_renders_cards_in_a_real_frontend(tmp_path, app, path, theme)
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                errors: List[str] = []
+                errors: list[str] = []
                 page.on("pageerror", lambda exc: errors.append(str(exc)))
                 page.goto(f"http://127.0.0.1:{port}/{path}?token={token}", timeout=90_000)
                 page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
@@ -327,8 +366,10 @@ def test_the_widget_renders_cards_in_a_real_frontend(tmp_path, app, path, theme)
                         page.get_by_text(re.compile(r"\| Idle")).first.wait_for(timeout=60_000)
                 except playwright.TimeoutError:
                     pass
-                prompt_ran = ("() => { const p = document.querySelector('.jp-Notebook .jp-Cell .jp-InputArea-prompt');"
-                              " return !!p && !/\\[ \\]/.test(p.textContent); }")
+                prompt_ran = (
+                    "() => { const p = document.querySelector('.jp-Notebook .jp-Cell .jp-InputArea-prompt');"
+                    " return !!p && !/\\[ \\]/.test(p.textContent); }"
+                )
                 for _attempt in range(3):  # a run pressed while the session is still wiring up can be dropped
                     # On a loaded machine the kernel may not have started before the page asks which one to use
                     # ("Select Kernel", preselecting Python 3): accept it.

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from reliability_helpers import Digits, make_visualizer
 
 from insights_app.precompute import precompute
 from insights_app.store import FILE_NAME, Store
 from insights_app.testing import TinyCNN, seeded
-from reliability_helpers import Digits, make_visualizer
 
 METHODS = ["Saliency", "IntegratedGradients"]
 ARGUMENTS = {"IntegratedGradients": {"n_steps": 8}}
@@ -33,18 +33,22 @@ TESTS = Path(__file__).resolve().parent
 
 def two_models(store, **kwargs):
     """Two digits models that disagree on some examples (each is attributed to its own target)."""
-    return make_visualizer(models=[seeded(TinyCNN, seed=0), seeded(TinyCNN, seed=1)], dataset=Digits(N),
-                           store=store, **kwargs)
+    return make_visualizer(
+        models=[seeded(TinyCNN, seed=0), seeded(TinyCNN, seed=1)], dataset=Digits(N), store=store, **kwargs
+    )
 
 
 def rows(store_dir):
     """Every stored prediction and map, as the bytes the store holds (so equality is bit-equality)."""
     conn = sqlite3.connect(Path(store_dir) / FILE_NAME)
     try:
-        explanations = conn.execute("SELECT model, example, key, target, software, maps, contributions "
-                                    "FROM explanations ORDER BY model, example, key, target").fetchall()
-        predictions = conn.execute("SELECT model, example, software, indices, scores FROM predictions "
-                                   "ORDER BY model, example").fetchall()
+        explanations = conn.execute(
+            "SELECT model, example, key, target, software, maps, contributions "
+            "FROM explanations ORDER BY model, example, key, target"
+        ).fetchall()
+        predictions = conn.execute(
+            "SELECT model, example, software, indices, scores FROM predictions ORDER BY model, example"
+        ).fetchall()
     finally:
         conn.close()
     return explanations, predictions
@@ -100,15 +104,35 @@ def test_without_ray_the_ray_executor_says_how_to_install_it(tmp_path, monkeypat
 
 
 def test_the_command_line_without_ray_is_one_line(tmp_path):
-    from insights_app.demo import write_digit_images
     from launch_helpers import launch_env
 
+    from insights_app.demo import write_digit_images
+
     write_digit_images(tmp_path / "digits", size=16, valid_fraction=0.05, limit=90)
-    argv = ["precompute", "--model", "launch_helpers:digits_net", "--data", str(tmp_path / "digits" / "valid"),
-            "--channels", "1", "--store", str(tmp_path / "store"), "--methods", "Saliency", "--executor", "ray"]
+    argv = [
+        "precompute",
+        "--model",
+        "launch_helpers:digits_net",
+        "--data",
+        str(tmp_path / "digits" / "valid"),
+        "--channels",
+        "1",
+        "--store",
+        str(tmp_path / "store"),
+        "--methods",
+        "Saliency",
+        "--executor",
+        "ray",
+    ]
     code = f"import sys; sys.modules['ray'] = None; import launch; sys.exit(launch.main({argv!r}))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=TESTS,
-                          env=launch_env(tmp_path / "cache"))
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=TESTS,
+        env=launch_env(tmp_path / "cache"),
+    )
     assert done.returncode == 2, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last == 'insights-app: error: --executor ray needs Ray: pip install "insights-app[ray]"'
@@ -120,8 +144,9 @@ def test_the_command_line_without_ray_is_one_line(tmp_path):
 def test_ray_stores_what_the_local_executor_stores_and_a_rerun_computes_nothing(tmp_path, ray_cluster, monkeypatch):
     targets = "top1"
     local = precompute(two_models(tmp_path / "local"), METHODS, ARGUMENTS, targets=targets, progress=False)
-    on_ray = precompute(two_models(tmp_path / "ray"), METHODS, ARGUMENTS, targets=targets, progress=False,
-                        executor="ray", workers=2)
+    on_ray = precompute(
+        two_models(tmp_path / "ray"), METHODS, ARGUMENTS, targets=targets, progress=False, executor="ray", workers=2
+    )
     wanted = N * len(METHODS) * 2
     for summary in (local, on_ray):
         assert (summary.examples, summary.stored, summary.already, summary.failed) == (N, wanted, 0, 0), summary
@@ -140,8 +165,9 @@ def test_ray_stores_what_the_local_executor_stores_and_a_rerun_computes_nothing(
         raise AssertionError("a rerun over a full store started Ray actors")
 
     monkeypatch.setattr(ray_executor, "Cluster", no_cluster)
-    again = precompute(two_models(tmp_path / "ray"), METHODS, ARGUMENTS, targets=targets, progress=False,
-                       executor="ray", workers=2)
+    again = precompute(
+        two_models(tmp_path / "ray"), METHODS, ARGUMENTS, targets=targets, progress=False, executor="ray", workers=2
+    )
     assert (again.examples, again.stored, again.already, again.failed) == (N, 0, wanted, 0), again
     assert rows(tmp_path / "ray") == (want_maps, want_predictions)
 
@@ -156,11 +182,16 @@ def test_ray_resumes_a_partly_stored_run_as_the_local_executor_does(tmp_path, ra
     for side in ("local", "ray"):
         precompute(two_models(tmp_path / side), ["Saliency"], targets="label", limit=20, progress=False)
     local = precompute(two_models(tmp_path / "local"), METHODS, ARGUMENTS, targets="label", progress=False)
-    on_ray = precompute(two_models(tmp_path / "ray"), METHODS, ARGUMENTS, targets="label", progress=False,
-                        executor="ray", workers=2)
+    on_ray = precompute(
+        two_models(tmp_path / "ray"), METHODS, ARGUMENTS, targets="label", progress=False, executor="ray", workers=2
+    )
     for summary in (local, on_ray):
-        assert (summary.examples, summary.stored, summary.already, summary.failed) == \
-            (N, (N * 2 - 20) * 2, 20 * 2, 0), summary
+        assert (summary.examples, summary.stored, summary.already, summary.failed) == (
+            N,
+            (N * 2 - 20) * 2,
+            20 * 2,
+            0,
+        ), summary
     assert rows(tmp_path / "ray") == rows(tmp_path / "local")
 
 
@@ -202,8 +233,12 @@ def test_ctrl_c_keeps_what_arrived_and_stops_ray(tmp_path):
     pytest.importorskip("ray", reason="the ray executor's tests need Ray")
     psutil = pytest.importorskip("psutil")
     store = tmp_path / "store"
-    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED.format(tests=str(TESTS), store=str(store))],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED.format(tests=str(TESTS), store=str(store))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         deadline = time.monotonic() + 200
@@ -271,33 +306,84 @@ def build():
 def test_the_command_line_on_a_running_cluster(tmp_path, ray_cluster):
     """insights-app precompute --executor ray --ray-address ADDRESS: the user's own model module, on the
     cluster given (left running), stores what the local executor stores; a rerun finds it all."""
-    from insights_app.demo import write_digit_images
     from launch_helpers import launch_env, run
+
+    from insights_app.demo import write_digit_images
 
     (tmp_path / "mymodels.py").write_text(USER_MODULE)
     write_digit_images(tmp_path / "digits", size=16, valid_fraction=0.05, limit=90)
-    source = ["--model", "mymodels:build", "--data", str(tmp_path / "digits" / "valid"), "--channels", "1",
-              "--classes", ",".join(map(str, range(10)))]
-    common = ["--methods", "IntegratedGradients,Saliency", "--arguments", '{"IntegratedGradients": {"n_steps": 8}}',
-              "--limit", "20"]
+    source = [
+        "--model",
+        "mymodels:build",
+        "--data",
+        str(tmp_path / "digits" / "valid"),
+        "--channels",
+        "1",
+        "--classes",
+        ",".join(map(str, range(10))),
+    ]
+    common = [
+        "--methods",
+        "IntegratedGradients,Saliency",
+        "--arguments",
+        '{"IntegratedGradients": {"n_steps": 8}}',
+        "--limit",
+        "20",
+    ]
     env = launch_env(tmp_path / "cache")
     address = ray_cluster.get_runtime_context().gcs_address
     local = run(["precompute", *source, "--store", str(tmp_path / "local"), *common], env, cwd=tmp_path)
     assert local.returncode == 0, local.stderr
-    on_ray = run(["precompute", *source, "--store", str(tmp_path / "ray"), *common, "--executor", "ray",
-                  "--ray-address", address, "--workers", "2"], env, cwd=tmp_path, timeout=240)
+    on_ray = run(
+        [
+            "precompute",
+            *source,
+            "--store",
+            str(tmp_path / "ray"),
+            *common,
+            "--executor",
+            "ray",
+            "--ray-address",
+            address,
+            "--workers",
+            "2",
+        ],
+        env,
+        cwd=tmp_path,
+        timeout=240,
+    )
     assert on_ray.returncode == 0, on_ray.stderr[-3000:]
     assert "20 examples: 40 maps stored, 0 already stored, 0 failed" in on_ray.stdout, on_ray.stdout
     assert rows(tmp_path / "ray") == rows(tmp_path / "local")
-    again = run(["precompute", *source, "--store", str(tmp_path / "ray"), *common, "--executor", "ray",
-                 "--ray-address", address], env, cwd=tmp_path, timeout=240)
+    again = run(
+        [
+            "precompute",
+            *source,
+            "--store",
+            str(tmp_path / "ray"),
+            *common,
+            "--executor",
+            "ray",
+            "--ray-address",
+            address,
+        ],
+        env,
+        cwd=tmp_path,
+        timeout=240,
+    )
     assert "20 examples: 0 maps stored, 40 already stored, 0 failed" in again.stdout, again.stdout
     # The cluster was joined, not started: it is still up, its CPUs free again (the actors are gone).
     deadline = time.monotonic() + 30
     while ray_cluster.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert ray_cluster.available_resources().get("CPU", 0) == 2
-    bad = run(["precompute", *source, "--store", str(tmp_path / "x"), "--methods", "Saliency", "--workers", "2"],
-              env, cwd=tmp_path)
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == \
-        "insights-app: error: --ray-address and --workers go with --executor ray"
+    bad = run(
+        ["precompute", *source, "--store", str(tmp_path / "x"), "--methods", "Saliency", "--workers", "2"],
+        env,
+        cwd=tmp_path,
+    )
+    assert (
+        bad.returncode == 2
+        and bad.stderr.strip().splitlines()[-1]
+        == "insights-app: error: --ray-address and --workers go with --executor ray"
+    )

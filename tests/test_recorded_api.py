@@ -10,7 +10,6 @@ import json
 
 import pytest
 import torch
-
 from recorded_api import RECORDING, answer, scenarios
 from reliability_helpers import answer_differences
 

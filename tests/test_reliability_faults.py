@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import requests
 import torch
-
 from reliability_helpers import (
     CLASSES,
     POISON,
@@ -30,6 +29,7 @@ from reliability_helpers import (
     raw_http,
     serving,
 )
+
 from insights_app.server import create_app
 from insights_app.testing import TinyCNN
 
@@ -50,16 +50,22 @@ def assert_served(url: str) -> None:
 
 # ------------------------------------------------------------------ a model that raises on some inputs
 
+
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 def test_a_model_raising_on_some_inputs_fails_only_those_examples(stream):
     vis = make_visualizer(make_faulty_model(), Digits(n=16, poison=POISONED))
     with serving(vis) as url:
-        r = requests.post(url + "/api/v1/examples",
-                          json={"method": "IntegratedGradients", "arguments": {"n_steps": 4}, "page_size": 8,
-                                "stream": stream}, timeout=60)
+        r = requests.post(
+            url + "/api/v1/examples",
+            json={"method": "IntegratedGradients", "arguments": {"n_steps": 4}, "page_size": 8, "stream": stream},
+            timeout=60,
+        )
         assert r.status_code == 200
-        examples = ([e["example"] for e in ndjson_events(r.content) if e["type"] == "example"] if stream
-                    else r.json()["examples"])
+        examples = (
+            [e["example"] for e in ndjson_events(r.content) if e["type"] == "example"]
+            if stream
+            else r.json()["examples"]
+        )
         assert [e["id"] for e in examples] == list(range(8))
         for ex in examples:
             (model,) = ex["models"]
@@ -76,8 +82,11 @@ def test_a_model_raising_on_some_inputs_fails_only_those_examples(stream):
         good = requests.post(url + "/api/v1/attribute", json={"example_id": 4, "target": 1}, timeout=60)
         assert good.json()["example"]["models"][0]["target"]["index"] == 1
         # A filter needs predictions: examples the model cannot predict match no filter.
-        r = requests.post(url + "/api/v1/examples", json={"method": "Saliency", "page_size": 16,
-                                                            "filter": {"classes": CLASSES}}, timeout=60)
+        r = requests.post(
+            url + "/api/v1/examples",
+            json={"method": "Saliency", "page_size": 16, "filter": {"classes": CLASSES}},
+            timeout=60,
+        )
         ids = [e["id"] for e in r.json()["examples"]]
         assert ids == [i for i in range(16) if i not in POISONED]
         assert_served(url)
@@ -108,6 +117,7 @@ def test_a_model_failing_only_during_attribution_fails_only_those_examples():
 
 # ------------------------------------------------------------------ a dataset that raises mid-iteration
 
+
 def test_a_dataset_raising_mid_iteration_fails_that_request_only():
     data = FailingDigits(n=48, batch_size=8, fail_at=3)  # examples 0..23 readable, then it raises, every time
     vis = make_visualizer(dataset=data, max_cached_examples=64)
@@ -119,16 +129,18 @@ def test_a_dataset_raising_mid_iteration_fails_that_request_only():
             assert bad.status_code == 500 and bad.headers["Content-Type"].startswith("application/json")
             msg = bad.json()["error"]
             assert "OSError" in msg and "cannot read shard 3" in msg and "Traceback" not in bad.text
-        bad = requests.post(url + "/api/v1/examples",
-                            json={"method": "Saliency", "page": 3, "page_size": 8, "stream": True}, timeout=60)
+        bad = requests.post(
+            url + "/api/v1/examples", json={"method": "Saliency", "page": 3, "page_size": 8, "stream": True}, timeout=60
+        )
         events = ndjson_events(bad.content)
         assert events[-1]["type"] == "error" and "cannot read shard 3" in events[-1]["error"]
         bad = requests.post(url + "/api/v1/attribute", json={"example_id": 30}, timeout=60)
         assert bad.status_code == 500 and "cannot read shard 3" in bad.json()["error"]
         assert data.raised >= 4
         assert_served(url)
-        again = requests.post(url + "/api/v1/examples", json={"method": "Saliency", "page": 2, "page_size": 8},
-                              timeout=60)
+        again = requests.post(
+            url + "/api/v1/examples", json={"method": "Saliency", "page": 2, "page_size": 8}, timeout=60
+        )
         assert again.json()["examples"] == ok.json()["examples"]
 
 
@@ -155,6 +167,7 @@ def test_a_dataset_yielding_garbage_is_a_json_error():
 
 
 # ------------------------------------------------------------------ a corrupt image file
+
 
 def test_corrupt_image_files_are_skipped_with_a_warning(tmp_path: Path, caplog):
     from PIL import Image
@@ -188,14 +201,16 @@ def test_corrupt_image_files_are_skipped_with_a_warning(tmp_path: Path, caplog):
 
 # ------------------------------------------------------------------ a client that disconnects mid-request
 
+
 def test_clients_that_disconnect_mid_request_do_not_hurt_the_server():
     vis = make_visualizer(dataset=Digits(n=48))
     with serving(vis, threads=4) as url:
         port = int(url.rsplit(":", 1)[1])
-        slow_page = (b'{"method": "IntegratedGradients", "arguments": {"n_steps": 400}, "page_size": 48, '
-                     b'"stream": true}')
-        head = (b"POST /api/v1/examples HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                b"Content-Length: %d\r\n\r\n")
+        slow_page = b'{"method": "IntegratedGradients", "arguments": {"n_steps": 400}, "page_size": 48, "stream": true}'
+        head = (
+            b"POST /api/v1/examples HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n"
+        )
         # 1. The body never arrives in full: a half-sent request, then the connection drops.
         for _ in range(3):
             with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
@@ -219,16 +234,18 @@ def test_clients_that_disconnect_mid_request_do_not_hurt_the_server():
         # The server answers everything else, promptly, with correct results.
         t0 = time.monotonic()
         assert_served(url)
-        page = requests.post(url + "/api/v1/examples",
-                             json={"method": "IntegratedGradients", "arguments": {"n_steps": 400}, "page_size": 4},
-                             timeout=120)
-        assert page.status_code == 200 and all(m["error"] is None for e in page.json()["examples"]
-                                               for m in e["models"])
+        page = requests.post(
+            url + "/api/v1/examples",
+            json={"method": "IntegratedGradients", "arguments": {"n_steps": 400}, "page_size": 4},
+            timeout=120,
+        )
+        assert page.status_code == 200 and all(m["error"] is None for e in page.json()["examples"] for m in e["models"])
         assert time.monotonic() - t0 < 90
 
 
 def test_a_one_shot_generator_that_raised_keeps_saying_so():
     """After a generator raised at example 16, every read past it says so (not 'the dataset is empty')."""
+
     def generator():
         yield from Digits(n=16, batch_size=8).batches
         raise OSError("the tape broke")
@@ -236,12 +253,16 @@ def test_a_one_shot_generator_that_raised_keeps_saying_so():
     client = create_app(make_visualizer(dataset=generator())).test_client()
     first = client.post("/api/v1/examples", json={"method": "Saliency", "page": 2, "page_size": 8})
     assert first.status_code == 500 and "after example 16: the tape broke" in first.get_json()["error"]
-    for body in ({"page": 2, "page_size": 8}, {"page": 5, "page_size": 8},
-                 {"filter": {"prediction": "correct"}, "page": 3, "page_size": 8}):
+    for body in (
+        {"page": 2, "page_size": 8},
+        {"page": 5, "page_size": 8},
+        {"filter": {"prediction": "correct"}, "page": 3, "page_size": 8},
+    ):
         again = client.post("/api/v1/examples", json=dict(body, method="Saliency"))
         assert again.status_code == 500 and "after example 16: the tape broke" in again.get_json()["error"], body
-    stream = ndjson_events(client.post("/api/v1/examples", json={"method": "Saliency", "page": 2, "page_size": 8,
-                                                                 "stream": True}).data)
+    stream = ndjson_events(
+        client.post("/api/v1/examples", json={"method": "Saliency", "page": 2, "page_size": 8, "stream": True}).data
+    )
     assert stream[-1]["type"] == "error" and "the tape broke" in stream[-1]["error"]
     ok = client.post("/api/v1/examples", json={"method": "Saliency", "page": 1, "page_size": 8})
     assert ok.status_code == 200 and [e["id"] for e in ok.get_json()["examples"]] == list(range(8, 16))

@@ -10,11 +10,13 @@ setting is cheap and the run is bounded by ``max_examples`` alone.
 from __future__ import annotations
 
 import collections
-from typing import Any, Counter, Dict
+from collections import Counter
+from typing import Any
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from reliability_helpers import Digits, make_model, make_visualizer, serving
 from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
@@ -24,13 +26,17 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from reliability_helpers import Digits, make_model, make_visualizer, serving
 from insights_app.server import create_app
 
 TOKEN = "fuzz-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          negative_data_rejection]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+]
 FUZZ = dict(deadline=None, database=None, suppress_health_check=list(HealthCheck), print_blob=True)
 
 
@@ -44,7 +50,7 @@ def check_answer(case: Any, response: Any, seen: Counter) -> None:
     seen[(case.method, case.path, status // 100)] += 1
     body = response.text
     assert status < 500, (case.method, case.path, case.body, status, body[:300])
-    assert "Traceback" not in body and "File \"" not in body
+    assert "Traceback" not in body and 'File "' not in body
     if status >= 400:
         data = response.json()
         assert isinstance(data, dict) and isinstance(data.get("error"), str) and data["error"].strip(), body[:300]
@@ -53,8 +59,9 @@ def check_answer(case: Any, response: Any, seen: Counter) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["positive", "negative"])
 def test_fuzz_wsgi_app_from_its_openapi_document(mode):
-    schema = schemathesis.openapi.from_wsgi(f"/api/v1/openapi.json?token={TOKEN}",
-                                            create_app(two_model_visualizer(), token=TOKEN))
+    schema = schemathesis.openapi.from_wsgi(
+        f"/api/v1/openapi.json?token={TOKEN}", create_app(two_model_visualizer(), token=TOKEN)
+    )
     seen: Counter = collections.Counter()
 
     # Refusals are cheap: the negative run gets more cases, so that each of the routes gets its share.
@@ -62,8 +69,12 @@ def test_fuzz_wsgi_app_from_its_openapi_document(mode):
     @given(case=schema.as_strategy(generation_mode=mode))
     def fuzz(case):
         body = case.body
-        if mode == GenerationMode.POSITIVE and isinstance(body, dict) and isinstance(body.get("example_id"), int) \
-                and body["example_id"] % 2 == 0:
+        if (
+            mode == GenerationMode.POSITIVE
+            and isinstance(body, dict)
+            and isinstance(body.get("example_id"), int)
+            and body["example_id"] % 2 == 0
+        ):
             # Fold half the generated ids into the 6-example dataset: the fuzz must reach the computation,
             # not only the "no such example" refusal (the document cannot know the dataset's length).
             body["example_id"] %= 6
@@ -90,7 +101,8 @@ def test_fuzz_live_server_over_http():
     with serving(vis, token=TOKEN) as url:
         schema = schemathesis.openapi.from_url(f"{url}/api/v1/openapi.json?token={TOKEN}")
         strategy = schema.as_strategy(generation_mode=GenerationMode.POSITIVE) | schema.as_strategy(
-            generation_mode=GenerationMode.NEGATIVE)
+            generation_mode=GenerationMode.NEGATIVE
+        )
 
         @settings(max_examples=150, **FUZZ)
         @given(case=strategy)
@@ -106,11 +118,11 @@ def test_fuzz_live_server_over_http():
 
 def test_openapi_document_matches_the_bounds_that_are_enforced():
     """The fuzzer trusts the document; the document must carry the server's real limits."""
-    from insights_app.methods import build_registry
     from insights_app.limits import EXAMPLE_ID_MAX, PAGE_MAX, PAGE_SIZE_MAX, TOP_K_MAX
+    from insights_app.methods import build_registry
 
     client = create_app(two_model_visualizer()).test_client()
-    doc: Dict[str, Any] = client.get("/api/v1/openapi.json").get_json()
+    doc: dict[str, Any] = client.get("/api/v1/openapi.json").get_json()
     page = doc["paths"]["/api/v1/examples"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     attr = doc["paths"]["/api/v1/attribute"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert page["properties"]["page_size"]["maximum"] == PAGE_SIZE_MAX

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Dict, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
-
 from reliability_helpers import CLASSES, Digits, digits, make_visualizer
+
 from insights_app import Batch
 from insights_app.cache import LRUCache
 from insights_app.errors import ValidationError
@@ -42,9 +43,9 @@ class CountingCNN(TinyCNN):
         return super().forward(x)
 
 
-def most_expensive_arguments(spec: Any, hw: tuple) -> Dict[str, Any]:
+def most_expensive_arguments(spec: Any, hw: tuple) -> dict[str, Any]:
     """The costliest arguments validation accepts for this image size (every knob at its top)."""
-    args: Dict[str, Any] = {}
+    args: dict[str, Any] = {}
     for p in spec.params:
         if p.type == "shape":
             args[p.name] = [1, 1]
@@ -58,8 +59,10 @@ def most_expensive_arguments(spec: Any, hw: tuple) -> Dict[str, Any]:
             return args
         except ValidationError as exc:
             assert "forward passes" in str(exc), exc
-            name = max((k for k, v in args.items() if isinstance(v, int) and k not in ("patch", "perturbations_per_eval")),
-                       key=lambda k: args[k])
+            name = max(
+                (k for k, v in args.items() if isinstance(v, int) and k not in ("patch", "perturbations_per_eval")),
+                key=lambda k: args[k],
+            )
             args[name] = max(1, int(args[name] * 0.9))
 
 
@@ -102,12 +105,19 @@ def test_declared_cost_matches_the_evaluations_at_default_arguments(method):
     assert declared <= model.rows / 8 <= 2 * declared + 1
 
 
-@pytest.mark.parametrize("method,arguments", [
-    ("IntegratedGradients", {"n_steps": 1001}), ("NoiseTunnel(Saliency)", {"nt_samples": 201}),
-    ("NoiseTunnel(IntegratedGradients)", {"nt_samples": 200, "n_steps": 101}), ("GradientShap", {"n_samples": 501}),
-    ("DeepLiftShap", {"n_baselines": 65}), ("ShapleyValueSampling", {"n_samples": 101}),
-    ("Occlusion", {"perturbations_per_eval": 513}), ("Occlusion", {"window": [4097, 1]}),
-])
+@pytest.mark.parametrize(
+    "method,arguments",
+    [
+        ("IntegratedGradients", {"n_steps": 1001}),
+        ("NoiseTunnel(Saliency)", {"nt_samples": 201}),
+        ("NoiseTunnel(IntegratedGradients)", {"nt_samples": 200, "n_steps": 101}),
+        ("GradientShap", {"n_samples": 501}),
+        ("DeepLiftShap", {"n_baselines": 65}),
+        ("ShapleyValueSampling", {"n_samples": 101}),
+        ("Occlusion", {"perturbations_per_eval": 513}),
+        ("Occlusion", {"window": [4097, 1]}),
+    ],
+)
 def test_arguments_beyond_a_bound_are_refused(method, arguments):
     client = create_app(make_visualizer(dataset=Digits(n=8))).test_client()
     r = client.post("/api/v1/examples", json={"method": method, "arguments": arguments, "page_size": 1})
@@ -153,8 +163,11 @@ def test_a_filter_that_never_matches_scans_a_bounded_number_of_examples():
 
 def test_page_size_and_top_k_bound_the_answer():
     vis = make_visualizer(dataset=Digits(n=PAGE_SIZE_MAX + 16, batch_size=16))
-    r = create_app(vis).test_client().post("/api/v1/examples", json={
-        "method": "Saliency", "page_size": PAGE_SIZE_MAX, "top_k": TOP_K_MAX})
+    r = (
+        create_app(vis)
+        .test_client()
+        .post("/api/v1/examples", json={"method": "Saliency", "page_size": PAGE_SIZE_MAX, "top_k": TOP_K_MAX})
+    )
     examples = r.get_json()["examples"]
     assert len(examples) == PAGE_SIZE_MAX
     assert all(len(m["predictions"]) == min(TOP_K_MAX, len(CLASSES)) for e in examples for m in e["models"])
@@ -179,9 +192,10 @@ def test_result_cache_is_bounded_by_entries_and_bytes():
 
 @pytest.mark.parametrize("h,w", [(1500, 700), (700, 2000), (513, 513)])
 def test_large_images_are_sent_at_most_max_display_side(h, w):
-    from PIL import Image
     import base64
     import io
+
+    from PIL import Image
 
     g = torch.Generator().manual_seed(0)
     data = [Batch(torch.rand(2, 3, h, w, generator=g), torch.tensor([1, 2]))]
@@ -202,12 +216,16 @@ def test_large_images_are_sent_at_most_max_display_side(h, w):
 
 
 def test_small_images_are_sent_at_their_own_size():
-    from PIL import Image
     import base64
     import io
 
-    r = create_app(make_visualizer(dataset=Digits(n=8))).test_client().post(
-        "/api/v1/examples", json={"method": "Saliency", "page_size": 1})
+    from PIL import Image
+
+    r = (
+        create_app(make_visualizer(dataset=Digits(n=8)))
+        .test_client()
+        .post("/api/v1/examples", json={"method": "Saliency", "page_size": 1})
+    )
     ex = r.get_json()["examples"][0]
     for url in (ex["features"][0]["original"], ex["models"][0]["attributions"][0]["image"]):
         assert Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).size == (8, 8)
@@ -229,12 +247,18 @@ def test_the_limits_are_published():
     vis = make_visualizer(dataset=Digits(n=8))
     client = create_app(vis).test_client()
     limits = client.get("/api/v1/config").get_json()["limits"]
-    assert limits == {"page_size_max": PAGE_SIZE_MAX, "top_k_max": TOP_K_MAX, "max_scan": vis.max_scan,
-                      "max_evals_per_example": MAX_EVALS_PER_EXAMPLE, "max_display_side": MAX_DISPLAY_SIDE}
+    assert limits == {
+        "page_size_max": PAGE_SIZE_MAX,
+        "top_k_max": TOP_K_MAX,
+        "max_scan": vis.max_scan,
+        "max_evals_per_example": MAX_EVALS_PER_EXAMPLE,
+        "max_display_side": MAX_DISPLAY_SIDE,
+    }
     doc = client.get("/api/v1/openapi.json").get_json()
     assert str(MAX_BODY_BYTES) not in json.dumps(limits)  # the body limit is a server setting (413)
     args = doc["paths"]["/api/v1/examples"]["post"]["requestBody"]["content"]["application/json"]["schema"][
-        "properties"]["arguments"]["properties"]
+        "properties"
+    ]["arguments"]["properties"]
     assert args["n_steps"]["maximum"] == 1000 and args["nt_samples"]["maximum"] == 200
 
 
@@ -273,8 +297,11 @@ def test_reading_forward_does_not_block_pages_already_read():
     vis = make_visualizer(dataset=data, max_scan=1000, max_cached_examples=2000)
     client = create_app(vis).test_client()
     assert client.post("/api/v1/examples", json={"method": "Saliency", "page_size": 4}).status_code == 200
-    far = threading.Thread(target=lambda: create_app(vis).test_client().post(
-        "/api/v1/attribute", json={"example_id": 990, "method": "Saliency"}))  # ~120 batches: ~6 s of reading
+    far = threading.Thread(
+        target=lambda: (
+            create_app(vis).test_client().post("/api/v1/attribute", json={"example_id": 990, "method": "Saliency"})
+        )
+    )  # ~120 batches: ~6 s of reading
     far.start()
     time.sleep(0.5)
     t0 = time.monotonic()
@@ -288,23 +315,29 @@ def test_the_cost_bound_holds_for_each_example_at_its_own_size():
     """The first images are 8x8, later ones 160x160: a 1x1 occlusion window is 64 passes on the first
     (accepted) and 25,600 on the others, which get the error; a page mixing sizes is computed per size."""
     g = torch.Generator().manual_seed(0)
-    data = [Batch(torch.rand(4, 1, 8, 8, generator=g), torch.tensor([0, 1, 2, 3])),
-            Batch(torch.rand(4, 1, 160, 160, generator=g), torch.tensor([4, 5, 6, 7]))]
+    data = [
+        Batch(torch.rand(4, 1, 8, 8, generator=g), torch.tensor([0, 1, 2, 3])),
+        Batch(torch.rand(4, 1, 160, 160, generator=g), torch.tensor([4, 5, 6, 7])),
+    ]
     vis = make_visualizer(dataset=data)
     client = create_app(vis).test_client()
-    r = client.post("/api/v1/examples", json={"method": "Occlusion", "page_size": 8,
-                                              "arguments": {"window": [1, 1], "stride": [1, 1]}})
+    r = client.post(
+        "/api/v1/examples",
+        json={"method": "Occlusion", "page_size": 8, "arguments": {"window": [1, 1], "stride": [1, 1]}},
+    )
     assert r.status_code == 200, r.get_data(as_text=True)[:300]
     errors = [e["models"][0]["error"] for e in r.get_json()["examples"]]
     assert errors[:4] == [None] * 4
-    assert errors[4:] == ["arguments: Occlusion would cost 25600 forward passes per example at 160x160 "
-                          "(limit 20000)"] * 4
+    assert (
+        errors[4:] == ["arguments: Occlusion would cost 25600 forward passes per example at 160x160 (limit 20000)"] * 4
+    )
     assert all(e["models"][0]["predictions"] for e in r.get_json()["examples"])  # still predicted
     mixed = client.post("/api/v1/examples", json={"method": "Saliency", "page_size": 8})
     assert mixed.status_code == 200
     assert [e["models"][0]["error"] for e in mixed.get_json()["examples"]] == [None] * 8
     sizes = [e["features"][0]["original"] for e in mixed.get_json()["examples"]]
     assert len(set(sizes)) == 8
-    scan = client.post("/api/v1/examples", json={"method": "Saliency", "page_size": 8,
-                                                 "filter": {"prediction": "incorrect"}})
+    scan = client.post(
+        "/api/v1/examples", json={"method": "Saliency", "page_size": 8, "filter": {"prediction": "incorrect"}}
+    )
     assert scan.status_code == 200

@@ -13,15 +13,22 @@ import json
 import random
 import threading
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import psutil
 import pytest
 import requests
-
 from reliability_helpers import (
-    Digits, answer_differences, digits, make_model, make_visualizer, ndjson_events, serving, without_timing,
+    Digits,
+    answer_differences,
+    digits,
+    make_model,
+    make_visualizer,
+    ndjson_events,
+    serving,
+    without_timing,
 )
+
 from insights_app.dataset import ExampleBatch
 from insights_app.server import create_app
 
@@ -31,38 +38,92 @@ MAX_REQUESTS_PER_CLIENT = 60
 CACHE_ENTRIES = 16
 
 # (method, path, body): page fetches (plain and streamed, filtered), re-attributions, config reads.
-REQUESTS: List[Tuple[str, str, Any]] = [
+REQUESTS: list[tuple[str, str, Any]] = [
     ("GET", "/api/v1/config", None),
     ("GET", "/api/v1/health", None),
     ("POST", "/api/v1/examples", {"method": "Saliency", "page": 0, "page_size": 8}),
-    ("POST", "/api/v1/examples", {"method": "IntegratedGradients", "arguments": {"n_steps": 8}, "page": 1,
-                                  "page_size": 6}),
-    ("POST", "/api/v1/examples", {"method": "Occlusion", "arguments": {"window": [2, 2], "stride": [2, 2]},
-                                  "page": 2, "page_size": 5, "stream": True}),
-    ("POST", "/api/v1/examples", {"method": "LayerGradCam", "page": 0, "page_size": 4,
-                                  "visualization": {"method": "heat_map", "sign": "all"}}),
-    ("POST", "/api/v1/examples", {"method": "NoiseTunnel(Saliency)", "arguments": {"nt_samples": 4, "seed": 3},
-                                  "page": 3, "page_size": 4}),
-    ("POST", "/api/v1/examples", {"method": "GradientShap", "arguments": {"n_samples": 5, "seed": 1}, "page": 1,
-                                  "page_size": 4, "stream": True}),
-    ("POST", "/api/v1/examples", {"method": "DeepLift", "filter": {"prediction": "incorrect"}, "page": 0,
-                                  "page_size": 4}),
-    ("POST", "/api/v1/examples", {"method": "Saliency", "filter": {"classes": ["3", "7"], "class_source": "label"},
-                                  "page": 0, "page_size": 3, "top_k": 2}),
-    ("POST", "/api/v1/attribute", {"example_id": 5, "model": 1, "target": "2", "method": "IntegratedGradients",
-                                   "arguments": {"n_steps": 6}}),
+    (
+        "POST",
+        "/api/v1/examples",
+        {"method": "IntegratedGradients", "arguments": {"n_steps": 8}, "page": 1, "page_size": 6},
+    ),
+    (
+        "POST",
+        "/api/v1/examples",
+        {
+            "method": "Occlusion",
+            "arguments": {"window": [2, 2], "stride": [2, 2]},
+            "page": 2,
+            "page_size": 5,
+            "stream": True,
+        },
+    ),
+    (
+        "POST",
+        "/api/v1/examples",
+        {"method": "LayerGradCam", "page": 0, "page_size": 4, "visualization": {"method": "heat_map", "sign": "all"}},
+    ),
+    (
+        "POST",
+        "/api/v1/examples",
+        {"method": "NoiseTunnel(Saliency)", "arguments": {"nt_samples": 4, "seed": 3}, "page": 3, "page_size": 4},
+    ),
+    (
+        "POST",
+        "/api/v1/examples",
+        {"method": "GradientShap", "arguments": {"n_samples": 5, "seed": 1}, "page": 1, "page_size": 4, "stream": True},
+    ),
+    (
+        "POST",
+        "/api/v1/examples",
+        {"method": "DeepLift", "filter": {"prediction": "incorrect"}, "page": 0, "page_size": 4},
+    ),
+    (
+        "POST",
+        "/api/v1/examples",
+        {
+            "method": "Saliency",
+            "filter": {"classes": ["3", "7"], "class_source": "label"},
+            "page": 0,
+            "page_size": 3,
+            "top_k": 2,
+        },
+    ),
+    (
+        "POST",
+        "/api/v1/attribute",
+        {"example_id": 5, "model": 1, "target": "2", "method": "IntegratedGradients", "arguments": {"n_steps": 6}},
+    ),
     ("POST", "/api/v1/attribute", {"example_id": 17, "model": 0, "target": 9, "method": "GuidedBackprop"}),
-    ("POST", "/api/v1/attribute", {"example_id": 30, "model": 1, "method": "ShapleyValueSampling",
-                                   "arguments": {"n_samples": 2, "patch": 2, "seed": 5}}),
-    ("POST", "/api/v1/attribute", {"example_id": 40, "model": 0, "target": 1, "method": "NoiseTunnel(Saliency)",
-                                   "arguments": {"nt_samples": 3, "seed": 9}}),
+    (
+        "POST",
+        "/api/v1/attribute",
+        {
+            "example_id": 30,
+            "model": 1,
+            "method": "ShapleyValueSampling",
+            "arguments": {"n_samples": 2, "patch": 2, "seed": 5},
+        },
+    ),
+    (
+        "POST",
+        "/api/v1/attribute",
+        {
+            "example_id": 40,
+            "model": 0,
+            "target": 1,
+            "method": "NoiseTunnel(Saliency)",
+            "arguments": {"nt_samples": 3, "seed": 9},
+        },
+    ),
 ]
 
 
 def fresh_visualizer():
     # Two models: each computes under its own lock, so both compute at the same time under load.
-    return make_visualizer([make_model(0), make_model(1)], Digits(n=48, batch_size=8), cache_entries=CACHE_ENTRIES,
-                           max_cached_examples=24)
+    return make_visualizer(
+        [make_model(0), make_model(1)], Digits(n=48, batch_size=8), cache_entries=CACHE_ENTRIES, max_cached_examples=24
+    )
 
 
 def normalized(mimetype: str, body: bytes) -> Any:
@@ -70,7 +131,7 @@ def normalized(mimetype: str, body: bytes) -> Any:
     return without_timing(data)
 
 
-def answers_alone() -> List[Any]:
+def answers_alone() -> list[Any]:
     """Each request sent alone to its own fresh server: the reference answers."""
     out = []
     for method, path, body in REQUESTS:
@@ -86,8 +147,8 @@ def test_twenty_concurrent_clients_get_what_each_request_gets_alone():
     expected = answers_alone()
     vis = fresh_visualizer()
     proc = psutil.Process()
-    errors: List[str] = []
-    counts: Dict[int, int] = {}
+    errors: list[str] = []
+    counts: dict[int, int] = {}
     lock = threading.Lock()
     with serving(vis, threads=8) as url:
         with requests.Session() as s:  # warm up: imports, first allocations
@@ -110,8 +171,9 @@ def test_twenty_concurrent_clients_get_what_each_request_gets_alone():
                         r = s.request(method, url + path, json=body, timeout=120)
                         if r.status_code != 200:
                             raise AssertionError(f"HTTP {r.status_code}: {r.text[:200]}")
-                        diff = answer_differences(expected[i], normalized(r.headers["Content-Type"].split(";")[0],
-                                                                          r.content))
+                        diff = answer_differences(
+                            expected[i], normalized(r.headers["Content-Type"].split(";")[0], r.content)
+                        )
                         if diff:
                             raise AssertionError(f"answer differs from the same request made alone: {diff[:3]}")
                     except Exception as exc:  # collected and reported below, with the request
@@ -133,8 +195,10 @@ def test_twenty_concurrent_clients_get_what_each_request_gets_alone():
         with requests.Session() as s:  # still serving after the storm
             assert s.get(url + "/api/v1/health", timeout=10).json() == {"status": "ok"}
     total = sum(counts.values())
-    print(f"\n{total} requests from {CLIENTS} clients in {elapsed:.1f}s; RSS {rss_before / 2**20:.0f} -> "
-          f"{rss_after / 2**20:.0f} MiB; result caches {[len(e.results) for e in vis.engines]}")
+    print(
+        f"\n{total} requests from {CLIENTS} clients in {elapsed:.1f}s; RSS {rss_before / 2**20:.0f} -> "
+        f"{rss_after / 2**20:.0f} MiB; result caches {[len(e.results) for e in vis.engines]}"
+    )
     assert not any(t.is_alive() for t in threads), "a client is stuck"
     assert len(counts) == CLIENTS and total >= CLIENTS * 3, counts
     assert not errors, f"{len(errors)} of {total} failed; first: " + "\n".join(errors[:5])
@@ -145,11 +209,14 @@ def test_twenty_concurrent_clients_get_what_each_request_gets_alone():
     assert rss_after - rss_before < 200 * 2**20, f"memory grew by {(rss_after - rss_before) / 2**20:.0f} MiB"
 
 
-@pytest.mark.parametrize("method,arguments", [
-    ("NoiseTunnel(Saliency)", {"nt_samples": 4, "seed": 7}),
-    ("GradientShap", {"n_samples": 5, "seed": 3}),
-    ("ShapleyValueSampling", {"n_samples": 2, "patch": 2, "seed": 11}),
-])
+@pytest.mark.parametrize(
+    "method,arguments",
+    [
+        ("NoiseTunnel(Saliency)", {"nt_samples": 4, "seed": 7}),
+        ("GradientShap", {"n_samples": 5, "seed": 3}),
+        ("ShapleyValueSampling", {"n_samples": 2, "patch": 2, "seed": 11}),
+    ],
+)
 def test_a_randomized_map_depends_only_on_the_example_and_the_seed(method, arguments):
     """The same map whatever the batch-mates, cached or not, page or re-attribution, and as captum alone."""
     import numpy as np
@@ -171,8 +238,9 @@ def test_a_randomized_map_depends_only_on_the_example_and_the_seed(method, argum
     torch.manual_seed(arguments["seed"])
     np.random.seed(arguments["seed"])
     if method == "NoiseTunnel(Saliency)":
-        want = NoiseTunnel(Saliency(model)).attribute(x[5:6], target=3, nt_type="smoothgrad", nt_samples=4,
-                                                      stdevs=0.15, abs=True, nt_samples_batch_size=4)
+        want = NoiseTunnel(Saliency(model)).attribute(
+            x[5:6], target=3, nt_type="smoothgrad", nt_samples=4, stdevs=0.15, abs=True, nt_samples_batch_size=4
+        )
     else:
         base = torch.zeros((8,) + tuple(x.shape[1:]))  # the "zeros" baseline distribution, 8 baselines
         want = GradientShap(model).attribute(x[5:6], baselines=base, target=3, n_samples=5, stdevs=0.0)

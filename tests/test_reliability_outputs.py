@@ -7,27 +7,29 @@ JSON.parse refuses), and what cannot be shown is that example's error, named as 
 from __future__ import annotations
 
 import json
-from typing import Any, List
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from reliability_helpers import CLASSES, Digits, make_visualizer
 
 from insights_app import AttributionVisualizer, Batch
 from insights_app.features import GeneralFeature
 from insights_app.notebook import handle_request
 from insights_app.server import create_app
 from insights_app.testing import TinyCNN, seeded
-from reliability_helpers import CLASSES, Digits, make_visualizer
 
 MARK = 0.5  # examples whose pixel (0, 0) is MARK are the ones the models below misbehave on
 
 
 def strict_json(text: str) -> Any:
     """Parse JSON as a browser does: NaN, Infinity and -Infinity are errors."""
+
     def refuse(constant: str) -> Any:
         raise AssertionError(f"{constant} in the answer: not JSON")
+
     return json.loads(text, parse_constant=refuse)
 
 
@@ -73,7 +75,7 @@ class NaNGradients(TinyCNN):
         return super().forward(_NaNGradient.apply(x))
 
 
-def errors_of(doc: Any) -> List[Any]:
+def errors_of(doc: Any) -> list[Any]:
     return [m["error"] for ex in doc["examples"] for m in ex["models"]]
 
 
@@ -93,7 +95,7 @@ def test_non_finite_scores_are_that_examples_error_in_strict_json(value, method)
     assert [e["type"] for e in events][-1] == "done"
     one = client.post("/api/v1/attribute", json={"example_id": 5, "method": method})
     assert "not finite" in strict_json(one.get_data(as_text=True))["example"]["models"][0]["error"]
-    out: List[Any] = []
+    out: list[Any] = []
     handle_request(vis, "examples", body, out.append)
     strict_json(json.dumps(out))
 
@@ -102,8 +104,11 @@ def test_non_finite_attributions_are_that_examples_error():
     vis = make_visualizer(seeded(NaNGradients), marked_digits())
     client = create_app(vis).test_client()
     for method in ("Saliency", "InputXGradient"):  # their gradients are taken at the (marked) input itself
-        page = strict_json(client.post("/api/v1/examples", json={"method": method, "page_size": 8,
-                                                                  "arguments": {}}).get_data(as_text=True))
+        page = strict_json(
+            client.post("/api/v1/examples", json={"method": method, "page_size": 8, "arguments": {}}).get_data(
+                as_text=True
+            )
+        )
         errors = errors_of(page)
         assert [e is not None for e in errors] == [i in (1, 5) for i in range(8)], method
         assert "not finite" in errors[5]
@@ -125,12 +130,25 @@ def test_non_finite_tabular_values_and_scores_never_reach_json():
     torch.manual_seed(0)
     x = torch.rand(4, 4)
     x[2, 1] = float("nan")  # a missing value in the data itself
-    vis = AttributionVisualizer(TabularNaN(), CLASSES, [GeneralFeature("row", ["a", "b", "c", "d"])],
-                                [Batch(x, torch.tensor([1, 2, 3, 4]))], score_func=lambda o: o.softmax(1))
-    page = strict_json(create_app(vis).test_client().post(
-        "/api/v1/examples", json={"method": "Saliency", "page_size": 4}).get_data(as_text=True))
-    assert page["examples"][2]["features"][0]["original"] == [pytest.approx(float(x[2, 0])), None,
-                                                              pytest.approx(float(x[2, 2])), pytest.approx(float(x[2, 3]))]
+    vis = AttributionVisualizer(
+        TabularNaN(),
+        CLASSES,
+        [GeneralFeature("row", ["a", "b", "c", "d"])],
+        [Batch(x, torch.tensor([1, 2, 3, 4]))],
+        score_func=lambda o: o.softmax(1),
+    )
+    page = strict_json(
+        create_app(vis)
+        .test_client()
+        .post("/api/v1/examples", json={"method": "Saliency", "page_size": 4})
+        .get_data(as_text=True)
+    )
+    assert page["examples"][2]["features"][0]["original"] == [
+        pytest.approx(float(x[2, 0])),
+        None,
+        pytest.approx(float(x[2, 2])),
+        pytest.approx(float(x[2, 3])),
+    ]
     assert "not finite" in page["examples"][2]["models"][0]["error"]
     assert [e is None for e in errors_of(page)] == [True, True, False, True]
 
@@ -155,15 +173,25 @@ def test_an_output_with_the_wrong_rows_says_what_was_expected(method):
     resp = create_app(vis).test_client().post("/api/v1/examples", json={"method": method, "page_size": 8})
     assert resp.status_code == 200
     errors = errors_of(strict_json(resp.get_data(as_text=True)))
-    assert errors == ["prediction failed for Transposed: the model returned 10 rows for 1 example; it must "
-                      "return one row of scores per example, batch first"] * 8
+    assert (
+        errors
+        == [
+            "prediction failed for Transposed: the model returned 10 rows for 1 example; it must "
+            "return one row of scores per example, batch first"
+        ]
+        * 8
+    )
 
 
 def test_a_model_that_answers_one_row_per_call_is_shown_from_one_example_per_call():
     """``out[:1]`` is wrong on a batch, right alone: the batch fails, each example alone is shown."""
     vis = make_visualizer(seeded(Truncating), Digits(n=8, batch_size=8))
-    page = strict_json(create_app(vis).test_client().post(
-        "/api/v1/examples", json={"method": "Saliency", "page_size": 8}).get_data(as_text=True))
+    page = strict_json(
+        create_app(vis)
+        .test_client()
+        .post("/api/v1/examples", json={"method": "Saliency", "page_size": 8})
+        .get_data(as_text=True)
+    )
     assert errors_of(page) == [None] * 8
     alone = seeded(TinyCNN)
     x = torch.cat([b.inputs for b in Digits(n=8, batch_size=8).batches])
@@ -180,8 +208,12 @@ def test_images_written_without_escaping_give_the_same_json_as_json_dumps():
 
     image = encode_png_base64(np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8))
     assert isinstance(image, jsonwire.Verbatim)
-    doc = {"z": [image, {"image": image, "label": 'a "quoted" \\ label\n'}], "a": (1.5, None, image),
-           "look-alike": "verbatim:0123456789abcdef:0", "nested": [[[image]]]}
+    doc = {
+        "z": [image, {"image": image, "label": 'a "quoted" \\ label\n'}],
+        "a": (1.5, None, image),
+        "look-alike": "verbatim:0123456789abcdef:0",
+        "nested": [[[image]]],
+    }
     for kwargs in ({}, {"sort_keys": True}, {"indent": 2}):
         assert jsonwire.dumps(doc, **kwargs) == json.dumps(doc, **kwargs)
     assert strict_json(jsonwire.dumps(doc))["nested"][0][0][0] == image
@@ -199,7 +231,11 @@ def test_a_page_of_images_over_http_is_strict_json_with_the_maps_intact():
     assert resp.status_code == 200
     doc = strict_json(resp.get_data(as_text=True))
     direct = vis.page({"method": "Saliency", "page": 0, "page_size": 4})
-    assert [m["attributions"][0]["image"] for ex in doc["examples"] for m in ex["models"]] == \
-        [m["attributions"][0]["image"] for ex in direct["examples"] for m in ex["models"]]
-    assert all(m["attributions"][0]["image"].startswith("data:image/png;base64,")
-               for ex in doc["examples"] for m in ex["models"])
+    assert [m["attributions"][0]["image"] for ex in doc["examples"] for m in ex["models"]] == [
+        m["attributions"][0]["image"] for ex in direct["examples"] for m in ex["models"]
+    ]
+    assert all(
+        m["attributions"][0]["image"].startswith("data:image/png;base64,")
+        for ex in doc["examples"]
+        for m in ex["models"]
+    )

@@ -16,8 +16,8 @@ from types import SimpleNamespace
 
 import pytest
 import requests
-
 from reliability_helpers import make_visualizer, raw_http, serving, status_of
+
 from insights_app import access
 from insights_app import server as server_module
 from insights_app.limits import MAX_BODY_BYTES
@@ -37,6 +37,7 @@ def vis():
 
 # ------------------------------------------------------------------ binding
 
+
 def test_default_bind_is_loopback_only(vis):
     port = vis.serve(quiet=True)
     try:
@@ -50,11 +51,24 @@ def test_default_bind_is_loopback_only(vis):
     assert launch.parse_args(["--model", "m:f", "--data", str(ROOT)]).host == "127.0.0.1"
 
 
-@pytest.mark.parametrize("host,loopback", [
-    ("127.0.0.1", True), ("127.8.9.10", True), ("localhost", True), ("::1", True), ("[::1]", True),
-    ("0.0.0.0", False), ("", False), ("::", False), ("192.168.1.20", False), ("10.0.0.1", False),
-    ("example.com", False), ("localhost.example.com", False), ("127.0.0.1.nip.io", False),
-])
+@pytest.mark.parametrize(
+    "host,loopback",
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("localhost", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("0.0.0.0", False),
+        ("", False),
+        ("::", False),
+        ("192.168.1.20", False),
+        ("10.0.0.1", False),
+        ("example.com", False),
+        ("localhost.example.com", False),
+        ("127.0.0.1.nip.io", False),
+    ],
+)
 def test_which_binds_count_as_loopback(host, loopback):
     assert access.is_loopback(host) is loopback
 
@@ -82,8 +96,11 @@ def test_launcher_refuses_a_public_bind_without_a_token(vis, monkeypatch, capsys
 
     import launch
 
-    monkeypatch.setattr(waitress.server, "create_server", lambda *a, **k: (_ for _ in ()).throw(
-        AssertionError("the server tried to bind")))
+    monkeypatch.setattr(
+        waitress.server,
+        "create_server",
+        lambda *a, **k: (_ for _ in ()).throw(AssertionError("the server tried to bind")),
+    )
     args = SimpleNamespace(host="0.0.0.0", port=0, token="", open=False)
     with pytest.raises((launch.CliError, ValueError), match="token"):
         launch.serve(vis, args, out=lambda message: None)
@@ -106,6 +123,7 @@ def test_a_non_loopback_server_requires_its_generated_token(vis, monkeypatch):
 
 # ------------------------------------------------------------------ the token
 
+
 @pytest.fixture(scope="module")
 def guarded_url(vis):
     with serving(vis, token=TOKEN) as url:
@@ -118,14 +136,21 @@ def test_requests_without_the_token_get_401_and_with_a_wrong_one_403(guarded_url
     body = {"example_id": 0} if route.endswith("attribute") else {}
     missing = requests.request(method, guarded_url + route, json=body, timeout=30)
     assert missing.status_code == 401
-    for wrong in ({"headers": {"Authorization": "Bearer nope"}}, {"params": {"token": TOKEN[:-1]}},
-                  {"cookies": {access.token_cookie_name(TOKEN): "x" * len(TOKEN)}},
-                  {"headers": {"Authorization": f"Bearer {TOKEN}x"}}):
+    for wrong in (
+        {"headers": {"Authorization": "Bearer nope"}},
+        {"params": {"token": TOKEN[:-1]}},
+        {"cookies": {access.token_cookie_name(TOKEN): "x" * len(TOKEN)}},
+        {"headers": {"Authorization": f"Bearer {TOKEN}x"}},
+    ):
         r = requests.request(method, guarded_url + route, json=body, timeout=30, **wrong)
         assert r.status_code == 403, (wrong, r.status_code)
         assert "model" not in r.text.lower() or route == "/"  # nothing of the app leaks
-    for right in ({"headers": {"Authorization": f"Bearer {TOKEN}"}}, {"headers": {"Authorization": f"token {TOKEN}"}},
-                  {"params": {"token": TOKEN}}, {"cookies": {access.token_cookie_name(TOKEN): TOKEN}}):
+    for right in (
+        {"headers": {"Authorization": f"Bearer {TOKEN}"}},
+        {"headers": {"Authorization": f"token {TOKEN}"}},
+        {"params": {"token": TOKEN}},
+        {"cookies": {access.token_cookie_name(TOKEN): TOKEN}},
+    ):
         r = requests.request(method, guarded_url + route, json=body, timeout=60, **right)
         assert r.status_code == 200, (right, r.status_code, r.text[:200])
 
@@ -152,12 +177,16 @@ def test_the_url_token_becomes_a_strict_httponly_cookie(guarded_url):
 
 # ------------------------------------------------------------------ cross-site requests
 
-@pytest.mark.parametrize("content_type,data", [
-    ("text/plain", '{"page": 0}'),  # what a cross-site <form enctype="text/plain"> or sendBeacon sends
-    ("application/x-www-form-urlencoded", "page=0"),
-    ("multipart/form-data; boundary=x", "--x\r\nContent-Disposition: form-data; name=\"page\"\r\n\r\n0\r\n--x--\r\n"),
-    (None, '{"page": 0}'),
-])
+
+@pytest.mark.parametrize(
+    "content_type,data",
+    [
+        ("text/plain", '{"page": 0}'),  # what a cross-site <form enctype="text/plain"> or sendBeacon sends
+        ("application/x-www-form-urlencoded", "page=0"),
+        ("multipart/form-data; boundary=x", '--x\r\nContent-Disposition: form-data; name="page"\r\n\r\n0\r\n--x--\r\n'),
+        (None, '{"page": 0}'),
+    ],
+)
 @pytest.mark.parametrize("route", POST_ROUTES)
 def test_cross_site_simple_posts_are_refused(vis, route, content_type, data):
     with serving(vis) as url:
@@ -170,11 +199,18 @@ def test_cross_site_simple_posts_are_refused(vis, route, content_type, data):
 
 def test_no_cors_is_granted(vis):
     with serving(vis) as url:
-        pre = requests.options(url + "/api/v1/examples", headers={
-            "Origin": "https://evil.example", "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "content-type"}, timeout=10)
-        post = requests.post(url + "/api/v1/examples", json={"page_size": 1}, headers={"Origin": "https://evil.example"},
-                             timeout=30)
+        pre = requests.options(
+            url + "/api/v1/examples",
+            headers={
+                "Origin": "https://evil.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+            timeout=10,
+        )
+        post = requests.post(
+            url + "/api/v1/examples", json={"page_size": 1}, headers={"Origin": "https://evil.example"}, timeout=30
+        )
         for r in (pre, post):
             assert not any(h.lower().startswith("access-control-allow") for h in r.headers), dict(r.headers)
         assert post.headers["X-Frame-Options"] == "SAMEORIGIN" and post.headers["X-Content-Type-Options"] == "nosniff"
@@ -186,16 +222,20 @@ def test_dns_rebinding_is_refused_without_a_token(vis, host):
     with serving(vis) as url:
         port = int(url.rsplit(":", 1)[1])
         header = host.format(port=port)
-        for request in (f"GET /api/v1/config HTTP/1.1\r\nHost: {header}\r\nConnection: close\r\n\r\n",
-                        f"GET / HTTP/1.1\r\nHost: {header}\r\nConnection: close\r\n\r\n"):
+        for request in (
+            f"GET /api/v1/config HTTP/1.1\r\nHost: {header}\r\nConnection: close\r\n\r\n",
+            f"GET / HTTP/1.1\r\nHost: {header}\r\nConnection: close\r\n\r\n",
+        ):
             answer = raw_http(port, request.encode())
             assert status_of(answer) == 403 and b"digit" not in answer
-        ok = raw_http(port, f"GET /api/v1/config HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n"
-                      .encode())
+        ok = raw_http(
+            port, f"GET /api/v1/config HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n".encode()
+        )
         assert status_of(ok) == 200
 
 
 # ------------------------------------------------------------------ no debugger, no tracebacks
+
 
 @pytest.mark.parametrize("debug", [False, True])
 def test_unexpected_errors_are_json_without_traceback_even_in_debug_mode(debug, monkeypatch):
@@ -209,7 +249,7 @@ def test_unexpected_errors_are_json_without_traceback_even_in_debug_mode(debug, 
     with serving(vis, debug=debug) as url:
         r = requests.get(url + "/api/v1/config", timeout=10)
         assert r.status_code == 500 and r.json() == {"error": "internal error: RuntimeError"}
-        for bad in ("Traceback", "secret detail", "/home/user", "Werkzeug", "debugger", ".py\""):
+        for bad in ("Traceback", "secret detail", "/home/user", "Werkzeug", "debugger", '.py"'):
             assert bad not in r.text
         console = requests.get(url + "/console", timeout=10)
         assert console.status_code == 404 and console.headers["Content-Type"].startswith("application/json")
@@ -221,15 +261,20 @@ def test_bad_http_gets_short_answers_without_server_internals(vis):
     with serving(vis) as url:
         port = int(url.rsplit(":", 1)[1])
         close = b"Host: localhost\r\nConnection: close\r\n"
-        for request, status in ((b"BREW /api/v1/config HTTP/1.1\r\n" + close + b"\r\n", 405),
-                                (b"GET /api/v1/%ZZ HTTP/1.1\r\n" + close + b"\r\n", 404),
-                                (b"POST /api/v1/examples HTTP/1.1\r\n" + close + b"Content-Length: -5\r\n\r\n", 400),
-                                (b"POST /api/v1/examples HTTP/1.1\r\n" + close + b"Content-Type: application/json\r\n"
-                                 b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
-                                (b"GET /api/v1/config HTTP/1.1\r\n" + close + b"X: " + b"a" * 300_000 + b"\r\n\r\n", 431)):
+        for request, status in (
+            (b"BREW /api/v1/config HTTP/1.1\r\n" + close + b"\r\n", 405),
+            (b"GET /api/v1/%ZZ HTTP/1.1\r\n" + close + b"\r\n", 404),
+            (b"POST /api/v1/examples HTTP/1.1\r\n" + close + b"Content-Length: -5\r\n\r\n", 400),
+            (
+                b"POST /api/v1/examples HTTP/1.1\r\n" + close + b"Content-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+                400,
+            ),
+            (b"GET /api/v1/config HTTP/1.1\r\n" + close + b"X: " + b"a" * 300_000 + b"\r\n\r\n", 431),
+        ):
             answer = raw_http(port, request, timeout=10)
             assert answer.startswith(b"HTTP/1.") and status_of(answer) in (status, 400), answer[:200]
-            assert b"Traceback" not in answer and b"File \"" not in answer
+            assert b"Traceback" not in answer and b'File "' not in answer
         assert requests.get(url + "/api/v1/health", timeout=10).status_code == 200
 
 
@@ -242,11 +287,24 @@ def test_oversized_bodies_are_413(vis):
 # ------------------------------------------------------------------ static files
 
 TRAVERSALS = [
-    "/static/../server.py", "/static/..%2fserver.py", "/static/%2e%2e/server.py", "/static/%2e%2e%2fserver.py",
-    "/static/..%5cserver.py", "/static/....//server.py", "/static//etc/passwd", "/static/%2fetc%2fpasswd",
-    "/static/../../../../../../etc/passwd", "/static/..%252fserver.py", "/static/%c0%ae%c0%ae/server.py",
-    "/static/app.js%00.png", "/static/./../__init__.py", "/static/~/.bashrc", "/static/.", "/static/",
-    "/../insights_app/server.py", "/static/..\\server.py",
+    "/static/../server.py",
+    "/static/..%2fserver.py",
+    "/static/%2e%2e/server.py",
+    "/static/%2e%2e%2fserver.py",
+    "/static/..%5cserver.py",
+    "/static/....//server.py",
+    "/static//etc/passwd",
+    "/static/%2fetc%2fpasswd",
+    "/static/../../../../../../etc/passwd",
+    "/static/..%252fserver.py",
+    "/static/%c0%ae%c0%ae/server.py",
+    "/static/app.js%00.png",
+    "/static/./../__init__.py",
+    "/static/~/.bashrc",
+    "/static/.",
+    "/static/",
+    "/../insights_app/server.py",
+    "/static/..\\server.py",
 ]
 
 
@@ -275,6 +333,7 @@ def test_static_files_inside_the_folder_are_served(vis):
 
 # ------------------------------------------------------------------ the launcher's file paths
 
+
 @pytest.fixture
 def paths(tmp_path):
     (tmp_path / "folder").mkdir()
@@ -282,18 +341,21 @@ def paths(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--learner", "{tmp}/missing.pkl"], "--learner: no such file"),
-    (["--learner", "{tmp}/folder"], "--learner: not a file"),
-    (["--model", "m:f", "--data", "{tmp}/missing"], "--data: no such folder"),
-    (["--model", "m:f", "--data", "{tmp}/file.pkl"], "--data: not a folder"),
-    (["--model", "m:f", "--data", "{tmp}/folder", "--classes", "{tmp}/nope.txt"], "--classes: no such file"),
-    (["--model", "m:f", "--data", "{tmp}/folder", "--classes", "{tmp}/folder"], "--classes: not a file"),
-    (["--model", "m:f", "--data", "{tmp}/folder", "--labels", "{tmp}/none.csv"], "CSV file not found"),
-    (["--model", "{tmp}/missing.pt", "--data", "{tmp}/folder"], "--model: no such file"),
-    (["--model", "m:f", "--data", "{tmp}/" + "x" * 5000], "unusable path"),
-    (["--learner", "{tmp}/file.pkl", "--data", "{tmp}/folder", "--port", "70000"], "--port"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--learner", "{tmp}/missing.pkl"], "--learner: no such file"),
+        (["--learner", "{tmp}/folder"], "--learner: not a file"),
+        (["--model", "m:f", "--data", "{tmp}/missing"], "--data: no such folder"),
+        (["--model", "m:f", "--data", "{tmp}/file.pkl"], "--data: not a folder"),
+        (["--model", "m:f", "--data", "{tmp}/folder", "--classes", "{tmp}/nope.txt"], "--classes: no such file"),
+        (["--model", "m:f", "--data", "{tmp}/folder", "--classes", "{tmp}/folder"], "--classes: not a file"),
+        (["--model", "m:f", "--data", "{tmp}/folder", "--labels", "{tmp}/none.csv"], "CSV file not found"),
+        (["--model", "{tmp}/missing.pt", "--data", "{tmp}/folder"], "--model: no such file"),
+        (["--model", "m:f", "--data", "{tmp}/" + "x" * 5000], "unusable path"),
+        (["--learner", "{tmp}/file.pkl", "--data", "{tmp}/folder", "--port", "70000"], "--port"),
+    ],
+)
 def test_launcher_validates_file_paths_with_one_line(paths, argv, message, capsys):
     import launch
 
@@ -306,7 +368,13 @@ def test_launcher_validates_file_paths_with_one_line(paths, argv, message, capsy
 
 def test_launcher_path_errors_from_a_real_process(paths):
     """The same through the console entry point as a user runs it (exit status, one line, no traceback)."""
-    r = subprocess.run([sys.executable, str(ROOT / "launch.py"), "--learner", str(paths / "missing.pkl")],
-                       capture_output=True, text=True, timeout=120, cwd=paths)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "launch.py"), "--learner", str(paths / "missing.pkl")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=paths,
+    )
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
-        f"insights-app: error: --learner: no such file: {paths / 'missing.pkl'}"]
+        f"insights-app: error: --learner: no such file: {paths / 'missing.pkl'}"
+    ]

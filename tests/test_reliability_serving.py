@@ -15,18 +15,17 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import List
 
 import numpy as np
 import pytest
 import requests
 import torch
+from reliability_helpers import CLASSES, raw_http, serving, status_of
 
 from insights_app import AttributionVisualizer, Batch
 from insights_app.features import ImageFeature
 from insights_app.limits import MAX_BODY_BYTES
 from insights_app.testing import SlowNet, seeded
-from reliability_helpers import CLASSES, raw_http, serving, status_of
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -47,11 +46,18 @@ class CountingSlowNet(SlowNet):
 def slow_visualizer(delay: float, **kwargs) -> AttributionVisualizer:
     torch.manual_seed(0)
     data = [Batch(torch.rand(8, 1, 12, 12), torch.randint(0, 10, (8,))) for _ in range(4)]
-    return AttributionVisualizer(seeded(CountingSlowNet, delay), CLASSES, [ImageFeature("img")], data,
-                                 score_func=lambda o: o.softmax(1), **kwargs)
+    return AttributionVisualizer(
+        seeded(CountingSlowNet, delay),
+        CLASSES,
+        [ImageFeature("img")],
+        data,
+        score_func=lambda o: o.softmax(1),
+        **kwargs,
+    )
 
 
 # ---------------------------------------------------------------------- stopping
+
 
 def _image_folder(root: Path, n: int = 16, side: int = 96) -> Path:
     from PIL import Image
@@ -71,10 +77,26 @@ def test_stopping_while_pages_compute_exits_0_cleanly(tmp_path, signum):
     (before: waitress 'Bad file descriptor' tracebacks, then 'terminate called without an active
     exception' and SIGABRT)."""
     data = _image_folder(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-u", str(ROOT / "launch.py"), "--model", "launch_helpers:busy_net",
-                             "--data", str(data), "--labels", "none", "--port", "0"], cwd=TESTS,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: List[str] = []
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-u",
+            str(ROOT / "launch.py"),
+            "--model",
+            "launch_helpers:busy_net",
+            "--data",
+            str(data),
+            "--labels",
+            "none",
+            "--port",
+            "0",
+        ],
+        cwd=TESTS,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
     threading.Thread(target=lambda: [lines.append(line) for line in proc.stdout], daemon=True).start()
     try:
         deadline = time.monotonic() + 120
@@ -85,8 +107,16 @@ def test_stopping_while_pages_compute_exits_0_cleanly(tmp_path, signum):
 
         def page() -> None:
             try:
-                requests.post(url + "api/v1/examples", timeout=60, json={
-                    "method": "IntegratedGradients", "arguments": {"n_steps": 32}, "page_size": 8, "stream": True})
+                requests.post(
+                    url + "api/v1/examples",
+                    timeout=60,
+                    json={
+                        "method": "IntegratedGradients",
+                        "arguments": {"n_steps": 32},
+                        "page_size": 8,
+                        "stream": True,
+                    },
+                )
             except requests.RequestException:
                 pass
 
@@ -115,8 +145,11 @@ def test_vis_stop_cancels_what_computes_and_waits_for_the_models():
 
     def page() -> None:
         try:
-            requests.post(f"http://127.0.0.1:{port}/api/v1/examples", timeout=60, json={
-                "method": "IntegratedGradients", "arguments": {"n_steps": 16}, "page_size": 8})
+            requests.post(
+                f"http://127.0.0.1:{port}/api/v1/examples",
+                timeout=60,
+                json={"method": "IntegratedGradients", "arguments": {"n_steps": 16}, "page_size": 8},
+            )
         except requests.RequestException:  # the server stops under it
             pass
 
@@ -135,17 +168,21 @@ def test_vis_stop_cancels_what_computes_and_waits_for_the_models():
 
 # ---------------------------------------------------------------------- a slow model
 
+
 def test_health_and_config_answer_while_a_slow_model_is_busy_and_extra_work_is_refused():
     """24 pages of a model that takes a second per pass, served by two threads: 2 computing, 16 waiting,
     the rest refused at once; health, config and the page never wait."""
     vis = slow_visualizer(1.0)
-    answers: List[requests.Response] = []
+    answers: list[requests.Response] = []
     with serving(vis, threads=2) as url:
 
         def page(i: int) -> None:
             try:
-                answers.append(requests.post(url + "/api/v1/examples", timeout=60, json={
-                    "method": "Saliency", "page": i % 4, "page_size": 8}))
+                answers.append(
+                    requests.post(
+                        url + "/api/v1/examples", timeout=60, json={"method": "Saliency", "page": i % 4, "page_size": 8}
+                    )
+                )
             except requests.RequestException:  # cancelled when the server stops
                 pass
 
@@ -159,8 +196,9 @@ def test_health_and_config_answer_while_a_slow_model_is_busy_and_extra_work_is_r
             assert time.monotonic() - t0 < 1.0, path
         refused = [r for r in answers if r.status_code == 503]
         assert len(refused) >= 5, [r.status_code for r in answers]
-        assert all(r.json()["error"].startswith("the server is busy: 16 requests are waiting for the models")
-                   for r in refused)
+        assert all(
+            r.json()["error"].startswith("the server is busy: 16 requests are waiting for the models") for r in refused
+        )
     for w in workers:  # stopping the server cancelled the rest
         w.join(30)
     assert not any(w.is_alive() for w in workers)
@@ -169,13 +207,18 @@ def test_health_and_config_answer_while_a_slow_model_is_busy_and_extra_work_is_r
 def _hang_up_after(port: int, body: dict, seconds: float) -> None:
     data = json.dumps(body).encode()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(b"POST /api/v1/examples HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: %d\r\n\r\n%s" % (len(data), data))
+        s.sendall(
+            b"POST /api/v1/examples HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(data), data)
+        )
         time.sleep(seconds)
 
 
-@pytest.mark.parametrize("stream, method", [(False, "IntegratedGradients"), (True, "IntegratedGradients"),
-                                            (False, "DeepLiftShap")], ids=["json", "stream", "module-method"])
+@pytest.mark.parametrize(
+    "stream, method",
+    [(False, "IntegratedGradients"), (True, "IntegratedGradients"), (False, "DeepLiftShap")],
+    ids=["json", "stream", "module-method"],
+)
 def test_a_client_that_hangs_up_cancels_the_work_it_asked_for(stream, method):
     """Integrated Gradients runs the forward function many times per captum call (asked before each pass);
     DeepLift SHAP runs the module itself, one pass per call (asked before each call)."""
@@ -200,12 +243,15 @@ def test_requests_without_the_token_never_wait_for_a_model():
     auth = {"Authorization": "Bearer s3cret"}
     body = {"method": "Saliency", "page_size": 8}
     with serving(vis, threads=1, token="s3cret") as url:
-        first: List[int] = []
-        busy = threading.Thread(target=lambda: first.append(
-            requests.post(url + "/api/v1/examples", json=body, headers=auth, timeout=60).status_code))
+        first: list[int] = []
+        busy = threading.Thread(
+            target=lambda: first.append(
+                requests.post(url + "/api/v1/examples", json=body, headers=auth, timeout=60).status_code
+            )
+        )
         busy.start()
         time.sleep(0.5)
-        anonymous: List[float] = []
+        anonymous: list[float] = []
 
         def knock() -> None:
             t0 = time.monotonic()
@@ -231,7 +277,7 @@ def test_queued_work_per_model_is_bounded():
 
     thread = ComputeThread("insights-app compute: slow", max_waiting=2)
     release = threading.Event()
-    results: List[str] = []
+    results: list[str] = []
 
     def submit() -> None:
         try:
@@ -248,20 +294,24 @@ def test_queued_work_per_model_is_bounded():
     for c in callers:
         c.join(10)
     assert results.count("ran") == 3  # one running, two waiting
-    assert [r for r in results if r != "ran"] == ["slow is busy: 2 computations are waiting for it; try again "
-                                                  "shortly"] * 2
+    assert [r for r in results if r != "ran"] == [
+        "slow is busy: 2 computations are waiting for it; try again shortly"
+    ] * 2
     thread.close()
 
 
 # ---------------------------------------------------------------------- bodies, sockets, waitress's own errors
+
 
 def test_a_body_over_the_limit_is_refused_from_its_length_before_it_is_sent():
     vis = slow_visualizer(0.0)
     with serving(vis) as url:
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-            s.sendall(b"POST /api/v1/examples HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                      b"Content-Length: %d\r\n\r\n" % (300 * 2**20) + b" " * 1024)
+            s.sendall(
+                b"POST /api/v1/examples HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % (300 * 2**20) + b" " * 1024
+            )
             t0 = time.monotonic()
             answer = b""
             while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
@@ -290,12 +340,19 @@ def test_idle_connections_do_not_keep_others_out():
                 s.close()
 
 
-@pytest.mark.parametrize("request_bytes, status", [
-    (b"GET /api/v1/config HTTP/1.1\r\nHost: localhost\r\nX: " + b"a" * 300_000 + b"\r\n\r\n", 431),
-    (b"POST /api/v1/examples HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-     b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
-    (b"POST /api/v1/examples HTTP/1.1\r\nHost: localhost\r\nContent-Length: -5\r\n\r\n", 400),
-], ids=["headers-too-large", "bad-chunk", "bad-length"])
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        (b"GET /api/v1/config HTTP/1.1\r\nHost: localhost\r\nX: " + b"a" * 300_000 + b"\r\n\r\n", 431),
+        (
+            b"POST /api/v1/examples HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+            400,
+        ),
+        (b"POST /api/v1/examples HTTP/1.1\r\nHost: localhost\r\nContent-Length: -5\r\n\r\n", 400),
+    ],
+    ids=["headers-too-large", "bad-chunk", "bad-length"],
+)
 def test_errors_waitress_answers_itself_are_json(request_bytes, status):
     vis = slow_visualizer(0.0)
     with serving(vis) as url:

@@ -11,30 +11,96 @@ from __future__ import annotations
 import copy
 import json
 import math
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from reliability_helpers import CLASSES, Digits, make_visualizer, ndjson_events
+
 from insights_app.errors import ValidationError
 from insights_app.limits import PAGE_MAX, PAGE_SIZE_MAX, TOP_K_MAX
 from insights_app.server import create_app
 
 VIS = make_visualizer(dataset=Digits(n=8, batch_size=4))
 METHODS = list(VIS.methods)
-BASE_PAGE: Dict[str, Any] = {"method": "Saliency", "page_size": 2}
-BASE_ATTR: Dict[str, Any] = {"method": "Saliency", "example_id": 1}
+BASE_PAGE: dict[str, Any] = {"method": "Saliency", "page_size": 2}
+BASE_ATTR: dict[str, Any] = {"method": "Saliency", "example_id": 1}
 
-INTERESTING = [
-    None, True, False, 0, 1, -1, 2, 3.0, 2.5, 9, 10, 20, 21, 63, 64, 65, 100, 1000, 1001, 2**31, 2**63, -(2**63),
-    10**400, -(10**400), 1e308, -1e-308, float("nan"), float("inf"), float("-inf"), "", "0", "5", "3", "all",
-    "positive", "negative", "absolute_value", "heat_map", "masked_image", "alpha_scaling", "original_image",
-    "blended_heat_map", "correct", "incorrect", "label", "prediction", "zeros", "blur", "riemann_left", "vargrad",
-    "conv1", "relu1", "conv2", "no.such.layer", "x" * 400, "\u0000", "<script>alert(1)</script>",
-    [], [1], [1, 1], [2, 2], [8, 8], [9, 9], [0, 1], [1, "1"], [3, 3, 3], {}, {"a": 1},
-] + METHODS + CLASSES
+INTERESTING = (
+    [
+        None,
+        True,
+        False,
+        0,
+        1,
+        -1,
+        2,
+        3.0,
+        2.5,
+        9,
+        10,
+        20,
+        21,
+        63,
+        64,
+        65,
+        100,
+        1000,
+        1001,
+        2**31,
+        2**63,
+        -(2**63),
+        10**400,
+        -(10**400),
+        1e308,
+        -1e-308,
+        float("nan"),
+        float("inf"),
+        float("-inf"),
+        "",
+        "0",
+        "5",
+        "3",
+        "all",
+        "positive",
+        "negative",
+        "absolute_value",
+        "heat_map",
+        "masked_image",
+        "alpha_scaling",
+        "original_image",
+        "blended_heat_map",
+        "correct",
+        "incorrect",
+        "label",
+        "prediction",
+        "zeros",
+        "blur",
+        "riemann_left",
+        "vargrad",
+        "conv1",
+        "relu1",
+        "conv2",
+        "no.such.layer",
+        "x" * 400,
+        "\u0000",
+        "<script>alert(1)</script>",
+        [],
+        [1],
+        [1, 1],
+        [2, 2],
+        [8, 8],
+        [9, 9],
+        [0, 1],
+        [1, "1"],
+        [3, 3, 3],
+        {},
+        {"a": 1},
+    ]
+    + METHODS
+    + CLASSES
+)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
@@ -44,13 +110,27 @@ json_values = st.recursive(
 values = st.one_of(st.sampled_from(INTERESTING), json_values)
 
 
-def _fields() -> List[Tuple[str, str, Dict[str, Any]]]:
+def _fields() -> list[tuple[str, str, dict[str, Any]]]:
     """(route, dotted field path, base body) for every field a client can send."""
     out = []
-    common = ["method", "arguments", "visualization", "top_k", "visualization.method", "visualization.sign",
-              "visualization.outlier_perc"]
-    for path in common + ["filter", "page", "page_size", "stream", "filter.classes", "filter.prediction",
-                          "filter.class_source"]:
+    common = [
+        "method",
+        "arguments",
+        "visualization",
+        "top_k",
+        "visualization.method",
+        "visualization.sign",
+        "visualization.outlier_perc",
+    ]
+    for path in common + [
+        "filter",
+        "page",
+        "page_size",
+        "stream",
+        "filter.classes",
+        "filter.prediction",
+        "filter.class_source",
+    ]:
         out.append(("examples", path, BASE_PAGE))
     for path in common + ["example_id", "model", "target"]:
         out.append(("attribute", path, BASE_ATTR))
@@ -63,22 +143,31 @@ def _fields() -> List[Tuple[str, str, Dict[str, Any]]]:
 FIELDS = _fields()
 
 
-def _likely_valid(route: str, path: str, base: Dict[str, Any]) -> List[Any]:
+def _likely_valid(route: str, path: str, base: dict[str, Any]) -> list[Any]:
     """Values near the edge of what a field accepts, so that "accepted" is drawn as often as "refused"."""
     common = {
-        "method": METHODS, "arguments": [None, {}], "visualization": [None, {}, {"method": "heat_map", "sign": "all"}],
-        "top_k": [1, 5, 10, 20, 21, 0, 4.0], "visualization.method": ["heat_map", "masked_image", "original_image"],
+        "method": METHODS,
+        "arguments": [None, {}],
+        "visualization": [None, {}, {"method": "heat_map", "sign": "all"}],
+        "top_k": [1, 5, 10, 20, 21, 0, 4.0],
+        "visualization.method": ["heat_map", "masked_image", "original_image"],
         "visualization.sign": ["all", "positive", "negative", "absolute_value"],
-        "visualization.outlier_perc": [0, 0.5, 2, 50, 50.0001, -0.0], "filter": [None, {}, {"classes": ["3", 4]}],
-        "page": [0, 1, PAGE_MAX, PAGE_MAX + 1, 7.0], "page_size": [1, 2, PAGE_SIZE_MAX, PAGE_SIZE_MAX + 1, 3.0],
-        "stream": [True, False], "filter.classes": [[], ["0"], [1, "1"], CLASSES, list(range(10)), [10]],
-        "filter.prediction": ["all", "correct", "incorrect"], "filter.class_source": ["prediction", "label"],
-        "example_id": [0, 7, 8, 1.0], "model": [0, 1], "target": [None, 0, 9, "7", 10],
+        "visualization.outlier_perc": [0, 0.5, 2, 50, 50.0001, -0.0],
+        "filter": [None, {}, {"classes": ["3", 4]}],
+        "page": [0, 1, PAGE_MAX, PAGE_MAX + 1, 7.0],
+        "page_size": [1, 2, PAGE_SIZE_MAX, PAGE_SIZE_MAX + 1, 3.0],
+        "stream": [True, False],
+        "filter.classes": [[], ["0"], [1, "1"], CLASSES, list(range(10)), [10]],
+        "filter.prediction": ["all", "correct", "incorrect"],
+        "filter.class_source": ["prediction", "label"],
+        "example_id": [0, 7, 8, 1.0],
+        "model": [0, 1],
+        "target": [None, 0, 9, "7", 10],
     }
     if path in common:
         return common[path]
     spec = VIS.methods[base["method"]].param(path.split(".", 1)[1])
-    out: List[Any] = [spec.default, None]
+    out: list[Any] = [spec.default, None]
     if spec.type in ("int", "float"):
         lo, hi = spec.minimum, spec.maximum
         out += [lo, hi, (lo + hi) / 2, lo - 1, hi + 1] + ([float(lo), int(hi) // 3] if spec.type == "int" else [])
@@ -94,10 +183,11 @@ def _likely_valid(route: str, path: str, base: Dict[str, Any]) -> List[Any]:
 
 
 field_and_value = st.sampled_from(FIELDS).flatmap(
-    lambda f: st.tuples(st.just(f), st.one_of(st.sampled_from(_likely_valid(*f)), values)))
+    lambda f: st.tuples(st.just(f), st.one_of(st.sampled_from(_likely_valid(*f)), values))
+)
 
 
-def with_value(base: Dict[str, Any], path: str, value: Any) -> Dict[str, Any]:
+def with_value(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     body = copy.deepcopy(base)
     obj = body
     parts = path.split(".")
@@ -174,8 +264,12 @@ def test_any_value_in_any_field_is_used_or_named_in_a_validation_error(field_val
 
 
 @settings(max_examples=200, **SETTINGS)
-@given(body=st.one_of(json_values, st.dictionaries(st.sampled_from(["method", "page", "top_k", "filter", "bogus"]),
-                                                     values, max_size=3)))
+@given(
+    body=st.one_of(
+        json_values,
+        st.dictionaries(st.sampled_from(["method", "page", "top_k", "filter", "bogus"]), values, max_size=3),
+    )
+)
 def test_any_body_is_a_query_or_a_validation_error(body):
     for route in ("examples", "attribute"):
         try:
@@ -227,13 +321,21 @@ def test_over_http_every_value_is_a_200_using_it_or_a_400_naming_the_field(field
         assert model["error"] is None, model["error"]
 
 
-@pytest.mark.parametrize("text,page", [
-    ("[" * 100_000, None),  # deeper than Python's JSON reader can go
-    ('{"page": 1' + " " * 10, None),  # truncated
-    ("\ufeff{\"page\": 3}", 3),  # a byte-order mark is allowed by JSON readers
-    ('{"page": 1, "page": 2}', 2),  # duplicate keys: the last one wins, as in every JSON reader
-    ("NaN", None), ("1e999", None), ("-" * 5, None), ('"just a string"', None), ("\xff\xfe{}", None),
-], ids=["deep", "truncated", "bom", "duplicate-keys", "nan", "1e999", "dashes", "string", "latin1"])
+@pytest.mark.parametrize(
+    "text,page",
+    [
+        ("[" * 100_000, None),  # deeper than Python's JSON reader can go
+        ('{"page": 1' + " " * 10, None),  # truncated
+        ('\ufeff{"page": 3}', 3),  # a byte-order mark is allowed by JSON readers
+        ('{"page": 1, "page": 2}', 2),  # duplicate keys: the last one wins, as in every JSON reader
+        ("NaN", None),
+        ("1e999", None),
+        ("-" * 5, None),
+        ('"just a string"', None),
+        ("\xff\xfe{}", None),
+    ],
+    ids=["deep", "truncated", "bom", "duplicate-keys", "nan", "1e999", "dashes", "string", "latin1"],
+)
 def test_malformed_or_hostile_bodies_are_400s(text, page):
     data = text.encode("latin-1") if text.startswith("\xff") else text.encode("utf-8")
     resp = CLIENT.post("/api/v1/examples", data=data, content_type="application/json")
@@ -266,14 +368,17 @@ def test_bounds_are_the_documented_ones():
     assert math.isfinite(limits["max_scan"])
 
 
-@pytest.mark.parametrize("method,arguments,field", [
-    ("GuidedGradCam", {"layer": "fc"}, "arguments.layer"),  # no H x W to upsample: captum gives back nothing
-    ("GuidedGradCam", {"layer": "flat"}, "arguments.layer"),
-    ("LayerGradCam", {"layer": "no.such.layer"}, "arguments.layer"),
-    ("Occlusion", {"window": [2, 2], "stride": [3, 1]}, "arguments.stride"),  # captum asserts stride <= window
-    ("Occlusion", {"window": [9, 9]}, "arguments.window"),  # larger than the 8x8 image
-    ("FeatureAblation", {"patch": 9}, "arguments.patch"),
-])
+@pytest.mark.parametrize(
+    "method,arguments,field",
+    [
+        ("GuidedGradCam", {"layer": "fc"}, "arguments.layer"),  # no H x W to upsample: captum gives back nothing
+        ("GuidedGradCam", {"layer": "flat"}, "arguments.layer"),
+        ("LayerGradCam", {"layer": "no.such.layer"}, "arguments.layer"),
+        ("Occlusion", {"window": [2, 2], "stride": [3, 1]}, "arguments.stride"),  # captum asserts stride <= window
+        ("Occlusion", {"window": [9, 9]}, "arguments.window"),  # larger than the 8x8 image
+        ("FeatureAblation", {"patch": 9}, "arguments.patch"),
+    ],
+)
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 def test_arguments_that_only_fail_inside_captum_are_400s_naming_the_field(method, arguments, field, stream):
     resp = post("examples", {"method": method, "arguments": arguments, "page_size": 2, "stream": stream})

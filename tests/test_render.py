@@ -12,7 +12,13 @@ from matplotlib.colors import LinearSegmentedColormap
 from PIL import Image
 
 from insights_app.render import (
-    SIGNS, VIS_METHODS, RenderError, encode_png, normalize_attribution, render_attribution, to_display_image,
+    SIGNS,
+    VIS_METHODS,
+    RenderError,
+    encode_png,
+    normalize_attribution,
+    render_attribution,
+    to_display_image,
 )
 
 RNG = np.random.default_rng(0)
@@ -31,8 +37,9 @@ def test_normalization_equals_captum(sign, outlier):
     assert np.allclose(ours, theirs, atol=1e-6)
 
 
-@pytest.mark.parametrize("sign,cmap", [("positive", "Greens"), ("negative", "Reds"), ("absolute_value", "Blues"),
-                                       ("all", None)])
+@pytest.mark.parametrize(
+    "sign,cmap", [("positive", "Greens"), ("negative", "Reds"), ("absolute_value", "Blues"), ("all", None)]
+)
 def test_heat_map_colours_are_captums_default_colormaps(sign, cmap):
     attr = _attr()
     norm = normalize_attribution(attr, sign, 2.0)

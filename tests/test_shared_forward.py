@@ -8,18 +8,16 @@ runs once less, and that pages, predictions and maps are exactly those of the tw
 
 from __future__ import annotations
 
-from typing import List
-
 import numpy as np
 import pytest
 import torch
 import torchvision.transforms as T
-
 from engine_helpers import RandomImages, make_model
+from reliability_helpers import Digits, make_faulty_model
+
 from insights_app import AttributionVisualizer
 from insights_app.engine import ReusedForward
 from insights_app.features import ImageFeature
-from reliability_helpers import Digits, make_faulty_model
 
 NORMALIZE = T.Normalize((0.5, 0.4, 0.3), (0.25, 0.2, 0.3))
 CLASSES = [str(i) for i in range(10)]
@@ -32,13 +30,18 @@ SHARED = [
 
 
 def visualizer(data: RandomImages) -> AttributionVisualizer:
-    return AttributionVisualizer(make_model(), CLASSES, [ImageFeature("image", input_transforms=[NORMALIZE])], data,
-                                 score_func=lambda o: torch.softmax(o, 1))
+    return AttributionVisualizer(
+        make_model(),
+        CLASSES,
+        [ImageFeature("image", input_transforms=[NORMALIZE])],
+        data,
+        score_func=lambda o: torch.softmax(o, 1),
+    )
 
 
-def count_forwards(vis: AttributionVisualizer) -> List[int]:
+def count_forwards(vis: AttributionVisualizer) -> list[int]:
     """Batch sizes of every forward pass the model runs from now on."""
-    sizes: List[int] = []
+    sizes: list[int] = []
     vis.engines[0].model.register_forward_hook(lambda module, inputs, output: sizes.append(int(inputs[0].shape[0])))
     return sizes
 
@@ -120,7 +123,7 @@ def test_a_model_failing_on_one_example_fails_that_example_only(method):
 
 
 def test_reused_forward_answers_only_its_own_inputs_and_only_once():
-    runs: List[int] = []
+    runs: list[int] = []
 
     def forward(*args):
         runs.append(len(args))

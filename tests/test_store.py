@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from reliability_helpers import Digits, TinyCNN, make_visualizer
 
 from insights_app import Batch
 from insights_app.store import FILE_NAME, Store, StoreError
 from insights_app.testing import seeded
-from reliability_helpers import Digits, TinyCNN, make_visualizer
 
 PAGE = {"method": "IntegratedGradients", "arguments": {"n_steps": 8}, "page_size": 6}
 
@@ -57,8 +57,9 @@ def test_a_restarted_visualizer_serves_what_is_stored_without_computing(tmp_path
     got = again.page(body)
     assert counter == {"attribute": 0, "forward": 0}
     assert maps(got) == maps(want)
-    assert [ex["models"][0]["predictions"] for ex in got["examples"]] == \
-        [ex["models"][0]["predictions"] for ex in want["examples"]]
+    assert [ex["models"][0]["predictions"] for ex in got["examples"]] == [
+        ex["models"][0]["predictions"] for ex in want["examples"]
+    ]
 
 
 @pytest.mark.parametrize("change", ["weights", "arguments", "example", "target"])
@@ -182,9 +183,11 @@ def test_the_size_bound_drops_the_oldest_first(tmp_path):
 
 def test_two_processes_share_a_store(tmp_path):
     """The CLI and a notebook on one store: what one stored, the other reads."""
-    code = ("import sys; sys.path.insert(0, {tests!r}); from reliability_helpers import make_visualizer, TinyCNN; "
-            "from insights_app.testing import seeded; v = make_visualizer(models=seeded(TinyCNN, seed=0), store={d!r}); "
-            "v.page({page!r})").format(tests=str(Path(__file__).parent), d=str(tmp_path), page=PAGE)
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); from reliability_helpers import make_visualizer, TinyCNN; "
+        f"from insights_app.testing import seeded; v = make_visualizer(models=seeded(TinyCNN, seed=0), store={str(tmp_path)!r}); "
+        f"v.page({PAGE!r})"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120, env=dict(os.environ))
     vis = make_visualizer(models=seeded(TinyCNN, seed=0), store=tmp_path)
     counter = calls(vis)
@@ -195,9 +198,9 @@ def test_two_processes_share_a_store(tmp_path):
 def test_the_command_line_serves_from_a_store_across_restarts(tmp_path):
     """insights-app --store DIR: the second start serves the first one's maps; a foreign file is one line."""
     import requests
+    from launch_helpers import TESTS, launch_env, run, start
 
     from insights_app.demo import write_digit_images
-    from launch_helpers import TESTS, launch_env, run, start
 
     write_digit_images(tmp_path / "digits", size=16, valid_fraction=0.05, limit=90)
     data = tmp_path / "digits" / "valid"
@@ -229,16 +232,26 @@ def test_the_command_line_serves_from_a_store_across_restarts(tmp_path):
 def test_precompute_fills_the_store_and_resumes(tmp_path):
     """insights-app precompute: maps for every example; a second run finds them stored; a server reads them."""
     import requests
+    from launch_helpers import TESTS, launch_env, run, start
 
     from insights_app.demo import write_digit_images
-    from launch_helpers import TESTS, launch_env, run, start
 
     write_digit_images(tmp_path / "digits", size=16, valid_fraction=0.05, limit=90)
     data = tmp_path / "digits" / "valid"
     store = tmp_path / "store"
     source = ["--model", "launch_helpers:digits_net", "--data", str(data), "--channels", "1"]
-    pre = ["precompute", *source, "--store", str(store), "--methods", "IntegratedGradients,Saliency",
-           "--arguments", '{"IntegratedGradients": {"n_steps": 8}}', "--limit", "12"]
+    pre = [
+        "precompute",
+        *source,
+        "--store",
+        str(store),
+        "--methods",
+        "IntegratedGradients,Saliency",
+        "--arguments",
+        '{"IntegratedGradients": {"n_steps": 8}}',
+        "--limit",
+        "12",
+    ]
     env = launch_env(tmp_path / "cache")
     first = run(pre, env, cwd=TESTS)
     assert first.returncode == 0, first.stderr
@@ -326,8 +339,11 @@ def test_the_prune_command_drops_other_versions_then_the_oldest(tmp_path, capsys
     vis.page(PAGE)
     store = vis.results_store
     row = store._connect().execute("SELECT model, example, key, target FROM explanations LIMIT 1").fetchone()
-    store.put_explanations(row[0], "captum 0.1; torch 1.0; insights-app 0.0", [((row[1], row[2], row[3]),
-                                                                                   [np.zeros((4, 4), np.float32)], [1.0])])
+    store.put_explanations(
+        row[0],
+        "captum 0.1; torch 1.0; insights-app 0.0",
+        [((row[1], row[2], row[3]), [np.zeros((4, 4), np.float32)], [1.0])],
+    )
     assert store.counts()["explanations"] == 7
     store.close()
     assert launch.main(["prune", "--store", str(tmp_path)]) == 0
@@ -347,32 +363,48 @@ def test_precompute_killed_then_rerun_while_two_servers_read_the_store(tmp_path)
     """Two servers serve pages from one store while precompute writes to it; precompute killed with
     SIGKILL mid-run leaves a consistent store; the rerun completes with every entry there and intact."""
     import requests
+    from launch_helpers import ROOT, TESTS, launch_env, run, start
 
     from insights_app.demo import write_digit_images
-    from launch_helpers import ROOT, TESTS, launch_env, run, start
 
     write_digit_images(tmp_path / "digits", size=16, valid_fraction=0.2, limit=800)
     data = tmp_path / "digits" / "valid"
     n = sum(1 for _ in data.rglob("*.png"))
     store = tmp_path / "store"
     source = ["--model", "launch_helpers:digits_net", "--data", str(data), "--channels", "1"]
-    pre = ["precompute", *source, "--store", str(store), "--methods", "IntegratedGradients,Saliency",
-           "--arguments", '{"IntegratedGradients": {"n_steps": 200}}']
+    pre = [
+        "precompute",
+        *source,
+        "--store",
+        str(store),
+        "--methods",
+        "IntegratedGradients,Saliency",
+        "--arguments",
+        '{"IntegratedGradients": {"n_steps": 200}}',
+    ]
     env = launch_env(tmp_path / "cache")
     Store(store)  # created before the servers and the writer start
     servers = [start([*source, "--store", str(store)], env, cwd=TESTS) for _ in range(2)]
-    writer = subprocess.Popen([sys.executable, "-u", str(ROOT / "launch.py"), *pre], cwd=TESTS, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-u", str(ROOT / "launch.py"), *pre],
+        cwd=TESTS,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         body = {"method": "Saliency", "page_size": 4}
         served = 0
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and (served < 6 or Store(store).counts()["explanations"] < 20):
             for s in servers:
-                page = requests.post(f"{s.url.split('?')[0].rstrip('/')}/api/v1/examples",
-                                     json=dict(body, page=served % 5), timeout=60)
-                assert page.status_code == 200 and all(m["attributions"] for ex in page.json()["examples"]
-                                                       for m in ex["models"])
+                page = requests.post(
+                    f"{s.url.split('?')[0].rstrip('/')}/api/v1/examples", json=dict(body, page=served % 5), timeout=60
+                )
+                assert page.status_code == 200 and all(
+                    m["attributions"] for ex in page.json()["examples"] for m in ex["models"]
+                )
                 served += 1
             assert writer.poll() is None, "precompute ended before it could be killed"
         writer.send_signal(signal.SIGKILL)

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from reliability_helpers import CLASSES, Digits, FailingDigits, make_faulty_model, make_model, make_visualizer
 
 from insights_app import AttributionVisualizer, Batch
 from insights_app.features import ImageFeature
 from insights_app.testing import SlowNet, seeded
 from insights_app.triage.losses import choose_loss
-from reliability_helpers import CLASSES, Digits, FailingDigits, make_faulty_model, make_model, make_visualizer
 
 
 def reference(vis: AttributionVisualizer, model: int = 0):
@@ -143,7 +143,7 @@ def test_a_generator_dataset_is_covered_as_far_as_it_was_read():
 
     def batches():
         for i in range(0, 40, 8):
-            yield Batch(x[i:i + 8], y[i:i + 8])
+            yield Batch(x[i : i + 8], y[i : i + 8])
 
     vis = make_visualizer(dataset=batches())
     vis.page({"method": "Saliency", "page_size": 4})  # the pages read one batch (8 examples)
@@ -181,8 +181,9 @@ def test_the_loss_follows_the_score_function():
     torch.testing.assert_close(ce.fn(out, y), F.cross_entropy(out, y, reduction="none"))
     bce = choose_loss(torch.sigmoid, None, out)
     assert bce.name == "binary cross-entropy"
-    torch.testing.assert_close(bce.fn(out, y), F.binary_cross_entropy_with_logits(
-        out, F.one_hot(y, 4).float(), reduction="none").mean(1))
+    torch.testing.assert_close(
+        bce.fn(out, y), F.binary_cross_entropy_with_logits(out, F.one_hot(y, 4).float(), reduction="none").mean(1)
+    )
     probs = torch.softmax(out, 1)
     nll = choose_loss(None, None, probs)
     assert nll.name == "negative log-likelihood"
@@ -215,8 +216,13 @@ def test_several_models_each_have_their_interpretation():
 
 def test_large_batches_are_split_and_images_of_any_size_cost_the_same_records():
     x = torch.rand(1100, 1, 8, 8)
-    vis = AttributionVisualizer(make_model(), CLASSES, [ImageFeature("digit")], [Batch(x, torch.zeros(1100).long())],
-                                score_func=lambda o: torch.softmax(o, 1))
+    vis = AttributionVisualizer(
+        make_model(),
+        CLASSES,
+        [ImageFeature("digit")],
+        [Batch(x, torch.zeros(1100).long())],
+        score_func=lambda o: torch.softmax(o, 1),
+    )
     seen = []
     engine = vis.engines[0]
     original = engine.outputs

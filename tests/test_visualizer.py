@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn as nn
-
 from engine_helpers import EndlessImages, RandomImages, make_model
+
 from insights_app import AttributionVisualizer, Batch
-from insights_app.features import GeneralFeature, ImageFeature, TextFeature
 from insights_app.errors import ValidationError
+from insights_app.features import GeneralFeature, ImageFeature, TextFeature
 from insights_app.testing import BagOfEmbeddings, TwoInputNet
 
 CLASSES = [f"c{i}" for i in range(10)]
@@ -17,8 +17,9 @@ FAST = {"method": "Saliency"}
 
 
 def visualizer(data, models=None, **kw):
-    return AttributionVisualizer(models or [make_model()], CLASSES, [ImageFeature("image")], data,
-                                 score_func=lambda o: torch.softmax(o, 1), **kw)
+    return AttributionVisualizer(
+        models or [make_model()], CLASSES, [ImageFeature("image")], data, score_func=lambda o: torch.softmax(o, 1), **kw
+    )
 
 
 def page_ids(vis, **body):
@@ -129,10 +130,14 @@ def test_attribute_to_any_class_changes_the_image():
     base = vis.attribute({"example_id": 2, "method": "IntegratedGradients", "arguments": {"n_steps": 8}})
     top = base["example"]["models"][0]["predictions"][0]["index"]
     other = (top + 1) % 10
-    moved = vis.attribute({"example_id": 2, "target": CLASSES[other], "method": "IntegratedGradients",
-                           "arguments": {"n_steps": 8}})
+    moved = vis.attribute(
+        {"example_id": 2, "target": CLASSES[other], "method": "IntegratedGradients", "arguments": {"n_steps": 8}}
+    )
     assert moved["example"]["models"][0]["target"] == {"index": other, "name": CLASSES[other]}
-    assert moved["example"]["models"][0]["attributions"][0]["image"] != base["example"]["models"][0]["attributions"][0]["image"]
+    assert (
+        moved["example"]["models"][0]["attributions"][0]["image"]
+        != base["example"]["models"][0]["attributions"][0]["image"]
+    )
     with pytest.raises(ValidationError, match="example_id"):
         vis.attribute({"example_id": 99})
     with pytest.raises(ValidationError, match="target"):
@@ -159,9 +164,13 @@ def test_streamed_page_yields_the_first_example_before_the_rest():
 def test_contributions_sum_to_one_across_features():
     torch.manual_seed(0)
     data = [Batch((torch.rand(4, 1, 8, 8), torch.rand(4, 4)), torch.tensor([0, 1, 2, 0]))]
-    vis = AttributionVisualizer([TwoInputNet()], ["a", "b", "c"],
-                                [ImageFeature("scan"), GeneralFeature("vitals", ["age", "bp", "hr", "temp"])], data,
-                                score_func=lambda o: torch.softmax(o, 1))
+    vis = AttributionVisualizer(
+        [TwoInputNet()],
+        ["a", "b", "c"],
+        [ImageFeature("scan"), GeneralFeature("vitals", ["age", "bp", "hr", "temp"])],
+        data,
+        score_func=lambda o: torch.softmax(o, 1),
+    )
     for method in ("IntegratedGradients", "Saliency", "FeatureAblation", "Occlusion"):
         for ex in vis.page({"method": method})["examples"]:
             attrs = ex["models"][0]["attributions"]
@@ -239,12 +248,20 @@ def test_models_without_class_outputs_are_explained_without_targets():
         def forward(self, x):
             return self.inner(x)[:, 0]
 
-    vis = AttributionVisualizer([Score()], ["score"], [ImageFeature("image")], RandomImages(n_batches=1),
-                                use_label_for_attr=False)
-    for method in ("IntegratedGradients", "NoiseTunnel(IntegratedGradients)", "NoiseTunnel(Saliency)", "Saliency",
-                   "Occlusion", "GradientShap"):
-        page = vis.page({"method": method, "arguments": {"n_steps": 4} if "Integrated" in method else {},
-                         "page_size": 2})
+    vis = AttributionVisualizer(
+        [Score()], ["score"], [ImageFeature("image")], RandomImages(n_batches=1), use_label_for_attr=False
+    )
+    for method in (
+        "IntegratedGradients",
+        "NoiseTunnel(IntegratedGradients)",
+        "NoiseTunnel(Saliency)",
+        "Saliency",
+        "Occlusion",
+        "GradientShap",
+    ):
+        page = vis.page(
+            {"method": method, "arguments": {"n_steps": 4} if "Integrated" in method else {}, "page_size": 2}
+        )
         models = [m for e in page["examples"] for m in e["models"]]
         assert [m["error"] for m in models] == [None, None], method
         assert all(m["target"] is None and m["attributions"][0]["image"] for m in models)

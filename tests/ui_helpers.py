@@ -15,9 +15,9 @@ from __future__ import annotations
 import base64
 import io
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pytest
@@ -33,13 +33,20 @@ DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "e
 IMAGE_SIDE = 32
 TRAIN_SIZE = 1300  # the rest (497 examples) is what the visualizers show
 CHROMIUM = os.environ.get("INSIGHTS_CHROMIUM", "/usr/bin/chromium")  # Debian's package
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 # ---------------------------------------------------------------- data and models
 
-def load_digits_tensors(side: int = IMAGE_SIDE) -> Tuple[torch.Tensor, torch.Tensor]:
+
+def load_digits_tensors(side: int = IMAGE_SIDE) -> tuple[torch.Tensor, torch.Tensor]:
     """The 1797 scikit-learn digits as (N, 1, side, side) floats in [0, 1] and (N,) labels."""
     from sklearn.datasets import load_digits
 
@@ -49,8 +56,9 @@ def load_digits_tensors(side: int = IMAGE_SIDE) -> Tuple[torch.Tensor, torch.Ten
     return x, torch.tensor(d.target, dtype=torch.long)
 
 
-def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 2, seed: int = 0,
-          lr: float = 1e-2) -> nn.Module:
+def train(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 2, seed: int = 0, lr: float = 1e-2
+) -> nn.Module:
     """A few epochs of Adam: seconds on a CPU, enough for ~85-95 % test accuracy (so both
     correct and misclassified examples exist)."""
     torch.manual_seed(seed)
@@ -62,7 +70,7 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 2, s
     try:
         for _ in range(epochs):
             for i in range(0, len(x), 64):
-                idx = order[i:i + 64]
+                idx = order[i : i + 64]
                 loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
                 opt.zero_grad()
                 loss.backward()
@@ -84,13 +92,13 @@ def train_digits_mlp(seed: int = 0, epochs: int = 2) -> DigitsMLP:
     return train(DigitsMLP(), x[:TRAIN_SIZE], y[:TRAIN_SIZE], epochs=epochs, seed=seed)
 
 
-def digits_batches(batch_size: int = 8, limit: Optional[int] = None) -> List[Batch]:
+def digits_batches(batch_size: int = 8, limit: int | None = None) -> list[Batch]:
     """The held-out digits as a list of Batch (a list is re-iterable: pages can go back)."""
     x, y = load_digits_tensors()
     x, y = x[TRAIN_SIZE:], y[TRAIN_SIZE:]
     if limit is not None:
         x, y = x[:limit], y[:limit]
-    return [Batch(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    return [Batch(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)]
 
 
 def accuracy(model: nn.Module) -> float:
@@ -99,17 +107,26 @@ def accuracy(model: nn.Module) -> float:
         return float((model(x[TRAIN_SIZE:]).argmax(1) == y[TRAIN_SIZE:]).float().mean())
 
 
-def make_digits_visualizer(models: Sequence[nn.Module], model_names: Optional[Sequence[str]] = None,
-                           classes: Sequence[str] = DIGIT_NAMES, **kwargs) -> AttributionVisualizer:
+def make_digits_visualizer(
+    models: Sequence[nn.Module],
+    model_names: Sequence[str] | None = None,
+    classes: Sequence[str] = DIGIT_NAMES,
+    **kwargs,
+) -> AttributionVisualizer:
     """A visualizer over the held-out digits (softmax scores, one image feature).
 
     ``classes`` may name more classes than the model outputs (a class no example is ever
     predicted as, for empty-filter tests).
     """
     return AttributionVisualizer(
-        list(models), list(classes), [ImageFeature("digit")], digits_batches(),
+        list(models),
+        list(classes),
+        [ImageFeature("digit")],
+        digits_batches(),
         score_func=lambda out: torch.softmax(out, dim=-1),
-        model_names=list(model_names) if model_names else None, title="Digits", **kwargs,
+        model_names=list(model_names) if model_names else None,
+        title="Digits",
+        **kwargs,
     )
 
 
@@ -118,10 +135,10 @@ def make_digits_visualizer(models: Sequence[nn.Module], model_names: Optional[Se
 WORDS = ["thin", "bold", "loop", "stroke", "curve", "line", "dot", "tail", "gap", "cross", "hook", "arc"]
 
 
-def mixed_batches(n: int = 16, tokens: int = 5, emb: int = 6) -> List[Batch]:
+def mixed_batches(n: int = 16, tokens: int = 5, emb: int = 6) -> list[Batch]:
     """Digits plus four pixel statistics and a short 'caption' of token embeddings."""
     x, y = load_digits_tensors()
-    x, y = x[TRAIN_SIZE:TRAIN_SIZE + n], y[TRAIN_SIZE:TRAIN_SIZE + n]
+    x, y = x[TRAIN_SIZE : TRAIN_SIZE + n], y[TRAIN_SIZE : TRAIN_SIZE + n]
     ink = x.mean(dim=(1, 2, 3))
     cols = (x.sum(dim=(1, 2)) > 0.5).float().sum(-1) / IMAGE_SIDE
     rows = (x.sum(dim=(1, 3)) > 0.5).float().sum(-1) / IMAGE_SIDE
@@ -133,10 +150,10 @@ def mixed_batches(n: int = 16, tokens: int = 5, emb: int = 6) -> List[Batch]:
     emb_in = table[ids]
     # The token strings travel with the embeddings: the last column holds the word id.
     text = torch.cat([emb_in, ids[..., None].float()], dim=-1)
-    return [Batch((x[i:i + 4], stats[i:i + 4], text[i:i + 4]), y[i:i + 4]) for i in range(0, n, 4)]
+    return [Batch((x[i : i + 4], stats[i : i + 4], text[i : i + 4]), y[i : i + 4]) for i in range(0, n, 4)]
 
 
-def _caption_words(example: torch.Tensor) -> List[str]:
+def _caption_words(example: torch.Tensor) -> list[str]:
     return [WORDS[int(i)] for i in example[:, -1].tolist()]
 
 
@@ -149,14 +166,21 @@ def make_mixed_visualizer(n_models: int = 2) -> AttributionVisualizer:
         GeneralFeature("stats", ["ink", "width", "height", "symmetry"]),
         TextFeature("caption", input_transforms=strip_id, visualization_transform=_caption_words),
     ]
-    return AttributionVisualizer(models, DIGIT_NAMES, features, mixed_batches(),
-                                 score_func=lambda out: torch.softmax(out, dim=-1),
-                                 model_names=[f"mixed-{i}" for i in range(n_models)], title="Mixed features")
+    return AttributionVisualizer(
+        models,
+        DIGIT_NAMES,
+        features,
+        mixed_batches(),
+        score_func=lambda out: torch.softmax(out, dim=-1),
+        model_names=[f"mixed-{i}" for i in range(n_models)],
+        title="Mixed features",
+    )
 
 
 # ---------------------------------------------------------------- servers and images
 
-def serve(visualizer: AttributionVisualizer, token: Optional[str] = None, host: str = "127.0.0.1") -> ServerHandle:
+
+def serve(visualizer: AttributionVisualizer, token: str | None = None, host: str = "127.0.0.1") -> ServerHandle:
     """Start a real waitress server on a free port (returns once it accepts connections)."""
     return start_server(visualizer, host=host, port=0, token=token, quiet=True)
 
@@ -208,6 +232,7 @@ def digits_server(digits_visualizer: AttributionVisualizer) -> Iterator[ServerHa
 
 # ---------------------------------------------------------------- headless Chromium
 
+
 @pytest.fixture(scope="module")
 def chromium():
     """One headless Debian Chromium per test module (Playwright; never downloads a browser).
@@ -217,8 +242,10 @@ def chromium():
     """
     sync_api = pytest.importorskip("playwright.sync_api")
     if not os.path.exists(CHROMIUM):
-        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's package (apt-get install chromium) "
-                    "or set INSIGHTS_CHROMIUM; browser tests never download one")
+        pytest.fail(
+            f"no Chromium at {CHROMIUM}: install Debian's package (apt-get install chromium) "
+            "or set INSIGHTS_CHROMIUM; browser tests never download one"
+        )
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
@@ -237,7 +264,7 @@ def wait_idle(page, timeout: float = 30_000) -> None:
     page.wait_for_function(IDLE_JS, timeout=timeout)
 
 
-def card_ids(page) -> List[int]:
+def card_ids(page) -> list[int]:
     return [int(x) for x in page.eval_on_selector_all(".ia-grid .ia-card", "els => els.map(e => e.dataset.exampleId)")]
 
 
@@ -259,7 +286,7 @@ class Page:
     def __init__(self, browser) -> None:
         self.context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
         self.page = self.context.new_page()
-        self.errors: List[str] = []
+        self.errors: list[str] = []
         self.page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
         self.page.on("console", self._console)
 

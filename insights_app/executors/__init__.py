@@ -12,8 +12,9 @@ same :class:`~insights_app.precompute.PrecomputeSummary`; this module holds what
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from ..dataset import Example
 from ..errors import DatasetError
@@ -34,9 +35,9 @@ class Run:
     """
 
     vis: Any
-    specs: List[Tuple[Any, Dict[str, Any]]]
+    specs: list[tuple[Any, dict[str, Any]]]
     targets: str
-    limit: Optional[int]
+    limit: int | None
     summary: Any
     bar: Any = None  # a tqdm bar, or None: plain lines through report (when progress is on)
     progress: bool = True
@@ -45,10 +46,10 @@ class Run:
     def chunk_size(self, first: int) -> int:
         return CHUNK if self.limit is None else max(0, min(CHUNK, self.limit - first))
 
-    def read_chunk(self, first: int) -> List[Example]:
+    def read_chunk(self, first: int) -> list[Example]:
         """The examples ``first``, ``first + 1``, ... of the chunk starting there (fewer at the end)."""
         n = self.chunk_size(first)
-        out: List[Example] = []
+        out: list[Example] = []
         for i in range(first, first + n):
             try:
                 out.append(self.vis.store.get(i))
@@ -58,7 +59,7 @@ class Run:
                 raise
         return out
 
-    def wanted_targets(self, chunk: Sequence[Example]) -> List[Optional[int]]:
+    def wanted_targets(self, chunk: Sequence[Example]) -> list[int | None]:
         """The class each example is asked to be attributed to (None: its top prediction)."""
         return [ex.label if self.targets == "label" else None for ex in chunk]
 
@@ -78,7 +79,7 @@ class Run:
             self.report(f"{self.summary.examples // PROGRESS_EVERY * PROGRESS_EVERY} examples done")
 
 
-def progress_bar(vis: Any, limit: Optional[int], progress: bool) -> Any:
+def progress_bar(vis: Any, limit: int | None, progress: bool) -> Any:
     """tqdm on a terminal; None otherwise (plain progress lines then)."""
     if not progress or not sys.stderr.isatty():
         return None

@@ -24,8 +24,9 @@ import os
 import sys
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any
 
 import torch
 
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 RAY_MISSING = 'ray needs Ray: pip install "insights-app[ray]"'
 IN_FLIGHT_PER_ACTOR = 2  # one computing, one waiting in the actor's queue: no idle gap between chunks
 START_TIMEOUT_S = 300.0  # an actor that has not started by then is given up on (the cluster has no room)
-ExplanationKey = Tuple[str, str, Optional[int]]  # (example fingerprint, arguments_key, target)
+ExplanationKey = tuple[str, str, int | None]  # (example fingerprint, arguments_key, target)
 
 
 def require_ray() -> Any:
@@ -52,6 +53,7 @@ def require_ray() -> Any:
 
 
 # ---------------------------------------------------------------------- what an actor's engines see as a store
+
 
 class RecordingStore:
     """The store of an actor's :class:`Engine`: the driver's stored rows of one chunk, and what the engine saves.
@@ -67,26 +69,26 @@ class RecordingStore:
     def __init__(self) -> None:
         self.begin({}, set())
 
-    def begin(self, predictions: Dict[str, Tuple[List[int], List[float]]], explained: Set[ExplanationKey]) -> None:
+    def begin(self, predictions: dict[str, tuple[list[int], list[float]]], explained: set[ExplanationKey]) -> None:
         """A new chunk: what the driver found stored for it."""
         self._predictions = dict(predictions)
         self._explained = set(explained)
-        self.saved_predictions: List[Tuple[str, List[int], List[float]]] = []
-        self.saved_explanations: List[Tuple[ExplanationKey, List[Any], List[float]]] = []
+        self.saved_predictions: list[tuple[str, list[int], list[float]]] = []
+        self.saved_explanations: list[tuple[ExplanationKey, list[Any], list[float]]] = []
 
-    def predictions(self, examples: Sequence[str]) -> Dict[str, Tuple[List[int], List[float]]]:
+    def predictions(self, examples: Sequence[str]) -> dict[str, tuple[list[int], list[float]]]:
         return {fp: self._predictions[fp] for fp in examples if fp in self._predictions}
 
-    def explanations(self, keys: Sequence[ExplanationKey]) -> Dict[ExplanationKey, Tuple[List[Any], List[float]]]:
+    def explanations(self, keys: Sequence[ExplanationKey]) -> dict[ExplanationKey, tuple[list[Any], list[float]]]:
         return {k: ([], []) for k in keys if k in self._explained}
 
-    def save_predictions(self, rows: Sequence[Tuple[str, Sequence[int], Sequence[float]]]) -> int:
+    def save_predictions(self, rows: Sequence[tuple[str, Sequence[int], Sequence[float]]]) -> int:
         for fp, indices, scores in rows:
             self._predictions[fp] = (list(indices), list(scores))
             self.saved_predictions.append((fp, list(indices), list(scores)))
         return len(rows)
 
-    def save_explanations(self, rows: Sequence[Tuple[ExplanationKey, Sequence[Any], Sequence[float]]]) -> int:
+    def save_explanations(self, rows: Sequence[tuple[ExplanationKey, Sequence[Any], Sequence[float]]]) -> int:
         for key, maps, contributions in rows:
             self._explained.add(key)
             self.saved_explanations.append((key, list(maps), list(contributions)))
@@ -107,10 +109,10 @@ class EngineConfig:
 class ChunkResult:
     """What an actor sends back for one chunk."""
 
-    rows: List[Tuple[List[Any], List[Any]]]  # per model: (saved predictions, saved explanations)
-    failures: List[Tuple[Any, str, str, str]]  # (example id, model, method, error), in the local order
+    rows: list[tuple[list[Any], list[Any]]]  # per model: (saved predictions, saved explanations)
+    failures: list[tuple[Any, str, str, str]]  # (example id, model, method, error), in the local order
     seconds: float = 0.0
-    invalid: Optional[Tuple[str, str]] = None  # a ValidationError's field and message (raised by the driver)
+    invalid: tuple[str, str] | None = None  # a ValidationError's field and message (raised by the driver)
 
 
 class ChunkWorker:
@@ -136,24 +138,38 @@ class ChunkWorker:
         # Example ids come once each, so the engines' in-memory caches only need to hold a chunk's
         # predictions and maps (each is read again within the chunk, by the next method).
         entries = 4 * CHUNK * max(1, len(self.specs))
-        self.engines: List[Engine] = []
+        self.engines: list[Engine] = []
         for model, feats, score_func, cfg in zip(models, features, score_funcs, configs):
-            self.engines.append(Engine(model, feats, score_func, name=cfg.name, device=cfg.device,
-                                       use_label_for_attr=cfg.use_label_for_attr,
-                                       internal_batch_size=cfg.internal_batch_size, cache_entries=entries,
-                                       prediction_entries=entries, store=RecordingStore()))
+            self.engines.append(
+                Engine(
+                    model,
+                    feats,
+                    score_func,
+                    name=cfg.name,
+                    device=cfg.device,
+                    use_label_for_attr=cfg.use_label_for_attr,
+                    internal_batch_size=cfg.internal_batch_size,
+                    cache_entries=entries,
+                    prediction_entries=entries,
+                    store=RecordingStore(),
+                )
+            )
 
-    def ready(self) -> Tuple[str, int]:
+    def ready(self) -> tuple[str, int]:
         """This actor's software versions (the store's rows are keyed by them) and torch threads."""
         return self.software, torch.get_num_threads()
 
-    def run(self, chunk: List[Example], want: List[Optional[int]],
-            stored: List[Tuple[Dict[str, Tuple[List[int], List[float]]], Set[ExplanationKey]]]) -> ChunkResult:
+    def run(
+        self,
+        chunk: list[Example],
+        want: list[int | None],
+        stored: list[tuple[dict[str, tuple[list[int], list[float]]], set[ExplanationKey]]],
+    ) -> ChunkResult:
         """The local executor's calls on one chunk; the rows its engines saved, and the examples' errors."""
         t0 = time.monotonic()
         for engine, (predictions, explained) in zip(self.engines, stored):
             engine.store.begin(predictions, explained)
-        failures: List[Tuple[Any, str, str, str]] = []
+        failures: list[tuple[Any, str, str, str]] = []
         try:
             for spec, params in self.specs:
                 for engine in self.engines:
@@ -163,7 +179,7 @@ class ChunkWorker:
                         if result.error:
                             failures.append((result.example_id, engine.name, spec.name, result.error))
         except ValidationError as exc:  # the arguments do not fit the model: the driver raises it
-            return ChunkResult([], [], time.monotonic() - t0, (exc.field, str(exc)[len(exc.field) + 2:]))
+            return ChunkResult([], [], time.monotonic() - t0, (exc.field, str(exc)[len(exc.field) + 2 :]))
         rows = [(e.store.saved_predictions, e.store.saved_explanations) for e in self.engines]
         for e in self.engines:
             e.store.begin({}, set())
@@ -172,29 +188,30 @@ class ChunkWorker:
 
 # ---------------------------------------------------------------------- the driver
 
+
 @dataclass
 class Plan:
     """One chunk: its examples, its wanted targets, and what the store has for it (per model)."""
 
     first: int
-    chunk: List[Example]
-    want: List[Optional[int]]
-    stored: List[Tuple[Dict[str, Tuple[List[int], List[float]]], Set[ExplanationKey]]] = field(default_factory=list)
+    chunk: list[Example]
+    want: list[int | None]
+    stored: list[tuple[dict[str, tuple[list[int], list[float]]], set[ExplanationKey]]] = field(default_factory=list)
     complete: bool = True
 
 
-def stored_for(run: Run, chunk: List[Example], want: List[Optional[int]]) -> Plan:
+def stored_for(run: Run, chunk: list[Example], want: list[int | None]) -> Plan:
     """What the store has for a chunk, per model; ``complete`` when every example has its prediction
     and every method's map for every model (the same fingerprints, keys and targets as the engine's)."""
     plan = Plan(0, chunk, want)
-    fps: List[str] = [""] * len(chunk)
+    fps: list[str] = [""] * len(chunk)
     for index, batch in ExampleBatch.groups(chunk):
         for i, fp in zip(index, fingerprints(batch)):
             fps[i] = fp
     keys = [arguments_key(spec.fingerprint, params) for spec, params in run.specs]
     for engine in run.vis.engines:
         predictions = engine.store.predictions(fps)
-        asked: List[ExplanationKey] = []
+        asked: list[ExplanationKey] = []
         for fp, requested in zip(fps, want):
             if fp not in predictions:
                 plan.complete = False
@@ -222,7 +239,7 @@ def _compact(ex: Example) -> Example:
     return Example(ex.id, tuple(own(x) for x in ex.inputs), ex.label, own(ex.additional_args))
 
 
-def _payload(run: Run) -> Tuple[bytes, bool]:
+def _payload(run: Run) -> tuple[bytes, bool]:
     """The cloudpickled models, features, score functions, engine configs and methods; and whether
     the models are on CUDA (then they travel on the CPU and each actor moves them to its GPU)."""
     import cloudpickle
@@ -236,33 +253,43 @@ def _payload(run: Run) -> Tuple[bytes, bool]:
         models.append(model)
         features.append(engine.features)
         score_funcs.append(engine.score_func)
-        configs.append(EngineConfig(engine.name, "cuda" if engine.device.type == "cuda" else engine.device.type,
-                                    engine.use_label_for_attr, engine.internal_batch_size))
+        configs.append(
+            EngineConfig(
+                engine.name,
+                "cuda" if engine.device.type == "cuda" else engine.device.type,
+                engine.use_label_for_attr,
+                engine.internal_batch_size,
+            )
+        )
     for spec, _ in run.specs:
-        spec.fingerprint  # computed here, so that the actors key their rows as this process does
+        spec.fingerprint  # noqa: B018  (computed here, so that the actors key their rows as this process does
     return cloudpickle.dumps((models, features, score_funcs, configs, list(run.specs))), on_cuda
 
 
 class Cluster:
     """Ray joined (or started), and the actors; everything undone by :meth:`close`."""
 
-    def __init__(self, ray: Any, address: Optional[str], workers: Optional[int]) -> None:
+    def __init__(self, ray: Any, address: str | None, workers: int | None) -> None:
         self.ray = ray
         self.started = False
-        self.actors: List[Any] = []
+        self.actors: list[Any] = []
         if not ray.is_initialized():
             try:
                 if address:
                     ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
                 else:
-                    ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-                             logging_level=logging.WARNING)
+                    ray.init(
+                        num_cpus=workers or os.cpu_count() or 1,
+                        include_dashboard=False,
+                        log_to_driver=False,
+                        logging_level=logging.WARNING,
+                    )
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = f"the Ray cluster at {address}" if address else "a local Ray instance"
                 raise ValidationError("ray_address", f"cannot start or join {where}: {exc}") from None
             self.started = True
 
-    def start_actors(self, run: Run, workers: Optional[int]) -> None:
+    def start_actors(self, run: Run, workers: int | None) -> None:
         """One actor per CPU slot (or per GPU for a CUDA model), or ``workers``; wait until they run."""
         ray = self.ray
         payload, on_cuda = _payload(run)
@@ -271,7 +298,7 @@ class Cluster:
             n = workers or int(resources.get("GPU", 0))
             if n < 1:
                 raise ValidationError("executor", "the model is on CUDA but the Ray cluster has no free GPU")
-            options: Dict[str, Any] = {"num_cpus": 1, "num_gpus": 1}
+            options: dict[str, Any] = {"num_cpus": 1, "num_gpus": 1}
         else:
             n = workers or max(1, int(resources.get("CPU", 1)))
             options = {"num_cpus": 1}
@@ -283,15 +310,20 @@ class Cluster:
         readies = {a.ready.remote(): a for a in actors}
         done, late = ray.wait(list(readies), num_returns=len(readies), timeout=START_TIMEOUT_S)
         if not done:
-            raise ComputationError(f"no Ray worker started within {START_TIMEOUT_S:.0f} s (the cluster has "
-                                   f"{resources.get('CPU', 0):g} free CPUs and {resources.get('GPU', 0):g} GPUs)")
+            raise ComputationError(
+                f"no Ray worker started within {START_TIMEOUT_S:.0f} s (the cluster has "
+                f"{resources.get('CPU', 0):g} free CPUs and {resources.get('GPU', 0):g} GPUs)"
+            )
         ours = run.vis.engines[0].store.software
         for ref in done:
             theirs, _ = ray.get(ref)
             if theirs != ours:
-                raise ValidationError("executor", f"the Ray workers run {theirs}, this process {ours}: their results "
-                                                  "would be stored under the wrong versions; install the same versions "
-                                                  "on the workers")
+                raise ValidationError(
+                    "executor",
+                    f"the Ray workers run {theirs}, this process {ours}: their results "
+                    "would be stored under the wrong versions; install the same versions "
+                    "on the workers",
+                )
         for ref in late:
             log.warning("a Ray worker did not start within %.0f s; going on with %d", START_TIMEOUT_S, len(done))
             ray.kill(readies[ref])
@@ -324,15 +356,15 @@ def _write(run: Run, plan: Plan, result: ChunkResult) -> None:
     run.advance(len(plan.chunk))
 
 
-def run_ray(run: Run, address: Optional[str] = None, workers: Optional[int] = None) -> None:
+def run_ray(run: Run, address: str | None = None, workers: int | None = None) -> None:
     """Precompute on Ray actors; the store is written here only (see the module's docstring).
 
     Ray is joined (or a local instance started) when the first chunk that misses something is
     found: a run over a store that has everything starts no cluster."""
     ray = require_ray()
-    cluster: Optional[Cluster] = None
-    free: Deque[Any] = deque()  # one entry per free in-flight slot (an actor)
-    pending: Dict[Any, Tuple[Any, Plan]] = {}  # result ref -> (actor, plan)
+    cluster: Cluster | None = None
+    free: deque[Any] = deque()  # one entry per free in-flight slot (an actor)
+    pending: dict[Any, tuple[Any, Plan]] = {}  # result ref -> (actor, plan)
     ex_id, exhausted = 0, False
     try:
         while True:

@@ -8,12 +8,11 @@ from it.
 
 from __future__ import annotations
 
-from typing import Tuple
-
 from ..errors import ValidationError
 from ..limits import MAX_EVALS_PER_EXAMPLE
 from ..registry import Registry
-from .baselines import DISTRIBUTION_KINDS, KINDS as BASELINE_KINDS
+from .baselines import DISTRIBUTION_KINDS
+from .baselines import KINDS as BASELINE_KINDS
 from .deeplift import deeplift, deeplift_shap
 from .feature_ablation import feature_ablation
 from .gradcam import gradcam, guided_gradcam
@@ -22,7 +21,10 @@ from .guided_backprop import deconvolution, guided_backprop
 from .input_x_gradient import input_x_gradient
 from .integrated_gradients import integrated_gradients
 from .layer_attribution import (
-    layer_conductance, layer_deeplift, layer_gradient_x_activation, layer_integrated_gradients,
+    layer_conductance,
+    layer_deeplift,
+    layer_gradient_x_activation,
+    layer_integrated_gradients,
 )
 from .lime import kernel_shap, lime
 from .lrp import lrp
@@ -34,11 +36,29 @@ from .shapley import shapley_value_sampling
 from .spec import AttributionContext, Attributions, MethodSpec, method
 
 # In the order the page lists them.
-BUILTIN_METHODS: Tuple[MethodSpec, ...] = (
-    integrated_gradients, noise_tunnel_integrated_gradients, smoothgrad, gradient_shap, deeplift, deeplift_shap,
-    saliency, input_x_gradient, deconvolution, guided_backprop, lrp, guided_gradcam, gradcam,
-    layer_integrated_gradients, layer_conductance, layer_deeplift, layer_gradient_x_activation, occlusion,
-    feature_ablation, shapley_value_sampling, lime, kernel_shap,
+BUILTIN_METHODS: tuple[MethodSpec, ...] = (
+    integrated_gradients,
+    noise_tunnel_integrated_gradients,
+    smoothgrad,
+    gradient_shap,
+    deeplift,
+    deeplift_shap,
+    saliency,
+    input_x_gradient,
+    deconvolution,
+    guided_backprop,
+    lrp,
+    guided_gradcam,
+    gradcam,
+    layer_integrated_gradients,
+    layer_conductance,
+    layer_deeplift,
+    layer_gradient_x_activation,
+    occlusion,
+    feature_ablation,
+    shapley_value_sampling,
+    lime,
+    kernel_shap,
 )
 
 
@@ -48,6 +68,15 @@ def build_registry() -> Registry[MethodSpec]:
 
 
 __all__ = [
-    "AttributionContext", "Attributions", "BASELINE_KINDS", "BUILTIN_METHODS", "DISTRIBUTION_KINDS",
-    "MAX_EVALS_PER_EXAMPLE", "MethodSpec", "Param", "ValidationError", "build_registry", "method",
+    "AttributionContext",
+    "Attributions",
+    "BASELINE_KINDS",
+    "BUILTIN_METHODS",
+    "DISTRIBUTION_KINDS",
+    "MAX_EVALS_PER_EXAMPLE",
+    "MethodSpec",
+    "Param",
+    "ValidationError",
+    "build_registry",
+    "method",
 ]

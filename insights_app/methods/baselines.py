@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Hashable, Sequence, Tuple
+from collections.abc import Hashable, Sequence
 
 import torch
 
@@ -22,8 +22,14 @@ KINDS = ("zeros", "uniform", "gaussian", "blur", "feature")  # one baseline per 
 DISTRIBUTION_KINDS = ("zeros", "uniform", "gaussian")
 
 
-def per_example(kind: str, features: Sequence[BaseFeature], inputs: Sequence[torch.Tensor], ids: Sequence[Hashable],
-                seed: int, device: torch.device) -> Tuple[torch.Tensor, ...]:
+def per_example(
+    kind: str,
+    features: Sequence[BaseFeature],
+    inputs: Sequence[torch.Tensor],
+    ids: Sequence[Hashable],
+    seed: int,
+    device: torch.device,
+) -> tuple[torch.Tensor, ...]:
     """One baseline per example and feature, as model inputs on ``device``."""
     out = []
     for feature, x in zip(features, inputs):
@@ -58,8 +64,14 @@ def _one(kind: str, feature: BaseFeature, x: torch.Tensor, ex_id: Hashable, seed
     raise ValidationError("arguments.baseline", f"unknown baseline {kind!r}")
 
 
-def distribution(kind: str, features: Sequence[BaseFeature], shapes: Sequence[Tuple[torch.Size, torch.dtype]], n: int,
-                 seed: int, device: torch.device) -> Tuple[torch.Tensor, ...]:
+def distribution(
+    kind: str,
+    features: Sequence[BaseFeature],
+    shapes: Sequence[tuple[torch.Size, torch.dtype]],
+    n: int,
+    seed: int,
+    device: torch.device,
+) -> tuple[torch.Tensor, ...]:
     """``n`` baselines per feature, independent of the examples (for the SHAP methods)."""
     gen = torch.Generator().manual_seed(int(seed))
     out = []

@@ -13,12 +13,16 @@ from .spec import AttributionContext, Attributions, method
 @method("Deconvolution", label="Deconvolution", help="Gradients with ReLU applied to the backward signal.")
 def deconvolution(ctx: AttributionContext) -> Attributions:
     return Deconvolution(ctx.model).attribute(
-        ctx.inputs, target=ctx.targets, additional_forward_args=ctx.additional_args,
+        ctx.inputs,
+        target=ctx.targets,
+        additional_forward_args=ctx.additional_args,
     )
 
 
 @method("GuidedBackprop", label="Guided Backprop", help="Gradients where only positive signals pass ReLUs backwards.")
 def guided_backprop(ctx: AttributionContext) -> Attributions:
     return GuidedBackprop(ctx.model).attribute(
-        ctx.inputs, target=ctx.targets, additional_forward_args=ctx.additional_args,
+        ctx.inputs,
+        target=ctx.targets,
+        additional_forward_args=ctx.additional_args,
     )

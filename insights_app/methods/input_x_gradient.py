@@ -7,9 +7,10 @@ from captum.attr import InputXGradient
 from .spec import AttributionContext, Attributions, method
 
 
-@method("InputXGradient", label="Input x Gradient", help="The input multiplied by its gradient.",
-        first_forward="grad")
+@method("InputXGradient", label="Input x Gradient", help="The input multiplied by its gradient.", first_forward="grad")
 def input_x_gradient(ctx: AttributionContext) -> Attributions:
     return InputXGradient(ctx.forward).attribute(
-        ctx.inputs, target=ctx.targets, additional_forward_args=ctx.additional_args,
+        ctx.inputs,
+        target=ctx.targets,
+        additional_forward_args=ctx.additional_args,
     )

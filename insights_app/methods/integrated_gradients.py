@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any
 
 from captum.attr import IntegratedGradients
 
@@ -10,7 +10,7 @@ from .params import IG_METHOD, N_STEPS, baseline_param
 from .spec import AttributionContext, Attributions, method
 
 
-def ig_arguments(ctx: AttributionContext) -> Dict[str, Any]:
+def ig_arguments(ctx: AttributionContext) -> dict[str, Any]:
     """Steps, integration rule and a batch size of at least one row per example."""
     return {
         "n_steps": ctx.params["n_steps"],
@@ -19,11 +19,18 @@ def ig_arguments(ctx: AttributionContext) -> Dict[str, Any]:
     }
 
 
-@method("IntegratedGradients", label="Integrated Gradients",
-        help="Integrates gradients along the straight path from the baseline to the input.",
-        params=(N_STEPS, IG_METHOD, baseline_param()), cost=lambda p, hw: p["n_steps"])
+@method(
+    "IntegratedGradients",
+    label="Integrated Gradients",
+    help="Integrates gradients along the straight path from the baseline to the input.",
+    params=(N_STEPS, IG_METHOD, baseline_param()),
+    cost=lambda p, hw: p["n_steps"],
+)
 def integrated_gradients(ctx: AttributionContext) -> Attributions:
     return IntegratedGradients(ctx.forward).attribute(
-        ctx.inputs, baselines=ctx.baselines(ctx.params["baseline"]), target=ctx.targets,
-        additional_forward_args=ctx.additional_args, **ig_arguments(ctx),
+        ctx.inputs,
+        baselines=ctx.baselines(ctx.params["baseline"]),
+        target=ctx.targets,
+        additional_forward_args=ctx.additional_args,
+        **ig_arguments(ctx),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, List, Tuple
+from typing import Any
 
 import torch
 from captum.attr import LayerAttribution
@@ -10,7 +10,7 @@ from captum.attr import LayerAttribution
 from ..errors import ValidationError
 
 
-def last_conv_layer(model: torch.nn.Module) -> Tuple[str, torch.nn.Module]:
+def last_conv_layer(model: torch.nn.Module) -> tuple[str, torch.nn.Module]:
     """The last Conv2d registered in the model: the usual GradCAM layer."""
     found = None
     for name, module in model.named_modules():
@@ -21,7 +21,7 @@ def last_conv_layer(model: torch.nn.Module) -> Tuple[str, torch.nn.Module]:
     return found
 
 
-def conv_layer_names(model: Any) -> List[str]:
+def conv_layer_names(model: Any) -> list[str]:
     """The model's Conv2d layers by name: the choices a layer parameter offers."""
     if not isinstance(model, torch.nn.Module):
         return []
@@ -40,15 +40,16 @@ def resolve_layer(model: Any, name: str) -> torch.nn.Module:
     return modules[name]
 
 
-def on_first_image(ctx: Any, attr: torch.Tensor, mode: str) -> Tuple[torch.Tensor, ...]:
+def on_first_image(ctx: Any, attr: torch.Tensor, mode: str) -> tuple[torch.Tensor, ...]:
     """Place a layer attribution on the first image input, upsampled to its size (zeros elsewhere)."""
     if not ctx.image_inputs:
         raise ValidationError("method", "layer methods need an image feature")
     first = ctx.image_inputs[0]
     if attr.dim() != 4:
         name = ctx.params.get("layer") or "the chosen layer"
-        raise ValidationError("arguments.layer", f"{name} has no spatial output (got shape {tuple(attr.shape)}); "
-                                                 "pick a convolution layer")
+        raise ValidationError(
+            "arguments.layer", f"{name} has no spatial output (got shape {tuple(attr.shape)}); pick a convolution layer"
+        )
     shape = ctx.inputs[first].shape
     up = LayerAttribution.interpolate(attr, (int(shape[-2]), int(shape[-1])), interpolate_mode=mode)
     return tuple(up if i == first else torch.zeros_like(x, dtype=up.dtype) for i, x in enumerate(ctx.inputs))

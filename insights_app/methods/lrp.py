@@ -12,7 +12,7 @@ rule after a call, so they are put back.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import torch
 from captum.attr import LRP
@@ -26,9 +26,9 @@ RESHAPES = (torch.nn.Flatten, torch.nn.Unflatten)
 _MISSING = object()
 
 
-def leaf_layers(model: torch.nn.Module, prefix: str = "") -> List[Tuple[str, torch.nn.Module]]:
+def leaf_layers(model: torch.nn.Module, prefix: str = "") -> list[tuple[str, torch.nn.Module]]:
     """The modules LRP attaches rules to (captum's walk: children without children), by name."""
-    out: List[Tuple[str, torch.nn.Module]] = []
+    out: list[tuple[str, torch.nn.Module]] = []
     for name, child in model.named_children():
         full = f"{prefix}.{name}" if prefix else name
         if len(list(child.children())) == 0:
@@ -38,11 +38,16 @@ def leaf_layers(model: torch.nn.Module, prefix: str = "") -> List[Tuple[str, tor
     return out
 
 
-def unsupported_layers(model: torch.nn.Module) -> List[Tuple[str, str]]:
+def unsupported_layers(model: torch.nn.Module) -> list[tuple[str, str]]:
     """(name, type) of every leaf layer LRP has no rule for (none set by the user either)."""
-    return [(name, type(layer).__name__) for name, layer in leaf_layers(model)
-            if not hasattr(layer, "rule") and type(layer) not in SUPPORTED_LAYERS_WITH_RULES
-            and type(layer) not in SUPPORTED_NON_LINEAR_LAYERS and not isinstance(layer, RESHAPES)]
+    return [
+        (name, type(layer).__name__)
+        for name, layer in leaf_layers(model)
+        if not hasattr(layer, "rule")
+        and type(layer) not in SUPPORTED_LAYERS_WITH_RULES
+        and type(layer) not in SUPPORTED_NON_LINEAR_LAYERS
+        and not isinstance(layer, RESHAPES)
+    ]
 
 
 def check_supported(model: Any) -> None:
@@ -51,24 +56,31 @@ def check_supported(model: Any) -> None:
         raise ValidationError("method", "LRP needs an nn.Module model")
     bad = unsupported_layers(model)
     if bad:
-        by_kind: Dict[str, List[str]] = {}
+        by_kind: dict[str, list[str]] = {}
         for name, kind in bad:
             by_kind.setdefault(kind, []).append(repr(name))
-        named = "; ".join(f"{kind} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
-                          for kind, names in by_kind.items())
-        raise ValidationError("method", f"LRP has no propagation rule for layer type {named}; "
-                                        "choose another method, or set a captum PropagationRule as that "
-                                        "layer's `rule` attribute")
+        named = "; ".join(
+            f"{kind} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})" for kind, names in by_kind.items()
+        )
+        raise ValidationError(
+            "method",
+            f"LRP has no propagation rule for layer type {named}; "
+            "choose another method, or set a captum PropagationRule as that "
+            "layer's `rule` attribute",
+        )
 
 
-@method("LRP", label="LRP",
-        help="Layer-wise Relevance Propagation: the target score redistributed backwards layer by layer with "
-             "the epsilon rule (the model's layers must all have an LRP rule).")
+@method(
+    "LRP",
+    label="LRP",
+    help="Layer-wise Relevance Propagation: the target score redistributed backwards layer by layer with "
+    "the epsilon rule (the model's layers must all have an LRP rule).",
+)
 def lrp(ctx: AttributionContext) -> Attributions:
     model = ctx.model
     check_supported(model)
     layers = [layer for _, layer in leaf_layers(model)]
-    kept: Dict[int, Any] = {id(layer): getattr(layer, "rule", _MISSING) for layer in layers}
+    kept: dict[int, Any] = {id(layer): getattr(layer, "rule", _MISSING) for layer in layers}
     for layer in layers:
         if isinstance(layer, RESHAPES) and not hasattr(layer, "rule"):
             layer.rule = EpsilonRule()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any
 
 from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
 
@@ -10,7 +10,7 @@ from .params import ABS, IG_METHOD, N_STEPS, NT_SAMPLES, NT_TYPE, SEED, STDEVS, 
 from .spec import AttributionContext, Attributions, method
 
 
-def noise_arguments(ctx: AttributionContext) -> Dict[str, Any]:
+def noise_arguments(ctx: AttributionContext) -> dict[str, Any]:
     """The noise tunnel's own arguments; its samples are batched within ``internal_batch_size`` rows."""
     examples = max(1, len(ctx.ids))
     return {
@@ -21,26 +21,48 @@ def noise_arguments(ctx: AttributionContext) -> Dict[str, Any]:
     }
 
 
-@method("NoiseTunnel(IntegratedGradients)", label="NoiseTunnel over Integrated Gradients", captum_class="NoiseTunnel",
-        help="Integrated Gradients averaged over noisy copies of the input (SmoothGrad family).",
-        params=(NT_TYPE, NT_SAMPLES, STDEVS,
-                Param("n_steps", "int", 20, N_STEPS.help, minimum=1, maximum=1000, label=N_STEPS.label),
-                IG_METHOD, baseline_param(), SEED),
-        cost=lambda p, hw: p["nt_samples"] * p["n_steps"])
+@method(
+    "NoiseTunnel(IntegratedGradients)",
+    label="NoiseTunnel over Integrated Gradients",
+    captum_class="NoiseTunnel",
+    help="Integrated Gradients averaged over noisy copies of the input (SmoothGrad family).",
+    params=(
+        NT_TYPE,
+        NT_SAMPLES,
+        STDEVS,
+        Param("n_steps", "int", 20, N_STEPS.help, minimum=1, maximum=1000, label=N_STEPS.label),
+        IG_METHOD,
+        baseline_param(),
+        SEED,
+    ),
+    cost=lambda p, hw: p["nt_samples"] * p["n_steps"],
+)
 def noise_tunnel_integrated_gradients(ctx: AttributionContext) -> Attributions:
     return NoiseTunnel(IntegratedGradients(ctx.forward)).attribute(
-        ctx.inputs, baselines=ctx.baselines(ctx.params["baseline"]), target=ctx.targets,
+        ctx.inputs,
+        baselines=ctx.baselines(ctx.params["baseline"]),
+        target=ctx.targets,
         additional_forward_args=ctx.additional_args,
-        n_steps=ctx.params["n_steps"], method=ctx.params["method"], **noise_arguments(ctx),
+        n_steps=ctx.params["n_steps"],
+        method=ctx.params["method"],
+        **noise_arguments(ctx),
     )
 
 
-@method("NoiseTunnel(Saliency)", label="SmoothGrad (NoiseTunnel over Saliency)", captum_class="NoiseTunnel",
-        help="Gradients averaged over noisy copies of the input.",
-        params=(NT_TYPE, NT_SAMPLES, STDEVS, ABS, SEED), cost=lambda p, hw: p["nt_samples"],
-        sign="absolute_value")
+@method(
+    "NoiseTunnel(Saliency)",
+    label="SmoothGrad (NoiseTunnel over Saliency)",
+    captum_class="NoiseTunnel",
+    help="Gradients averaged over noisy copies of the input.",
+    params=(NT_TYPE, NT_SAMPLES, STDEVS, ABS, SEED),
+    cost=lambda p, hw: p["nt_samples"],
+    sign="absolute_value",
+)
 def smoothgrad(ctx: AttributionContext) -> Attributions:
     return NoiseTunnel(Saliency(ctx.forward)).attribute(
-        ctx.inputs, target=ctx.targets, additional_forward_args=ctx.additional_args,
-        abs=ctx.params["abs"], **noise_arguments(ctx),
+        ctx.inputs,
+        target=ctx.targets,
+        additional_forward_args=ctx.additional_args,
+        abs=ctx.params["abs"],
+        **noise_arguments(ctx),
     )

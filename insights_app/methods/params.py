@@ -8,8 +8,9 @@ parameters whose meaning the engine relies on carry a ``role``: the random seed.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any
 
 from ..errors import ValidationError
 from .baselines import KINDS as BASELINE_KINDS
@@ -25,10 +26,10 @@ class Param:
     type: str  # int | float | bool | enum | shape | layer
     default: Any
     help: str
-    minimum: Optional[float] = None
-    maximum: Optional[float] = None
-    choices: Tuple[str, ...] = ()
-    length: Optional[int] = None  # for shapes
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    length: int | None = None  # for shapes
     nullable: bool = False  # None means "derive from the input"
     label: str = ""  # shown next to the control; empty: the name, humanized
     role: str = ""  # "seed": the method's random seed (the engine seeds torch's generators with it)
@@ -40,9 +41,14 @@ class Param:
             words = self.name.replace("_", " ")
             object.__setattr__(self, "label", words[:1].upper() + words[1:])
 
-    def to_json(self) -> Dict[str, Any]:
-        out: Dict[str, Any] = {"name": self.name, "label": self.label, "type": self.type, "default": self.default,
-                               "help": self.help}
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "label": self.label,
+            "type": self.type,
+            "default": self.default,
+            "help": self.help,
+        }
         if self.minimum is not None:
             out["minimum"] = self.minimum
         if self.maximum is not None:
@@ -66,14 +72,18 @@ class Param:
                 raise ValidationError(where, "must be true or false")
             return value
         if self.type == "int":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                isinstance(value, float) and (not math.isfinite(value) or not value.is_integer())
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or (isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()))
             ):
                 raise ValidationError(where, "must be an integer")
             return self._bounded(int(value), where)
         if self.type == "float":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                isinstance(value, float) and not math.isfinite(value)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or (isinstance(value, float) and not math.isfinite(value))
             ):
                 raise ValidationError(where, "must be a finite number")
             try:  # bound first: float() of a 400-digit JSON integer overflows
@@ -102,41 +112,109 @@ class Param:
         return value
 
 
-
 def baseline_param(choices: Sequence[str] = BASELINE_KINDS) -> Param:
     """The reference input of a perturbation or path method (see :mod:`.baselines`)."""
     return Param(
-        "baseline", "enum", "zeros",
+        "baseline",
+        "enum",
+        "zeros",
         "Reference input: zeros, uniform noise, gaussian noise, a blurred copy of the input, "
         "or the feature's own baseline_transforms",
-        choices=tuple(choices), label="Baseline",
+        choices=tuple(choices),
+        label="Baseline",
     )
 
 
-SEED = Param("seed", "int", 0, "Random seed for sampled noise and baselines (results are reproducible)",
-             minimum=0, maximum=2**31 - 1, label="Random seed", role="seed")
+SEED = Param(
+    "seed",
+    "int",
+    0,
+    "Random seed for sampled noise and baselines (results are reproducible)",
+    minimum=0,
+    maximum=2**31 - 1,
+    label="Random seed",
+    role="seed",
+)
 N_STEPS = Param("n_steps", "int", 50, "Number of steps of the path integral", minimum=1, maximum=1000, label="Steps")
-IG_METHOD = Param("method", "enum", "gausslegendre", "Integral approximation",
-                  choices=("gausslegendre", "riemann_right", "riemann_left", "riemann_middle", "riemann_trapezoid"),
-                  label="Integration rule")
-NT_TYPE = Param("nt_type", "enum", "smoothgrad", "How the noisy samples are combined",
-                choices=("smoothgrad", "smoothgrad_sq", "vargrad"), label="Noise tunnel type")
-NT_SAMPLES = Param("nt_samples", "int", 10, "Noisy samples per example", minimum=1, maximum=200,
-                   label="Noisy samples")
-STDEVS = Param("stdevs", "float", 0.15, "Standard deviation of the gaussian noise (in model input units)",
-               minimum=0.0, maximum=10.0, label="Noise std-dev")
+IG_METHOD = Param(
+    "method",
+    "enum",
+    "gausslegendre",
+    "Integral approximation",
+    choices=("gausslegendre", "riemann_right", "riemann_left", "riemann_middle", "riemann_trapezoid"),
+    label="Integration rule",
+)
+NT_TYPE = Param(
+    "nt_type",
+    "enum",
+    "smoothgrad",
+    "How the noisy samples are combined",
+    choices=("smoothgrad", "smoothgrad_sq", "vargrad"),
+    label="Noise tunnel type",
+)
+NT_SAMPLES = Param("nt_samples", "int", 10, "Noisy samples per example", minimum=1, maximum=200, label="Noisy samples")
+STDEVS = Param(
+    "stdevs",
+    "float",
+    0.15,
+    "Standard deviation of the gaussian noise (in model input units)",
+    minimum=0.0,
+    maximum=10.0,
+    label="Noise std-dev",
+)
 ABS = Param("abs", "bool", True, "Absolute value of the gradients", label="Absolute gradients")
-LAYER = Param("layer", "layer", "", "Convolution layer to attribute (empty: the last Conv2d of the model)",
-              label="Layer")
-INTERPOLATE = Param("interpolate_mode", "enum", "bilinear", "How the layer map is upsampled to the image",
-                    choices=("bilinear", "nearest", "bicubic", "area"), label="Upsampling")
-PERTURBATIONS = Param("perturbations_per_eval", "int", 16, "Perturbed inputs per forward pass",
-                      minimum=1, maximum=512, label="Perturbations per pass")
-WINDOW = Param("window", "shape", None, "Occlusion window [height, width] (null: 1/8 of the image side)",
-               minimum=1, maximum=4096, length=2, nullable=True, label="Window")
-STRIDE = Param("stride", "shape", None, "Occlusion stride [height, width] (null: half the window)",
-               minimum=1, maximum=4096, length=2, nullable=True, label="Stride")
-PATCH = Param("patch", "int", None, "Side of the square patches ablated together (null: 1/8 of the image side)",
-              minimum=1, maximum=4096, nullable=True, label="Patch size")
-N_BASELINES = Param("n_baselines", "int", 8, "Baselines drawn for the distribution", minimum=2, maximum=64,
-                    label="Baselines drawn")
+LAYER = Param(
+    "layer", "layer", "", "Convolution layer to attribute (empty: the last Conv2d of the model)", label="Layer"
+)
+INTERPOLATE = Param(
+    "interpolate_mode",
+    "enum",
+    "bilinear",
+    "How the layer map is upsampled to the image",
+    choices=("bilinear", "nearest", "bicubic", "area"),
+    label="Upsampling",
+)
+PERTURBATIONS = Param(
+    "perturbations_per_eval",
+    "int",
+    16,
+    "Perturbed inputs per forward pass",
+    minimum=1,
+    maximum=512,
+    label="Perturbations per pass",
+)
+WINDOW = Param(
+    "window",
+    "shape",
+    None,
+    "Occlusion window [height, width] (null: 1/8 of the image side)",
+    minimum=1,
+    maximum=4096,
+    length=2,
+    nullable=True,
+    label="Window",
+)
+STRIDE = Param(
+    "stride",
+    "shape",
+    None,
+    "Occlusion stride [height, width] (null: half the window)",
+    minimum=1,
+    maximum=4096,
+    length=2,
+    nullable=True,
+    label="Stride",
+)
+PATCH = Param(
+    "patch",
+    "int",
+    None,
+    "Side of the square patches ablated together (null: 1/8 of the image side)",
+    minimum=1,
+    maximum=4096,
+    nullable=True,
+    label="Patch size",
+)
+N_BASELINES = Param(
+    "n_baselines", "int", 8, "Baselines drawn for the distribution", minimum=2, maximum=64, label="Baselines drawn"
+)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, List, Mapping, Tuple
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -16,22 +17,22 @@ def default_side(h: int, w: int) -> int:
     return max(1, math.ceil(min(h, w) / 8))
 
 
-def image_hw(x: torch.Tensor) -> Tuple[int, int]:
+def image_hw(x: torch.Tensor) -> tuple[int, int]:
     return int(x.shape[-2]), int(x.shape[-1])
 
 
-def check_fits(name: str, value: Tuple[int, int], hw: Tuple[int, int]) -> None:
+def check_fits(name: str, value: tuple[int, int], hw: tuple[int, int]) -> None:
     if value[0] > hw[0] or value[1] > hw[1]:
         raise ValidationError(f"arguments.{name}", f"{list(value)} is larger than the image ({hw[0]}x{hw[1]})")
 
 
-def check_stride(stride: Tuple[int, int], window: Tuple[int, int]) -> None:
+def check_stride(stride: tuple[int, int], window: tuple[int, int]) -> None:
     """Captum asserts stride <= window; say so as a 400 naming the field instead."""
     if stride[0] > window[0] or stride[1] > window[1]:
         raise ValidationError("arguments.stride", f"{list(stride)} must not be larger than the window {list(window)}")
 
 
-def window_and_stride(p: Mapping[str, Any], hw: Tuple[int, int]) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+def window_and_stride(p: Mapping[str, Any], hw: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
     """The occlusion window and stride these arguments mean on an image of ``hw`` (checked)."""
     side = default_side(*hw)
     window = p.get("window") or (side, side)
@@ -41,7 +42,7 @@ def window_and_stride(p: Mapping[str, Any], hw: Tuple[int, int]) -> Tuple[Tuple[
     return tuple(window), tuple(stride)
 
 
-def occlusion_cost(p: Mapping[str, Any], hw: Tuple[int, int]) -> int:
+def occlusion_cost(p: Mapping[str, Any], hw: tuple[int, int]) -> int:
     """Windows per image: the forward passes one example costs."""
     window, stride = window_and_stride(p, hw)
     rows = max(1, math.ceil((hw[0] - window[0]) / stride[0]) + 1)
@@ -49,19 +50,19 @@ def occlusion_cost(p: Mapping[str, Any], hw: Tuple[int, int]) -> int:
     return rows * cols
 
 
-def patch_side(p: Mapping[str, Any], hw: Tuple[int, int]) -> int:
+def patch_side(p: Mapping[str, Any], hw: tuple[int, int]) -> int:
     side = p.get("patch") or default_side(*hw)
     check_fits("patch", (side, side), hw)
     return side
 
 
-def patch_cost(p: Mapping[str, Any], hw: Tuple[int, int]) -> int:
+def patch_cost(p: Mapping[str, Any], hw: tuple[int, int]) -> int:
     """Patches per image: the features a patch-wise method perturbs."""
     side = patch_side(p, hw)
     return math.ceil(hw[0] / side) * math.ceil(hw[1] / side)
 
 
-def occlusion_shapes(ctx: AttributionContext) -> Tuple[Tuple[Tuple[int, ...], ...], Tuple[Tuple[int, ...], ...]]:
+def occlusion_shapes(ctx: AttributionContext) -> tuple[tuple[tuple[int, ...], ...], tuple[tuple[int, ...], ...]]:
     """Per-input sliding window and stride shapes (without the batch dimension)."""
     windows, strides = [], []
     for i, x in enumerate(ctx.inputs):
@@ -76,12 +77,12 @@ def occlusion_shapes(ctx: AttributionContext) -> Tuple[Tuple[Tuple[int, ...], ..
     return tuple(windows), tuple(strides)
 
 
-def patch_feature_mask(ctx: AttributionContext) -> Tuple[torch.Tensor, ...]:
+def patch_feature_mask(ctx: AttributionContext) -> tuple[torch.Tensor, ...]:
     """Feature masks grouping image pixels into square patches; other inputs per element.
 
     Ids are offset across inputs so that no two inputs share a feature.
     """
-    masks: List[torch.Tensor] = []
+    masks: list[torch.Tensor] = []
     offset = 0
     for i, x in enumerate(ctx.inputs):
         per_example = tuple(x.shape[1:])

@@ -19,9 +19,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import CodeType
-from typing import Any, Callable, Dict, Hashable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any
 
 import torch
 
@@ -31,8 +32,8 @@ from ..limits import MAX_EVALS_PER_EXAMPLE
 from . import baselines as baseline_maker
 from .params import Param
 
-Attributions = Union[torch.Tensor, Tuple[torch.Tensor, ...]]
-Cost = Callable[[Mapping[str, Any], Tuple[int, int]], int]
+Attributions = torch.Tensor | tuple[torch.Tensor, ...]
+Cost = Callable[[Mapping[str, Any], tuple[int, int]], int]
 
 
 @dataclass
@@ -41,32 +42,33 @@ class AttributionContext:
 
     model: torch.nn.Module
     forward: Callable[..., torch.Tensor]  # the model's raw outputs (logits), what captum differentiates
-    inputs: Tuple[torch.Tensor, ...]  # model inputs (transformed), batch first, on the device
-    targets: Optional[torch.Tensor]  # (B,) class indices, or None (models without class outputs)
+    inputs: tuple[torch.Tensor, ...]  # model inputs (transformed), batch first, on the device
+    targets: torch.Tensor | None  # (B,) class indices, or None (models without class outputs)
     additional_args: Any  # extra forward arguments (a tuple) or None
-    params: Dict[str, Any]  # the validated arguments
-    image_inputs: Tuple[int, ...]  # indices of inputs that are images (C, H, W)
+    params: dict[str, Any]  # the validated arguments
+    image_inputs: tuple[int, ...]  # indices of inputs that are images (C, H, W)
     internal_batch_size: int
     resolve_layer: Callable[[str], torch.nn.Module]  # a layer by name ("": the last Conv2d)
     features: Sequence[BaseFeature]
-    display_inputs: Tuple[torch.Tensor, ...]  # the same examples as the dataset yields them
+    display_inputs: tuple[torch.Tensor, ...]  # the same examples as the dataset yields them
     ids: Sequence[Hashable]
     seed: int
     device: torch.device
     # Shared by every call of one request: a page split into several calls draws its SHAP
     # baseline distribution once.
-    shared: Dict[Any, Any] = field(default_factory=dict)
-    _baselines: Dict[str, Tuple[torch.Tensor, ...]] = field(default_factory=dict)
+    shared: dict[Any, Any] = field(default_factory=dict)
+    _baselines: dict[str, tuple[torch.Tensor, ...]] = field(default_factory=dict)
 
-    def baselines(self, kind: str) -> Tuple[torch.Tensor, ...]:
+    def baselines(self, kind: str) -> tuple[torch.Tensor, ...]:
         """One baseline per example (``zeros``, ``uniform``, ``gaussian``, ``blur``, ``feature``),
         built on first use: methods without baselines never pay for them."""
         if kind not in self._baselines:
-            self._baselines[kind] = baseline_maker.per_example(kind, self.features, self.display_inputs, self.ids,
-                                                               self.seed, self.device)
+            self._baselines[kind] = baseline_maker.per_example(
+                kind, self.features, self.display_inputs, self.ids, self.seed, self.device
+            )
         return self._baselines[kind]
 
-    def distribution(self, kind: str, n: int) -> Tuple[torch.Tensor, ...]:
+    def distribution(self, kind: str, n: int) -> tuple[torch.Tensor, ...]:
         """``n`` baselines per input drawn independently of the examples (the SHAP methods)."""
         shapes = tuple((x.shape[1:], x.dtype) for x in self.display_inputs)
         key = ("distribution", kind, n, shapes)
@@ -75,7 +77,7 @@ class AttributionContext:
         return self.shared[key]
 
 
-def _one_pass(params: Mapping[str, Any], hw: Tuple[int, int]) -> int:
+def _one_pass(params: Mapping[str, Any], hw: tuple[int, int]) -> int:
     return 1
 
 
@@ -87,13 +89,13 @@ class MethodSpec:
     label: str
     captum_class: str
     help: str
-    params: Tuple[Param, ...]
+    params: tuple[Param, ...]
     run: Callable[[AttributionContext], Attributions]
     # Forward passes per example for the given parameters and image (height, width).
     cost: Cost = _one_pass
     # Rows one example adds to each of captum's forward passes, when not ``cost`` (the
     # perturbation methods evaluate ``perturbations_per_eval`` perturbations per pass).
-    rows: Optional[Cost] = None
+    rows: Cost | None = None
     # Whether captum's first forward pass is on the unchanged inputs, so that the page's
     # prediction pass can serve as that pass: "grad" (it is differentiated), "eval" (it is
     # the reference score), or "" (no such pass).
@@ -125,8 +127,9 @@ class MethodSpec:
         Results are cached under it, so a method registered in place of another of the same
         name never serves the other one's results, and an unchanged one is recognized as such.
         """
-        blob = json.dumps([self.name, [p.to_json() for p in self.params], self.numpy_rng, _code_digest(self.run)],
-                          default=str)
+        blob = json.dumps(
+            [self.name, [p.to_json() for p in self.params], self.numpy_rng, _code_digest(self.run)], default=str
+        )
         return hashlib.sha1(blob.encode()).hexdigest()
 
     @property
@@ -148,10 +151,10 @@ class MethodSpec:
                 return p
         raise KeyError(name)
 
-    def defaults(self) -> Dict[str, Any]:
+    def defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params}
 
-    def validate(self, arguments: Any, image_hw: Tuple[int, int] = (224, 224)) -> Dict[str, Any]:
+    def validate(self, arguments: Any, image_hw: tuple[int, int] = (224, 224)) -> dict[str, Any]:
         """Fill defaults and check every given argument; unknown names are errors.
 
         ``image_hw`` is the size of the dataset's images, used to bound the cost.
@@ -169,11 +172,12 @@ class MethodSpec:
         evals = self.cost(out, image_hw)
         if evals > MAX_EVALS_PER_EXAMPLE:
             raise ValidationError(
-                "arguments", f"{self.name} would cost {evals} forward passes per example (limit {MAX_EVALS_PER_EXAMPLE})"
+                "arguments",
+                f"{self.name} would cost {evals} forward passes per example (limit {MAX_EVALS_PER_EXAMPLE})",
             )
         return out
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "label": self.label,
@@ -198,15 +202,34 @@ def _code_digest(fn: Any) -> str:
     return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')}:{digest(code)}"
 
 
-def method(name: str, *, label: str = "", help: str = "", params: Sequence[Param] = (), captum_class: str = "",
-           cost: Cost = _one_pass, rows: Optional[Cost] = None, first_forward: str = "",
-           numpy_rng: bool = False, sign: str = "all"
-           ) -> Callable[[Callable[[AttributionContext], Attributions]], MethodSpec]:
+def method(
+    name: str,
+    *,
+    label: str = "",
+    help: str = "",
+    params: Sequence[Param] = (),
+    captum_class: str = "",
+    cost: Cost = _one_pass,
+    rows: Cost | None = None,
+    first_forward: str = "",
+    numpy_rng: bool = False,
+    sign: str = "all",
+) -> Callable[[Callable[[AttributionContext], Attributions]], MethodSpec]:
     """Declare a method on its runner: the decorated function becomes its :class:`MethodSpec`."""
 
     def declare(run: Callable[[AttributionContext], Attributions]) -> MethodSpec:
-        return MethodSpec(name=name, label=label or name, captum_class=captum_class or name, help=help,
-                          params=tuple(params), run=run, cost=cost, rows=rows, first_forward=first_forward,
-                          numpy_rng=numpy_rng, sign=sign)
+        return MethodSpec(
+            name=name,
+            label=label or name,
+            captum_class=captum_class or name,
+            help=help,
+            params=tuple(params),
+            run=run,
+            cost=cost,
+            rows=rows,
+            first_forward=first_forward,
+            numpy_rng=numpy_rng,
+            sign=sign,
+        )
 
     return declare

@@ -10,7 +10,8 @@ not images get one feature per element, as with patches.
 from __future__ import annotations
 
 import math
-from typing import Any, List, Mapping, Tuple
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,30 +21,48 @@ from .params import Param
 from .regions import patch_cost, patch_feature_mask
 from .spec import AttributionContext
 
-N_SEGMENTS = Param("n_segments", "int", 50, "Approximate number of SLIC superpixels per image", minimum=2,
-                   maximum=2000, label="Superpixels")
-COMPACTNESS = Param("compactness", "float", 10.0,
-                    "SLIC compactness: larger values give squarer superpixels, smaller ones follow colour edges "
-                    "(grayscale images are segmented on intensity scaled to 0-100, Lab lightness' range)",
-                    minimum=0.001, maximum=1000.0, label="Compactness")
-MASK = Param("mask", "enum", "patches", "Features perturbed together: square patches of the image, or SLIC "
-             "superpixels (the superpixel parameters apply)", choices=("patches", "superpixels"),
-             label="Feature mask")
+N_SEGMENTS = Param(
+    "n_segments",
+    "int",
+    50,
+    "Approximate number of SLIC superpixels per image",
+    minimum=2,
+    maximum=2000,
+    label="Superpixels",
+)
+COMPACTNESS = Param(
+    "compactness",
+    "float",
+    10.0,
+    "SLIC compactness: larger values give squarer superpixels, smaller ones follow colour edges "
+    "(grayscale images are segmented on intensity scaled to 0-100, Lab lightness' range)",
+    minimum=0.001,
+    maximum=1000.0,
+    label="Compactness",
+)
+MASK = Param(
+    "mask",
+    "enum",
+    "patches",
+    "Features perturbed together: square patches of the image, or SLIC superpixels (the superpixel parameters apply)",
+    choices=("patches", "superpixels"),
+    label="Feature mask",
+)
 
 
-def superpixel_count(p: Mapping[str, Any], hw: Tuple[int, int]) -> int:
+def superpixel_count(p: Mapping[str, Any], hw: tuple[int, int]) -> int:
     """Features per image (an estimate: SLIC gives about ``n_segments``, never more than the pixels)."""
     return max(1, min(int(p["n_segments"]), hw[0] * hw[1]))
 
 
-def feature_count(p: Mapping[str, Any], hw: Tuple[int, int]) -> int:
+def feature_count(p: Mapping[str, Any], hw: tuple[int, int]) -> int:
     """Features per image of a method offering both masks (``mask``)."""
     if p.get("mask") == "superpixels":
         return superpixel_count(p, hw)
     return patch_cost(p, hw)
 
 
-def feature_masks(ctx: AttributionContext) -> Tuple[torch.Tensor, ...]:
+def feature_masks(ctx: AttributionContext) -> tuple[torch.Tensor, ...]:
     """The mask the ``mask`` argument asks for (square patches when there is none)."""
     if ctx.params.get("mask", "patches") == "superpixels":
         return superpixel_feature_mask(ctx)
@@ -66,8 +85,9 @@ def slic_segments(image: torch.Tensor, n_segments: int, compactness: float) -> n
         x = (x - lo) / (hi - lo) if hi > lo else torch.zeros_like(x)
     arr = x.permute(1, 2, 0).numpy()
     if arr.shape[-1] == 1:
-        labels = slic(arr[..., 0] * 100.0, n_segments=n_segments, compactness=compactness, start_label=0,
-                      channel_axis=None)
+        labels = slic(
+            arr[..., 0] * 100.0, n_segments=n_segments, compactness=compactness, start_label=0, channel_axis=None
+        )
     else:
         labels = slic(arr, n_segments=n_segments, compactness=compactness, start_label=0, channel_axis=-1)
     labels = np.asarray(labels, dtype=np.int64)
@@ -76,7 +96,7 @@ def slic_segments(image: torch.Tensor, n_segments: int, compactness: float) -> n
     return labels
 
 
-def grid_segments(hw: Tuple[int, ...], n_segments: int) -> np.ndarray:
+def grid_segments(hw: tuple[int, ...], n_segments: int) -> np.ndarray:
     """About ``n_segments`` squares: for an image SLIC leaves in one piece (pure noise, where its
     connectivity step merges every fragment), so that there are features to perturb."""
     h, w = int(hw[0]), int(hw[1])
@@ -85,11 +105,11 @@ def grid_segments(hw: Tuple[int, ...], n_segments: int) -> np.ndarray:
     return (np.arange(h)[:, None] // side) * cols + np.arange(w)[None, :] // side
 
 
-def superpixel_feature_mask(ctx: AttributionContext) -> Tuple[torch.Tensor, ...]:
+def superpixel_feature_mask(ctx: AttributionContext) -> tuple[torch.Tensor, ...]:
     """Per-example feature masks (B, 1, H, W) of SLIC superpixels for image inputs; other inputs
     one feature per element (1, ...). Ids are offset across inputs so that no two share one."""
     n_segments, compactness = int(ctx.params["n_segments"]), float(ctx.params["compactness"])
-    masks: List[torch.Tensor] = []
+    masks: list[torch.Tensor] = []
     offset = 0
     for i, x in enumerate(ctx.inputs):
         per_example = tuple(x.shape[1:])
@@ -101,8 +121,9 @@ def superpixel_feature_mask(ctx: AttributionContext) -> Tuple[torch.Tensor, ...]
                 image = shown[j] if shown.dim() == 4 else x[j]
                 labels = torch.from_numpy(slic_segments(image, n_segments, compactness))
                 if tuple(labels.shape) != (h, w):  # the input transforms resized the image
-                    labels = torch.nn.functional.interpolate(labels[None, None].double(), size=(h, w),
-                                                             mode="nearest")[0, 0].long()
+                    labels = torch.nn.functional.interpolate(labels[None, None].double(), size=(h, w), mode="nearest")[
+                        0, 0
+                    ].long()
                     labels = torch.unique(labels, return_inverse=True)[1]  # ids from 0, none skipped
                 rows.append(labels.reshape(1, 1, h, w))
             mask = torch.cat(rows).to(x.device)

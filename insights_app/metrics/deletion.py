@@ -12,7 +12,7 @@ forward passes of at most ``rows`` rows.
 
 from __future__ import annotations
 
-from typing import Callable, List, Sequence, Tuple
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -22,8 +22,9 @@ import torch.nn.functional as F
 Scores = Callable[..., torch.Tensor]
 
 
-def location_scores(maps: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor], patch: int
-                    ) -> Tuple[torch.Tensor, List[Tuple[Tuple[int, ...], int]]]:
+def location_scores(
+    maps: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor], patch: int
+) -> tuple[torch.Tensor, list[tuple[tuple[int, ...], int]]]:
     """Each example's score per location over every input (n, L), and per input the shape of its
     location grid and the patch side (to expand a location mask back to the input)."""
     scores, grids = [], []
@@ -44,27 +45,35 @@ def location_scores(maps: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor]
     return torch.cat(scores, dim=1), grids
 
 
-def expand(mask: torch.Tensor, inputs: Sequence[torch.Tensor], grids: Sequence[Tuple[Tuple[int, ...], int]]
-           ) -> List[torch.Tensor]:
+def expand(
+    mask: torch.Tensor, inputs: Sequence[torch.Tensor], grids: Sequence[tuple[tuple[int, ...], int]]
+) -> list[torch.Tensor]:
     """A location mask (rows, L) -> one boolean mask per input, broadcastable to it."""
     out, at = [], 0
     for x, (grid, p) in zip(inputs, grids):
         size = int(np.prod(grid))
-        part = mask[:, at:at + size]
+        part = mask[:, at : at + size]
         at += size
         if x.dim() == 4:
             part = part.reshape(part.shape[0], *grid)
             if p > 1:
-                part = part.repeat_interleave(p, dim=1).repeat_interleave(p, dim=2)[:, :x.shape[2], :x.shape[3]]
+                part = part.repeat_interleave(p, dim=1).repeat_interleave(p, dim=2)[:, : x.shape[2], : x.shape[3]]
             out.append(part[:, None])
         else:
             out.append(part.reshape(part.shape[0], *x.shape[1:]))
     return out
 
 
-def curves(scores: Scores, inputs: Tuple[torch.Tensor, ...], maps: Sequence[torch.Tensor],
-           baselines: Tuple[torch.Tensor, ...], targets: torch.Tensor, steps: int = 20, patch: int = 1,
-           rows: int = 64) -> Tuple[np.ndarray, np.ndarray]:
+def curves(
+    scores: Scores,
+    inputs: tuple[torch.Tensor, ...],
+    maps: Sequence[torch.Tensor],
+    baselines: tuple[torch.Tensor, ...],
+    targets: torch.Tensor,
+    steps: int = 20,
+    patch: int = 1,
+    rows: int = 64,
+) -> tuple[np.ndarray, np.ndarray]:
     """The deletion and insertion curves, (n, steps + 1) each, of ``n`` examples."""
     n = int(inputs[0].shape[0])
     ranking, grids = location_scores(maps, inputs, patch)
@@ -78,7 +87,7 @@ def curves(scores: Scores, inputs: Tuple[torch.Tensor, ...], maps: Sequence[torc
         values = torch.empty(n, steps + 1)
         cells = [(i, s) for i in range(n) for s in range(steps + 1)]
         for start in range(0, len(cells), max(1, rows)):
-            part = cells[start:start + rows]
+            part = cells[start : start + rows]
             ex = torch.tensor([i for i, _ in part])
             k = torch.tensor([counts[s] for _, s in part])
             taken = rank[ex] < k[:, None]  # the top-k locations of each row's example
@@ -89,7 +98,9 @@ def curves(scores: Scores, inputs: Tuple[torch.Tensor, ...], maps: Sequence[torc
                 variants.append(torch.where(m, bs, xs) if kind == "deletion" else torch.where(m, xs, bs))
             with torch.no_grad():
                 s = scores(*variants)
-            values[ex, torch.tensor([st for _, st in part])] = s.float().cpu().gather(1, targets[ex].cpu()[:, None])[:, 0]
+            values[ex, torch.tensor([st for _, st in part])] = (
+                s.float().cpu().gather(1, targets[ex].cpu()[:, None])[:, 0]
+            )
         out[kind] = values.numpy()
     return out["deletion"], out["insertion"]
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 Value = Any  # a metric's JSON value: {"area", "curve"}, a number, or {"error": ...}
 
 
-def _finite(x: float) -> Optional[float]:
+def _finite(x: float) -> float | None:
     return float(f"{float(x):.6g}") if math.isfinite(float(x)) else None
 
 
@@ -55,36 +56,52 @@ def raw_outputs(engine: Any) -> Any:
     return outputs
 
 
-def baseline_kind(params: Dict[str, Any]) -> str:
+def baseline_kind(params: dict[str, Any]) -> str:
     kind = params.get("baseline")
     return kind if isinstance(kind, str) and kind in baseline_maker.KINDS else "zeros"
 
 
-def compute(engine: Any, spec: MethodSpec, params: Dict[str, Any], batch: ExampleBatch, maps: Sequence[Sequence[np.ndarray]],
-            targets: Sequence[int], options: MetricOptions, names: Sequence[str], forward: Any = None,
-            attributions: Optional[Sequence[Optional[Tuple[torch.Tensor, ...]]]] = None) -> List[Dict[str, Value]]:
+def compute(
+    engine: Any,
+    spec: MethodSpec,
+    params: dict[str, Any],
+    batch: ExampleBatch,
+    maps: Sequence[Sequence[np.ndarray]],
+    targets: Sequence[int],
+    options: MetricOptions,
+    names: Sequence[str],
+    forward: Any = None,
+    attributions: Sequence[tuple[torch.Tensor, ...] | None] | None = None,
+) -> list[dict[str, Value]]:
     """The metrics ``names`` of each example of ``batch`` (its maps, its target), on the compute thread.
     ``attributions``: each example's full-resolution attribution where the run kept it."""
     if batch.additional_args is not None:
         raise ValidationError("metrics", "are not available for models that take additional forward arguments")
     inputs = engine.model_inputs(batch.inputs)
     if not all(x.is_floating_point() for x in inputs):
-        return [{n: {"error": "this metric needs real-valued inputs (token ids cannot be removed gradually)"}
-                 for n in names} for _ in range(len(batch))]
+        return [
+            {
+                n: {"error": "this metric needs real-valued inputs (token ids cannot be removed gradually)"}
+                for n in names
+            }
+            for _ in range(len(batch))
+        ]
     scores = scores_function(engine)
     target_t = torch.as_tensor(list(targets), dtype=torch.long)
-    out: List[Dict[str, Value]] = [{} for _ in range(len(batch))]
+    out: list[dict[str, Value]] = [{} for _ in range(len(batch))]
     if "deletion" in names or "insertion" in names:
         if forward is not None:
             forward.check()
         hw = next((tuple(x.shape[2:]) for x in inputs if x.dim() == 4), (1, 1))
         map_t = [torch.from_numpy(np.stack([np.asarray(m[f]) for m in maps])) for f in range(len(inputs))]
-        base = baseline_maker.per_example(baseline_kind(params), engine.features, batch.inputs, batch.ids,
-                                          spec.seed(params), engine.device)
+        base = baseline_maker.per_example(
+            baseline_kind(params), engine.features, batch.inputs, batch.ids, spec.seed(params), engine.device
+        )
         # Rows per pass as for attributions (Engine.rows_per_pass): mobilenet_v3_small's curves of 4
         # examples at 224x224 took 1.14 s in 64-row passes (400 k page faults) and 0.61 s in 6-row ones.
-        deletion, insertion = curves(scores, inputs, map_t, base, target_t, options.steps, options.patch_for(hw),
-                                     engine.rows_per_pass(inputs))
+        deletion, insertion = curves(
+            scores, inputs, map_t, base, target_t, options.steps, options.patch_for(hw), engine.rows_per_pass(inputs)
+        )
         for j in range(len(batch)):
             for name, c in (("deletion", deletion[j]), ("insertion", insertion[j])):
                 if name in names:
@@ -98,14 +115,22 @@ def compute(engine: Any, spec: MethodSpec, params: Dict[str, Any], batch: Exampl
         # infidelity compares the attribution with changes of that output, not of the scores.
         # Its random perturbations are drawn per pass, so its rows per pass stay what they were:
         # fewer would change the stored values.
-        values = infidelity(raw_outputs(engine), inputs, attrs, target_t.to(engine.device), options.samples, options.noise,
-                            options.seed, engine.internal_batch_size)
+        values = infidelity(
+            raw_outputs(engine),
+            inputs,
+            attrs,
+            target_t.to(engine.device),
+            options.samples,
+            options.noise,
+            options.seed,
+            engine.internal_batch_size,
+        )
         for j in range(len(batch)):
             out[j]["infidelity"] = _finite(values[j])
     if "sensitivity" in names:
         samples = options.samples
 
-        def explain(perturbed: Any, target: Any = None) -> Tuple[torch.Tensor, ...]:
+        def explain(perturbed: Any, target: Any = None) -> tuple[torch.Tensor, ...]:
             if forward is not None:
                 forward.check()
             perturbed = tuple(perturbed) if isinstance(perturbed, (tuple, list)) else (perturbed,)
@@ -121,14 +146,23 @@ def compute(engine: Any, spec: MethodSpec, params: Dict[str, Any], batch: Exampl
     return out
 
 
-def metrics_of(engine: Any, spec: MethodSpec, params: Dict[str, Any], key: str, batch: ExampleBatch,
-               explanations: Sequence[Any], options: MetricOptions, fingerprints: Any = None, forward: Any = None,
-               attributions: Optional[Dict[Any, Tuple[torch.Tensor, ...]]] = None) -> List[Dict[str, Value]]:
+def metrics_of(
+    engine: Any,
+    spec: MethodSpec,
+    params: dict[str, Any],
+    key: str,
+    batch: ExampleBatch,
+    explanations: Sequence[Any],
+    options: MetricOptions,
+    fingerprints: Any = None,
+    forward: Any = None,
+    attributions: dict[Any, tuple[torch.Tensor, ...]] | None = None,
+) -> list[dict[str, Value]]:
     """Each explanation's metrics (None explanations get none): cached, stored, else computed
     (infidelity from ``attributions``, the run's full-resolution ones, where it has them)."""
     names = options.names
-    out: List[Dict[str, Value]] = [{} for _ in explanations]
-    todo: Dict[str, List[int]] = {}
+    out: list[dict[str, Value]] = [{} for _ in explanations]
+    todo: dict[str, list[int]] = {}
     fps = fingerprints(batch) if engine.store is not None and fingerprints is not None else None
     for j, exp in enumerate(explanations):
         if exp is None:
@@ -160,11 +194,23 @@ def metrics_of(engine: Any, spec: MethodSpec, params: Dict[str, Any], key: str, 
     missing = sorted({j for js in todo.values() for j in js})
     sub = batch.select(missing)
     try:
-        kept = None if attributions is None else [attributions.get((batch.ids[j], explanations[j].target))
-                                                  for j in missing]
-        computed = compute(engine, spec, params, sub, [explanations[j].maps for j in missing],
-                           [explanations[j].target for j in missing], options,
-                           [n for n in names if n in todo], forward, kept)
+        kept = (
+            None
+            if attributions is None
+            else [attributions.get((batch.ids[j], explanations[j].target)) for j in missing]
+        )
+        computed = compute(
+            engine,
+            spec,
+            params,
+            sub,
+            [explanations[j].maps for j in missing],
+            [explanations[j].target for j in missing],
+            options,
+            [n for n in names if n in todo],
+            forward,
+            kept,
+        )
     except (ValidationError, Cancelled):
         raise
     except Exception as exc:  # the model failed on a variant: the metrics say so, the maps stay

@@ -9,7 +9,8 @@ Everything goes through the engines' caches and the store, so a second report is
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,13 +21,13 @@ from .options import LOWER_IS_BETTER, METRICS, REPORT_METHODS, MetricOptions
 from .sanity import MAX_STEPS, sanity_check
 
 # The sanity check's per-example summary is stored like a metric (same table, same keys, its own name).
-SANITY_KEY = f"sanity:v1:{{\"seed\": 0, \"steps\": {MAX_STEPS}}}"
+SANITY_KEY = f'sanity:v1:{{"seed": 0, "steps": {MAX_STEPS}}}'
 
 SAMPLE_MAX = 1024
 SANITY_MAX = 64
 
 
-def sample_ids(vis: Any, sample: int) -> List[int]:
+def sample_ids(vis: Any, sample: int) -> list[int]:
     """``sample`` example ids spread evenly over the dataset (its first ones when its size is unknown)."""
     from ..triage.dataset_pass import known_size
 
@@ -36,7 +37,7 @@ def sample_ids(vis: Any, sample: int) -> List[int]:
     return sorted({int(i) for i in np.linspace(0, size - 1, sample)})
 
 
-def _examples(vis: Any, ids: Sequence[int], cancel: Any) -> List[Any]:
+def _examples(vis: Any, ids: Sequence[int], cancel: Any) -> list[Any]:
     out = []
     for i in ids:
         try:
@@ -46,23 +47,29 @@ def _examples(vis: Any, ids: Sequence[int], cancel: Any) -> List[Any]:
     return out
 
 
-def _summary(values: List[float]) -> Dict[str, Any]:
+def _summary(values: list[float]) -> dict[str, Any]:
     if not values:
         return {"mean": None, "std": None, "n": 0}
     a = np.asarray(values, np.float64)
     return {"mean": float(f"{a.mean():.6g}"), "std": float(f"{a.std():.6g}"), "n": int(len(a))}
 
 
-def _number(value: Any) -> Optional[float]:
+def _number(value: Any) -> float | None:
     if isinstance(value, dict):
         value = value.get("area")
     return None if value is None else float(value)
 
 
-def method_report(vis: Any, methods: Optional[Sequence[str]] = None, sample: int = 64,
-                  options: Optional[MetricOptions] = None, arguments: Optional[Mapping[str, Mapping[str, Any]]] = None,
-                  sanity: int = 8, cancel: Any = None, progress: Callable[[str], None] = lambda line: None
-                  ) -> Dict[str, Any]:
+def method_report(
+    vis: Any,
+    methods: Sequence[str] | None = None,
+    sample: int = 64,
+    options: MetricOptions | None = None,
+    arguments: Mapping[str, Mapping[str, Any]] | None = None,
+    sanity: int = 8,
+    cancel: Any = None,
+    progress: Callable[[str], None] = lambda line: None,
+) -> dict[str, Any]:
     """The report as JSON (see :func:`table` for it as text)."""
     t0 = time.perf_counter()
     options = options or MetricOptions(("deletion", "insertion", "infidelity", "sensitivity"))
@@ -85,27 +92,37 @@ def method_report(vis: Any, methods: Optional[Sequence[str]] = None, sample: int
             keep = options.kept_attributions()
             results = engine.run(examples, spec, params, cancel=cancel, keep_attributions=keep)
             values = engine.metrics(examples, results, spec, params, options, cancel, attributions=keep)
-            row: Dict[str, Any] = {"method": name, "label": spec.label, "metrics": {}, "failed": 0}
+            row: dict[str, Any] = {"method": name, "label": spec.label, "metrics": {}, "failed": 0}
             for metric in options.names:
-                got = [_number(v.get(metric)) for v in values if metric in v and not (
-                    isinstance(v.get(metric), dict) and "error" in v[metric])]
+                got = [
+                    _number(v.get(metric))
+                    for v in values
+                    if metric in v and not (isinstance(v.get(metric), dict) and "error" in v[metric])
+                ]
                 row["metrics"][metric] = _summary([g for g in got if g is not None])
             row["failed"] = sum(1 for r in results if r.explanation is None)
             if sanity:
                 row["sanity"] = _sanity(engine, spec, params, examples[:sanity], results[:sanity], cancel)
             rows.append(row)
         models.append({"index": m, "name": engine.name, "methods": rows})
-    return {"examples": len(examples), "metrics": list(options.names), "lower_is_better": {
-        k: LOWER_IS_BETTER[k] for k in options.names}, "models": models,
-        "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1)}
+    return {
+        "examples": len(examples),
+        "metrics": list(options.names),
+        "lower_is_better": {k: LOWER_IS_BETTER[k] for k in options.names},
+        "models": models,
+        "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1),
+    }
 
 
-def _sanity(engine: Any, spec: Any, params: Dict[str, Any], examples: List[Any], results: List[Any],
-            cancel: Any) -> Dict[str, Any]:
-    kept = [(ex, r) for ex, r in zip(examples, results) if r.explanation is not None and r.explanation.target is not None]
+def _sanity(
+    engine: Any, spec: Any, params: dict[str, Any], examples: list[Any], results: list[Any], cancel: Any
+) -> dict[str, Any]:
+    kept = [
+        (ex, r) for ex, r in zip(examples, results) if r.explanation is not None and r.explanation.target is not None
+    ]
     if not kept:
         return {"examples": 0, "insensitive": 0, "spearman": None, "ssim": None, "flag": False}
-    checked: List[Dict[str, Any]] = []  # per example: its SanityResult.to_json(), stored like a metric
+    checked: list[dict[str, Any]] = []  # per example: its SanityResult.to_json(), stored like a metric
     by_id = {ex.id: r for ex, r in kept}
     key = arguments_key(spec.fingerprint, params)
     for _index, batch in ExampleBatch.groups([ex for ex, _ in kept]):
@@ -114,12 +131,21 @@ def _sanity(engine: Any, spec: Any, params: Dict[str, Any], examples: List[Any],
         wanted = [] if fps is None else [(fp, key, r.explanation.target, SANITY_KEY) for fp, r in zip(fps, rs)]
         stored = engine.store.metrics(wanted) if wanted else {}
         missing = [j for j in range(len(rs)) if not wanted or wanted[j] not in stored]
-        found: Dict[int, Dict[str, Any]] = {j: stored[wanted[j]] for j in range(len(rs)) if wanted and wanted[j] in stored}
+        found: dict[int, dict[str, Any]] = {
+            j: stored[wanted[j]] for j in range(len(rs)) if wanted and wanted[j] in stored
+        }
         if missing:
             sub = batch.select(missing)
-            results = engine.compute.run(sanity_check, engine, spec, params, sub,
-                                         [rs[j].explanation.target for j in missing],
-                                         [rs[j].explanation.maps for j in missing], cancel=cancel)
+            results = engine.compute.run(
+                sanity_check,
+                engine,
+                spec,
+                params,
+                sub,
+                [rs[j].explanation.target for j in missing],
+                [rs[j].explanation.maps for j in missing],
+                cancel=cancel,
+            )
             for j, result in zip(missing, results):
                 found[j] = result.to_json()
             if wanted:
@@ -128,8 +154,13 @@ def _sanity(engine: Any, spec: Any, params: Dict[str, Any], examples: List[Any],
     rho = [c["spearman"][-1] for c in checked if c["spearman"] and c["spearman"][-1] is not None]
     ssim = [c["ssim"][-1] for c in checked if c["ssim"] and c["ssim"][-1] is not None]
     flagged = sum(bool(c["insensitive"]) for c in checked)
-    return {"examples": len(checked), "insensitive": flagged,
-            "spearman": _summary(rho)["mean"], "ssim": _summary(ssim)["mean"], "flag": flagged * 2 > len(checked)}
+    return {
+        "examples": len(checked),
+        "insensitive": flagged,
+        "spearman": _summary(rho)["mean"],
+        "ssim": _summary(ssim)["mean"],
+        "flag": flagged * 2 > len(checked),
+    }
 
 
 def table(report: Mapping[str, Any]) -> str:
@@ -153,7 +184,7 @@ def table(report: Mapping[str, Any]) -> str:
                 cells.append("not run")
             else:
                 verdict = " **insensitive to the model**" if san["flag"] else ""
-                fmt = (lambda v: "n/a" if v is None else f"{v:.2f}")
+                fmt = lambda v: "n/a" if v is None else f"{v:.2f}"
                 cells.append(f"{fmt(san['spearman'])} / {fmt(san['ssim'])}{verdict}")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")

@@ -15,8 +15,9 @@ flagged, and the per-step values show how much of the map the model decides.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,10 +34,10 @@ MAX_STEPS = 12  # randomization steps at most (a deep model's layers are grouped
 class SanityResult:
     """One example's check: per step, the layers randomized so far and the similarity to the original."""
 
-    steps: List[str] = field(default_factory=list)  # the layer randomized at each step (cumulative)
-    spearman: List[Optional[float]] = field(default_factory=list)
-    ssim: List[Optional[float]] = field(default_factory=list)
-    maps: List[List[np.ndarray]] = field(default_factory=list)  # per step, per feature (as the page shows them)
+    steps: list[str] = field(default_factory=list)  # the layer randomized at each step (cumulative)
+    spearman: list[float | None] = field(default_factory=list)
+    ssim: list[float | None] = field(default_factory=list)
+    maps: list[list[np.ndarray]] = field(default_factory=list)  # per step, per feature (as the page shows them)
 
     @property
     def insensitive(self) -> bool:
@@ -45,19 +46,26 @@ class SanityResult:
         ssim = self.ssim[-1]
         return self.spearman[-1] >= INSENSITIVE_AT and (ssim is None or ssim >= INSENSITIVE_AT)
 
-    def to_json(self) -> Dict[str, Any]:
-        return {"steps": self.steps, "spearman": self.spearman, "ssim": self.ssim, "insensitive": self.insensitive,
-                "threshold": INSENSITIVE_AT}
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "spearman": self.spearman,
+            "ssim": self.ssim,
+            "insensitive": self.insensitive,
+            "threshold": INSENSITIVE_AT,
+        }
 
 
-def layers(model: torch.nn.Module) -> List[Tuple[str, torch.nn.Module]]:
+def layers(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
     """The modules that own parameters, in definition order (the cascade walks them backwards)."""
-    return [(name or type(m).__name__, m) for name, m in model.named_modules()
-            if any(True for _ in m.parameters(recurse=False))]
+    return [
+        (name or type(m).__name__, m)
+        for name, m in model.named_modules()
+        if any(True for _ in m.parameters(recurse=False))
+    ]
 
 
-def cascade(model: torch.nn.Module, seed: int = 0, max_steps: int = MAX_STEPS
-            ) -> List[Tuple[str, torch.nn.Module]]:
+def cascade(model: torch.nn.Module, seed: int = 0, max_steps: int = MAX_STEPS) -> list[tuple[str, torch.nn.Module]]:
     """Copies of the model with more and more of its layers randomized, last layer first."""
     work = copy.deepcopy(model)
     owned = layers(work)[::-1]
@@ -82,7 +90,7 @@ def cascade(model: torch.nn.Module, seed: int = 0, max_steps: int = MAX_STEPS
     return out
 
 
-def similarity(original: np.ndarray, other: np.ndarray) -> Tuple[Optional[float], Optional[float]]:
+def similarity(original: np.ndarray, other: np.ndarray) -> tuple[float | None, float | None]:
     """(Spearman rank correlation, SSIM) of two maps' absolute values."""
     a, b = np.abs(np.asarray(original, np.float64)), np.abs(np.asarray(other, np.float64))
     if a.shape != b.shape or a.size < 2:
@@ -97,24 +105,41 @@ def similarity(original: np.ndarray, other: np.ndarray) -> Tuple[Optional[float]
         nb = (b - b.min()) / (np.ptp(b) or 1.0)
         window = min(7, min(a.shape) - (1 - min(a.shape) % 2))
         ssim = float(structural_similarity(na, nb, data_range=1.0, win_size=window))
-    return (None if rho is None or not np.isfinite(rho) else round(rho, 4),
-            None if ssim is None or not np.isfinite(ssim) else round(ssim, 4))
+    return (
+        None if rho is None or not np.isfinite(rho) else round(rho, 4),
+        None if ssim is None or not np.isfinite(ssim) else round(ssim, 4),
+    )
 
 
-def sanity_check(engine: Any, spec: Any, params: Dict[str, Any], batch: Any, targets: Sequence[int],
-                 original_maps: Sequence[Sequence[np.ndarray]], seed: int = 0, max_steps: int = MAX_STEPS,
-                 cancel: Any = None) -> List[SanityResult]:
+def sanity_check(
+    engine: Any,
+    spec: Any,
+    params: dict[str, Any],
+    batch: Any,
+    targets: Sequence[int],
+    original_maps: Sequence[Sequence[np.ndarray]],
+    seed: int = 0,
+    max_steps: int = MAX_STEPS,
+    cancel: Any = None,
+) -> list[SanityResult]:
     """The check for each example of ``batch`` (its original maps, its target) under ``engine``'s model."""
     from ..engine import CancellableForward, Engine
 
     results = [SanityResult() for _ in range(len(batch))]
     for name, randomized in cascade(engine.model, seed, max_steps):
-        probe = Engine(randomized, engine.features, engine.score_func, name=f"{engine.name} ({name} randomized)",
-                       device=engine.device, use_label_for_attr=engine.use_label_for_attr,
-                       internal_batch_size=engine.internal_batch_size)
+        probe = Engine(
+            randomized,
+            engine.features,
+            engine.score_func,
+            name=f"{engine.name} ({name} randomized)",
+            device=engine.device,
+            use_label_for_attr=engine.use_label_for_attr,
+            internal_batch_size=engine.internal_batch_size,
+        )
         try:
-            attrs = probe.attribute(spec, params, batch, list(targets),
-                                    forward=CancellableForward(probe.forward, cancel))
+            attrs = probe.attribute(
+                spec, params, batch, list(targets), forward=CancellableForward(probe.forward, cancel)
+            )
         finally:
             probe.compute.close()
         for j, result in enumerate(results):

@@ -8,19 +8,28 @@ to be read closely. It runs the method ``samples`` times per example.
 
 from __future__ import annotations
 
-from typing import Callable, Tuple
+from collections.abc import Callable
 
 import torch
 from captum.metrics import sensitivity_max as captum_sensitivity_max
 
 
-def sensitivity(explain: Callable[..., Tuple[torch.Tensor, ...]], inputs: Tuple[torch.Tensor, ...],
-                targets: torch.Tensor, samples: int, radius: float, seed: int) -> torch.Tensor:
+def sensitivity(
+    explain: Callable[..., tuple[torch.Tensor, ...]],
+    inputs: tuple[torch.Tensor, ...],
+    targets: torch.Tensor,
+    samples: int,
+    radius: float,
+    seed: int,
+) -> torch.Tensor:
     """One value per example; ``explain(*inputs, target=...)`` attributes perturbed copies."""
     generator_state = torch.get_rng_state()
     torch.manual_seed(seed)
     try:
-        return captum_sensitivity_max(explain, inputs, perturb_radius=radius, n_perturb_samples=samples,
-                                      target=targets).detach().cpu()
+        return (
+            captum_sensitivity_max(explain, inputs, perturb_radius=radius, n_perturb_samples=samples, target=targets)
+            .detach()
+            .cpu()
+        )
     finally:
         torch.set_rng_state(generator_state)

@@ -10,13 +10,14 @@ pruned), so a store never serves a stale map.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # torch is imported where a fingerprint is made: the command line opens a store before it
     import torch
 
 
-def _update_tensor(h: "hashlib._Hash", t: "torch.Tensor") -> None:
+def _update_tensor(h: hashlib._Hash, t: torch.Tensor) -> None:
     import torch
 
     from ..tensors import plain
@@ -26,7 +27,7 @@ def _update_tensor(h: "hashlib._Hash", t: "torch.Tensor") -> None:
     h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
 
 
-def model_fingerprint(model: Any, classes: Sequence[str], score_func: Optional[Callable[..., Any]]) -> str:
+def model_fingerprint(model: Any, classes: Sequence[str], score_func: Callable[..., Any] | None) -> str:
     """A hash of the model's parameters and buffers (by name), its class names and its score function."""
     import torch
 
@@ -41,7 +42,7 @@ def model_fingerprint(model: Any, classes: Sequence[str], score_func: Optional[C
     return h.hexdigest()
 
 
-def score_kind(score_func: Optional[Callable[..., Any]]) -> str:
+def score_kind(score_func: Callable[..., Any] | None) -> str:
     """A score function by what it computes on a probe (softmax, sigmoid, ...), else by its name."""
     if score_func is None:
         return "none"
@@ -57,7 +58,7 @@ def score_kind(score_func: Optional[Callable[..., Any]]) -> str:
     return f"probe:{h.hexdigest()[:16]}"
 
 
-def example_fingerprints(inputs: Sequence["torch.Tensor"], additional_args: Any = None) -> list:
+def example_fingerprints(inputs: Sequence[torch.Tensor], additional_args: Any = None) -> list:
     """One hash per row of a batch's display-space inputs (and additional arguments)."""
     import torch
 
@@ -71,7 +72,7 @@ def example_fingerprints(inputs: Sequence["torch.Tensor"], additional_args: Any 
             from ..tensors import select_rows
 
             row = select_rows(additional_args, [j], n)
-            for t in (row if isinstance(row, (tuple, list)) else (row,)):
+            for t in row if isinstance(row, (tuple, list)) else (row,):
                 if isinstance(t, torch.Tensor):
                     _update_tensor(h, t)
                 else:

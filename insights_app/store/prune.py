@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import Callable, List, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 from ..errors import StoreError
 
@@ -35,10 +35,17 @@ def human(n: int) -> str:
 def build_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"{prog} prune", description=__doc__.split("\n\n")[0])
     p.add_argument("--store", required=True, metavar="DIR", help="the store directory")
-    p.add_argument("--max-size", default=None, metavar="SIZE",
-                   help="keep at most this much of maps, the newest (e.g. 500M, 2G; default: the store's bound, 4G)")
-    p.add_argument("--keep-other-versions", action="store_true",
-                   help="keep rows made by other versions of captum, torch or insights-app")
+    p.add_argument(
+        "--max-size",
+        default=None,
+        metavar="SIZE",
+        help="keep at most this much of maps, the newest (e.g. 500M, 2G; default: the store's bound, 4G)",
+    )
+    p.add_argument(
+        "--keep-other-versions",
+        action="store_true",
+        help="keep rows made by other versions of captum, torch or insights-app",
+    )
     return p
 
 
@@ -50,7 +57,7 @@ def prune_command(argv: Sequence[str], prog: str, out: Callable[[str], None]) ->
     from .sqlite import FILE_NAME, Store
 
     args = build_parser(prog).parse_args(list(argv))
-    max_bytes: Optional[int] = None if args.max_size is None else parse_size(args.max_size)
+    max_bytes: int | None = None if args.max_size is None else parse_size(args.max_size)
     if not (Path(args.store).expanduser() / FILE_NAME).is_file():
         raise StoreError(f"{args.store} holds no store ({FILE_NAME}); nothing to prune")
     store = Store(args.store)
@@ -59,10 +66,12 @@ def prune_command(argv: Sequence[str], prog: str, out: Callable[[str], None]) ->
     removed = store.prune(max_bytes)
     compacted = store.compact()
     after = store.counts()
-    lines: List[str] = [f"{dropped} rows of other versions deleted" if not args.keep_other_versions else "",
-                        f"{removed} oldest maps deleted",
-                        f"maps: {before['explanations']} -> {after['explanations']} ({human(before['bytes'])} -> "
-                        f"{human(after['bytes'])})"]
+    lines: list[str] = [
+        f"{dropped} rows of other versions deleted" if not args.keep_other_versions else "",
+        f"{removed} oldest maps deleted",
+        f"maps: {before['explanations']} -> {after['explanations']} ({human(before['bytes'])} -> "
+        f"{human(after['bytes'])})",
+    ]
     if not compacted:
         lines.append("the file keeps its size until no other process has the store open (then run prune again)")
     out("; ".join(line for line in lines if line))

@@ -18,13 +18,12 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..errors import StoreError
-
 
 APPLICATION_ID = 0x49415031  # "IAP1": PRAGMA application_id of an insights-app store
 SCHEMA_VERSION = 2  # 2: the dataset pass's rows and the quality metrics (a store of version 1 gains them)
@@ -79,7 +78,7 @@ def encode_maps(maps: Sequence[np.ndarray]) -> bytes:
     return header + b"\n" + b"".join(a.tobytes() for a in arrays)
 
 
-def decode_maps(blob: bytes) -> List[np.ndarray]:
+def decode_maps(blob: bytes) -> list[np.ndarray]:
     header, _, body = blob.partition(b"\n")
     out, offset = [], 0
     for dtype, shape in json.loads(header):
@@ -90,24 +89,24 @@ def decode_maps(blob: bytes) -> List[np.ndarray]:
     return out
 
 
-def _real(value: float) -> Optional[float]:
+def _real(value: float) -> float | None:
     value = float(value)
     return None if value != value else value  # NaN is stored as NULL
 
 
 # (top classes, top scores, label score, loss): one model's dataset-pass row of one example
-PassRow = Tuple[np.ndarray, np.ndarray, float, float]
+PassRow = tuple[np.ndarray, np.ndarray, float, float]
 # (example fingerprint, method key, target or None, metric key) -> a JSON value
-MetricKey = Tuple[str, str, Optional[int], str]
+MetricKey = tuple[str, str, int | None, str]
 # (example fingerprint, method key, target or None) -> (maps, contributions)
-ExplanationKey = Tuple[str, str, Optional[int]]
-StoredExplanation = Tuple[List[np.ndarray], List[float]]
+ExplanationKey = tuple[str, str, int | None]
+StoredExplanation = tuple[list[np.ndarray], list[float]]
 
 
 class Store:
     """One store directory (its SQLite file); safe to share across threads."""
 
-    def __init__(self, directory: Union[str, Path], max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, directory: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.directory = Path(directory).expanduser()
         self.path = self.directory / FILE_NAME
         self.max_bytes = max(1, int(max_bytes))
@@ -159,8 +158,9 @@ class Store:
         if app_id != APPLICATION_ID:
             raise self._refuse("is not an insights-app store (another application's database)")
         if version > SCHEMA_VERSION:
-            raise self._refuse(f"was written by a newer insights-app (store format {version}, this one reads "
-                               f"{SCHEMA_VERSION})")
+            raise self._refuse(
+                f"was written by a newer insights-app (store format {version}, this one reads {SCHEMA_VERSION})"
+            )
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("SELECT count(*) FROM explanations LIMIT 1").fetchone()
@@ -195,10 +195,11 @@ class Store:
             self._local.conn = None
 
     # ------------------------------------------------------------ explanations
-    def get_explanations(self, model: str, software: str, keys: Sequence[ExplanationKey]
-                         ) -> Dict[ExplanationKey, StoredExplanation]:
+    def get_explanations(
+        self, model: str, software: str, keys: Sequence[ExplanationKey]
+    ) -> dict[ExplanationKey, StoredExplanation]:
         """The stored explanations among ``keys`` of one model (missing keys are absent)."""
-        found: Dict[ExplanationKey, StoredExplanation] = {}
+        found: dict[ExplanationKey, StoredExplanation] = {}
         if not keys:
             return found
         conn = self._connect()
@@ -206,122 +207,184 @@ class Store:
             for ex, key, target in keys:
                 row = conn.execute(
                     "SELECT maps, contributions FROM explanations WHERE model=? AND example=? AND key=? AND target=? "
-                    "AND software=?", (model, ex, key, -1 if target is None else int(target), software)).fetchone()
+                    "AND software=?",
+                    (model, ex, key, -1 if target is None else int(target), software),
+                ).fetchone()
                 if row is not None:
                     found[(ex, key, target)] = (decode_maps(row[0]), json.loads(row[1]))
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot read the store {self.path}: {exc}") from None
         return found
 
-    def put_explanations(self, model: str, software: str,
-                         rows: Iterable[Tuple[ExplanationKey, Sequence[np.ndarray], Sequence[float]]]) -> int:
+    def put_explanations(
+        self, model: str, software: str, rows: Iterable[tuple[ExplanationKey, Sequence[np.ndarray], Sequence[float]]]
+    ) -> int:
         """Store explanations (one transaction); returns how many were written."""
         now = time.time()
         values = []
         for (ex, key, target), maps, contribs in rows:
             blob = encode_maps(maps)
-            values.append((model, ex, key, -1 if target is None else int(target), software, sqlite3.Binary(blob),
-                           json.dumps([float(c) for c in contribs]), len(blob), now))
+            values.append(
+                (
+                    model,
+                    ex,
+                    key,
+                    -1 if target is None else int(target),
+                    software,
+                    sqlite3.Binary(blob),
+                    json.dumps([float(c) for c in contribs]),
+                    len(blob),
+                    now,
+                )
+            )
         if not values:
             return 0
         self._write("INSERT OR REPLACE INTO explanations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
         return len(values)
 
     # ------------------------------------------------------------ predictions
-    def get_predictions(self, model: str, software: str, examples: Sequence[str]
-                        ) -> Dict[str, Tuple[List[int], List[float]]]:
-        found: Dict[str, Tuple[List[int], List[float]]] = {}
+    def get_predictions(
+        self, model: str, software: str, examples: Sequence[str]
+    ) -> dict[str, tuple[list[int], list[float]]]:
+        found: dict[str, tuple[list[int], list[float]]] = {}
         conn = self._connect()
         try:
             for ex in examples:
-                row = conn.execute("SELECT indices, scores FROM predictions WHERE model=? AND example=? AND software=?",
-                                   (model, ex, software)).fetchone()
+                row = conn.execute(
+                    "SELECT indices, scores FROM predictions WHERE model=? AND example=? AND software=?",
+                    (model, ex, software),
+                ).fetchone()
                 if row is not None:
-                    found[ex] = (np.frombuffer(row[0], dtype="<i4").tolist(), np.frombuffer(row[1], dtype="<f4").tolist())
+                    found[ex] = (
+                        np.frombuffer(row[0], dtype="<i4").tolist(),
+                        np.frombuffer(row[1], dtype="<f4").tolist(),
+                    )
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot read the store {self.path}: {exc}") from None
         return found
 
-    def put_predictions(self, model: str, software: str,
-                        rows: Iterable[Tuple[str, Sequence[int], Sequence[float]]]) -> int:
+    def put_predictions(
+        self, model: str, software: str, rows: Iterable[tuple[str, Sequence[int], Sequence[float]]]
+    ) -> int:
         now = time.time()
-        values = [(model, ex, software, sqlite3.Binary(np.asarray(idx, "<i4").tobytes()),
-                   sqlite3.Binary(np.asarray(scores, "<f4").tobytes()), now) for ex, idx, scores in rows]
+        values = [
+            (
+                model,
+                ex,
+                software,
+                sqlite3.Binary(np.asarray(idx, "<i4").tobytes()),
+                sqlite3.Binary(np.asarray(scores, "<f4").tobytes()),
+                now,
+            )
+            for ex, idx, scores in rows
+        ]
         if values:
             self._write("INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?)", values)
         return len(values)
 
     # ------------------------------------------------------------ the dataset pass
-    def get_pass_rows(self, model: str, software: str, loss: str, keys: Sequence[Tuple[str, int]]
-                      ) -> Dict[Tuple[str, int], PassRow]:
+    def get_pass_rows(
+        self, model: str, software: str, loss: str, keys: Sequence[tuple[str, int]]
+    ) -> dict[tuple[str, int], PassRow]:
         """The stored pass rows among ``keys`` (example fingerprint, label or -1) of one model and loss."""
-        found: Dict[Tuple[str, int], PassRow] = {}
+        found: dict[tuple[str, int], PassRow] = {}
         conn = self._connect()
         try:
             for ex, label in keys:
-                row = conn.execute("SELECT top_classes, top_scores, label_score, loss_value FROM pass_rows WHERE "
-                                   "model=? AND example=? AND label=? AND software=? AND loss=?",
-                                   (model, ex, int(label), software, loss)).fetchone()
+                row = conn.execute(
+                    "SELECT top_classes, top_scores, label_score, loss_value FROM pass_rows WHERE "
+                    "model=? AND example=? AND label=? AND software=? AND loss=?",
+                    (model, ex, int(label), software, loss),
+                ).fetchone()
                 if row is not None:
-                    found[(ex, label)] = (np.frombuffer(row[0], dtype="<i4").copy(),
-                                          np.frombuffer(row[1], dtype="<f4").copy(),
-                                          float("nan") if row[2] is None else row[2],
-                                          float("nan") if row[3] is None else row[3])
+                    found[(ex, label)] = (
+                        np.frombuffer(row[0], dtype="<i4").copy(),
+                        np.frombuffer(row[1], dtype="<f4").copy(),
+                        float("nan") if row[2] is None else row[2],
+                        float("nan") if row[3] is None else row[3],
+                    )
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot read the store {self.path}: {exc}") from None
         return found
 
-    def put_pass_rows(self, model: str, software: str, loss: str,
-                      rows: Iterable[Tuple[Tuple[str, int], PassRow]]) -> int:
+    def put_pass_rows(
+        self, model: str, software: str, loss: str, rows: Iterable[tuple[tuple[str, int], PassRow]]
+    ) -> int:
         now = time.time()
-        values = [(model, ex, int(label), software, loss, sqlite3.Binary(np.asarray(classes, "<i4").tobytes()),
-                   sqlite3.Binary(np.asarray(scores, "<f4").tobytes()), _real(label_score), _real(loss_value), now)
-                  for (ex, label), (classes, scores, label_score, loss_value) in rows]
+        values = [
+            (
+                model,
+                ex,
+                int(label),
+                software,
+                loss,
+                sqlite3.Binary(np.asarray(classes, "<i4").tobytes()),
+                sqlite3.Binary(np.asarray(scores, "<f4").tobytes()),
+                _real(label_score),
+                _real(loss_value),
+                now,
+            )
+            for (ex, label), (classes, scores, label_score, loss_value) in rows
+        ]
         if values:
             self._write("INSERT OR REPLACE INTO pass_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
         return len(values)
 
-    def get_pass_loss(self, model: str, software: str, loss: str) -> Optional[Tuple[str, str]]:
+    def get_pass_loss(self, model: str, software: str, loss: str) -> tuple[str, str] | None:
         """The (name, note) of the loss the pass chose for this model, if a pass stored one."""
-        row = self._read_one("SELECT name, note FROM pass_losses WHERE model=? AND software=? AND loss=?",
-                             (model, software, loss))
+        row = self._read_one(
+            "SELECT name, note FROM pass_losses WHERE model=? AND software=? AND loss=?", (model, software, loss)
+        )
         return None if row is None else (row[0], row[1])
 
     def put_pass_loss(self, model: str, software: str, loss: str, name: str, note: str) -> None:
         self._write("INSERT OR REPLACE INTO pass_losses VALUES (?, ?, ?, ?, ?)", [(model, software, loss, name, note)])
 
     # ------------------------------------------------------------ quality metrics
-    def get_metrics(self, model: str, software: str, keys: Sequence[MetricKey]) -> Dict[MetricKey, object]:
+    def get_metrics(self, model: str, software: str, keys: Sequence[MetricKey]) -> dict[MetricKey, object]:
         """Stored metric values (JSON) among ``keys`` (example, method key, target or None, metric key)."""
-        found: Dict[MetricKey, object] = {}
+        found: dict[MetricKey, object] = {}
         conn = self._connect()
         try:
             for ex, key, target, metric in keys:
-                row = conn.execute("SELECT value FROM metrics WHERE model=? AND example=? AND key=? AND target=? AND "
-                                   "software=? AND metric=?",
-                                   (model, ex, key, -1 if target is None else int(target), software, metric)).fetchone()
+                row = conn.execute(
+                    "SELECT value FROM metrics WHERE model=? AND example=? AND key=? AND target=? AND "
+                    "software=? AND metric=?",
+                    (model, ex, key, -1 if target is None else int(target), software, metric),
+                ).fetchone()
                 if row is not None:
                     found[(ex, key, target, metric)] = json.loads(row[0])
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot read the store {self.path}: {exc}") from None
         return found
 
-    def put_metrics(self, model: str, software: str, rows: Iterable[Tuple[MetricKey, object]]) -> int:
+    def put_metrics(self, model: str, software: str, rows: Iterable[tuple[MetricKey, object]]) -> int:
         now = time.time()
-        values = [(model, ex, key, -1 if target is None else int(target), software, metric,
-                   json.dumps(value, allow_nan=False), now) for (ex, key, target, metric), value in rows]
+        values = [
+            (
+                model,
+                ex,
+                key,
+                -1 if target is None else int(target),
+                software,
+                metric,
+                json.dumps(value, allow_nan=False),
+                now,
+            )
+            for (ex, key, target, metric), value in rows
+        ]
         if values:
             self._write("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
         return len(values)
 
-    def _read_one(self, sql: str, params: tuple) -> Optional[tuple]:
+    def _read_one(self, sql: str, params: tuple) -> tuple | None:
         try:
             return self._connect().execute(sql, params).fetchone()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot read the store {self.path}: {exc}") from None
 
     # ------------------------------------------------------------ writing, size
-    def _write(self, sql: str, values: List[tuple]) -> None:
+    def _write(self, sql: str, values: list[tuple]) -> None:
         conn = self._connect()
         with self._write_lock:
             with self._transaction(conn, "write to"):
@@ -335,7 +398,7 @@ class Store:
         row = self._connect().execute("SELECT coalesce(sum(nbytes), 0) FROM explanations").fetchone()
         return int(row[0])
 
-    def prune(self, max_bytes: Optional[int] = None) -> int:
+    def prune(self, max_bytes: int | None = None) -> int:
         """Delete the oldest maps until at most ``max_bytes`` (default: the store's bound) remain; how many went."""
         with self._write_lock:
             return self._prune_locked(self.max_bytes if max_bytes is None else max(0, int(max_bytes)))
@@ -364,23 +427,28 @@ class Store:
         total = self.stored_bytes()
         removed = 0
         while total > max_bytes:
-            rows = conn.execute("SELECT model, example, key, target, software, nbytes FROM explanations "
-                                "ORDER BY created LIMIT 256").fetchall()
+            rows = conn.execute(
+                "SELECT model, example, key, target, software, nbytes FROM explanations ORDER BY created LIMIT 256"
+            ).fetchall()
             if not rows:
                 break
             with self._transaction(conn, "prune"):
                 for model, ex, key, target, software, nbytes in rows:
-                    conn.execute("DELETE FROM explanations WHERE model=? AND example=? AND key=? AND target=? AND "
-                                 "software=?", (model, ex, key, target, software))
+                    conn.execute(
+                        "DELETE FROM explanations WHERE model=? AND example=? AND key=? AND target=? AND software=?",
+                        (model, ex, key, target, software),
+                    )
                     total -= nbytes
                     removed += 1
                     if total <= max_bytes:
                         break
         return removed
 
-    def counts(self) -> Dict[str, int]:
+    def counts(self) -> dict[str, int]:
         conn = self._connect()
-        out = {table: int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-               for table in ("explanations", "predictions", "pass_rows", "metrics")}
+        out = {
+            table: int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+            for table in ("explanations", "predictions", "pass_rows", "metrics")
+        }
         out["bytes"] = self.stored_bytes()
         return out

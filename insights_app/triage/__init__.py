@@ -7,14 +7,14 @@ Dataset view's requests read the same pass (``views/dataset.py``).
 from __future__ import annotations
 
 import warnings
-from typing import Any, Optional, Union
+from typing import Any
 
 from .dataset_pass import DEFAULT_PASS_LIMIT, DatasetPass, PassProgress
 from .interpretation import ClassScores, Interpretation
 from .losses import LossChoice, LossFn, choose_loss
 
 
-def model_index(vis: Any, model: Union[int, str]) -> int:
+def model_index(vis: Any, model: int | str) -> int:
     """A model given by index or by name -> its index (ValueError naming the choices)."""
     names = [e.name for e in vis.engines]
     if isinstance(model, str):
@@ -34,12 +34,19 @@ def interpretation_for(vis: Any, m: int) -> Interpretation:
     notes = [progress.message] if progress.message else []
     if choice is not None and choice.note:
         notes.append(choice.note)
-    return Interpretation(p.snapshot(), m, vis.classes, complete=progress.complete, note=" ".join(notes),
-                          loss_name=choice.name if choice is not None else "")
+    return Interpretation(
+        p.snapshot(),
+        m,
+        vis.classes,
+        complete=progress.complete,
+        note=" ".join(notes),
+        loss_name=choice.name if choice is not None else "",
+    )
 
 
-def interpretation_of(vis: Any, model: Union[int, str] = 0, progress: bool = True,
-                      timeout: Optional[float] = None) -> Interpretation:
+def interpretation_of(
+    vis: Any, model: int | str = 0, progress: bool = True, timeout: float | None = None
+) -> Interpretation:
     """Run (or resume, or reuse) the dataset pass, showing a progress bar, then model's interpretation."""
     m = model_index(vis, model)
     p = vis.dataset_pass
@@ -61,8 +68,10 @@ def interpretation_of(vis: Any, model: Union[int, str] = 0, progress: bool = Tru
             if timeout is not None:
                 timeout -= 0.5
                 if timeout <= 0:
-                    raise TimeoutError(f"the dataset pass is still running ({state.done} examples done); "
-                                       "call interpretation() again to wait on, or look at the Dataset view")
+                    raise TimeoutError(
+                        f"the dataset pass is still running ({state.done} examples done); "
+                        "call interpretation() again to wait on, or look at the Dataset view"
+                    )
     except KeyboardInterrupt:
         p.cancel()
         p.wait(timeout=10)
@@ -75,5 +84,16 @@ def interpretation_of(vis: Any, model: Union[int, str] = 0, progress: bool = Tru
     return interpretation_for(vis, m)
 
 
-__all__ = ["ClassScores", "DEFAULT_PASS_LIMIT", "DatasetPass", "Interpretation", "LossChoice", "LossFn",
-           "PassProgress", "choose_loss", "interpretation_for", "interpretation_of", "model_index"]
+__all__ = [
+    "ClassScores",
+    "DEFAULT_PASS_LIMIT",
+    "DatasetPass",
+    "Interpretation",
+    "LossChoice",
+    "LossFn",
+    "PassProgress",
+    "choose_loss",
+    "interpretation_for",
+    "interpretation_of",
+    "model_index",
+]

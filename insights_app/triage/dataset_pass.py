@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,22 +42,29 @@ class PassProgress:
 
     state: str  # "idle" (never started), "running", "paused" (cancelled), "done", "failed"
     done: int  # examples covered
-    total: Optional[int]  # examples the pass will cover, when known
-    rate: Optional[float]  # examples per second over the current run
-    eta_s: Optional[float]  # seconds left, when the total and the rate are known
+    total: int | None  # examples the pass will cover, when known
+    rate: float | None  # examples per second over the current run
+    eta_s: float | None  # seconds left, when the total and the rate are known
     message: str = ""  # why it failed, or what it could not cover
     complete: bool = False  # every example up to the limit (or the end) is covered
     limit: int = DEFAULT_PASS_LIMIT
     failed_examples: int = 0  # examples some model failed on
 
-    def to_json(self) -> Dict[str, Any]:
-        return {"state": self.state, "done": self.done, "total": self.total,
-                "rate": None if self.rate is None else round(self.rate, 1),
-                "eta_s": None if self.eta_s is None else round(self.eta_s, 1), "message": self.message,
-                "complete": self.complete, "limit": self.limit, "failed_examples": self.failed_examples}
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "done": self.done,
+            "total": self.total,
+            "rate": None if self.rate is None else round(self.rate, 1),
+            "eta_s": None if self.eta_s is None else round(self.eta_s, 1),
+            "message": self.message,
+            "complete": self.complete,
+            "limit": self.limit,
+            "failed_examples": self.failed_examples,
+        }
 
 
-def known_size(dataset: Any) -> Optional[int]:
+def known_size(dataset: Any) -> int | None:
     """The number of examples of a dataset without reading it, when that is cheap to know."""
     n_examples = getattr(dataset, "n_examples", None)  # the adapters' datasets say it
     if isinstance(n_examples, int):
@@ -79,19 +87,25 @@ def known_size(dataset: Any) -> Optional[int]:
 class DatasetPass:
     """One visualizer's dataset pass over all its models (start, cancel, progress, records)."""
 
-    def __init__(self, engines: Sequence[Any], store: ExampleStore, n_classes: int,
-                 loss_funcs: Sequence[Optional[LossFn]], limit: int = DEFAULT_PASS_LIMIT) -> None:
+    def __init__(
+        self,
+        engines: Sequence[Any],
+        store: ExampleStore,
+        n_classes: int,
+        loss_funcs: Sequence[LossFn | None],
+        limit: int = DEFAULT_PASS_LIMIT,
+    ) -> None:
         self.engines = list(engines)
         self.store = store
         self.limit = max(1, int(limit))
         self.loss_funcs = list(loss_funcs)
-        self.losses: List[Optional[LossChoice]] = [None] * len(self.engines)
+        self.losses: list[LossChoice | None] = [None] * len(self.engines)
         self.records = PassRecords(len(self.engines), min(KEEP_TOP, max(1, n_classes)))
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._finished = threading.Condition(self._lock)
-        self._thread: Optional[threading.Thread] = None
-        self._iter: Optional[Iterator[Tuple[ExampleBatch, List[Optional[int]]]]] = None
+        self._thread: threading.Thread | None = None
+        self._iter: Iterator[tuple[ExampleBatch, list[int | None]]] | None = None
         self._state = "idle"
         self._message = ""
         self._complete = False
@@ -126,7 +140,7 @@ class DatasetPass:
         with self._lock:
             return self._progress()
 
-    def wait(self, timeout: Optional[float] = None) -> PassProgress:
+    def wait(self, timeout: float | None = None) -> PassProgress:
         """Wait until the pass is not running (or ``timeout`` seconds), then its progress."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._finished:
@@ -155,7 +169,7 @@ class DatasetPass:
     def snapshot(self) -> Snapshot:
         return self.records.snapshot()
 
-    def _total(self) -> Optional[int]:
+    def _total(self) -> int | None:
         if self._complete:
             return self.records.n
         size = self.store.length if self.store.length is not None else known_size(self.store.dataset)
@@ -195,8 +209,9 @@ class DatasetPass:
                     self._finish("paused", "Cancelled: press Start to resume where it stopped.")
                     return
                 if self.records.n >= self.limit:
-                    self._finish("done", f"Stopped at the limit of {self.limit} examples (max_pass_examples).",
-                                 complete=True)
+                    self._finish(
+                        "done", f"Stopped at the limit of {self.limit} examples (max_pass_examples).", complete=True
+                    )
                     return
                 try:
                     batch, labels = next(self._iter)
@@ -223,11 +238,13 @@ class DatasetPass:
     def _end_note(self) -> str:
         if self.store.reiterable:
             return ""
-        return (f"The dataset is a one-shot generator, so the pass covers only the {self.records.n} examples read "
-                "so far (paging forward reads more; Start covers them). Pass a list or a DataLoader to cover "
-                "the whole dataset.")
+        return (
+            f"The dataset is a one-shot generator, so the pass covers only the {self.records.n} examples read "
+            "so far (paging forward reads more; Start covers them). Pass a list or a DataLoader to cover "
+            "the whole dataset."
+        )
 
-    def _batches(self, skip: int) -> Iterator[Tuple[ExampleBatch, List[Optional[int]]]]:
+    def _batches(self, skip: int) -> Iterator[tuple[ExampleBatch, list[int | None]]]:
         """The dataset's batches from a fresh iteration, split to PASS_MAX_ROWS, from example ``skip`` on."""
         position = 0
         iterator = iter(self.store.dataset)
@@ -247,9 +264,9 @@ class DatasetPass:
             start = max(0, skip - position)
             position += n
             for i in range(start, n, PASS_MAX_ROWS):
-                yield batch.select(slice(i, i + PASS_MAX_ROWS)), labels[i:i + PASS_MAX_ROWS]
+                yield batch.select(slice(i, i + PASS_MAX_ROWS)), labels[i : i + PASS_MAX_ROWS]
 
-    def _read_batches(self) -> Iterator[Tuple[ExampleBatch, List[Optional[int]]]]:
+    def _read_batches(self) -> Iterator[tuple[ExampleBatch, list[int | None]]]:
         """A one-shot generator: the examples the pages' reader has read, as far as it keeps them."""
         ex_id = self.records.n
         while ex_id < self.store.read_to:
@@ -262,7 +279,7 @@ class DatasetPass:
                 yield group, [examples[i].label for i in index]
             ex_id += len(examples)
 
-    def _model_rows(self, m: int, batch: ExampleBatch, labels: torch.Tensor) -> Optional[ModelRows]:
+    def _model_rows(self, m: int, batch: ExampleBatch, labels: torch.Tensor) -> ModelRows | None:
         """Model ``m``'s rows of ``batch``: from the store where it has them, else computed (and stored)."""
         model_store = self.engines[m].store
         if model_store is None:
@@ -274,7 +291,7 @@ class DatasetPass:
                 self.losses[m] = restored_choice(*known, self.loss_funcs[m])
         before = self.losses[m]
 
-        def compute(missing: List[int]) -> Optional[ModelRows]:
+        def compute(missing: list[int]) -> ModelRows | None:
             return self._computed_rows(m, batch.select(missing), labels[missing])
 
         rows = rows_with_store(model_store, key, batch, labels, self.records.k, fingerprints, compute)
@@ -283,7 +300,7 @@ class DatasetPass:
             model_store.save_pass_loss(key, choice.name, choice.note)
         return rows
 
-    def _computed_rows(self, m: int, batch: ExampleBatch, labels: torch.Tensor) -> Optional[ModelRows]:
+    def _computed_rows(self, m: int, batch: ExampleBatch, labels: torch.Tensor) -> ModelRows | None:
         """Model ``m``'s rows of ``batch`` on its compute thread; the examples it fails on are flagged."""
         engine = self.engines[m]
         while True:
@@ -298,7 +315,7 @@ class DatasetPass:
                     rows.failed[0] = True
                     rows.errors[0] = str(exc)
                     return rows
-                parts = [self._computed_rows(m, batch.select([j]), labels[j:j + 1]) for j in range(len(batch))]
+                parts = [self._computed_rows(m, batch.select([j]), labels[j : j + 1]) for j in range(len(batch))]
                 if any(p is None for p in parts):
                     return None
                 return join_rows(parts)  # type: ignore[arg-type]
@@ -320,10 +337,19 @@ class DatasetPass:
         if not all_finite:
             losses = torch.where(finite, losses, torch.full_like(losses, float("nan")))
         failed = (~finite).numpy()
-        errors = {int(j): f"prediction failed for {engine.name}: the model's output for this example is not finite "
-                          "(NaN or infinity)" for j in np.flatnonzero(failed)}
-        return ModelRows(classes.numpy().astype(np.int32), values.numpy().astype(np.float32),
-                         label_scores.numpy().astype(np.float32), losses.numpy().astype(np.float32), failed, errors)
+        errors = {
+            int(j): f"prediction failed for {engine.name}: the model's output for this example is not finite "
+            "(NaN or infinity)"
+            for j in np.flatnonzero(failed)
+        }
+        return ModelRows(
+            classes.numpy().astype(np.int32),
+            values.numpy().astype(np.float32),
+            label_scores.numpy().astype(np.float32),
+            losses.numpy().astype(np.float32),
+            failed,
+            errors,
+        )
 
     def _losses(self, m: int, raw: torch.Tensor, labels: torch.Tensor, n: int) -> torch.Tensor:
         """Model ``m``'s loss of each example (NaN where there is none); the loss is chosen on the first batch."""
@@ -339,16 +365,23 @@ class DatasetPass:
         rows = labeled.to(raw.device)
         try:  # the labeled rows only: a user's loss need not know our "no label" (-1)
             with torch.no_grad():
-                out = (choice.fn(raw, labels.to(raw.device)) if every
-                       else choice.fn(raw[rows], labels.to(raw.device)[rows]))
+                out = (
+                    choice.fn(raw, labels.to(raw.device))
+                    if every
+                    else choice.fn(raw[rows], labels.to(raw.device)[rows])
+                )
             out = torch.as_tensor(out).detach().float().cpu()
         except Exception as exc:
             self.losses[m] = LossChoice(None, "", f"No loss: the loss function raised {type(exc).__name__}: {exc}")
             return nan
         if out.shape != (count,):
-            self.losses[m] = LossChoice(None, "", f"No loss: the loss function returned shape {tuple(out.shape)} for "
-                                                  f"{count} examples; it must return one loss per example (reduction "
-                                                  "'none')")
+            self.losses[m] = LossChoice(
+                None,
+                "",
+                f"No loss: the loss function returned shape {tuple(out.shape)} for "
+                f"{count} examples; it must return one loss per example (reduction "
+                "'none')",
+            )
             return nan
         if every:
             return out

@@ -11,8 +11,8 @@ counted (:attr:`Interpretation.failed`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -35,8 +35,16 @@ class ClassScores:
 class Interpretation:
     """Triage of one model over the examples the dataset pass covered."""
 
-    def __init__(self, snapshot: Snapshot, model: int, classes: Sequence[str], *, complete: bool = True,
-                 note: str = "", loss_name: str = "") -> None:
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        model: int,
+        classes: Sequence[str],
+        *,
+        complete: bool = True,
+        note: str = "",
+        loss_name: str = "",
+    ) -> None:
         self.classes = list(classes)
         self.model = model
         self.complete = complete  # False: the pass did not cover the whole dataset (see note)
@@ -46,7 +54,7 @@ class Interpretation:
         failed = snapshot.failed[model]
         self._ids = np.flatnonzero(~failed)
         self.failed = int(failed.sum())
-        self.errors: Dict[int, str] = dict(snapshot.errors[model])
+        self.errors: dict[int, str] = dict(snapshot.errors[model])
         self.labels = snapshot.labels[self._ids].astype(np.int64)
         self.predicted = snapshot.top_classes[model, self._ids, 0].astype(np.int64)
         self.confidence = snapshot.top_scores[model, self._ids, 0].astype(np.float64)
@@ -63,7 +71,7 @@ class Interpretation:
         inside = predicted < c
         return np.bincount(actual[inside] * c + predicted[inside], minlength=c * c).reshape(c, c).astype(np.int64)
 
-    def most_confused(self, min_val: int = 1) -> List[Tuple[str, str, int]]:
+    def most_confused(self, min_val: int = 1) -> list[tuple[str, str, int]]:
         """(actual, predicted, count) of the off-diagonal cells with at least ``min_val`` examples, largest first."""
         cm = self.confusion_matrix()
         np.fill_diagonal(cm, 0)
@@ -71,7 +79,7 @@ class Interpretation:
         cells = [(self.classes[i], self.classes[j], int(cm[i, j])) for i, j in zip(rows, cols)]
         return sorted(cells, key=lambda cell: cell[2], reverse=True)
 
-    def top_losses(self, k: Optional[int] = None, largest: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
+    def top_losses(self, k: int | None = None, largest: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``k`` largest (or smallest) losses and their example ids (fastai's ``(losses, idx)``)."""
         has = ~np.isnan(self.losses)
         losses = torch.from_numpy(np.ascontiguousarray(self.losses[has]))
@@ -85,7 +93,7 @@ class Interpretation:
         return bool((~np.isnan(self.losses)).any())
 
     @property
-    def accuracy(self) -> Optional[float]:
+    def accuracy(self) -> float | None:
         """The fraction of labeled examples whose top prediction is the label (None without labels)."""
         n = int(self._labeled.sum())
         return None if n == 0 else float((self.predicted[self._labeled] == self.labels[self._labeled]).mean())
@@ -94,7 +102,7 @@ class Interpretation:
     def labeled(self) -> int:
         return int(self._labeled.sum())
 
-    def per_class(self) -> List[ClassScores]:
+    def per_class(self) -> list[ClassScores]:
         """Precision, recall, F1 and support per class (0 where undefined, as scikit-learn's default)."""
         cm = self.confusion_matrix()
         tp = np.diag(cm).astype(np.float64)
@@ -105,8 +113,10 @@ class Interpretation:
             recall = np.where(support > 0, tp / support, 0.0)
             f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
         predicted_all = self.predicted_counts()
-        return [ClassScores(name, float(p), float(r), float(f), int(s), int(n))
-                for name, p, r, f, s, n in zip(self.classes, precision, recall, f1, support, predicted_all)]
+        return [
+            ClassScores(name, float(p), float(r), float(f), int(s), int(n))
+            for name, p, r, f, s, n in zip(self.classes, precision, recall, f1, support, predicted_all)
+        ]
 
     # ------------------------------------------------------------ for the Dataset view
     def predicted_counts(self) -> np.ndarray:
@@ -114,20 +124,24 @@ class Interpretation:
         c = len(self.classes)
         return np.bincount(self.predicted[self.predicted < c], minlength=c).astype(np.int64)
 
-    def confidence_histogram(self, bins: int = 20) -> Dict[str, List]:
+    def confidence_histogram(self, bins: int = 20) -> dict[str, list]:
         """Top-prediction confidence in ``bins`` equal bins over [0, 1]: correct, incorrect, unlabeled."""
         edges = np.linspace(0.0, 1.0, bins + 1)
         conf = np.clip(self.confidence, 0.0, 1.0)
         right = self._labeled & (self.predicted == self.labels)
         wrong = self._labeled & (self.predicted != self.labels)
 
-        def counts(mask: np.ndarray) -> List[int]:
+        def counts(mask: np.ndarray) -> list[int]:
             return np.histogram(conf[mask], bins=edges)[0].astype(int).tolist()
 
-        return {"edges": edges.round(6).tolist(), "correct": counts(right), "incorrect": counts(wrong),
-                "unlabeled": counts(~self._labeled)}
+        return {
+            "edges": edges.round(6).tolist(),
+            "correct": counts(right),
+            "incorrect": counts(wrong),
+            "unlabeled": counts(~self._labeled),
+        }
 
-    def ids_where(self, actual: Optional[int] = None, predicted: Optional[int] = None) -> np.ndarray:
+    def ids_where(self, actual: int | None = None, predicted: int | None = None) -> np.ndarray:
         """Ids of the examples of one confusion cell (or row, or column), in dataset order."""
         mask = np.ones(len(self._ids), bool)
         if actual is not None:

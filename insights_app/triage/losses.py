@@ -9,8 +9,8 @@ logits. A custom score function gets no loss, and a note that says how to give o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +23,7 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class LossChoice:
     """The per-example loss of one model, and how to say what it is."""
 
-    fn: Optional[LossFn]
+    fn: LossFn | None
     name: str  # "cross-entropy", "binary cross-entropy", ..., or "" for none
     note: str = ""  # why there is no loss, shown where losses would be
 
@@ -71,8 +71,9 @@ def _are_probabilities(out: torch.Tensor) -> bool:
     return out.shape[1] > 1 and bool((out >= 0).all()) and _close(out.sum(dim=1), torch.ones(out.shape[0]))
 
 
-def choose_loss(score_func: Optional[Callable[[torch.Tensor], torch.Tensor]], loss_func: Optional[LossFn],
-                probe: torch.Tensor) -> LossChoice:
+def choose_loss(
+    score_func: Callable[[torch.Tensor], torch.Tensor] | None, loss_func: LossFn | None, probe: torch.Tensor
+) -> LossChoice:
     """The loss for a model whose raw outputs on a first batch are ``probe`` (on the CPU)."""
     if loss_func is not None:
         return LossChoice(loss_func, getattr(loss_func, "insights_name", "") or "the model's loss function")
@@ -91,6 +92,10 @@ def choose_loss(score_func: Optional[Callable[[torch.Tensor], torch.Tensor]], lo
         return LossChoice(cross_entropy, "cross-entropy")
     if scored is not None and _close(scored.reshape(rows.shape), torch.sigmoid(rows)):
         return LossChoice(binary_cross_entropy, "binary cross-entropy")
-    return LossChoice(None, "", "No loss: the score function is neither softmax nor sigmoid, so the loss cannot be "
-                                "inferred. Pass loss_func= (outputs, labels -> one loss per example) to "
-                                "AttributionVisualizer to rank examples by loss.")
+    return LossChoice(
+        None,
+        "",
+        "No loss: the score function is neither softmax nor sigmoid, so the loss cannot be "
+        "inferred. Pass loss_func= (outputs, labels -> one loss per example) to "
+        "AttributionVisualizer to rank examples by loss.",
+    )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -29,7 +28,7 @@ class ModelRows:
     label_scores: np.ndarray  # (n,) float32, NaN without a label
     losses: np.ndarray  # (n,) float32, NaN without a label or a loss
     failed: np.ndarray  # (n,) bool
-    errors: Dict[int, str]  # row -> message, for the failed rows
+    errors: dict[int, str]  # row -> message, for the failed rows
 
 
 @dataclass(frozen=True)
@@ -43,8 +42,8 @@ class Snapshot:
     label_scores: np.ndarray  # (models, n)
     losses: np.ndarray  # (models, n)
     failed: np.ndarray  # (models, n) bool
-    errors: Tuple[Dict[int, str], ...]  # per model: example id -> message (the first ERRORS_KEPT)
-    failures: Tuple[int, ...]  # per model: how many examples failed
+    errors: tuple[dict[int, str], ...]  # per model: example id -> message (the first ERRORS_KEPT)
+    failures: tuple[int, ...]  # per model: how many examples failed
 
 
 class PassRecords:
@@ -56,7 +55,7 @@ class PassRecords:
         self.n = 0
         self._lock = threading.Lock()
         self._alloc(1024)
-        self._errors: List[Dict[int, str]] = [{} for _ in range(n_models)]
+        self._errors: list[dict[int, str]] = [{} for _ in range(n_models)]
         self._failures = [0] * n_models
 
     def _alloc(self, capacity: int) -> None:
@@ -83,7 +82,7 @@ class PassRecords:
         self.losses[:, :n] = old[4][:, :n]
         self.failed[:, :n] = old[5][:, :n]
 
-    def append(self, labels: np.ndarray, rows: List[ModelRows]) -> None:
+    def append(self, labels: np.ndarray, rows: list[ModelRows]) -> None:
         """The next ``len(labels)`` examples (ids continue from :attr:`n`), one ModelRows per model."""
         count = len(labels)
         with self._lock:
@@ -107,11 +106,19 @@ class PassRecords:
     def snapshot(self) -> Snapshot:
         with self._lock:
             n = self.n
-            return Snapshot(n, self.labels[:n], self.top_classes[:, :n], self.top_scores[:, :n],
-                            self.label_scores[:, :n], self.losses[:, :n], self.failed[:, :n],
-                            tuple(dict(e) for e in self._errors), tuple(self._failures))
+            return Snapshot(
+                n,
+                self.labels[:n],
+                self.top_classes[:, :n],
+                self.top_scores[:, :n],
+                self.label_scores[:, :n],
+                self.losses[:, :n],
+                self.failed[:, :n],
+                tuple(dict(e) for e in self._errors),
+                tuple(self._failures),
+            )
 
-    def losses_of(self, ex_id: int) -> Optional[List[Optional[float]]]:
+    def losses_of(self, ex_id: int) -> list[float | None] | None:
         """Every model's loss of one example (None where it has none), or None before the pass reaches it."""
         with self._lock:
             if not 0 <= ex_id < self.n:
@@ -120,25 +127,37 @@ class PassRecords:
         return [None if v != v else float(v) for v in row]  # NaN -> None
 
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.labels, self.top_classes, self.top_scores, self.label_scores,
-                                      self.losses, self.failed))
+        return sum(
+            a.nbytes
+            for a in (self.labels, self.top_classes, self.top_scores, self.label_scores, self.losses, self.failed)
+        )
 
 
 def empty_rows(n: int, k: int) -> ModelRows:
-    return ModelRows(np.zeros((n, k), np.int32), np.zeros((n, k), np.float32), np.full(n, np.nan, np.float32),
-                     np.full(n, np.nan, np.float32), np.zeros(n, bool), {})
+    return ModelRows(
+        np.zeros((n, k), np.int32),
+        np.zeros((n, k), np.float32),
+        np.full(n, np.nan, np.float32),
+        np.full(n, np.nan, np.float32),
+        np.zeros(n, bool),
+        {},
+    )
 
 
-def join_rows(parts: List[ModelRows]) -> ModelRows:
+def join_rows(parts: list[ModelRows]) -> ModelRows:
     """Rows of consecutive parts as one (the rows of each part's errors renumbered)."""
     if len(parts) == 1:
         return parts[0]
-    errors: Dict[int, str] = {}
+    errors: dict[int, str] = {}
     offset = 0
     for p in parts:
         errors.update({offset + r: msg for r, msg in p.errors.items()})
         offset += len(p.failed)
-    return ModelRows(np.concatenate([p.top_classes for p in parts]), np.concatenate([p.top_scores for p in parts]),
-                     np.concatenate([p.label_scores for p in parts]), np.concatenate([p.losses for p in parts]),
-                     np.concatenate([p.failed for p in parts]), errors)
-
+    return ModelRows(
+        np.concatenate([p.top_classes for p in parts]),
+        np.concatenate([p.top_scores for p in parts]),
+        np.concatenate([p.label_scores for p in parts]),
+        np.concatenate([p.losses for p in parts]),
+        np.concatenate([p.failed for p in parts]),
+        errors,
+    )

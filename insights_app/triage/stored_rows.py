@@ -10,7 +10,8 @@ it ranks by.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable, List, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,11 +20,14 @@ from ..dataset import ExampleBatch
 from .losses import LossChoice, LossFn, binary_cross_entropy, cross_entropy, negative_log_likelihood
 from .records import ModelRows, empty_rows
 
-BUILT_IN_LOSSES = {"cross-entropy": cross_entropy, "binary cross-entropy": binary_cross_entropy,
-                   "negative log-likelihood": negative_log_likelihood}
+BUILT_IN_LOSSES = {
+    "cross-entropy": cross_entropy,
+    "binary cross-entropy": binary_cross_entropy,
+    "negative log-likelihood": negative_log_likelihood,
+}
 
 
-def loss_key(loss_func: Optional[LossFn]) -> str:
+def loss_key(loss_func: LossFn | None) -> str:
     """What identifies a user's loss function in the store: its name and its code (a lambda edited
     between two runs is another loss); "auto" for the loss the pass infers."""
     if loss_func is None:
@@ -39,7 +43,7 @@ def loss_key(loss_func: Optional[LossFn]) -> str:
     return f"fn:{h.hexdigest()[:32]}"
 
 
-def restored_choice(name: str, note: str, loss_func: Optional[LossFn]) -> LossChoice:
+def restored_choice(name: str, note: str, loss_func: LossFn | None) -> LossChoice:
     """The LossChoice a stored (name, note) stands for."""
     if not name:
         return LossChoice(None, "", note)
@@ -47,13 +51,19 @@ def restored_choice(name: str, note: str, loss_func: Optional[LossFn]) -> LossCh
     return LossChoice(fn, name, note) if fn is not None else LossChoice(None, "", note)
 
 
-def rows_with_store(model_store: Any, key: str, batch: ExampleBatch, labels: torch.Tensor, k: int,
-                    fingerprints: Callable[[ExampleBatch], List[str]],
-                    compute: Callable[[List[int]], Optional[ModelRows]]) -> Optional[ModelRows]:
+def rows_with_store(
+    model_store: Any,
+    key: str,
+    batch: ExampleBatch,
+    labels: torch.Tensor,
+    k: int,
+    fingerprints: Callable[[ExampleBatch], list[str]],
+    compute: Callable[[list[int]], ModelRows | None],
+) -> ModelRows | None:
     """One model's rows of ``batch``: the stored ones read, the others computed by ``compute`` (of
     the missing rows' positions) and stored. None when ``compute`` was stopped."""
     fps = fingerprints(batch)
-    keys: List[Tuple[str, int]] = [(fp, int(label)) for fp, label in zip(fps, labels.tolist())]
+    keys: list[tuple[str, int]] = [(fp, int(label)) for fp, label in zip(fps, labels.tolist())]
     stored = model_store.pass_rows(key, keys)
     missing = [j for j, kk in enumerate(keys) if kk not in stored]
     computed = compute(missing) if missing else None
@@ -66,8 +76,8 @@ def rows_with_store(model_store: Any, key: str, batch: ExampleBatch, labels: tor
     for j, kk in enumerate(keys):
         if kk in stored:
             classes, scores, label_score, loss = stored[kk]
-            rows.top_classes[j, :len(classes)] = classes
-            rows.top_scores[j, :len(scores)] = scores
+            rows.top_classes[j, : len(classes)] = classes
+            rows.top_scores[j, : len(scores)] = scores
             rows.label_scores[j] = label_score
             rows.losses[j] = loss
     if computed is not None:
@@ -83,8 +93,13 @@ def rows_with_store(model_store: Any, key: str, batch: ExampleBatch, labels: tor
     return rows
 
 
-def _save(model_store: Any, key: str, keys: List[Tuple[str, int]], positions: List[int], rows: ModelRows) -> None:
+def _save(model_store: Any, key: str, keys: list[tuple[str, int]], positions: list[int], rows: ModelRows) -> None:
     """The computed rows that did not fail (a failure is tried again next time)."""
-    model_store.save_pass_rows(key, [(keys[j], (rows.top_classes[i], rows.top_scores[i], float(rows.label_scores[i]),
-                                                float(rows.losses[i])))
-                                     for i, j in enumerate(positions) if not rows.failed[i]])
+    model_store.save_pass_rows(
+        key,
+        [
+            (keys[j], (rows.top_classes[i], rows.top_scores[i], float(rows.label_scores[i]), float(rows.losses[i])))
+            for i, j in enumerate(positions)
+            if not rows.failed[i]
+        ],
+    )

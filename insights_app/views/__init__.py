@@ -7,14 +7,22 @@ and the OpenAPI document all read ``vis.views``.
 
 from __future__ import annotations
 
-from typing import Tuple
-
 from ..registry import Registry
 from . import attribute, config, dataset, dataset_pass, examples, export, health, method_report, openapi, sanity
 from .view import API_PREFIX, Stream, View
 
-BUILTIN_VIEWS: Tuple[View, ...] = (health.VIEW, config.VIEW, openapi.VIEW, examples.VIEW, attribute.VIEW, dataset.VIEW,
-                                   dataset_pass.VIEW, export.VIEW, sanity.VIEW, method_report.VIEW)
+BUILTIN_VIEWS: tuple[View, ...] = (
+    health.VIEW,
+    config.VIEW,
+    openapi.VIEW,
+    examples.VIEW,
+    attribute.VIEW,
+    dataset.VIEW,
+    dataset_pass.VIEW,
+    export.VIEW,
+    sanity.VIEW,
+    method_report.VIEW,
+)
 
 
 def build_views() -> Registry[View]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any
 
 from ..cancel import Cancel
 from ..dataset import NotReadYet
@@ -14,7 +14,7 @@ from .schemas import class_schema, query_properties
 from .view import View
 
 
-def example_of(vis: Any, q: AttributeQuery, cancel: Optional[Cancel] = None) -> Any:
+def example_of(vis: Any, q: AttributeQuery, cancel: Cancel | None = None) -> Any:
     """The query's example, or a 400 naming ``example_id`` (past the end, or not read yet)."""
     try:
         return vis.store.get(q.example_id, cancel)
@@ -24,7 +24,7 @@ def example_of(vis: Any, q: AttributeQuery, cancel: Optional[Cancel] = None) -> 
         raise ValidationError("example_id", f"{exc} (page forward to reach it)") from None
 
 
-def attribute(vis: Any, body: Any, cancel: Optional[Cancel] = None) -> Dict[str, Any]:
+def attribute(vis: Any, body: Any, cancel: Cancel | None = None) -> dict[str, Any]:
     q = body if isinstance(body, AttributeQuery) else parse_attribute_query(body, vis.defaults)
     ex = example_of(vis, q, cancel)
     (result,) = scored(vis.engines[q.model], q, [ex], [q.target], cancel)
@@ -32,23 +32,42 @@ def attribute(vis: Any, body: Any, cancel: Optional[Cancel] = None) -> Dict[str,
     return {"example": vis.presenter.example(ex, [model])}
 
 
-def request_schema(vis: Any) -> Dict[str, Any]:
+def request_schema(vis: Any) -> dict[str, Any]:
     class_ref = class_schema(vis)
     return {
         "type": "object",
         "additionalProperties": False,
         "required": ["example_id"],
-        "properties": dict(query_properties(vis), **{
-            "example_id": {"type": "integer", "minimum": 0, "maximum": EXAMPLE_ID_MAX},
-            "model": {"type": "integer", "minimum": 0, "maximum": max(0, len(vis.engines) - 1)},
-            "target": {"anyOf": [class_ref, {"type": "null"}]},
-            "values": {"type": "boolean", "description": "also send each image map's values as drawn "
-                                                         "(base64 float32, row-major, with its shape)"},
-        }),
+        "properties": dict(
+            query_properties(vis),
+            **{
+                "example_id": {"type": "integer", "minimum": 0, "maximum": EXAMPLE_ID_MAX},
+                "model": {"type": "integer", "minimum": 0, "maximum": max(0, len(vis.engines) - 1)},
+                "target": {"anyOf": [class_ref, {"type": "null"}]},
+                "values": {
+                    "type": "boolean",
+                    "description": "also send each image map's values as drawn "
+                    "(base64 float32, row-major, with its shape)",
+                },
+            },
+        ),
     }
 
 
-VIEW = View("attribute", attribute, "Attribute one example under one model to any target class",
-            request_schema=request_schema, computes=True, responses={"200": {"description": "the example", "content": {
-                "application/json": {"schema": {"type": "object", "properties": {
-                    "example": {"$ref": "#/components/schemas/Example"}}}}}}})
+VIEW = View(
+    "attribute",
+    attribute,
+    "Attribute one example under one model to any target class",
+    request_schema=request_schema,
+    computes=True,
+    responses={
+        "200": {
+            "description": "the example",
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "properties": {"example": {"$ref": "#/components/schemas/Example"}}}
+                }
+            },
+        }
+    },
+)

@@ -11,7 +11,7 @@ that leads to examples comes with the filter that shows them (the page links cel
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import numpy as np
 
@@ -25,11 +25,11 @@ PAIRS_MAX = 50  # most confused pairs listed
 LOSSES_SHOWN = 12  # largest losses listed (the cards show them all, ordered by loss)
 
 
-def _finite(value: Optional[float]) -> Optional[float]:
+def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else round(float(value), 6)
 
 
-def restricted_classes(cm: np.ndarray, pairs: int) -> List[int]:
+def restricted_classes(cm: np.ndarray, pairs: int) -> list[int]:
     """The classes of the ``pairs`` most confused (off-diagonal) cells, in class order."""
     off = cm.copy()
     np.fill_diagonal(off, 0)
@@ -42,7 +42,7 @@ def restricted_classes(cm: np.ndarray, pairs: int) -> List[int]:
     return sorted(chosen)
 
 
-def summary(vis: Any, m: int, max_matrix: int = MATRIX_MAX, bins: int = 20) -> Dict[str, Any]:
+def summary(vis: Any, m: int, max_matrix: int = MATRIX_MAX, bins: int = 20) -> dict[str, Any]:
     p = vis.dataset_pass
     progress = p.start_if_idle()
     interp = interpretation_for(vis, m)
@@ -60,10 +60,16 @@ def summary(vis: Any, m: int, max_matrix: int = MATRIX_MAX, bins: int = 20) -> D
     snap = p.snapshot()
     top = []
     for loss, ex_id in zip(losses.tolist(), ids.tolist()):
-        top.append({"id": int(ex_id), "loss": _finite(loss), "actual": int(snap.labels[ex_id]),
-                    "predicted": int(snap.top_classes[m, ex_id, 0]),
-                    "probability": _finite(float(snap.top_scores[m, ex_id, 0])),
-                    "label_probability": _finite(float(snap.label_scores[m, ex_id]))})
+        top.append(
+            {
+                "id": int(ex_id),
+                "loss": _finite(loss),
+                "actual": int(snap.labels[ex_id]),
+                "predicted": int(snap.top_classes[m, ex_id, 0]),
+                "probability": _finite(float(snap.top_scores[m, ex_id, 0])),
+                "label_probability": _finite(float(snap.label_scores[m, ex_id])),
+            }
+        )
     disagree = None
     if len(vis.engines) > 1 and snap.n:
         top1 = snap.top_classes[:, :, 0]
@@ -79,11 +85,24 @@ def summary(vis: Any, m: int, max_matrix: int = MATRIX_MAX, bins: int = 20) -> D
         "failures": [{"id": int(i), "error": e} for i, e in sorted(interp.errors.items())[:20]],
         "accuracy": _finite(interp.accuracy),
         "loss": {"name": choice.name if choice else "", "note": choice.note if choice else ""},
-        "per_class": [{"index": i, "name": c.name, "precision": _finite(c.precision), "recall": _finite(c.recall),
-                       "f1": _finite(c.f1), "support": c.support, "predicted": c.predicted}
-                      for i, c in enumerate(interp.per_class())],
-        "confusion": {"classes": shown, "counts": cm[np.ix_(shown, shown)].tolist(),
-                      "row_totals": cm.sum(axis=1)[shown].tolist(), "restricted": len(shown) < n_classes},
+        "per_class": [
+            {
+                "index": i,
+                "name": c.name,
+                "precision": _finite(c.precision),
+                "recall": _finite(c.recall),
+                "f1": _finite(c.f1),
+                "support": c.support,
+                "predicted": c.predicted,
+            }
+            for i, c in enumerate(interp.per_class())
+        ],
+        "confusion": {
+            "classes": shown,
+            "counts": cm[np.ix_(shown, shown)].tolist(),
+            "row_totals": cm.sum(axis=1)[shown].tolist(),
+            "restricted": len(shown) < n_classes,
+        },
         "most_confused": confused,
         "top_losses": top,
         "histogram": interp.confidence_histogram(bins),
@@ -92,21 +111,37 @@ def summary(vis: Any, m: int, max_matrix: int = MATRIX_MAX, bins: int = 20) -> D
     }
 
 
-def dataset(vis: Any, body: Any) -> Dict[str, Any]:
+def dataset(vis: Any, body: Any) -> dict[str, Any]:
     obj = _require_object(body, "body")
     _check_keys(obj, ("model", "max_matrix", "bins"), "")
     m = _int(obj, "model", 0, 0, max(0, len(vis.engines) - 1))
     return summary(vis, m, _int(obj, "max_matrix", MATRIX_MAX, 2, 400), _int(obj, "bins", 20, 2, 100))
 
 
-def request_schema(vis: Any) -> Dict[str, Any]:
-    return {"type": "object", "nullable": True, "additionalProperties": False, "properties": {
-        "model": {"type": "integer", "minimum": 0, "maximum": max(0, len(vis.engines) - 1)},
-        "max_matrix": {"type": "integer", "minimum": 2, "maximum": 400,
-                       "description": "classes shown as a full confusion matrix (past this: the most confused)"},
-        "bins": {"type": "integer", "minimum": 2, "maximum": 100, "description": "confidence histogram bins"}}}
+def request_schema(vis: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "nullable": True,
+        "additionalProperties": False,
+        "properties": {
+            "model": {"type": "integer", "minimum": 0, "maximum": max(0, len(vis.engines) - 1)},
+            "max_matrix": {
+                "type": "integer",
+                "minimum": 2,
+                "maximum": 400,
+                "description": "classes shown as a full confusion matrix (past this: the most confused)",
+            },
+            "bins": {"type": "integer", "minimum": 2, "maximum": 100, "description": "confidence histogram bins"},
+        },
+    }
 
 
-VIEW = View("dataset", dataset, "One model's triage: accuracy, per-class scores, confusion matrix, top losses",
-            request_schema=request_schema, responses={"200": {"description": "the triage summary", "content": {
-                "application/json": {"schema": {"type": "object"}}}}})
+VIEW = View(
+    "dataset",
+    dataset,
+    "One model's triage: accuracy, per-class scores, confusion matrix, top losses",
+    request_schema=request_schema,
+    responses={
+        "200": {"description": "the triage summary", "content": {"application/json": {"schema": {"type": "object"}}}}
+    },
+)

@@ -10,7 +10,8 @@ pass runs, for at most :data:`WATCH_S` seconds (a client watching longer asks ag
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 from ..cancel import Cancel
 from ..errors import ValidationError
@@ -22,13 +23,13 @@ WATCH_S = 30.0  # one streamed answer watches the pass this long at most
 EVERY_S = 0.5
 
 
-def progress_json(vis: Any, progress: Any) -> Dict[str, Any]:
+def progress_json(vis: Any, progress: Any) -> dict[str, Any]:
     out = progress.to_json()
     out["losses"] = [None if c is None else {"name": c.name, "note": c.note} for c in vis.dataset_pass.losses]
     return out
 
 
-def watch(vis: Any, cancel: Optional[Cancel], watch_s: float = WATCH_S) -> Iterator[Dict[str, Any]]:
+def watch(vis: Any, cancel: Cancel | None, watch_s: float = WATCH_S) -> Iterator[dict[str, Any]]:
     deadline = time.monotonic() + watch_s
     while True:
         progress = vis.dataset_pass.progress()
@@ -39,7 +40,7 @@ def watch(vis: Any, cancel: Optional[Cancel], watch_s: float = WATCH_S) -> Itera
     yield {"type": "done"}
 
 
-def dataset_pass(vis: Any, body: Any, cancel: Optional[Cancel] = None) -> Any:
+def dataset_pass(vis: Any, body: Any, cancel: Cancel | None = None) -> Any:
     obj = _require_object(body, "body")
     _check_keys(obj, ("action", "stream"), "")
     action = _enum(obj, "action", "status", ACTIONS)
@@ -55,23 +56,48 @@ def dataset_pass(vis: Any, body: Any, cancel: Optional[Cancel] = None) -> Any:
     return progress_json(vis, progress)
 
 
-PROGRESS_SCHEMA = {"type": "object", "properties": {
-    "state": {"type": "string", "enum": ["idle", "running", "paused", "done", "failed"]},
-    "done": {"type": "integer"}, "total": {"type": "integer", "nullable": True},
-    "rate": {"type": "number", "nullable": True, "description": "examples per second"},
-    "eta_s": {"type": "number", "nullable": True}, "message": {"type": "string"},
-    "complete": {"type": "boolean"}, "limit": {"type": "integer"}, "failed_examples": {"type": "integer"},
-    "losses": {"type": "array", "items": {"type": "object", "nullable": True}}}}
+PROGRESS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "state": {"type": "string", "enum": ["idle", "running", "paused", "done", "failed"]},
+        "done": {"type": "integer"},
+        "total": {"type": "integer", "nullable": True},
+        "rate": {"type": "number", "nullable": True, "description": "examples per second"},
+        "eta_s": {"type": "number", "nullable": True},
+        "message": {"type": "string"},
+        "complete": {"type": "boolean"},
+        "limit": {"type": "integer"},
+        "failed_examples": {"type": "integer"},
+        "losses": {"type": "array", "items": {"type": "object", "nullable": True}},
+    },
+}
 
 
-def request_schema(vis: Any) -> Dict[str, Any]:
-    return {"type": "object", "nullable": True, "additionalProperties": False, "properties": {
-        "action": {"type": "string", "enum": list(ACTIONS)},
-        "stream": {"type": "boolean", "description": "progress events while the pass runs (at most 30 s)"}}}
+def request_schema(vis: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "nullable": True,
+        "additionalProperties": False,
+        "properties": {
+            "action": {"type": "string", "enum": list(ACTIONS)},
+            "stream": {"type": "boolean", "description": "progress events while the pass runs (at most 30 s)"},
+        },
+    }
 
 
-VIEW = View("dataset_pass", dataset_pass, "Start, cancel or watch the dataset pass (confusion matrix, losses)",
-            request_schema=request_schema, streams=True, responses={
-                "200": {"description": "the pass's progress, or NDJSON progress events (stream=true)", "content": {
-                    "application/json": {"schema": PROGRESS_SCHEMA},
-                    "application/x-ndjson": {"schema": PROGRESS_SCHEMA}}}})
+VIEW = View(
+    "dataset_pass",
+    dataset_pass,
+    "Start, cancel or watch the dataset pass (confusion matrix, losses)",
+    request_schema=request_schema,
+    streams=True,
+    responses={
+        "200": {
+            "description": "the pass's progress, or NDJSON progress events (stream=true)",
+            "content": {
+                "application/json": {"schema": PROGRESS_SCHEMA},
+                "application/x-ndjson": {"schema": PROGRESS_SCHEMA},
+            },
+        }
+    },
+)

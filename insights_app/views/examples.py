@@ -9,7 +9,8 @@ computes in one captum call each.
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from ..cancel import Cancel
 from ..dataset import Example, ExampleBatch
@@ -20,8 +21,7 @@ from .schemas import class_schema, query_properties
 from .view import Stream, View
 
 
-def computed(vis: Any, q: PageQuery, examples: Sequence[Example], cancel: Optional[Cancel] = None
-             ) -> List[List[Result]]:
+def computed(vis: Any, q: PageQuery, examples: Sequence[Example], cancel: Cancel | None = None) -> list[list[Result]]:
     """Every model's results for some examples (one batch per model; one list per model), with
     their quality metrics when the query asks for them (``Result.metrics``)."""
     if not examples:
@@ -29,30 +29,48 @@ def computed(vis: Any, q: PageQuery, examples: Sequence[Example], cancel: Option
     return [scored(engine, q, examples, cancel=cancel) for engine in vis.engines]
 
 
-def scored(engine: Any, q: Any, examples: Sequence[Example], targets: Optional[Sequence[Optional[int]]] = None,
-           cancel: Optional[Cancel] = None) -> List[Result]:
+def scored(
+    engine: Any,
+    q: Any,
+    examples: Sequence[Example],
+    targets: Sequence[int | None] | None = None,
+    cancel: Cancel | None = None,
+) -> list[Result]:
     """One model's results for some examples, with each one's metrics when the query asks for them
     (``q.metrics``, set as ``Result.metrics``). Infidelity reads the run's own full-resolution
     attributions instead of making them again."""
     keep = q.metrics.kept_attributions() if q.metrics is not None else None
     results = engine.run(examples, q.method, q.arguments, targets, cancel=cancel, keep_attributions=keep)
     if q.metrics is not None:
-        for result, values in zip(results, engine.metrics(examples, results, q.method, q.arguments, q.metrics,
-                                                          cancel, attributions=keep)):
+        for result, values in zip(
+            results, engine.metrics(examples, results, q.method, q.arguments, q.metrics, cancel, attributions=keep)
+        ):
             result.metrics = values
     return results
 
 
-def presented(vis: Any, q: PageQuery, examples: Sequence[Example], per_model: List[List[Result]],
-              scales: Optional[Tuple[float, ...]] = None) -> List[Dict[str, Any]]:
+def presented(
+    vis: Any,
+    q: PageQuery,
+    examples: Sequence[Example],
+    per_model: list[list[Result]],
+    scales: tuple[float, ...] | None = None,
+) -> list[dict[str, Any]]:
     """Examples with every model's predictions and rendered attributions, as JSON."""
-    out = [vis.presenter.example(ex, [vis.presenter.model(m, ex, results[j], q.visualization, q.top_k, scales)
-                                      for m, results in enumerate(per_model)])
-           for j, ex in enumerate(examples)]
+    out = [
+        vis.presenter.example(
+            ex,
+            [
+                vis.presenter.model(m, ex, results[j], q.visualization, q.top_k, scales)
+                for m, results in enumerate(per_model)
+            ],
+        )
+        for j, ex in enumerate(examples)
+    ]
     return with_losses(vis, examples, out)
 
 
-def with_losses(vis: Any, examples: Sequence[Example], out: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def with_losses(vis: Any, examples: Sequence[Example], out: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each model's loss of the example, once the dataset pass has it (the cards show it)."""
     for ex, ex_json in zip(examples, out):
         losses = vis.dataset_pass.records.losses_of(ex.id)
@@ -64,8 +82,9 @@ def with_losses(vis: Any, examples: Sequence[Example], out: List[Dict[str, Any]]
     return out
 
 
-def explained(vis: Any, q: PageQuery, examples: Sequence[Example], cancel: Optional[Cancel] = None
-              ) -> List[Dict[str, Any]]:
+def explained(
+    vis: Any, q: PageQuery, examples: Sequence[Example], cancel: Cancel | None = None
+) -> list[dict[str, Any]]:
     """Every model's predictions and attributions for some examples (one batch per model)."""
     return presented(vis, q, examples, computed(vis, q, examples, cancel))
 
@@ -76,13 +95,15 @@ def explained(vis: Any, q: PageQuery, examples: Sequence[Example], cancel: Optio
 PREVIEW_MIN_EVALS = 8
 
 
-def previewed(vis: Any, q: PageQuery, examples: Sequence[Example], cancel: Optional[Cancel] = None
-              ) -> List[Dict[str, Any]]:
+def previewed(
+    vis: Any, q: PageQuery, examples: Sequence[Example], cancel: Cancel | None = None
+) -> list[dict[str, Any]]:
     """Every model's predictions of some examples, their attributions still to come."""
     per_model = vis.predictions(examples, cancel)
-    return [vis.presenter.example(ex, [vis.presenter.pending(m, preds[j], q.top_k)
-                                       for m, preds in enumerate(per_model)])
-            for j, ex in enumerate(examples)]
+    return [
+        vis.presenter.example(ex, [vis.presenter.pending(m, preds[j], q.top_k) for m, preds in enumerate(per_model)])
+        for j, ex in enumerate(examples)
+    ]
 
 
 def evals_per_example(vis: Any, q: PageQuery) -> int:
@@ -93,7 +114,7 @@ def evals_per_example(vis: Any, q: PageQuery) -> int:
         return 1
 
 
-def stream_chunks(vis: Any, q: PageQuery, examples: Sequence[Example], first_chunk: int) -> List[Sequence[Example]]:
+def stream_chunks(vis: Any, q: PageQuery, examples: Sequence[Example], first_chunk: int) -> list[Sequence[Example]]:
     """How a page's examples are computed: the first ``first_chunk`` alone (something shows early),
     then as many per step as every model attributes in one captum call, so an expensive method
     streams each call's examples as it finishes and a cheap one still runs in one batched call."""
@@ -106,11 +127,10 @@ def stream_chunks(vis: Any, q: PageQuery, examples: Sequence[Example], first_chu
     except Exception:  # examples the engine will refuse anyway: one batch, as before
         step = len(rest)
     step = max(1, step)
-    return [examples[:first_chunk]] + [rest[i:i + step] for i in range(0, len(rest), step)]
+    return [examples[:first_chunk]] + [rest[i : i + step] for i in range(0, len(rest), step)]
 
 
-def page_events(vis: Any, q: PageQuery, first_chunk: int = 1, cancel: Optional[Cancel] = None
-                ) -> Iterator[Dict[str, Any]]:
+def page_events(vis: Any, q: PageQuery, first_chunk: int = 1, cancel: Cancel | None = None) -> Iterator[dict[str, Any]]:
     """Events for one page: ``page`` first, then (for an expensive method) a ``preview`` of each
     example (its input and predictions), then each ``example`` as soon as it is computed, then
     for a filter whose scan has not reached the end a ``count`` (the page info again, once the
@@ -126,13 +146,14 @@ def page_events(vis: Any, q: PageQuery, first_chunk: int = 1, cancel: Optional[C
             yield {"type": "preview", "example": ex_json}
     if q.visualization.scale == "page":
         # One colour scale for the whole page: every map is computed before any is drawn.
-        done: List[Tuple[Sequence[Example], List[List[Result]]]] = []
+        done: list[tuple[Sequence[Example], list[list[Result]]]] = []
         for chunk in stream_chunks(vis, q, examples, first_chunk):
             done.append((chunk, computed(vis, q, chunk, cancel)))
             if streaming:
                 yield {"type": "progress", "computed": sum(len(c) for c, _ in done), "total": len(examples)}
-        scales = vis.presenter.page_scales([r for _, per_model in done for results in per_model for r in results],
-                                           q.visualization)
+        scales = vis.presenter.page_scales(
+            [r for _, per_model in done for results in per_model for r in results], q.visualization
+        )
         for chunk, per_model in done:
             for ex_json in presented(vis, q, chunk, per_model, scales):
                 yield {"type": "example", "example": ex_json}
@@ -147,9 +168,9 @@ def page_events(vis: Any, q: PageQuery, first_chunk: int = 1, cancel: Optional[C
     yield {"type": "done", "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1)}
 
 
-def page_document(vis: Any, q: PageQuery, cancel: Optional[Cancel] = None) -> Dict[str, Any]:
+def page_document(vis: Any, q: PageQuery, cancel: Cancel | None = None) -> dict[str, Any]:
     """One page as a single JSON document (the non-streaming answer)."""
-    result: Dict[str, Any] = {"page": None, "examples": []}
+    result: dict[str, Any] = {"page": None, "examples": []}
     for event in page_events(vis, q, first_chunk=0, cancel=cancel):
         if event["type"] in ("page", "count"):  # the count, when there is one, is the later word
             result["page"] = {k: v for k, v in event.items() if k != "type"}
@@ -160,50 +181,79 @@ def page_document(vis: Any, q: PageQuery, cancel: Optional[Cancel] = None) -> Di
     return result
 
 
-def examples(vis: Any, body: Any, cancel: Optional[Cancel] = None) -> Any:
+def examples(vis: Any, body: Any, cancel: Cancel | None = None) -> Any:
     q = body if isinstance(body, PageQuery) else parse_page_query(body, vis.defaults)
     return Stream(page_events(vis, q, cancel=cancel)) if q.stream else page_document(vis, q, cancel)
 
 
-def request_schema(vis: Any) -> Dict[str, Any]:
+def request_schema(vis: Any) -> dict[str, Any]:
     return {
         "type": "object",
         "nullable": True,  # an empty or null body: the first page with every default
         "additionalProperties": False,
-        "properties": dict(query_properties(vis), **{
-            "filter": {
-                "type": "object",
-                "nullable": True,
-                "additionalProperties": False,
-                "properties": {
-                    "classes": {"type": "array", "items": class_schema(vis), "maxItems": max(1, len(vis.classes))},
-                    "prediction": {"type": "string", "enum": list(PREDICTION_FILTERS)},
-                    "class_source": {"type": "string", "enum": list(CLASS_SOURCES)},
-                    # Read from the dataset pass (started by the first request that needs it):
-                    "pair": {"type": "object", "nullable": True, "additionalProperties": False,
-                             "required": ["actual", "predicted"],
-                             "properties": {"actual": class_schema(vis), "predicted": class_schema(vis)},
-                             "description": "one confusion cell: examples of class actual predicted as predicted"},
-                    "confidence": {"type": "array", "nullable": True, "minItems": 2, "maxItems": 2,
-                                   "items": {"type": "number", "minimum": 0, "maximum": 1},
-                                   "description": "[low, high]: the top prediction's score in this range"},
-                    "disagree": {"type": "boolean", "description": "only examples the models predict differently"},
-                    "order": {"type": "string", "enum": list(ORDERS), "description": "loss: largest loss first"},
-                    "model": {"type": "integer", "minimum": 0, "maximum": max(0, len(vis.engines) - 1),
-                              "description": "the model whose prediction, score and loss pair, confidence and "
-                                             "order mean"},
+        "properties": dict(
+            query_properties(vis),
+            **{
+                "filter": {
+                    "type": "object",
+                    "nullable": True,
+                    "additionalProperties": False,
+                    "properties": {
+                        "classes": {"type": "array", "items": class_schema(vis), "maxItems": max(1, len(vis.classes))},
+                        "prediction": {"type": "string", "enum": list(PREDICTION_FILTERS)},
+                        "class_source": {"type": "string", "enum": list(CLASS_SOURCES)},
+                        # Read from the dataset pass (started by the first request that needs it):
+                        "pair": {
+                            "type": "object",
+                            "nullable": True,
+                            "additionalProperties": False,
+                            "required": ["actual", "predicted"],
+                            "properties": {"actual": class_schema(vis), "predicted": class_schema(vis)},
+                            "description": "one confusion cell: examples of class actual predicted as predicted",
+                        },
+                        "confidence": {
+                            "type": "array",
+                            "nullable": True,
+                            "minItems": 2,
+                            "maxItems": 2,
+                            "items": {"type": "number", "minimum": 0, "maximum": 1},
+                            "description": "[low, high]: the top prediction's score in this range",
+                        },
+                        "disagree": {"type": "boolean", "description": "only examples the models predict differently"},
+                        "order": {"type": "string", "enum": list(ORDERS), "description": "loss: largest loss first"},
+                        "model": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "maximum": max(0, len(vis.engines) - 1),
+                            "description": "the model whose prediction, score and loss pair, confidence and order mean",
+                        },
+                    },
+                },
+                "page": {"type": "integer", "minimum": 0, "maximum": PAGE_MAX},
+                "page_size": {"type": "integer", "minimum": 1, "maximum": PAGE_SIZE_MAX},
+                "stream": {
+                    "type": "boolean",
+                    "description": "answer as NDJSON events (page, preview..., example..., done)",
                 },
             },
-            "page": {"type": "integer", "minimum": 0, "maximum": PAGE_MAX},
-            "page_size": {"type": "integer", "minimum": 1, "maximum": PAGE_SIZE_MAX},
-            "stream": {"type": "boolean", "description": "answer as NDJSON events (page, preview..., example..., done)"},
-        }),
+        ),
     }
 
 
-VIEW = View("examples", examples,
-            "One page of examples matching a filter, with predictions and rendered attributions",
-            request_schema=request_schema, streams=True, computes=True, responses={
-                "200": {"description": "the page (stream=false), or NDJSON events (stream=true)", "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/Page"}},
-                    "application/x-ndjson": {"schema": {"$ref": "#/components/schemas/Event"}}}}})
+VIEW = View(
+    "examples",
+    examples,
+    "One page of examples matching a filter, with predictions and rendered attributions",
+    request_schema=request_schema,
+    streams=True,
+    computes=True,
+    responses={
+        "200": {
+            "description": "the page (stream=false), or NDJSON events (stream=true)",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/Page"}},
+                "application/x-ndjson": {"schema": {"$ref": "#/components/schemas/Event"}},
+            },
+        }
+    },
+)

@@ -12,7 +12,7 @@ report's pages are computed with the request's ``Cancel``: a client that hangs u
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Optional
+from typing import Any
 
 from ..cancel import Cancel
 from ..export import csv_text, html_report
@@ -28,7 +28,7 @@ PAGE_KEYS = COMMON_KEYS + ("filter",)  # what the report takes of a page request
 KEYS = PAGE_KEYS + ("format", "limit")
 
 
-def export(vis: Any, body: Any, cancel: Optional[Cancel] = None) -> Dict[str, Any]:
+def export(vis: Any, body: Any, cancel: Cancel | None = None) -> dict[str, Any]:
     obj = _require_object(body, "body")
     _check_keys(obj, KEYS, "")
     fmt = _enum(obj, "format", "html", FORMATS)
@@ -39,19 +39,34 @@ def export(vis: Any, body: Any, cancel: Optional[Cancel] = None) -> Dict[str, An
         content, n = csv_text(vis, model=q.filter.model, cancel=cancel)
     else:
         content, n = html_report(vis, page_body, limit, cancel)
-    return {"filename": f"insights-report-{time.strftime('%Y-%m-%d')}.{fmt}", "media_type": MEDIA_TYPES[fmt],
-            "content": content, "examples": n}
+    return {
+        "filename": f"insights-report-{time.strftime('%Y-%m-%d')}.{fmt}",
+        "media_type": MEDIA_TYPES[fmt],
+        "content": content,
+        "examples": n,
+    }
 
 
-def request_schema(vis: Any) -> Dict[str, Any]:
+def request_schema(vis: Any) -> dict[str, Any]:
     page = examples.request_schema(vis)
     props = {k: v for k, v in page["properties"].items() if k in PAGE_KEYS}
-    props["format"] = {"type": "string", "enum": list(FORMATS),
-                       "description": "html: a self-contained report (images inline); csv: every example's predictions"}
-    props["limit"] = {"type": "integer", "minimum": 1, "maximum": LIMIT_MAX,
-                      "description": f"examples in an HTML report (default {LIMIT_DEFAULT})"}
-    return {"type": "object", "nullable": True,  # an empty or null body: an HTML report of the first examples
-            "additionalProperties": False, "properties": props}
+    props["format"] = {
+        "type": "string",
+        "enum": list(FORMATS),
+        "description": "html: a self-contained report (images inline); csv: every example's predictions",
+    }
+    props["limit"] = {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": LIMIT_MAX,
+        "description": f"examples in an HTML report (default {LIMIT_DEFAULT})",
+    }
+    return {
+        "type": "object",
+        "nullable": True,  # an empty or null body: an HTML report of the first examples
+        "additionalProperties": False,
+        "properties": props,
+    }
 
 
 RESPONSE_SCHEMA = {
@@ -65,9 +80,14 @@ RESPONSE_SCHEMA = {
     },
 }
 
-VIEW = View("export", export,
-            "A report of the examples a page request selects (HTML, self-contained) or every example's "
-            "predictions (CSV), as a file's name, type and text",
-            request_schema=request_schema, computes=True, responses={
-                "200": {"description": "the file to save", "content": {
-                    "application/json": {"schema": RESPONSE_SCHEMA}}}})
+VIEW = View(
+    "export",
+    export,
+    "A report of the examples a page request selects (HTML, self-contained) or every example's "
+    "predictions (CSV), as a file's name, type and text",
+    request_schema=request_schema,
+    computes=True,
+    responses={
+        "200": {"description": "the file to save", "content": {"application/json": {"schema": RESPONSE_SCHEMA}}}
+    },
+)

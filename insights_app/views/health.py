@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any
 
 from .view import View
 
 
-def health(vis: Any, body: Any) -> Dict[str, str]:
+def health(vis: Any, body: Any) -> dict[str, str]:
     return {"status": "ok"}
 
 
-VIEW = View("health", health, "Liveness", takes_body=False, public=True, errors=(), responses={
-    "200": {"description": "ok", "content": {"application/json": {"schema": {
-        "type": "object", "properties": {"status": {"type": "string"}}}}}}})
+VIEW = View(
+    "health",
+    health,
+    "Liveness",
+    takes_body=False,
+    public=True,
+    errors=(),
+    responses={
+        "200": {
+            "description": "ok",
+            "content": {
+                "application/json": {"schema": {"type": "object", "properties": {"status": {"type": "string"}}}}
+            },
+        }
+    },
+)

@@ -9,7 +9,7 @@ flagged "insensitive to the model" (see :mod:`insights_app.metrics.sanity`).
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any
 
 from ..cancel import Cancel
 from ..dataset import ExampleBatch
@@ -20,19 +20,20 @@ from . import attribute
 from .view import View
 
 
-def sanity(vis: Any, body: Any, cancel: Optional[Cancel] = None) -> Dict[str, Any]:
+def sanity(vis: Any, body: Any, cancel: Cancel | None = None) -> dict[str, Any]:
     q = body if isinstance(body, AttributeQuery) else parse_attribute_query(body, vis.defaults)
     ex = attribute.example_of(vis, q, cancel)
     engine = vis.engines[q.model]
     (result,) = engine.run([ex], q.method, q.arguments, [q.target], cancel=cancel)
     model = vis.presenter.model(q.model, ex, result, q.visualization, q.top_k)
-    out: Dict[str, Any] = {"example": vis.presenter.example(ex, [model]), "sanity": None}
+    out: dict[str, Any] = {"example": vis.presenter.example(ex, [model]), "sanity": None}
     exp = result.explanation
     if exp is None or exp.target is None:
         out["sanity"] = {"error": result.error or "the check needs a class to attribute to"}
         return out
-    (checked,) = engine.compute.run(sanity_check, engine, q.method, q.arguments, ExampleBatch.stack([ex]),
-                                    [exp.target], [exp.maps], cancel=cancel)
+    (checked,) = engine.compute.run(
+        sanity_check, engine, q.method, q.arguments, ExampleBatch.stack([ex]), [exp.target], [exp.maps], cancel=cancel
+    )
     steps = []
     for name, maps, rho, ssim in zip(checked.steps, checked.maps, checked.spearman, checked.ssim):
         randomized = Result(ex.id, result.prediction, Explanation(exp.target, maps, exp.contributions, exp.key))
@@ -42,8 +43,26 @@ def sanity(vis: Any, body: Any, cancel: Optional[Cancel] = None) -> Dict[str, An
     return out
 
 
-VIEW = View("sanity", sanity, "The model-randomization sanity check of one example's map under one model",
-            request_schema=attribute.request_schema, computes=True, responses={"200": {
-                "description": "the example, and its maps on the model randomized from the last layer down",
-                "content": {"application/json": {"schema": {"type": "object", "properties": {
-                    "example": {"$ref": "#/components/schemas/Example"}, "sanity": {"type": "object"}}}}}}})
+VIEW = View(
+    "sanity",
+    sanity,
+    "The model-randomization sanity check of one example's map under one model",
+    request_schema=attribute.request_schema,
+    computes=True,
+    responses={
+        "200": {
+            "description": "the example, and its maps on the model randomized from the last layer down",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "example": {"$ref": "#/components/schemas/Example"},
+                            "sanity": {"type": "object"},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)

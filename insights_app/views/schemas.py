@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any
 
 from ..limits import TOP_K_MAX
 from ..metrics.options import request_schema as metrics_schema
@@ -10,11 +10,11 @@ from ..query import SCALES
 from ..render import PALETTES, SIGNS, VIS_METHODS
 
 
-def param_schema(p: Dict[str, Any]) -> Dict[str, Any]:
+def param_schema(p: dict[str, Any]) -> dict[str, Any]:
     """The JSON schema of one method parameter (from its ``to_json()``)."""
     t = p["type"]
     if t == "int":
-        s: Dict[str, Any] = {"type": "integer"}
+        s: dict[str, Any] = {"type": "integer"}
     elif t == "float":
         s = {"type": "number"}
     elif t == "bool":
@@ -37,7 +37,7 @@ def param_schema(p: Dict[str, Any]) -> Dict[str, Any]:
     return s
 
 
-def widest(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
+def widest(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """One schema for a parameter name shared by several methods: the loosest bounds of both.
 
     The exact per-method bounds are in /config; the server checks them and answers 400.
@@ -62,19 +62,23 @@ def widest(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def class_schema(vis: Any) -> Dict[str, Any]:
+def class_schema(vis: Any) -> dict[str, Any]:
     """A class, by name or by index."""
-    return {"anyOf": [{"type": "string", "enum": vis.classes},
-                      {"type": "integer", "minimum": 0, "maximum": len(vis.classes) - 1}]}
+    return {
+        "anyOf": [
+            {"type": "string", "enum": vis.classes},
+            {"type": "integer", "minimum": 0, "maximum": len(vis.classes) - 1},
+        ]
+    }
 
 
-def arguments_schema(vis: Any) -> Dict[str, Any]:
+def arguments_schema(vis: Any) -> dict[str, Any]:
     """The union of every method's parameters (each method's own schema is in /config)."""
-    arguments: Dict[str, Any] = {
+    arguments: dict[str, Any] = {
         "type": "object",
         "nullable": True,  # null: the method's defaults, as when left out
         "description": "Parameters of the chosen method (see /config for each method's schema); "
-                       "the union of all methods' parameters is listed here.",
+        "the union of all methods' parameters is listed here.",
         "properties": {},
         "additionalProperties": False,
     }
@@ -85,7 +89,7 @@ def arguments_schema(vis: Any) -> Dict[str, Any]:
     return arguments
 
 
-def query_properties(vis: Any) -> Dict[str, Any]:
+def query_properties(vis: Any) -> dict[str, Any]:
     """The fields every attribution query takes: method, arguments, visualization, top_k, metrics."""
     return {
         "method": {"type": "string", "enum": list(vis.methods)},
@@ -98,12 +102,19 @@ def query_properties(vis: Any) -> Dict[str, Any]:
                 "method": {"type": "string", "enum": list(VIS_METHODS)},
                 "sign": {"type": "string", "enum": list(SIGNS)},
                 "outlier_perc": {"type": "number", "minimum": 0, "maximum": 50},
-                "palette": {"type": "string", "enum": list(PALETTES),
-                            "description": "colorblind: blue-white-orange and one hue per sign; captum: captum's"},
-                "scale": {"description": "the magnitude drawn at full colour: 'map' (each map its own), 'page' "
-                                         "(one for the page), or that number",
-                          "anyOf": [{"type": "string", "enum": list(SCALES)},
-                                    {"type": "number", "minimum": 1e-30, "maximum": 1e30}]},
+                "palette": {
+                    "type": "string",
+                    "enum": list(PALETTES),
+                    "description": "colorblind: blue-white-orange and one hue per sign; captum: captum's",
+                },
+                "scale": {
+                    "description": "the magnitude drawn at full colour: 'map' (each map its own), 'page' "
+                    "(one for the page), or that number",
+                    "anyOf": [
+                        {"type": "string", "enum": list(SCALES)},
+                        {"type": "number", "minimum": 1e-30, "maximum": 1e30},
+                    ],
+                },
             },
         },
         "top_k": {"type": "integer", "minimum": 1, "maximum": TOP_K_MAX},

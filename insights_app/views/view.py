@@ -11,8 +11,9 @@ message per event in the widget.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Tuple
+from typing import Any
 
 from ..cancel import Cancel
 
@@ -24,9 +25,9 @@ ERROR_STATUSES_OF_A_QUERY = (400, 401, 403, 413, 415, 500)
 class Stream:
     """Events of an answer sent as they are computed (``{"type": ...}`` dictionaries)."""
 
-    events: Iterable[Dict[str, Any]]
+    events: Iterable[dict[str, Any]]
 
-    def __iter__(self) -> Iterator[Dict[str, Any]]:
+    def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.events)
 
     def close(self) -> None:
@@ -47,17 +48,19 @@ class View:
     public: bool = False  # answered without the server's token (health checks)
     streams: bool = False  # answers a body with ``"stream": true`` with a Stream (over the widget comm, always)
     # The OpenAPI schema of the body (given the visualizer: its classes and methods), when it takes one.
-    request_schema: Optional[Callable[[Any], Dict[str, Any]]] = None
+    request_schema: Callable[[Any], dict[str, Any]] | None = None
     # The OpenAPI responses object of a success (error responses are added from ``errors``).
-    responses: Dict[str, Any] = field(default_factory=dict)
-    errors: Tuple[int, ...] = ERROR_STATUSES_OF_A_QUERY
-    computes: bool = False  # runs the models: served by the model threads, cancellable, refused (503) when too many wait
+    responses: dict[str, Any] = field(default_factory=dict)
+    errors: tuple[int, ...] = ERROR_STATUSES_OF_A_QUERY
+    computes: bool = (
+        False  # runs the models: served by the model threads, cancellable, refused (503) when too many wait
+    )
 
     def __post_init__(self) -> None:
         if self.computes and 503 not in self.errors:
             object.__setattr__(self, "errors", tuple(self.errors) + (503,))
 
-    def answer(self, vis: Any, body: Any, cancel: Optional[Cancel] = None) -> Any:
+    def answer(self, vis: Any, body: Any, cancel: Cancel | None = None) -> Any:
         """Run the view (handing it ``cancel`` when it takes one)."""
         try:
             takes_cancel = len(inspect.signature(self.run).parameters) >= 3
