@@ -58,11 +58,12 @@ def transform_batch(feature: BaseFeature, batch: torch.Tensor) -> torch.Tensor:
     if not transforms or batch.dim() < 2 or not batch.is_floating_point():
         return feature.transform_input(batch)
     tv = sys.modules.get("torchvision.transforms")
-    steps = []
+    steps: list[Transform] = []
     for t in transforms:
-        if callable(getattr(t, "apply_to_batch", None)):
-            steps.append(t.apply_to_batch)
-        elif tv is not None and type(t) is tv.Normalize and not t.inplace and batch.dim() >= 4:
+        batched = getattr(t, "apply_to_batch", None)
+        if callable(batched):
+            steps.append(batched)
+        elif tv is not None and type(t) is tv.Normalize and not getattr(t, "inplace", True) and batch.dim() >= 4:
             steps.append(t)
         else:
             return feature.transform_input(batch)

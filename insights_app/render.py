@@ -61,7 +61,9 @@ def colormap_lut(sign: str, palette: str = "captum") -> np.ndarray:
     if palette not in _COLORMAPS:
         raise RenderError(f"palette must be one of {', '.join(PALETTES)}")
     spec = _COLORMAPS[palette][sign]
-    cmap = LinearSegmentedColormap.from_list(f"{palette}-{sign}", spec) if isinstance(spec, list) else colormaps[spec]
+    cmap = (
+        LinearSegmentedColormap.from_list(f"{palette}-{sign}", spec) if isinstance(spec, list) else colormaps[str(spec)]
+    )
     lut = (cmap(np.linspace(0.0, 1.0, 256))[:, :3] * 255.0 + 0.5).astype(np.uint8)
     lut.setflags(write=False)
     return lut
@@ -167,7 +169,7 @@ def _resize_to(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if image.shape[:2] == shape:
         return image
     mode_img = Image.fromarray(image[..., 0] if image.shape[2] == 1 else image)
-    resized = np.asarray(mode_img.resize((shape[1], shape[0]), Image.BILINEAR))
+    resized = np.asarray(mode_img.resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
     return resized[..., None] if resized.ndim == 2 else resized
 
 
@@ -190,7 +192,9 @@ def shrink_map(attr2d: np.ndarray, max_side: int = MAX_DISPLAY_SIDE) -> np.ndarr
     shape = display_shape(h, w, max_side)
     if shape == (h, w):
         return attr2d
-    small = Image.fromarray(np.ascontiguousarray(attr2d, dtype=np.float32)).resize((shape[1], shape[0]), Image.BOX)
+    small = Image.fromarray(np.ascontiguousarray(attr2d, dtype=np.float32)).resize(
+        (shape[1], shape[0]), Image.Resampling.BOX
+    )
     return np.asarray(small, dtype=np.float32)
 
 
@@ -233,6 +237,7 @@ def render_attribution(
         heat = np.take(colormap_lut(sign, palette), idx, axis=0)  # take: several times faster than lut[idx]
         if method == "heat_map":
             return heat
+        assert original is not None  # checked above: every other method needs the image
         # Gray = mean of the channels rescaled to 0..255; the channel sum rescales the same way.
         rgb = original[..., :3]
         gray = rgb[..., 0].astype(np.float32)
@@ -245,6 +250,7 @@ def render_attribution(
         blended *= np.float32(ALPHA_OVERLAY)
         blended += under[..., None]
         return blended.astype(np.uint8)
+    assert original is not None  # checked above: every other method needs the image
     if method == "masked_image":
         masked = original[..., :3].astype(np.float32) * norm[..., None]
         return np.clip(masked, 0, 255).astype(np.uint8)
@@ -279,7 +285,7 @@ def _worth_deflating(filtered: np.ndarray) -> bool:
         return True  # a small image: the sample would be most of the work
     sample = filtered[:rows]
     z = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
-    return len(z.compress(sample)) + len(z.flush()) <= (1.0 - DEFLATE_MIN_SAVING) * sample.nbytes
+    return len(z.compress(sample.data)) + len(z.flush()) <= (1.0 - DEFLATE_MIN_SAVING) * sample.nbytes
 
 
 def encode_png(image: np.ndarray, compress_level: int = 1) -> bytes:
@@ -309,7 +315,7 @@ def encode_png(image: np.ndarray, compress_level: int = 1) -> bytes:
     if filtered.nbytes <= STORED_PNG_BYTES or not _worth_deflating(filtered):
         compress_level = 0  # deflating would cost more time than the bytes it saves are worth
     z = zlib.compressobj(compress_level, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
-    data = z.compress(filtered) + z.flush()
+    data = z.compress(filtered.data) + z.flush()
     header = struct.pack(">IIBBBBB", w, h, 8, PNG_COLOR_TYPES[c], 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
 

@@ -52,7 +52,7 @@ class ConvNet(nn.Module):
             setattr(self, f"conv{i}", nn.Conv2d(channels, width, 3, padding=1))
             setattr(self, f"relu{i}", nn.ReLU())
             module = _pool(pool)
-            if module is not None:
+            if module is not None and pool is not None:
                 setattr(self, f"pool{i}", module)
                 spatial = int(pool[3:]) if pool.startswith("avg") else (None if spatial is None else spatial // 2)
             channels = width

@@ -64,7 +64,8 @@ def patch_cost(p: Mapping[str, Any], hw: tuple[int, int]) -> int:
 
 def occlusion_shapes(ctx: AttributionContext) -> tuple[tuple[tuple[int, ...], ...], tuple[tuple[int, ...], ...]]:
     """Per-input sliding window and stride shapes (without the batch dimension)."""
-    windows, strides = [], []
+    windows: list[tuple[int, ...]] = []
+    strides: list[tuple[int, ...]] = []
     for i, x in enumerate(ctx.inputs):
         per_example = tuple(x.shape[1:])
         if i in ctx.image_inputs and len(per_example) == 3:

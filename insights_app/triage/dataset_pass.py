@@ -288,7 +288,7 @@ class DatasetPass:
         if self.losses[m] is None:
             known = model_store.pass_loss(key)
             if known is not None:
-                self.losses[m] = restored_choice(*known, self.loss_funcs[m])
+                self.losses[m] = restored_choice(known[0], known[1], self.loss_funcs[m])
         before = self.losses[m]
 
         def compute(missing: list[int]) -> ModelRows | None:
