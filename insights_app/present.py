@@ -2,38 +2,28 @@
 
 A :class:`Presenter` keeps two caches, both bounded: what each feature shows for an
 example's input (the same for every model and method) and the rendered attributions per
-explanation and view, so a repeated page, or a change of colours only, costs JSON only.
+explanation and view, so a repeated page, or a change of colours only, costs JSON only. What a
+feature shows is its kind's renderer's (:mod:`insights_app.feature_kinds`, looked up by kind).
 """
 
 from __future__ import annotations
 
-import base64
 import logging
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from .cache import LRUCache
 from .dataset import Example
 from .engine import Explanation, Prediction, Result
-from .features import BaseFeature, GeneralFeature, ImageFeature, TextFeature
-from .jsonwire import Verbatim
+from .feature_kinds import FeatureRenderer, build_registry, renderer_for
+from .features import BaseFeature
 from .query import Visualization
-from .render import (
-    attribution_scale,
-    encode_png_base64,
-    normalize_attribution,
-    render_attribution,
-    scale_range,
-    shrink_image,
-    shrink_map,
-    to_display_image,
-)
+from .registry import Registry
+from .render import shrink_image, to_display_image
 
 log = logging.getLogger(__name__)
 ORIGINALS_KEPT = 1024  # (example, feature) inputs as shown
@@ -47,8 +37,16 @@ RENDERED_CACHE_BYTES = 64 * 2**20
 class Presenter:
     """Turns examples and :class:`~insights_app.engine.Result` objects into API JSON."""
 
-    def __init__(self, features: Sequence[BaseFeature], classes: Sequence[str], model_names: Sequence[str]) -> None:
+    def __init__(
+        self,
+        features: Sequence[BaseFeature],
+        classes: Sequence[str],
+        model_names: Sequence[str],
+        renderers: Registry[FeatureRenderer] | None = None,
+    ) -> None:
         self.features = list(features)
+        # How each feature kind is shown, by kind (vis.register_feature_kind adds to it).
+        self.renderers = renderers if renderers is not None else build_registry()
         self.classes = list(classes)
         self.model_names = list(model_names)
         self._originals: OrderedDict[tuple[int, int], Any] = OrderedDict()
@@ -133,15 +131,8 @@ class Presenter:
             if key in self._originals:
                 self._originals.move_to_end(key)
                 return self._originals[key]
-        f, x = self.features[i], ex.inputs[i]
-        if isinstance(f, ImageFeature):
-            value = encode_png_base64(self._display_image(ex, i))
-        elif isinstance(f, TextFeature):
-            value = f.tokens(x)
-        elif isinstance(f, GeneralFeature):
-            value = general_values(f.display_input(x))
-        else:
-            value = None
+        f = self.features[i]
+        value = self.renderer(i).original(f, ex, i, self)
         with self._originals_lock:
             self._originals[key] = value
             while len(self._originals) > ORIGINALS_KEPT:
@@ -168,9 +159,13 @@ class Presenter:
             self._rendered.put(key, rendered, 256 + size)
         return list(rendered)
 
+    def renderer(self, i: int) -> FeatureRenderer:
+        """Feature ``i``'s renderer: its kind's."""
+        return renderer_for(self.features[i], self.renderers)
+
     def _shown_map(self, i: int, attr_map: np.ndarray) -> np.ndarray:
         """A feature's map as it is drawn (an image's shrunk to the display bound)."""
-        return shrink_map(attr_map) if isinstance(self.features[i], ImageFeature) else np.asarray(attr_map)
+        return self.renderer(i).shown_map(attr_map)
 
     def _scale_for(self, i: int, attr_map: np.ndarray, vis: Visualization, scales: tuple[float, ...] | None) -> float:
         """The magnitude drawn at full colour for feature ``i``'s map: the request's number, the
@@ -182,12 +177,7 @@ class Presenter:
         return self._own_scale(i, [self._shown_map(i, attr_map)], vis)
 
     def _own_scale(self, i: int, maps: Sequence[np.ndarray], vis: Visualization) -> float:
-        if isinstance(self.features[i], ImageFeature):
-            return attribution_scale(maps, vis.sign, vis.outlier_perc)
-        # Tokens and categories show both signs, scaled to the largest magnitude.
-        peaks = [float(np.max(np.abs(m))) for m in maps if np.size(m)]
-        peak = max(peaks, default=0.0)
-        return peak if math.isfinite(peak) else 0.0
+        return self.renderer(i).scale(maps, vis)
 
     def page_scales(self, results: Sequence[Result], vis: Visualization) -> tuple[float, ...]:
         """Per feature, one magnitude for every map of these results (a page, all its models)."""
@@ -198,7 +188,7 @@ class Presenter:
                     per_feature[i].append(self._shown_map(i, m))
         return tuple(self._own_scale(i, maps, vis) for i, maps in enumerate(per_feature))
 
-    def _display_image(self, ex: Example, i: int) -> np.ndarray:
+    def display_image(self, ex: Example, i: int) -> np.ndarray:
         """An image feature's input as shown, shrunk to MAX_DISPLAY_SIDE so that huge inputs
         cost bounded time and bytes per example (its attribution map is shrunk alike)."""
         key = (ex.id, i)
@@ -219,51 +209,4 @@ class Presenter:
         self, ex: Example, i: int, attr_map: np.ndarray, vis: Visualization, scale: float, values: bool
     ) -> dict[str, Any]:
         f = self.features[i]
-        out: dict[str, Any] = {"name": f.name, "type": f.kind}
-        if isinstance(f, ImageFeature):
-            shown = shrink_map(attr_map)
-            norm = normalize_attribution(shown, vis.sign, vis.outlier_perc, scale)
-            img = render_attribution(
-                shown,
-                self._display_image(ex, i),
-                vis.method,
-                vis.sign,
-                vis.outlier_perc,
-                norm=norm,
-                palette=vis.palette,
-            )
-            out["image"] = encode_png_base64(img)
-            out["scale"] = scale_range(vis.sign, scale)
-            if values:  # the map as drawn, for the large view's value under the pointer
-                data = np.ascontiguousarray(shown, dtype="<f4")
-                out["values"] = {
-                    "shape": list(data.shape),
-                    "data": Verbatim(base64.b64encode(data.tobytes()).decode("ascii")),
-                }
-        elif isinstance(f, TextFeature):
-            out["tokens"] = self.original(ex, i)
-            out["scores"] = [float(v) for v in attr_map.tolist()]
-            out["scale"] = scale_range("all", scale)
-        elif isinstance(f, GeneralFeature):
-            out["categories"] = f.categories
-            out["scores"] = [float(v) for v in attr_map.tolist()]
-            out["scale"] = scale_range("all", scale)
-        else:
-            out["scores"] = [float(v) for v in np.asarray(attr_map).flatten().tolist()[:1000]]
-        return out
-
-
-def general_values(shown: Any) -> list[Any]:
-    """A general feature's shown values: numbers (a missing or infinite one as null) or labels (the
-    names a ``visualization_transform`` gives, such as a tabular column's category)."""
-    if isinstance(shown, torch.Tensor):
-        shown = shown.detach().float().flatten().tolist()
-    out: list[Any] = []
-    for v in shown:
-        if isinstance(v, str) or v is None:
-            out.append(v)
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            out.append(float(v) if math.isfinite(v) else None)
-        else:
-            out.append(str(v))
-    return out
+        return {"name": f.name, "type": f.kind, **self.renderer(i).render(f, ex, i, attr_map, vis, scale, values, self)}

@@ -23,6 +23,7 @@ from .cancel import Cancel
 from .dataset import Example, ExampleStore
 from .engine import Engine, Prediction
 from .errors import DatasetError
+from .feature_kinds import FeatureRenderer
 from .features import BaseFeature, ImageFeature
 from .limits import TOP_K_MAX
 from .methods import AttributionContext, Attributions, MethodSpec, Param, build_registry, method
@@ -135,6 +136,10 @@ class AttributionVisualizer:
     def register_method(self, spec: MethodSpec, *, replace: bool = False) -> MethodSpec:
         """Offer one more attribution method (a :class:`~insights_app.methods.MethodSpec`)."""
         return self.methods.register(spec, replace=replace)
+
+    def register_feature_kind(self, renderer: FeatureRenderer, *, replace: bool = False) -> FeatureRenderer:
+        """Show features of ``renderer.kind`` with it (a :class:`~insights_app.feature_kinds.FeatureRenderer`)."""
+        return self.presenter.renderers.register(renderer, replace=replace)
 
     def method(
         self,

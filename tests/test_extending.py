@@ -1,11 +1,12 @@
-"""Extending a visualizer: a user's own method and view, served like the built-in ones, and the one
-error table that answers alike over HTTP, in a stream and in the notebook widget."""
+"""Extending a visualizer: a user's own method, view, quality metric and feature kind, served like the
+built-in ones, and the one error table that answers alike over HTTP, in a stream and in the notebook widget."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from captum.attr import IntegratedGradients
@@ -13,7 +14,8 @@ from engine_helpers import RandomImages, make_model
 
 from insights_app import AttributionVisualizer
 from insights_app.errors import ComputationError, DatasetError, RenderError, ValidationError
-from insights_app.features import ImageFeature
+from insights_app.feature_kinds import FeatureRenderer, renderer_for
+from insights_app.features import BaseFeature, ImageFeature
 from insights_app.methods import Param, method
 from insights_app.notebook import handle_request
 from insights_app.server import create_app
@@ -167,3 +169,124 @@ def test_a_registered_view_is_a_route_a_widget_kind_and_documented():
     assert client.post("/api/v1/classes", json={}).status_code == 405
     assert widget_replies(vis, "classes", None) == [{"result": {"classes": CLASSES}}]
     assert "get" in client.get("/api/v1/openapi.json").get_json()["paths"]["/api/v1/classes"]
+
+
+def test_a_metric_registered_from_outside_is_published_and_computed_for_a_page(monkeypatch):
+    import extra_metric
+
+    from insights_app.metrics import registered
+    from insights_app.metrics.options import MetricOptions
+
+    # The one registration line (in the package: a line in BUILTIN_METRICS of metrics/registered.py).
+    monkeypatch.setattr(registered, "BUILTIN_METRICS", (*registered.BUILTIN_METRICS, extra_metric.PEAK))
+    vis = visualizer()
+    client = create_app(vis).test_client()
+    config = client.get("/api/v1/config").get_json()
+    assert [m["name"] for m in config["metrics"]] == ["deletion", "insertion", "infidelity", "sensitivity", "peak"]
+    assert config["metrics"][-1] == {
+        "name": "peak",
+        "label": "peak attribution",
+        "short": "peak",
+        "help": "The mean of the map's largest magnitudes",
+        "direction": "higher",
+        "settings": [
+            {
+                "name": "top",
+                "type": "integer",
+                "default": 1,
+                "minimum": 1,
+                "maximum": 100,
+                "help": "peak: how many of the largest magnitudes are averaged",
+            }
+        ],
+        "passes": 0,
+        "sets": ["all"],
+        "curve": "",
+    }
+    schema = client.get("/api/v1/openapi.json").get_json()
+    page_schema = schema["paths"]["/api/v1/examples"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert "peak" in page_schema["properties"]["metrics"]["items"]["enum"]
+    assert page_schema["properties"]["metric_arguments"]["properties"]["top"]["maximum"] == 100
+
+    body = {"method": "Saliency", "page_size": 2, "metrics": ["peak", "deletion"], "metric_arguments": {"top": 3}}
+    page = client.post("/api/v1/examples", json=body).get_json()
+    engine, spec = vis.engines[0], vis.methods["Saliency"]
+    examples = [vis.store.get(ex["id"]) for ex in page["examples"]]
+    results = engine.run(examples, spec, spec.validate({}))
+    for ex, result in zip(page["examples"], results):
+        got = ex["models"][0]["metrics"]
+        assert list(got) == ["deletion", "peak"]  # in the registry's order
+        top3 = np.sort(np.abs(result.explanation.maps[0]).ravel())[::-1][:3].mean()
+        assert got["peak"] == pytest.approx(top3, rel=1e-5)
+    assert MetricOptions(("peak",), top=3).key("peak") == 'peak:v1:{"top": 3}'
+
+    bad = client.post("/api/v1/examples", json={**body, "metric_arguments": {"top": 0}})
+    assert bad.status_code == 400 and "metric_arguments.top" in bad.get_json()["error"]
+    unknown = client.post("/api/v1/examples", json={**body, "metric_arguments": {"nope": 1}})
+    assert unknown.get_json()["error"].endswith("choose among steps, patch, samples, noise, radius, seed, top")
+
+
+class Waveform(BaseFeature):
+    """A feature of a kind the package does not know."""
+
+    kind = "waveform"
+
+
+class XRay(ImageFeature):
+    """A user's image feature naming a kind of its own: shown as an image."""
+
+    kind = "xray"
+
+
+class WaveformRenderer(FeatureRenderer):
+    kind = "waveform"
+
+    def original(self, feature, ex, i, shown):
+        return {"samples": int(ex.inputs[i].numel())}
+
+    def render(self, feature, ex, i, attr_map, vis, scale, values, shown):
+        return {"peak": float(np.abs(attr_map).max()), "scale": [-scale, scale]}
+
+
+def waveform_visualizer() -> AttributionVisualizer:
+    torch.manual_seed(0)
+    return AttributionVisualizer(
+        [torch.nn.Sequential(torch.nn.Linear(16, 10))],
+        CLASSES,
+        [Waveform("wave")],
+        RandomImages(n_batches=1, shape=(16,)),
+        score_func=lambda o: torch.softmax(o, 1),
+    )
+
+
+def test_a_feature_kind_registered_by_kind_is_used_by_the_presenter():
+    body = {"method": "Saliency", "page_size": 2}
+    plain = create_app(waveform_visualizer()).test_client().post("/api/v1/examples", json=body).get_json()
+    shown = plain["examples"][0]
+    # No renderer for the kind: the base renderer, as before (no input shown, the values as a list).
+    assert shown["features"][0]["original"] is None and len(shown["models"][0]["attributions"][0]["scores"]) == 16
+
+    vis = waveform_visualizer()
+    vis.register_feature_kind(WaveformRenderer())
+    with pytest.raises(ValueError, match="already registered"):
+        vis.register_feature_kind(WaveformRenderer())
+    page = create_app(vis).test_client().post("/api/v1/examples", json=body).get_json()
+    ex = page["examples"][0]
+    assert ex["features"][0] == {"name": "wave", "type": "waveform", "original": {"samples": 16}}
+    attribution = ex["models"][0]["attributions"][0]
+    assert set(attribution) == {"name", "type", "peak", "scale", "contribution"}
+    assert attribution["type"] == "waveform" and attribution["peak"] > 0
+
+
+def test_a_subclass_of_a_feature_naming_its_own_kind_is_shown_as_its_parent():
+    vis = AttributionVisualizer(
+        [make_model()],
+        CLASSES,
+        [XRay("scan")],
+        RandomImages(n_batches=1),
+        score_func=lambda o: torch.softmax(o, 1),
+    )
+    assert renderer_for(vis.features[0], vis.presenter.renderers).kind == "image"
+    page = create_app(vis).test_client().post("/api/v1/examples", json={"method": "Saliency", "page_size": 1})
+    attribution = page.get_json()["examples"][0]["models"][0]["attributions"][0]
+    assert attribution["type"] == "xray" and attribution["image"].startswith("data:image/png;base64,")

@@ -12,11 +12,13 @@ forward passes of at most ``rows`` rows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .spec import MetricContext, MetricSpec, Number, Setting, Value, finite
 
 # inputs (one tensor per feature, rows first) -> (rows, classes) scores
 Scores = Callable[..., torch.Tensor]
@@ -109,3 +111,82 @@ def area(curve: np.ndarray) -> float:
     """The trapezoid mean of a curve sampled at equal fractions from 0 to 1."""
     c = np.asarray(curve, dtype=np.float64)
     return float((c[1:] + c[:-1]).sum() / (2 * (len(c) - 1))) if len(c) > 1 else float(c[0])
+
+
+def patch_for(patch: int, hw: tuple[int, int]) -> int:
+    """The side of an image's locations: the ``patch`` setting, or for 0: 1 pixel up to 64 px, then
+    about 56 squares a side."""
+    if patch:
+        return patch
+    side = max(hw)
+    return 1 if side <= 64 else max(1, round(side / 56))
+
+
+def compute_curves(ctx: MetricContext, names: Sequence[str]) -> list[dict[str, Value]]:
+    """Deletion and insertion of each example of ``ctx`` (both curves are made in the same passes)."""
+    ctx.check()
+    engine, inputs = ctx.engine, ctx.inputs
+    hw = next(((int(x.shape[2]), int(x.shape[3])) for x in inputs if x.dim() == 4), (1, 1))
+    map_t = [torch.from_numpy(np.stack([np.asarray(m[f]) for m in ctx.maps])) for f in range(len(inputs))]
+    # Rows per pass as for attributions (Engine.rows_per_pass): mobilenet_v3_small's curves of 4
+    # examples at 224x224 took 1.14 s in 64-row passes (400 k page faults) and 0.61 s in 6-row ones.
+    deletion, insertion = curves(
+        ctx.scores(),
+        inputs,
+        map_t,
+        ctx.baselines(),
+        ctx.targets,
+        ctx.options.integer("steps"),
+        patch_for(ctx.options.integer("patch"), hw),
+        engine.rows_per_pass(inputs),
+    )
+    out: list[dict[str, Value]] = []
+    for j in range(len(ctx.batch)):
+        values: dict[str, Value] = {}
+        for name, c in (("deletion", deletion[j]), ("insertion", insertion[j])):
+            if name in names:
+                values[name] = {"area": finite(area(c)), "curve": [finite(v) for v in c]}
+        out.append(values)
+    return out
+
+
+def _curve_passes(values: Mapping[str, Number], method_cost: int) -> int:
+    return int(values["steps"]) + 1
+
+
+STEPS = Setting(
+    "steps", 20, 2, 100, "deletion / insertion: the equal fractions the locations are removed or revealed in"
+)
+PATCH = Setting(
+    "patch",
+    0,
+    0,
+    64,
+    "deletion / insertion: the side of the squares an image's locations are (0: 1 pixel up to "
+    "64 px, then about 56 squares a side)",
+)
+
+DELETION = MetricSpec(
+    name="deletion",
+    label="deletion area",
+    short="del",
+    help="How fast the target's score falls when the map's most attributed pixels are removed",
+    settings=(STEPS, PATCH),
+    compute=compute_curves,
+    lower_is_better=True,
+    cost=_curve_passes,
+    fast=True,
+    curve="removed, largest attribution first",
+)
+INSERTION = MetricSpec(
+    name="insertion",
+    label="insertion area",
+    short="ins",
+    help="How fast the target's score rises when the map's most attributed pixels are revealed",
+    settings=(STEPS, PATCH),
+    compute=compute_curves,
+    lower_is_better=False,
+    cost=_curve_passes,
+    fast=True,
+    curve="revealed on the baseline",
+)

@@ -10,9 +10,8 @@ maps, so each is computed once.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,49 +19,17 @@ import torch
 from ..dataset import ExampleBatch
 from ..errors import Cancelled, ValidationError
 from ..methods import MethodSpec
-from ..methods import baselines as baseline_maker
-from .deletion import area, curves
-from .infidelity import infidelity
 from .options import MetricOptions
-from .sensitivity import sensitivity
+from .spec import MetricContext, Value
+
+if TYPE_CHECKING:
+    from ..engine import CancellableForward, Engine
 
 log = logging.getLogger(__name__)
 
-Value = Any  # a metric's JSON value: {"area", "curve"}, a number, or {"error": ...}
-
-
-def _finite(x: float) -> float | None:
-    return float(f"{float(x):.6g}") if math.isfinite(float(x)) else None
-
-
-def scores_function(engine: Any) -> Any:
-    """(model inputs) -> (rows, classes) scores: the model, then its score function, no gradients."""
-
-    def scores(*inputs: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            out = engine.forward(*inputs)
-            return engine.score_func(out) if engine.score_func is not None else out
-
-    return scores
-
-
-def raw_outputs(engine: Any) -> Any:
-    """(model inputs) -> the model's outputs, no gradients (what captum attributes)."""
-
-    def outputs(*inputs: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return engine.forward(*inputs)
-
-    return outputs
-
-
-def baseline_kind(params: dict[str, Any]) -> str:
-    kind = params.get("baseline")
-    return kind if isinstance(kind, str) and kind in baseline_maker.KINDS else "zeros"
-
 
 def compute(
-    engine: Any,
+    engine: Engine,
     spec: MethodSpec,
     params: dict[str, Any],
     batch: ExampleBatch,
@@ -70,11 +37,14 @@ def compute(
     targets: Sequence[int],
     options: MetricOptions,
     names: Sequence[str],
-    forward: Any = None,
+    forward: CancellableForward | None = None,
     attributions: Sequence[tuple[torch.Tensor, ...] | None] | None = None,
 ) -> list[dict[str, Value]]:
     """The metrics ``names`` of each example of ``batch`` (its maps, its target), on the compute thread.
-    ``attributions``: each example's full-resolution attribution where the run kept it."""
+    ``attributions``: each example's full-resolution attribution where the run kept it.
+
+    Each asked metric's declared ``compute`` runs once, in the registry's order; metrics that
+    declare the same function (deletion and insertion) share one call."""
     if batch.additional_args is not None:
         raise ValidationError("metrics", "are not available for models that take additional forward arguments")
     inputs = engine.model_inputs(batch.inputs)
@@ -86,68 +56,33 @@ def compute(
             }
             for _ in range(len(batch))
         ]
-    scores = scores_function(engine)
-    target_t = torch.as_tensor(list(targets), dtype=torch.long)
+    ctx = MetricContext(
+        engine=engine,
+        method=spec,
+        params=params,
+        batch=batch,
+        inputs=inputs,
+        maps=maps,
+        targets=torch.as_tensor(list(targets), dtype=torch.long),
+        options=options,
+        forward=forward,
+        attributions=attributions,
+    )
+    asked = [m for m in options.specs if m.name in names]
     out: list[dict[str, Value]] = [{} for _ in range(len(batch))]
-    if "deletion" in names or "insertion" in names:
-        if forward is not None:
-            forward.check()
-        hw = next((tuple(x.shape[2:]) for x in inputs if x.dim() == 4), (1, 1))
-        map_t = [torch.from_numpy(np.stack([np.asarray(m[f]) for m in maps])) for f in range(len(inputs))]
-        base = baseline_maker.per_example(
-            baseline_kind(params), engine.features, batch.inputs, batch.ids, spec.seed(params), engine.device
-        )
-        # Rows per pass as for attributions (Engine.rows_per_pass): mobilenet_v3_small's curves of 4
-        # examples at 224x224 took 1.14 s in 64-row passes (400 k page faults) and 0.61 s in 6-row ones.
-        deletion, insertion = curves(
-            scores, inputs, map_t, base, target_t, options.steps, options.patch_for(hw), engine.rows_per_pass(inputs)
-        )
-        for j in range(len(batch)):
-            for name, c in (("deletion", deletion[j]), ("insertion", insertion[j])):
-                if name in names:
-                    out[j][name] = {"area": _finite(area(c)), "curve": [_finite(v) for v in c]}
-    if "infidelity" in names:
-        if attributions is not None and all(a is not None for a in attributions):
-            attrs = tuple(torch.stack([a[f] for a in attributions]) for f in range(len(inputs)))  # type: ignore[index]
-        else:
-            attrs = engine.attribute(spec, params, batch, list(targets), inputs=inputs)
-        # What the methods explain is the model's raw output (captum is given engine.forward), so
-        # infidelity compares the attribution with changes of that output, not of the scores.
-        # Its random perturbations are drawn per pass, so its rows per pass stay what they were:
-        # fewer would change the stored values.
-        values = infidelity(
-            raw_outputs(engine),
-            inputs,
-            attrs,
-            target_t.to(engine.device),
-            options.samples,
-            options.noise,
-            options.seed,
-            engine.internal_batch_size,
-        )
-        for j in range(len(batch)):
-            out[j]["infidelity"] = _finite(values[j])
-    if "sensitivity" in names:
-        samples = options.samples
-
-        def explain(perturbed: Any, target: Any = None) -> tuple[torch.Tensor, ...]:
-            if forward is not None:
-                forward.check()
-            perturbed = tuple(perturbed) if isinstance(perturbed, (tuple, list)) else (perturbed,)
-            n = int(perturbed[0].shape[0])
-            per = max(1, n // len(batch))
-            rows_of = [min(len(batch) - 1, r // per) for r in range(n)]
-            t = None if target is None else torch.as_tensor(target).reshape(-1).tolist()
-            return engine.attribute(spec, params, batch.select(rows_of), t, inputs=tuple(perturbed))
-
-        values = sensitivity(explain, inputs, target_t.to(engine.device), samples, options.radius, options.seed)
-        for j in range(len(batch)):
-            out[j]["sensitivity"] = _finite(values[j])
+    done: set[str] = set()
+    for metric in asked:
+        if metric.name in done:
+            continue
+        group = [m.name for m in asked if m.compute is metric.compute]
+        for j, values in enumerate(metric.compute(ctx, group)):
+            out[j].update({name: values[name] for name in group if name in values})
+        done.update(group)
     return out
 
 
 def metrics_of(
-    engine: Any,
+    engine: Engine,
     spec: MethodSpec,
     params: dict[str, Any],
     key: str,

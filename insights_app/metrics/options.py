@@ -3,82 +3,101 @@
 ``"metrics": ["deletion", "insertion", "infidelity", "sensitivity"]`` in a page or attribute
 request, with optional ``"metric_arguments": {"steps": 20, "patch": 0, "samples": 8, "noise":
 0.1, "radius": 0.02}``. Their forward passes count toward the per-example evaluation bound
-with the method's own.
+with the method's own. Everything here is read from the registered metrics' declarations
+(:mod:`.registered`, :mod:`.spec`): names, settings and their bounds, costs, store keys.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from ..errors import ValidationError
+from .deletion import patch_for
+from .registered import metric_names, metric_registry, metric_settings
+from .spec import MetricSpec, Number
 
-METRICS = ("deletion", "insertion", "infidelity", "sensitivity")
+# The registered metrics' names when this module was imported (the command line's choices);
+# requests read the registry itself (:mod:`.registered`).
+METRICS: tuple[str, ...] = metric_names()
+LOWER_IS_BETTER: Mapping[str, bool] = MappingProxyType(
+    {spec.name: spec.lower_is_better for spec in metric_registry().values()}
+)
 # The methods a method report judges unless told: the common gradient and perturbation ones.
 REPORT_METHODS = ("IntegratedGradients", "Saliency", "InputXGradient", "GuidedBackprop", "DeepLift", "Occlusion")
-# name -> (default, lowest, highest, description)
-SETTINGS = {
-    "steps": (20, 2, 100, "deletion / insertion: the equal fractions the locations are removed or revealed in"),
-    "patch": (
-        0,
-        0,
-        64,
-        "deletion / insertion: the side of the squares an image's locations are (0: 1 pixel up to "
-        "64 px, then about 56 squares a side)",
-    ),
-    "samples": (8, 1, 64, "infidelity / sensitivity: perturbations drawn per example"),
-    "noise": (0.1, 0.0, 10.0, "infidelity: the standard deviation of the Gaussian perturbation (model input space)"),
-    "radius": (0.02, 0.0, 10.0, "sensitivity: the radius of the uniform perturbation (model input space)"),
-    "seed": (0, 0, 2**31 - 1, "infidelity / sensitivity: the seed of the perturbations"),
-}
-LOWER_IS_BETTER = {"deletion": True, "insertion": False, "infidelity": True, "sensitivity": True}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class MetricOptions:
+    """The metrics a request asks for (registered names, in the registry's order) and every
+    setting's value (the declared default where the request gives none).
+
+    ``MetricOptions(("deletion",), steps=10)``; a setting reads as an attribute (``options.steps``)."""
+
     names: tuple[str, ...]
-    steps: int = 20
-    patch: int = 0
-    samples: int = 8
-    noise: float = 0.1
-    radius: float = 0.02
-    seed: int = 0
+    values: tuple[tuple[str, Number], ...]
+    specs: tuple[MetricSpec, ...] = field(compare=False, repr=False)
+
+    def __init__(self, names: Sequence[str], **settings: Number) -> None:
+        registry = metric_registry()
+        unknown = [n for n in names if n not in registry]
+        if unknown:
+            raise ValueError(f"unknown metric {unknown[0]!r}")
+        known = metric_settings()
+        for key in settings:
+            if key not in known:
+                raise TypeError(f"unknown metric setting {key!r}")
+        object.__setattr__(self, "names", tuple(names))
+        object.__setattr__(self, "values", tuple((k, settings.get(k, s.default)) for k, s in known.items()))
+        object.__setattr__(self, "specs", tuple(registry[n] for n in names))
+
+    def __getattr__(self, name: str) -> Number:
+        if name.startswith("_") or name in ("names", "values", "specs"):
+            raise AttributeError(name)
+        for key, value in self.values:
+            if key == name:
+                return value
+        raise AttributeError(name)
+
+    def value(self, name: str) -> Number:
+        """A setting's value."""
+        for key, value in self.values:
+            if key == name:
+                return value
+        raise KeyError(name)
+
+    def integer(self, name: str) -> int:
+        return int(self.value(name))
+
+    def number(self, name: str) -> float:
+        return float(self.value(name))
+
+    def spec(self, name: str) -> MetricSpec:
+        for spec in self.specs:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
 
     def key(self, name: str) -> str:
         """What identifies one metric's value in caches and the store (the settings it depends on)."""
-        used = {
-            "deletion": ("steps", "patch"),
-            "insertion": ("steps", "patch"),
-            "infidelity": ("samples", "noise", "seed"),
-            "sensitivity": ("samples", "radius", "seed"),
-        }[name]
-        return f"{name}:v1:" + json.dumps({k: getattr(self, k) for k in used}, sort_keys=True)
+        return self.spec(name).key(dict(self.values))
 
     def kept_attributions(self) -> dict[Any, Any] | None:
         """What a run computing the maps these metrics judge should keep (``Engine.run``'s
-        ``keep_attributions``): an empty dictionary when infidelity needs the full-resolution
-        attributions, else None (nothing is kept)."""
-        return {} if "infidelity" in self.names else None
+        ``keep_attributions``): an empty dictionary when a metric (infidelity) needs the
+        full-resolution attributions, else None (nothing is kept)."""
+        return {} if any(spec.keeps_attributions for spec in self.specs) else None
 
     def patch_for(self, hw: tuple[int, int]) -> int:
-        if self.patch:
-            return self.patch
-        side = max(hw)
-        return 1 if side <= 64 else max(1, round(side / 56))
+        """Deletion and insertion's location side for images of ``hw`` (see :func:`.deletion.patch_for`)."""
+        return patch_for(self.integer("patch"), hw)
 
     def evals(self, method_cost: int) -> int:
         """Forward passes per example of these metrics, given the method's own cost."""
-        total = 0
-        if "deletion" in self.names or "insertion" in self.names:
-            total += (self.steps + 1) * (("deletion" in self.names) + ("insertion" in self.names))
-        if "infidelity" in self.names:
-            total += self.samples + 1 + method_cost  # the attribution again, where the run did not keep it
-        if "sensitivity" in self.names:
-            total += (self.samples + 1) * method_cost
-        return total
+        values = dict(self.values)
+        return sum(int(spec.cost(values, method_cost)) for spec in self.specs)
 
 
 ABSENT = object()  # a key the request does not have (an explicit null is refused: it is not the key's type)
@@ -87,8 +106,9 @@ ABSENT = object()  # a key the request does not have (an explicit null is refuse
 def parse_metrics(names: Any = ABSENT, arguments: Any = ABSENT) -> MetricOptions | None:
     """The request's ``metrics`` and ``metric_arguments`` (None when it asks for none); pass
     ``body.get("metrics", ABSENT)`` and ``body.get("metric_arguments", ABSENT)``."""
+    known = metric_names()
     if names is None:
-        raise ValidationError("metrics", f"must be a list of metric names among {', '.join(METRICS)}")
+        raise ValidationError("metrics", f"must be a list of metric names among {', '.join(known)}")
     if arguments is None:
         raise ValidationError("metric_arguments", "must be an object")
     if names is ABSENT or names == []:
@@ -96,35 +116,22 @@ def parse_metrics(names: Any = ABSENT, arguments: Any = ABSENT) -> MetricOptions
             raise ValidationError("metric_arguments", "goes with metrics")
         return None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise ValidationError("metrics", f"must be a list of metric names among {', '.join(METRICS)}")
+        raise ValidationError("metrics", f"must be a list of metric names among {', '.join(known)}")
     if len(set(names)) != len(names):
         raise ValidationError("metrics", "names a metric twice")
-    unknown = [n for n in names if n not in METRICS]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValidationError("metrics", f"unknown metric {unknown[0][:40]!r}; choose among {', '.join(METRICS)}")
-    values: dict = {}
+        raise ValidationError("metrics", f"unknown metric {unknown[0][:40]!r}; choose among {', '.join(known)}")
+    values: dict[str, Number] = {}
     if arguments is not ABSENT:
         if not isinstance(arguments, dict):
             raise ValidationError("metric_arguments", "must be an object")
+        settings = metric_settings()
         for key, value in arguments.items():
-            if key not in SETTINGS:
-                raise ValidationError(f"metric_arguments.{key[:40]}", f"unknown; choose among {', '.join(SETTINGS)}")
-            default, lo, hi, _ = SETTINGS[key]
-            kind: Callable[[Any], Any] = int if isinstance(default, int) else float
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or (kind is int and not float(value).is_integer())
-                or not math.isfinite(value)
-            ):
-                raise ValidationError(
-                    f"metric_arguments.{key}", f"must be {'an integer' if kind is int else 'a number'}"
-                )
-            if not lo <= value <= hi:
-                raise ValidationError(f"metric_arguments.{key}", f"must be between {lo} and {hi}")
-            values[key] = kind(value)
-    ordered = tuple(n for n in METRICS if n in names)
-    return MetricOptions(ordered, **values)
+            if key not in settings:
+                raise ValidationError(f"metric_arguments.{key[:40]}", f"unknown; choose among {', '.join(settings)}")
+            values[key] = settings[key].validate(value)
+    return MetricOptions(tuple(n for n in known if n in names), **values)
 
 
 def check_cost(options: MetricOptions | None, method_cost: int, bound: int) -> None:
@@ -145,21 +152,19 @@ def request_schema() -> Mapping[str, Any]:
     return {
         "metrics": {
             "type": "array",
-            "items": {"enum": list(METRICS)},
+            "items": {"enum": list(metric_names())},
             "uniqueItems": True,
             "description": "quality metrics of each map (see the README)",
         },
         "metric_arguments": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {
-                key: {
-                    "type": "integer" if isinstance(d, int) else "number",
-                    "minimum": lo,
-                    "maximum": hi,
-                    "description": text,
-                }
-                for key, (d, lo, hi, text) in SETTINGS.items()
-            },
+            "properties": {key: setting.schema() for key, setting in metric_settings().items()},
         },
     }
+
+
+def metrics_config() -> list[dict[str, Any]]:
+    """The registered metrics as ``/config`` publishes them (the page reads names, labels,
+    directions, settings and sets from there)."""
+    return [spec.to_json() for spec in metric_registry().values()]

@@ -17,7 +17,8 @@ import numpy as np
 from ..dataset import ExampleBatch
 from ..engine import arguments_key, fingerprints
 from ..errors import ValidationError
-from .options import LOWER_IS_BETTER, METRICS, REPORT_METHODS, MetricOptions
+from .options import METRICS, REPORT_METHODS, MetricOptions
+from .registered import metric_names
 from .sanity import MAX_STEPS, sanity_check
 
 # The sanity check's per-example summary is stored like a metric (same table, same keys, its own name).
@@ -72,7 +73,7 @@ def method_report(
 ) -> dict[str, Any]:
     """The report as JSON (see :func:`table` for it as text)."""
     t0 = time.perf_counter()
-    options = options or MetricOptions(("deletion", "insertion", "infidelity", "sensitivity"))
+    options = options or MetricOptions(metric_names())
     names = [m for m in (methods or [m for m in REPORT_METHODS if m in vis.methods])]
     for name in names:
         if name not in vis.methods:
@@ -108,7 +109,7 @@ def method_report(
     return {
         "examples": len(examples),
         "metrics": list(options.names),
-        "lower_is_better": {k: LOWER_IS_BETTER[k] for k in options.names},
+        "lower_is_better": {k: options.spec(k).lower_is_better for k in options.names},
         "models": models,
         "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1),
     }

@@ -9,7 +9,7 @@
 // feature views in views/features/). This module holds their life cycle and the layout.
 
 import { append, clear, h, put, sameJson, spinner } from "./lib/dom.js";
-import { ZOOMS, attributeBody, bodyFromState, defaultState } from "./lib/state.js";
+import { ZOOMS, attributeBody, bodyFromState, defaultState, metricSets } from "./lib/state.js";
 import { readUrl, writeUrl } from "./lib/url-state.js";
 import { displaySection } from "./controls/display.js";
 import { filterSection } from "./controls/filters.js";
@@ -85,7 +85,7 @@ class InsightsApp {
   // -------------------------------------------------------------- state
 
   bodyFromState(strict) {
-    return bodyFromState(this.state, this.methods, strict);
+    return bodyFromState(this.state, this.methods, strict, metricSets(this.config));
   }
 
   attributeBody(base, exampleId, model, target, method) {

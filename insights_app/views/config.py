@@ -7,13 +7,14 @@ from typing import Any
 
 from .. import limits
 from ..methods.layers import conv_layer_names
+from ..metrics.options import metrics_config
 from ..query import CLASS_SOURCES, PAGE_SIZE_DEFAULT, PREDICTION_FILTERS, SCALES, Visualization
 from ..render import PALETTES, SIGNS, SINGLE_SIGN_METHODS, VIS_METHODS, colormap_stops
 from .view import View
 
 
 def config(vis: Any, body: Any = None) -> dict[str, Any]:
-    """Classes, models, features, methods (their parameter schemas), display options and limits."""
+    """Classes, models, features, methods (their parameter schemas), metrics, display options and limits."""
     return {
         "title": vis.title,
         "classes": vis.classes,
@@ -23,6 +24,8 @@ def config(vis: Any, body: Any = None) -> dict[str, Any]:
         "features": [f.describe() for f in vis.features],
         "methods": [s.to_json() for s in vis.methods.values()],
         "default_method": vis.default_method,
+        # name, label, direction, settings (bounds, defaults) and sets of each quality metric
+        "metrics": metrics_config(),
         "visualization": {
             "methods": list(VIS_METHODS),
             "signs": list(SIGNS),

@@ -11,9 +11,10 @@ from typing import Any
 
 from ..cancel import Cancel
 from ..errors import ValidationError
-from ..metrics import METRICS, MetricOptions, parse_metrics
+from ..metrics import MetricOptions, parse_metrics
 from ..metrics.options import ABSENT
 from ..metrics.options import request_schema as metrics_schema
+from ..metrics.registered import metric_names
 from ..metrics.report import SAMPLE_MAX, SANITY_MAX, method_report
 from ..query import _check_keys, _int, _require_object
 from .view import View
@@ -38,8 +39,9 @@ def report(vis: Any, body: Any, cancel: Cancel | None = None) -> dict[str, Any]:
             raise ValidationError("arguments", f"names an unknown method {name[:40]!r}")
     sample = _int(obj, "sample", 64, 1, SAMPLE_MAX)
     sanity = _int(obj, "sanity", 8, 0, min(sample, SANITY_MAX))
-    options = parse_metrics(obj.get("metrics", list(METRICS)), obj.get("metric_arguments", ABSENT)) or MetricOptions(
-        tuple(METRICS)
+    every = metric_names()
+    options = parse_metrics(obj.get("metrics", list(every)), obj.get("metric_arguments", ABSENT)) or MetricOptions(
+        every
     )
     return method_report(vis, None if methods is ABSENT else methods, sample, options, arguments, sanity, cancel)
 

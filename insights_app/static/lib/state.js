@@ -33,12 +33,19 @@ export function defaultState(config, methods) {
     page: 0,
     page_size: Math.min(config.page_size, config.limits.page_size_max),
     zoom: "m",
-    metrics: "", // the maps' quality metrics: "" (none), "fast" (deletion and insertion) or "all"
+    metrics: "", // the maps' quality metrics: "" (none), "fast" or "all" (see metricSets)
   };
 }
 
-/** The quality metrics each choice of the form's "Quality metrics" boxes asks for (lib/state.js `metrics`). */
-export const METRIC_SETS = { fast: ["deletion", "insertion"], all: ["deletion", "insertion", "infidelity", "sensitivity"] };
+/**
+ * The quality metrics each choice of the form's "Quality metrics" boxes asks for (the state's `metrics`:
+ * "fast" or "all"), from the server's metrics (`/config` metrics: each one's `sets`), in its order.
+ */
+export function metricSets(config) {
+  const sets = { fast: [], all: [] };
+  for (const m of (config && config.metrics) || []) for (const set of m.sets || []) if (sets[set]) sets[set].push(m.name);
+  return sets;
+}
 
 /** The triage part of a filter (read from the dataset pass): none of it by default. */
 export const TRIAGE_DEFAULTS = { order: "dataset", pair: null, confidence: null, disagree: false, model: 0 };
@@ -59,8 +66,11 @@ export function isFiltered(f) {
   return Boolean(f && (f.classes.length || f.prediction !== "all" || f.pair || f.confidence || f.disagree || (f.order && f.order !== "dataset")));
 }
 
-/** The /examples body the form describes; `strict` throws a field error for an empty required value. */
-export function bodyFromState(state, methods, strict) {
+/**
+ * The /examples body the form describes; `strict` throws a field error for an empty required value.
+ * `sets`: the metrics of each choice of `state.metrics` (metricSets).
+ */
+export function bodyFromState(state, methods, strict, sets = {}) {
   const spec = methods.get(state.method);
   const args = {};
   for (const p of spec.params) {
@@ -82,7 +92,7 @@ export function bodyFromState(state, methods, strict) {
     page: state.page,
     page_size: state.page_size,
   };
-  if (METRIC_SETS[state.metrics]) body.metrics = [...METRIC_SETS[state.metrics]];
+  if (sets[state.metrics] && sets[state.metrics].length) body.metrics = [...sets[state.metrics]];
   return body;
 }
 

@@ -2,7 +2,7 @@
 // options, page and open view (never the token: the cookie carries it).
 
 import { sameJson } from "./dom.js";
-import { METRIC_SETS, ZOOMS, bodyFromState, signFor } from "./state.js";
+import { ZOOMS, bodyFromState, metricSets, signFor } from "./state.js";
 
 /** Encode one argument for the URL (numbers and strings as themselves, the rest as JSON). */
 export function encodeArg(value) {
@@ -81,7 +81,7 @@ export function readUrl(app, viewModules, search) {
   if (num("size") !== null) s.page_size = num("size");
   if (num("page") !== null) s.page = Math.max(0, Math.floor(num("page")));
   if (ZOOMS[q.get("zoom")]) s.zoom = q.get("zoom");
-  // Quality metrics: ?metrics=1 (deletion and insertion) or ?metrics=all (and infidelity, sensitivity)
+  // Quality metrics: ?metrics=1 (the server's "fast" set) or ?metrics=all (every metric)
   if (q.get("metrics") === "1") s.metrics = "fast";
   else if (q.get("metrics") === "all") s.metrics = "all";
   const views = {};
@@ -95,7 +95,8 @@ export function readUrl(app, viewModules, search) {
 /** Put the view on screen in the address bar. */
 export function writeUrl(app) {
   const s = app.state;
-  const body = app.committed || bodyFromState(s, app.methods, false);
+  const sets = metricSets(app.config);
+  const body = app.committed || bodyFromState(s, app.methods, false, sets);
   const q = new URLSearchParams();
   q.set("method", body.method);
   const spec = app.methods.get(body.method);
@@ -120,7 +121,7 @@ export function writeUrl(app) {
   q.set("size", body.page_size);
   if (body.page) q.set("page", body.page);
   if (s.zoom !== "m") q.set("zoom", s.zoom);
-  if (body.metrics && body.metrics.length) q.set("metrics", body.metrics.length === METRIC_SETS.all.length ? "all" : "1");
+  if (body.metrics && body.metrics.length) q.set("metrics", body.metrics.length === sets.all.length ? "all" : "1");
   for (const view of app.views.values()) if (view.writeUrl) view.writeUrl(q);
   const url = `${window.location.pathname}?${q.toString()}${window.location.hash}`;
   window.history.replaceState(window.history.state, "", url);

@@ -120,7 +120,7 @@ function renderModelRow(app, card, row, m) {
   }
   if (m.attributions.length > 1) put(side, contributionBars(m.attributions));
   if (side.childNodes.length) put(attrs, side);
-  put(attrs, metricsView(m));
+  put(attrs, metricsView(app.config, m));
   const showName = app.config.models.length > 1;
   put(clear(row.el),
     showName || m.error ? h("div", { class: "ia-model-head" }, h("span", { class: "ia-model-name" }, m.name)) : null,

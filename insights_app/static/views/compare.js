@@ -7,7 +7,7 @@ import { append, clear, h, pct, put, spinner } from "../lib/dom.js";
 import { select } from "../controls/fields.js";
 import { openLarge } from "./enlarge.js";
 import { attributionView, inputView } from "./features/index.js";
-import { METRICS, betterText, metricValue, metricsView, short } from "./metrics.js";
+import { betterText, metricSpecs, metricValue, metricsView, short } from "./metrics.js";
 
 const COMPARE_DEFAULTS = ["IntegratedGradients", "Saliency", "LayerGradCam", "Occlusion", "GuidedBackprop"];
 const COMPARE_MAX = 6;
@@ -105,8 +105,9 @@ class CompareView {
           } else c.methods = c.methods.filter((x) => x !== m.name);
           rerender();
         } }), m.label)));
-    const metricNames = (c.base.metrics || []).filter((k) => METRICS[k]);
-    const rankSelect = metricNames.length ? select("compare_rank", [["", "Your order"], ...metricNames.map((k) => [k, `${k[0].toUpperCase()}${k.slice(1)} ${betterText(k)}`])],
+    const specs = metricSpecs(cfg);
+    const metricNames = (c.base.metrics || []).filter((k) => specs.has(k));
+    const rankSelect = metricNames.length ? select("compare_rank", [["", "Your order"], ...metricNames.map((k) => [k, `${k[0].toUpperCase()}${k.slice(1)} ${betterText(specs.get(k))}`])],
       c.rank || "", (v) => {
         c.rank = v || null;
         app.writeUrl();
@@ -137,7 +138,8 @@ class CompareView {
     // The methods in the order of the rank chosen (best first; those without a value last), else as picked.
     const order = () => {
       if (!c.rank) return c.methods.slice();
-      const lower = METRICS[c.rank].lower;
+      const rank = specs.get(c.rank);
+      const lower = rank.lower;
       const mean = (name) => {
         const got = done.filter((d) => d.method === name).map((d) => metricValue(d.m.metrics, c.rank)).filter((v) => v !== null);
         return got.length ? got.reduce((a, b) => a + b, 0) / got.length : null;
@@ -149,7 +151,7 @@ class CompareView {
         const chip = ranks.get(name);
         chip.hidden = false;
         chip.textContent = v === null ? "–" : `#${++n} · ${short(v)}`;
-        chip.title = v === null ? `No ${METRICS[c.rank].name} yet` : `Rank ${n} by ${METRICS[c.rank].name} ${betterText(c.rank)}: ${v}${cfg.models.length > 1 ? " (mean over the models)" : ""}`;
+        chip.title = v === null ? `No ${rank.label} yet` : `Rank ${n} by ${rank.label} ${betterText(rank)}: ${v}${cfg.models.length > 1 ? " (mean over the models)" : ""}`;
         chip.setAttribute("aria-label", chip.title);
         chip.setAttribute("role", "note");
       }
@@ -217,7 +219,7 @@ class CompareView {
           vis: body.visualization, config: cfg,
           onEnlarge: (attr, opener) => openLarge(app, { ex, model: m, body, feature: attr.name, opener }) }));
       }
-      put(cell, metricsView(m));
+      put(cell, metricsView(cfg, m));
     };
     // A shared scale compares one method across models (methods' units differ, so each keeps its own):
     // once every cell is in, each method's cells are drawn again on the largest of their scales.

@@ -6,7 +6,9 @@
 
 import { clear, fmt, h, put, spinner } from "../lib/dom.js";
 import { numberInput, uid } from "../controls/fields.js";
-import { METRICS, betterText } from "./metrics.js";
+import { metricSets } from "../lib/state.js";
+import { metricTexts } from "../controls/metrics.js";
+import { betterText, metricSpecs } from "./metrics.js";
 
 // The methods the report judges unless the user picks others (the server's own default list).
 const REPORT_DEFAULTS = ["IntegratedGradients", "Saliency", "InputXGradient", "GuidedBackprop", "DeepLift", "Occlusion"];
@@ -67,7 +69,8 @@ export function methodReport(app) {
       status.textContent = `The sanity check runs on 0 to ${Math.min(sample, SANITY_MAX)} examples (at most the sample).`;
       return;
     }
-    const body = { methods, sample, sanity, metrics: slow ? Object.keys(METRICS) : ["deletion", "insertion"] };
+    const sets = metricSets(cfg);
+    const body = { methods, sample, sanity, metrics: slow ? sets.all : sets.fast };
     const ctrl = typeof AbortController !== "undefined" ? new AbortController() : { signal: undefined, abort() {} };
     abort = ctrl;
     setBusy(true);
@@ -78,7 +81,7 @@ export function methodReport(app) {
     try {
       const report = await app.transport.request("method_report", body, { signal: ctrl.signal });
       if (app.destroyed || abort !== ctrl) return;
-      put(clear(results), report.models.map((model) => modelTable(report, model)));
+      put(clear(results), report.models.map((model) => modelTable(report, model, metricSpecs(cfg))));
       const flagged = report.models.flatMap((m) => m.methods.filter((r) => r.sanity && r.sanity.flag).map((r) => r.label));
       status.textContent = `Method report ready: ${report.examples} examples in ${duration(report.elapsed_ms)}.${flagged.length ? ` Insensitive to the model: ${[...new Set(flagged)].join(", ")}.` : ""}`;
     } catch (exc) {
@@ -95,16 +98,17 @@ export function methodReport(app) {
     }
   }
 
+  const texts = metricTexts(cfg);
   const titleId = uid("report-title");
   const el = h("section", { class: "ia-dcard ia-report", "aria-labelledby": titleId },
     h("div", { class: "ia-dcard-head" }, h("h3", { id: titleId }, "Method report")),
     h("p", { class: "ia-help" }, "Which method to trust for this model: each method's quality metrics over a sample spread over the dataset, and the sanity check on a few of its examples. ",
-      h("strong", null, "It can take minutes"), " (each example costs each method's own passes, plus 42 for deletion and insertion); a second run reads what is stored."),
+      h("strong", null, "It can take minutes"), ` (each example costs each method's own passes, plus ${texts.fastPasses} for ${texts.fastNames}); a second run reads what is stored.`),
     picker,
     h("div", { class: "ia-report-form" },
       label("Sample", sampleInput),
       label("Sanity check on", sanityInput),
-      h("label", { class: "ia-switch" }, slowBox, "also infidelity and sensitivity (slower)"),
+      h("label", { class: "ia-switch" }, slowBox, texts.slowLabel),
       runBtn, cancelBtn, elapsed),
     status, results);
   return {
@@ -116,9 +120,9 @@ export function methodReport(app) {
 }
 
 /** One model's table: a row per method, each metric's mean ± std, the best per column marked, the sanity verdict. */
-function modelTable(report, model) {
-  const metrics = report.metrics.filter((k) => METRICS[k]);
-  const lower = (k) => (report.lower_is_better && k in report.lower_is_better ? report.lower_is_better[k] : METRICS[k].lower);
+function modelTable(report, model, specs) {
+  const metrics = report.metrics.filter((k) => specs.has(k));
+  const lower = (k) => (report.lower_is_better && k in report.lower_is_better ? report.lower_is_better[k] : specs.get(k).lower);
   const best = {};
   for (const k of metrics) {
     const values = model.methods.map((r) => r.metrics[k] && r.metrics[k].mean).filter((v) => typeof v === "number");
@@ -127,8 +131,8 @@ function modelTable(report, model) {
   const sanityRun = model.methods.some((r) => r.sanity);
   const head = h("tr", null,
     h("th", { scope: "col" }, "Method"),
-    metrics.map((k) => h("th", { scope: "col", class: "ia-num", title: `${METRICS[k].name} ${betterText(k)}` },
-      `${k[0].toUpperCase()}${k.slice(1)} `, h("span", { "aria-hidden": "true" }, lower(k) ? "↓" : "↑"), h("span", { class: "ia-sr-only" }, betterText(k)))),
+    metrics.map((k) => h("th", { scope: "col", class: "ia-num", title: `${specs.get(k).label} ${betterText({ lower: lower(k) })}` },
+      `${k[0].toUpperCase()}${k.slice(1)} `, h("span", { "aria-hidden": "true" }, lower(k) ? "↓" : "↑"), h("span", { class: "ia-sr-only" }, betterText({ lower: lower(k) })))),
     sanityRun ? h("th", { scope: "col", class: "ia-num", title: "The map on the fully randomized model against the original (mean over the checked examples)" }, "Randomized model: Spearman / SSIM") : null,
     sanityRun ? h("th", { scope: "col" }, "Sanity check") : null);
   const rows = model.methods.map((r) => h("tr", { dataset: { method: r.method } },

@@ -1,21 +1,39 @@
 // A map's quality metrics (the README's "Can I trust this map?"): a badge under the map with the
-// numbers ("del 0.12 · ins 0.34"), which opens a small chart of the deletion and insertion curves.
-// The chart is hand-written SVG: two polylines, axes and a legend, no plotting library.
+// numbers ("del 0.12 · ins 0.34"), which opens a small chart of the curves of the metrics that have one.
+// The chart is hand-written SVG: two polylines, axes and a legend, no plotting library. Every metric's
+// name, label, short name, direction and curve come from the server (`/config` metrics).
 
 import { fmt, h } from "../lib/dom.js";
 import { uid } from "../controls/fields.js";
 
-/** Per metric: its short name on the badge, its name in words, and whether lower is better. */
-export const METRICS = {
-  deletion: { short: "del", name: "deletion area", lower: true },
-  insertion: { short: "ins", name: "insertion area", lower: false },
-  infidelity: { short: "infid", name: "infidelity", lower: true },
-  sensitivity: { short: "sens", name: "max-sensitivity", lower: true },
-};
+const specsOf = new WeakMap();
 
-/** "(lower is better)" or "(higher is better)". */
-export function betterText(name) {
-  return METRICS[name] && METRICS[name].lower ? "(lower is better)" : "(higher is better)";
+/**
+ * The server's metrics by name, in its order (`/config` metrics): `short` (the badge), `label` (in
+ * words), `lower` (whether lower is better), `sets`, `passes`, `curve` (what a curve's steps do, or "").
+ */
+export function metricSpecs(config) {
+  let specs = specsOf.get(config);
+  if (!specs) {
+    specs = new Map((config.metrics || []).map((m) => [m.name, { ...m, lower: m.direction === "lower" }]));
+    specsOf.set(config, specs);
+  }
+  return specs;
+}
+
+/** "(lower is better)" or "(higher is better)" for a metric of `metricSpecs`. */
+export function betterText(spec) {
+  return spec && spec.lower ? "(lower is better)" : "(higher is better)";
+}
+
+/** "a", "a and b", "a, b and c". */
+export function listText(items) {
+  return items.length < 2 ? items.join("") : `${items.slice(0, -1).join(", ")} and ${items[items.length - 1]}`;
+}
+
+/** A sentence's first letter capitalized. */
+export function capital(text) {
+  return text ? `${text[0].toUpperCase()}${text.slice(1)}` : text;
 }
 
 /** A metric's number out of a model's `metrics` (an area, a value), or null (absent, failed, null). */
@@ -43,9 +61,11 @@ function s(tag, attrs, ...children) {
   return el;
 }
 
-/** The deletion and insertion curves as an SVG chart: x the share of locations removed or revealed, y the target's score. */
-export function curveChart(metrics, targetName) {
-  const curves = ["deletion", "insertion"].filter((k) => metrics[k] && Array.isArray(metrics[k].curve) && metrics[k].curve.length > 1);
+/** The curves of the metrics that have one (their `curve` in `/config`) as an SVG chart: x the share of locations removed or revealed, y the target's score. */
+export function curveChart(config, metrics, targetName) {
+  const specs = metricSpecs(config);
+  const curves = [...specs.values()].filter((m) => m.curve).map((m) => m.name)
+    .filter((k) => metrics[k] && Array.isArray(metrics[k].curve) && metrics[k].curve.length > 1);
   const W = 240, H = 150, L = 38, R = 8, T = 8, B = 30;
   const all = curves.flatMap((k) => metrics[k].curve.filter((v) => Number.isFinite(v)));
   let lo = Math.min(0, ...all);
@@ -54,7 +74,8 @@ export function curveChart(metrics, targetName) {
   const x = (i, n) => L + ((W - L - R) * i) / (n - 1);
   const y = (v) => T + (H - T - B) * (1 - (v - lo) / (hi - lo));
   const titleId = uid("curves");
-  const label = `Deletion and insertion curves: the score of ${targetName} as 0 to 100% of the map's locations are removed, largest attribution first (deletion${metrics.deletion ? `, area ${fmt(metricValue(metrics, "deletion"))}` : ""}), or revealed on the baseline (insertion${metrics.insertion ? `, area ${fmt(metricValue(metrics, "insertion"))}` : ""})`;
+  const withCurve = [...specs.values()].filter((m) => m.curve);
+  const label = `${capital(listText(withCurve.map((m) => m.name)))} curves: the score of ${targetName} as 0 to 100% of the map's locations are ${withCurve.map((m) => `${m.curve} (${m.name}${metrics[m.name] ? `, area ${fmt(metricValue(metrics, m.name))}` : ""})`).join(", or ")}`;
   const svg = s("svg", { class: "ia-curves", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-labelledby": titleId, focusable: "false" },
     s("title", { id: titleId }, label),
     // axes, ticks and their numbers
@@ -75,29 +96,30 @@ export function curveChart(metrics, targetName) {
     text);
   return h("div", { class: "ia-curves-box" }, svg,
     h("div", { class: "ia-curves-legend" },
-      curves.includes("deletion") ? key("deletion", "deletion (should fall fast)") : null,
-      curves.includes("insertion") ? key("insertion", "insertion (should rise fast)") : null));
+      curves.map((k) => key(k, `${k} (should ${specs.get(k).lower ? "fall" : "rise"} fast)`))));
 }
 
 /**
  * What goes under a model's map when its request asked for metrics: the badge (a button when there are
  * curves to show, opening the chart under it), or null when the model has none.
  */
-export function metricsView(model) {
+export function metricsView(config, model) {
   const metrics = model && model.metrics;
   if (!metrics || typeof metrics !== "object") return null;
-  const names = Object.keys(METRICS).filter((k) => k in metrics);
+  const specs = metricSpecs(config);
+  const names = [...specs.keys()].filter((k) => k in metrics);
   if (!names.length) return null;
   const targetName = model.target ? model.target.name : "the target";
   const parts = names.map((k) => {
     const v = metrics[k];
     const failed = v && typeof v === "object" && v.error;
-    return { k, text: `${METRICS[k].short} ${failed ? "failed" : short(metricValue(metrics, k))}`,
-      words: `${METRICS[k].name} ${betterText(k)}: ${failed ? `failed (${v.error})` : metricValue(metrics, k) === null ? "not available" : fmt(metricValue(metrics, k))}` };
+    return { k, text: `${specs.get(k).short} ${failed ? "failed" : short(metricValue(metrics, k))}`,
+      words: `${specs.get(k).label} ${betterText(specs.get(k))}: ${failed ? `failed (${v.error})` : metricValue(metrics, k) === null ? "not available" : fmt(metricValue(metrics, k))}` };
   });
   const text = parts.map((p) => p.text).join(" · ");
   const words = parts.map((p) => p.words).join("; ");
-  const hasCurves = ["deletion", "insertion"].some((k) => metrics[k] && Array.isArray(metrics[k].curve));
+  const curveNames = names.filter((k) => specs.get(k).curve && metrics[k] && Array.isArray(metrics[k].curve));
+  const hasCurves = curveNames.length > 0;
   const box = h("div", { class: "ia-metrics", dataset: { metrics: names.join(",") } });
   if (!hasCurves) {
     box.append(h("span", { class: "ia-metrics-badge", title: words }, h("span", { "aria-hidden": "true" }, text), h("span", { class: "ia-sr-only" }, words)));
@@ -106,10 +128,10 @@ export function metricsView(model) {
   const chartId = uid("metric-chart");
   const chart = h("div", { class: "ia-metrics-chart", id: chartId, hidden: true });
   const button = h("button", { type: "button", class: "ia-metrics-badge", "aria-expanded": "false", "aria-controls": chartId,
-    title: `${words}. Click for the deletion and insertion curves.`, "aria-label": `${text}: ${words}. Show the curves.`,
+    title: `${words}. Click for the ${listText(curveNames)} curves.`, "aria-label": `${text}: ${words}. Show the curves.`,
     onclick: () => {
       const open = chart.hidden;
-      if (open && !chart.firstChild) chart.append(curveChart(metrics, targetName));
+      if (open && !chart.firstChild) chart.append(curveChart(config, metrics, targetName));
       chart.hidden = !open;
       button.setAttribute("aria-expanded", open ? "true" : "false");
       button.setAttribute("aria-label", `${text}: ${words}. ${open ? "Hide" : "Show"} the curves.`);
