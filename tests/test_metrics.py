@@ -247,7 +247,7 @@ def test_a_metric_is_computed_once_and_read_from_the_store(tmp_path):
 def test_with_a_store_each_example_is_hashed_once(tmp_path, monkeypatch):
     """The store's keys hash every input's bytes (224x224 images: ~0.2 ms each): a page that
     predicts, explains and scores its examples hashes each once, and a later page of them none."""
-    import insights_app.engine as engine_module
+    import insights_app.engine.keys as engine_module
 
     hashed = []
     real = engine_module.example_fingerprints

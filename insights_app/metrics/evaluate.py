@@ -10,15 +10,19 @@ maps, so each is computed once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 
 from ..dataset import ExampleBatch
+from ..engine.keys import fingerprints
+from ..engine.readthrough import Backing, ReadThrough
+from ..engine.results import Explanation, KeptAttributions
 from ..errors import Cancelled, ValidationError
 from ..methods import MethodSpec
+from ..store.sqlite import MetricKey
 from .options import MetricOptions
 from .spec import MetricContext, Value
 
@@ -26,6 +30,7 @@ if TYPE_CHECKING:
     from ..engine import CancellableForward, Engine
 
 log = logging.getLogger(__name__)
+MemoryKey = tuple[Hashable, str, int | None, str]  # (example id, arguments_key, target, MetricOptions.key)
 
 
 def compute(
@@ -87,82 +92,68 @@ def metrics_of(
     params: dict[str, Any],
     key: str,
     batch: ExampleBatch,
-    explanations: Sequence[Any],
+    explanations: Sequence[Explanation | None],
     options: MetricOptions,
-    fingerprints: Any = None,
-    forward: Any = None,
-    attributions: dict[Any, tuple[torch.Tensor, ...]] | None = None,
+    forward: CancellableForward | None = None,
+    attributions: KeptAttributions | None = None,
 ) -> list[dict[str, Value]]:
-    """Each explanation's metrics (None explanations get none): cached, stored, else computed
-    (infidelity from ``attributions``, the run's full-resolution ones, where it has them)."""
+    """Each explanation's metrics (None explanations get none): from memory (the engine's result
+    cache) or the store, the missing ones computed together (infidelity from ``attributions``, the
+    run's full-resolution ones, where it has them). A metric that failed is not kept."""
     names = options.names
+    asked = [(j, name, exp.target) for j, exp in enumerate(explanations) if exp is not None for name in names]
+    cache: ReadThrough[MemoryKey, Value] = ReadThrough(engine.results, size=_metric_bytes, keep=_not_error)
+
+    def computed(positions: list[int]) -> list[Value]:
+        missing = sorted({asked[p][0] for p in positions})
+        todo = [n for n in names if any(asked[p][1] == n for p in positions)]
+        found = [exp for exp in (explanations[j] for j in missing) if exp is not None]  # each of them is
+        try:
+            kept = (
+                None
+                if attributions is None
+                else [attributions.get((batch.ids[j], e.target)) for j, e in zip(missing, found)]
+            )
+            values = compute(
+                engine,
+                spec,
+                params,
+                batch.select(missing),
+                [e.maps for e in found],
+                [cast(int, e.target) for e in found],  # Engine.metrics has checked: each has one
+                options,
+                todo,
+                forward,
+                kept,
+            )
+        except (ValidationError, Cancelled):
+            raise
+        except Exception as exc:  # the model failed on a variant: the metrics say so, the maps stay
+            log.warning("metrics failed on %s: %s", engine.name, exc, exc_info=True)
+            message = f"the metrics failed for {engine.name}: {type(exc).__name__}: {exc}"
+            values = [{n: {"error": message} for n in todo} for _ in missing]
+        by_row = dict(zip(missing, values))
+        return [by_row[asked[p][0]].get(asked[p][1], {"error": "not computed"}) for p in positions]
+
+    backing: Backing[MetricKey, Value] | None = None
+    store = engine.store
+    if store is not None:
+
+        def store_keys(positions: list[int]) -> list[MetricKey]:
+            fps = fingerprints(batch)
+            return [(fps[asked[p][0]], key, asked[p][2], options.key(asked[p][1])) for p in positions]
+
+        backing = Backing(store_keys, store.metrics, store.save_metrics)
+    keys = [(batch.ids[j], key, target, options.key(name)) for j, name, target in asked]
     out: list[dict[str, Value]] = [{} for _ in explanations]
-    todo: dict[str, list[int]] = {}
-    fps = fingerprints(batch) if engine.store is not None and fingerprints is not None else None
-    for j, exp in enumerate(explanations):
-        if exp is None:
-            continue
-        for name in names:
-            hit = engine.results.get((batch.ids[j], key, exp.target, options.key(name)))
-            if hit is not None:
-                out[j][name] = hit
-            else:
-                todo.setdefault(name, []).append(j)
-    if todo and fps is not None:
-        wanted = [(fps[j], key, explanations[j].target, options.key(name)) for name, js in todo.items() for j in js]
-        stored = engine.store.metrics(wanted)
-        for name in list(todo):
-            still = []
-            for j in todo[name]:
-                value = stored.get((fps[j], key, explanations[j].target, options.key(name)))
-                if value is None:
-                    still.append(j)
-                else:
-                    out[j][name] = value
-                    engine.results.put((batch.ids[j], key, explanations[j].target, options.key(name)), value, 256)
-            if still:
-                todo[name] = still
-            else:
-                del todo[name]
-    if not todo:
-        return out
-    missing = sorted({j for js in todo.values() for j in js})
-    sub = batch.select(missing)
-    try:
-        kept = (
-            None
-            if attributions is None
-            else [attributions.get((batch.ids[j], explanations[j].target)) for j in missing]
-        )
-        computed = compute(
-            engine,
-            spec,
-            params,
-            sub,
-            [explanations[j].maps for j in missing],
-            [explanations[j].target for j in missing],
-            options,
-            [n for n in names if n in todo],
-            forward,
-            kept,
-        )
-    except (ValidationError, Cancelled):
-        raise
-    except Exception as exc:  # the model failed on a variant: the metrics say so, the maps stay
-        log.warning("metrics failed on %s: %s", engine.name, exc, exc_info=True)
-        message = f"the metrics failed for {engine.name}: {type(exc).__name__}: {exc}"
-        computed = [{n: {"error": message} for n in todo} for _ in missing]
-    rows = []
-    for j, values in zip(missing, computed):
-        for name, value in values.items():
-            if name not in todo or j not in todo[name]:
-                continue
-            out[j][name] = value
-            if isinstance(value, dict) and "error" in value:
-                continue
-            engine.results.put((batch.ids[j], key, explanations[j].target, options.key(name)), value, 256)
-            if fps is not None:
-                rows.append(((fps[j], key, explanations[j].target, options.key(name)), value))
-    if rows:
-        engine.store.save_metrics(rows)
+    for (j, name, _), value in zip(asked, cache.get_many(keys, computed, backing)):
+        out[j][name] = value
     return out
+
+
+def _metric_bytes(_value: Value) -> int:
+    return 256  # what a value costs the engine's result cache (a curve of ~20 numbers, or one)
+
+
+def _not_error(value: Value) -> bool:
+    return not (isinstance(value, dict) and "error" in value)
