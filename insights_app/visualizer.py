@@ -184,7 +184,12 @@ class AttributionVisualizer:
     def defaults(self) -> Defaults:
         """What a request leaves out: this visualizer's methods, default method and top-k."""
         return Defaults(
-            self.methods, self.default_method, self.classes, self.image_hw, self.default_top_k, len(self.engines)
+            self.methods,
+            self.default_method,
+            self.classes,
+            lambda: self.image_hw,
+            self.default_top_k,
+            len(self.engines),
         )
 
     def parse_page(self, body: Any) -> PageQuery:

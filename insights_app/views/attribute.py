@@ -7,10 +7,8 @@ from typing import Any
 from ..cancel import Cancel
 from ..dataset import NotReadYet
 from ..errors import ValidationError
-from ..limits import EXAMPLE_ID_MAX
-from ..query import AttributeQuery, parse_attribute_query
+from ..query import ATTRIBUTE_BODY, AttributeQuery
 from .examples import scored
-from .schemas import class_schema, query_properties
 from .view import View
 
 
@@ -25,40 +23,18 @@ def example_of(vis: Any, q: AttributeQuery, cancel: Cancel | None = None) -> Any
 
 
 def attribute(vis: Any, body: Any, cancel: Cancel | None = None) -> dict[str, Any]:
-    q = body if isinstance(body, AttributeQuery) else parse_attribute_query(body, vis.defaults)
+    q = body if isinstance(body, AttributeQuery) else ATTRIBUTE_BODY.parse(body, vis.defaults)
     ex = example_of(vis, q, cancel)
     (result,) = scored(vis.engines[q.model], q, [ex], [q.target], cancel)
     model = vis.presenter.model(q.model, ex, result, q.visualization, q.top_k, values=q.values)
     return {"example": vis.presenter.example(ex, [model])}
 
 
-def request_schema(vis: Any) -> dict[str, Any]:
-    class_ref = class_schema(vis)
-    return {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["example_id"],
-        "properties": dict(
-            query_properties(vis),
-            **{
-                "example_id": {"type": "integer", "minimum": 0, "maximum": EXAMPLE_ID_MAX},
-                "model": {"type": "integer", "minimum": 0, "maximum": max(0, len(vis.engines) - 1)},
-                "target": {"anyOf": [class_ref, {"type": "null"}]},
-                "values": {
-                    "type": "boolean",
-                    "description": "also send each image map's values as drawn "
-                    "(base64 float32, row-major, with its shape)",
-                },
-            },
-        ),
-    }
-
-
 VIEW = View(
     "attribute",
     attribute,
     "Attribute one example under one model to any target class",
-    request_schema=request_schema,
+    request_schema=ATTRIBUTE_BODY.openapi,
     computes=True,
     responses={
         "200": {

@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..cancel import Cancel
-from ..errors import ValidationError
-from ..query import _check_keys, _enum, _require_object
+from ..fields import Body, Bool, Enum, Object
 from .view import Stream, View
 
 ACTIONS = ("status", "start", "cancel")
@@ -40,18 +39,24 @@ def watch(vis: Any, cancel: Cancel | None, watch_s: float = WATCH_S) -> Iterator
     yield {"type": "done"}
 
 
+BODY: Body[dict[str, Any]] = Body(
+    Object(
+        {
+            "action": Enum(ACTIONS, "status"),
+            "stream": Bool(False, "progress events while the pass runs (at most 30 s)"),
+        }
+    )
+)
+
+
 def dataset_pass(vis: Any, body: Any, cancel: Cancel | None = None) -> Any:
-    obj = _require_object(body, "body")
-    _check_keys(obj, ("action", "stream"), "")
-    action = _enum(obj, "action", "status", ACTIONS)
-    stream = obj.get("stream", False)
-    if not isinstance(stream, bool):
-        raise ValidationError("stream", "must be true or false")
+    v = BODY.parse(body, vis.defaults)
+    action = v["action"]
     p = vis.dataset_pass
     progress = p.start() if action == "start" else p.cancel() if action == "cancel" else p.progress()
     if action == "cancel":
         progress = p.wait(timeout=5.0)
-    if stream:
+    if v["stream"]:
         return Stream(watch(vis, cancel))
     return progress_json(vis, progress)
 
@@ -73,23 +78,11 @@ PROGRESS_SCHEMA = {
 }
 
 
-def request_schema(vis: Any) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "nullable": True,
-        "additionalProperties": False,
-        "properties": {
-            "action": {"type": "string", "enum": list(ACTIONS)},
-            "stream": {"type": "boolean", "description": "progress events while the pass runs (at most 30 s)"},
-        },
-    }
-
-
 VIEW = View(
     "dataset_pass",
     dataset_pass,
     "Start, cancel or watch the dataset pass (confusion matrix, losses)",
-    request_schema=request_schema,
+    request_schema=BODY.openapi,
     streams=True,
     responses={
         "200": {

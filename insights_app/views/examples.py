@@ -15,9 +15,7 @@ from typing import Any
 from ..cancel import Cancel
 from ..dataset import Example, ExampleBatch
 from ..engine import Result
-from ..limits import PAGE_MAX, PAGE_SIZE_MAX
-from ..query import CLASS_SOURCES, ORDERS, PREDICTION_FILTERS, PageQuery, parse_page_query
-from .schemas import class_schema, query_properties
+from ..query import PAGE_BODY, PageQuery
 from .view import Stream, View
 
 
@@ -182,69 +180,15 @@ def page_document(vis: Any, q: PageQuery, cancel: Cancel | None = None) -> dict[
 
 
 def examples(vis: Any, body: Any, cancel: Cancel | None = None) -> Any:
-    q = body if isinstance(body, PageQuery) else parse_page_query(body, vis.defaults)
+    q = body if isinstance(body, PageQuery) else PAGE_BODY.parse(body, vis.defaults)
     return Stream(page_events(vis, q, cancel=cancel)) if q.stream else page_document(vis, q, cancel)
-
-
-def request_schema(vis: Any) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "nullable": True,  # an empty or null body: the first page with every default
-        "additionalProperties": False,
-        "properties": dict(
-            query_properties(vis),
-            **{
-                "filter": {
-                    "type": "object",
-                    "nullable": True,
-                    "additionalProperties": False,
-                    "properties": {
-                        "classes": {"type": "array", "items": class_schema(vis), "maxItems": max(1, len(vis.classes))},
-                        "prediction": {"type": "string", "enum": list(PREDICTION_FILTERS)},
-                        "class_source": {"type": "string", "enum": list(CLASS_SOURCES)},
-                        # Read from the dataset pass (started by the first request that needs it):
-                        "pair": {
-                            "type": "object",
-                            "nullable": True,
-                            "additionalProperties": False,
-                            "required": ["actual", "predicted"],
-                            "properties": {"actual": class_schema(vis), "predicted": class_schema(vis)},
-                            "description": "one confusion cell: examples of class actual predicted as predicted",
-                        },
-                        "confidence": {
-                            "type": "array",
-                            "nullable": True,
-                            "minItems": 2,
-                            "maxItems": 2,
-                            "items": {"type": "number", "minimum": 0, "maximum": 1},
-                            "description": "[low, high]: the top prediction's score in this range",
-                        },
-                        "disagree": {"type": "boolean", "description": "only examples the models predict differently"},
-                        "order": {"type": "string", "enum": list(ORDERS), "description": "loss: largest loss first"},
-                        "model": {
-                            "type": "integer",
-                            "minimum": 0,
-                            "maximum": max(0, len(vis.engines) - 1),
-                            "description": "the model whose prediction, score and loss pair, confidence and order mean",
-                        },
-                    },
-                },
-                "page": {"type": "integer", "minimum": 0, "maximum": PAGE_MAX},
-                "page_size": {"type": "integer", "minimum": 1, "maximum": PAGE_SIZE_MAX},
-                "stream": {
-                    "type": "boolean",
-                    "description": "answer as NDJSON events (page, preview..., example..., done)",
-                },
-            },
-        ),
-    }
 
 
 VIEW = View(
     "examples",
     examples,
     "One page of examples matching a filter, with predictions and rendered attributions",
-    request_schema=request_schema,
+    request_schema=PAGE_BODY.openapi,
     streams=True,
     computes=True,
     responses={

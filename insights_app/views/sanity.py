@@ -15,13 +15,13 @@ from ..cancel import Cancel
 from ..dataset import ExampleBatch
 from ..engine import Explanation, Result
 from ..metrics.sanity import sanity_check
-from ..query import AttributeQuery, parse_attribute_query
+from ..query import ATTRIBUTE_BODY, AttributeQuery
 from . import attribute
 from .view import View
 
 
 def sanity(vis: Any, body: Any, cancel: Cancel | None = None) -> dict[str, Any]:
-    q = body if isinstance(body, AttributeQuery) else parse_attribute_query(body, vis.defaults)
+    q = body if isinstance(body, AttributeQuery) else ATTRIBUTE_BODY.parse(body, vis.defaults)
     ex = attribute.example_of(vis, q, cancel)
     engine = vis.engines[q.model]
     (result,) = engine.run([ex], q.method, q.arguments, [q.target], cancel=cancel)
@@ -47,7 +47,7 @@ VIEW = View(
     "sanity",
     sanity,
     "The model-randomization sanity check of one example's map under one model",
-    request_schema=attribute.request_schema,
+    request_schema=ATTRIBUTE_BODY.openapi,
     computes=True,
     responses={
         "200": {
