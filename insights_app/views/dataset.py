@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..fields import Body, Int, Object, last_model
+from ..protocols import VisualizerLike
 from ..triage import interpretation_for
 from .dataset_pass import progress_json
 from .view import View
@@ -42,7 +43,7 @@ def restricted_classes(cm: np.ndarray, pairs: int) -> list[int]:
     return sorted(chosen)
 
 
-def summary(vis: Any, m: int, max_matrix: int = MATRIX_MAX, bins: int = 20) -> dict[str, Any]:
+def summary(vis: VisualizerLike, m: int, max_matrix: int = MATRIX_MAX, bins: int = 20) -> dict[str, Any]:
     p = vis.dataset_pass
     progress = p.start_if_idle()
     interp = interpretation_for(vis, m)
@@ -124,7 +125,7 @@ BODY: Body[dict[str, Any]] = Body(
 )
 
 
-def dataset(vis: Any, body: Any) -> dict[str, Any]:
+def dataset(vis: VisualizerLike, body: Any) -> dict[str, Any]:
     v = BODY.parse(body, vis.defaults)
     return summary(vis, v["model"], v["max_matrix"], v["bins"])
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..cancel import Cancel
 from ..fields import Body, Bool, Enum, Object
+from ..protocols import VisualizerLike
 from .view import Stream, View
 
 ACTIONS = ("status", "start", "cancel")
@@ -22,13 +23,13 @@ WATCH_S = 30.0  # one streamed answer watches the pass this long at most
 EVERY_S = 0.5
 
 
-def progress_json(vis: Any, progress: Any) -> dict[str, Any]:
+def progress_json(vis: VisualizerLike, progress: Any) -> dict[str, Any]:
     out = progress.to_json()
     out["losses"] = [None if c is None else {"name": c.name, "note": c.note} for c in vis.dataset_pass.losses]
     return out
 
 
-def watch(vis: Any, cancel: Cancel | None, watch_s: float = WATCH_S) -> Iterator[dict[str, Any]]:
+def watch(vis: VisualizerLike, cancel: Cancel | None, watch_s: float = WATCH_S) -> Iterator[dict[str, Any]]:
     deadline = time.monotonic() + watch_s
     while True:
         progress = vis.dataset_pass.progress()
@@ -49,7 +50,7 @@ BODY: Body[dict[str, Any]] = Body(
 )
 
 
-def dataset_pass(vis: Any, body: Any, cancel: Cancel | None = None) -> Any:
+def dataset_pass(vis: VisualizerLike, body: Any, cancel: Cancel | None = None) -> Any:
     v = BODY.parse(body, vis.defaults)
     action = v["action"]
     p = vis.dataset_pass

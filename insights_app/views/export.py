@@ -18,6 +18,7 @@ from typing import Any
 from ..cancel import Cancel
 from ..export import csv_text, html_report
 from ..fields import Body, Enum, Int, Object
+from ..protocols import VisualizerLike
 from ..query import COMMON_FIRST, PAGE_BODY, PageQuery, page_query
 from .view import View
 
@@ -53,7 +54,7 @@ BODY: Body[ExportRequest] = Body(
 PAGE_KEYS = tuple(k for k in BODY.object.keys() if k not in ("format", "limit"))
 
 
-def export(vis: Any, body: Any, cancel: Cancel | None = None) -> dict[str, Any]:
+def export(vis: VisualizerLike, body: Any, cancel: Cancel | None = None) -> dict[str, Any]:
     r = BODY.parse(body, vis.defaults)  # every field checked (a 400 naming it) before anything is computed
     if r.format == "csv":
         content, n = csv_text(vis, model=r.query.filter.model, cancel=cancel)

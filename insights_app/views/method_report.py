@@ -17,6 +17,7 @@ from ..metrics import METRICS, MetricOptions, parse_metrics
 from ..metrics.options import ABSENT
 from ..metrics.options import request_schema as metrics_schema
 from ..metrics.report import SAMPLE_MAX, SANITY_MAX, method_report
+from ..protocols import VisualizerLike
 from .view import View
 
 
@@ -85,7 +86,7 @@ BODY = Body(
 )
 
 
-def report(vis: Any, body: Any, cancel: Cancel | None = None) -> dict[str, Any]:
+def report(vis: VisualizerLike, body: Any, cancel: Cancel | None = None) -> dict[str, Any]:
     r = BODY.parse(body, vis.defaults)
     return method_report(vis, r.methods, r.sample, r.metrics, r.arguments, r.sanity, cancel)
 
