@@ -389,9 +389,10 @@ class Object(Field[T]):
         return tuple(out)
 
     def parse(self, value: Any, where: str, state: ParseState) -> T:
-        return self._parse(value, where, f"{where}." if where else "", state, {})
+        return self.parse_into(value, where, f"{where}." if where else "", state, {})
 
-    def _parse(self, value: Any, where: str, prefix: str, state: ParseState, values: dict[str, Any]) -> T:
+    def parse_into(self, value: Any, where: str, prefix: str, state: ParseState, values: dict[str, Any]) -> T:
+        """Parse into ``values`` (a body keeps its parsed fields in its state, for later fields to read)."""
         if value is MISSING or value is None:
             value = {}
         if not isinstance(value, dict):
@@ -438,7 +439,7 @@ class Body(Generic[T]):
     def parse(self, body: Any, defaults: Defaults) -> T:
         """The typed query of ``body``, or a ValidationError naming its first bad field."""
         state = ParseState(defaults)
-        return self.object._parse(body, "", "", state, state.values)
+        return self.object.parse_into(body, "", "", state, state.values)
 
     def schema(self, scope: Scope) -> JSONSchema:
         return self.object.schema(scope)
@@ -446,10 +447,3 @@ class Body(Generic[T]):
     def openapi(self, vis: Described) -> JSONSchema:
         """The body's schema for a visualizer (a :class:`~insights_app.views.View`'s ``request_schema``)."""
         return self.schema(ModelScope.of(vis))
-
-    def extended(
-        self, build: Callable[[dict[str, Any], ParseState], Any] | None = None, **more: Field[Any]
-    ) -> Body[Any]:
-        """This body with more fields (and another ``build``)."""
-        o = self.object
-        return Body(Object({**o.fields, **more}, build, o.nullable, o.message, o.description, o.first))
