@@ -16,6 +16,7 @@ from typing import Any
 from ..cancel import Cancel
 from ..fields import Body, Bool, Enum, Object
 from ..protocols import VisualizerLike
+from ..triage import PassProgress
 from .view import Stream, View
 
 ACTIONS = ("status", "start", "cancel")
@@ -23,7 +24,7 @@ WATCH_S = 30.0  # one streamed answer watches the pass this long at most
 EVERY_S = 0.5
 
 
-def progress_json(vis: VisualizerLike, progress: Any) -> dict[str, Any]:
+def progress_json(vis: VisualizerLike, progress: PassProgress) -> dict[str, Any]:
     out = progress.to_json()
     out["losses"] = [None if c is None else {"name": c.name, "note": c.note} for c in vis.dataset_pass.losses]
     return out
