@@ -22,12 +22,14 @@ import numpy as np
 
 from .cancel import Cancel, raise_if_cancelled
 from .errors import ValidationError
+from .page import page_document
+from .protocols import VisualizerLike
 
 FORMATS = ("csv", "npz", "html")
 PAGE = 32  # examples per page request while exporting
 
 
-def _wait_for_pass(vis: Any, model: int, cancel: Cancel | None) -> None:
+def _wait_for_pass(vis: VisualizerLike, model: int, cancel: Cancel | None) -> None:
     """Run (or resume, or reuse) the dataset pass to its end. Without a ``cancel``, as
     ``vis.interpretation()`` does; with one, asking it while waiting, so that a client that hangs up
     stops waiting (the pass itself goes on: it is shared with the Dataset view and the filters)."""
@@ -47,13 +49,11 @@ def _wait_for_pass(vis: Any, model: int, cancel: Cancel | None) -> None:
 
 
 def _pages(
-    vis: Any, body: Mapping[str, Any], limit: int | None, cancel: Cancel | None = None
+    vis: VisualizerLike, body: Mapping[str, Any], limit: int | None, cancel: Cancel | None = None
 ) -> Iterator[dict[str, Any]]:
     """The examples a page body selects, page by page, at most ``limit`` of them (a triage filter
     waits for the whole dataset pass first: an export is of the whole dataset, not of its start).
     ``cancel`` goes down with each page's computation (the export view's client hanging up)."""
-    from .views.examples import page_document
-
     q = vis.parse_page(dict(body))
     if q.filter.needs_pass:
         _wait_for_pass(vis, q.filter.model, cancel)
@@ -71,7 +71,7 @@ def _pages(
             return
 
 
-def csv_text(vis: Any, model: int = 0, top_k: int = 3, cancel: Cancel | None = None) -> tuple[str, int]:
+def csv_text(vis: VisualizerLike, model: int = 0, top_k: int = 3, cancel: Cancel | None = None) -> tuple[str, int]:
     """The CSV (its text, and how many rows of examples): one row per example the dataset pass
     covers (it runs first): id, label, top-k, confidence, loss."""
     _wait_for_pass(vis, model, cancel)
@@ -105,7 +105,7 @@ def csv_text(vis: Any, model: int = 0, top_k: int = 3, cancel: Cancel | None = N
         return f.getvalue(), snap.n
 
 
-def export_csv(vis: Any, out: str | Path, model: int = 0, top_k: int = 3) -> int:
+def export_csv(vis: VisualizerLike, out: str | Path, model: int = 0, top_k: int = 3) -> int:
     """One row per example the dataset pass covers (it runs first): id, label, top-k, confidence, loss."""
     text, n = csv_text(vis, model, top_k)
     with open(out, "w", newline="", encoding="utf-8") as f:
@@ -113,7 +113,7 @@ def export_csv(vis: Any, out: str | Path, model: int = 0, top_k: int = 3) -> int
     return n
 
 
-def export_npz(vis: Any, out: str | Path, body: Mapping[str, Any], limit: int | None = None) -> int:
+def export_npz(vis: VisualizerLike, out: str | Path, body: Mapping[str, Any], limit: int | None = None) -> int:
     """The raw maps (as drawn, float32) of the examples a page body selects: ``map_<id>_<model>_<feature>``
     arrays, plus ``ids``, ``targets`` and a JSON ``meta`` (method, arguments, classes)."""
     arrays: dict[str, np.ndarray] = {}
@@ -191,7 +191,7 @@ def _metrics_html(metrics: Mapping[str, Any] | None) -> str:
 
 
 def html_report(
-    vis: Any, body: Mapping[str, Any], limit: int | None = 100, cancel: Cancel | None = None
+    vis: VisualizerLike, body: Mapping[str, Any], limit: int | None = 100, cancel: Cancel | None = None
 ) -> tuple[str, int]:
     """A self-contained report of the examples a page body selects (inputs, predictions, maps, losses):
     its HTML text, and how many examples it holds. ``cancel`` stops it between computations."""
@@ -246,14 +246,16 @@ def html_report(
     return doc.getvalue(), len(cards)
 
 
-def export_html(vis: Any, out: str | Path, body: Mapping[str, Any], limit: int | None = 100) -> int:
+def export_html(vis: VisualizerLike, out: str | Path, body: Mapping[str, Any], limit: int | None = 100) -> int:
     """A self-contained report of the examples a page body selects: inputs, predictions, maps, losses."""
     text, n = html_report(vis, body, limit)
     Path(out).write_text(text, encoding="utf-8")
     return n
 
 
-def export(vis: Any, fmt: str, out: str | Path, body: Mapping[str, Any] | None = None, limit: int | None = None) -> int:
+def export(
+    vis: VisualizerLike, fmt: str, out: str | Path, body: Mapping[str, Any] | None = None, limit: int | None = None
+) -> int:
     """Write ``fmt`` (csv, npz or html) to ``out``; how many examples it holds."""
     if fmt not in FORMATS:
         raise ValidationError("format", f"must be one of {', '.join(FORMATS)}")

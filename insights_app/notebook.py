@@ -30,7 +30,7 @@ import traitlets
 
 from .cancel import Cancel
 from .errors import Cancelled, error_event, error_reply
-from .views import Stream
+from .views import Served, Stream
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).with_name("static")
@@ -76,7 +76,7 @@ def widget_css() -> str:
 
 
 def handle_request(
-    visualizer: Any,
+    visualizer: Served,
     kind: Any,
     body: Any,
     emit: Callable[[dict[str, Any]], None],
@@ -139,7 +139,7 @@ class InsightsWidget(anywidget.AnyWidget):
     _modules = traitlets.Dict().tag(sync=True)
     height = traitlets.Int(900, allow_none=True, min=0).tag(sync=True)  # px; 0 or None: grow with the content
 
-    def __init__(self, visualizer: Any, height: int | None = 900, max_workers: int = 4, **kwargs: Any) -> None:
+    def __init__(self, visualizer: Served, height: int | None = 900, max_workers: int = 4, **kwargs: Any) -> None:
         super().__init__(
             _esm=widget_esm(),
             _css=widget_css(),

@@ -14,13 +14,16 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .cancel import Cancel, raise_if_cancelled
 from .dataset import Example, ExampleStore, NotReadYet
 from .engine import Prediction
 from .errors import DatasetError
 from .query import Filter
+
+if TYPE_CHECKING:
+    from .triage import DatasetPass
 
 PREDICT_CHUNK = 64  # examples predicted per forward pass while scanning
 FILTERS_KEPT = 64  # filter indexes remembered (least recently used dropped)
@@ -117,7 +120,9 @@ class PageInfo:
 class Pager:
     """Pages of example ids over one dataset, for any filter."""
 
-    def __init__(self, store: ExampleStore, predict: Predict, max_scan: int, dataset_pass: Any = None) -> None:
+    def __init__(
+        self, store: ExampleStore, predict: Predict, max_scan: int, dataset_pass: DatasetPass | None = None
+    ) -> None:
         self.store = store
         self.predict = predict
         self.max_scan = max(1, int(max_scan))

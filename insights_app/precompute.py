@@ -20,6 +20,7 @@ from typing import Any
 from .errors import ValidationError
 from .executors import CHUNK, EXECUTORS, Run, progress_bar
 from .executors.local import run_local
+from .protocols import VisualizerLike
 
 TARGETS = ("top1", "label")
 
@@ -62,7 +63,7 @@ def parse_arguments(text: str | None, methods: Sequence[str]) -> dict[str, dict[
 
 
 def precompute(
-    vis: Any,
+    vis: VisualizerLike,
     methods: Sequence[str],
     arguments: Mapping[str, Mapping[str, Any]] | None = None,
     targets: str = "top1",

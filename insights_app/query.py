@@ -1,22 +1,42 @@
-"""Validation of API request bodies into typed queries.
+"""The attribution queries' bodies, declared once (:mod:`insights_app.fields`), and their typed queries.
 
-Every field a client sends is checked here (type, bounds, allowed values) and a bad one
-raises :class:`~insights_app.methods.ValidationError` naming it, which the server turns
-into a 400. Nothing past this module sees unvalidated input.
+Every field a client sends is checked by its declaration (type, bounds, allowed values) and a
+bad one raises :class:`~insights_app.errors.ValidationError` naming it, which the server turns
+into a 400; the same declarations write the OpenAPI schemas. Nothing past this module sees
+unvalidated input.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ValidationError
+from .fields import (
+    MISSING,
+    Array,
+    Body,
+    Bool,
+    ClassRef,
+    Defaults,
+    Delegated,
+    Enum,
+    Field,
+    Int,
+    JSONSchema,
+    Name,
+    Nullable,
+    Number,
+    Object,
+    ParseState,
+    Scope,
+    last_model,
+)
 from .limits import EXAMPLE_ID_MAX, MAX_EVALS_PER_EXAMPLE, PAGE_MAX, PAGE_SIZE_MAX, TOP_K_MAX
 from .methods import MethodSpec
 from .metrics import MetricOptions, check_cost, parse_metrics
 from .metrics.options import ABSENT
+from .metrics.options import request_schema as metrics_schema
 from .render import PALETTES, SIGNS, VIS_METHODS, sign_problem
 
 PAGE_SIZE_DEFAULT = 4
@@ -103,199 +123,301 @@ class AttributeQuery(Query):
     values: bool = False  # also send each image map's values (the large view reads them under the pointer)
 
 
-def _require_object(body: Any, where: str) -> Mapping[str, Any]:
-    if body is None:
-        return {}
-    if not isinstance(body, dict):
-        raise ValidationError(where, "must be a JSON object")
-    return body
+# ---------------------------------------------------------------- a method's arguments
 
 
-def _check_keys(obj: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
-    for key in obj:
-        if key not in allowed:
-            raise ValidationError(f"{where}{key}", f"is not a known field (allowed: {', '.join(allowed)})")
+def param_schema(p: dict[str, Any]) -> JSONSchema:
+    """The JSON schema of one method parameter (from its ``to_json()``)."""
+    t = p["type"]
+    if t == "int":
+        s: JSONSchema = {"type": "integer"}
+    elif t == "float":
+        s = {"type": "number"}
+    elif t == "bool":
+        s = {"type": "boolean"}
+    elif t == "enum":
+        s = {"type": "string", "enum": p["choices"]}
+    elif t == "shape":
+        item = {"type": "integer", "minimum": p.get("minimum", 1), "maximum": p.get("maximum", 4096)}
+        s = {"type": "array", "items": item, "minItems": p["length"], "maxItems": p["length"]}
+    else:
+        s = {"type": "string", "maxLength": 300}
+    if t in ("int", "float"):
+        if "minimum" in p:
+            s["minimum"] = p["minimum"]
+        if "maximum" in p:
+            s["maximum"] = p["maximum"]
+    if p.get("nullable"):
+        s = {"anyOf": [s, {"type": "null"}]}
+    s["description"] = p["help"]
+    return s
 
 
-def _int(obj: Mapping[str, Any], key: str, default: int, lo: int, hi: int, where: str = "") -> int:
-    value = obj.get(key, default)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or (isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()))
-    ):
-        raise ValidationError(where + key, "must be an integer")
-    value = int(value)
-    if not lo <= value <= hi:
-        raise ValidationError(where + key, f"must be between {lo} and {hi}")
-    return value
+def widest(a: JSONSchema, b: JSONSchema) -> JSONSchema:
+    """One schema for a parameter name shared by several methods: the loosest bounds of both.
+
+    The exact per-method bounds are in /config; the server checks them and answers 400.
+    """
+    inner_a, inner_b = (s["anyOf"][0] if "anyOf" in s else s for s in (a, b))
+    if inner_a.get("type") != inner_b.get("type"):
+        return {"description": a.get("description", "")}  # same name, different types: any value
+    out = dict(inner_a)
+    if "minimum" in inner_a or "minimum" in inner_b:
+        out.pop("minimum", None)
+        if "minimum" in inner_a and "minimum" in inner_b:
+            out["minimum"] = min(inner_a["minimum"], inner_b["minimum"])
+    if "maximum" in inner_a or "maximum" in inner_b:
+        out.pop("maximum", None)
+        if "maximum" in inner_a and "maximum" in inner_b:
+            out["maximum"] = max(inner_a["maximum"], inner_b["maximum"])
+    if "enum" in inner_a and "enum" in inner_b:
+        out["enum"] = list(dict.fromkeys(inner_a["enum"] + inner_b["enum"]))
+    if "anyOf" in a or "anyOf" in b:
+        out = {"anyOf": [out, {"type": "null"}]}
+    out["description"] = a.get("description", "")
+    return out
 
 
-def _enum(obj: Mapping[str, Any], key: str, default: str, choices: Sequence[str], where: str = "") -> str:
-    value = obj.get(key, default)
-    if not isinstance(value, str) or value not in choices:
-        raise ValidationError(where + key, f"must be one of {', '.join(choices)}")
-    return value
+def arguments_schema(scope: Scope) -> JSONSchema:
+    """The union of every method's parameters (each method's own schema is in /config)."""
+    props: JSONSchema = {}
+    for m in scope.methods.values():
+        for p in m.to_json()["params"]:
+            props[p["name"]] = widest(props[p["name"]], param_schema(p)) if p["name"] in props else param_schema(p)
+    return {
+        "type": "object",
+        "nullable": True,  # null: the method's defaults, as when left out
+        "description": "Parameters of the chosen method (see /config for each method's schema); "
+        "the union of all methods' parameters is listed here.",
+        "properties": props,
+        "additionalProperties": False,
+    }
 
 
-def parse_visualization(body: Any, default_sign: str = Visualization.sign) -> Visualization:
-    """The ``visualization`` object of a request; ``default_sign`` is the method's, for a request
-    that names none (a single-sign drawing then falls back to absolute_value)."""
-    obj = _require_object(body, "visualization")
-    _check_keys(obj, ("method", "sign", "outlier_perc", "palette", "scale"), "visualization.")
-    default = Visualization()
-    method = _enum(obj, "method", default.method, VIS_METHODS, "visualization.")
-    if "sign" not in obj and sign_problem(method, default_sign):
-        default_sign = "absolute_value"
-    sign = _enum(obj, "sign", default_sign, SIGNS, "visualization.")
-    outlier = obj.get("outlier_perc", default.outlier_perc)
-    # No math.isfinite here: it overflows on huge JSON integers; the range test rejects nan and inf too.
-    if isinstance(outlier, bool) or not isinstance(outlier, (int, float)) or not 0 <= outlier <= 50:
-        raise ValidationError("visualization.outlier_perc", "must be a number between 0 and 50")
-    problem = sign_problem(method, sign)
-    if problem:
-        raise ValidationError("visualization.sign", problem)
-    palette = _enum(obj, "palette", default.palette, PALETTES, "visualization.")
-    scale = obj.get("scale", default.scale)
+def _arguments(values: tuple[Any, ...], state: ParseState) -> dict[str, Any]:
+    (raw,) = values
+    spec = state.defaults.methods[state.values["method"]]
+    return spec.validate(None if raw is MISSING else raw, state.defaults.image_hw)
+
+
+def _metrics(values: tuple[Any, ...], state: ParseState) -> MetricOptions | None:
+    """``metrics`` and ``metric_arguments``, and their cost with the method's against the bound."""
+    names, arguments = (ABSENT if v is MISSING else v for v in values)
+    metrics = parse_metrics(names, arguments)
+    if metrics is not None:
+        spec = state.defaults.methods[state.values["method"]]
+        try:
+            cost = max(1, int(spec.cost(state.values["arguments"], state.defaults.image_hw)))
+        except Exception:  # an estimate that cannot be made: the method's own check decides
+            cost = 1
+        check_cost(metrics, cost, MAX_EVALS_PER_EXAMPLE)
+    return metrics
+
+
+# ---------------------------------------------------------------- visualization
+
+
+def _scale(values: tuple[Any, ...], state: ParseState) -> str | float:
+    (scale,) = values
+    if scale is MISSING:
+        return Visualization.scale
     if isinstance(scale, bool) or not (scale in SCALES or (isinstance(scale, (int, float)) and 1e-30 <= scale <= 1e30)):
         raise ValidationError(
             "visualization.scale", "must be 'map', 'page' or a positive number (the attribution drawn at full colour)"
         )
-    return Visualization(method, sign, float(outlier), palette, scale if isinstance(scale, str) else float(scale))
+    return scale if isinstance(scale, str) else float(scale)
 
 
-def class_index(value: Any, classes: Sequence[str], where: str) -> int:
-    """A class given as an index or as its name -> its index."""
-    if isinstance(value, str):
-        try:
-            return list(classes).index(value)
-        except ValueError:
-            raise ValidationError(where, f"unknown class {value[:80]!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < len(classes):
-        raise ValidationError(where, f"must be a class name or an index between 0 and {len(classes) - 1}")
-    return value
+SCALE_SCHEMA = {
+    "description": "the magnitude drawn at full colour: 'map' (each map its own), 'page' (one for the page), or that number",
+    "anyOf": [{"type": "string", "enum": list(SCALES)}, {"type": "number", "minimum": 1e-30, "maximum": 1e30}],
+}
 
 
-FILTER_KEYS = ("classes", "prediction", "class_source", "pair", "confidence", "disagree", "order", "model")
+def _visualization(v: dict[str, Any], state: ParseState) -> Visualization:
+    """The drawing; a request that names no sign gets its method's (a single-sign drawing then
+    falls back to absolute_value)."""
+    sign = v["sign"]
+    if sign is None:
+        sign = state.defaults.methods[state.values["method"]].sign
+        if sign_problem(v["method"], sign):
+            sign = "absolute_value"
+        if sign not in SIGNS:
+            raise ValidationError("visualization.sign", f"must be one of {', '.join(SIGNS)}")
+    problem = sign_problem(v["method"], sign)
+    if problem:
+        raise ValidationError("visualization.sign", problem)
+    return Visualization(v["method"], sign, v["outlier_perc"], v["palette"], v["scale"])
 
 
-def _pair(value: Any, classes: Sequence[str]) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise ValidationError("filter.pair", "must be an object {actual, predicted} (class names or indices)")
-    _check_keys(value, ("actual", "predicted"), "filter.pair.")
-    for key in ("actual", "predicted"):
-        if key not in value:
-            raise ValidationError(f"filter.pair.{key}", "is required")
-    return (
-        class_index(value["actual"], classes, "filter.pair.actual"),
-        class_index(value["predicted"], classes, "filter.pair.predicted"),
-    )
+VISUALIZATION = Object(
+    {
+        "method": Enum(VIS_METHODS, Visualization.method),
+        "sign": Enum(SIGNS),
+        "outlier_perc": Number(0, 50, Visualization.outlier_perc),
+        "palette": Enum(
+            PALETTES,
+            Visualization.palette,
+            "colorblind: blue-white-orange and one hue per sign; captum: captum's",
+        ),
+        "scale": Delegated(("scale",), _scale, lambda scope: {"scale": SCALE_SCHEMA}),
+    },
+    _visualization,
+)
 
 
-def _confidence(value: Any) -> tuple[float, float] | None:
-    if value is None:
-        return None
-    if (
-        not isinstance(value, list)
-        or len(value) != 2
-        or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1 for v in value)
-    ):
-        raise ValidationError("filter.confidence", "must be [low, high], two numbers between 0 and 1")
-    low, high = float(value[0]), float(value[1])
+# ---------------------------------------------------------------- filter
+
+
+def _confidence(values: list[float], where: str) -> tuple[float, float]:
+    low, high = values
     if low > high:
-        raise ValidationError("filter.confidence", "low must not be above high")
+        raise ValidationError(where, "low must not be above high")
     return low, high
 
 
-def parse_filter(body: Any, classes: Sequence[str], n_models: int = 1) -> Filter:
-    obj = _require_object(body, "filter")
-    _check_keys(obj, FILTER_KEYS, "filter.")
-    raw = obj.get("classes", [])
-    if not isinstance(raw, list) or len(raw) > max(1, len(classes)):
-        raise ValidationError("filter.classes", "must be a list of class names or indices")
-    idx = tuple(sorted({class_index(v, classes, "filter.classes") for v in raw}))
-    disagree = obj.get("disagree", False)
-    if not isinstance(disagree, bool):
-        raise ValidationError("filter.disagree", "must be true or false")
-    return Filter(
-        idx,
-        _enum(obj, "prediction", "all", PREDICTION_FILTERS, "filter."),
-        _enum(obj, "class_source", "prediction", CLASS_SOURCES, "filter."),
-        pair=_pair(obj.get("pair"), classes),
-        confidence=_confidence(obj.get("confidence")),
-        disagree=disagree,
-        order=_enum(obj, "order", "dataset", ORDERS, "filter."),
-        model=_int(obj, "model", 0, 0, max(0, n_models - 1), "filter."),
-    )
+FILTER = Object(
+    {
+        "classes": Array(
+            ClassRef(),
+            "must be a list of class names or indices",
+            max_items=lambda scope: max(1, len(scope.classes)),
+            build=lambda idx, where: tuple(sorted(set(idx))),
+        ),
+        "prediction": Enum(PREDICTION_FILTERS, "all"),
+        "class_source": Enum(CLASS_SOURCES, "prediction"),
+        # Read from the dataset pass (started by the first request that needs it):
+        "pair": Nullable(
+            Object(
+                {"actual": ClassRef(required=True), "predicted": ClassRef(required=True)},
+                lambda v, state: (v["actual"], v["predicted"]),
+                nullable=False,
+                message="must be an object {actual, predicted} (class names or indices)",
+            ),
+            "one confusion cell: examples of class actual predicted as predicted",
+        ),
+        "confidence": Nullable(
+            Array(
+                Number(0, 1),
+                "must be [low, high], two numbers between 0 and 1",
+                min_items=2,
+                max_items=2,
+                build=_confidence,
+                items_own_errors=False,
+            ),
+            "[low, high]: the top prediction's score in this range",
+        ),
+        "disagree": Bool(False, "only examples the models predict differently"),
+        "order": Enum(ORDERS, "dataset", "loss: largest loss first"),
+        "model": Int(0, last_model, 0, "the model whose prediction, score and loss pair, confidence and order mean"),
+    },
+    lambda v, state: Filter(**v),
+)
+FILTER_KEYS = FILTER.keys()
 
 
-@dataclass(frozen=True)
-class Defaults:
-    """What a request leaves out is filled from the visualizer: its methods and defaults."""
-
-    methods: Mapping[str, MethodSpec]
-    method: str
-    classes: Sequence[str]
-    image_hw: tuple[int, int]
-    top_k: int
-    n_models: int
+# ---------------------------------------------------------------- the queries
 
 
-def parse_common(body: Mapping[str, Any], d: Defaults) -> dict[str, Any]:
-    name = body.get("method", d.method)
-    if not isinstance(name, str) or name not in d.methods:
-        raise ValidationError("method", f"unknown method; choose one of {', '.join(d.methods)}")
-    spec = d.methods[name]
-    arguments = spec.validate(body.get("arguments"), d.image_hw)
-    metrics = parse_metrics(body.get("metrics", ABSENT), body.get("metric_arguments", ABSENT))
-    if metrics is not None:
-        try:
-            cost = max(1, int(spec.cost(arguments, d.image_hw)))
-        except Exception:  # an estimate that cannot be made: the method's own check decides
-            cost = 1
-        check_cost(metrics, cost, MAX_EVALS_PER_EXAMPLE)
+def _common(v: dict[str, Any], state: ParseState) -> dict[str, Any]:
+    """What every attribution query has: method, arguments, visualization, top_k, metrics."""
+    d = state.defaults
     return {
-        "method": spec,
-        "arguments": arguments,
-        "visualization": parse_visualization(body.get("visualization"), spec.sign),
-        "top_k": min(_int(body, "top_k", d.top_k, 1, TOP_K_MAX), max(1, len(d.classes))),
-        "metrics": metrics,
+        "method": d.methods[v["method"]],
+        "arguments": v["arguments"],
+        "visualization": v["visualization"],
+        "top_k": min(v["top_k"], max(1, len(d.classes))),
+        "metrics": v["metrics"],
     }
 
 
-COMMON_KEYS = ("method", "arguments", "visualization", "top_k", "metrics", "metric_arguments")
+COMMON_FIELDS: dict[str, Field[Any]] = {
+    "method": Name(
+        lambda scope: list(scope.methods),
+        lambda d: d.method,
+        "unknown method; choose one of {choices}",
+    ),
+    "arguments": Delegated(("arguments",), _arguments, lambda scope: {"arguments": arguments_schema(scope)}),
+    "visualization": VISUALIZATION,
+    "top_k": Int(1, TOP_K_MAX, lambda d: d.top_k),
+    "metrics": Delegated(("metrics", "metric_arguments"), _metrics, lambda scope: metrics_schema()),
+}
+COMMON_KEYS = Object(COMMON_FIELDS).keys()
+# The method first: its arguments and the metrics' cost depend on it, the drawing's sign too.
+COMMON_FIRST = ("method", "arguments", "metrics")
+
+
+def page_query(v: dict[str, Any], state: ParseState) -> PageQuery:
+    """The page query of a page body's parsed fields (a body without page fields gets their defaults)."""
+    return PageQuery(
+        **_common(v, state),
+        filter=v["filter"],
+        page=v.get("page", 0),
+        page_size=v.get("page_size", PAGE_SIZE_DEFAULT),
+        stream=v.get("stream", False),
+    )
+
+
+PAGE_BODY: Body[PageQuery] = Body(
+    Object(
+        {
+            **COMMON_FIELDS,
+            "filter": FILTER,
+            "page": Int(0, PAGE_MAX),
+            "page_size": Int(1, PAGE_SIZE_MAX, PAGE_SIZE_DEFAULT),
+            "stream": Bool(False, "answer as NDJSON events (page, preview..., example..., done)"),
+        },
+        page_query,
+        first=("stream",) + COMMON_FIRST,
+    )
+)
+
+ATTRIBUTE_BODY: Body[AttributeQuery] = Body(
+    Object(
+        {
+            **COMMON_FIELDS,
+            "example_id": Int(0, EXAMPLE_ID_MAX, required=True),
+            "model": Int(0, last_model),
+            "target": Nullable(ClassRef()),
+            "values": Bool(
+                False, "also send each image map's values as drawn (base64 float32, row-major, with its shape)"
+            ),
+        },
+        lambda v, state: AttributeQuery(
+            **_common(v, state), example_id=v["example_id"], model=v["model"], target=v["target"], values=v["values"]
+        ),
+        nullable=False,
+        first=COMMON_FIRST,
+    )
+)
 
 
 def parse_page_query(body: Any, d: Defaults) -> PageQuery:
-    obj = _require_object(body, "body")
-    _check_keys(obj, COMMON_KEYS + ("filter", "page", "page_size", "stream"), "")
-    stream = obj.get("stream", False)
-    if not isinstance(stream, bool):
-        raise ValidationError("stream", "must be true or false")
-    return PageQuery(
-        **parse_common(obj, d),
-        filter=parse_filter(obj.get("filter"), d.classes, d.n_models),
-        page=_int(obj, "page", 0, 0, PAGE_MAX),
-        page_size=_int(obj, "page_size", PAGE_SIZE_DEFAULT, 1, PAGE_SIZE_MAX),
-        stream=stream,
-    )
+    return PAGE_BODY.parse(body, d)
 
 
 def parse_attribute_query(body: Any, d: Defaults) -> AttributeQuery:
-    obj = _require_object(body, "body")
-    _check_keys(obj, COMMON_KEYS + ("example_id", "model", "target", "values"), "")
-    if "example_id" not in obj:
-        raise ValidationError("example_id", "is required")
-    target = obj.get("target")
-    values = obj.get("values", False)
-    if not isinstance(values, bool):
-        raise ValidationError("values", "must be true or false")
-    return AttributeQuery(
-        **parse_common(obj, d),
-        example_id=_int(obj, "example_id", 0, 0, EXAMPLE_ID_MAX),
-        model=_int(obj, "model", 0, 0, max(0, d.n_models - 1)),
-        target=None if target is None else class_index(target, d.classes, "target"),
-        values=values,
-    )
+    return ATTRIBUTE_BODY.parse(body, d)
+
+
+__all__ = [
+    "ATTRIBUTE_BODY",
+    "COMMON_FIRST",
+    "CLASS_SOURCES",
+    "COMMON_KEYS",
+    "FILTER_KEYS",
+    "ORDERS",
+    "PAGE_BODY",
+    "PAGE_SIZE_DEFAULT",
+    "PREDICTION_FILTERS",
+    "SCALES",
+    "AttributeQuery",
+    "Defaults",
+    "Filter",
+    "PageQuery",
+    "Query",
+    "Visualization",
+    "parse_attribute_query",
+    "page_query",
+    "parse_page_query",
+]

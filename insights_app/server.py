@@ -26,7 +26,7 @@ from .access import AccessRule
 from .cancel import Cancel
 from .errors import HTTP_ERROR_MESSAGES, Busy, UnsupportedMediaType, ValidationError, error_event, error_reply
 from .limits import MAX_BODY_BYTES
-from .views import API_PREFIX, Stream, View
+from .views import API_PREFIX, Served, Stream, View
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).with_name("static")
@@ -85,7 +85,7 @@ def ndjson(stream: Stream) -> Iterator[bytes]:
         stream.close()
 
 
-def view_of(visualizer: Any, path: str) -> View | None:
+def view_of(visualizer: Served, path: str) -> View | None:
     """The view that serves ``path`` (``/api/v1/<kind>``), looked up when the request comes."""
     if not path.startswith(API_PREFIX + "/"):
         return None
@@ -95,7 +95,7 @@ def view_of(visualizer: Any, path: str) -> View | None:
 OVERLOADED = "insights_app.overloaded"  # set in the WSGI environ by the server when its queue is full (see serving)
 
 
-def answer(visualizer: Any, view: View, stopping: threading.Event | None) -> Response:
+def answer(visualizer: Served, view: View, stopping: threading.Event | None) -> Response:
     """Run one view on this request: parse the body, run it, answer JSON or NDJSON.
 
     A computing view is refused at once when the server has too many waiting (it says so in
@@ -122,7 +122,7 @@ def answer(visualizer: Any, view: View, stopping: threading.Event | None) -> Res
 
 
 def create_app(
-    visualizer: Any,
+    visualizer: Served,
     token: str | None = None,
     *,
     allowed_hosts: Iterable[str] = (),

@@ -41,6 +41,7 @@ from .access import AccessRule, access_token
 from .errors import HTTP_ERROR_MESSAGES
 from .limits import MAX_BODY_BYTES
 from .server import OVERLOADED, create_app, view_of
+from .views import Served
 
 log = logging.getLogger(__name__)
 QUICK_THREADS = 2  # threads for the requests that do not run the models
@@ -95,7 +96,7 @@ class RoutingDispatcher:
     """
 
     def __init__(
-        self, visualizer: Any, access: AccessRule, compute_threads: int, quick_threads: int, max_waiting: int
+        self, visualizer: Served, access: AccessRule, compute_threads: int, quick_threads: int, max_waiting: int
     ) -> None:
         self.visualizer = visualizer
         self.access = access
@@ -203,7 +204,7 @@ def _listeners(server: Any) -> list[Any]:
 
 
 def start_server(
-    visualizer: Any,
+    visualizer: Served,
     host: str = "127.0.0.1",
     port: int = 0,
     token: str | None = None,

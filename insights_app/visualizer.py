@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -27,15 +28,13 @@ from .feature_kinds import FeatureRenderer
 from .features import BaseFeature, ImageFeature
 from .limits import TOP_K_MAX
 from .methods import AttributionContext, Attributions, MethodSpec, Param, build_registry, method
+from .page import attributed, page_document, page_events, predictions
 from .paging import PageInfo, Pager
 from .present import Presenter
-from .query import AttributeQuery, Defaults, Filter, PageQuery, parse_attribute_query, parse_page_query
+from .query import ATTRIBUTE_BODY, PAGE_BODY, AttributeQuery, Defaults, Filter, PageQuery
 from .store import ModelStore, Store
 from .triage import DEFAULT_PASS_LIMIT, DatasetPass, Interpretation, LossFn, interpretation_of
 from .views import View, build_views
-from .views.attribute import attribute as attribute_view
-from .views.config import config as config_view
-from .views.examples import page_document, page_events
 
 
 class AttributionVisualizer:
@@ -127,7 +126,7 @@ class AttributionVisualizer:
         if len(losses) != len(self.engines):
             raise ValueError("loss_func must be one function, or one per model")
         self.dataset_pass = DatasetPass(self.engines, self.store, len(self.classes), losses, max_pass_examples)
-        self.pager = Pager(self.store, self.predictions, self.max_scan, self.dataset_pass)
+        self.pager = Pager(self.store, partial(predictions, self.engines), self.max_scan, self.dataset_pass)
         self.presenter = Presenter(self.features, self.classes, names)
         self._image_hw: tuple[int, int] | None = None
         self._servers: list[Any] = []
@@ -182,25 +181,30 @@ class AttributionVisualizer:
 
     def config(self) -> dict[str, Any]:
         """What the page needs to build its controls (``GET /api/v1/config``)."""
-        return config_view(self)
+        return self.views["config"].answer(self, None)
 
     # ------------------------------------------------------------ queries
     @property
     def defaults(self) -> Defaults:
         """What a request leaves out: this visualizer's methods, default method and top-k."""
         return Defaults(
-            self.methods, self.default_method, self.classes, self.image_hw, self.default_top_k, len(self.engines)
+            self.methods,
+            self.default_method,
+            self.classes,
+            lambda: self.image_hw,
+            self.default_top_k,
+            len(self.engines),
         )
 
     def parse_page(self, body: Any) -> PageQuery:
-        return parse_page_query(body, self.defaults)
+        return PAGE_BODY.parse(body, self.defaults)
 
     def parse_attribute(self, body: Any) -> AttributeQuery:
-        return parse_attribute_query(body, self.defaults)
+        return ATTRIBUTE_BODY.parse(body, self.defaults)
 
     def predictions(self, examples: Sequence[Example], cancel: Cancel | None = None) -> list[list[Prediction]]:
         """Every model's predictions of some examples (one list per model), in one pass per model."""
-        return [[r.prediction for r in engine.run(examples, cancel=cancel)] for engine in self.engines]
+        return predictions(self.engines, examples, cancel)
 
     def find_page(self, flt: Filter, page: int, page_size: int) -> PageInfo:
         """Ids of one page of examples matching ``flt`` (see :mod:`insights_app.paging`)."""
@@ -216,7 +220,7 @@ class AttributionVisualizer:
 
     def attribute(self, body: Any) -> dict[str, Any]:
         """One example, one model, any target class (clicking a class in the page)."""
-        return attribute_view(self, body)
+        return attributed(self, body if isinstance(body, AttributeQuery) else self.parse_attribute(body))
 
     # ------------------------------------------------------------ triage
     def interpretation(

@@ -289,7 +289,7 @@ def test_streamed_page_sends_page_examples_then_done(client):
 
 
 def test_stream_yields_the_first_example_before_computing_the_rest(digits_visualizer, monkeypatch):
-    from insights_app.views import examples as examples_view
+    from insights_app import page as examples_view
 
     calls: list[list[int]] = []
     original = examples_view.explained

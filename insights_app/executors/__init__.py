@@ -18,6 +18,7 @@ from typing import Any
 
 from ..dataset import Example
 from ..errors import DatasetError
+from ..protocols import VisualizerLike
 
 EXECUTORS = ("local", "ray")
 CHUNK = 16  # examples per engine call (the engine splits it into captum calls as it measures best)
@@ -34,7 +35,7 @@ class Run:
     (``examples`` and ``failed``; the caller adds the counts read from the store).
     """
 
-    vis: Any
+    vis: VisualizerLike
     specs: list[tuple[Any, dict[str, Any]]]
     targets: str
     limit: int | None
@@ -79,7 +80,7 @@ class Run:
             self.report(f"{self.summary.examples // PROGRESS_EVERY * PROGRESS_EVERY} examples done")
 
 
-def progress_bar(vis: Any, limit: int | None, progress: bool) -> Any:
+def progress_bar(vis: VisualizerLike, limit: int | None, progress: bool) -> Any:
     """tqdm on a terminal; None otherwise (plain progress lines then)."""
     if not progress or not sys.stderr.isatty():
         return None

@@ -7,14 +7,14 @@ Dataset view's requests read the same pass (``views/dataset.py``).
 from __future__ import annotations
 
 import warnings
-from typing import Any
 
+from ..protocols import VisualizerLike
 from .dataset_pass import DEFAULT_PASS_LIMIT, DatasetPass, PassProgress
 from .interpretation import ClassScores, Interpretation
 from .losses import LossChoice, LossFn, choose_loss
 
 
-def model_index(vis: Any, model: int | str) -> int:
+def model_index(vis: VisualizerLike, model: int | str) -> int:
     """A model given by index or by name -> its index (ValueError naming the choices)."""
     names = [e.name for e in vis.engines]
     if isinstance(model, str):
@@ -26,7 +26,7 @@ def model_index(vis: Any, model: int | str) -> int:
     return model
 
 
-def interpretation_for(vis: Any, m: int) -> Interpretation:
+def interpretation_for(vis: VisualizerLike, m: int) -> Interpretation:
     """Model ``m``'s interpretation of what the pass has covered so far (it may still be running)."""
     p = vis.dataset_pass
     progress = p.progress()
@@ -45,7 +45,7 @@ def interpretation_for(vis: Any, m: int) -> Interpretation:
 
 
 def interpretation_of(
-    vis: Any, model: int | str = 0, progress: bool = True, timeout: float | None = None
+    vis: VisualizerLike, model: int | str = 0, progress: bool = True, timeout: float | None = None
 ) -> Interpretation:
     """Run (or resume, or reuse) the dataset pass, showing a progress bar, then model's interpretation."""
     m = model_index(vis, model)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..registry import Registry
 from . import attribute, config, dataset, dataset_pass, examples, export, health, method_report, openapi, sanity
-from .view import API_PREFIX, Stream, View
+from .view import API_PREFIX, Served, Stream, View
 
 BUILTIN_VIEWS: tuple[View, ...] = (
     health.VIEW,
@@ -30,4 +30,4 @@ def build_views() -> Registry[View]:
     return Registry(View, lambda view: view.kind, BUILTIN_VIEWS)
 
 
-__all__ = ["API_PREFIX", "BUILTIN_VIEWS", "Stream", "View", "build_views"]
+__all__ = ["API_PREFIX", "BUILTIN_VIEWS", "Served", "Stream", "View", "build_views"]

@@ -5,60 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from ..cancel import Cancel
-from ..dataset import NotReadYet
-from ..errors import ValidationError
-from ..limits import EXAMPLE_ID_MAX
-from ..query import AttributeQuery, parse_attribute_query
-from .examples import scored
-from .schemas import class_schema, query_properties
+from ..page import attributed
+from ..protocols import VisualizerLike
+from ..query import ATTRIBUTE_BODY, AttributeQuery
 from .view import View
 
 
-def example_of(vis: Any, q: AttributeQuery, cancel: Cancel | None = None) -> Any:
-    """The query's example, or a 400 naming ``example_id`` (past the end, or not read yet)."""
-    try:
-        return vis.store.get(q.example_id, cancel)
-    except IndexError:
-        raise ValidationError("example_id", f"no example {q.example_id} in the dataset") from None
-    except NotReadYet as exc:
-        raise ValidationError("example_id", f"{exc} (page forward to reach it)") from None
-
-
-def attribute(vis: Any, body: Any, cancel: Cancel | None = None) -> dict[str, Any]:
-    q = body if isinstance(body, AttributeQuery) else parse_attribute_query(body, vis.defaults)
-    ex = example_of(vis, q, cancel)
-    (result,) = scored(vis.engines[q.model], q, [ex], [q.target], cancel)
-    model = vis.presenter.model(q.model, ex, result, q.visualization, q.top_k, values=q.values)
-    return {"example": vis.presenter.example(ex, [model])}
-
-
-def request_schema(vis: Any) -> dict[str, Any]:
-    class_ref = class_schema(vis)
-    return {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["example_id"],
-        "properties": dict(
-            query_properties(vis),
-            **{
-                "example_id": {"type": "integer", "minimum": 0, "maximum": EXAMPLE_ID_MAX},
-                "model": {"type": "integer", "minimum": 0, "maximum": max(0, len(vis.engines) - 1)},
-                "target": {"anyOf": [class_ref, {"type": "null"}]},
-                "values": {
-                    "type": "boolean",
-                    "description": "also send each image map's values as drawn "
-                    "(base64 float32, row-major, with its shape)",
-                },
-            },
-        ),
-    }
+def attribute(vis: VisualizerLike, body: Any, cancel: Cancel | None = None) -> dict[str, Any]:
+    q = body if isinstance(body, AttributeQuery) else ATTRIBUTE_BODY.parse(body, vis.defaults)
+    return attributed(vis, q, cancel)
 
 
 VIEW = View(
     "attribute",
     attribute,
     "Attribute one example under one model to any target class",
-    request_schema=request_schema,
+    request_schema=ATTRIBUTE_BODY.openapi,
     computes=True,
     responses={
         "200": {

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..query import _check_keys, _int, _require_object
+from ..fields import Body, Int, Object, last_model
+from ..protocols import VisualizerLike
 from ..triage import interpretation_for
 from .dataset_pass import progress_json
 from .view import View
@@ -34,7 +35,7 @@ def restricted_classes(cm: np.ndarray, pairs: int) -> list[int]:
     off = cm.copy()
     np.fill_diagonal(off, 0)
     flat = np.argsort(-off, axis=None, kind="stable")[:pairs]
-    chosen = set()
+    chosen: set[int] = set()
     for cell in flat:
         i, j = divmod(int(cell), cm.shape[1])
         if off[i, j] > 0:
@@ -42,7 +43,7 @@ def restricted_classes(cm: np.ndarray, pairs: int) -> list[int]:
     return sorted(chosen)
 
 
-def summary(vis: Any, m: int, max_matrix: int = MATRIX_MAX, bins: int = 20) -> dict[str, Any]:
+def summary(vis: VisualizerLike, m: int, max_matrix: int = MATRIX_MAX, bins: int = 20) -> dict[str, Any]:
     p = vis.dataset_pass
     progress = p.start_if_idle()
     interp = interpretation_for(vis, m)
@@ -111,36 +112,29 @@ def summary(vis: Any, m: int, max_matrix: int = MATRIX_MAX, bins: int = 20) -> d
     }
 
 
-def dataset(vis: Any, body: Any) -> dict[str, Any]:
-    obj = _require_object(body, "body")
-    _check_keys(obj, ("model", "max_matrix", "bins"), "")
-    m = _int(obj, "model", 0, 0, max(0, len(vis.engines) - 1))
-    return summary(vis, m, _int(obj, "max_matrix", MATRIX_MAX, 2, 400), _int(obj, "bins", 20, 2, 100))
+BODY: Body[dict[str, Any]] = Body(
+    Object(
+        {
+            "model": Int(0, last_model),
+            "max_matrix": Int(
+                2, 400, MATRIX_MAX, "classes shown as a full confusion matrix (past this: the most confused)"
+            ),
+            "bins": Int(2, 100, 20, "confidence histogram bins"),
+        }
+    )
+)
 
 
-def request_schema(vis: Any) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "nullable": True,
-        "additionalProperties": False,
-        "properties": {
-            "model": {"type": "integer", "minimum": 0, "maximum": max(0, len(vis.engines) - 1)},
-            "max_matrix": {
-                "type": "integer",
-                "minimum": 2,
-                "maximum": 400,
-                "description": "classes shown as a full confusion matrix (past this: the most confused)",
-            },
-            "bins": {"type": "integer", "minimum": 2, "maximum": 100, "description": "confidence histogram bins"},
-        },
-    }
+def dataset(vis: VisualizerLike, body: Any) -> dict[str, Any]:
+    v = BODY.parse(body, vis.defaults)
+    return summary(vis, v["model"], v["max_matrix"], v["bins"])
 
 
 VIEW = View(
     "dataset",
     dataset,
     "One model's triage: accuracy, per-class scores, confusion matrix, top losses",
-    request_schema=request_schema,
+    request_schema=BODY.openapi,
     responses={
         "200": {"description": "the triage summary", "content": {"application/json": {"schema": {"type": "object"}}}}
     },

@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..cancel import Cancel
-from ..errors import ValidationError
-from ..query import _check_keys, _enum, _require_object
+from ..fields import Body, Bool, Enum, Object
+from ..protocols import VisualizerLike
+from ..triage import PassProgress
 from .view import Stream, View
 
 ACTIONS = ("status", "start", "cancel")
@@ -23,13 +24,13 @@ WATCH_S = 30.0  # one streamed answer watches the pass this long at most
 EVERY_S = 0.5
 
 
-def progress_json(vis: Any, progress: Any) -> dict[str, Any]:
+def progress_json(vis: VisualizerLike, progress: PassProgress) -> dict[str, Any]:
     out = progress.to_json()
     out["losses"] = [None if c is None else {"name": c.name, "note": c.note} for c in vis.dataset_pass.losses]
     return out
 
 
-def watch(vis: Any, cancel: Cancel | None, watch_s: float = WATCH_S) -> Iterator[dict[str, Any]]:
+def watch(vis: VisualizerLike, cancel: Cancel | None, watch_s: float = WATCH_S) -> Iterator[dict[str, Any]]:
     deadline = time.monotonic() + watch_s
     while True:
         progress = vis.dataset_pass.progress()
@@ -40,18 +41,24 @@ def watch(vis: Any, cancel: Cancel | None, watch_s: float = WATCH_S) -> Iterator
     yield {"type": "done"}
 
 
-def dataset_pass(vis: Any, body: Any, cancel: Cancel | None = None) -> Any:
-    obj = _require_object(body, "body")
-    _check_keys(obj, ("action", "stream"), "")
-    action = _enum(obj, "action", "status", ACTIONS)
-    stream = obj.get("stream", False)
-    if not isinstance(stream, bool):
-        raise ValidationError("stream", "must be true or false")
+BODY: Body[dict[str, Any]] = Body(
+    Object(
+        {
+            "action": Enum(ACTIONS, "status"),
+            "stream": Bool(False, "progress events while the pass runs (at most 30 s)"),
+        }
+    )
+)
+
+
+def dataset_pass(vis: VisualizerLike, body: Any, cancel: Cancel | None = None) -> Any:
+    v = BODY.parse(body, vis.defaults)
+    action = v["action"]
     p = vis.dataset_pass
     progress = p.start() if action == "start" else p.cancel() if action == "cancel" else p.progress()
     if action == "cancel":
         progress = p.wait(timeout=5.0)
-    if stream:
+    if v["stream"]:
         return Stream(watch(vis, cancel))
     return progress_json(vis, progress)
 
@@ -73,23 +80,11 @@ PROGRESS_SCHEMA = {
 }
 
 
-def request_schema(vis: Any) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "nullable": True,
-        "additionalProperties": False,
-        "properties": {
-            "action": {"type": "string", "enum": list(ACTIONS)},
-            "stream": {"type": "boolean", "description": "progress events while the pass runs (at most 30 s)"},
-        },
-    }
-
-
 VIEW = View(
     "dataset_pass",
     dataset_pass,
     "Start, cancel or watch the dataset pass (confusion matrix, losses)",
-    request_schema=request_schema,
+    request_schema=BODY.openapi,
     streams=True,
     responses={
         "200": {

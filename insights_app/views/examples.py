@@ -1,250 +1,31 @@
 """``POST /api/v1/examples``: one page of examples with every model's predictions and attributions.
 
-The page's ids come first (the pager); for an expensive method, each example's input and
-predictions next (one forward pass); then each example as soon as its attributions are
-computed: the first alone, so that something shows early, the rest in the batches the engine
-computes in one captum call each.
+The body is parsed here; the page itself (the pager's ids, the previews, each example as soon as
+it is computed) is :mod:`insights_app.page`'s, as a document or, with ``"stream": true``, a
+:class:`Stream` of its events.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..cancel import Cancel
-from ..dataset import Example, ExampleBatch
-from ..engine import Result
-from ..limits import PAGE_MAX, PAGE_SIZE_MAX
-from ..query import CLASS_SOURCES, ORDERS, PREDICTION_FILTERS, PageQuery, parse_page_query
-from .schemas import class_schema, query_properties
+from ..page import page_document, page_events
+from ..protocols import VisualizerLike
+from ..query import PAGE_BODY, PageQuery
 from .view import Stream, View
 
 
-def computed(vis: Any, q: PageQuery, examples: Sequence[Example], cancel: Cancel | None = None) -> list[list[Result]]:
-    """Every model's results for some examples (one batch per model; one list per model), with
-    their quality metrics when the query asks for them (``Result.metrics``)."""
-    if not examples:
-        return []
-    return [scored(engine, q, examples, cancel=cancel) for engine in vis.engines]
-
-
-def scored(
-    engine: Any,
-    q: Any,
-    examples: Sequence[Example],
-    targets: Sequence[int | None] | None = None,
-    cancel: Cancel | None = None,
-) -> list[Result]:
-    """One model's results for some examples, with each one's metrics when the query asks for them
-    (``q.metrics``, set as ``Result.metrics``). Infidelity reads the run's own full-resolution
-    attributions instead of making them again."""
-    keep = q.metrics.kept_attributions() if q.metrics is not None else None
-    results = engine.run(examples, q.method, q.arguments, targets, cancel=cancel, keep_attributions=keep)
-    if q.metrics is not None:
-        for result, values in zip(
-            results, engine.metrics(examples, results, q.method, q.arguments, q.metrics, cancel, attributions=keep)
-        ):
-            result.metrics = values
-    return results
-
-
-def presented(
-    vis: Any,
-    q: PageQuery,
-    examples: Sequence[Example],
-    per_model: list[list[Result]],
-    scales: tuple[float, ...] | None = None,
-) -> list[dict[str, Any]]:
-    """Examples with every model's predictions and rendered attributions, as JSON."""
-    out = [
-        vis.presenter.example(
-            ex,
-            [
-                vis.presenter.model(m, ex, results[j], q.visualization, q.top_k, scales)
-                for m, results in enumerate(per_model)
-            ],
-        )
-        for j, ex in enumerate(examples)
-    ]
-    return with_losses(vis, examples, out)
-
-
-def with_losses(vis: Any, examples: Sequence[Example], out: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each model's loss of the example, once the dataset pass has it (the cards show it)."""
-    for ex, ex_json in zip(examples, out):
-        losses = vis.dataset_pass.records.losses_of(ex.id)
-        if losses is None:
-            continue
-        for m_json, loss in zip(ex_json["models"], losses):
-            if loss is not None:
-                m_json["loss"] = round(loss, 6)
-    return out
-
-
-def explained(
-    vis: Any, q: PageQuery, examples: Sequence[Example], cancel: Cancel | None = None
-) -> list[dict[str, Any]]:
-    """Every model's predictions and attributions for some examples (one batch per model)."""
-    return presented(vis, q, examples, computed(vis, q, examples, cancel))
-
-
-# A method costing at least this many forward passes per example shows each example's input and
-# predictions first (one extra forward pass per page, a small fraction of the page's work); cheaper
-# ones are fast enough to show whole, and keep their shared prediction-and-attribution pass.
-PREVIEW_MIN_EVALS = 8
-
-
-def previewed(
-    vis: Any, q: PageQuery, examples: Sequence[Example], cancel: Cancel | None = None
-) -> list[dict[str, Any]]:
-    """Every model's predictions of some examples, their attributions still to come."""
-    per_model = vis.predictions(examples, cancel)
-    return [
-        vis.presenter.example(ex, [vis.presenter.pending(m, preds[j], q.top_k) for m, preds in enumerate(per_model)])
-        for j, ex in enumerate(examples)
-    ]
-
-
-def evals_per_example(vis: Any, q: PageQuery) -> int:
-    """Forward passes the page's method costs per example at the dataset's image size (1 when unknown)."""
-    try:
-        return max(1, int(q.method.cost(q.arguments, vis.image_hw)))
-    except Exception:  # an estimate that cannot be made (the engine then decides per example)
-        return 1
-
-
-def stream_chunks(vis: Any, q: PageQuery, examples: Sequence[Example], first_chunk: int) -> list[Sequence[Example]]:
-    """How a page's examples are computed: the first ``first_chunk`` alone (something shows early),
-    then as many per step as every model attributes in one captum call, so an expensive method
-    streams each call's examples as it finishes and a cheap one still runs in one batched call."""
-    if first_chunk <= 0 or len(examples) <= first_chunk:
-        return [examples]
-    rest = examples[first_chunk:]
-    try:
-        one = ExampleBatch.stack(rest[:1])
-        step = min(engine.call_size(q.method, q.arguments, one.inputs, len(rest)) for engine in vis.engines)
-    except Exception:  # examples the engine will refuse anyway: one batch, as before
-        step = len(rest)
-    step = max(1, step)
-    return [examples[:first_chunk]] + [rest[i : i + step] for i in range(0, len(rest), step)]
-
-
-def page_events(vis: Any, q: PageQuery, first_chunk: int = 1, cancel: Cancel | None = None) -> Iterator[dict[str, Any]]:
-    """Events for one page: ``page`` first, then (for an expensive method) a ``preview`` of each
-    example (its input and predictions), then each ``example`` as soon as it is computed, then
-    for a filter whose scan has not reached the end a ``count`` (the page info again, once the
-    scan has gone on for the number of matches), then ``done``.
-    """
-    t0 = time.perf_counter()
-    info = vis.pager.find_page(q.filter, q.page, q.page_size, cancel)
-    yield {"type": "page", **info.to_json()}
-    examples = vis.store.get_many(info.ids, cancel)
-    streaming = first_chunk > 0
-    if streaming and examples and evals_per_example(vis, q) >= PREVIEW_MIN_EVALS:
-        for ex_json in previewed(vis, q, examples, cancel):
-            yield {"type": "preview", "example": ex_json}
-    if q.visualization.scale == "page":
-        # One colour scale for the whole page: every map is computed before any is drawn.
-        done: list[tuple[Sequence[Example], list[list[Result]]]] = []
-        for chunk in stream_chunks(vis, q, examples, first_chunk):
-            done.append((chunk, computed(vis, q, chunk, cancel)))
-            if streaming:
-                yield {"type": "progress", "computed": sum(len(c) for c, _ in done), "total": len(examples)}
-        scales = vis.presenter.page_scales(
-            [r for _, per_model in done for results in per_model for r in results], q.visualization
-        )
-        for chunk, per_model in done:
-            for ex_json in presented(vis, q, chunk, per_model, scales):
-                yield {"type": "example", "example": ex_json}
-    else:
-        for chunk in stream_chunks(vis, q, examples, first_chunk):
-            for ex_json in explained(vis, q, chunk, cancel):
-                yield {"type": "example", "example": ex_json}
-    left = vis.pager.max_scan - info.newly_scanned
-    if not q.filter.trivial and not info.exhausted and left > 0:
-        # The page is on screen: scan on for the filter's count, within this request's bound.
-        yield {"type": "count", **vis.pager.count(q.filter, q.page, q.page_size, left, cancel).to_json()}
-    yield {"type": "done", "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1)}
-
-
-def page_document(vis: Any, q: PageQuery, cancel: Cancel | None = None) -> dict[str, Any]:
-    """One page as a single JSON document (the non-streaming answer)."""
-    result: dict[str, Any] = {"page": None, "examples": []}
-    for event in page_events(vis, q, first_chunk=0, cancel=cancel):
-        if event["type"] in ("page", "count"):  # the count, when there is one, is the later word
-            result["page"] = {k: v for k, v in event.items() if k != "type"}
-        elif event["type"] == "example":
-            result["examples"].append(event["example"])
-        else:
-            result["elapsed_ms"] = event["elapsed_ms"]
-    return result
-
-
-def examples(vis: Any, body: Any, cancel: Cancel | None = None) -> Any:
-    q = body if isinstance(body, PageQuery) else parse_page_query(body, vis.defaults)
+def examples(vis: VisualizerLike, body: Any, cancel: Cancel | None = None) -> Stream | dict[str, Any]:
+    q = body if isinstance(body, PageQuery) else PAGE_BODY.parse(body, vis.defaults)
     return Stream(page_events(vis, q, cancel=cancel)) if q.stream else page_document(vis, q, cancel)
-
-
-def request_schema(vis: Any) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "nullable": True,  # an empty or null body: the first page with every default
-        "additionalProperties": False,
-        "properties": dict(
-            query_properties(vis),
-            **{
-                "filter": {
-                    "type": "object",
-                    "nullable": True,
-                    "additionalProperties": False,
-                    "properties": {
-                        "classes": {"type": "array", "items": class_schema(vis), "maxItems": max(1, len(vis.classes))},
-                        "prediction": {"type": "string", "enum": list(PREDICTION_FILTERS)},
-                        "class_source": {"type": "string", "enum": list(CLASS_SOURCES)},
-                        # Read from the dataset pass (started by the first request that needs it):
-                        "pair": {
-                            "type": "object",
-                            "nullable": True,
-                            "additionalProperties": False,
-                            "required": ["actual", "predicted"],
-                            "properties": {"actual": class_schema(vis), "predicted": class_schema(vis)},
-                            "description": "one confusion cell: examples of class actual predicted as predicted",
-                        },
-                        "confidence": {
-                            "type": "array",
-                            "nullable": True,
-                            "minItems": 2,
-                            "maxItems": 2,
-                            "items": {"type": "number", "minimum": 0, "maximum": 1},
-                            "description": "[low, high]: the top prediction's score in this range",
-                        },
-                        "disagree": {"type": "boolean", "description": "only examples the models predict differently"},
-                        "order": {"type": "string", "enum": list(ORDERS), "description": "loss: largest loss first"},
-                        "model": {
-                            "type": "integer",
-                            "minimum": 0,
-                            "maximum": max(0, len(vis.engines) - 1),
-                            "description": "the model whose prediction, score and loss pair, confidence and order mean",
-                        },
-                    },
-                },
-                "page": {"type": "integer", "minimum": 0, "maximum": PAGE_MAX},
-                "page_size": {"type": "integer", "minimum": 1, "maximum": PAGE_SIZE_MAX},
-                "stream": {
-                    "type": "boolean",
-                    "description": "answer as NDJSON events (page, preview..., example..., done)",
-                },
-            },
-        ),
-    }
 
 
 VIEW = View(
     "examples",
     examples,
     "One page of examples matching a filter, with predictions and rendered attributions",
-    request_schema=request_schema,
+    request_schema=PAGE_BODY.openapi,
     streams=True,
     computes=True,
     responses={

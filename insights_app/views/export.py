@@ -12,60 +12,60 @@ report's pages are computed with the request's ``Cancel``: a client that hangs u
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from ..cancel import Cancel
 from ..export import csv_text, html_report
-from ..query import COMMON_KEYS, _check_keys, _enum, _int, _require_object
-from . import examples
+from ..fields import Body, Enum, Int, Object
+from ..protocols import VisualizerLike
+from ..query import COMMON_FIRST, PAGE_BODY, PageQuery, page_query
 from .view import View
 
 FORMATS = ("html", "csv")  # the page's formats (the NPZ is for the command line and Python)
 MEDIA_TYPES = {"html": "text/html", "csv": "text/csv"}
 LIMIT_DEFAULT = 100  # examples in an HTML report unless the body says
 LIMIT_MAX = 500  # every image inline: a report of more would be a very large answer
-PAGE_KEYS = COMMON_KEYS + ("filter",)  # what the report takes of a page request (not its page or stream)
-KEYS = PAGE_KEYS + ("format", "limit")
 
 
-def export(vis: Any, body: Any, cancel: Cancel | None = None) -> dict[str, Any]:
-    obj = _require_object(body, "body")
-    _check_keys(obj, KEYS, "")
-    fmt = _enum(obj, "format", "html", FORMATS)
-    limit = _int(obj, "limit", LIMIT_DEFAULT, 1, LIMIT_MAX)
-    page_body = {k: v for k, v in obj.items() if k in PAGE_KEYS}
-    q = vis.parse_page(page_body)  # every field checked (a 400 naming it) before anything is computed
-    if fmt == "csv":
-        content, n = csv_text(vis, model=q.filter.model, cancel=cancel)
+@dataclass(frozen=True)
+class ExportRequest:
+    """The report asked for: the page request it reports on, its format and how many examples."""
+
+    query: PageQuery
+    format: str
+    limit: int
+
+
+# What the report takes of a page request (not its page or stream), then its own fields.
+BODY: Body[ExportRequest] = Body(
+    Object(
+        {
+            **{k: f for k, f in PAGE_BODY.object.fields.items() if k not in ("page", "page_size", "stream")},
+            "format": Enum(
+                FORMATS, "html", "html: a self-contained report (images inline); csv: every example's predictions"
+            ),
+            "limit": Int(1, LIMIT_MAX, LIMIT_DEFAULT, f"examples in an HTML report (default {LIMIT_DEFAULT})"),
+        },
+        lambda v, state: ExportRequest(page_query(v, state), v["format"], v["limit"]),
+        first=("format", "limit") + COMMON_FIRST,
+    )
+)
+PAGE_KEYS = tuple(k for k in BODY.object.keys() if k not in ("format", "limit"))
+
+
+def export(vis: VisualizerLike, body: Any, cancel: Cancel | None = None) -> dict[str, Any]:
+    r = BODY.parse(body, vis.defaults)  # every field checked (a 400 naming it) before anything is computed
+    if r.format == "csv":
+        content, n = csv_text(vis, model=r.query.filter.model, cancel=cancel)
     else:
-        content, n = html_report(vis, page_body, limit, cancel)
+        page_body = {k: v for k, v in (body or {}).items() if k in PAGE_KEYS}
+        content, n = html_report(vis, page_body, r.limit, cancel)
     return {
-        "filename": f"insights-report-{time.strftime('%Y-%m-%d')}.{fmt}",
-        "media_type": MEDIA_TYPES[fmt],
+        "filename": f"insights-report-{time.strftime('%Y-%m-%d')}.{r.format}",
+        "media_type": MEDIA_TYPES[r.format],
         "content": content,
         "examples": n,
-    }
-
-
-def request_schema(vis: Any) -> dict[str, Any]:
-    page = examples.request_schema(vis)
-    props = {k: v for k, v in page["properties"].items() if k in PAGE_KEYS}
-    props["format"] = {
-        "type": "string",
-        "enum": list(FORMATS),
-        "description": "html: a self-contained report (images inline); csv: every example's predictions",
-    }
-    props["limit"] = {
-        "type": "integer",
-        "minimum": 1,
-        "maximum": LIMIT_MAX,
-        "description": f"examples in an HTML report (default {LIMIT_DEFAULT})",
-    }
-    return {
-        "type": "object",
-        "nullable": True,  # an empty or null body: an HTML report of the first examples
-        "additionalProperties": False,
-        "properties": props,
     }
 
 
@@ -85,7 +85,7 @@ VIEW = View(
     export,
     "A report of the examples a page request selects (HTML, self-contained) or every example's "
     "predictions (CSV), as a file's name, type and text",
-    request_schema=request_schema,
+    request_schema=BODY.openapi,
     computes=True,
     responses={
         "200": {"description": "the file to save", "content": {"application/json": {"schema": RESPONSE_SCHEMA}}}

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..protocols import VisualizerLike
 from .view import View
 
 
-def health(vis: Any, body: Any) -> dict[str, str]:
+def health(vis: VisualizerLike, body: Any) -> dict[str, str]:
     return {"status": "ok"}
 
 

@@ -7,74 +7,97 @@ second report over the same sample is read, not computed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ..cancel import Cancel
 from ..errors import ValidationError
+from ..fields import MISSING, Array, Body, Delegated, Int, Name, Object, ParseState
 from ..metrics import MetricOptions, parse_metrics
 from ..metrics.options import ABSENT
 from ..metrics.options import request_schema as metrics_schema
 from ..metrics.registered import metric_names
 from ..metrics.report import SAMPLE_MAX, SANITY_MAX, method_report
-from ..query import _check_keys, _int, _require_object
+from ..protocols import VisualizerLike
 from .view import View
 
-KEYS = ("methods", "arguments", "sample", "sanity", "metrics", "metric_arguments")
 
-
-def report(vis: Any, body: Any, cancel: Cancel | None = None) -> dict[str, Any]:
-    obj = _require_object(body if body is not None else {}, "body")
-    _check_keys(obj, KEYS, "")
-    # An explicit null is refused like any other value of the wrong type (the schema has none).
-    methods = obj.get("methods", ABSENT)
-    if methods is not ABSENT and (
-        not isinstance(methods, list) or not methods or not all(isinstance(m, str) for m in methods)
-    ):
-        raise ValidationError("methods", "must be a non-empty list of method names")
-    arguments = obj.get("arguments", {})
+def _arguments(values: tuple[Any, ...], state: ParseState) -> dict[str, Any]:
+    """Per method: its arguments (each method checks them when the report runs it)."""
+    (arguments,) = values
+    if arguments is MISSING:
+        return {}
     if not isinstance(arguments, dict) or not all(isinstance(v, dict) for v in arguments.values()):
         raise ValidationError("arguments", "must be an object of objects: {method: {argument: value}}")
     for name in arguments:
-        if name not in vis.methods:
+        if name not in state.defaults.methods:
             raise ValidationError("arguments", f"names an unknown method {name[:40]!r}")
-    sample = _int(obj, "sample", 64, 1, SAMPLE_MAX)
-    sanity = _int(obj, "sanity", 8, 0, min(sample, SANITY_MAX))
+    return arguments
+
+
+def _metrics(values: tuple[Any, ...], state: ParseState) -> MetricOptions:
+    names, arguments = values
     every = metric_names()
-    options = parse_metrics(obj.get("metrics", list(every)), obj.get("metric_arguments", ABSENT)) or MetricOptions(
-        every
+    options = parse_metrics(list(every) if names is MISSING else names, ABSENT if arguments is MISSING else arguments)
+    return options or MetricOptions(every)
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    methods: list[str] | None  # None: the report's default methods
+    arguments: dict[str, dict[str, Any]]
+    sample: int
+    sanity: int
+    metrics: MetricOptions
+
+
+BODY = Body(
+    Object(
+        {
+            # An explicit null is refused like any other value of the wrong type (the schema has none).
+            "methods": Array(
+                Name(lambda scope: list(scope.methods), check=False),
+                "must be a non-empty list of method names",
+                min_items=1,
+                default=lambda: None,
+                items_own_errors=False,
+            ),
+            "arguments": Delegated(
+                ("arguments",),
+                _arguments,
+                lambda scope: {
+                    "arguments": {
+                        "type": "object",
+                        "description": "per method: {argument: value}",
+                        "additionalProperties": {"type": "object"},
+                    }
+                },
+            ),
+            "sample": Int(1, SAMPLE_MAX, 64, "examples (default 64)"),
+            "sanity": Int(
+                0,
+                SANITY_MAX,
+                8,
+                "examples of the sample the sanity check runs on (default 8; at most the sample)",
+                at_most="sample",
+            ),
+            "metrics": Delegated(("metrics", "metric_arguments"), _metrics, lambda scope: metrics_schema()),
+        },
+        lambda v, state: ReportRequest(v["methods"], v["arguments"], v["sample"], v["sanity"], v["metrics"]),
     )
-    return method_report(vis, None if methods is ABSENT else methods, sample, options, arguments, sanity, cancel)
+)
 
 
-def request_schema(vis: Any) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "nullable": True,
-        "additionalProperties": False,
-        "properties": dict(
-            methods={"type": "array", "minItems": 1, "items": {"type": "string", "enum": list(vis.methods)}},
-            arguments={
-                "type": "object",
-                "description": "per method: {argument: value}",
-                "additionalProperties": {"type": "object"},
-            },
-            sample={"type": "integer", "minimum": 1, "maximum": SAMPLE_MAX, "description": "examples (default 64)"},
-            sanity={
-                "type": "integer",
-                "minimum": 0,
-                "maximum": SANITY_MAX,
-                "description": "examples of the sample the sanity check runs on (default 8; at most the sample)",
-            },
-            **metrics_schema(),
-        ),
-    }
+def report(vis: VisualizerLike, body: Any, cancel: Cancel | None = None) -> dict[str, Any]:
+    r = BODY.parse(body, vis.defaults)
+    return method_report(vis, r.methods, r.sample, r.metrics, r.arguments, r.sanity, cancel)
 
 
 VIEW = View(
     "method_report",
     report,
     "Every method's quality metrics over a sample of the dataset, per model",
-    request_schema=request_schema,
+    request_schema=BODY.openapi,
     computes=True,
     responses={
         "200": {

@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import STATUS_MEANINGS
-from .view import View
+from .view import Served, View
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 
-def _operation(view: View, vis: Any) -> dict[str, Any]:
+def _operation(view: View, vis: Served) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": view.summary}
     if view.request_schema is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": view.request_schema(vis)}}}
@@ -28,7 +28,7 @@ def _operation(view: View, vis: Any) -> dict[str, Any]:
     return op
 
 
-def openapi_document(vis: Any, body: Any = None) -> dict[str, Any]:
+def openapi_document(vis: Served, body: Any = None) -> dict[str, Any]:
     """The API description for this visualizer (its views, classes and methods)."""
     return {
         "openapi": "3.0.3",

@@ -11,11 +11,12 @@ message per event in the widget.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..cancel import Cancel
+from ..protocols import VisualizerLike
 
 API_PREFIX = "/api/v1"
 ERROR_STATUSES_OF_A_QUERY = (400, 401, 403, 413, 415, 500)
@@ -37,6 +38,13 @@ class Stream:
             close()
 
 
+class Served(VisualizerLike, Protocol):
+    """A visualizer as the transports and the OpenAPI document see it: with its table of views."""
+
+    @property
+    def views(self) -> Mapping[str, View]: ...
+
+
 @dataclass(frozen=True)
 class View:
     """One request kind of the API."""
@@ -48,7 +56,7 @@ class View:
     public: bool = False  # answered without the server's token (health checks)
     streams: bool = False  # answers a body with ``"stream": true`` with a Stream (over the widget comm, always)
     # The OpenAPI schema of the body (given the visualizer: its classes and methods), when it takes one.
-    request_schema: Callable[[Any], dict[str, Any]] | None = None
+    request_schema: Callable[[Served], dict[str, Any]] | None = None
     # The OpenAPI responses object of a success (error responses are added from ``errors``).
     responses: dict[str, Any] = field(default_factory=dict)
     errors: tuple[int, ...] = ERROR_STATUSES_OF_A_QUERY
@@ -60,7 +68,7 @@ class View:
         if self.computes and 503 not in self.errors:
             object.__setattr__(self, "errors", tuple(self.errors) + (503,))
 
-    def answer(self, vis: Any, body: Any, cancel: Cancel | None = None) -> Any:
+    def answer(self, vis: VisualizerLike, body: Any, cancel: Cancel | None = None) -> Any:
         """Run the view (handing it ``cancel`` when it takes one)."""
         try:
             takes_cancel = len(inspect.signature(self.run).parameters) >= 3
