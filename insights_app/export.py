@@ -148,13 +148,12 @@ def export_npz(vis: VisualizerLike, out: str | Path, body: Mapping[str, Any], li
         "classes": vis.classes,
         "models": [e.name for e in vis.engines],
     }
-    np.savez_compressed(
-        out,
+    arrays.update(
         ids=np.asarray(ids, np.int64),
         targets=np.asarray(targets, np.int64),
         meta=np.asarray(json.dumps(meta, default=str)),
-        **arrays,
     )
+    np.savez_compressed(out, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
     return len(ids)
 
 

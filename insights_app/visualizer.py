@@ -69,8 +69,7 @@ class AttributionVisualizer:
         max_pass_examples: int = DEFAULT_PASS_LIMIT,
         store: None | str | os.PathLike[str] | Store = None,
     ) -> None:
-        if not isinstance(models, (list, tuple)):
-            models = [models]
+        models = [models] if isinstance(models, torch.nn.Module) else list(models)
         if not models:
             raise ValueError("at least one model is needed")
         if isinstance(features, BaseFeature):
@@ -122,7 +121,11 @@ class AttributionVisualizer:
         self.default_top_k = max(1, min(int(top_k), TOP_K_MAX))
         self.max_scan = max(1, int(max_scan))
         self.title = title
-        losses = list(loss_func) if isinstance(loss_func, (list, tuple)) else [loss_func] * len(self.engines)
+        losses: list[LossFn | None] = (
+            list(loss_func)
+            if isinstance(loss_func, (list, tuple))
+            else [cast("LossFn | None", loss_func)] * len(self.engines)
+        )
         if len(losses) != len(self.engines):
             raise ValueError("loss_func must be one function, or one per model")
         self.dataset_pass = DatasetPass(self.engines, self.store, len(self.classes), losses, max_pass_examples)

@@ -106,7 +106,7 @@ StoredExplanation = tuple[list[np.ndarray], list[float]]
 class Store:
     """One store directory (its SQLite file); safe to share across threads."""
 
-    def __init__(self, directory: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, directory: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.directory = Path(directory).expanduser()
         self.path = self.directory / FILE_NAME
         self.max_bytes = max(1, int(max_bytes))
