@@ -18,7 +18,6 @@ and exit status 2, never a traceback (``--debug`` shows them).
 from __future__ import annotations
 
 import argparse
-import difflib
 import importlib
 import json
 import logging
@@ -392,7 +391,13 @@ def preflight(args: argparse.Namespace) -> None:
     if args.data is not None:
         check_dir(args.data, "--data")
     if args.model:
-        kind, target = model_spec(args.model)
+        from data_adapters.errors import AdapterError
+        from data_adapters.weights import model_spec
+
+        try:
+            kind, target = model_spec(args.model)
+        except AdapterError as exc:
+            raise CliError(str(exc)) from None
         if kind == "file":
             check_readable(target, "--model")
         elif args.arch:
@@ -516,234 +521,13 @@ def parse_device(spec: str | None) -> str | None:
     return str(device)
 
 
-# ---------------------------------------------------------------------- models
-
-WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
-
-
-def model_spec(spec: str) -> tuple:
-    """``--model`` read as ("file", Path) or ("factory", spec); anything else is a one-line error."""
-    path = Path(spec).expanduser()
-    if path.is_file():
-        return "file", path
-    if ":" in spec and path.suffix.lower() not in WEIGHT_SUFFIXES:
-        return "factory", spec
-    if path.exists():
-        raise CliError(f"--model: not a file: {spec}")
-    if path.suffix or os.sep in spec or "/" in spec:
-        raise CliError(f"--model: no such file: {spec}")
-    raise CliError(f"--model {spec!r}: expected a weights file or module:callable (e.g. mymodels:build_model)")
-
-
-def check_importable(spec: str) -> None:
-    """The top-level module of ``--model module:callable`` can be found (nothing is imported yet)."""
-    import importlib.util
-
-    module_name = spec.partition(":")[0]
-    top = module_name.split(".")[0]
-    if not top:
-        return  # model_from_factory explains
-    cwd_importable()
-    try:
-        found = importlib.util.find_spec(top)
-    except (ImportError, ValueError):
-        return  # a name find_spec cannot look up: importing it says why
-    if found is None:
-        raise CliError(
-            f"--model: cannot import {module_name!r}: no module named {top!r} (the current folder is importable)"
-        )
-
-
-def load_model(spec: str, arch: str | None, n_classes: int | None) -> Any:
-    """``--model``: a file (weights or a pickled module) or ``module:callable``."""
-    kind, target = model_spec(spec)
-    if kind == "file":
-        return model_from_file(target, arch, n_classes)
-    if arch:
-        raise CliError("--arch goes with a weights file, not with --model module:callable")
-    check_importable(spec)  # a typo in the module's name fails before torch is imported
-    return model_from_factory(spec)
-
-
-def cwd_importable() -> None:
-    """Like ``python -m``: the user's own modules in the current folder can be imported (and unpickled)."""
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-
-
-def model_from_factory(spec: str) -> Any:
-    """Import ``module:attr.path`` and call it (or take it, if it already is a module)."""
-    import torch
-
-    module_name, _, attr_path = spec.partition(":")
-    if not module_name or not attr_path:
-        raise CliError(f"--model {spec!r}: expected module:callable")
-    cwd_importable()
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise CliError(f"--model: cannot import {module_name!r}: {exc}") from None
-    except Exception as exc:
-        raise CliError(f"--model: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
-    for part in attr_path.split("."):
-        if not hasattr(obj, part):
-            raise CliError(f"--model: {module_name!r} has no attribute {attr_path!r}")
-        obj = getattr(obj, part)
-    if isinstance(obj, torch.nn.Module):
-        return obj
-    if not callable(obj):
-        raise CliError(f"--model: {spec} is neither an nn.Module nor callable")
-    try:
-        model = obj()
-    except Exception as exc:
-        raise CliError(f"--model: {spec}() failed: {type(exc).__name__}: {exc}") from exc
-    if not isinstance(model, torch.nn.Module):
-        raise CliError(f"--model: {spec}() returned {type(model).__name__}, not a torch nn.Module")
-    return model
-
-
-def _strip_prefix(state: dict) -> dict:
-    """Weights saved from DataParallel / torch.compile carry a 'module.' / '_orig_mod.' prefix."""
-    for prefix in ("module.", "_orig_mod."):
-        if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix) :]: v for k, v in state.items()}
-    return state
-
-
-def _output_width(state: dict) -> int | None:
-    """The class count a state dict was trained for: rows of its last 2-D weight (the classifier)."""
-    last = None
-    for key, value in state.items():
-        if key.endswith("weight") and getattr(value, "dim", lambda: 0)() == 2:
-            last = value
-    return int(last.shape[0]) if last is not None else None
-
-
-def build_arch(arch: str, n_classes: int) -> Any:
-    """A torchvision architecture by name, without pretrained weights (nothing is downloaded)."""
-    import torchvision
-
-    names = torchvision.models.list_models(module=torchvision.models)
-    if arch not in names:
-        close = difflib.get_close_matches(arch, names, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else " (see torchvision.models.list_models())"
-        raise CliError(f"--arch: unknown torchvision architecture {arch!r}{hint}")
-    try:
-        return torchvision.models.get_model(arch, weights=None, num_classes=n_classes)
-    except Exception as exc:
-        raise CliError(f"--arch {arch}: cannot build it with {n_classes} classes: {type(exc).__name__}: {exc}") from exc
-
-
-def model_from_file(path: Path, arch: str | None, n_classes: int | None) -> Any:
-    """Weights for ``arch`` (a state dict, possibly inside a checkpoint dict) or a whole pickled module."""
-    import pickle
-
-    import torch
-
-    from data_adapters.base import state_dict_of
-
-    try:
-        with warnings.catch_warnings():  # torch's notes on pickle protocols: the one-line error says enough
-            warnings.simplefilter("ignore")
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "weights only load failed" not in str(exc).lower():
-            raise CliError(f"--model: {path} is not a torch file ({_first_line(exc)})") from None
-        # A pickle of more than tensors: a whole nn.Module (pickles run code: the user vouches for the file).
-        cwd_importable()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                obj = torch.load(path, map_location="cpu", weights_only=False)
-        except pickle.UnpicklingError as exc2:
-            raise CliError(f"--model: {path} is not a torch file ({_first_line(exc2)})") from None
-        except (AttributeError, ImportError) as exc2:
-            raise CliError(
-                f"--model: cannot load {path}: the model's class must be importable from here "
-                f"({type(exc2).__name__}: {_first_line(exc2)}); save a state dict and use --arch, or "
-                "use --model module:callable"
-            ) from exc2
-        except Exception as exc2:
-            raise CliError(f"--model: cannot load {path}: {type(exc2).__name__}: {_first_line(exc2)}") from exc2
-    except Exception as exc:
-        raise CliError(f"--model: {path} is not a torch file ({type(exc).__name__}: {_first_line(exc)})") from exc
-    if isinstance(obj, torch.nn.Module):
-        if arch:
-            log.info("%s holds a whole model; --arch %s is not needed", path, arch)
-        return obj
-    state = state_dict_of(obj)
-    if state is None:
-        raise CliError(f"--model: {path} holds neither a state dict nor an nn.Module ({type(obj).__name__})")
-    if not arch:
-        raise CliError(
-            f"--model: {path} holds weights only; say which architecture with --arch NAME "
-            "(e.g. --arch resnet18), or use --model module:callable"
-        )
-    state = _strip_prefix(state)
-    width = _output_width(state)
-    if n_classes is None:
-        n_classes = width
-    if n_classes is None:
-        raise CliError(f"--model: cannot tell how many classes {path} was trained for; pass --classes FILE")
-    model = build_arch(arch, n_classes)
-    try:
-        check_state_dict(model, state, f"{path.name} does not fit {arch} with {n_classes} classes")
-    except CliError:
-        if width is not None and width != n_classes and fits(build_arch(arch, width), state):
-            # The weights are fine: the class list has the wrong length (said in --classes' terms by the caller).
-            from data_adapters.errors import ClassCountError
-
-            raise ClassCountError(
-                f"{n_classes} class names but {path.name} was trained for {width} classes", n_classes, width
-            ) from None
-        raise
-    model.load_state_dict(state)
-    return model
-
-
-def fits(model: Any, state: dict) -> bool:
-    """Whether ``state`` loads into ``model`` (same keys, same shapes)."""
-    try:
-        check_state_dict(model, state, "")
-    except CliError:
-        return False
-    return True
-
-
-def check_state_dict(model: Any, state: dict, what: str) -> None:
-    """Missing / unexpected keys and shape mismatches, summarised on one line."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-        for k in own
-        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
-    ]
-    parts = []
-    for label, items in (
-        ("missing keys", missing),
-        ("unexpected keys", unexpected),
-        ("shape mismatches (file vs model)", mismatched),
-    ):
-        if items:
-            shown = ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
-            parts.append(f"{len(items)} {label}: {shown}")
-    if parts:
-        raise CliError(f"--model: {what}: " + "; ".join(parts))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else ""
-
-
 # ---------------------------------------------------------------------- sources
 
 
 def visualizer_from_model(args: argparse.Namespace, out: Say, note: Say | None = None) -> Any:
     from data_adapters.errors import ChannelsError, ClassCountError
     from data_adapters.folder import source_from_folder
+    from data_adapters.weights import load_model
 
     note = note or say_note
     classes = args.class_names
