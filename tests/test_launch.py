@@ -288,7 +288,7 @@ def test_cuda_device_without_cuda_is_a_usage_error(capsys):
 @pytest.fixture(scope="module")
 def digit_folder(tmp_path_factory) -> Path:
     """A few digit images in sub-folders (no training needed)."""
-    from insights_app.demo import write_digit_images
+    from insights_app.demos.digits import write_digit_images
 
     root = tmp_path_factory.mktemp("digits")
     write_digit_images(root, size=16, valid_fraction=0.05, limit=90)  # the validation images only

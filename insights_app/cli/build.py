@@ -174,14 +174,14 @@ def visualizer_for_demo(args: argparse.Namespace, out: Say) -> AttributionVisual
 
 def digits_demo(args: argparse.Namespace, out: Say) -> AttributionVisualizer:
     """The digits demo: a fastai CNN on scikit-learn's digits."""
-    from insights_app import demo
+    from insights_app.demos import digits as demo
 
     return demo.demo_source(progress=out, device=args.device).visualizer(**visualizer_kwargs(args, demo.DEMO_TITLE))
 
 
 def tabular_demo(args: argparse.Namespace, out: Say) -> AttributionVisualizer:
     """The tabular demo: a fastai tabular learner on scikit-learn's breast cancer data."""
-    from insights_app import demo_tabular
+    from insights_app.demos import tabular as demo_tabular
 
     return demo_tabular.demo_source(progress=out, device=args.device).visualizer(
         **visualizer_kwargs(args, demo_tabular.DEMO_TITLE)
@@ -189,17 +189,17 @@ def tabular_demo(args: argparse.Namespace, out: Say) -> AttributionVisualizer:
 
 
 def text_demo_module() -> ModuleType:
-    """``insights_app.demo_text``, or a one-line error while that module does not exist."""
+    """``insights_app.demos.text``, or a one-line error while that module does not exist."""
     try:
-        return importlib.import_module("insights_app.demo_text")
+        return importlib.import_module("insights_app.demos.text")
     except ModuleNotFoundError as exc:
-        if exc.name != "insights_app.demo_text":
+        if exc.name != "insights_app.demos.text":
             raise
         raise CliError("the text demo is not available") from None
 
 
 def text_demo(args: argparse.Namespace, out: Say) -> AttributionVisualizer:
-    """The text demo (``insights_app.demo_text.demo_visualizer``)."""
+    """The text demo (``insights_app.demos.text.demo_visualizer``)."""
     kwargs: dict = {"progress": out, "device": args.device}
     if args.title:
         kwargs["title"] = args.title
