@@ -33,6 +33,7 @@ _PUBLIC = {
     "source_from_dataset": "torch",
     "from_texts": "text",
     "source_from_texts": "text",
+    "load_model": "weights",
 }
 __all__ = sorted(_PUBLIC)
 

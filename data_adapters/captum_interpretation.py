@@ -189,19 +189,19 @@ class CaptumInterpretation:
 
     @property
     def classes(self) -> list[str]:
-        from .fastai import _vocab_names
+        from .fastai_common import vocab_names
 
-        names = _vocab_names(self.dls)
+        names = vocab_names(self.dls)
         return names if names is not None else []
 
     # ------------------------------------------------------------------ inputs
     def _batch(self, inp: Any) -> tuple[torch.Tensor, torch.Tensor, int | None]:
         """(model input (1, C, H, W) on the model's device, display image (C, H, W) in 0..1, label)."""
-        from .fastai import _test_dl
+        from .fastai_common import test_dl
 
         item = _as_item(inp)
         if isinstance(item, Path):
-            dl = _test_dl(self.dls, [item], with_labels=None)  # labelled when the learner can label it
+            dl = test_dl(self.dls, [item], with_labels=None)  # labelled when the learner can label it
         else:
             try:
                 dl = self.dls.test_dl([item], with_labels=False)
@@ -233,10 +233,10 @@ class CaptumInterpretation:
     def _display_image(dl: Any, batch: tuple) -> torch.Tensor:
         """The input as shown: the same pipeline without its Normalize (the file's pixels / 255, as
         ``from_learner`` shows them; decoding the normalized input would round some pixels down)."""
-        from .fastai import _display_dl
+        from .fastai_common import display_dl
 
         try:
-            shown = plain(_display_dl(dl, 1).one_batch()[0])
+            shown = plain(display_dl(dl, 1).one_batch()[0])
         except Exception:  # a pipeline that cannot be copied: decode the model's input instead
             decoded = dl.decode(batch)
             shown = plain(decoded[0] if isinstance(decoded, (tuple, list)) else decoded)
@@ -412,7 +412,7 @@ class CaptumInterpretation:
         a served one with ``vis.stop()``). ``debug`` raises the log level; other keyword arguments go
         to :func:`data_adapters.fastai.from_learner` (e.g. ``bs``, ``classes``, ``title``).
         """
-        from .fastai import from_learner
+        from .fastai_learner import from_learner  # imports fastai: only when the app opens
 
         if isinstance(inp_data, (str, Path)) and Path(inp_data).expanduser().is_dir():
             items: Any = inp_data

@@ -60,6 +60,7 @@ from insights_app.tensors import plain
 
 from .base import AdapterError, ClassesArg, Source, check_classes, count_outputs, first_batch, prepare_model
 from .classes import read_classes
+from .fastai_common import activation, label_list, named_dl, ordered_dl, unreduced, vocab_names
 
 log = logging.getLogger(__name__)
 Device = str | torch.device | None
@@ -255,8 +256,6 @@ class TabularBatches:
         return len(self.dl.dataset)
 
     def __iter__(self) -> Iterator[Batch]:
-        from .fastai import _label_list
-
         rows = iter(self.dl)
         while True:
             with warnings.catch_warnings():  # torch's note on fastai's read-only DataFrame arrays (once per process)
@@ -280,7 +279,7 @@ class TabularBatches:
                     y = y[:, 0]
                 if isinstance(y, torch.Tensor) and not y.is_floating_point():
                     y = y.long()
-                labels = _label_list(y, n)
+                labels = label_list(y, n)
             yield Batch(tuple(inputs), labels)
 
 
@@ -377,8 +376,6 @@ def _choose_dl(dls: Any, dl: DlArg, items: Any, with_labels: bool | None) -> tup
         if dl is not None:
             raise AdapterError("give dl or items, not both")
         return _test_dl(dls, items, with_labels)
-    from .fastai import named_dl
-
     chosen = named_dl(dls, dl)
     if len(getattr(chosen, "dataset", ())) == 0:
         raise AdapterError(
@@ -390,8 +387,6 @@ def _choose_dl(dls: Any, dl: DlArg, items: Any, with_labels: bool | None) -> tup
 
 def _display_dl(dl: Any, bs: int | None) -> Any:
     """``dl`` in order, every example, in this process (stable example ids)."""
-    from .fastai import ordered_dl
-
     return ordered_dl(dl, bs)
 
 
@@ -415,8 +410,6 @@ def source_from_tabular(
     name: str | None = None,
 ) -> Source:
     """A :class:`Source` over tabular DataLoaders and their ``TabularModel``."""
-    from .fastai import _activation, _vocab_names, unreduced
-
     chosen, labelled = _choose_dl(dls, dl, items, with_labels)
     to = chosen.dataset
     if not _is_classifier(to):
@@ -435,10 +428,10 @@ def source_from_tabular(
         features.append(ContinuousFeature("continuous", cont_names, normalize))
     dataset = TabularBatches(_display_dl(chosen, bs), normalize, wrapped.has_cats, wrapped.has_conts, labelled)
     wrapped = prepare_model(wrapped, device)
-    names = read_classes(classes) if classes is not None else _vocab_names(dls)
+    names = read_classes(classes) if classes is not None else vocab_names(dls)
     batch = first_batch(dataset, "the learner's rows")
     names = check_classes(names, count_outputs(wrapped, features, batch), "classes come from dls.vocab")
-    score = _activation(loss_func)
+    score = activation(loss_func)
     info = {
         "multi_label": score.kind == "sigmoid",
         "tabular": True,

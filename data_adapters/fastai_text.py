@@ -31,6 +31,7 @@ from torch import nn
 from insights_app.tensors import plain
 
 from .base import AdapterError, Source, prepare_model, read_classes
+from .fastai_common import activation, choose_dl, label_list, ordered_dl, unreduced, vocab_names
 from .text import text_source
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,6 @@ class FastaiTokenBatches:
         return len(self.dl.dataset)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, list[int | None]]]:
-        from .fastai import _label_list
-
         for b in self.dl:
             b = tuple(b) if isinstance(b, (tuple, list)) else (b,)
             x = plain(b[0])
@@ -98,14 +97,12 @@ class FastaiTokenBatches:
                 shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
                 raise AdapterError(f"the learner's inputs are {shape}, not token ids (N, T)")
             n = int(x.shape[0])
-            yield x.detach().cpu().long(), (_label_list(b[1], n) if len(b) > 1 else [None] * n)
+            yield x.detach().cpu().long(), (label_list(b[1], n) if len(b) > 1 else [None] * n)
 
 
 def _text_dl(dls: Any, dl: Any, items: Any, with_labels: bool | None) -> Any:
-    from .fastai import _choose_dl
-
     if items is None:
-        return _choose_dl(dls, dl, None, None)
+        return choose_dl(dls, dl, None, None)
     if dl is not None:
         raise AdapterError("give dl or items, not both")
     if isinstance(items, str):
@@ -125,8 +122,6 @@ def _text_dl(dls: Any, dl: Any, items: Any, with_labels: bool | None) -> Any:
 
 def _display_dl(dl: Any, bs: int | None) -> Any:
     """``dl`` in order, every example, in this process (stable example ids)."""
-    from .fastai import ordered_dl
-
     return ordered_dl(dl, bs)
 
 
@@ -143,8 +138,6 @@ def source_from_text_learner(
     name: str | None = None,
 ) -> Source:
     """A :class:`Source` over a fastai text classifier and its DataLoaders (what ``from_learner`` builds)."""
-    from .fastai import _activation, _vocab_names, unreduced
-
     chosen = _text_dl(dls, dl, items, with_labels)
     shown = _display_dl(chosen, bs)
     try:
@@ -152,9 +145,9 @@ def source_from_text_learner(
     except Exception:
         order = list(range(len(shown.dataset)))
     vocab = _input_vocab(dls)
-    names = read_classes(classes) if classes is not None else _vocab_names(dls)
+    names = read_classes(classes) if classes is not None else vocab_names(dls)
     model = prepare_model(model, device)
-    score = _activation(loss_func)
+    score = activation(loss_func)
     info = {"multi_label": score.kind == "sigmoid", "order": order}
     return text_source(
         model,

@@ -169,7 +169,7 @@ class TorchImages:
         return self._from_items(self._map_style(data))
 
 
-def _stable_loader(loader: DataLoader) -> DataLoader:
+def stable_loader(loader: DataLoader) -> DataLoader:
     """The same loader in a fixed order and in this process (example ids must not move on restart)."""
     shuffled = loader.batch_sampler is not None and not isinstance(
         getattr(loader.batch_sampler, "sampler", None), SequentialSampler
@@ -208,7 +208,7 @@ def source_from_dataset(
         raise AdapterError("normalized=True needs the mean and std the dataset was normalized with")
     normalizer = optional_normalizer(mean, std)
     if isinstance(dataset, DataLoader):
-        dataset = _stable_loader(dataset)
+        dataset = stable_loader(dataset)
     elif hasattr(dataset, "__len__") and not isinstance(dataset, IterableDataset) and len(dataset) == 0:
         raise AdapterError("the dataset is empty")
     data = TorchImages(dataset, batch_size, normalizer if normalized else None)

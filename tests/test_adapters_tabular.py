@@ -23,7 +23,7 @@ fastai_tabular = pytest.importorskip("fastai.tabular.all")
 
 from data_adapters import AdapterError, from_learner, source_from_export, source_from_learner  # noqa: E402
 from data_adapters.fastai_tabular import EmbeddedTabularModel  # noqa: E402
-from insights_app import demo_tabular  # noqa: E402
+from insights_app.demos import tabular as demo_tabular  # noqa: E402
 from insights_app.server import create_app  # noqa: E402
 
 API = "/api/v1"
@@ -242,5 +242,5 @@ def test_an_unknown_demo_is_one_line_and_exit_2(capsys):
 def test_the_text_demo_is_one_line_while_it_is_not_installed(capsys, monkeypatch):
     import sys
 
-    monkeypatch.setitem(sys.modules, "insights_app.demo_text", None)  # importing it raises ModuleNotFoundError
+    monkeypatch.setitem(sys.modules, "insights_app.demos.text", None)  # importing it raises ModuleNotFoundError
     assert one_line_error(capsys, ["--demo", "text"]).endswith("the text demo is not available")

@@ -327,7 +327,7 @@ def test_fastai_text_learner_pages_and_interpretation(text_learner):
 
 
 def test_text_demo_trains_once_into_its_cache_then_loads(tmp_path, monkeypatch):
-    from insights_app import demo_text
+    from insights_app.demos import text as demo_text
 
     said: list[str] = []
     vis = demo_text.demo_visualizer(cache=tmp_path, progress=said.append)

@@ -14,7 +14,7 @@ def cache(tmp_path_factory):
 
 
 def test_a_tabular_learner_shows_its_columns_and_their_attributions(ui, cache):
-    from insights_app import demo_tabular
+    from insights_app.demos import tabular as demo_tabular
 
     vis = demo_tabular.demo_visualizer(cache=cache, progress=lambda _msg: None)
     server = serve(vis)
@@ -37,7 +37,7 @@ def test_a_tabular_learner_shows_its_columns_and_their_attributions(ui, cache):
 
 
 def test_a_text_classifier_colours_its_tokens(ui, cache):
-    from insights_app import demo_text
+    from insights_app.demos import text as demo_text
 
     vis = demo_text.demo_visualizer(cache=cache, progress=lambda _msg: None)
     server = serve(vis)

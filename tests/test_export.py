@@ -61,7 +61,7 @@ def test_a_bad_format_is_refused(vis, tmp_path):
 def test_the_command_line_exports(tmp_path):
     from launch_helpers import TESTS, launch_env, run
 
-    from insights_app.demo import write_digit_images
+    from insights_app.demos.digits import write_digit_images
 
     write_digit_images(tmp_path / "digits", size=16, valid_fraction=0.05, limit=90)
     source = ["--model", "launch_helpers:digits_net", "--data", str(tmp_path / "digits" / "valid"), "--channels", "1"]

@@ -109,7 +109,7 @@ def test_the_demo_in_a_notebook_on_an_empty_cache_shows_no_third_party_deprecati
     """``demo_visualizer().render()``, the README's first notebook cell: it trains fastai's CNN first."""
     result = run_fresh(
         """
-        from insights_app.demo import demo_visualizer
+        from insights_app.demos.digits import demo_visualizer
         from insights_app.notebook import InsightsWidget
 
         InsightsWidget(demo_visualizer(progress=lambda message: None))

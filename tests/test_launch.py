@@ -31,6 +31,8 @@ from launch_helpers import (
 )
 
 import launch
+from insights_app.cli.arguments import parse_args
+from insights_app.cli.build import build_visualizer, names_preview
 
 DIGITS = [str(d) for d in range(10)]
 
@@ -286,7 +288,7 @@ def test_cuda_device_without_cuda_is_a_usage_error(capsys):
 @pytest.fixture(scope="module")
 def digit_folder(tmp_path_factory) -> Path:
     """A few digit images in sub-folders (no training needed)."""
-    from insights_app.demo import write_digit_images
+    from insights_app.demos.digits import write_digit_images
 
     root = tmp_path_factory.mktemp("digits")
     write_digit_images(root, size=16, valid_fraction=0.05, limit=90)  # the validation images only
@@ -340,7 +342,7 @@ def test_whole_pickled_module_and_regex_labels_build_a_visualizer(tmp_path, digi
     classes = tmp_path / "classes.json"
     classes.write_text(json.dumps(DIGITS))
     monkeypatch.chdir(TESTS)  # unpickling the module needs launch_helpers importable, as for any pickle
-    args = launch.parse_args(
+    args = parse_args(
         [
             "--model",
             str(path),
@@ -354,7 +356,7 @@ def test_whole_pickled_module_and_regex_labels_build_a_visualizer(tmp_path, digi
             str(classes),
         ]
     )
-    vis = launch.build_visualizer(args, out=lambda _m: None)
+    vis = build_visualizer(args, out=lambda _m: None)
     page = vis.page({"page_size": 12, "method": "Saliency"})
     names = [ex["label"]["name"] for ex in page["examples"]]
     assert names == [f.name[5] for f in sorted(flat.iterdir())]
@@ -530,8 +532,8 @@ def test_class_names_from_sub_folders_are_announced_with_their_origin(digit_fold
 
 def test_many_class_names_are_shown_truncated():
     names = [f"c{i:02d}" for i in range(25)]
-    assert launch.names_preview(names) == "c00, c01, c02, c03, c04, c05, c06, c07, c08, c09, ... (25 in all)"
-    assert launch.names_preview(names[:3]) == "c00, c01, c02"
+    assert names_preview(names) == "c00, c01, c02, c03, c04, c05, c06, c07, c08, c09, ... (25 in all)"
+    assert names_preview(names[:3]) == "c00, c01, c02"
 
 
 @pytest.fixture(scope="module")

@@ -203,7 +203,7 @@ def _fastai_cell(cache: Path) -> str:
     return f"""
 from fastai.learner import load_learner
 from data_adapters import from_learner
-from insights_app.demo import ensure_demo
+from insights_app.demos.digits import ensure_demo
 
 files = ensure_demo({str(cache)!r})  # trains the demo's learner unless the session's cache has it
 learn = load_learner(files.learner)

@@ -106,7 +106,7 @@ def test_without_ray_the_ray_executor_says_how_to_install_it(tmp_path, monkeypat
 def test_the_command_line_without_ray_is_one_line(tmp_path):
     from launch_helpers import launch_env
 
-    from insights_app.demo import write_digit_images
+    from insights_app.demos.digits import write_digit_images
 
     write_digit_images(tmp_path / "digits", size=16, valid_fraction=0.05, limit=90)
     argv = [
@@ -308,7 +308,7 @@ def test_the_command_line_on_a_running_cluster(tmp_path, ray_cluster):
     cluster given (left running), stores what the local executor stores; a rerun finds it all."""
     from launch_helpers import launch_env, run
 
-    from insights_app.demo import write_digit_images
+    from insights_app.demos.digits import write_digit_images
 
     (tmp_path / "mymodels.py").write_text(USER_MODULE)
     write_digit_images(tmp_path / "digits", size=16, valid_fraction=0.05, limit=90)

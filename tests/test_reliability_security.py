@@ -46,9 +46,9 @@ def test_default_bind_is_loopback_only(vis):
         assert handle.token is None and vis.url == f"http://127.0.0.1:{port}/"
     finally:
         vis.stop()
-    import launch
+    from insights_app.cli.arguments import parse_args
 
-    assert launch.parse_args(["--model", "m:f", "--data", str(ROOT)]).host == "127.0.0.1"
+    assert parse_args(["--model", "m:f", "--data", str(ROOT)]).host == "127.0.0.1"
 
 
 @pytest.mark.parametrize(
@@ -94,7 +94,8 @@ def test_binding_elsewhere_without_a_token_is_refused_before_anything_listens(vi
 def test_launcher_refuses_a_public_bind_without_a_token(vis, monkeypatch, capsys):
     import waitress.server
 
-    import launch
+    from insights_app.cli import CliError
+    from insights_app.cli.serve import serve
 
     monkeypatch.setattr(
         waitress.server,
@@ -102,8 +103,8 @@ def test_launcher_refuses_a_public_bind_without_a_token(vis, monkeypatch, capsys
         lambda *a, **k: (_ for _ in ()).throw(AssertionError("the server tried to bind")),
     )
     args = SimpleNamespace(host="0.0.0.0", port=0, token="", open=False)
-    with pytest.raises((launch.CliError, ValueError), match="token"):
-        launch.serve(vis, args, out=lambda message: None)
+    with pytest.raises((CliError, ValueError), match="token"):
+        serve(vis, args, out=lambda message: None)
 
 
 def test_a_non_loopback_server_requires_its_generated_token(vis, monkeypatch):

@@ -200,7 +200,7 @@ def test_the_command_line_serves_from_a_store_across_restarts(tmp_path):
     import requests
     from launch_helpers import TESTS, launch_env, run, start
 
-    from insights_app.demo import write_digit_images
+    from insights_app.demos.digits import write_digit_images
 
     write_digit_images(tmp_path / "digits", size=16, valid_fraction=0.05, limit=90)
     data = tmp_path / "digits" / "valid"
@@ -234,7 +234,7 @@ def test_precompute_fills_the_store_and_resumes(tmp_path):
     import requests
     from launch_helpers import TESTS, launch_env, run, start
 
-    from insights_app.demo import write_digit_images
+    from insights_app.demos.digits import write_digit_images
 
     write_digit_images(tmp_path / "digits", size=16, valid_fraction=0.05, limit=90)
     data = tmp_path / "digits" / "valid"
@@ -365,7 +365,7 @@ def test_precompute_killed_then_rerun_while_two_servers_read_the_store(tmp_path)
     import requests
     from launch_helpers import ROOT, TESTS, launch_env, run, start
 
-    from insights_app.demo import write_digit_images
+    from insights_app.demos.digits import write_digit_images
 
     write_digit_images(tmp_path / "digits", size=16, valid_fraction=0.2, limit=800)
     data = tmp_path / "digits" / "valid"

@@ -4,26 +4,21 @@
 data is scikit-learn's ``load_digits`` (it ships inside the package). The first start
 writes the 8x8 digits as 32x32 PNG files, trains a tiny CNN for a few epochs (seconds on
 two CPU cores) and exports the learner; later starts only load it. The cache lives in
-``$INSIGHTS_APP_CACHE`` or the user's cache directory and is rebuilt when it is missing,
-incomplete or no longer loads (e.g. after a fastai upgrade).
+``$INSIGHTS_APP_CACHE`` or the user's cache directory (:mod:`insights_app.demos.cache`) and is
+rebuilt when it is missing, incomplete or no longer loads (e.g. after a fastai upgrade).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
-CACHE_ENV = "INSIGHTS_APP_CACHE"
+from .cache import DemoCache, Progress, say, training_threads
+
 DEMO_NAME = "digits-v1"  # bump when the data, the model or the training changes
 IMAGE_SIZE = 32
 EPOCHS = 5
@@ -31,29 +26,11 @@ LEARNING_RATE = 1e-2
 VALID_FRACTION = 0.2
 SEED = 0
 
-Progress = Callable[[str], None]
 
-T = TypeVar("T")
-
-
-def _print(message: str) -> None:
-    print(message, flush=True)
-
-
-def cache_root() -> Path:
-    """Where insights-app keeps its files: ``$INSIGHTS_APP_CACHE``, else the XDG cache directory."""
-    override = os.environ.get(CACHE_ENV)
-    if override:
-        return Path(override).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "insights-app"
-
-
-@dataclass(frozen=True)
-class DemoFiles:
+class DemoFiles(DemoCache):
     """The demo's files in the cache: the exported learner and the digit images."""
 
-    root: Path
+    REQUIRED = ("export.pkl", "images/valid/")
 
     @property
     def learner(self) -> Path:
@@ -68,16 +45,9 @@ class DemoFiles:
         """The held-out digits (one sub-folder per class): what the demo shows."""
         return self.images / "valid"
 
-    @property
-    def meta(self) -> Path:
-        return self.root / "meta.json"
-
-    def complete(self) -> bool:
-        return self.meta.is_file() and self.learner.is_file() and self.valid.is_dir()
-
 
 def demo_files(cache: Path | None = None) -> DemoFiles:
-    return DemoFiles((Path(cache) if cache is not None else cache_root()) / DEMO_NAME)
+    return DemoFiles.in_cache(DEMO_NAME, cache)
 
 
 def write_digit_images(
@@ -104,7 +74,7 @@ def write_digit_images(
     for rank, i in enumerate(order):
         split = "valid" if rank < n_valid else "train"
         pixels = np.clip(digits.images[i] / 16.0 * 255.0, 0, 255).astype(np.uint8)
-        image = Image.fromarray(pixels, "L").resize((size, size), Image.BILINEAR)
+        image = Image.fromarray(pixels, "L").resize((size, size), Image.Resampling.BILINEAR)
         target = folder / split / str(int(digits.target[i]))
         target.mkdir(parents=True, exist_ok=True)
         image.save(target / f"{int(i):04d}.png")
@@ -130,23 +100,6 @@ def digits_cnn(n_classes: int = 10) -> Any:
     )
 
 
-@contextmanager
-def training_threads(limit: int = 4) -> Iterator[None]:
-    """Half the cores (at most ``limit``) while training: one thread on a 2-core machine.
-
-    A CNN this small gains little from more threads, and when the cores are busy with
-    anything else, OpenMP threads that wait on each other make an epoch 5-20x slower.
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(limit, (os.cpu_count() or 1) // 2)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _split_tensors(folder: Path) -> tuple[Any, Any]:
     """One split as (images in [0, 1], shape N x 1 x H x W; labels), exactly as fastai would load them."""
     import torch
@@ -159,7 +112,7 @@ def _split_tensors(folder: Path) -> tuple[Any, Any]:
 
 
 def train_demo(
-    files: DemoFiles, progress: Progress = _print, epochs: int = EPOCHS, final: DemoFiles | None = None
+    files: DemoFiles, progress: Progress = say, epochs: int = EPOCHS, final: DemoFiles | None = None
 ) -> float:
     """Write the images, train the CNN with fastai, export the learner; returns validation accuracy.
 
@@ -170,7 +123,7 @@ def train_demo(
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from . import quiet_imports
+    from insights_app import quiet_imports
 
     with quiet_imports():  # fastai's import-time deprecation notes are not the user's to act on
         from fastai.callback.core import Callback
@@ -233,41 +186,13 @@ def train_demo(
     return acc
 
 
-def ensure_demo(cache: Path | None = None, progress: Progress = _print, retrain: bool = False) -> DemoFiles:
-    """The demo's cached files, training them first if they are missing (or ``retrain``).
-
-    Training happens in a temporary sibling folder renamed into place (:func:`build_in_place`).
-    """
+def ensure_demo(cache: Path | None = None, progress: Progress = say, retrain: bool = False) -> DemoFiles:
+    """The demo's cached files, training them first if they are missing (or ``retrain``)."""
     files = demo_files(cache)
-    if files.complete() and not retrain:
-        return files
-    progress(f"first start: training the demo model once (cached in {files.root})")
-    acc = build_in_place(files.root, files.complete, lambda work: train_demo(DemoFiles(work), progress, final=files))
-    progress(f"the demo model reaches {acc:.1%} accuracy on {count_images(files.valid)} held-out digits")
+    acc = files.ensure("the demo model", lambda work: train_demo(work, progress, final=files), progress, retrain)
+    if acc is not None:
+        progress(f"the demo model reaches {acc:.1%} accuracy on {count_images(files.valid)} held-out digits")
     return files
-
-
-def build_in_place(root: Path, complete: Callable[[], bool], build: Callable[[Path], T]) -> T:
-    """``build(work)`` in a temporary sibling folder of ``root``, renamed to ``root`` at the end.
-
-    An interrupted build never leaves a half-written cache behind, and two concurrent first
-    starts do not corrupt each other: the one that renames second keeps the first one's files
-    when they are ``complete()``. Every demo's cache is written this way.
-    """
-    root.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
-    try:
-        result = build(work)
-        if root.exists():
-            shutil.rmtree(root, ignore_errors=True)
-        try:
-            os.replace(work, root)
-        except OSError:  # another process finished first: use its files
-            if not complete():
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return result
 
 
 def count_images(folder: Path) -> int:
@@ -277,7 +202,7 @@ def count_images(folder: Path) -> int:
 DEMO_TITLE = "Insights demo: a fastai CNN on scikit-learn's digits"
 
 
-def demo_source(cache: Path | None = None, progress: Progress = _print, device: str | None = None) -> Any:
+def demo_source(cache: Path | None = None, progress: Progress = say, device: str | None = None) -> Any:
     """The demo as a ``data_adapters.Source``: the cached exported learner on its held-out digits.
 
     Goes through ``data_adapters.source_from_export``, exactly what
@@ -301,7 +226,7 @@ def demo_source(cache: Path | None = None, progress: Progress = _print, device: 
 
 
 def demo_visualizer(
-    cache: Path | None = None, progress: Progress = _print, device: str | None = None, **visualizer_kwargs: Any
+    cache: Path | None = None, progress: Progress = say, device: str | None = None, **visualizer_kwargs: Any
 ) -> Any:
     """The demo's :class:`~insights_app.AttributionVisualizer` (``demo_visualizer().render()`` in a notebook)."""
     visualizer_kwargs.setdefault("title", DEMO_TITLE)

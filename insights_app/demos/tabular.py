@@ -5,8 +5,8 @@ scikit-learn. The first start trains a small ``TabularModel`` (a few seconds on 
 cores) on a handful of the measurements, with two of them (mean radius, mean texture) also
 binned into categorical columns (``size``, ``texture``), so the page shows both kinds of
 feature: category names and numbers, each column with its own attribution. It exports the
-learner and writes the held-out rows as a CSV next to it, in the digits demo's cache root
-(:func:`insights_app.demo.cache_root`); later starts only load them, through
+learner and writes the held-out rows as a CSV next to it, in the demos' cache root
+(:func:`insights_app.demos.cache.cache_root`); later starts only load them, through
 ``data_adapters.source_from_export`` (what ``from_export("export.pkl", items=rows)`` does
 for any exported tabular learner). A cache that is missing, incomplete or no longer loads is
 trained again.
@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .demo import Progress, _print, build_in_place, cache_root, training_threads
+from .cache import DemoCache, Progress, say, training_threads
 
 DEMO_NAME = "breast-cancer-tabular-v1"  # bump when the data, the model or the training changes
 DEMO_TITLE = "Insights demo: a fastai tabular learner on scikit-learn's breast cancer data"
@@ -46,11 +45,10 @@ VALID_FRACTION = 0.2
 SEED = 0
 
 
-@dataclass(frozen=True)
-class TabularDemoFiles:
+class TabularDemoFiles(DemoCache):
     """The demo's files in the cache: the exported learner and the rows it shows."""
 
-    root: Path
+    REQUIRED = ("export.pkl", "valid.csv")
 
     @property
     def learner(self) -> Path:
@@ -61,16 +59,9 @@ class TabularDemoFiles:
         """The held-out rows (the learner's columns and the target), as a CSV."""
         return self.root / "valid.csv"
 
-    @property
-    def meta(self) -> Path:
-        return self.root / "meta.json"
-
-    def complete(self) -> bool:
-        return self.meta.is_file() and self.learner.is_file() and self.rows.is_file()
-
 
 def demo_files(cache: Path | None = None) -> TabularDemoFiles:
-    return TabularDemoFiles((Path(cache) if cache is not None else cache_root()) / DEMO_NAME)
+    return TabularDemoFiles.in_cache(DEMO_NAME, cache)
 
 
 def breast_cancer_frame() -> Any:
@@ -95,7 +86,7 @@ def split(n: int, valid_fraction: float = VALID_FRACTION, seed: int = SEED) -> t
 
 def tabular_dls(df: Any, valid_idx: list, bs: int = 64) -> Any:
     """The demo's ``TabularDataLoaders`` (Categorify, FillMissing, Normalize; the diagnosis as classes)."""
-    from . import quiet_imports
+    from insights_app import quiet_imports
 
     with quiet_imports():
         from fastai.data.block import CategoryBlock
@@ -115,11 +106,11 @@ def tabular_dls(df: Any, valid_idx: list, bs: int = 64) -> Any:
     )
 
 
-def train_tabular_demo(files: TabularDemoFiles, progress: Progress = _print, epochs: int = EPOCHS) -> float:
+def train_tabular_demo(files: TabularDemoFiles, progress: Progress = say, epochs: int = EPOCHS) -> float:
     """Train the tabular learner, export it, write the held-out rows; returns validation accuracy."""
     import torch
 
-    from . import quiet_imports
+    from insights_app import quiet_imports
 
     with quiet_imports():
         from fastai.callback.progress import ProgressCallback  # noqa: F401  (adds Learner.no_bar)
@@ -156,19 +147,12 @@ def train_tabular_demo(files: TabularDemoFiles, progress: Progress = _print, epo
     return acc
 
 
-def ensure_tabular_demo(
-    cache: Path | None = None, progress: Progress = _print, retrain: bool = False
-) -> TabularDemoFiles:
-    """The demo's cached files, training them first if they are missing (or ``retrain``).
-
-    Trained in a temporary sibling folder renamed into place (``demo.build_in_place``).
-    """
+def ensure_tabular_demo(cache: Path | None = None, progress: Progress = say, retrain: bool = False) -> TabularDemoFiles:
+    """The demo's cached files, training them first if they are missing (or ``retrain``)."""
     files = demo_files(cache)
-    if files.complete() and not retrain:
-        return files
-    progress(f"first start: training the tabular demo model once (cached in {files.root})")
-    acc = build_in_place(files.root, files.complete, lambda work: train_tabular_demo(TabularDemoFiles(work), progress))
-    progress(f"the tabular demo model reaches {acc:.1%} accuracy on its held-out rows")
+    acc = files.ensure("the tabular demo model", lambda work: train_tabular_demo(work, progress), progress, retrain)
+    if acc is not None:
+        progress(f"the tabular demo model reaches {acc:.1%} accuracy on its held-out rows")
     return files
 
 
@@ -179,7 +163,7 @@ def read_rows(files: TabularDemoFiles) -> Any:
     return pd.read_csv(files.rows, dtype={c: str for c in CATEGORICAL + [TARGET]})
 
 
-def demo_source(cache: Path | None = None, progress: Progress = _print, device: str | None = None) -> Any:
+def demo_source(cache: Path | None = None, progress: Progress = say, device: str | None = None) -> Any:
     """The demo as a ``data_adapters.Source``: the cached exported learner on its held-out rows."""
     from data_adapters import AdapterError, source_from_export
 
@@ -196,7 +180,7 @@ def demo_source(cache: Path | None = None, progress: Progress = _print, device: 
 
 
 def demo_visualizer(
-    cache: Path | None = None, progress: Progress = _print, device: str | None = None, **visualizer_kwargs: Any
+    cache: Path | None = None, progress: Progress = say, device: str | None = None, **visualizer_kwargs: Any
 ) -> Any:
     """The tabular demo's :class:`~insights_app.AttributionVisualizer` (``.render()`` in a notebook)."""
     visualizer_kwargs.setdefault("title", DEMO_TITLE)

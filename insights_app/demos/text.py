@@ -8,7 +8,7 @@ start collects them, trains a small token classifier (an embedding, masked mean 
 pooling, two linear layers: seconds on two CPU cores) and caches the weights, the vocabulary
 and the sentences themselves (docstrings change between Python versions; the cache keeps the
 ones it was trained on). Later starts only load it. The cache lives beside the digits demo's
-(``insights_app.demo.cache_root()``) and is rebuilt when it is missing, incomplete or no
+(``insights_app.demos.cache.cache_root()``) and is rebuilt when it is missing, incomplete or no
 longer loads.
 
 It is served through ``data_adapters.from_texts``, the adapter for plain torch text
@@ -26,13 +26,12 @@ import re
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .demo import Progress, _print, build_in_place, cache_root, training_threads
+from .cache import DemoCache, Progress, say, training_threads
 
 DEMO_NAME = "stdlib-docs-v1"  # bump when the data, the model or the training changes
 DEMO_TITLE = "Insights demo: which part of Python's standard library a docstring sentence is about"
@@ -206,9 +205,10 @@ def _pad(seqs: Sequence[Sequence[int]]) -> Any:
 # ---------------------------------------------------------------- the cache
 
 
-@dataclass(frozen=True)
-class TextDemoFiles:
-    root: Path
+class TextDemoFiles(DemoCache):
+    """The text demo's files in the cache: the weights, and the vocabulary and sentences they go with."""
+
+    REQUIRED = ("model.pt", "data.json")
 
     @property
     def weights(self) -> Path:
@@ -218,19 +218,12 @@ class TextDemoFiles:
     def data(self) -> Path:
         return self.root / "data.json"
 
-    @property
-    def meta(self) -> Path:
-        return self.root / "meta.json"
-
-    def complete(self) -> bool:
-        return self.meta.is_file() and self.weights.is_file() and self.data.is_file()
-
 
 def demo_files(cache: Path | None = None) -> TextDemoFiles:
-    return TextDemoFiles((Path(cache) if cache is not None else cache_root()) / DEMO_NAME)
+    return TextDemoFiles.in_cache(DEMO_NAME, cache)
 
 
-def train_demo(files: TextDemoFiles, progress: Progress = _print, epochs: int = EPOCHS) -> float:
+def train_demo(files: TextDemoFiles, progress: Progress = say, epochs: int = EPOCHS) -> float:
     """Collect the sentences, train the classifier, write the cache; returns the held-out accuracy."""
     import torch
 
@@ -291,14 +284,10 @@ def train_demo(files: TextDemoFiles, progress: Progress = _print, epochs: int = 
     return acc
 
 
-def ensure_demo(cache: Path | None = None, progress: Progress = _print, retrain: bool = False) -> TextDemoFiles:
-    """The cached files, trained first when missing (or ``retrain``), in a temporary sibling folder
-    renamed into place at the end (an interrupted run leaves no half-written cache)."""
+def ensure_demo(cache: Path | None = None, progress: Progress = say, retrain: bool = False) -> TextDemoFiles:
+    """The cached files, trained first when missing (or ``retrain``)."""
     files = demo_files(cache)
-    if files.complete() and not retrain:
-        return files
-    progress(f"first start: training the text demo model once (cached in {files.root})")
-    build_in_place(files.root, files.complete, lambda work: train_demo(TextDemoFiles(work), progress))
+    files.ensure("the text demo model", lambda work: train_demo(work, progress), progress, retrain)
     return files
 
 
@@ -314,7 +303,7 @@ def load_demo(files: TextDemoFiles, device: str | None = None) -> tuple[Any, dic
     return model.eval(), data
 
 
-def demo_source(cache: Path | None = None, progress: Progress = _print, device: str | None = None) -> Any:
+def demo_source(cache: Path | None = None, progress: Progress = say, device: str | None = None) -> Any:
     """The demo as a ``data_adapters.Source``: the cached classifier on its held-out sentences."""
     from data_adapters import source_from_texts
 
@@ -344,7 +333,7 @@ def demo_source(cache: Path | None = None, progress: Progress = _print, device: 
 
 
 def demo_visualizer(
-    cache: Path | None = None, progress: Progress = _print, device: str | None = None, **visualizer_kwargs: Any
+    cache: Path | None = None, progress: Progress = say, device: str | None = None, **visualizer_kwargs: Any
 ) -> Any:
     """The text demo's :class:`~insights_app.AttributionVisualizer` (``demo_visualizer().render()`` in a notebook)."""
     visualizer_kwargs.setdefault("title", DEMO_TITLE)
