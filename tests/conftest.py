@@ -27,7 +27,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 from adapters_helpers import train_digits_learner, write_digit_folders  # noqa: E402
-from engine_helpers import normalized_images_setup  # noqa: E402
 from ui_helpers import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -110,6 +109,8 @@ def digits_learner(digits: tuple[Path, dict[str, list[Path]]]):
 @pytest.fixture(scope="module")
 def smooth_setup() -> tuple:
     """(vis, model, raw, x, zeros, targets) over four blurred random images (module scope: a test may change vis)."""
+    from engine_helpers import normalized_images_setup  # torchvision: only for the modules that use it
+
     return normalized_images_setup(smooth=True)
 
 
