@@ -134,3 +134,36 @@ def fit_on_tensors(learn, x: torch.Tensor, y: torch.Tensor, epochs: int = 4, bat
     finally:
         torch.set_num_threads(threads)
         learn.dls = own_dls
+
+
+def train_digits_learner(root: Path, files: dict[str, list[Path]], mean: float = 0.3, std: float = 0.4):
+    """A single-label grey CNN fastai learner over ``root``'s image folders, with a Normalize in its
+    batch transforms, trained (on the files' pixels held in memory) to well above chance."""
+    import fastai.vision.all as fv
+
+    dls = fv.ImageDataLoaders.from_folder(
+        root,
+        train="train",
+        valid="valid",
+        img_cls=fv.PILImageBW,
+        bs=64,
+        num_workers=0,
+        batch_tfms=fv.Normalize.from_stats([mean], [std], cuda=False),
+    )
+    learn = fv.Learner(dls, digit_cnn(10), loss_func=fv.CrossEntropyLossFlat(), metrics=fv.accuracy)
+    x = torch.stack([pil_pixels(f) for f in files["train"]])
+    targets = torch.tensor([int(f.parent.name) for f in files["train"]])
+    fit_on_tensors(learn, (x - mean) / std, targets)
+    return learn
+
+
+def rgb_copy(grey: nn.Module) -> nn.Module:
+    """A ``digit_cnn`` for RGB input that computes what the grey ``grey`` computes on a grey image
+    opened as RGB (its first convolution's weights spread equally over the three channels):
+    an RGB learner without a second training."""
+    first = grey.conv1.weight
+    rgb = digit_cnn(grey.fc.out_features, channels=3)
+    state = {k: v.clone() for k, v in grey.state_dict().items()}
+    state["conv1.weight"] = (first / 3).repeat(1, 3, 1, 1).detach().clone()
+    rgb.load_state_dict(state)
+    return rgb

@@ -5,9 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
+import torchvision.transforms as T
+from torchvision.transforms.functional import gaussian_blur
 
-from insights_app import Batch
+from insights_app import AttributionVisualizer, Batch
+from insights_app.features import ImageFeature
 from insights_app.testing import SmallCNN, seeded
+
+NORMALIZE = T.Normalize((0.5, 0.4, 0.3), (0.25, 0.2, 0.3))
 
 
 def make_model(in_channels: int = 3, n_classes: int = 10, seed: int = 0) -> SmallCNN:
@@ -64,3 +69,28 @@ def register_edge_map(vis) -> None:
         gx = torch.nn.functional.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1))
         gy = torch.nn.functional.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
         return (gx.abs() + gy.abs(),)
+
+
+def normalized_images_setup(smooth: bool = False) -> tuple:
+    """(vis, model, raw, x, zeros, targets): a visualizer over four random images behind NORMALIZE, the
+    raw images, their normalized inputs and zero baselines, and one target per example.
+
+    ``smooth`` blurs the images first: the methods over SLIC superpixels need it (SLIC leaves pure
+    noise in one piece).
+    """
+    model = make_model()
+    data = RandomImages(n_batches=1, batch_size=4)
+    if smooth:
+        data.batches[0].inputs = gaussian_blur(data.batches[0].inputs, [9, 9], [3.0, 3.0])
+    vis = AttributionVisualizer(
+        [model],
+        [str(i) for i in range(10)],
+        [ImageFeature("image", input_transforms=[NORMALIZE])],
+        data,
+        score_func=lambda o: torch.softmax(o, 1),
+    )
+    raw = data.batches[0].inputs
+    x = torch.stack([NORMALIZE(r) for r in raw])
+    zeros = torch.stack([NORMALIZE(torch.zeros_like(r)) for r in raw])
+    targets = torch.tensor([1, 3, 5, 7])
+    return vis, model, raw, x, zeros, targets

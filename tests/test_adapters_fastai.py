@@ -1,8 +1,9 @@
 """fastai adapter: real learners trained on scikit-learn's digits written as PNG files.
 
-The learners are trained once per module on in-memory tensors of the same PNG pixels
-(the per-file pipeline is ten times slower), then given the image-folder DataLoaders, so
-they load files exactly like a learner trained with ``ImageDataLoaders.from_folder``.
+The learners are trained on in-memory tensors of the same PNG pixels (the per-file pipeline
+is ten times slower), then given the image-folder DataLoaders, so they load files exactly
+like a learner trained with ``ImageDataLoaders.from_folder``. The single-label one is
+conftest's ``digits_learner``, trained once per test run on conftest's ``digits`` folders.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from adapters_helpers import (
     fit_on_tensors,
     page_predictions,
     pil_pixels,
-    write_digit_folders,
 )
 
 from data_adapters import (
@@ -49,29 +49,9 @@ def _has_normalize(dls) -> bool:
 
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    root = tmp_path_factory.mktemp("digits")
-    return root, write_digit_folders(root)
-
-
-@pytest.fixture(scope="module")
-def learner(digits):
-    """A single-label CNN learner with a Normalize in its batch transforms."""
-    fv = fastai_vision
-    root, files = digits
-    dls = fv.ImageDataLoaders.from_folder(
-        root,
-        train="train",
-        valid="valid",
-        img_cls=fv.PILImageBW,
-        bs=64,
-        num_workers=0,
-        batch_tfms=fv.Normalize.from_stats(MEAN, STD, cuda=False),
-    )
-    learn = fv.Learner(dls, digit_cnn(10), loss_func=fv.CrossEntropyLossFlat(), metrics=fv.accuracy)
-    targets = torch.tensor([int(f.parent.name) for f in files["train"]])
-    _fit_on_tensors(learn, files["train"], targets)
-    return learn
+def learner(digits_learner):
+    """conftest's trained digits learner (a grey CNN with a Normalize in its batch transforms), read only."""
+    return digits_learner
 
 
 @pytest.fixture(scope="module")

@@ -18,16 +18,16 @@ CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight
 
 
 @pytest.fixture(scope="module")
-def digits():
+def digit_tensors():
     images, labels = digit_images(16)
     x = torch.from_numpy(images).float().div(255.0)[:, None]  # N x 1 x 16 x 16 in 0..1
     return x, torch.from_numpy(labels)
 
 
 @pytest.fixture(scope="module")
-def model(digits):
+def model(digit_tensors):
     """A small CNN trained for a few hundred steps on normalized digits (about a second)."""
-    x, y = digits
+    x, y = digit_tensors
     xn = (x - MEAN[0]) / STD[0]
     torch.manual_seed(0)
     net = digit_cnn(10)
@@ -67,8 +67,8 @@ def _expected_scores(model, x):
         return torch.softmax(model((x - MEAN[0]) / STD[0]), dim=1)
 
 
-def test_dataset_end_to_end(digits, model):
-    x, y = digits
+def test_dataset_end_to_end(digit_tensors, model):
+    x, y = digit_tensors
     valid = TensorDataset(x[1400:], y[1400:])
     source = source_from_dataset(valid, model, CLASSES, mean=MEAN, std=STD, batch_size=50)
     batches = list(source.dataset)
@@ -89,8 +89,8 @@ def test_dataset_end_to_end(digits, model):
         assert ex["models"][0]["attributions"][0]["image"]
 
 
-def test_shuffling_dataloader_is_shown_in_order(digits, model):
-    x, y = digits
+def test_shuffling_dataloader_is_shown_in_order(digit_tensors, model):
+    x, y = digit_tensors
     loader = DataLoader(TensorDataset(x[:100], y[:100]), batch_size=16, shuffle=True)
     vis = from_dataset(loader, model, CLASSES, mean=MEAN, std=STD)
     first = vis.page(dict(IG_PAGE, page=2))
@@ -100,8 +100,8 @@ def test_shuffling_dataloader_is_shown_in_order(digits, model):
     assert page_predictions(first) == page_predictions(again)
 
 
-def test_normalized_dataset_is_shown_denormalized(digits, model):
-    x, y = digits
+def test_normalized_dataset_is_shown_denormalized(digit_tensors, model):
+    x, y = digit_tensors
     normalized = TensorDataset((x[:40] - MEAN[0]) / STD[0], y[:40])
     source = source_from_dataset(normalized, model, CLASSES, mean=MEAN, std=STD, normalized=True)
     shown = torch.cat([b.inputs for b in source.dataset])
@@ -113,7 +113,7 @@ def test_normalized_dataset_is_shown_denormalized(digits, model):
         assert score == pytest.approx(float(expected[ex_id].max()), abs=1e-5)
 
 
-def test_pil_and_dict_items(digits, model):
+def test_pil_and_dict_items(digit_tensors, model):
     images, labels = digit_images(16)
     source = source_from_dataset(PilDigits(images[:20], labels[:20]), model, CLASSES, mean=MEAN, std=STD)
     batch = next(iter(source.dataset))
@@ -128,8 +128,8 @@ def test_pil_and_dict_items(digits, model):
     assert all(ex["label"] is None for ex in page["examples"])
 
 
-def test_class_file_and_numbered_outputs(digits, model, tmp_path):
-    x, y = digits
+def test_class_file_and_numbered_outputs(digit_tensors, model, tmp_path):
+    x, y = digit_tensors
     ds = TensorDataset(x[:8], y[:8])
     path = tmp_path / "classes.json"
     path.write_text(json.dumps({str(i): [f"n{i:03d}", name] for i, name in enumerate(CLASSES)}))
@@ -137,8 +137,8 @@ def test_class_file_and_numbered_outputs(digits, model, tmp_path):
     assert from_dataset(ds, model, None, mean=MEAN, std=STD).classes == [str(i) for i in range(10)]
 
 
-def test_clear_errors(digits, model):
-    x, y = digits
+def test_clear_errors(digit_tensors, model):
+    x, y = digit_tensors
     with pytest.raises(AdapterError, match="empty"):
         from_dataset(TensorDataset(x[:0], y[:0]), model, CLASSES)
     with pytest.raises(AdapterError, match="3 class names but the model has 10 outputs"):

@@ -15,15 +15,7 @@ import numpy as np
 import pytest
 import requests
 import torch
-from ui_helpers import (  # noqa: F401  (pytest fixtures)
-    DIGIT_NAMES,
-    decode_data_url,
-    digits_setup,
-    digits_visualizer,
-    is_blank,
-    mixed_visualizer,
-    serve,
-)
+from ui_helpers import DIGIT_NAMES, decode_data_url, is_blank, serve
 
 from insights_app import AttributionVisualizer, Batch
 from insights_app.access import access_token, host_is_loopback, token_cookie_name

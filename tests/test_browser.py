@@ -12,15 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
-from ui_helpers import (  # noqa: F401  (pytest fixtures)
+from ui_helpers import (
     DIGIT_NAMES,
     Page,
     card_ids,
-    chromium,
     decode_data_url,
-    digits_server,
-    digits_setup,
-    digits_visualizer,
     fetch,
     is_blank,
     make_digits_visualizer,
@@ -28,14 +24,13 @@ from ui_helpers import (  # noqa: F401  (pytest fixtures)
     open_app,
     serve,
     shot,
-    ui,
     wait_idle,
 )
 
 from insights_app import AttributionVisualizer, Batch
 from insights_app.features import ImageFeature
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 def attribution_srcs(page) -> list[str]:

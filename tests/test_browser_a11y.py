@@ -14,17 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
-from ui_helpers import (  # noqa: F401  (pytest fixtures)
-    chromium,
-    digits_server,
-    digits_setup,
-    digits_visualizer,
-    open_app,
-    serve,
-    shot,
-    ui,
-    wait_idle,
-)
+from ui_helpers import open_app, serve, shot, wait_idle
 
 from insights_app import AttributionVisualizer, Batch
 from insights_app.features import GeneralFeature

@@ -8,19 +8,9 @@ import re
 
 import numpy as np
 import pytest
-from ui_helpers import (  # noqa: F401  (pytest fixtures)
-    card_ids,
-    chromium,
-    digits_server,
-    digits_setup,
-    digits_visualizer,
-    open_app,
-    shot,
-    ui,
-    wait_idle,
-)
+from ui_helpers import card_ids, open_app, shot
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 # Every text the button's live region shows, in order (a MutationObserver, installed before the click).
 WATCH_STATUS = """() => {

@@ -9,28 +9,13 @@ import time
 
 import pytest
 import torch
-from ui_helpers import (  # noqa: F401  (pytest fixtures)
-    DIGIT_NAMES,
-    card_ids,
-    chromium,
-    decode_data_url,
-    digits_server,
-    digits_setup,
-    digits_visualizer,
-    fetch,
-    is_blank,
-    open_app,
-    serve,
-    shot,
-    ui,
-    wait_idle,
-)
+from ui_helpers import DIGIT_NAMES, card_ids, decode_data_url, fetch, is_blank, open_app, serve, shot, wait_idle
 
 from insights_app import AttributionVisualizer, Batch
 from insights_app.features import ImageFeature
 from insights_app.testing import SlowNet, seeded
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 def alert_text(page) -> str:

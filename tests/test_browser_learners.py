@@ -5,7 +5,7 @@ attribution."""
 from __future__ import annotations
 
 import pytest
-from ui_helpers import chromium, open_app, serve, shot, ui  # noqa: F401  (pytest fixtures)
+from ui_helpers import open_app, serve, shot
 
 
 @pytest.fixture(scope="module")

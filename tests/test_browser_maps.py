@@ -11,20 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ui_helpers import (  # noqa: F401  (pytest fixtures)
-    chromium,
-    decode_data_url,
-    digits_server,
-    digits_setup,
-    digits_visualizer,
-    fetch,
-    open_app,
-    shot,
-    ui,
-    wait_idle,
-)
+from ui_helpers import decode_data_url, fetch, open_app, shot, wait_idle
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 def legend_ends(locator) -> list:

@@ -13,21 +13,11 @@ from collections.abc import Iterator
 import pytest
 from engine_helpers import register_edge_map
 from test_browser_a11y import axe_violations
-from ui_helpers import (  # noqa: F401  (pytest fixtures)
-    chromium,
-    digits_setup,
-    fetch,
-    make_digits_visualizer,
-    open_app,
-    serve,
-    shot,
-    ui,
-    wait_idle,
-)
+from ui_helpers import fetch, make_digits_visualizer, open_app, serve, shot, wait_idle
 
 from insights_app.serving import ServerHandle
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 BADGE = re.compile(r"^del ([^\s▾]+) · ins ([^\s▾]+)")
 

@@ -15,16 +15,7 @@ import json
 import re
 from pathlib import Path
 
-import pytest
-from ui_helpers import (  # noqa: F401  (pytest fixtures)
-    chromium,
-    digits_server,
-    digits_setup,
-    digits_visualizer,
-    shot,
-    ui,
-    wait_idle,
-)
+from ui_helpers import shot, wait_idle
 
 from insights_app.notebook import widget_css, widget_modules
 
@@ -291,7 +282,6 @@ def test_every_scheme_defines_the_whole_palette_and_the_dark_one_reads_at_wcag_a
 # ---------------------------------------------------------------- in the browser
 
 
-@pytest.mark.browser
 def test_a_400px_cell_gets_the_narrow_layout_without_horizontal_overflow(ui, digits_server):
     page = ui.page
     page.set_viewport_size({"width": 480, "height": 1000})
@@ -319,7 +309,6 @@ def test_a_400px_cell_gets_the_narrow_layout_without_horizontal_overflow(ui, dig
     assert card.locator("img").first.is_visible()
 
 
-@pytest.mark.browser
 def test_the_height_trait_sizes_the_widget_and_zero_lets_it_grow(ui, digits_server):
     open_widget(ui, digits_server, width=1000, height=600)
     page = ui.page
@@ -336,7 +325,6 @@ def test_the_height_trait_sizes_the_widget_and_zero_lets_it_grow(ui, digits_serv
     assert grown["root"] >= grown["main"][0], grown
 
 
-@pytest.mark.browser
 def test_a_dark_jupyter_theme_darkens_the_widget_and_a_light_one_keeps_it_light(ui, digits_server):
     page = ui.page
     page.emulate_media(color_scheme="dark")  # the system's preference never decides for the widget
@@ -357,7 +345,6 @@ def test_a_dark_jupyter_theme_darkens_the_widget_and_a_light_one_keeps_it_light(
     shot(page, "theme-widget-jupyter-light-os-dark")
 
 
-@pytest.mark.browser
 def test_the_standalone_page_follows_the_systems_dark_mode(ui, digits_server):
     page = ui.page
     page.emulate_media(color_scheme="dark")

@@ -5,19 +5,7 @@ from __future__ import annotations
 
 import torch
 from test_browser_a11y import axe_violations
-from ui_helpers import (  # noqa: F401  (pytest fixtures)
-    DIGIT_NAMES,
-    card_ids,
-    chromium,
-    digits_server,
-    digits_setup,
-    digits_visualizer,
-    open_app,
-    serve,
-    shot,
-    ui,
-    wait_idle,
-)
+from ui_helpers import DIGIT_NAMES, card_ids, open_app, serve, shot, wait_idle
 
 from insights_app import AttributionVisualizer, Batch
 from insights_app.features import GeneralFeature

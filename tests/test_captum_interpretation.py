@@ -1,10 +1,10 @@
 """``data_adapters.fastai.CaptumInterpretation``: fastai's captum docs, cell for cell, with our import.
 
-A small RGB learner (fastai's docs use colour photos) is trained once per module on scikit-learn's
-digits written as PNG files; as in test_adapters_fastai.py it trains on the files' pixels held in
-memory (the per-file pipeline is ten times slower) and keeps its image-folder DataLoaders, so it
-loads files exactly like a learner trained with ``ImageDataLoaders.from_folder``. Figures are
-drawn with matplotlib's Agg backend (no display).
+A small RGB learner (fastai's docs use colour photos) over scikit-learn's digits written as PNG
+files (conftest's ``digits``): its CNN is the one conftest's ``digits_learner`` trained, spread over
+three channels, and it keeps its own image-folder DataLoaders, so it loads files exactly like a
+learner trained with ``ImageDataLoaders.from_folder``. Figures are drawn with matplotlib's Agg
+backend (no display).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 import torch
-from adapters_helpers import digit_cnn, fit_on_tensors, pil_pixels, write_digit_folders
+from adapters_helpers import digit_cnn, pil_pixels, rgb_copy
 
 fastai_vision = pytest.importorskip("fastai.vision.all")
 pytestmark = pytest.mark.timeout(240)
@@ -29,16 +29,14 @@ STEPS = 16  # integration steps where the default (1000) is not the point
 
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    root = tmp_path_factory.mktemp("digits_rgb")
-    return root, write_digit_folders(root, n_train=300, n_valid=40)
+def learn(digits, digits_learner):
+    """A trained single-label RGB CNN learner with a Normalize in its batch transforms.
 
-
-@pytest.fixture(scope="module")
-def learn(digits):
-    """A trained single-label RGB CNN learner with a Normalize in its batch transforms."""
+    Its CNN is conftest's grey ``digits_learner`` with the first convolution spread over three
+    channels (``rgb_copy``): the same predictions on these grey files opened as RGB, no second training.
+    """
     fv = fastai_vision
-    root, files = digits
+    root, _ = digits
     dls = fv.ImageDataLoaders.from_folder(
         root,
         train="train",
@@ -48,10 +46,7 @@ def learn(digits):
         num_workers=0,
         batch_tfms=fv.Normalize.from_stats(MEAN, STD, cuda=False),
     )
-    learn = fv.Learner(dls, digit_cnn(10, channels=3), loss_func=fv.CrossEntropyLossFlat(), metrics=fv.accuracy)
-    x = (torch.stack([pil_pixels(f, "RGB") for f in files["train"]]) - MEAN[0]) / STD[0]
-    y = torch.tensor([int(f.parent.name) for f in files["train"]])
-    fit_on_tensors(learn, x, y, epochs=4, batch_size=32)
+    learn = fv.Learner(dls, rgb_copy(digits_learner.model), loss_func=fv.CrossEntropyLossFlat(), metrics=fv.accuracy)
     with learn.no_bar():
         preds, targets = learn.get_preds()
     assert float((preds.argmax(1) == targets).float().mean()) > 0.5  # a real, trained learner

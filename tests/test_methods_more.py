@@ -11,9 +11,9 @@ import torch
 import torch.nn as nn
 from captum.attr import LRP, FeatureAblation, KernelShap, LayerIntegratedGradients, Lime, ShapleyValueSampling
 from captum.attr._utils.lrp_rules import EpsilonRule
-from engine_helpers import RandomImages, make_model
-from test_methods_parity import NORMALIZE, engine_attr, layer_map, seeded, slic_masks, smooth_setup  # noqa: F401
-from ui_helpers import decode_data_url, digits_setup, digits_visualizer, is_blank, mixed_visualizer  # noqa: F401
+from engine_helpers import NORMALIZE, RandomImages, make_model
+from test_methods_parity import engine_attr, layer_map, seeded, slic_masks
+from ui_helpers import decode_data_url, is_blank
 
 from insights_app import AttributionVisualizer
 from insights_app.dataset import ExampleBatch

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torchvision.transforms as T
 from captum._utils.models.linear_model import SkLearnLasso
 from captum.attr import (
     LRP,
@@ -34,9 +33,8 @@ from captum.attr import (
     ShapleyValueSampling,
 )
 from captum.attr._utils.lrp_rules import EpsilonRule
-from engine_helpers import RandomImages, make_model
+from engine_helpers import NORMALIZE, RandomImages, make_model, normalized_images_setup
 from skimage.segmentation import slic
-from torchvision.transforms.functional import gaussian_blur
 
 from insights_app import AttributionVisualizer
 from insights_app.dataset import ExampleBatch
@@ -44,48 +42,14 @@ from insights_app.errors import ValidationError
 from insights_app.features import ImageFeature
 from insights_app.methods import baselines, build_registry
 
-NORMALIZE = T.Normalize((0.5, 0.4, 0.3), (0.25, 0.2, 0.3))
-
 
 @pytest.fixture(scope="module")
 def setup():
-    model = make_model()
-    data = RandomImages(n_batches=1, batch_size=4)
-    vis = AttributionVisualizer(
-        [model],
-        [str(i) for i in range(10)],
-        [ImageFeature("image", input_transforms=[NORMALIZE])],
-        data,
-        score_func=lambda o: torch.softmax(o, 1),
-    )
-    raw = data.batches[0].inputs
-    x = torch.stack([NORMALIZE(r) for r in raw])
-    zeros = torch.stack([NORMALIZE(torch.zeros_like(r)) for r in raw])
-    targets = torch.tensor([1, 3, 5, 7])
-    return vis, model, raw, x, zeros, targets
+    return normalized_images_setup()
 
 
-# The methods over SLIC superpixels run on smooth images: SLIC leaves pure noise in one piece.
+# The methods over SLIC superpixels run on smooth images (conftest's smooth_setup): SLIC leaves pure noise in one piece.
 SUPERPIXEL_METHODS = ("Lime", "KernelShap")
-
-
-@pytest.fixture(scope="module")
-def smooth_setup():
-    model = make_model()
-    data = RandomImages(n_batches=1, batch_size=4)
-    data.batches[0].inputs = gaussian_blur(data.batches[0].inputs, [9, 9], [3.0, 3.0])
-    vis = AttributionVisualizer(
-        [model],
-        [str(i) for i in range(10)],
-        [ImageFeature("image", input_transforms=[NORMALIZE])],
-        data,
-        score_func=lambda o: torch.softmax(o, 1),
-    )
-    raw = data.batches[0].inputs
-    x = torch.stack([NORMALIZE(r) for r in raw])
-    zeros = torch.stack([NORMALIZE(torch.zeros_like(r)) for r in raw])
-    targets = torch.tensor([1, 3, 5, 7])
-    return vis, model, raw, x, zeros, targets
 
 
 def slic_masks(raw, n_segments=50, compactness=10.0):

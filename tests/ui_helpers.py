@@ -1,13 +1,10 @@
 """Shared set-up for the API, browser and reliability tests: small trained models, visualizers, servers.
 
 Everything is built from scikit-learn's digits (nothing is downloaded) and is deterministic.
-The pytest fixtures below are session-scoped so the CNN is trained once per test run
-(about 3 seconds on 2 cores); import the ones a test module needs::
-
-    from ui_helpers import digits_visualizer, digits_server  # noqa: F401  (pytest fixtures)
-
-Plain functions (``train_digits_cnn``, ``make_digits_visualizer``, ``make_mixed_visualizer``,
-``serve``) are there for tests that need their own instance, e.g. two servers at once.
+The pytest fixtures built from them (``digits_setup``, ``digits_visualizer``, ``digits_server``,
+``mixed_visualizer``, ``chromium``, ``ui``) live in conftest.py: the CNN is trained once per test run
+(about 3 seconds on 2 cores). The plain functions here (``train_digits_cnn``, ``make_digits_visualizer``,
+``make_mixed_visualizer``, ``serve``) are for tests that need their own instance, e.g. two servers at once.
 """
 
 from __future__ import annotations
@@ -15,12 +12,11 @@ from __future__ import annotations
 import base64
 import io
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 import torch.nn as nn
 
@@ -205,51 +201,7 @@ class DigitsSetup:
     accuracy: float
 
 
-@pytest.fixture(scope="session")
-def digits_setup() -> DigitsSetup:
-    """The trained CNN and a one-model visualizer over the held-out digits."""
-    model = train_digits_cnn()
-    return DigitsSetup(model, make_digits_visualizer([model], ["DigitsCNN"]), accuracy(model))
-
-
-@pytest.fixture(scope="session")
-def digits_visualizer(digits_setup: DigitsSetup) -> AttributionVisualizer:
-    return digits_setup.visualizer
-
-
-@pytest.fixture(scope="session")
-def mixed_visualizer() -> AttributionVisualizer:
-    return make_mixed_visualizer()
-
-
-@pytest.fixture(scope="session")
-def digits_server(digits_visualizer: AttributionVisualizer) -> Iterator[ServerHandle]:
-    """A waitress server on 127.0.0.1 (no token) for the digits visualizer."""
-    handle = serve(digits_visualizer)
-    yield handle
-    handle.close()
-
-
 # ---------------------------------------------------------------- headless Chromium
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    """One headless Debian Chromium per test module (Playwright; never downloads a browser).
-
-    Module scope, not session: a live sync Playwright runs an event loop in the main thread,
-    which would break later modules that use asyncio (nbclient) or start their own Playwright.
-    """
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(
-            f"no Chromium at {CHROMIUM}: install Debian's package (apt-get install chromium) "
-            "or set INSIGHTS_CHROMIUM; browser tests never download one"
-        )
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 IDLE_JS = """() => {
@@ -297,14 +249,6 @@ class Page:
 
     def close(self) -> None:
         self.context.close()
-
-
-@pytest.fixture
-def ui(chromium):
-    p = Page(chromium)
-    yield p
-    p.close()
-    assert not p.errors, p.errors
 
 
 def open_app(ui: Page, url: str) -> None:
