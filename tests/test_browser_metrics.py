@@ -25,7 +25,7 @@ from ui_helpers import (  # noqa: F401  (pytest fixtures)
     wait_idle,
 )
 
-from insights_app.serving import ServerHandle
+from insights_app.transport.serving import ServerHandle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
