@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from insights_app.render import VIS_METHODS, encode_png_base64, render_attribution
+from insights_app.page.render import VIS_METHODS, encode_png_base64, render_attribution
 
 CASES: tuple[tuple[str, str], ...] = tuple((m, "absolute_value") for m in VIS_METHODS) + (
     ("heat_map", "all"),

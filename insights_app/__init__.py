@@ -5,7 +5,7 @@ Code written for ``captum.insights`` runs after changing its imports::
     from insights_app import AttributionVisualizer, Batch
     from insights_app.features import ImageFeature, TextFeature, GeneralFeature
 
-The names below are imported on first use, so that the light modules (``insights_app.access``,
+The names below are imported on first use, so that the light modules (``insights_app.transport.access``,
 ``insights_app.limits``) can be used without loading torch and captum: the command line checks
 its arguments before that slow work.
 

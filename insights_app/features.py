@@ -134,7 +134,7 @@ class ImageFeature(BaseFeature):
         return a.numpy()
 
     def visualize(self, attribution: torch.Tensor, data: torch.Tensor, contribution_frac: float) -> FeatureOutput:
-        from .render import encode_png_base64, render_attribution, to_display_image
+        from .page.render import encode_png_base64, render_attribution, to_display_image
 
         original = to_display_image(self.display_input(data))
         modified = render_attribution(

@@ -16,11 +16,11 @@ if TYPE_CHECKING:
     from .dataset import Example, ExampleStore
     from .engine import Engine, Prediction
     from .features import BaseFeature
-    from .fields import Defaults
     from .methods import MethodSpec
-    from .paging import Pager
-    from .present import Presenter
-    from .query import AttributeQuery, PageQuery
+    from .page.fields import Defaults
+    from .page.paging import Pager
+    from .page.present import Presenter
+    from .page.query import AttributeQuery, PageQuery
     from .store import Store
     from .triage import DatasetPass, Interpretation
 

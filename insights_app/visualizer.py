@@ -3,8 +3,8 @@
 A thin facade: it checks its arguments and owns the parts, each of which does one job. One
 :class:`~insights_app.engine.Engine` per model (prediction and attribution), an
 :class:`~insights_app.dataset.ExampleStore` over the dataset, a
-:class:`~insights_app.paging.Pager` (which examples a page shows), a
-:class:`~insights_app.present.Presenter` (results as JSON), and its registries of methods
+:class:`~insights_app.page.paging.Pager` (which examples a page shows), a
+:class:`~insights_app.page.present.Presenter` (results as JSON), and its registries of methods
 and views. ``serve()`` starts the web app and ``render()`` shows the same UI in a notebook;
 both answer through the views. Nothing here is global: several visualizers can live in one
 process.
@@ -24,14 +24,14 @@ from .cancel import Cancel
 from .dataset import Example, ExampleStore
 from .engine import Engine, Prediction
 from .errors import DatasetError
-from .feature_kinds import FeatureRenderer
 from .features import BaseFeature, ImageFeature
 from .limits import TOP_K_MAX
 from .methods import AttributionContext, Attributions, MethodSpec, Param, build_registry, method
-from .page import attributed, page_document, page_events, predictions
-from .paging import PageInfo, Pager
-from .present import Presenter
-from .query import ATTRIBUTE_BODY, PAGE_BODY, AttributeQuery, Defaults, Filter, PageQuery
+from .page.feature_kinds import FeatureRenderer
+from .page.paging import PageInfo, Pager
+from .page.present import Presenter
+from .page.query import ATTRIBUTE_BODY, PAGE_BODY, AttributeQuery, Defaults, Filter, PageQuery
+from .page.service import attributed, page_document, page_events, predictions
 from .store import ModelStore, Store
 from .triage import DEFAULT_PASS_LIMIT, DatasetPass, Interpretation, LossFn, interpretation_of
 from .views import View, build_views
@@ -140,7 +140,7 @@ class AttributionVisualizer:
         return self.methods.register(spec, replace=replace)
 
     def register_feature_kind(self, renderer: FeatureRenderer, *, replace: bool = False) -> FeatureRenderer:
-        """Show features of ``renderer.kind`` with it (a :class:`~insights_app.feature_kinds.FeatureRenderer`)."""
+        """Show features of ``renderer.kind`` with it (a :class:`~insights_app.page.feature_kinds.FeatureRenderer`)."""
         return self.presenter.renderers.register(renderer, replace=replace)
 
     def method(
@@ -210,7 +210,7 @@ class AttributionVisualizer:
         return predictions(self.engines, examples, cancel)
 
     def find_page(self, flt: Filter, page: int, page_size: int) -> PageInfo:
-        """Ids of one page of examples matching ``flt`` (see :mod:`insights_app.paging`)."""
+        """Ids of one page of examples matching ``flt`` (see :mod:`insights_app.page.paging`)."""
         return self.pager.find_page(flt, page, page_size)
 
     def iter_page(self, q: PageQuery, first_chunk: int = 1) -> Iterator[dict[str, Any]]:
@@ -255,7 +255,7 @@ class AttributionVisualizer:
         requires a token, generated and printed when not given. ``debug`` only raises the
         log level: the interactive debugger is never enabled.
         """
-        from .serving import start_server
+        from .transport.serving import start_server
 
         if host is None:
             host = "0.0.0.0" if bind_all else "127.0.0.1"
@@ -286,10 +286,10 @@ class AttributionVisualizer:
         """Show the UI inside a Jupyter notebook (JupyterLab 4, Notebook 7, VS Code).
 
         Returns None, as captum.insights did: a returned widget, as a cell's last value, would
-        be shown a second time. ``insights_app.notebook.InsightsWidget(vis)`` is the widget
+        be shown a second time. ``insights_app.transport.notebook.InsightsWidget(vis)`` is the widget
         itself, to place in a layout of your own.
         """
-        from .notebook import InsightsWidget
+        from .transport.notebook import InsightsWidget
 
         widget = InsightsWidget(self, height=height)
         try:

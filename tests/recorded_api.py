@@ -331,7 +331,7 @@ def answer(client: Any, method: str, path: str, body: Any) -> dict[str, Any]:
 
 def record_all(only_path: str | None = None, previous: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Every scenario's answers; with ``only_path``, the other routes' answers are kept from ``previous``."""
-    from insights_app.server import create_app
+    from insights_app.transport.server import create_app
 
     out = []
     kept = iter(previous or [])

@@ -24,7 +24,7 @@ fastai_tabular = pytest.importorskip("fastai.tabular.all")
 from data_adapters import AdapterError, from_learner, source_from_export, source_from_learner  # noqa: E402
 from data_adapters.fastai_tabular import EmbeddedTabularModel  # noqa: E402
 from insights_app.demos import tabular as demo_tabular  # noqa: E402
-from insights_app.server import create_app  # noqa: E402
+from insights_app.transport.server import create_app  # noqa: E402
 
 API = "/api/v1"
 N_ROWS, N_VALID = 260, 40

@@ -19,7 +19,7 @@ from captum.attr import IntegratedGradients, LayerIntegratedGradients
 from torch import nn
 
 from data_adapters import AdapterError, from_learner, from_texts, source_from_learner, source_from_texts
-from insights_app.server import create_app
+from insights_app.transport.server import create_app
 
 API = "/api/v1"
 VOCAB = [

@@ -18,10 +18,10 @@ import torch
 from ui_helpers import DIGIT_NAMES, decode_data_url, is_blank, serve
 
 from insights_app import AttributionVisualizer, Batch
-from insights_app.access import access_token, host_is_loopback, token_cookie_name
 from insights_app.features import ImageFeature
-from insights_app.server import create_app
 from insights_app.testing import SlowNet
+from insights_app.transport.access import access_token, host_is_loopback, token_cookie_name
+from insights_app.transport.server import create_app
 
 FAST = {"method": "Saliency"}
 API = "/api/v1"
@@ -198,7 +198,7 @@ def test_each_method_has_a_default_sign_and_maps_carry_their_colour_scale(client
 
 
 def test_a_shared_scale_is_the_pages_and_a_fixed_one_is_the_number_sent(client, digits_visualizer):
-    from insights_app.render import attribution_scale, shrink_map
+    from insights_app.page.render import attribution_scale, shrink_map
 
     body = {"method": "IntegratedGradients", "page_size": 3, "visualization": {"sign": "all", "outlier_perc": 2}}
     own = post(client, "/examples", body).get_json()["examples"]
@@ -281,7 +281,7 @@ def test_streamed_page_sends_page_examples_then_done(client):
 
 
 def test_stream_yields_the_first_example_before_computing_the_rest(digits_visualizer, monkeypatch):
-    from insights_app import page as examples_view
+    from insights_app.page import service as examples_view
 
     calls: list[list[int]] = []
     original = examples_view.explained

@@ -11,9 +11,9 @@ import pytest
 import torch
 from reliability_helpers import CLASSES, Digits, make_model, make_visualizer, ndjson_events
 
-from insights_app.notebook import handle_request
-from insights_app.server import create_app
 from insights_app.testing import SlowNet, seeded
+from insights_app.transport.notebook import handle_request
+from insights_app.transport.server import create_app
 
 
 @pytest.fixture(scope="module")

@@ -70,7 +70,7 @@ def test_occlusion_batches_examples_by_perturbations_per_pass_not_by_window_coun
 
 
 def test_call_sizes_try_each_candidate_then_keep_the_fastest():
-    from insights_app.call_sizes import CallSizes
+    from insights_app.engine.call_sizes import CallSizes
 
     sizes = CallSizes()
     cost = {1: 0.010, 2: 0.006, 4: 0.005, 8: 0.009}  # seconds per example at each size
@@ -93,7 +93,7 @@ def test_a_slow_first_page_does_not_decide_the_call_size():
     """A model's first batch runs cold (cnn32 Integrated Gradients: 15.8 ms per example against 10.3
     warm). The candidates are tried in turn, each on two batches, so the size tried first is judged
     on a warm batch too and is kept when it is the fastest."""
-    from insights_app.call_sizes import CallSizes
+    from insights_app.engine.call_sizes import CallSizes
 
     sizes = CallSizes()
     warm = {1: 0.010, 2: 0.012, 4: 0.011}  # seconds per example, once warm

@@ -18,7 +18,7 @@ from ui_helpers import open_app, serve, shot, wait_idle
 
 from insights_app import AttributionVisualizer, Batch
 from insights_app.features import GeneralFeature
-from insights_app.serving import ServerHandle
+from insights_app.transport.serving import ServerHandle
 
 AXE_SOURCE = (Path(__file__).parent / "assets" / "axe-core" / "axe.min.js").read_text(encoding="utf-8")
 AXE_RUN = """async () => {

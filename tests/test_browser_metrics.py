@@ -15,7 +15,7 @@ from engine_helpers import register_edge_map
 from test_browser_a11y import axe_violations
 from ui_helpers import fetch, make_digits_visualizer, open_app, serve, shot, wait_idle
 
-from insights_app.serving import ServerHandle
+from insights_app.transport.serving import ServerHandle
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ui_helpers import shot, wait_idle
 
-from insights_app.notebook import widget_css, widget_modules
+from insights_app.transport.notebook import widget_css, widget_modules
 
 CSS_DIR = Path(__import__("insights_app").__file__).with_name("static") / "css"
 HARNESS = "widget-harness"

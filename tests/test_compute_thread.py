@@ -13,8 +13,8 @@ import torch
 from engine_helpers import RandomImages, make_model
 
 from insights_app import AttributionVisualizer
+from insights_app.engine.worker import ComputeThread
 from insights_app.features import ImageFeature
-from insights_app.worker import ComputeThread
 
 
 def test_calls_run_on_one_thread_and_nested_calls_do_not_deadlock():

@@ -11,7 +11,7 @@ import pytest
 from reliability_helpers import CLASSES, Digits, make_visualizer
 
 from insights_app.errors import ValidationError
-from insights_app.export import export
+from insights_app.page.export import export
 
 BODY = {"method": "Saliency", "filter": {"prediction": "incorrect"}}
 
@@ -109,7 +109,7 @@ def _post_export(client, body):
 
 @pytest.fixture(scope="module")
 def client(vis):
-    from insights_app.server import create_app
+    from insights_app.transport.server import create_app
 
     return create_app(vis).test_client()
 
@@ -211,7 +211,7 @@ def test_the_export_view_is_in_the_openapi_document(client):
 
 
 def test_the_html_report_shows_the_maps_metrics_when_asked(vis, tmp_path):
-    from insights_app.export import html_report
+    from insights_app.page.export import html_report
 
     text, n = html_report(vis, {"method": "Saliency", "metrics": ["deletion", "insertion"]}, limit=2)
     assert n == 2 and text.count("deletion ") == 2 and text.count("insertion ") == 2 and "↓" in text and "↑" in text

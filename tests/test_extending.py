@@ -14,11 +14,11 @@ from engine_helpers import RandomImages, make_model
 
 from insights_app import AttributionVisualizer
 from insights_app.errors import ComputationError, DatasetError, RenderError, ValidationError
-from insights_app.feature_kinds import FeatureRenderer, renderer_for
 from insights_app.features import BaseFeature, ImageFeature
 from insights_app.methods import Param, method
-from insights_app.notebook import handle_request
-from insights_app.server import create_app
+from insights_app.page.feature_kinds import FeatureRenderer, renderer_for
+from insights_app.transport.notebook import handle_request
+from insights_app.transport.server import create_app
 from insights_app.views import Stream, View
 
 CLASSES = [f"c{i}" for i in range(10)]

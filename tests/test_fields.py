@@ -1,4 +1,4 @@
-"""Request bodies declared once (insights_app.fields): the parser and the schema of each field kind agree."""
+"""Request bodies declared once (insights_app.page.fields): the parser and the schema of each field kind agree."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from insights_app.errors import ValidationError
-from insights_app.fields import (
+from insights_app.methods import build_registry
+from insights_app.page.fields import (
     MISSING,
     Array,
     Body,
@@ -24,8 +25,7 @@ from insights_app.fields import (
     ParseState,
     last_model,
 )
-from insights_app.methods import build_registry
-from insights_app.query import ATTRIBUTE_BODY, PAGE_BODY
+from insights_app.page.query import ATTRIBUTE_BODY, PAGE_BODY
 
 jsonschema = pytest.importorskip("jsonschema")
 

@@ -88,7 +88,7 @@ def test_first_imports_and_adapters_show_no_third_party_deprecations(exported, t
         import insights_app
         from insights_app import AttributionVisualizer, Batch
         from insights_app.features import ImageFeature
-        from insights_app.notebook import InsightsWidget
+        from insights_app.transport.notebook import InsightsWidget
         from insights_app.testing import ConvNet, seeded
         from data_adapters import from_export, from_folder
 
@@ -110,7 +110,7 @@ def test_the_demo_in_a_notebook_on_an_empty_cache_shows_no_third_party_deprecati
     result = run_fresh(
         """
         from insights_app.demos.digits import demo_visualizer
-        from insights_app.notebook import InsightsWidget
+        from insights_app.transport.notebook import InsightsWidget
 
         InsightsWidget(demo_visualizer(progress=lambda message: None))
     """,

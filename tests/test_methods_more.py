@@ -21,7 +21,7 @@ from insights_app.errors import ValidationError
 from insights_app.features import ImageFeature
 from insights_app.methods import build_registry
 from insights_app.methods.superpixels import slic_segments
-from insights_app.server import create_app
+from insights_app.transport.server import create_app
 
 NEW_METHODS = (
     "LRP",

@@ -17,8 +17,8 @@ from insights_app.dataset import ExampleBatch
 from insights_app.features import ImageFeature
 from insights_app.metrics import MetricOptions
 from insights_app.metrics.sanity import sanity_check
-from insights_app.server import create_app
 from insights_app.testing import seeded
+from insights_app.transport.server import create_app
 
 ALL = ("deletion", "insertion", "infidelity", "sensitivity")
 

@@ -20,7 +20,7 @@ from launch_helpers import free_port, wait_for_http
 
 from insights_app import AttributionVisualizer
 from insights_app.features import ImageFeature
-from insights_app.notebook import InsightsWidget, handle_request, widget_esm, widget_modules
+from insights_app.transport.notebook import InsightsWidget, handle_request, widget_esm, widget_modules
 
 TESTS = Path(__file__).resolve().parent
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"

@@ -18,7 +18,7 @@ RECORDS = json.loads(RECORDING.read_text())
 
 @pytest.mark.parametrize("scenario", sorted(scenarios()))
 def test_every_recorded_request_gets_the_recorded_answer(scenario):
-    from insights_app.server import create_app
+    from insights_app.transport.server import create_app
 
     factory, _ = scenarios()[scenario]
     torch.manual_seed(0)

@@ -30,8 +30,8 @@ from reliability_helpers import (
     serving,
 )
 
-from insights_app.server import create_app
 from insights_app.testing import TinyCNN
+from insights_app.transport.server import create_app
 
 POISONED = [2, 5, 11]
 

@@ -24,8 +24,8 @@ from insights_app.cache import LRUCache
 from insights_app.errors import ValidationError
 from insights_app.limits import MAX_BODY_BYTES, MAX_DISPLAY_SIDE, MAX_EVALS_PER_EXAMPLE, PAGE_SIZE_MAX, TOP_K_MAX
 from insights_app.methods import build_registry
-from insights_app.server import create_app
 from insights_app.testing import TinyCNN
+from insights_app.transport.server import create_app
 
 METHODS = list(build_registry())
 
@@ -232,7 +232,7 @@ def test_small_images_are_sent_at_their_own_size():
 
 
 def test_shrunk_maps_keep_sign_and_mass():
-    from insights_app.render import shrink_map
+    from insights_app.page.render import shrink_map
 
     rng = np.random.default_rng(0)
     attr = rng.normal(size=(1024, 2048)).astype(np.float32)

@@ -30,7 +30,7 @@ from reliability_helpers import (
 )
 
 from insights_app.dataset import ExampleBatch
-from insights_app.server import create_app
+from insights_app.transport.server import create_app
 
 CLIENTS = 20
 DURATION_S = 20.0

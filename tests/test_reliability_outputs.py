@@ -17,9 +17,9 @@ from reliability_helpers import CLASSES, Digits, make_visualizer
 
 from insights_app import AttributionVisualizer, Batch
 from insights_app.features import GeneralFeature
-from insights_app.notebook import handle_request
-from insights_app.server import create_app
 from insights_app.testing import TinyCNN, seeded
+from insights_app.transport.notebook import handle_request
+from insights_app.transport.server import create_app
 
 MARK = 0.5  # examples whose pixel (0, 0) is MARK are the ones the models below misbehave on
 
@@ -203,8 +203,8 @@ def test_a_model_that_answers_one_row_per_call_is_shown_from_one_example_per_cal
 def test_images_written_without_escaping_give_the_same_json_as_json_dumps():
     """The renderer's data URLs skip json's escaping scan; the answer must be byte for byte what
     ``json.dumps`` writes, whatever surrounds them (nesting, sorted keys, look-alike strings)."""
-    from insights_app import jsonwire
-    from insights_app.render import encode_png_base64
+    from insights_app.page import jsonwire
+    from insights_app.page.render import encode_png_base64
 
     image = encode_png_base64(np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8))
     assert isinstance(image, jsonwire.Verbatim)

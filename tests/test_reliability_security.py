@@ -18,11 +18,11 @@ import pytest
 import requests
 from reliability_helpers import make_visualizer, raw_http, serving, status_of
 
-from insights_app import access
-from insights_app import server as server_module
 from insights_app.limits import MAX_BODY_BYTES
-from insights_app.server import create_app
-from insights_app.serving import start_server
+from insights_app.transport import access
+from insights_app.transport import server as server_module
+from insights_app.transport.server import create_app
+from insights_app.transport.serving import start_server
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "s3cret-token-for-tests-0123456789"

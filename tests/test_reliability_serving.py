@@ -272,8 +272,8 @@ def test_requests_without_the_token_never_wait_for_a_model():
 
 
 def test_queued_work_per_model_is_bounded():
+    from insights_app.engine.worker import ComputeThread
     from insights_app.errors import Busy
-    from insights_app.worker import ComputeThread
 
     thread = ComputeThread("insights-app compute: slow", max_waiting=2)
     release = threading.Event()

@@ -20,7 +20,7 @@ from reliability_helpers import CLASSES, Digits, make_visualizer, ndjson_events
 
 from insights_app.errors import ValidationError
 from insights_app.limits import PAGE_MAX, PAGE_SIZE_MAX, TOP_K_MAX
-from insights_app.server import create_app
+from insights_app.transport.server import create_app
 
 VIS = make_visualizer(dataset=Digits(n=8, batch_size=4))
 METHODS = list(VIS.methods)

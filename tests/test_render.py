@@ -11,7 +11,7 @@ from matplotlib import colormaps
 from matplotlib.colors import LinearSegmentedColormap
 from PIL import Image
 
-from insights_app.render import (
+from insights_app.page.render import (
     SIGNS,
     VIS_METHODS,
     RenderError,

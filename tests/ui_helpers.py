@@ -22,8 +22,8 @@ import torch.nn as nn
 
 from insights_app import AttributionVisualizer, Batch
 from insights_app.features import GeneralFeature, ImageFeature, TextFeature
-from insights_app.serving import ServerHandle, start_server
 from insights_app.testing import DigitsCNN, DigitsMLP, MixedModel, seeded
+from insights_app.transport.serving import ServerHandle, start_server
 
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 IMAGE_SIDE = 32

@@ -13,8 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from insights_app.access import is_loopback
 from insights_app.limits import MAX_RESIZE_SIDE
+from insights_app.transport.access import is_loopback
 
 from . import export, method_report, precompute
 from .build import DEMOS

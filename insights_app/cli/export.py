@@ -78,7 +78,7 @@ def export_body(args: argparse.Namespace) -> dict:
 def run(visualizer: AttributionVisualizer, args: argparse.Namespace, out: Say = say) -> int:
     """insights-app export: one file (csv, npz or html) of what the page shows."""
     from insights_app.errors import ValidationError
-    from insights_app.export import export
+    from insights_app.page.export import export
 
     try:
         n = export(visualizer, args.format, args.out, args.body, args.limit)

@@ -10,7 +10,7 @@ import threading
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from insights_app.access import is_loopback
+from insights_app.transport.access import is_loopback
 
 from .errors import CliError, Say, say
 from .preflight import port_error

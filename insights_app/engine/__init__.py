@@ -4,10 +4,10 @@ The package, by job: ``core`` (:class:`Engine`: run, predict, attribute, metrics
 ``results`` (the result types and failure isolation), ``readthrough`` (memory, store, compute),
 ``keys`` (what results are keyed by), ``forward`` (cancellable and shared forward passes),
 ``seeding`` (randomized methods made reproducible); how many examples go to one captum call is
-:mod:`insights_app.call_sizes`. The names below are the ones the rest of the app imports.
+:mod:`insights_app.engine.call_sizes`. The names below are the ones the rest of the app imports.
 """
 
-from ..call_sizes import CALL_GRADIENT_BYTES, CALL_INPUT_BYTES, PASS_INPUT_BYTES
+from .call_sizes import CALL_GRADIENT_BYTES, CALL_INPUT_BYTES, PASS_INPUT_BYTES
 from .core import Engine
 from .forward import CancellableForward, ReusedForward
 from .keys import arguments_key, fingerprints

@@ -4,7 +4,7 @@ An :class:`Engine` owns one model. ``run(examples, spec, params, targets)`` give
 example's prediction and, when a method is asked for, its explanation (or the error that
 kept it from one). How it is done is decided in this package: one forward pass shared by the
 prediction and the attribution where the method allows it (:func:`.forward.shared_forward`),
-batches of examples per captum call (:class:`~insights_app.call_sizes.CallPolicy`), the
+batches of examples per captum call (:class:`~insights_app.engine.call_sizes.CallPolicy`), the
 predictions and explanations read through memory and the store (:mod:`.readthrough`), and one
 strategy for failures (:func:`.results.isolated`: the whole batch, then each example alone, so
 that only the examples the model or captum cannot handle fail). Captum methods install hooks
@@ -23,7 +23,6 @@ from typing import Any
 import torch
 
 from ..cache import LRUCache
-from ..call_sizes import CallPolicy, CallSizes
 from ..cancel import Cancel, raise_if_cancelled
 from ..dataset import Example, ExampleBatch
 from ..errors import Cancelled, ComputationError, ValidationError
@@ -32,12 +31,13 @@ from ..limits import TOP_K_MAX
 from ..methods import AttributionContext, MethodSpec
 from ..methods.layers import resolve_layer
 from ..tensors import as_tuple, model_device, plain
-from ..worker import ComputeThread, on_compute_thread
+from .call_sizes import CallPolicy, CallSizes
 from .forward import CancellableForward, all_or_none, shared_forward
 from .keys import Subsets, arguments_key, fingerprints
 from .readthrough import Backing, ReadThrough
 from .results import Explanation, Failure, KeptAttributions, Prediction, Result, isolated, reduced
 from .seeding import seeded_rngs
+from .worker import ComputeThread, on_compute_thread
 
 log = logging.getLogger("insights_app.engine")  # one log for the engine, its name as before the split
 ExplanationKey = tuple[Hashable, str, int | None]  # (example id, arguments_key, target) in memory
@@ -466,7 +466,7 @@ class Engine:
             )
         return tuple(r.detach() for r in result)
 
-    # ------------------------------------------------------------ examples per call (insights_app.call_sizes)
+    # ------------------------------------------------------------ examples per call (insights_app.engine.call_sizes)
     def rows_per_pass(self, inputs: Sequence[torch.Tensor]) -> int:
         """Rows of one forward pass for the methods that batch their own passes (:class:`CallPolicy`)."""
         return self.call_policy.rows_per_pass(inputs)

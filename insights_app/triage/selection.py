@@ -1,6 +1,6 @@
 """Which examples a triage filter selects, read from the dataset pass's records at once.
 
-The same matching rule as the scanning pager (:func:`insights_app.paging.matches`): classes
+The same matching rule as the scanning pager (:func:`insights_app.page.paging.matches`): classes
 match any model's top prediction or the label, "correct" means every model is right, an
 example some model failed on matches nothing; plus what only the pass knows: a confusion
 cell, a range of the top score, models that disagree, and the loss order (largest first, the
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..query import Filter
+from ..page.query import Filter
 from .records import Snapshot
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..cancel import Cancel
-from ..page import attributed
+from ..page.query import ATTRIBUTE_BODY, AttributeQuery
+from ..page.service import attributed
 from ..protocols import VisualizerLike
-from ..query import ATTRIBUTE_BODY, AttributeQuery
 from .view import View
 
 

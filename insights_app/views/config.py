@@ -8,8 +8,8 @@ from typing import Any
 from .. import limits
 from ..methods.layers import conv_layer_names
 from ..metrics.options import metrics_config
-from ..query import CLASS_SOURCES, PAGE_SIZE_DEFAULT, PREDICTION_FILTERS, SCALES, Visualization
-from ..render import PALETTES, SIGNS, SINGLE_SIGN_METHODS, VIS_METHODS, colormap_stops
+from ..page.query import CLASS_SOURCES, PAGE_SIZE_DEFAULT, PREDICTION_FILTERS, SCALES, Visualization
+from ..page.render import PALETTES, SIGNS, SINGLE_SIGN_METHODS, VIS_METHODS, colormap_stops
 from .view import View
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..fields import Body, Int, Object, last_model
+from ..page.fields import Body, Int, Object, last_model
 from ..protocols import VisualizerLike
 from ..triage import interpretation_for
 from .dataset_pass import progress_json

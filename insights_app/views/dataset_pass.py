@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..cancel import Cancel
-from ..fields import Body, Bool, Enum, Object
+from ..page.fields import Body, Bool, Enum, Object
 from ..protocols import VisualizerLike
 from ..triage import PassProgress
 from .view import Stream, View

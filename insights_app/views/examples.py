@@ -1,7 +1,7 @@
 """``POST /api/v1/examples``: one page of examples with every model's predictions and attributions.
 
 The body is parsed here; the page itself (the pager's ids, the previews, each example as soon as
-it is computed) is :mod:`insights_app.page`'s, as a document or, with ``"stream": true``, a
+it is computed) is :mod:`insights_app.page.service`'s, as a document or, with ``"stream": true``, a
 :class:`Stream` of its events.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..cancel import Cancel
-from ..page import page_document, page_events
+from ..page.query import PAGE_BODY, PageQuery
+from ..page.service import page_document, page_events
 from ..protocols import VisualizerLike
-from ..query import PAGE_BODY, PageQuery
 from .view import Stream, View
 
 

@@ -4,7 +4,7 @@ The body is the examples page request (filter, method, arguments, visualization,
 ``format`` and ``limit``; the answer is JSON (``filename``, ``media_type``, ``content``), not the
 file itself, so that it travels the same way over HTTP and over the notebook widget's comm, and
 the page saves it with a download link. ``html`` is the self-contained report of
-:func:`insights_app.export.html_report` (the filter's first ``limit`` examples, images inline);
+:func:`insights_app.page.export.html_report` (the filter's first ``limit`` examples, images inline);
 ``csv`` is every example's predictions from the dataset pass (``limit`` does not apply). The
 report's pages are computed with the request's ``Cancel``: a client that hangs up stops it.
 """
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..cancel import Cancel
-from ..export import csv_text, html_report
-from ..fields import Body, Enum, Int, Object
+from ..page.export import csv_text, html_report
+from ..page.fields import Body, Enum, Int, Object
+from ..page.query import COMMON_FIRST, PAGE_BODY, PageQuery, page_query
 from ..protocols import VisualizerLike
-from ..query import COMMON_FIRST, PAGE_BODY, PageQuery, page_query
 from .view import View
 
 FORMATS = ("html", "csv")  # the page's formats (the NPZ is for the command line and Python)

@@ -12,12 +12,12 @@ from typing import Any
 
 from ..cancel import Cancel
 from ..errors import ValidationError
-from ..fields import MISSING, Array, Body, Delegated, Int, Name, Object, ParseState
 from ..metrics import MetricOptions, parse_metrics
 from ..metrics.options import ABSENT
 from ..metrics.options import request_schema as metrics_schema
 from ..metrics.registered import metric_names
 from ..metrics.report import SAMPLE_MAX, SANITY_MAX, method_report
+from ..page.fields import MISSING, Array, Body, Delegated, Int, Name, Object, ParseState
 from ..protocols import VisualizerLike
 from .view import View
 

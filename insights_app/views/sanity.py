@@ -5,7 +5,7 @@ the answer has the example with its original map, and per randomization step (th
 randomized so far, last layer first) the map on the randomized copy, drawn the same way, with
 its Spearman rank correlation and SSIM against the original, and whether the method is
 flagged "insensitive to the model" (see :mod:`insights_app.metrics.sanity`); the check itself
-is :func:`insights_app.page.sanity_checked`.
+is :func:`insights_app.page.service.sanity_checked`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..cancel import Cancel
-from ..page import sanity_checked
+from ..page.query import ATTRIBUTE_BODY, AttributeQuery
+from ..page.service import sanity_checked
 from ..protocols import VisualizerLike
-from ..query import ATTRIBUTE_BODY, AttributeQuery
 from .view import View
 
 

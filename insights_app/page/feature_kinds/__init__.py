@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..features import BaseFeature
-from ..registry import Registry
+from ...features import BaseFeature
+from ...registry import Registry
 from .general import GENERAL, GeneralRenderer, general_values
 from .image import IMAGE, ImageRenderer
 from .renderer import FeatureRenderer, Shown

@@ -16,14 +16,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .cancel import Cancel, raise_if_cancelled
-from .dataset import Example, ExampleStore, NotReadYet
-from .engine import Prediction
-from .errors import DatasetError
+from ..cancel import Cancel, raise_if_cancelled
+from ..dataset import Example, ExampleStore, NotReadYet
+from ..engine import Prediction
+from ..errors import DatasetError
 from .query import Filter
 
 if TYPE_CHECKING:
-    from .triage import DatasetPass
+    from ..triage import DatasetPass
 
 PREDICT_CHUNK = 64  # examples predicted per forward pass while scanning
 FILTERS_KEPT = 64  # filter indexes remembered (least recently used dropped)
@@ -182,7 +182,7 @@ class Pager:
 
     def _pass_page(self, flt: Filter, page: int, page_size: int) -> PageInfo:
         """A page of a triage filter, from the dataset pass's records (started here when it never ran)."""
-        from .triage.selection import select
+        from ..triage.selection import select
 
         if self.dataset_pass is None:
             raise DatasetError("this filter needs the dataset pass, which this visualizer does not have")

@@ -1,7 +1,7 @@
 """What a feature kind's renderer is: how the page's JSON shows one feature's input and its maps.
 
 A :class:`FeatureRenderer` is registered by the kind it shows (``feature.kind``: "image",
-"text", "general"); the :class:`~insights_app.present.Presenter` looks each feature's renderer
+"text", "general"); the :class:`~insights_app.page.present.Presenter` looks each feature's renderer
 up by kind (a subclass of a built-in feature that names a kind of its own is shown as its
 parent is; a kind nobody registered gets this base renderer: its numbers, as a flat list).
 """
@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ..features import BaseFeature
+from ...features import BaseFeature
 
 if TYPE_CHECKING:
-    from ..dataset import Example
+    from ...dataset import Example
     from ..query import Visualization
 
 

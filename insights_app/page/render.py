@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import RenderError
+from ..errors import RenderError
+from ..limits import MAX_DISPLAY_SIDE
 from .jsonwire import Verbatim
-from .limits import MAX_DISPLAY_SIDE
 
 VIS_METHODS = ("heat_map", "blended_heat_map", "masked_image", "alpha_scaling", "original_image")
 SIGNS = ("all", "positive", "negative", "absolute_value")

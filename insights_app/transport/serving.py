@@ -36,12 +36,12 @@ from urllib.parse import parse_qs
 from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 
-from . import jsonwire
+from ..errors import HTTP_ERROR_MESSAGES
+from ..limits import MAX_BODY_BYTES
+from ..page import jsonwire
+from ..views import Served
 from .access import AccessRule, access_token
-from .errors import HTTP_ERROR_MESSAGES
-from .limits import MAX_BODY_BYTES
 from .server import OVERLOADED, create_app, view_of
-from .views import Served
 
 log = logging.getLogger(__name__)
 QUICK_THREADS = 2  # threads for the requests that do not run the models

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..features import BaseFeature
+from ...features import BaseFeature
 from ..jsonwire import Verbatim
 from ..render import (
     attribution_scale,
@@ -21,7 +21,7 @@ from ..render import (
 from .renderer import FeatureRenderer, Shown
 
 if TYPE_CHECKING:
-    from ..dataset import Example
+    from ...dataset import Example
     from ..query import Visualization
 
 

@@ -3,7 +3,7 @@
 A :class:`Presenter` keeps two caches, both bounded: what each feature shows for an
 example's input (the same for every model and method) and the rendered attributions per
 explanation and view, so a repeated page, or a change of colours only, costs JSON only. What a
-feature shows is its kind's renderer's (:mod:`insights_app.feature_kinds`, looked up by kind).
+feature shows is its kind's renderer's (:mod:`insights_app.page.feature_kinds`, looked up by kind).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from .cache import LRUCache
-from .dataset import Example
-from .engine import Explanation, Prediction, Result
+from ..cache import LRUCache
+from ..dataset import Example
+from ..engine import Explanation, Prediction, Result
+from ..features import BaseFeature
+from ..registry import Registry
 from .feature_kinds import FeatureRenderer, build_registry, renderer_for
-from .features import BaseFeature
 from .query import Visualization
-from .registry import Registry
 from .render import shrink_image, to_display_image
 
 log = logging.getLogger(__name__)

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from .cancel import Cancel, raise_if_cancelled
-from .errors import ValidationError
-from .page import page_document
-from .protocols import VisualizerLike
+from ..cancel import Cancel, raise_if_cancelled
+from ..errors import ValidationError
+from ..protocols import VisualizerLike
+from .service import page_document
 
 FORMATS = ("csv", "npz", "html")
 PAGE = 32  # examples per page request while exporting
@@ -34,11 +34,11 @@ def _wait_for_pass(vis: VisualizerLike, model: int, cancel: Cancel | None) -> No
     ``vis.interpretation()`` does; with one, asking it while waiting, so that a client that hangs up
     stops waiting (the pass itself goes on: it is shared with the Dataset view and the filters)."""
     if cancel is None:
-        from .triage import interpretation_of
+        from ..triage import interpretation_of
 
         interpretation_of(vis, model, progress=False)
         return
-    from .triage import model_index
+    from ..triage import model_index
 
     model_index(vis, model)
     p = vis.dataset_pass
@@ -177,7 +177,7 @@ def _metrics_html(metrics: Mapping[str, Any] | None) -> str:
     """A map's quality metrics (when the body asked for them), each with its better direction."""
     if not metrics:
         return ""
-    from .metrics import LOWER_IS_BETTER
+    from ..metrics import LOWER_IS_BETTER
 
     cells = []
     for name, value in metrics.items():

@@ -16,12 +16,12 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .cancel import Cancel
-from .dataset import Example, ExampleBatch, NotReadYet
-from .engine import Engine, Explanation, Prediction, Result
-from .errors import ValidationError
-from .metrics.sanity import sanity_check
-from .protocols import VisualizerLike
+from ..cancel import Cancel
+from ..dataset import Example, ExampleBatch, NotReadYet
+from ..engine import Engine, Explanation, Prediction, Result
+from ..errors import ValidationError
+from ..metrics.sanity import sanity_check
+from ..protocols import VisualizerLike
 from .query import AttributeQuery, PageQuery, Query
 
 

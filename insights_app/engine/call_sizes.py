@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .dataset import ExampleBatch
-from .errors import ValidationError
-from .limits import MAX_EVALS_PER_EXAMPLE
+from ..dataset import ExampleBatch
+from ..errors import ValidationError
+from ..limits import MAX_EVALS_PER_EXAMPLE
 
 if TYPE_CHECKING:
-    from .methods import MethodSpec
+    from ..methods import MethodSpec
 
 # Model-input bytes (float32) one captum call may expand to, over all its rows: beyond this,
 # activations too large for the allocator to keep cost page faults on every call.

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..features import BaseFeature
+from ...features import BaseFeature
 from ..render import scale_range
 from .renderer import FeatureRenderer, Shown
 
 if TYPE_CHECKING:
-    from ..dataset import Example
+    from ...dataset import Example
     from ..query import Visualization
 
 

@@ -1,4 +1,4 @@
-"""The attribution queries' bodies, declared once (:mod:`insights_app.fields`), and their typed queries.
+"""The attribution queries' bodies, declared once (:mod:`insights_app.page.fields`), and their typed queries.
 
 Every field a client sends is checked by its declaration (type, bounds, allowed values) and a
 bad one raises :class:`~insights_app.errors.ValidationError` naming it, which the server turns
@@ -11,7 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ValidationError
+from ..errors import ValidationError
+from ..limits import EXAMPLE_ID_MAX, MAX_EVALS_PER_EXAMPLE, PAGE_MAX, PAGE_SIZE_MAX, TOP_K_MAX
+from ..methods import MethodSpec
+from ..metrics import MetricOptions, check_cost, parse_metrics
+from ..metrics.options import ABSENT
+from ..metrics.options import request_schema as metrics_schema
 from .fields import (
     MISSING,
     Array,
@@ -32,11 +37,6 @@ from .fields import (
     Scope,
     last_model,
 )
-from .limits import EXAMPLE_ID_MAX, MAX_EVALS_PER_EXAMPLE, PAGE_MAX, PAGE_SIZE_MAX, TOP_K_MAX
-from .methods import MethodSpec
-from .metrics import MetricOptions, check_cost, parse_metrics
-from .metrics.options import ABSENT
-from .metrics.options import request_schema as metrics_schema
 from .render import PALETTES, SIGNS, VIS_METHODS, sign_problem
 
 PAGE_SIZE_DEFAULT = 4

@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from .errors import ValidationError
-from .methods import MethodSpec
+from ..errors import ValidationError
+from ..methods import MethodSpec
 
 T = TypeVar("T")
 JSONSchema = dict[str, Any]

@@ -21,15 +21,15 @@ from flask import Flask, Response, jsonify, request, send_from_directory
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from . import jsonwire
+from ..cancel import Cancel
+from ..errors import HTTP_ERROR_MESSAGES, Busy, UnsupportedMediaType, ValidationError, error_event, error_reply
+from ..limits import MAX_BODY_BYTES
+from ..page import jsonwire
+from ..views import API_PREFIX, Served, Stream, View
 from .access import AccessRule
-from .cancel import Cancel
-from .errors import HTTP_ERROR_MESSAGES, Busy, UnsupportedMediaType, ValidationError, error_event, error_reply
-from .limits import MAX_BODY_BYTES
-from .views import API_PREFIX, Served, Stream, View
 
 log = logging.getLogger(__name__)
-STATIC_DIR = Path(__file__).with_name("static")
+STATIC_DIR = Path(__file__).parent.parent / "static"
 MIME_TYPES = {
     ".js": "text/javascript",
     ".mjs": "text/javascript",

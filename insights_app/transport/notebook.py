@@ -28,12 +28,12 @@ from typing import Any
 import anywidget
 import traitlets
 
-from .cancel import Cancel
-from .errors import Cancelled, error_event, error_reply
-from .views import Served, Stream
+from ..cancel import Cancel
+from ..errors import Cancelled, error_event, error_reply
+from ..views import Served, Stream
 
 log = logging.getLogger(__name__)
-STATIC_DIR = Path(__file__).with_name("static")
+STATIC_DIR = Path(__file__).parent.parent / "static"
 
 WIDGET_ENTRY = "widget.js"  # anywidget's module: links the page's modules and mounts the app
 PAGE_ENTRY = "main.js"  # the standalone page's entry, not part of the widget
