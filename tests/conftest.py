@@ -40,7 +40,7 @@ from ui_helpers import (  # noqa: E402
 )
 
 from insights_app import AttributionVisualizer  # noqa: E402
-from insights_app.serving import ServerHandle  # noqa: E402
+from insights_app.transport.serving import ServerHandle  # noqa: E402
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
