@@ -56,6 +56,7 @@ class InsightsApp {
     for (const m of this.config.methods) this.methods.set(m.name, m);
     this.state = defaultState(this.config, this.methods);
     const fromUrl = this.options.urlState ? readUrl(this, VIEWS, window.location.search) : { warning: null, views: {} };
+    this.viewModules = VIEWS; // what the views are before they are made (the toolbar's entries read it)
     for (const view of VIEWS) this.views.set(view.name, view.create(this));
     this.build(fromUrl.warning);
     if (this.options.urlState && this.config.title) document.title = this.config.title;

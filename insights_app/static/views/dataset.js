@@ -374,6 +374,11 @@ function histogram(hist, labeled) {
 export default {
   name: "dataset",
   create: (app) => new DatasetView(app),
+  entry: {
+    label: "Dataset overview",
+    title: "Accuracy, confusion matrix, top losses over the whole dataset",
+    params: (app) => ({ model: app.state.filter.model || 0 }),
+  },
   /** What a link asks the Dataset view to open (?dataset=model), or null. */
   readUrl(q, num) {
     return num("dataset") === null ? null : { model: num("dataset") };

@@ -8,6 +8,13 @@ import { apiError } from "../lib/transport.js";
 import { failCard, fillCard, placeholderCard } from "./cards.js";
 import { exportReportControl } from "../controls/export-report.js";
 
+/** A toolbar button that opens a view which declares an entry (views/index.js). */
+function viewEntry(app, view) {
+  const { label, title, params } = view.entry;
+  return h("button", { type: "button", class: `ia-btn ia-btn-small ia-view-btn ia-${view.name}-btn`, title,
+    onclick: () => app.openView(view.name, params ? params(app) : {}) }, label);
+}
+
 class ExamplesView {
   constructor(app) {
     this.app = app;
@@ -30,8 +37,7 @@ class ExamplesView {
     this.el = h("div", { class: "ia-page-view" },
       h("div", { class: "ia-toolbar" },
         h("div", { class: "ia-toolbar-left" },
-          h("button", { type: "button", class: "ia-btn ia-btn-small ia-dataset-btn", title: "Accuracy, confusion matrix, top losses over the whole dataset",
-            onclick: () => app.openView("dataset", { model: app.state.filter.model || 0 }) }, "Dataset overview"),
+          app.viewModules.filter((view) => view.entry).map((view) => viewEntry(app, view)),
           exportReportControl(app), this.status, this.announcer),
         h("div", { class: "ia-toolbar-right" }, this.legend, h("div", { class: "ia-pager" }, this.prev, this.pageLabel, this.next))),
       this.grid);
