@@ -9,17 +9,26 @@ Everything goes through the engines' caches and the store, so a second report is
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from ..dataset import ExampleBatch
-from ..engine import arguments_key, fingerprints
+from ..engine import Explanation, arguments_key, fingerprints
+from ..engine.readthrough import Backing, ReadThrough
 from ..errors import ValidationError
 from .options import METRICS, REPORT_METHODS, MetricOptions
 from .registered import metric_names
 from .sanity import MAX_STEPS, sanity_check
+
+if TYPE_CHECKING:
+    from ..cancel import Cancel
+    from ..dataset import Example
+    from ..engine import Engine, Result
+    from ..methods import MethodSpec
+    from ..protocols import VisualizerLike
+    from ..store.sqlite import MetricKey
 
 # The sanity check's per-example summary is stored like a metric (same table, same keys, its own name).
 SANITY_KEY = f'sanity:v1:{{"seed": 0, "steps": {MAX_STEPS}}}'
@@ -28,7 +37,7 @@ SAMPLE_MAX = 1024
 SANITY_MAX = 64
 
 
-def sample_ids(vis: Any, sample: int) -> list[int]:
+def sample_ids(vis: VisualizerLike, sample: int) -> list[int]:
     """``sample`` example ids spread evenly over the dataset (its first ones when its size is unknown)."""
     from ..triage.dataset_pass import known_size
 
@@ -38,7 +47,7 @@ def sample_ids(vis: Any, sample: int) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, size - 1, sample)})
 
 
-def _examples(vis: Any, ids: Sequence[int], cancel: Any) -> list[Any]:
+def _examples(vis: VisualizerLike, ids: Sequence[int], cancel: Cancel | None) -> list[Example]:
     out = []
     for i in ids:
         try:
@@ -62,13 +71,13 @@ def _number(value: Any) -> float | None:
 
 
 def method_report(
-    vis: Any,
+    vis: VisualizerLike,
     methods: Sequence[str] | None = None,
     sample: int = 64,
     options: MetricOptions | None = None,
     arguments: Mapping[str, Mapping[str, Any]] | None = None,
     sanity: int = 8,
-    cancel: Any = None,
+    cancel: Cancel | None = None,
     progress: Callable[[str], None] = lambda line: None,
 ) -> dict[str, Any]:
     """The report as JSON (see :func:`table` for it as text)."""
@@ -116,42 +125,53 @@ def method_report(
 
 
 def _sanity(
-    engine: Any, spec: Any, params: dict[str, Any], examples: list[Any], results: list[Any], cancel: Any
+    engine: Engine,
+    spec: MethodSpec,
+    params: dict[str, Any],
+    examples: list[Example],
+    results: list[Result],
+    cancel: Cancel | None,
 ) -> dict[str, Any]:
-    kept = [
-        (ex, r) for ex, r in zip(examples, results) if r.explanation is not None and r.explanation.target is not None
+    kept: list[tuple[Example, Explanation]] = [
+        (ex, r.explanation)
+        for ex, r in zip(examples, results)
+        if r.explanation is not None and r.explanation.target is not None
     ]
     if not kept:
         return {"examples": 0, "insensitive": 0, "spearman": None, "ssim": None, "flag": False}
-    checked: list[dict[str, Any]] = []  # per example: its SanityResult.to_json(), stored like a metric
-    by_id = {ex.id: r for ex, r in kept}
+    # Per example: its SanityResult.to_json(), cached and stored like a metric (the engine's read-through).
+    cache: ReadThrough[Hashable, Any] = ReadThrough(engine.results, size=lambda _v: 512)
     key = arguments_key(spec.fingerprint, params)
+    checked: list[dict[str, Any]] = []
+    by_id = {ex.id: exp for ex, exp in kept}
     for _index, batch in ExampleBatch.groups([ex for ex, _ in kept]):
-        rs = [by_id[i] for i in batch.ids]
-        fps = fingerprints(batch) if engine.store is not None else None
-        wanted = [] if fps is None else [(fp, key, r.explanation.target, SANITY_KEY) for fp, r in zip(fps, rs)]
-        stored = engine.store.metrics(wanted) if wanted else {}
-        missing = [j for j in range(len(rs)) if not wanted or wanted[j] not in stored]
-        found: dict[int, dict[str, Any]] = {
-            j: stored[wanted[j]] for j in range(len(rs)) if wanted and wanted[j] in stored
-        }
-        if missing:
-            sub = batch.select(missing)
-            results = engine.compute.run(
+        exps = [by_id[i] for i in batch.ids]
+
+        def computed(positions: list[int], batch: ExampleBatch = batch, exps: list[Explanation] = exps) -> list[Any]:
+            checks = engine.compute.run(
                 sanity_check,
                 engine,
                 spec,
                 params,
-                sub,
-                [rs[j].explanation.target for j in missing],
-                [rs[j].explanation.maps for j in missing],
+                batch.select(positions),
+                [cast(int, exps[j].target) for j in positions],  # kept: each has one
+                [exps[j].maps for j in positions],
                 cancel=cancel,
             )
-            for j, result in zip(missing, results):
-                found[j] = result.to_json()
-            if wanted:
-                engine.store.save_metrics([(wanted[j], found[j]) for j in missing])
-        checked.extend(found[j] for j in range(len(rs)))
+            return [c.to_json() for c in checks]
+
+        backing: Backing[MetricKey, Any] | None = None
+        if engine.store is not None:
+
+            def store_keys(
+                positions: list[int], batch: ExampleBatch = batch, exps: list[Explanation] = exps
+            ) -> list[MetricKey]:
+                fps = fingerprints(batch)  # asked only for what memory did not have
+                return [(fps[j], key, exps[j].target, SANITY_KEY) for j in positions]
+
+            backing = Backing(store_keys, engine.store.metrics, engine.store.save_metrics)
+        memory_keys = [(ex_id, key, exp.target, SANITY_KEY) for ex_id, exp in zip(batch.ids, exps)]
+        checked.extend(cache.get_many(memory_keys, computed, backing))
     rho = [c["spearman"][-1] for c in checked if c["spearman"] and c["spearman"][-1] is not None]
     ssim = [c["ssim"][-1] for c in checked if c["ssim"] and c["ssim"][-1] is not None]
     flagged = sum(bool(c["insensitive"]) for c in checked)

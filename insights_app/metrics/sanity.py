@@ -17,12 +17,18 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
+
+if TYPE_CHECKING:
+    from ..cancel import Cancel
+    from ..dataset import ExampleBatch
+    from ..engine import Engine
+    from ..methods import MethodSpec
 
 # Measured on the trained digits CNN, fully randomized: an edge map stays at 1.0 / 1.0 (Spearman / SSIM),
 # Integrated Gradients reaches 0.78-0.90 / 0.42-0.51, Saliency 0.02-0.19 / 0.04-0.15.
@@ -112,15 +118,15 @@ def similarity(original: np.ndarray, other: np.ndarray) -> tuple[float | None, f
 
 
 def sanity_check(
-    engine: Any,
-    spec: Any,
+    engine: Engine,
+    spec: MethodSpec,
     params: dict[str, Any],
-    batch: Any,
+    batch: ExampleBatch,
     targets: Sequence[int],
     original_maps: Sequence[Sequence[np.ndarray]],
     seed: int = 0,
     max_steps: int = MAX_STEPS,
-    cancel: Any = None,
+    cancel: Cancel | None = None,
 ) -> list[SanityResult]:
     """The check for each example of ``batch`` (its original maps, its target) under ``engine``'s model."""
     from ..engine import CancellableForward, Engine

@@ -10,10 +10,11 @@ from ..methods.layers import conv_layer_names
 from ..metrics.options import metrics_config
 from ..page.query import CLASS_SOURCES, PAGE_SIZE_DEFAULT, PREDICTION_FILTERS, SCALES, Visualization
 from ..page.render import PALETTES, SIGNS, SINGLE_SIGN_METHODS, VIS_METHODS, colormap_stops
+from ..protocols import VisualizerLike
 from .view import View
 
 
-def config(vis: Any, body: Any = None) -> dict[str, Any]:
+def config(vis: VisualizerLike, body: Any = None) -> dict[str, Any]:
     """Classes, models, features, methods (their parameter schemas), metrics, display options and limits."""
     return {
         "title": vis.title,
