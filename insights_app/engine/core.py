@@ -18,7 +18,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -38,6 +38,9 @@ from .readthrough import Backing, ReadThrough
 from .results import Explanation, Failure, KeptAttributions, Prediction, Result, isolated, reduced
 from .seeding import seeded_rngs
 from .worker import ComputeThread, on_compute_thread
+
+if TYPE_CHECKING:
+    from ..store import ModelStore
 
 log = logging.getLogger("insights_app.engine")  # one log for the engine, its name as before the split
 ExplanationKey = tuple[Hashable, str, int | None]  # (example id, arguments_key, target) in memory
@@ -61,7 +64,7 @@ class Engine:
 
     def __init__(
         self,
-        model: Any,
+        model: torch.nn.Module,
         features: Sequence[BaseFeature],
         score_func: Callable[[torch.Tensor], torch.Tensor] | None = None,
         *,
@@ -72,7 +75,7 @@ class Engine:
         cache_entries: int = 1024,
         cache_bytes: int = 512 * 2**20,
         prediction_entries: int = 200_000,
-        store: Any = None,
+        store: ModelStore | None = None,
     ) -> None:
         self.model = model
         self.features = list(features)

@@ -26,13 +26,14 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from ..dataset import Example, ExampleBatch
 from ..engine import Engine, Prediction, arguments_key, fingerprints
 from ..errors import ComputationError, ValidationError
+from ..store import ModelStore
 from . import CHUNK, Run
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,9 @@ class ChunkWorker:
         # predictions and maps (each is read again within the chunk, by the next method).
         entries = 4 * CHUNK * max(1, len(self.specs))
         self.engines: list[Engine] = []
+        self.recorders: list[RecordingStore] = []  # each engine's store, in order
         for model, feats, score_func, cfg in zip(models, features, score_funcs, configs):
+            self.recorders.append(RecordingStore())
             self.engines.append(
                 Engine(
                     model,
@@ -151,7 +154,7 @@ class ChunkWorker:
                     internal_batch_size=cfg.internal_batch_size,
                     cache_entries=entries,
                     prediction_entries=entries,
-                    store=RecordingStore(),
+                    store=cast(ModelStore, self.recorders[-1]),  # it has the ModelStore methods the engine calls
                 )
             )
 
@@ -167,8 +170,8 @@ class ChunkWorker:
     ) -> ChunkResult:
         """The local executor's calls on one chunk; the rows its engines saved, and the examples' errors."""
         t0 = time.monotonic()
-        for engine, (predictions, explained) in zip(self.engines, stored):
-            engine.store.begin(predictions, explained)
+        for recorder, (predictions, explained) in zip(self.recorders, stored):
+            recorder.begin(predictions, explained)
         failures: list[tuple[Any, str, str, str]] = []
         try:
             for spec, params in self.specs:
@@ -180,9 +183,9 @@ class ChunkWorker:
                             failures.append((result.example_id, engine.name, spec.name, result.error))
         except ValidationError as exc:  # the arguments do not fit the model: the driver raises it
             return ChunkResult([], [], time.monotonic() - t0, (exc.field, str(exc)[len(exc.field) + 2 :]))
-        rows = [(e.store.saved_predictions, e.store.saved_explanations) for e in self.engines]
-        for e in self.engines:
-            e.store.begin({}, set())
+        rows = [(r.saved_predictions, r.saved_explanations) for r in self.recorders]
+        for r in self.recorders:
+            r.begin({}, set())
         return ChunkResult(rows, failures, time.monotonic() - t0)
 
 
@@ -200,6 +203,13 @@ class Plan:
     complete: bool = True
 
 
+def stored_in(engine: Engine) -> ModelStore:
+    """The driver's store of one model (precompute is given one before it starts)."""
+    if engine.store is None:
+        raise ComputationError(f"precompute needs a store: {engine.name} has none")
+    return engine.store
+
+
 def stored_for(run: Run, chunk: list[Example], want: list[int | None]) -> Plan:
     """What the store has for a chunk, per model; ``complete`` when every example has its prediction
     and every method's map for every model (the same fingerprints, keys and targets as the engine's)."""
@@ -210,7 +220,8 @@ def stored_for(run: Run, chunk: list[Example], want: list[int | None]) -> Plan:
             fps[i] = fp
     keys = [arguments_key(spec.fingerprint, params) for spec, params in run.specs]
     for engine in run.vis.engines:
-        predictions = engine.store.predictions(fps)
+        store = stored_in(engine)
+        predictions = store.predictions(fps)
         asked: list[ExplanationKey] = []
         for fp, requested in zip(fps, want):
             if fp not in predictions:
@@ -218,7 +229,7 @@ def stored_for(run: Run, chunk: list[Example], want: list[int | None]) -> Plan:
                 continue
             target = engine.target(Prediction(*predictions[fp]), requested)
             asked.extend((fp, key, target) for key in keys)
-        explained = set(engine.store.explanations(asked)) if asked else set()
+        explained = set(store.explanations(asked)) if asked else set()
         if len(explained) < len(asked):
             plan.complete = False
         plan.stored.append((predictions, explained))
@@ -314,7 +325,7 @@ class Cluster:
                 f"no Ray worker started within {START_TIMEOUT_S:.0f} s (the cluster has "
                 f"{resources.get('CPU', 0):g} free CPUs and {resources.get('GPU', 0):g} GPUs)"
             )
-        ours = run.vis.engines[0].store.software
+        ours = stored_in(run.vis.engines[0]).software
         for ref in done:
             theirs, _ = ray.get(ref)
             if theirs != ours:
@@ -348,9 +359,9 @@ def _write(run: Run, plan: Plan, result: ChunkResult) -> None:
         raise ValidationError(*result.invalid)
     for engine, (predictions, explanations) in zip(run.vis.engines, result.rows):
         if predictions:
-            engine.store.save_predictions(predictions)
+            stored_in(engine).save_predictions(predictions)
         if explanations:
-            engine.store.save_explanations(explanations)
+            stored_in(engine).save_explanations(explanations)
     for example_id, model, method, error in result.failures:
         run.failure(example_id, model, method, error)
     run.advance(len(plan.chunk))

@@ -21,14 +21,14 @@ def last_conv_layer(model: torch.nn.Module) -> tuple[str, torch.nn.Module]:
     return found
 
 
-def conv_layer_names(model: Any) -> list[str]:
+def conv_layer_names(model: torch.nn.Module) -> list[str]:
     """The model's Conv2d layers by name: the choices a layer parameter offers."""
     if not isinstance(model, torch.nn.Module):
         return []
     return [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
 
 
-def resolve_layer(model: Any, name: str) -> torch.nn.Module:
+def resolve_layer(model: torch.nn.Module, name: str) -> torch.nn.Module:
     """The module called ``name`` ("": the last Conv2d), or a 400 naming ``arguments.layer``."""
     if not isinstance(model, torch.nn.Module):
         raise ValidationError("method", "layer methods need an nn.Module model")

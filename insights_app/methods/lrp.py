@@ -50,7 +50,7 @@ def unsupported_layers(model: torch.nn.Module) -> list[tuple[str, str]]:
     ]
 
 
-def check_supported(model: Any) -> None:
+def check_supported(model: torch.nn.Module) -> None:
     """A 400 naming the layers LRP cannot propagate through (before any pass is made)."""
     if not isinstance(model, torch.nn.Module):
         raise ValidationError("method", "LRP needs an nn.Module model")

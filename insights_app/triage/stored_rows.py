@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ import torch
 from ..dataset import ExampleBatch
 from .losses import LossChoice, LossFn, binary_cross_entropy, cross_entropy, negative_log_likelihood
 from .records import ModelRows, empty_rows
+
+if TYPE_CHECKING:
+    from ..store import ModelStore
 
 BUILT_IN_LOSSES = {
     "cross-entropy": cross_entropy,
@@ -52,7 +55,7 @@ def restored_choice(name: str, note: str, loss_func: LossFn | None) -> LossChoic
 
 
 def rows_with_store(
-    model_store: Any,
+    model_store: ModelStore,
     key: str,
     batch: ExampleBatch,
     labels: torch.Tensor,
@@ -93,7 +96,9 @@ def rows_with_store(
     return rows
 
 
-def _save(model_store: Any, key: str, keys: list[tuple[str, int]], positions: list[int], rows: ModelRows) -> None:
+def _save(
+    model_store: ModelStore, key: str, keys: list[tuple[str, int]], positions: list[int], rows: ModelRows
+) -> None:
     """The computed rows that did not fail (a failure is tried again next time)."""
     model_store.save_pass_rows(
         key,
