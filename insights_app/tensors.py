@@ -19,7 +19,7 @@ def plain(t: Any) -> Any:
     return t
 
 
-def model_device(model: Any) -> torch.device:
+def model_device(model: torch.nn.Module) -> torch.device:
     """Where a module's parameters (else its buffers) live; the CPU for anything else."""
     if isinstance(model, torch.nn.Module):
         for p in model.parameters():

@@ -8,18 +8,23 @@ reads before computing and writes after.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .fingerprint import example_fingerprints, model_fingerprint, software_versions
 from .sqlite import DEFAULT_MAX_BYTES, FILE_NAME, MetricKey, PassRow, Store, StoreError
 
+if TYPE_CHECKING:  # torch is imported where a model is fingerprinted (the command line opens a store first)
+    import torch
+
 
 class ModelStore:
     """One model's results in a store; the model's fingerprint is computed on first use."""
 
-    def __init__(self, store: Store, model: Any, classes: Sequence[str], score_func: Callable[..., Any] | None) -> None:
+    def __init__(
+        self, store: Store, model: torch.nn.Module, classes: Sequence[str], score_func: Callable[..., Any] | None
+    ) -> None:
         self.store = store
         self._model = model
         self._classes = list(classes)

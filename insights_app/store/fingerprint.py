@@ -27,7 +27,7 @@ def _update_tensor(h: hashlib._Hash, t: torch.Tensor) -> None:
     h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
 
 
-def model_fingerprint(model: Any, classes: Sequence[str], score_func: Callable[..., Any] | None) -> str:
+def model_fingerprint(model: torch.nn.Module, classes: Sequence[str], score_func: Callable[..., Any] | None) -> str:
     """A hash of the model's parameters and buffers (by name), its class names and its score function."""
     import torch
 
