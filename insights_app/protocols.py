@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .engine import Engine, Prediction
     from .features import BaseFeature
     from .methods import MethodSpec
+    from .metrics.spec import MetricSpec
     from .page.fields import Defaults
     from .page.paging import Pager
     from .page.present import Presenter
@@ -42,6 +43,9 @@ class VisualizerLike(Protocol):
 
     @property
     def methods(self) -> Mapping[str, MethodSpec]: ...
+
+    @property
+    def metrics(self) -> Mapping[str, MetricSpec]: ...
 
     @property
     def default_method(self) -> str: ...

@@ -27,6 +27,8 @@ from .errors import DatasetError
 from .features import BaseFeature, ImageFeature
 from .limits import TOP_K_MAX
 from .methods import AttributionContext, Attributions, MethodSpec, Param, build_registry, method
+from .metrics.registered import metric_registry
+from .metrics.spec import MetricSpec
 from .page.feature_kinds import FeatureRenderer
 from .page.paging import PageInfo, Pager
 from .page.present import Presenter
@@ -114,6 +116,7 @@ class AttributionVisualizer:
         self.use_label_for_attr = use_label_for_attr
         self.store = ExampleStore(dataset, max_cached_examples, max_read=max_scan)
         self.methods = build_registry()
+        self.metrics = metric_registry()  # the quality metrics a request may ask for (vis.register_metric)
         if default_method not in self.methods:
             raise ValueError(f"unknown default method {default_method!r}")
         self.default_method = default_method
@@ -138,6 +141,11 @@ class AttributionVisualizer:
     def register_method(self, spec: MethodSpec, *, replace: bool = False) -> MethodSpec:
         """Offer one more attribution method (a :class:`~insights_app.methods.MethodSpec`)."""
         return self.methods.register(spec, replace=replace)
+
+    def register_metric(self, spec: MetricSpec, *, replace: bool = False) -> MetricSpec:
+        """Offer one more quality metric (a :class:`~insights_app.metrics.spec.MetricSpec`): requests,
+        the OpenAPI document, ``/config`` and so the page, and the method report read it from here."""
+        return self.metrics.register(spec, replace=replace)
 
     def register_feature_kind(self, renderer: FeatureRenderer, *, replace: bool = False) -> FeatureRenderer:
         """Show features of ``renderer.kind`` with it (a :class:`~insights_app.page.feature_kinds.FeatureRenderer`)."""
@@ -197,6 +205,7 @@ class AttributionVisualizer:
             lambda: self.image_hw,
             self.default_top_k,
             len(self.engines),
+            self.metrics,
         )
 
     def parse_page(self, body: Any) -> PageQuery:

@@ -171,15 +171,18 @@ def test_a_registered_view_is_a_route_a_widget_kind_and_documented():
     assert "get" in client.get("/api/v1/openapi.json").get_json()["paths"]["/api/v1/classes"]
 
 
-def test_a_metric_registered_from_outside_is_published_and_computed_for_a_page(monkeypatch):
+def test_a_metric_registered_from_outside_is_published_and_computed_for_a_page():
     import extra_metric
 
-    from insights_app.metrics import registered
     from insights_app.metrics.options import MetricOptions
 
     # The one registration line (in the package: a line in BUILTIN_METRICS of metrics/registered.py).
-    monkeypatch.setattr(registered, "BUILTIN_METRICS", (*registered.BUILTIN_METRICS, extra_metric.PEAK))
     vis = visualizer()
+    vis.register_metric(extra_metric.PEAK)
+    other = visualizer()  # another visualizer in the same process does not get it
+    assert "peak" not in [
+        m["name"] for m in create_app(other).test_client().get("/api/v1/config").get_json()["metrics"]
+    ]
     client = create_app(vis).test_client()
     config = client.get("/api/v1/config").get_json()
     assert [m["name"] for m in config["metrics"]] == ["deletion", "insertion", "infidelity", "sensitivity", "peak"]
@@ -218,12 +221,14 @@ def test_a_metric_registered_from_outside_is_published_and_computed_for_a_page(m
         assert list(got) == ["deletion", "peak"]  # in the registry's order
         top3 = np.sort(np.abs(result.explanation.maps[0]).ravel())[::-1][:3].mean()
         assert got["peak"] == pytest.approx(top3, rel=1e-5)
-    assert MetricOptions(("peak",), top=3).key("peak") == 'peak:v1:{"top": 3}'
+    assert MetricOptions(("peak",), registry=vis.metrics, top=3).key("peak") == 'peak:v1:{"top": 3}'
 
     bad = client.post("/api/v1/examples", json={**body, "metric_arguments": {"top": 0}})
     assert bad.status_code == 400 and "metric_arguments.top" in bad.get_json()["error"]
     unknown = client.post("/api/v1/examples", json={**body, "metric_arguments": {"nope": 1}})
     assert unknown.get_json()["error"].endswith("choose among steps, patch, samples, noise, radius, seed, top")
+    refused = create_app(other).test_client().post("/api/v1/examples", json=body)
+    assert refused.status_code == 400 and "unknown metric 'peak'" in refused.get_json()["error"]
 
 
 class Waveform(BaseFeature):

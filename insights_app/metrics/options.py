@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import ValidationError
 from .deletion import patch_for
-from .registered import metric_names, metric_registry, metric_settings
+from .registered import MetricRegistry, metric_names, metric_registry, metric_settings
 from .spec import MetricSpec, Number
 
 # The registered metrics' names when this module was imported (the command line's choices);
@@ -34,18 +34,19 @@ class MetricOptions:
     """The metrics a request asks for (registered names, in the registry's order) and every
     setting's value (the declared default where the request gives none).
 
-    ``MetricOptions(("deletion",), steps=10)``; a setting reads as an attribute (``options.steps``)."""
+    ``MetricOptions(("deletion",), steps=10)``; a setting reads as an attribute (``options.steps``).
+    ``registry``: the visualizer's metrics (``vis.metrics``), else the built-in ones."""
 
     names: tuple[str, ...]
     values: tuple[tuple[str, Number], ...]
     specs: tuple[MetricSpec, ...] = field(compare=False, repr=False)
 
-    def __init__(self, names: Sequence[str], **settings: Number) -> None:
-        registry = metric_registry()
+    def __init__(self, names: Sequence[str], *, registry: MetricRegistry | None = None, **settings: Number) -> None:
+        registry = metric_registry() if registry is None else registry
         unknown = [n for n in names if n not in registry]
         if unknown:
             raise ValueError(f"unknown metric {unknown[0]!r}")
-        known = metric_settings()
+        known = metric_settings(registry)
         for key in settings:
             if key not in known:
                 raise TypeError(f"unknown metric setting {key!r}")
@@ -103,10 +104,13 @@ class MetricOptions:
 ABSENT = object()  # a key the request does not have (an explicit null is refused: it is not the key's type)
 
 
-def parse_metrics(names: Any = ABSENT, arguments: Any = ABSENT) -> MetricOptions | None:
+def parse_metrics(
+    names: Any = ABSENT, arguments: Any = ABSENT, registry: MetricRegistry | None = None
+) -> MetricOptions | None:
     """The request's ``metrics`` and ``metric_arguments`` (None when it asks for none); pass
-    ``body.get("metrics", ABSENT)`` and ``body.get("metric_arguments", ABSENT)``."""
-    known = metric_names()
+    ``body.get("metrics", ABSENT)`` and ``body.get("metric_arguments", ABSENT)``, and the
+    visualizer's metrics (else the built-in ones are known)."""
+    known = metric_names(registry)
     if names is None:
         raise ValidationError("metrics", f"must be a list of metric names among {', '.join(known)}")
     if arguments is None:
@@ -126,12 +130,12 @@ def parse_metrics(names: Any = ABSENT, arguments: Any = ABSENT) -> MetricOptions
     if arguments is not ABSENT:
         if not isinstance(arguments, dict):
             raise ValidationError("metric_arguments", "must be an object")
-        settings = metric_settings()
+        settings = metric_settings(registry)
         for key, value in arguments.items():
             if key not in settings:
                 raise ValidationError(f"metric_arguments.{key[:40]}", f"unknown; choose among {', '.join(settings)}")
             values[key] = settings[key].validate(value)
-    return MetricOptions(tuple(n for n in known if n in names), **values)
+    return MetricOptions(tuple(n for n in known if n in names), registry=registry, **values)
 
 
 def check_cost(options: MetricOptions | None, method_cost: int, bound: int) -> None:
@@ -147,24 +151,24 @@ def check_cost(options: MetricOptions | None, method_cost: int, bound: int) -> N
         )
 
 
-def request_schema() -> Mapping[str, Any]:
-    """The OpenAPI properties of ``metrics`` and ``metric_arguments``."""
+def request_schema(registry: MetricRegistry | None = None) -> Mapping[str, Any]:
+    """The OpenAPI properties of ``metrics`` and ``metric_arguments`` (of a visualizer's metrics)."""
     return {
         "metrics": {
             "type": "array",
-            "items": {"enum": list(metric_names())},
+            "items": {"enum": list(metric_names(registry))},
             "uniqueItems": True,
             "description": "quality metrics of each map (see the README)",
         },
         "metric_arguments": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {key: setting.schema() for key, setting in metric_settings().items()},
+            "properties": {key: setting.schema() for key, setting in metric_settings(registry).items()},
         },
     }
 
 
-def metrics_config() -> list[dict[str, Any]]:
-    """The registered metrics as ``/config`` publishes them (the page reads names, labels,
+def metrics_config(registry: MetricRegistry) -> list[dict[str, Any]]:
+    """A visualizer's metrics as ``/config`` publishes them (the page reads names, labels,
     directions, settings and sets from there)."""
-    return [spec.to_json() for spec in metric_registry().values()]
+    return [spec.to_json() for spec in registry.values()]

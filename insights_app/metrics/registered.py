@@ -7,6 +7,8 @@ below. Everything else (the request parser, the OpenAPI schema, the cost bound, 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ..registry import Registry
 from .deletion import DELETION, INSERTION
 from .infidelity import INFIDELITY
@@ -22,20 +24,25 @@ BUILTIN_METRICS: tuple[MetricSpec, ...] = (
 
 
 def metric_registry() -> Registry[MetricSpec]:
-    """The registered metrics by name (read afresh: the list is the one source)."""
+    """A fresh registry of the built-in metrics by name (each visualizer owns one, open to
+    ``vis.register_metric``; the list above is the one source of the built-in ones)."""
     return Registry(MetricSpec, lambda spec: spec.name, BUILTIN_METRICS)
 
 
-def metric_names() -> tuple[str, ...]:
-    return tuple(metric_registry())
+MetricRegistry = Mapping[str, MetricSpec]
 
 
-def metric_settings() -> dict[str, Setting]:
+def metric_names(registry: MetricRegistry | None = None) -> tuple[str, ...]:
+    """The metrics' names in page order (the built-in ones unless a visualizer's registry is given)."""
+    return tuple(metric_registry() if registry is None else registry)
+
+
+def metric_settings(registry: MetricRegistry | None = None) -> dict[str, Setting]:
     """Every metric's settings by name, in an order that keeps each metric's own (a setting that
     several metrics declare is one setting, and must be declared alike)."""
     order: list[str] = []
     by_name: dict[str, Setting] = {}
-    for spec in metric_registry().values():
+    for spec in (metric_registry() if registry is None else registry).values():
         for i, setting in enumerate(spec.settings):
             known = by_name.get(setting.name)
             if known is not None:
@@ -52,4 +59,4 @@ def metric_settings() -> dict[str, Setting]:
     return {name: by_name[name] for name in order}
 
 
-__all__ = ["BUILTIN_METRICS", "metric_names", "metric_registry", "metric_settings"]
+__all__ = ["BUILTIN_METRICS", "MetricRegistry", "metric_names", "metric_registry", "metric_settings"]

@@ -19,7 +19,6 @@ from ..engine import Explanation, arguments_key, fingerprints
 from ..engine.readthrough import Backing, ReadThrough
 from ..errors import ValidationError
 from .options import METRICS, REPORT_METHODS, MetricOptions
-from .registered import metric_names
 from .sanity import MAX_STEPS, sanity_check
 
 if TYPE_CHECKING:
@@ -82,7 +81,7 @@ def method_report(
 ) -> dict[str, Any]:
     """The report as JSON (see :func:`table` for it as text)."""
     t0 = time.perf_counter()
-    options = options or MetricOptions(metric_names())
+    options = options or MetricOptions(tuple(vis.metrics), registry=vis.metrics)
     names = [m for m in (methods or [m for m in REPORT_METHODS if m in vis.methods])]
     for name in names:
         if name not in vis.methods:

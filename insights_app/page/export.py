@@ -22,6 +22,7 @@ import numpy as np
 
 from ..cancel import Cancel, raise_if_cancelled
 from ..errors import ValidationError
+from ..metrics.spec import MetricSpec
 from ..protocols import VisualizerLike
 from .service import page_document
 
@@ -173,19 +174,17 @@ def _feature_html(f: dict[str, Any]) -> str:
     return "<div>" + html.escape(", ".join(map(str, f.get("original") or []))) + "</div>"
 
 
-def _metrics_html(metrics: Mapping[str, Any] | None) -> str:
+def _metrics_html(metrics: Mapping[str, Any] | None, specs: Mapping[str, MetricSpec]) -> str:
     """A map's quality metrics (when the body asked for them), each with its better direction."""
     if not metrics:
         return ""
-    from ..metrics import LOWER_IS_BETTER
-
     cells = []
     for name, value in metrics.items():
         number = value.get("area") if isinstance(value, dict) else value
         shown = (
             "failed" if isinstance(value, dict) and "error" in value else ("n/a" if number is None else f"{number:.3g}")
         )
-        cells.append(f"{html.escape(name)} {shown} {'↓' if LOWER_IS_BETTER.get(name, True) else '↑'}")
+        cells.append(f"{html.escape(name)} {shown} {'↓' if name not in specs or specs[name].lower_is_better else '↑'}")
     return f'<div class="muted">{" · ".join(cells)}</div>'
 
 
@@ -221,7 +220,7 @@ def html_report(
             )
             loss = f'<div class="muted">loss {m["loss"]:.4g}</div>' if isinstance(m.get("loss"), float) else ""
             error = f'<div class="bad">{html.escape(m["error"])}</div>' if m.get("error") else ""
-            loss += _metrics_html(m.get("metrics"))
+            loss += _metrics_html(m.get("metrics"), vis.metrics)
             parts.append(
                 f"<div><div>{html.escape(m['name'])} {verdict}</div><table>{rows}</table>{loss}{error}</div>{maps}"
             )

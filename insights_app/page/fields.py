@@ -20,6 +20,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from ..errors import ValidationError
 from ..methods import MethodSpec
+from ..metrics.registered import metric_registry
+from ..metrics.spec import MetricSpec
 
 T = TypeVar("T")
 JSONSchema = dict[str, Any]
@@ -36,10 +38,13 @@ MISSING: Any = _Missing()
 
 
 class Scope(Protocol):
-    """What a body's bounds and schema depend on: the visualizer's methods, classes and models."""
+    """What a body's bounds and schema depend on: the visualizer's methods, metrics, classes and models."""
 
     @property
     def methods(self) -> Mapping[str, MethodSpec]: ...
+
+    @property
+    def metrics(self) -> Mapping[str, MetricSpec]: ...
 
     @property
     def classes(self) -> Sequence[str]: ...
@@ -55,6 +60,9 @@ class Described(Protocol):
     def methods(self) -> Mapping[str, MethodSpec]: ...
 
     @property
+    def metrics(self) -> Mapping[str, MetricSpec]: ...
+
+    @property
     def classes(self) -> Sequence[str]: ...
 
     @property
@@ -68,10 +76,11 @@ class ModelScope:
     methods: Mapping[str, MethodSpec]
     classes: Sequence[str]
     n_models: int
+    metrics: Mapping[str, MetricSpec] = field(default_factory=metric_registry)
 
     @classmethod
     def of(cls, vis: Described) -> ModelScope:
-        return cls(vis.methods, vis.classes, len(vis.engines))
+        return cls(vis.methods, vis.classes, len(vis.engines), vis.metrics)
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,7 @@ class Defaults:
     size: tuple[int, int] | Callable[[], tuple[int, int]]
     top_k: int
     n_models: int
+    metrics: Mapping[str, MetricSpec] = field(default_factory=metric_registry)
 
     @property
     def image_hw(self) -> tuple[int, int]:

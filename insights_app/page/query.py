@@ -203,7 +203,7 @@ def _arguments(values: tuple[Any, ...], state: ParseState) -> dict[str, Any]:
 def _metrics(values: tuple[Any, ...], state: ParseState) -> MetricOptions | None:
     """``metrics`` and ``metric_arguments``, and their cost with the method's against the bound."""
     names, arguments = (ABSENT if v is MISSING else v for v in values)
-    metrics = parse_metrics(names, arguments)
+    metrics = parse_metrics(names, arguments, state.defaults.metrics)
     if metrics is not None:
         spec = state.defaults.methods[state.values["method"]]
         try:
@@ -340,7 +340,7 @@ COMMON_FIELDS: dict[str, Field[Any]] = {
     "arguments": Delegated(("arguments",), _arguments, lambda scope: {"arguments": arguments_schema(scope)}),
     "visualization": VISUALIZATION,
     "top_k": Int(1, TOP_K_MAX, lambda d: d.top_k),
-    "metrics": Delegated(("metrics", "metric_arguments"), _metrics, lambda scope: metrics_schema()),
+    "metrics": Delegated(("metrics", "metric_arguments"), _metrics, lambda scope: metrics_schema(scope.metrics)),
 }
 COMMON_KEYS = Object(COMMON_FIELDS).keys()
 # The method first: its arguments and the metrics' cost depend on it, the drawing's sign too.

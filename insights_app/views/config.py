@@ -26,7 +26,7 @@ def config(vis: VisualizerLike, body: Any = None) -> dict[str, Any]:
         "methods": [s.to_json() for s in vis.methods.values()],
         "default_method": vis.default_method,
         # name, label, direction, settings (bounds, defaults) and sets of each quality metric
-        "metrics": metrics_config(),
+        "metrics": metrics_config(vis.metrics),
         "visualization": {
             "methods": list(VIS_METHODS),
             "signs": list(SIGNS),

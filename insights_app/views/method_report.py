@@ -15,7 +15,6 @@ from ..errors import ValidationError
 from ..metrics import MetricOptions, parse_metrics
 from ..metrics.options import ABSENT
 from ..metrics.options import request_schema as metrics_schema
-from ..metrics.registered import metric_names
 from ..metrics.report import SAMPLE_MAX, SANITY_MAX, method_report
 from ..page.fields import MISSING, Array, Body, Delegated, Int, Name, Object, ParseState
 from ..protocols import VisualizerLike
@@ -37,9 +36,12 @@ def _arguments(values: tuple[Any, ...], state: ParseState) -> dict[str, Any]:
 
 def _metrics(values: tuple[Any, ...], state: ParseState) -> MetricOptions:
     names, arguments = values
-    every = metric_names()
-    options = parse_metrics(list(every) if names is MISSING else names, ABSENT if arguments is MISSING else arguments)
-    return options or MetricOptions(every)
+    registry = state.defaults.metrics
+    every = tuple(registry)
+    options = parse_metrics(
+        list(every) if names is MISSING else names, ABSENT if arguments is MISSING else arguments, registry
+    )
+    return options or MetricOptions(every, registry=registry)
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,9 @@ BODY = Body(
                 "examples of the sample the sanity check runs on (default 8; at most the sample)",
                 at_most="sample",
             ),
-            "metrics": Delegated(("metrics", "metric_arguments"), _metrics, lambda scope: metrics_schema()),
+            "metrics": Delegated(
+                ("metrics", "metric_arguments"), _metrics, lambda scope: metrics_schema(scope.metrics)
+            ),
         },
         lambda v, state: ReportRequest(v["methods"], v["arguments"], v["sample"], v["sanity"], v["metrics"]),
     )
