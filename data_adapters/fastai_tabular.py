@@ -49,16 +49,25 @@ import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
 
 from insights_app import AttributionVisualizer, Batch
-from insights_app.features import GeneralFeature
+from insights_app.features import BaseFeature, GeneralFeature
 from insights_app.tensors import plain
 
-from .base import AdapterError, ClassesArg, Source, check_classes, count_outputs, first_batch, prepare_model
+from .base import (
+    AdapterError,
+    ClassesArg,
+    Source,
+    check_classes,
+    count_outputs,
+    first_batch,
+    prepare_model,
+    shown_as_strings,
+)
 from .classes import read_classes
 from .fastai_common import activation, label_list, named_dl, ordered_dl, unreduced, vocab_names
 
@@ -87,6 +96,20 @@ def is_tabular(learn_or_dls: Any) -> bool:
 # ---------------------------------------------------------------------- the model and its inputs
 
 
+class TabularParts(Protocol):
+    """What :class:`EmbeddedTabularModel` reads of fastai's ``TabularModel`` (checked by name when wrapped).
+
+    torch types a module's dynamic attributes as ``Tensor | Module``; this says what they are.
+    """
+
+    embeds: Sequence[torch.nn.Embedding]  # an nn.ModuleList of fastai's Embedding (an nn.Embedding)
+    emb_drop: torch.nn.Module
+    bn_cont: torch.nn.Module | None
+    layers: torch.nn.Module
+    n_emb: int
+    n_cont: int
+
+
 class EmbeddedTabularModel(torch.nn.Module):
     """fastai's ``TabularModel`` from its embeddings on: ``forward(embedded_cats, conts)``.
 
@@ -104,16 +127,22 @@ class EmbeddedTabularModel(torch.nn.Module):
                 f"(it has no {', '.join(missing)}); this adapter shows TabularModel learners"
             )
         self.tabular = model
-        self.has_cats = int(model.n_emb) != 0
-        self.has_conts = int(model.n_cont) != 0
-        self.layers = _unshared(model.layers)
+        parts = self.parts
+        self.has_cats = int(parts.n_emb) != 0
+        self.has_conts = int(parts.n_cont) != 0
+        self.layers = _unshared(parts.layers)
+
+    @property
+    def parts(self) -> TabularParts:
+        """The wrapped ``TabularModel``, typed by what is read of it (its attributes were checked)."""
+        return cast(TabularParts, self.tabular)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        m = self.tabular
-        inputs = list(inputs)
-        x = m.emb_drop(inputs.pop(0)) if self.has_cats else None
+        m = self.parts
+        rest = list(inputs)
+        x = m.emb_drop(rest.pop(0)) if self.has_cats else None
         if self.has_conts:
-            x_cont = inputs.pop(0)
+            x_cont = rest.pop(0)
             if m.bn_cont is not None:
                 x_cont = m.bn_cont(x_cont)
             x = torch.cat([x, x_cont], 1) if x is not None else x_cont
@@ -139,7 +168,7 @@ def _unshared(layers: torch.nn.Module) -> torch.nn.Module:
             return c
         c = copy.deepcopy(c)
         if hasattr(c, "inplace"):
-            c.inplace = False
+            c.inplace = False  # type: ignore[assignment]  # torch types dynamic attributes Tensor | Module
         return c
 
     return torch.nn.Sequential(*[torch.nn.Sequential(*[own(c) for c in b.children()]) for b in blocks])
@@ -152,7 +181,7 @@ class EmbedCodes:
     captum differentiates); codes out of range (a baseline, a hand-made row) are clipped.
     """
 
-    def __init__(self, embeds: Sequence[torch.nn.Module]) -> None:
+    def __init__(self, embeds: Sequence[torch.nn.Embedding]) -> None:
         self.embeds = list(embeds)
         self.sizes = [int(e.embedding_dim) for e in self.embeds]
 
@@ -208,7 +237,7 @@ class CategoricalFeature(GeneralFeature):
         self.vocabs = [[str(v) for v in vocab] for vocab in vocabs]
         self.embed = embed
         self.input_transforms = [embed]
-        self.visualization_transform = self.names
+        self.visualization_transform = shown_as_strings(self.names)
 
     def names(self, codes: torch.Tensor) -> list[str]:
         """One example's codes -> its category names (an unknown code is shown as ``#na#``)."""
@@ -336,7 +365,9 @@ def _test_dl(dls: Any, items: Any, with_labels: bool | None) -> tuple:
     df = _read_items(items)
     if len(df) == 0:
         raise AdapterError("items holds no row")
-    template = getattr(dls, "train_ds", None) if getattr(dls, "train_ds", None) is not None else dls.valid_ds
+    template = getattr(dls, "train_ds", None)
+    if template is None:
+        template = dls.valid_ds
     needed = list(template.cat_names) + list(template.cont_names)
     needed = [c for c in needed if not (c.endswith("_na") and c[:-3] in template.cont_names)]  # FillMissing adds these
     missing = [c for c in needed if c not in df.columns]
@@ -416,21 +447,20 @@ def source_from_tabular(
         raise AdapterError("this tabular learner predicts numbers (a regression); insights-app shows classifiers")
     wrapped = EmbeddedTabularModel(model)
     cat_names, cont_names = [str(c) for c in to.cat_names], [str(c) for c in to.cont_names]
-    if wrapped.has_cats and len(model.embeds) != len(cat_names):
-        raise AdapterError(
-            f"the model embeds {len(model.embeds)} categorical columns but the data has {len(cat_names)}"
-        )
-    features: list[GeneralFeature] = []
+    embeds = wrapped.parts.embeds
+    if wrapped.has_cats and len(embeds) != len(cat_names):
+        raise AdapterError(f"the model embeds {len(embeds)} categorical columns but the data has {len(cat_names)}")
+    features: list[BaseFeature] = []
     normalize = _standardize(to) if cont_names else None
     if wrapped.has_cats:
-        features.append(CategoricalFeature("categorical", cat_names, _vocabs(to), EmbedCodes(model.embeds)))
+        features.append(CategoricalFeature("categorical", cat_names, _vocabs(to), EmbedCodes(embeds)))
     if wrapped.has_conts:
         features.append(ContinuousFeature("continuous", cont_names, normalize))
     dataset = TabularBatches(_display_dl(chosen, bs), normalize, wrapped.has_cats, wrapped.has_conts, labelled)
-    wrapped = prepare_model(wrapped, device)
+    ready = prepare_model(wrapped, device)  # the same module, in eval mode on the device
     names = read_classes(classes) if classes is not None else vocab_names(dls)
     batch = first_batch(dataset, "the learner's rows")
-    names = check_classes(names, count_outputs(wrapped, features, batch), "classes come from dls.vocab")
+    names = check_classes(names, count_outputs(ready, features, batch), "classes come from dls.vocab")
     score = activation(loss_func)
     info = {
         "multi_label": score.kind == "sigmoid",
@@ -440,7 +470,7 @@ def source_from_tabular(
         "length": len(dataset),
         "labelled": labelled,
     }
-    return Source(wrapped, names, score, features, dataset, name=name, info=info, loss_func=unreduced(loss_func))
+    return Source(ready, names, score, features, dataset, name=name, info=info, loss_func=unreduced(loss_func))
 
 
 def source_from_tabular_learner(

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from insights_app import AttributionVisualizer
+from insights_app.features import BaseFeature
 
 from .base import (
     AdapterError,
@@ -123,7 +124,7 @@ def source_from_folder(
     if normalizer is not None and normalizer.channels not in (1, channels):
         raise AdapterError(f"mean/std have {normalizer.channels} values but the images have {channels} channel(s)")
     model = prepare_model(model, device)
-    features = [image_feature(normalizer)]
+    features: list[BaseFeature] = [image_feature(normalizer)]
     batch = first_batch(dataset, f"the folder {root}")
     try:
         n_out = count_outputs(model, features, batch)

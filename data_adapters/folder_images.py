@@ -60,10 +60,10 @@ def _resized(im: Any, size: tuple[int, int] | None, resize: str) -> Any:
     if resize == "crop":
         scale = max(h / im.height, w / im.width)
         nh, nw = max(h, round(im.height * scale)), max(w, round(im.width * scale))
-        im = im.resize((nw, nh), Image.BILINEAR)
+        im = im.resize((nw, nh), Image.Resampling.BILINEAR)
         top, left = (nh - h) // 2, (nw - w) // 2
         return im.crop((left, top, left + w, top + h))
-    return im.resize((w, h), Image.BILINEAR)
+    return im.resize((w, h), Image.Resampling.BILINEAR)
 
 
 def load_image(
@@ -124,7 +124,7 @@ class FolderImages:
         self.channels = channels
         self.resize = resize
         self.batch_size = int(batch_size)
-        self._skipped: dict[str, str] = {}
+        self._skipped: dict[str | Path, str] = {}  # keyed by the entry's path as given
         self._lock = threading.Lock()
 
     def __len__(self) -> int:

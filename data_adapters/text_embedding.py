@@ -88,6 +88,8 @@ class EmbeddingInputModel(nn.Module):
     pass and the outputs put back, so an example's scores never depend on its batch's order.
     """
 
+    _layer: nn.Module  # set with object.__setattr__: a module of ``model``, not registered twice
+
     def __init__(
         self, model: nn.Module, layer: nn.Module, layer_name: str = "", sort_by_length: int | None = None
     ) -> None:

@@ -19,7 +19,7 @@ from insights_app import Batch
 from insights_app.features import TextFeature
 from insights_app.tensors import plain
 
-from .base import AdapterError
+from .base import AdapterError, shown_as_strings
 from .text_embedding import embedding_call
 
 __all__ = [
@@ -78,7 +78,7 @@ class TokenCodec:
             name,
             baseline_transforms=[PadBaseline(self)],
             input_transforms=[ModelInput(self)],
-            visualization_transform=self.words,
+            visualization_transform=shown_as_strings(self.words),
         )
 
 
