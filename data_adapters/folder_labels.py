@@ -41,6 +41,7 @@ def is_csv(labels: LabelsArg) -> TypeGuard[str | Path]:
 
 
 def resolve(root: Path, name: str) -> Path:
+    """A file a CSV names: an absolute path as given, else relative to the image folder."""
     p = Path(name).expanduser()
     return p if p.is_absolute() else root / p
 
@@ -133,4 +134,5 @@ def label_entries(root: Path, files: list[str], labels: LabelsArg) -> list[tuple
 
 
 def is_subfolders(labels: LabelsArg) -> bool:
+    """Whether ``labels`` asks for each image's sub-folder as its label."""
     return isinstance(labels, str) and labels.lower() in SUBFOLDER_LABELS
