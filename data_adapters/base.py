@@ -12,12 +12,12 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from insights_app import AttributionVisualizer, Batch
-from insights_app.features import BaseFeature, ImageFeature
+from insights_app.features import BaseFeature, ImageFeature, Transform
 from insights_app.tensors import model_device, plain
 
 from .classes import ClassesArg, read_classes
@@ -99,11 +99,23 @@ class Normalizer:
         return f"Normalizer(mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()})"
 
 
+def shown_as_strings(words: Callable[[torch.Tensor], list[str]]) -> Transform:
+    """``words`` as a feature's ``visualization_transform``.
+
+    ``insights_app.features`` types that transform as Tensor -> Tensor, but text and categorical
+    features show strings (``TextFeature.tokens`` reads them as such): the cast only restates the
+    function's real type for that narrower annotation.
+    """
+    return cast(Transform, words)
+
+
 def optional_normalizer(mean: Sequence[float] | None, std: Sequence[float] | None) -> Normalizer | None:
     """The model's input normalization from user-given ``mean``/``std``: both or neither."""
-    if (mean is None) != (std is None):
+    if mean is None and std is None:
+        return None
+    if mean is None or std is None:
         raise AdapterError("give both mean and std (or neither)")
-    return Normalizer(mean, std) if mean is not None else None
+    return Normalizer(mean, std)
 
 
 class Activation:

@@ -21,7 +21,7 @@ from insights_app import quiet_imports
 from insights_app.tensors import plain
 
 from .base import Activation, AdapterError
-from .folder import list_images
+from .folder_files import list_images
 
 log = logging.getLogger(__name__)
 ItemsArg = None | str | Path | Sequence[Any]

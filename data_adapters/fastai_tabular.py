@@ -39,33 +39,48 @@ New rows: ``items`` is a DataFrame (or a CSV file) with the training columns; it
 ``dls.test_dl`` (the learner's procs: categories, filled values, normalization), which is what
 an exported learner (that keeps no data) needs. Without the target column (or with
 ``with_labels=False``) the rows are shown unlabeled.
+
+The model wrapper and the two features are in :mod:`data_adapters.fastai_tabular_model`; this
+module reads the rows and builds the Source.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from insights_app import AttributionVisualizer, Batch
-from insights_app.features import GeneralFeature
+from insights_app.features import BaseFeature
 from insights_app.tensors import plain
 
-from .base import AdapterError, ClassesArg, Source, check_classes, count_outputs, first_batch, prepare_model
+from .base import (
+    AdapterError,
+    ClassesArg,
+    Source,
+    check_classes,
+    count_outputs,
+    first_batch,
+    prepare_model,
+)
 from .classes import read_classes
 from .fastai_common import activation, label_list, named_dl, ordered_dl, unreduced, vocab_names
+from .fastai_tabular_model import (
+    CategoricalFeature,
+    ContinuousFeature,
+    EmbedCodes,
+    EmbeddedTabularModel,
+    Standardize,
+)
 
 log = logging.getLogger(__name__)
 Device = str | torch.device | None
 DlArg = None | str | int | Any
-NA = "#na#"
 
 
 def is_tabular(learn_or_dls: Any) -> bool:
@@ -82,159 +97,6 @@ def is_tabular(learn_or_dls: Any) -> bool:
     return any(isinstance(getattr(dl, "dataset", None), core.Tabular) for dl in loaders) or isinstance(
         getattr(dls, "dataset", None), core.Tabular
     )
-
-
-# ---------------------------------------------------------------------- the model and its inputs
-
-
-class EmbeddedTabularModel(torch.nn.Module):
-    """fastai's ``TabularModel`` from its embeddings on: ``forward(embedded_cats, conts)``.
-
-    ``embedded_cats`` is the concatenation of every categorical column's embedding (what
-    ``TabularModel.forward`` builds from the codes); the rest is that forward, line for line.
-    Only the inputs the model has are passed (no categorical columns: ``forward(conts)``).
-    """
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        missing = [a for a in ("embeds", "emb_drop", "bn_cont", "layers", "n_emb", "n_cont") if not hasattr(model, a)]
-        if missing:
-            raise AdapterError(
-                f"the tabular learner's model is a {type(model).__name__}, not fastai's TabularModel "
-                f"(it has no {', '.join(missing)}); this adapter shows TabularModel learners"
-            )
-        self.tabular = model
-        self.has_cats = int(model.n_emb) != 0
-        self.has_conts = int(model.n_cont) != 0
-        self.layers = _unshared(model.layers)
-
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        m = self.tabular
-        inputs = list(inputs)
-        x = m.emb_drop(inputs.pop(0)) if self.has_cats else None
-        if self.has_conts:
-            x_cont = inputs.pop(0)
-            if m.bn_cont is not None:
-                x_cont = m.bn_cont(x_cont)
-            x = torch.cat([x, x_cont], 1) if x is not None else x_cont
-        return self.layers(x)
-
-
-def _unshared(layers: torch.nn.Module) -> torch.nn.Module:
-    """``layers`` with each use of a shared parameterless module (fastai's one ``ReLU(inplace=True)``
-    for every block) replaced by a copy of its own, not in place; every other module is the model's
-    own (the same parameters). DeepLift needs each module used once; the outputs are unchanged."""
-    import copy
-
-    blocks = list(layers.children())
-    if not isinstance(layers, torch.nn.Sequential) or not all(isinstance(b, torch.nn.Sequential) for b in blocks):
-        return layers
-    seen: dict[int, int] = {}
-    for b in blocks:
-        for c in b.children():
-            seen[id(c)] = seen.get(id(c), 0) + 1
-
-    def own(c: torch.nn.Module) -> torch.nn.Module:
-        if seen[id(c)] < 2 or any(True for _ in c.parameters()):
-            return c
-        c = copy.deepcopy(c)
-        if hasattr(c, "inplace"):
-            c.inplace = False
-        return c
-
-    return torch.nn.Sequential(*[torch.nn.Sequential(*[own(c) for c in b.children()]) for b in blocks])
-
-
-class EmbedCodes:
-    """Category codes (N, columns) -> their embeddings, concatenated (N, sum of embedding sizes).
-
-    The learner's own embedding tables, detached (the model input is a plain float tensor that
-    captum differentiates); codes out of range (a baseline, a hand-made row) are clipped.
-    """
-
-    def __init__(self, embeds: Sequence[torch.nn.Module]) -> None:
-        self.embeds = list(embeds)
-        self.sizes = [int(e.embedding_dim) for e in self.embeds]
-
-    def apply_to_batch(self, codes: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            parts = []
-            for j, e in enumerate(self.embeds):
-                w = e.weight.detach()
-                c = codes[:, j].round().long().clamp(0, int(w.shape[0]) - 1).to(w.device)
-                parts.append(torch.nn.functional.embedding(c, w))
-            return torch.cat(parts, 1)
-
-    def __call__(self, example: torch.Tensor) -> torch.Tensor:
-        return self.apply_to_batch(example[None])[0]
-
-
-class Standardize:
-    """fastai's tabular ``Normalize`` on raw continuous values: ``(x - mean) / std`` per column."""
-
-    def __init__(self, means: Sequence[float], stds: Sequence[float]) -> None:
-        self.mean = torch.tensor(list(means), dtype=torch.float32)
-        self.std = torch.tensor(list(stds), dtype=torch.float32)
-
-    def apply_to_batch(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean.to(x.device, x.dtype)) / self.std.to(x.device, x.dtype)
-
-    def __call__(self, example: torch.Tensor) -> torch.Tensor:
-        return self.apply_to_batch(example)
-
-    def inverse(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.std.to(x.device, x.dtype) + self.mean.to(x.device, x.dtype)
-
-
-class ContinuousFeature(GeneralFeature):
-    """The continuous columns: raw values shown, normalized values fed to the model."""
-
-    def __init__(self, name: str, columns: Sequence[str], normalize: Standardize | None) -> None:
-        super().__init__(name, columns)
-        self.normalize = normalize
-        self.input_transforms = [normalize] if normalize is not None else []
-        if normalize is not None:  # the "feature" baseline: the training means (normalized 0)
-            self.baseline_transforms = [lambda x: normalize.mean.to(x.device, x.dtype).expand_as(x).clone()]
-
-
-class CategoricalFeature(GeneralFeature):
-    """The categorical columns: codes shown as category names, embeddings fed to the model.
-
-    One attribution per column: the attribution of the column's embedding dimensions, summed.
-    """
-
-    def __init__(self, name: str, columns: Sequence[str], vocabs: Sequence[Sequence[str]], embed: EmbedCodes) -> None:
-        super().__init__(name, columns)
-        self.vocabs = [[str(v) for v in vocab] for vocab in vocabs]
-        self.embed = embed
-        self.input_transforms = [embed]
-        self.visualization_transform = self.names
-
-    def names(self, codes: torch.Tensor) -> list[str]:
-        """One example's codes -> its category names (an unknown code is shown as ``#na#``)."""
-        out = []
-        for j, c in enumerate(codes.flatten().tolist()):
-            vocab = self.vocabs[j]
-            k = int(c) if isinstance(c, (int, float)) and math.isfinite(c) else 0
-            out.append(vocab[k] if 0 <= k < len(vocab) else NA)
-        return out
-
-    def transform_input(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.embed.apply_to_batch(batch)
-
-    def reduce_attribution(self, attribution: torch.Tensor) -> np.ndarray:
-        a = attribution.detach().float().cpu().flatten()
-        if a.numel() == len(self.categories):  # already per column (a method attributing the codes)
-            return a.numpy()
-        if a.numel() != sum(self.embed.sizes):
-            raise ValueError(
-                f"feature {self.name!r}: an attribution of {a.numel()} values for embeddings of "
-                f"{sum(self.embed.sizes)} values"
-            )
-        return torch.stack([part.sum() for part in torch.split(a, self.embed.sizes)]).numpy()
-
-    def describe(self) -> dict:
-        return dict(super().describe(), vocabs={c: v for c, v in zip(self.categories, self.vocabs)})
 
 
 # ---------------------------------------------------------------------- the data
@@ -336,7 +198,9 @@ def _test_dl(dls: Any, items: Any, with_labels: bool | None) -> tuple:
     df = _read_items(items)
     if len(df) == 0:
         raise AdapterError("items holds no row")
-    template = getattr(dls, "train_ds", None) if getattr(dls, "train_ds", None) is not None else dls.valid_ds
+    template = getattr(dls, "train_ds", None)
+    if template is None:
+        template = dls.valid_ds
     needed = list(template.cat_names) + list(template.cont_names)
     needed = [c for c in needed if not (c.endswith("_na") and c[:-3] in template.cont_names)]  # FillMissing adds these
     missing = [c for c in needed if c not in df.columns]
@@ -416,21 +280,20 @@ def source_from_tabular(
         raise AdapterError("this tabular learner predicts numbers (a regression); insights-app shows classifiers")
     wrapped = EmbeddedTabularModel(model)
     cat_names, cont_names = [str(c) for c in to.cat_names], [str(c) for c in to.cont_names]
-    if wrapped.has_cats and len(model.embeds) != len(cat_names):
-        raise AdapterError(
-            f"the model embeds {len(model.embeds)} categorical columns but the data has {len(cat_names)}"
-        )
-    features: list[GeneralFeature] = []
+    embeds = wrapped.parts.embeds
+    if wrapped.has_cats and len(embeds) != len(cat_names):
+        raise AdapterError(f"the model embeds {len(embeds)} categorical columns but the data has {len(cat_names)}")
+    features: list[BaseFeature] = []
     normalize = _standardize(to) if cont_names else None
     if wrapped.has_cats:
-        features.append(CategoricalFeature("categorical", cat_names, _vocabs(to), EmbedCodes(model.embeds)))
+        features.append(CategoricalFeature("categorical", cat_names, _vocabs(to), EmbedCodes(embeds)))
     if wrapped.has_conts:
         features.append(ContinuousFeature("continuous", cont_names, normalize))
     dataset = TabularBatches(_display_dl(chosen, bs), normalize, wrapped.has_cats, wrapped.has_conts, labelled)
-    wrapped = prepare_model(wrapped, device)
+    ready = prepare_model(wrapped, device)  # the same module, in eval mode on the device
     names = read_classes(classes) if classes is not None else vocab_names(dls)
     batch = first_batch(dataset, "the learner's rows")
-    names = check_classes(names, count_outputs(wrapped, features, batch), "classes come from dls.vocab")
+    names = check_classes(names, count_outputs(ready, features, batch), "classes come from dls.vocab")
     score = activation(loss_func)
     info = {
         "multi_label": score.kind == "sigmoid",
@@ -440,7 +303,7 @@ def source_from_tabular(
         "length": len(dataset),
         "labelled": labelled,
     }
-    return Source(wrapped, names, score, features, dataset, name=name, info=info, loss_func=unreduced(loss_func))
+    return Source(ready, names, score, features, dataset, name=name, info=info, loss_func=unreduced(loss_func))
 
 
 def source_from_tabular_learner(

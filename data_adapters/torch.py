@@ -10,14 +10,15 @@ normalized are shown denormalized (``normalized=True``) and re-normalized for th
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence, Sized
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, SequentialSampler
 
 from insights_app import AttributionVisualizer, Batch
+from insights_app.features import BaseFeature
 from insights_app.tensors import plain
 
 from .base import (
@@ -165,7 +166,8 @@ class TorchImages:
         if isinstance(data, DataLoader):
             return self._from_loader(data)
         if isinstance(data, IterableDataset) or not (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
-            return self._from_items(data)
+            # Not map-style: iterated as given (an IterableDataset or any iterable).
+            return self._from_items(cast(Iterable[Any], data))
         return self._from_items(self._map_style(data))
 
 
@@ -209,16 +211,16 @@ def source_from_dataset(
     normalizer = optional_normalizer(mean, std)
     if isinstance(dataset, DataLoader):
         dataset = stable_loader(dataset)
-    elif hasattr(dataset, "__len__") and not isinstance(dataset, IterableDataset) and len(dataset) == 0:
+    elif isinstance(dataset, Sized) and not isinstance(dataset, IterableDataset) and len(dataset) == 0:
         raise AdapterError("the dataset is empty")
     data = TorchImages(dataset, batch_size, normalizer if normalized else None)
     names = read_classes(classes)
     model = prepare_model(model, device)
-    features = [image_feature(normalizer)]
+    features: list[BaseFeature] = [image_feature(normalizer)]
     batch = first_batch(data, "the dataset")
     names = check_classes(names, count_outputs(model, features, batch))
     underlying = dataset.dataset if isinstance(dataset, DataLoader) else dataset
-    info = {"length": len(underlying)} if hasattr(underlying, "__len__") else {}
+    info = {"length": len(underlying)} if isinstance(underlying, Sized) else {}
     return Source(model, names, score_function(score), features, data, name=name, info=info)
 
 

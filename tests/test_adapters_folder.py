@@ -12,7 +12,7 @@ import pytest
 import torch
 from adapters_helpers import IG_PAGE, page_predictions, photo_cnn, pil_pixels, write_sample_photos
 
-import data_adapters.folder as folder_module
+import data_adapters.folder_images as folder_module
 from data_adapters import AdapterError, from_folder, source_from_folder
 from data_adapters.classes import read_classes
 from data_adapters.errors import ChannelsError, ClassCountError
