@@ -40,6 +40,7 @@ from .seeding import seeded_rngs
 from .worker import ComputeThread, on_compute_thread
 
 if TYPE_CHECKING:
+    from ..metrics.options import MetricOptions
     from ..store import ModelStore
 
 log = logging.getLogger("insights_app.engine")  # one log for the engine, its name as before the split
@@ -265,7 +266,7 @@ class Engine:
         results: Sequence[Result],
         spec: MethodSpec,
         params: dict[str, Any],
-        options: Any,
+        options: MetricOptions,
         cancel: Cancel | None = None,
         attributions: KeptAttributions | None = None,
     ) -> list[dict[str, Any]]:

@@ -14,11 +14,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..dataset import Example
 from ..errors import DatasetError
 from ..protocols import VisualizerLike
+
+if TYPE_CHECKING:
+    from ..precompute import PrecomputeSummary
 
 EXECUTORS = ("local", "ray")
 CHUNK = 16  # examples per engine call (the engine splits it into captum calls as it measures best)
@@ -39,7 +42,7 @@ class Run:
     specs: list[tuple[Any, dict[str, Any]]]
     targets: str
     limit: int | None
-    summary: Any
+    summary: PrecomputeSummary
     bar: Any = None  # a tqdm bar, or None: plain lines through report (when progress is on)
     progress: bool = True
     report: Callable[[str], None] = print

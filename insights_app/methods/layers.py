@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from captum.attr import LayerAttribution
 
 from ..errors import ValidationError
+from .spec import AttributionContext
 
 
 def last_conv_layer(model: torch.nn.Module) -> tuple[str, torch.nn.Module]:
@@ -40,7 +39,7 @@ def resolve_layer(model: torch.nn.Module, name: str) -> torch.nn.Module:
     return modules[name]
 
 
-def on_first_image(ctx: Any, attr: torch.Tensor, mode: str) -> tuple[torch.Tensor, ...]:
+def on_first_image(ctx: AttributionContext, attr: torch.Tensor, mode: str) -> tuple[torch.Tensor, ...]:
     """Place a layer attribution on the first image input, upsampled to its size (zeros elsewhere)."""
     if not ctx.image_inputs:
         raise ValidationError("method", "layer methods need an image feature")
