@@ -4,6 +4,7 @@ Code written for ``captum.insights`` runs after changing its imports::
 
     from insights_app import AttributionVisualizer, Batch
     from insights_app.features import ImageFeature, TextFeature, GeneralFeature
+    from insights_app import FilterConfig   # captum.insights.attr_vis.app.FilterConfig
 
 The names below are imported on first use, so that the light modules (``insights_app.transport.access``,
 ``insights_app.limits``) can be used without loading torch and captum: the command line checks
@@ -28,6 +29,7 @@ _PUBLIC = {
     "BaseFeature": "features",
     "EmptyFeature": "features",
     "FeatureOutput": "features",
+    "FilterConfig": "legacy",
     "GeneralFeature": "features",
     "ImageFeature": "features",
     "TextFeature": "features",

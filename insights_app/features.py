@@ -8,12 +8,18 @@ the engine never needs to know what kind of data it is attributing.
 
 from __future__ import annotations
 
+import base64
+import io
 import sys
+import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 Transforms = None | Transform | Sequence[Transform]
@@ -27,6 +33,57 @@ class FeatureOutput(NamedTuple):
     modified: Any
     type: str
     contribution: float
+
+
+def figure_to_base64(fig: Figure) -> str:
+    """A matplotlib figure as base64 PNG text (no ``data:`` prefix), padding trimmed: what
+    captum.insights' features put in a :class:`FeatureOutput`."""
+    out = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tight_layout warns about axes it cannot fit; the figure is kept
+        fig.tight_layout()
+    fig.savefig(out, format="png")
+    return base64.b64encode(out.getvalue()).decode("ascii")
+
+
+# The name captum.insights' own tests import from its features module.
+_convert_figure_base64 = figure_to_base64
+
+
+def _safe_div(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    """``numerator / denominator``, or the numerator unchanged where the denominator is 0 (an
+    all-zero attribution stays all zeros instead of becoming NaN)."""
+    return numerator / torch.where(denominator != 0, denominator, torch.ones_like(denominator))
+
+
+def _scaled_100(values: torch.Tensor, norm: torch.Tensor) -> list[float]:
+    """``values`` divided by ``norm`` (see :func:`_safe_div`), times 100, as Python floats."""
+    return [x * 100 for x in _safe_div(values, norm).tolist()]
+
+
+def _two_decimals(value: Any) -> str:
+    """A number with two decimals (captum.insights' general feature values); anything else as is."""
+    return f"{value:.2f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
+def _drop_batch(t: Any) -> Any:
+    """One example's tensor without its leading batch dimension of 1 (captum passes ``(1, ...)``)."""
+    return t.squeeze(0) if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape[0] == 1 else t
+
+
+def feature_type(feature: BaseFeature) -> str:
+    """The type a feature publishes (``/config`` and the page's JSON): what its class's
+    ``visualization_type()`` says when a user's subclass defines one (as captum's docs tell
+    users to), else its ``kind``."""
+    method = type(feature).visualization_type
+    if getattr(method, "__func__", method) is not _DEFAULT_VISUALIZATION_TYPE:
+        try:
+            declared = feature.visualization_type()
+        except NotImplementedError:
+            declared = None
+        if isinstance(declared, str) and declared:
+            return declared
+    return feature.kind
 
 
 def as_transform_list(transforms: Transforms) -> list[Transform]:
@@ -113,10 +170,20 @@ class BaseFeature:
         return attribution.detach().float().cpu().numpy()
 
     def describe(self) -> dict:
-        return {"name": self.name, "type": self.kind}
+        return {"name": self.name, "type": feature_type(self)}
 
-    def visualize(self, attribution: torch.Tensor, data: torch.Tensor, contribution_frac: float) -> FeatureOutput:
-        """captum.insights-compatible single-example view (used by code written for it)."""
+    @classmethod
+    def visualization_type(cls) -> str:
+        """The feature's type as captum.insights names it ("image", "text", "general", "empty"): the
+        class's ``kind``. A user's subclass may override it (captum's docs declare it a staticmethod);
+        the page then publishes that type and shows the feature with the renderer registered for it,
+        else with its nearest registered parent's (the base one: its values)."""
+        return cls.kind
+
+    def visualize(self, attribution: Any, data: Any, contribution_frac: float) -> FeatureOutput:
+        """captum.insights' single-example view: ``attribution`` and ``data`` of one example, batch
+        first (``(1, ...)``), as ``AttributionVisualizer.visualize()`` passes them. The page does not
+        use it (it has its own renderers); code written for captum.insights does."""
         raise NotImplementedError
 
 
@@ -133,16 +200,32 @@ class ImageFeature(BaseFeature):
             raise ValueError(f"image attribution of shape {tuple(a.shape)} is not (C, H, W)")
         return a.numpy()
 
-    def visualize(self, attribution: torch.Tensor, data: torch.Tensor, contribution_frac: float) -> FeatureOutput:
-        from .page.render import encode_png_base64, render_attribution, to_display_image
+    def visualize(self, attribution: Any, data: Any, contribution_frac: float) -> FeatureOutput:
+        """The input and the attribution's absolute-value heat map, each drawn by captum's
+        ``visualize_image_attr`` and returned as base64 PNG text (captum.insights' output). Takes
+        ``(1, C, H, W)`` or ``(C, H, W)`` tensors; C may be 1 (grayscale)."""
+        from captum.attr import visualization as viz  # looked up per call: matplotlib loads on first use
 
-        original = to_display_image(self.display_input(data))
-        modified = render_attribution(
-            self.reduce_attribution(attribution), original, "blended_heat_map", "absolute_value"
-        )
+        if self.visualization_transform is not None:
+            data = self.visualization_transform(data)
+        image, attr = (_hwc(t) for t in (data, attribution))
+        original, _ = viz.visualize_image_attr(attr, image, method="original_image", use_pyplot=False)
+        heat, _ = viz.visualize_image_attr(attr, image, method="heat_map", sign="absolute_value", use_pyplot=False)
         return FeatureOutput(
-            self.name, encode_png_base64(original), encode_png_base64(modified), "image", float(contribution_frac)
+            self.name, figure_to_base64(original), figure_to_base64(heat), self.visualization_type(), contribution_frac
         )
+
+
+def _hwc(t: Any) -> np.ndarray:
+    """One image example as the (H, W, C) array captum's ``visualize_image_attr`` draws."""
+    a = torch.as_tensor(t).detach().float().cpu()
+    if a.dim() == 4 and a.shape[0] == 1:
+        a = a[0]
+    if a.dim() == 2:
+        a = a[None]
+    if a.dim() != 3:
+        raise ValueError(f"an image of shape {tuple(torch.as_tensor(t).shape)} is not (1, C, H, W) or (C, H, W)")
+    return a.permute(1, 2, 0).numpy()
 
 
 class TextFeature(BaseFeature):
@@ -163,9 +246,20 @@ class TextFeature(BaseFeature):
             return [str(t) for t in shown.flatten().tolist()]
         return [str(t) for t in shown]
 
-    def visualize(self, attribution: torch.Tensor, data: torch.Tensor, contribution_frac: float) -> FeatureOutput:
-        scores = self.reduce_attribution(attribution).tolist()
-        return FeatureOutput(self.name, self.tokens(data), scores, "text", float(contribution_frac))
+    def visualize(self, attribution: Any, data: Any, contribution_frac: float) -> FeatureOutput:
+        """``base``: the input as shown (the ``visualization_transform`` of ``data``, else ``data``
+        itself); ``modified``: one score per token (an embedding-level attribution summed per token),
+        scaled so that the largest magnitude is 100 (all zeros stay zeros), as captum.insights does."""
+        shown = self.visualization_transform(data) if self.visualization_transform is not None else data
+        scores = _drop_batch(torch.as_tensor(attribution).detach())
+        if scores.dim() > 1:
+            scores = scores.sum(dim=1)
+        scores = scores.flatten()
+        if not scores.numel():
+            return FeatureOutput(self.name, shown, [], self.visualization_type(), contribution_frac)
+        return FeatureOutput(
+            self.name, shown, _scaled_100(scores, scores.abs().max()), self.visualization_type(), contribution_frac
+        )
 
 
 class GeneralFeature(BaseFeature):
@@ -188,9 +282,21 @@ class GeneralFeature(BaseFeature):
     def describe(self) -> dict:
         return {"name": self.name, "type": self.kind, "categories": self.categories}
 
-    def visualize(self, attribution: torch.Tensor, data: torch.Tensor, contribution_frac: float) -> FeatureOutput:
-        scores = self.reduce_attribution(attribution).tolist()
-        return FeatureOutput(self.name, self.categories, scores, "general", float(contribution_frac))
+    def visualize(self, attribution: Any, data: Any, contribution_frac: float) -> FeatureOutput:
+        """``base``: ``"category: value"`` per category (numbers with 2 decimals, names as shown);
+        ``modified``: one score per category, divided by their Euclidean norm, times 100 (all zeros
+        stay zeros), as captum.insights does."""
+        scores = _drop_batch(torch.as_tensor(attribution).detach()).flatten()
+        if scores.numel() != len(self.categories):  # e.g. embedding-level: reduced to one per category
+            scores = torch.as_tensor(self.reduce_attribution(scores))
+        values = _drop_batch(data)
+        if self.visualization_transform is not None:
+            values = self.display_input(values)
+        shown = values.flatten().tolist() if isinstance(values, torch.Tensor) else list(values)
+        base = [f"{c}: {_two_decimals(v)}" for c, v in zip(self.categories, shown)]
+        return FeatureOutput(
+            self.name, base, _scaled_100(scores, scores.norm()), self.visualization_type(), contribution_frac
+        )
 
 
 class EmptyFeature(BaseFeature):
@@ -207,5 +313,9 @@ class EmptyFeature(BaseFeature):
     ) -> None:
         super().__init__(name, baseline_transforms, input_transforms, visualization_transform)
 
-    def visualize(self, attribution: torch.Tensor, data: torch.Tensor, contribution_frac: float) -> FeatureOutput:
-        return FeatureOutput(self.name, None, None, "empty", float(contribution_frac))
+    def visualize(self, attribution: Any, data: Any, contribution_frac: float) -> FeatureOutput:
+        return FeatureOutput(self.name, None, None, self.visualization_type(), contribution_frac)
+
+
+# BaseFeature's own visualization_type (the function): feature_type() tells a user's override from it.
+_DEFAULT_VISUALIZATION_TYPE = BaseFeature.__dict__["visualization_type"].__func__

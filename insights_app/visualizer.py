@@ -25,6 +25,7 @@ from .dataset import Example, ExampleStore
 from .engine import Engine, Prediction
 from .errors import DatasetError
 from .features import BaseFeature, ImageFeature
+from .legacy import FilterConfig, VisualizationOutput, insights_config, visualized
 from .limits import TOP_K_MAX
 from .methods import AttributionContext, Attributions, MethodSpec, Param, build_registry, method
 from .metrics.registered import metric_registry
@@ -136,6 +137,10 @@ class AttributionVisualizer:
         self.presenter = Presenter(self.features, self.classes, names)
         self._image_hw: tuple[int, int] | None = None
         self._servers: list[Any] = []
+        # captum.insights' configuration of visualize() (scripts set `vis._config = FilterConfig(...)`,
+        # as captum's own tests do; `filter_config` is the public name), and where its next call starts.
+        self._config = FilterConfig()
+        self._visualize_from = 0
 
     # ------------------------------------------------------------ extending
     def register_method(self, spec: MethodSpec, *, replace: bool = False) -> MethodSpec:
@@ -233,6 +238,36 @@ class AttributionVisualizer:
     def attribute(self, body: Any) -> dict[str, Any]:
         """One example, one model, any target class (clicking a class in the page)."""
         return attributed(self, body if isinstance(body, AttributeQuery) else self.parse_attribute(body))
+
+    # ------------------------------------------------------------ captum.insights' Python API (legacy.py)
+    @property
+    def filter_config(self) -> FilterConfig:
+        """What ``visualize()`` answers (a :class:`~insights_app.legacy.FilterConfig`); the page does
+        not read it (its requests say what they want)."""
+        return self._config
+
+    @filter_config.setter
+    def filter_config(self, config: FilterConfig) -> None:
+        if not isinstance(config, FilterConfig):
+            raise TypeError("filter_config must be a FilterConfig")
+        self._config = config
+
+    def visualize(self, config: FilterConfig | None = None) -> list[list[VisualizationOutput]]:
+        """captum.insights' ``visualize()``: the next examples the filter keeps (``config``, else
+        :attr:`filter_config`), each as one ``VisualizationOutput`` per model that keeps it, with each
+        feature's ``FeatureOutput``. Each call goes on from where the last one stopped, wrapping
+        around to the first example; a filter nothing matches answers an empty list after scanning
+        ``max_scan`` examples (captum looped for ever)."""
+        if config is not None:
+            self.filter_config = config
+        answer = visualized(self, self._config, self._visualize_from)
+        self._visualize_from = answer.next_id
+        return answer.outputs
+
+    def get_insights_config(self) -> dict[str, Any]:
+        """captum.insights' ``get_insights_config()``: ``classes``, ``methods``, ``method_arguments``
+        (per method, per argument: ``value``, ``limit``, ``type``) and ``selected_method``."""
+        return insights_config(self, self._config)
 
     # ------------------------------------------------------------ triage
     def interpretation(

@@ -19,7 +19,7 @@ import numpy as np
 from ..cache import LRUCache
 from ..dataset import Example
 from ..engine import Explanation, Prediction, Result
-from ..features import BaseFeature
+from ..features import BaseFeature, feature_type
 from ..registry import Registry
 from .feature_kinds import FeatureRenderer, build_registry, renderer_for
 from .query import Visualization
@@ -209,4 +209,8 @@ class Presenter:
         self, ex: Example, i: int, attr_map: np.ndarray, vis: Visualization, scale: float, values: bool
     ) -> dict[str, Any]:
         f = self.features[i]
-        return {"name": f.name, "type": f.kind, **self.renderer(i).render(f, ex, i, attr_map, vis, scale, values, self)}
+        return {
+            "name": f.name,
+            "type": feature_type(f),
+            **self.renderer(i).render(f, ex, i, attr_map, vis, scale, values, self),
+        }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ...features import BaseFeature
+from ...features import BaseFeature, feature_type
 from ...registry import Registry
 from .general import GENERAL, GeneralRenderer, general_values
 from .image import IMAGE, ImageRenderer
@@ -28,14 +28,36 @@ def build_registry() -> Registry[FeatureRenderer]:
 
 
 def renderer_for(feature: BaseFeature, renderers: Mapping[str, FeatureRenderer]) -> FeatureRenderer:
-    """The renderer of the feature's kind; for a kind nobody registered, that of the nearest class
-    it derives from whose kind is registered (a subclass of ImageFeature naming a kind of its own is
-    shown as an image), else the base renderer."""
-    for cls in type(feature).__mro__:
-        kind = feature.kind if cls is type(feature) else cls.__dict__.get("kind")
-        if isinstance(kind, str) and kind in renderers:
-            return renderers[kind]
+    """The renderer of the feature's type (:func:`~insights_app.features.feature_type`: its
+    ``visualization_type()``, else its kind); for a type nobody registered, that of the nearest class
+    it derives from whose kind or ``visualization_type`` is registered (a subclass of ImageFeature
+    naming a type of its own is shown as an image), else the base renderer (a user's BaseFeature
+    subclass of type "real": its values)."""
+    own = feature_type(feature)
+    if own in renderers:
+        return renderers[own]
+    for cls in type(feature).__mro__[1:]:
+        for kind in _declared_types(cls):
+            if kind in renderers:
+                return renderers[kind]
     return renderers.get("base", BASE)
+
+
+def _declared_types(cls: type) -> list[str]:
+    """The types a class itself declares: its ``visualization_type()`` (when it defines one that
+    can be called on the class) and its ``kind``."""
+    out: list[str] = []
+    if "visualization_type" in cls.__dict__:
+        try:
+            declared = getattr(cls, "visualization_type")()  # noqa: B009 - `cls` is any class
+        except Exception:  # an instance method, or one that raises: only its kind counts
+            declared = None
+        if isinstance(declared, str):
+            out.append(declared)
+    kind = cls.__dict__.get("kind")
+    if isinstance(kind, str):
+        out.append(kind)
+    return out
 
 
 __all__ = [

@@ -1,6 +1,6 @@
 """What a feature kind's renderer is: how the page's JSON shows one feature's input and its maps.
 
-A :class:`FeatureRenderer` is registered by the kind it shows (``feature.kind``: "image",
+A :class:`FeatureRenderer` is registered by the type it shows (``features.feature_type``: "image",
 "text", "general"); the :class:`~insights_app.page.present.Presenter` looks each feature's renderer
 up by kind (a subclass of a built-in feature that names a kind of its own is shown as its
 parent is; a kind nobody registered gets this base renderer: its numbers, as a flat list).

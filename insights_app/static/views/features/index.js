@@ -1,9 +1,10 @@
-// How each kind of feature is shown, by the feature's type (its `type` in /config): one module each.
+// How each kind of feature is shown, by the feature's type (its `type` in /config): one module each;
+// a type none of them shows (a user's own) gets values.js.
 
-import { h } from "../../lib/dom.js";
 import general from "./general.js";
 import image from "./image.js";
 import text from "./text.js";
+import values from "./values.js";
 
 const FEATURE_VIEWS = new Map([image, text, general].map((view) => [view.type, view]));
 
@@ -15,8 +16,6 @@ export function inputView(f) {
 
 /** One feature's attribution; ctx = {ex, model, method, target}. */
 export function attributionView(a, ctx) {
-  const view = FEATURE_VIEWS.get(a.type);
-  if (view) return view.attribution(a, ctx);
-  if (a.scores) return h("div", { class: "ia-help" }, `${a.name}: ${a.scores.length} attribution values`);
-  return null;
+  const view = FEATURE_VIEWS.get(a.type) ?? values; // a type of the user's own: its values as bars
+  return view.attribution(a, ctx);
 }
