@@ -264,6 +264,24 @@ def test_visualize_takes_a_config_publicly_goes_on_where_it_stopped_and_filters(
     assert vis.visualize(FilterConfig(classes=["durian"], attribution_arguments={"n_steps": 2})) == []
 
 
+def test_visualize_answers_each_model_attributed_to_its_own_top_prediction():
+    torch.manual_seed(11)
+    two = orchard_visualizer(n=4)
+    other = PhotoAndSensor()
+    both = AttributionVisualizer(
+        models=[two.models[0], other], classes=FRUITS, features=two.features, dataset=two.store.dataset
+    )
+    outputs = both.visualize(FilterConfig(attribution_arguments={"n_steps": 2}, num_examples=4))
+    assert len(outputs) == 4
+    for per_model in outputs:
+        assert [o.model_index for o in per_model] == [0, 1]
+        assert all(o.active_index == o.predicted[0].index for o in per_model)
+        assert all(sum(abs(f.contribution) for f in o.feature_outputs) == pytest.approx(1.0) for o in per_model)
+    assert any(a.predicted[0].index != b.predicted[0].index for a, b in outputs) or any(
+        a.predicted[0].score != b.predicted[0].score for a, b in outputs
+    )
+
+
 def test_get_insights_config_lists_classes_methods_and_their_arguments():
     vis = orchard_visualizer()
     cfg = vis.get_insights_config()
