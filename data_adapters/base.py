@@ -201,16 +201,33 @@ def count_outputs(model: torch.nn.Module, features: Sequence[BaseFeature], batch
                 raise ChannelsError(
                     f"the model expects {expected}-channel images but got {got}-channel ones", expected, got
                 ) from exc
-            shapes = ", ".join(str(tuple(t.shape)) for t in x)
-            raise AdapterError(
-                f"the model failed on the first examples (input shape {shapes}): {type(exc).__name__}: {exc}"
-            ) from exc
+            out = _one_that_runs(model, x)  # faults stay local: one example the model fails on is that card's error
+            if out is None:
+                shapes = ", ".join(str(tuple(t.shape)) for t in x)
+                raise AdapterError(
+                    f"the model failed on the first examples (input shape {shapes}): {type(exc).__name__}: {exc}"
+                ) from exc
     if isinstance(out, (tuple, list)):
         out = out[0]
     out = plain(out)
     if not isinstance(out, torch.Tensor) or out.dim() == 0:
         raise AdapterError("the model must return a tensor with one row of class scores per example")
     return 1 if out.dim() == 1 else int(out[0].numel())
+
+
+def _one_that_runs(model: torch.nn.Module, x: Sequence[torch.Tensor]) -> Any:
+    """The model's output on the first of the examples ``x`` it runs on alone, or None when it fails on
+    every one (then the model, not an example, is at fault). Each failure is logged: the pages show it
+    on that example's card."""
+    n = int(x[0].shape[0]) if x and x[0].dim() else 0
+    for j in range(n):
+        try:
+            out = model(*(t[j : j + 1] for t in x))
+        except Exception as exc:
+            log.warning("the model failed on example %d of the first batch: %s: %s", j, type(exc).__name__, exc)
+            continue
+        return out
+    return None
 
 
 # torch's message when a convolution gets the wrong number of input channels.

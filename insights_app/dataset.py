@@ -77,7 +77,32 @@ def _label(value: Any) -> int | None:
     return int(value)
 
 
-def _checked(batch: Any) -> tuple[tuple[torch.Tensor, ...], int, list[int | None]]:
+@dataclass
+class LabelCheck:
+    """Labels held to the model's classes: an index outside ``0..n_classes-1`` is no label, said once.
+
+    Without it a label 5 on a 3-class model shows as a class "5" that the model has not, and one of
+    2**32 wraps onto class 0 in the pass's int32 records. One per example store (no global state)."""
+
+    n_classes: int | None = None
+    warned: bool = field(default=False, compare=False)
+
+    def __call__(self, value: Any) -> int | None:
+        label = _label(value)
+        if label is None or self.n_classes is None or label < self.n_classes:
+            return label
+        if not self.warned:
+            self.warned = True
+            log.warning(
+                "label %d is not one of the model's %d classes (0..%d): examples with such labels are shown unlabeled",
+                label,
+                self.n_classes,
+                self.n_classes - 1,
+            )
+        return None
+
+
+def _checked(batch: Any, check: LabelCheck | None = None) -> tuple[tuple[torch.Tensor, ...], int, list[int | None]]:
     """A Batch's inputs (plain CPU tensors), its size and its labels (None: no label), checked."""
     if not isinstance(batch, Batch):
         raise DatasetError(f"the dataset yielded {type(batch).__name__}; it must yield insights_app.Batch")
@@ -93,19 +118,19 @@ def _checked(batch: Any) -> tuple[tuple[torch.Tensor, ...], int, list[int | None
         given = list(given)
         if len(given) != n:
             raise DatasetError(f"a Batch has {n} inputs but {len(given)} labels")
-        labels = [_label(v) for v in given]
+        labels = [_label(v) for v in given] if check is None else [check(v) for v in given]
     return inputs, n, labels
 
 
-def batch_rows(batch: Any, first_id: int) -> tuple[ExampleBatch, list[int | None]]:
+def batch_rows(batch: Any, first_id: int, check: LabelCheck | None = None) -> tuple[ExampleBatch, list[int | None]]:
     """A Batch as the model sees it, without splitting it into examples (the dataset pass)."""
-    inputs, n, labels = _checked(batch)
+    inputs, n, labels = _checked(batch, check)
     return ExampleBatch(list(range(first_id, first_id + n)), inputs, batch.additional_args), labels
 
 
-def split_batch(batch: Any, first_id: int) -> list[Example]:
+def split_batch(batch: Any, first_id: int, check: LabelCheck | None = None) -> list[Example]:
     """A Batch -> its examples with consecutive ids starting at ``first_id``."""
-    inputs, n, labels = _checked(batch)
+    inputs, n, labels = _checked(batch, check)
     rows = list(zip(*(x.unbind(0) for x in inputs)))  # one call per input, not one index per example
     extra = batch.additional_args
     return [
@@ -215,8 +240,10 @@ class ExampleStore:
         max_cached_examples: int = 4096,
         max_cached_bytes: int = 256 * 2**20,
         max_read: int = 1024,
+        n_classes: int | None = None,
     ) -> None:
         self.dataset = dataset
+        self.labels = LabelCheck(n_classes)  # labels outside the classes are no label
         self.max_cached = max(1, int(max_cached_examples))
         self.max_cached_bytes = max(1, int(max_cached_bytes))
         self.max_read = max(1, int(max_read))
@@ -257,7 +284,7 @@ class ExampleStore:
             return self._fail(exc)
         except Exception as exc:
             return self._fail(exc)
-        examples = split_batch(batch, self._next_id)
+        examples = split_batch(batch, self._next_id, self.labels)
         self._next_id += len(examples)
         self.read_to = max(self.read_to, self._next_id)
         with self._cache_lock:

@@ -115,7 +115,7 @@ class AttributionVisualizer:
         ]
         self.score_func = score_func
         self.use_label_for_attr = use_label_for_attr
-        self.store = ExampleStore(dataset, max_cached_examples, max_read=max_scan)
+        self.store = ExampleStore(dataset, max_cached_examples, max_read=max_scan, n_classes=len(self.classes))
         self.methods = build_registry()
         self.metrics = metric_registry()  # the quality metrics a request may ask for (vis.register_metric)
         if default_method not in self.methods:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import CliError, Say, say
+from .preflight import check_out
 
 if TYPE_CHECKING:
     from insights_app.visualizer import AttributionVisualizer
@@ -69,9 +69,7 @@ def export_body(args: argparse.Namespace) -> dict:
         raise CliError("--limit must be at least 1")
     if args.metrics:
         body["metrics"] = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    parent = Path(args.out).expanduser().resolve().parent
-    if not parent.is_dir():
-        raise CliError(f"--out: no such folder: {parent}")
+    check_out(args.out)
     return body
 
 
@@ -81,8 +79,11 @@ def run(visualizer: AttributionVisualizer, args: argparse.Namespace, out: Say = 
     from insights_app.page.export import export
 
     try:
+        visualizer.parse_page(dict(args.body))  # the filter's model, the method and its arguments: before the work
         n = export(visualizer, args.format, args.out, args.body, args.limit)
     except ValidationError as exc:
         raise CliError(str(exc)) from None
+    except OSError as exc:  # the file could not be written after all (a full disk, a folder gone meanwhile)
+        raise CliError(f"--out {args.out}: {exc.strerror or exc}") from None
     out(f"wrote {n} examples to {args.out} ({args.format})")
     return 0

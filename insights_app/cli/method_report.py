@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import CliError, Say, say
+from .preflight import check_out
 
 if TYPE_CHECKING:
     from insights_app.visualizer import AttributionVisualizer
@@ -56,7 +57,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def check(args: argparse.Namespace) -> None:
-    """Nothing to check before the model loads: the method names are the model's (checked by ``run``)."""
+    """Before the model loads: where ``--out`` writes (the method names are the model's: ``run`` checks them)."""
+    if args.out is not None:
+        if Path(args.out).suffix not in (".md", ".json"):
+            raise CliError("--out must end in .md (the table) or .json (every figure)")
+        check_out(args.out)
 
 
 def run(visualizer: AttributionVisualizer, args: argparse.Namespace, out: Say = say) -> int:
@@ -67,8 +72,7 @@ def run(visualizer: AttributionVisualizer, args: argparse.Namespace, out: Say = 
     from insights_app.precompute import parse_arguments
 
     names = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
-    if args.out is not None and Path(args.out).suffix not in (".md", ".json"):
-        raise CliError("--out must end in .md (the table) or .json (every figure)")
+    check(args)
     try:
         arguments = parse_arguments(args.arguments, names or list(visualizer.methods))
         options = parse_metrics([m.strip() for m in args.metrics.split(",") if m.strip()])
@@ -86,7 +90,10 @@ def run(visualizer: AttributionVisualizer, args: argparse.Namespace, out: Say = 
     text = table(report)
     out(text)
     if args.out is not None:
-        Path(args.out).write_text(
-            json.dumps(report, indent=1) if args.out.endswith(".json") else text + "\n", encoding="utf-8"
-        )
+        try:
+            Path(args.out).write_text(
+                json.dumps(report, indent=1) if args.out.endswith(".json") else text + "\n", encoding="utf-8"
+            )
+        except OSError as exc:  # the folder went away or filled up while the report ran
+            raise CliError(f"--out {args.out}: {exc.strerror or exc}") from None
     return 0

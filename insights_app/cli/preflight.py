@@ -129,6 +129,19 @@ def check_file(path: str, flag: str) -> Path:
     return p
 
 
+def check_out(out: str, flag: str = "--out") -> None:
+    """The file ``out`` can be written where it is named: its folder exists, and it is not a folder itself
+    (found before the work, not after it)."""
+    path = Path(out).expanduser()
+    if path.is_dir():
+        raise CliError(f"{flag} {out}: is a folder; name the file to write")
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise CliError(f"{flag}: no such folder: {parent}")
+    if not os.access(parent, os.W_OK):
+        raise CliError(f"{flag}: cannot write in {parent}")
+
+
 def check_dir(path: str, flag: str) -> Path:
     p = Path(path).expanduser()
     if not p.exists():

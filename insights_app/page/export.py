@@ -72,12 +72,22 @@ def _pages(
             return
 
 
+# What a spreadsheet reads as the start of a formula (OWASP's CSV injection guidance): a text cell starting
+# with one of these gets a leading single quote, so that it is shown as text and never run.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(text: str) -> str:
+    """A text cell (a class name, a file name, an error message) that a spreadsheet shows and never runs."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def csv_text(vis: VisualizerLike, model: int = 0, top_k: int = 3, cancel: Cancel | None = None) -> tuple[str, int]:
     """The CSV (its text, and how many rows of examples): one row per example the dataset pass
     covers (it runs first): id, label, top-k, confidence, loss."""
     _wait_for_pass(vis, model, cancel)
     snap = vis.dataset_pass.snapshot()
-    names = vis.classes
+    names = [csv_cell(name) for name in vis.classes]
     k = min(top_k, snap.top_classes.shape[2])
     with io.StringIO(newline="") as f:
         w = csv.writer(f)
@@ -99,7 +109,7 @@ def csv_text(vis: VisualizerLike, model: int = 0, top_k: int = 3, cancel: Cancel
                     "" if failed else f"{scores[0]:.6g}",
                     "" if loss != loss else f"{loss:.6g}",
                     "" if failed or label < 0 else int(top[0] == label),
-                    snap.errors[model].get(ex_id, ""),
+                    csv_cell(snap.errors[model].get(ex_id, "")),
                 ]
                 + [v for i in range(k) for v in (("", "") if failed else (names[top[i]], f"{scores[i]:.6g}"))]
             )

@@ -90,7 +90,7 @@ class Presenter:
         }
         exp = result.explanation
         if exp is not None:
-            out["target"] = self.label(exp.target)
+            out["target"] = self.target(exp.target)
             try:
                 out["attributions"] = self._attributions(index, ex, exp, vis, scales, values)
             except Exception as exc:  # a render failure is this example's error, not the page's
@@ -113,10 +113,16 @@ class Presenter:
         }
 
     def label(self, index: int | None) -> dict[str, Any] | None:
+        """An example's label; one that is not a class of the model is no label (never a class named "5")."""
+        if index is None or not 0 <= index < len(self.classes):
+            return None
+        return {"index": index, "name": self.classes[index]}
+
+    def target(self, index: int | None) -> dict[str, Any] | None:
+        """The output a map explains (an output without a class name is named by its index)."""
         if index is None:
             return None
-        name = self.classes[index] if 0 <= index < len(self.classes) else str(index)
-        return {"index": index, "name": name}
+        return {"index": index, "name": self.classes[index] if 0 <= index < len(self.classes) else str(index)}
 
     def predictions(self, pred: Prediction, k: int) -> list[dict[str, Any]]:
         return [

@@ -259,7 +259,7 @@ class DatasetPass:
                 raise DatasetError(f"the dataset raised {type(exc).__name__} after example {position}: {exc}") from exc
             except Exception as exc:
                 raise DatasetError(f"the dataset raised {type(exc).__name__} after example {position}: {exc}") from exc
-            batch, labels = batch_rows(raw, position)
+            batch, labels = batch_rows(raw, position, self.store.labels)
             n = len(batch)
             start = max(0, skip - position)
             position += n
@@ -355,8 +355,10 @@ class DatasetPass:
         """Model ``m``'s loss of each example (NaN where there is none); the loss is chosen on the first batch."""
         nan = torch.full((n,), float("nan"))
         choice = self.losses[m]
-        if choice is None:
-            choice = self.losses[m] = choose_loss(self.engines[m].score_func, self.loss_funcs[m], raw[:64].cpu())
+        if choice is None:  # chosen on the batch's finite rows; a batch without one leaves it to the next
+            choice = self.losses[m] = choose_loss(self.engines[m].score_func, self.loss_funcs[m], raw.cpu())
+            if choice is None:
+                return nan
         labeled = labels >= 0
         count = int(labeled.sum())
         if choice.fn is None or not count:

@@ -5,6 +5,10 @@ the score function says what the outputs are: softmax scores mean logits for cro
 sigmoid scores logits for binary cross-entropy; with no score function, outputs that are
 already probabilities get their negative log-likelihood and anything else is taken as
 logits. A custom score function gets no loss, and a note that says how to give one.
+
+The choice is made on the first batch's finite rows only: a NaN output is that example's
+failure, not a reason to give the whole dataset no loss. A batch with no finite row decides
+nothing (:func:`choose_loss` answers None and the next batch is asked).
 """
 
 from __future__ import annotations
@@ -71,14 +75,34 @@ def _are_probabilities(out: torch.Tensor) -> bool:
     return out.shape[1] > 1 and bool((out >= 0).all()) and _close(out.sum(dim=1), torch.ones(out.shape[0]))
 
 
+PROBE_ROWS = 64  # finite rows the choice looks at
+
+
+# A softmax over one output scores every example 1: no loss ranks anything, and the usual cause is a
+# one-output binary classifier given softmax instead of sigmoid.
+ONE_OUTPUT_SOFTMAX = (
+    "No loss: the model has one output per example and its score function gives every example the "
+    "score 1, as a softmax over one output does (its cross-entropy is always 0). A one-output binary "
+    "classifier wants score='sigmoid'; or pass loss_func= (outputs, labels -> one loss per example) "
+    "to AttributionVisualizer."
+)
+
+
 def choose_loss(
     score_func: Callable[[torch.Tensor], torch.Tensor] | None, loss_func: LossFn | None, probe: torch.Tensor
-) -> LossChoice:
-    """The loss for a model whose raw outputs on a first batch are ``probe`` (on the CPU)."""
+) -> LossChoice | None:
+    """The loss for a model whose raw outputs on a first batch are ``probe`` (on the CPU); None when
+    no row of ``probe`` is finite (nothing to judge the score function by: ask the next batch)."""
     if loss_func is not None:
         return LossChoice(loss_func, getattr(loss_func, "insights_name", "") or "the model's loss function")
     probe = probe.detach().float().cpu()
-    rows = probe.reshape(probe.shape[0], -1) if probe.dim() else probe.reshape(1, 1)
+    if not probe.dim():
+        probe = probe.reshape(1)
+    finite = torch.isfinite(probe.reshape(probe.shape[0], -1)).all(dim=1)
+    probe = probe[finite][:PROBE_ROWS]
+    if not probe.shape[0]:
+        return None
+    rows = probe.reshape(probe.shape[0], -1)
     if score_func is None:
         if _are_probabilities(rows):
             return LossChoice(negative_log_likelihood, "negative log-likelihood")
@@ -88,10 +112,14 @@ def choose_loss(
             scored = score_func(probe).detach().float().cpu()
         except Exception:  # the engine reports the score function's failure; here: no loss
             scored = None
+    if scored is not None and scored.numel() != rows.numel():
+        scored = None
     if scored is not None and rows.shape[1] > 1 and _close(scored.reshape(rows.shape), torch.softmax(rows, dim=1)):
         return LossChoice(cross_entropy, "cross-entropy")
     if scored is not None and _close(scored.reshape(rows.shape), torch.sigmoid(rows)):
         return LossChoice(binary_cross_entropy, "binary cross-entropy")
+    if scored is not None and rows.shape[1] == 1 and _close(scored.reshape(rows.shape), torch.ones_like(rows)):
+        return LossChoice(None, "", ONE_OUTPUT_SOFTMAX)
     return LossChoice(
         None,
         "",
