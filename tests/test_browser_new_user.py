@@ -181,8 +181,10 @@ def test_at_420px_the_title_wraps_the_form_folds_and_the_toolbar_covers_no_card(
         "e => Math.max(...[...e.querySelectorAll('.ia-barchart-value, .ia-pred')].map(x => x.getBoundingClientRect().right))"
     )
     assert right <= card["x"] + card["width"], (right, card)
-    tracks = page.locator(".ia-card").first.locator(".ia-barchart-track").evaluate_all(
-        "els => els.map(e => e.getBoundingClientRect().width)"
+    tracks = (
+        page.locator(".ia-card")
+        .first.locator(".ia-barchart-track")
+        .evaluate_all("els => els.map(e => e.getBoundingClientRect().width)")
     )
     assert min(tracks) >= 120, tracks  # the bars have room to be read
     shot(page, "new-user-420-cards")
