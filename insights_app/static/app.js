@@ -110,9 +110,16 @@ class InsightsApp {
     e.fetch = h("button", { type: "submit", class: "ia-btn ia-btn-primary ia-fetch" }, "Fetch");
     e.cancel = h("button", { type: "button", class: "ia-btn ia-cancel", hidden: true, title: "Stop computing this page (what has arrived stays)", onclick: () => this.mainView.cancel() }, "Cancel");
     e.dirty = h("div", { class: "ia-dirty", hidden: true }, "Settings changed: press Fetch to apply them.");
+    // On a narrow root (css/narrow.css) the form folds away under this button, leaving Fetch and the cards.
+    e.settings = h("button", { type: "button", class: "ia-btn ia-settings-toggle", "aria-expanded": "false",
+      onclick: () => {
+        const open = e.settings.getAttribute("aria-expanded") !== "true";
+        e.settings.setAttribute("aria-expanded", String(open));
+        this.root.querySelector(".ia-sidebar").classList.toggle("ia-sidebar-open", open);
+      } }, "Settings");
     const form = h("form", { class: "ia-sidebar-form", novalidate: true, onsubmit: (ev) => { ev.preventDefault(); this.fetchPage(0); } },
       h("div", { class: "ia-sidebar-scroll" }, (e.filters = filterSection(this)), methodSection(this), displaySection(this)),
-      h("div", { class: "ia-sidebar-foot" }, e.dirty, h("div", { class: "ia-foot-buttons" }, e.cancel, e.fetch)));
+      h("div", { class: "ia-sidebar-foot" }, e.dirty, h("div", { class: "ia-foot-buttons" }, e.settings, e.cancel, e.fetch)));
     this.listen(form, "input", () => this.markDirty());
     this.listen(form, "change", () => this.markDirty());
     for (const view of this.views.values()) view.el.hidden = view !== this.mainView;

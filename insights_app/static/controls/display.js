@@ -3,6 +3,7 @@
 import { h } from "../lib/dom.js";
 import { field, numberInput, select } from "./fields.js";
 import { metricsFields } from "./metrics.js";
+import { showsImages } from "../views/features/index.js";
 
 export const VIS_LABELS = {
   heat_map: "Heat map",
@@ -65,9 +66,10 @@ export function displaySection(app) {
     app.applyZoom(v);
     app.writeUrl();
   });
+  const images = showsImages(cfg); // a tabular or text page has no map to size or draw as an image
   return h("section", { class: "ia-section" },
     h("h2", { class: "ia-section-title" }, "Display"),
-    field("Visualization", visSelect, { field: "visualization.method" }),
+    images ? field("Visualization", visSelect, { field: "visualization.method" }) : null,
     field("Sign", signSelect, { field: "visualization.sign" }),
     field("Colours", paletteSelect, { field: "visualization.palette" }),
     field("Colour scale", scaleSelect, { title: "Scale each map to its own largest values, or share one scale so that colours compare across cards" }),
@@ -77,6 +79,6 @@ export function displaySection(app) {
       field("Top-k", topk, { field: "top_k", title: `Predictions shown per model (1 – ${kMax})` })),
     h("div", { class: "ia-row2" },
       field("Per page", size, { field: "page_size", title: `Examples per page (1 – ${cfg.limits.page_size_max})` }),
-      field("Image size", zoom)),
+      images ? field("Image size", zoom) : null),
     metricsFields(app));
 }

@@ -46,13 +46,17 @@ export function pct(score) {
   return v >= 99.95 || v === 0 ? `${v.toFixed(0)}%` : v < 0.1 ? "<0.1%" : `${v.toFixed(1)}%`;
 }
 
-/** An attribution value with three significant digits. */
+/**
+ * A number as people write it: three significant digits ("0.0809", "2.72", "742"), whole numbers from 1,000
+ * ("1330", "52400", never "1.33e+3"), exponents only far from 1 (from a million, below 0.0001).
+ */
 export function fmt(value) {
   const v = Number(value);
   if (!Number.isFinite(v)) return String(value);
   if (v === 0) return "0";
   const a = Math.abs(v);
-  return a >= 1000 || a < 0.001 ? v.toExponential(2) : v.toPrecision(3);
+  if (a >= 1e6 || a < 1e-4) return v.toExponential(2);
+  return a >= 999.5 ? String(Math.round(v)) : v.toPrecision(3); // 999.7 has no 3-digit plain form
 }
 
 export function fileSafe(text) {

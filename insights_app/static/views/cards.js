@@ -111,10 +111,11 @@ function renderModelRow(app, card, row, m) {
   if (m.error) put(attrs, h("div", { class: "ia-inline-error", role: "alert" }, m.error));
   else if (m.pending) put(attrs, h("div", { class: "ia-attr-pending" }, spinner("Computing the attribution…")));
   const side = h("div", { class: "ia-attr-side" });
+  const barScale = sharedBarScale(m.attributions);
   for (const a of m.attributions) {
     const spec = app.methods.get(card.body.method);
     const view = attributionView(a, { ex, model: m, method: card.body.method, methodLabel: spec ? spec.label : card.body.method,
-      target: m.target, vis: card.body.visualization, config: app.config,
+      target: m.target, vis: card.body.visualization, config: app.config, barScale,
       onEnlarge: (attr, opener) => openLarge(app, { ex, model: m, body: card.body, feature: attr.name, opener }) });
     put(a.type === "image" ? attrs : side, view);
   }
@@ -131,6 +132,19 @@ function renderModelRow(app, card, row, m) {
     const fallback = again || row.el.querySelector(".ia-pred");
     if (fallback) fallback.focus();
   }
+}
+
+/** One bar length for all of a card's tabular features: a model's columns come in groups (categorical,
+ * continuous), each with its own scale from the server; bars drawn each to its own would make -0.2 look
+ * as large as 2.7. The largest of the groups' scales (or of their values) is the card's full bar. */
+function sharedBarScale(attributions) {
+  let peak = 0;
+  for (const a of attributions) {
+    if (a.type !== "general") continue;
+    const own = a.scale && a.scale.high > 0 ? a.scale.high : 0;
+    peak = Math.max(peak, own, ...(a.scores || []).map((s) => Math.abs(Number(s)) || 0));
+  }
+  return peak > 0 ? peak : null;
 }
 
 /** Each feature's share of the total absolute attribution (several features only). */

@@ -5,9 +5,11 @@
 import { clear, h, pct, put, spinner } from "../lib/dom.js";
 import { TRIAGE_DEFAULTS } from "../lib/state.js";
 import { select } from "../controls/fields.js";
+import { DARK_TEXT, readableOn } from "../lib/colors.js";
 import { methodReport } from "./method-report.js";
 
 const TABLE_MAX = 25; // up to this many classes, the matrix is a table of numbers; past it, a canvas heat map
+const ROTATE_OVER = 4; // class names longer than this many characters make the matrix's column heads vertical
 const REFRESH_MS = 2000; // while the pass runs, the summary is read again this often
 
 class DatasetView {
@@ -205,7 +207,9 @@ class DatasetView {
     const note = s.confusion.restricted ? h("div", { class: "ia-help" }, `${cfg.classes.length} classes: the matrix shows the ${shown.length} classes of the most confused pairs.`) : null;
     const open = (i, j) => this.showCards({ pair: { actual: shown[i], predicted: shown[j] }, model: c.model });
     if (shown.length <= TABLE_MAX) {
-      const table = h("table", { class: "ia-confusion" },
+      // Column heads stand on end only when a name is long: one-letter classes stay level (no empty band).
+      const rotated = shown.some((k) => String(cfg.classes[k]).length > ROTATE_OVER);
+      const table = h("table", { class: "ia-confusion" + (rotated ? " ia-cm-rotated" : "") },
         h("caption", { class: "ia-sr-only" }, "Confusion matrix: rows are the true classes, columns the predicted ones"),
         h("thead", null, h("tr", null, h("th", { scope: "col", class: "ia-cm-corner" }, "actual \\ predicted"),
           shown.map((k) => h("th", { scope: "col", class: "ia-cm-col" }, h("span", null, cfg.classes[k]))))),
@@ -237,9 +241,13 @@ class DatasetView {
     const cfg = this.app.config;
     if (!s.top_losses.length) return h("div", { class: "ia-help" }, s.loss.note || "No loss yet.");
     return h("table", { class: "ia-table" },
-      h("thead", null, h("tr", null, ["Example", "Actual", "Predicted", "Loss", "Probability", "P(actual)"].map((t) => h("th", { scope: "col" }, t)))),
-      h("tbody", null, s.top_losses.map((r) => h("tr", null,
+      h("thead", null, h("tr", null, ["Example", "Actual", "Predicted", "Result", "Loss", "Probability", "P(actual)"].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", null, s.top_losses.map((r) => h("tr", { class: r.actual === r.predicted ? "ia-loss-right" : "ia-loss-wrong" },
         h("td", null, `#${r.id}`), h("td", null, cfg.classes[r.actual]), h("td", null, cfg.classes[r.predicted]),
+        // A large loss on a right prediction (low confidence) is not a mistake: say which rows are.
+        h("td", null, r.actual === r.predicted
+          ? h("span", { class: "ia-badge ia-badge-good", title: "The top prediction is the true label (the loss is its low confidence)" }, "✓ Correct")
+          : h("span", { class: "ia-badge ia-badge-bad", title: "The top prediction differs from the true label" }, "✗ Wrong")),
         h("td", { class: "ia-num" }, r.loss === null ? "—" : r.loss.toFixed(3)), h("td", { class: "ia-num" }, pct(r.probability)),
         h("td", { class: "ia-num" }, r.label_probability === null ? "—" : pct(r.label_probability))))));
   }
@@ -277,7 +285,6 @@ function card(title, content, extra = null, cls = "") {
 
 const RIGHT = [30, 63, 158]; // the diagonal: blue
 const WRONG = [168, 67, 15]; // off it: orange
-const DARK_TEXT = [29, 39, 51];
 
 /** A cell's colour: blue on the diagonal (right), orange off it (wrong), by its share `t` of the largest. */
 function cellColour(t, diagonal) {
@@ -289,23 +296,10 @@ function shadeOf(t, diagonal) {
   return (diagonal ? RIGHT : WRONG).map((c) => Math.round(255 + (c - 255) * a));
 }
 
-function luminance(rgb) {
-  const [r, g, b] = rgb.map((v) => { const c = v / 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; });
-  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
-}
-
 /** A numbered cell's colours with its count readable (WCAG AA, 4.5:1): dark text on light shades, white on
  * dark ones; a mid shade, where neither reads, is moved to the nearer side. */
 function readableCell(t, diagonal) {
-  let bg = shadeOf(t, diagonal);
-  const contrast = (fg) => { const [a, b] = [luminance(bg), luminance(fg)].sort((x, y) => y - x); return (a + 0.05) / (b + 0.05); };
-  const white = [255, 255, 255];
-  for (let i = 0; i < 20 && contrast(white) < 4.5 && contrast(DARK_TEXT) < 4.5; i++) {
-    const toward = t >= 0.5 ? 0 : 255;
-    bg = bg.map((c) => Math.round(c + (toward - c) * 0.12));
-  }
-  const fg = contrast(white) >= contrast(DARK_TEXT) ? white : DARK_TEXT;
-  return { background: `rgb(${bg.join(", ")})`, color: `rgb(${fg.join(", ")})` };
+  return readableOn(shadeOf(t, diagonal), { dark: DARK_TEXT, toward: t >= 0.5 ? 0 : 255 });
 }
 
 /** The confusion matrix of many classes as a canvas: hover says the cell, a click (or Enter) opens it. */
@@ -358,17 +352,38 @@ function heatmap(cfg, shown, counts, shade, open) {
   return h("div", null, h("div", { class: "ia-cm-axes ia-muted" }, "Rows: actual class · columns: predicted class"), canvas, readout);
 }
 
-/** Stacked bars of the confidence histogram: correct and incorrect (or unlabeled). */
+/** The smallest of 1, 2, 5 × 10^k at or above `n` (a count axis' top). */
+function niceCeil(n) {
+  const p = 10 ** Math.floor(Math.log10(Math.max(1, n)));
+  return [1, 2, 5, 10].map((m) => m * p).find((v) => v >= n);
+}
+
+/** Stacked bars of the confidence histogram: correct and incorrect (or unlabeled), with a count axis, each
+ * bin's count above it and the totals in the key. A bin's few incorrect predictions stay visible (a
+ * segment is never thinner than 3 px) in a colour at 3:1 or more against the panel in either theme. */
 function histogram(hist, labeled) {
   const series = labeled ? [["correct", "Correct", "ia-hist-ok"], ["incorrect", "Incorrect", "ia-hist-bad"]] : [["unlabeled", "Predictions", "ia-hist-any"]];
   const totals = hist.edges.slice(1).map((_, b) => series.reduce((t, [key]) => t + hist[key][b], 0));
-  const max = Math.max(1, ...totals);
-  const bars = h("div", { class: "ia-hist", role: "img", "aria-label": `Confidence histogram: ${series.map(([key, label]) => `${label} ${hist[key].reduce((a, b) => a + b, 0)}`).join(", ")}` },
-    totals.map((_, b) => h("div", { class: "ia-hist-col", title: `${hist.edges[b].toFixed(2)}–${hist.edges[b + 1].toFixed(2)}: ${series.map(([key, label]) => `${label.toLowerCase()} ${hist[key][b]}`).join(", ")}` },
-      series.map(([key, , cls]) => h("span", { class: `ia-hist-seg ${cls}`, style: { height: `${(100 * hist[key][b]) / max}%` } })))));
-  return h("div", null, bars,
-    h("div", { class: "ia-hist-axis ia-muted" }, h("span", null, "0"), h("span", null, "confidence"), h("span", null, "1")),
-    h("div", { class: "ia-hist-legend" }, series.map(([, label, cls]) => h("span", null, h("span", { class: `ia-hist-key ${cls}` }), label))));
+  const top = niceCeil(Math.max(1, ...totals));
+  const sums = series.map(([key]) => hist[key].reduce((a, b) => a + b, 0));
+  const bars = h("div", { class: "ia-hist", role: "img", "aria-label": `Confidence histogram: ${series.map(([, label], k) => `${label} ${sums[k]}`).join(", ")}` },
+    [1, 0.5].map((f) => h("span", { class: "ia-hist-grid", style: { bottom: `${f * 100}%` }, "aria-hidden": "true" })),
+    totals.map((total, b) => h("div", { class: "ia-hist-col", title: `${hist.edges[b].toFixed(2)}–${hist.edges[b + 1].toFixed(2)}: ${series.map(([key, label]) => `${label.toLowerCase()} ${hist[key][b]}`).join(", ")}` },
+      series.map(([key, , cls]) => {
+        const n = hist[key][b];
+        return n ? h("span", { class: `ia-hist-seg ${cls}`, style: { height: `max(4px, ${(100 * n) / top}%)` } }) : null;
+      }),
+      total ? h("span", { class: "ia-hist-count", dataset: { bin: String(b) } }, String(total),
+        labeled && hist.incorrect[b] ? h("span", { class: "ia-hist-count-bad", title: `${hist.incorrect[b]} incorrect` }, `✗${hist.incorrect[b]}`) : null) : null)));
+  const yAxis = h("div", { class: "ia-hist-yaxis", "aria-hidden": "true" },
+    [top, top / 2, 0].map((v, k) => h("span", { style: { bottom: `${100 - k * 50}%` } }, Number.isInteger(v) ? String(v) : v.toFixed(1))));
+  const ticks = [0, 0.25, 0.5, 0.75, 1];
+  return h("div", { class: "ia-hist-chart" },
+    h("div", { class: "ia-hist-ylabel ia-muted" }, "examples"),
+    h("div", { class: "ia-hist-plot" }, yAxis, bars),
+    h("div", { class: "ia-hist-xaxis ia-muted", "aria-hidden": "true" }, ticks.map((t) => h("span", { style: { left: `${t * 100}%` } }, String(t)))),
+    h("div", { class: "ia-hist-xlabel ia-muted" }, "confidence of the top prediction"),
+    h("div", { class: "ia-hist-legend" }, series.map(([, label, cls], k) => h("span", { class: "ia-hist-legend-item" }, h("span", { class: `ia-hist-key ${cls}` }), `${label} ${sums[k].toLocaleString()}`))));
 }
 
 export default {

@@ -4,6 +4,7 @@
 import { clear, h, put, spinner } from "../lib/dom.js";
 import { isFiltered, sameMaps } from "../lib/state.js";
 import { legend } from "./legend.js";
+import { showsImages } from "./features/index.js";
 import { apiError } from "../lib/transport.js";
 import { failCard, fillCard, placeholderCard } from "./cards.js";
 import { exportReportControl } from "../controls/export-report.js";
@@ -216,6 +217,7 @@ class ExamplesView {
 
   /** The toolbar's legend for `vis`: with numbers when the page's maps share a scale, else a note. */
   renderLegend(vis, shared = null) {
+    if (!showsImages(this.app.config)) return; // the cards' bars and tokens carry their own numbers
     const fixed = typeof vis.scale === "number" ? scaleRange(vis.sign, vis.scale) : null;
     const scale = fixed || shared;
     const note = scale ? (vis.scale === "page" ? "shared by the page" : fixed ? "fixed" : "") : "per map";

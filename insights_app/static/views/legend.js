@@ -24,3 +24,23 @@ export function legend(config, vis, scale, { compact = false, note = "" } = {}) 
     h("span", { class: "ia-legend-end" }, ends[1]),
     note ? h("span", { class: "ia-legend-note" }, note) : null);
 }
+
+const BLANK = {
+  positive: "No positive attribution: the map is blank",
+  negative: "No negative attribution: the map is blank",
+};
+
+/**
+ * The word a blank map needs (null when something is drawn): a map of zeros (LIME on an untrained model, a
+ * model that ignores its input) is otherwise a blank picture with a "0 … 0" scale. `scores` are the values
+ * (text, tabular); an image map says it by its scale (0 at both ends: nothing survived the sign).
+ */
+export function zeroNote(a, sign = "all") {
+  const scores = Array.isArray(a.scores) ? a.scores : null;
+  const zero = scores
+    ? scores.length > 0 && scores.every((s) => Number(s) === 0)
+    : Boolean(a.scale) && Number(a.scale.low) === 0 && Number(a.scale.high) === 0;
+  if (!zero) return null;
+  const text = scores ? "All attributions are zero" : BLANK[sign] || "All attributions are zero: the map is blank";
+  return h("div", { class: "ia-zero-note", role: "note" }, text);
+}

@@ -2,6 +2,7 @@
 
 import { signedColor } from "../../lib/colors.js";
 import { fmt, h } from "../../lib/dom.js";
+import { zeroNote } from "../legend.js";
 
 const MAX_BARS = 30;
 
@@ -16,7 +17,8 @@ export default {
   attribution(a, ctx = {}) {
     const scores = a.scores || [];
     const cats = a.categories || [];
-    const maxAbs = a.scale && a.scale.high > 0 ? a.scale.high : Math.max(1e-12, ...scores.map((s) => Math.abs(s)));
+    // The card's one scale (ctx.barScale, over all its tabular features), else this feature's own.
+    const maxAbs = ctx.barScale > 0 ? ctx.barScale : a.scale && a.scale.high > 0 ? a.scale.high : Math.max(1e-12, ...scores.map((s) => Math.abs(s)));
     const palette = ctx.vis ? ctx.vis.palette : "colorblind";
     const color = (s) => (ctx.config ? signedColor(ctx.config, palette, s >= 0 ? 0.8 : -0.8, 1) : null);
     const order = scores.map((s, i) => i);
@@ -33,6 +35,7 @@ export default {
               h("span", { class: "ia-barchart-axis" }),
               h("span", { class: `ia-barchart-bar ${s >= 0 ? "ia-pos" : "ia-neg"}`, style: { ...(s >= 0 ? { left: "50%" } : { right: "50%" }), width: `${w}%`, background: color(s) } })),
             h("span", { class: "ia-barchart-value" }, fmt(s)));
-        })));
+        })),
+      zeroNote(a));
   },
 };

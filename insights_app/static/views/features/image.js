@@ -1,7 +1,7 @@
 // Image features: the input as shown, and its attribution map with a PNG download.
 
 import { fileSafe, h } from "../../lib/dom.js";
-import { legend } from "../legend.js";
+import { legend, zeroNote } from "../legend.js";
 
 /** An image that stays crisp when small inputs are scaled up. */
 export function image(src, alt) {
@@ -22,6 +22,7 @@ export default {
     const targetName = ctx.target ? ctx.target.name : "output";
     const name = `insights-${ctx.ex.id}-${fileSafe(ctx.model.name)}-${fileSafe(ctx.method)}-${fileSafe(targetName)}.png`;
     const drawn = ctx.vis && ctx.vis.method !== "original_image";
+    const note = drawn ? zeroNote(a, ctx.vis.sign) : null;
     const img = image(a.image, `${ctx.methodLabel || ctx.method} attribution of ${a.name} for ${targetName}`);
     const shown = ctx.onEnlarge
       ? h("button", { type: "button", class: "ia-enlarge", title: "Enlarge: the input and the map side by side, values under the pointer",
@@ -32,6 +33,7 @@ export default {
       h("figcaption", null,
         h("span", { class: "ia-attr-target", title: `Attribution target: ${targetName}` }, `→ ${targetName}`),
         h("a", { class: "ia-download", href: a.image, download: name, title: "Download this attribution as PNG" }, "PNG")),
-      drawn && a.scale && ctx.config ? legend(ctx.config, ctx.vis, a.scale, { compact: true }) : null);
+      note,
+      drawn && a.scale && ctx.config && !note ? legend(ctx.config, ctx.vis, a.scale, { compact: true }) : null);
   },
 };

@@ -19,3 +19,11 @@ export function attributionView(a, ctx) {
   const view = FEATURE_VIEWS.get(a.type) ?? values; // a type of the user's own: its values as bars
   return view.attribution(a, ctx);
 }
+
+const NOT_IMAGES = new Set(["general", "text", "empty"]);
+
+/** Whether the page shows image maps: the image-only controls (image size, how a map is drawn, the map
+ * legend) are left out of a tabular or text page. A kind the page does not know may be an image. */
+export function showsImages(config) {
+  return (config.features || []).some((f) => !NOT_IMAGES.has(f.type));
+}

@@ -1,7 +1,10 @@
 // Text features: the tokens, coloured by their attribution (hover for the value).
 
-import { signedColor } from "../../lib/colors.js";
+import { readableOn, signedColor } from "../../lib/colors.js";
 import { fmt, h } from "../../lib/dom.js";
+import { zeroNote } from "../legend.js";
+
+const BLACK = [0, 0, 0]; // with white, reads at 4.5:1 or more on any colour: the data colour is never moved
 
 export default {
   type: "text",
@@ -20,8 +23,10 @@ export default {
         h("span", { class: "ia-swatch", style: { background: neg } }), ` opposes it (full colour: ±${fmt(peak)})`)),
       h("div", { class: "ia-tokens" }, (a.tokens || []).map((t, i) => {
         const s = scores[i] ?? 0;
-        const bg = ctx.config ? signedColor(ctx.config, palette, s, peak) : "transparent";
-        return h("span", { class: "ia-token ia-token-scored", style: { background: bg }, title: `${t}: ${fmt(s)}`, dataset: { score: String(s) }, tabindex: "0" }, t);
-      })));
+        // The token's colour is its attribution; its text is black or white, whichever reads (WCAG AA).
+        const style = ctx.config ? readableOn(signedColor(ctx.config, palette, s, peak), { dark: BLACK }) : {};
+        return h("span", { class: "ia-token ia-token-scored", style, title: `${t}: ${fmt(s)}`, dataset: { score: String(s) }, tabindex: "0" }, t);
+      })),
+      zeroNote(a));
   },
 };
