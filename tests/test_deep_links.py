@@ -211,3 +211,102 @@ def test_the_loss_order_over_an_iterable_says_what_it_cannot_reach():
     assert body["examples"] == []  # the 16 largest losses are ids 1199..1184, past 32 + 1024
     assert "16 examples of this page (1184, 1185, 1186, 1187, 1188, ...) lie beyond the" in body["page"]["message"]
     assert body["page"]["matched"] == n
+
+
+# ---------------------------------------------------------------- every indexed adapter reads as it iterates
+
+
+def assert_read_by_position_as_iterated(dataset) -> None:
+    """Each example read by position (aligned blocks) equals the one iteration yields at that position."""
+    from insights_app.dataset import as_block, indexed, split_batch
+
+    source = indexed(dataset)
+    assert source is not None, f"{type(dataset).__name__} is not indexed"
+    iterated = [ex for b in dataset for ex in split_batch(b, 0)]
+    assert len(source) == len(iterated)
+    size = source.block_size
+    read = []
+    for start in reversed(range(0, len(source), size)):  # last block first: nothing before it is needed
+        block = as_block(source.read_block(start, min(start + size, len(source))), start)
+        assert block.positions == list(range(start, min(start + size, len(source)))) and not block.missing
+        read[:0] = split_batch(block.batch, start)
+    for a, b in zip(iterated, read):
+        assert a.label == b.label
+        assert all(torch.equal(x, y) for x, y in zip(a.inputs, b.inputs))
+        if a.additional_args is not None:
+            assert torch.equal(a.additional_args, b.additional_args)
+
+
+def test_the_torch_and_folder_adapters_read_by_position_as_they_iterate(digit_folder):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from data_adapters.folder import source_from_folder
+    from data_adapters.torch import source_from_dataset
+
+    x = torch.rand(70, 1, 4, 4)
+    y = torch.arange(70) % 2
+    for data in (TensorDataset(x, y), DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True)):
+        source = source_from_dataset(data, RampNet(), ["dark", "bright"], batch_size=8)
+        assert_read_by_position_as_iterated(source.dataset)
+    model = seeded(TinyCNN, 1, seed=0)
+    folder = source_from_folder(digit_folder / "3", model, [str(i) for i in range(10)], channels=1)
+    assert_read_by_position_as_iterated(folder.dataset)
+
+
+def test_texts_read_by_position_are_padded_as_their_batch():
+    from test_adapters_text import CLASSES, LABELS, PAD, TEXTS, VOCAB, TinyTextNet, tokenize
+
+    from data_adapters.text import source_from_texts
+
+    torch.manual_seed(0)
+    source = source_from_texts(TEXTS, TinyTextNet().eval(), tokenize, VOCAB, PAD, LABELS, CLASSES, batch_size=4)
+    assert_read_by_position_as_iterated(source.dataset)
+
+
+def test_fastai_items_read_by_position_as_they_iterate(digits_learner):
+    from data_adapters.fastai import source_from_learner
+
+    assert_read_by_position_as_iterated(source_from_learner(digits_learner, bs=16).dataset)
+
+
+def test_fastai_tabular_rows_read_by_position_as_they_iterate():
+    from test_adapters_tabular import N_ROWS, N_VALID
+
+    from data_adapters.fastai import source_from_learner
+    from insights_app.demos import tabular as demo_tabular
+
+    df = demo_tabular.breast_cancer_frame().iloc[:N_ROWS].reset_index(drop=True)
+    train, valid = demo_tabular.split(len(df), valid_fraction=N_VALID / N_ROWS)
+    dls = demo_tabular.tabular_dls(df, valid, bs=16)
+    from fastai.tabular.all import tabular_learner
+
+    torch.manual_seed(0)
+    learn = tabular_learner(dls, layers=[8])
+    assert_read_by_position_as_iterated(source_from_learner(learn).dataset)
+
+
+def test_an_unreadable_file_keeps_its_position_and_pages_skip_it(digit_folder, tmp_path):
+    """A folder read by position: an unreadable file is a hole the pages skip (the others keep their
+    ids, so a deep link never moves), /attribute names it, and the dataset pass flags it."""
+    import shutil
+
+    from data_adapters import from_folder
+
+    root = tmp_path / "holes"
+    shutil.copytree(digit_folder / "3", root / "3")
+    files = sorted((root / "3").glob("*.png"))[:40]
+    for f in sorted((root / "3").glob("*.png"))[40:]:
+        f.unlink()
+    files[5].write_bytes(b"not an image")
+    vis = from_folder(root, seeded(TinyCNN, 1, seed=0), [str(i) for i in range(10)], channels=1, batch_size=8)
+    client = create_app(vis).test_client()
+    body = post(client, "/examples", {"method": "Saliency", "page_size": 16}).get_json()
+    assert [e["id"] for e in body["examples"]] == [i for i in range(16) if i != 5]
+    assert body["page"]["dataset_size"] == 40 and all(m["error"] is None for e in body["examples"] for m in e["models"])
+    bad = post(client, "/attribute", {"example_id": 5, "method": "Saliency"})
+    assert bad.status_code == 400 and "not a readable image" in bad.get_json()["error"]
+    vis.dataset_pass.start()
+    progress = vis.dataset_pass.wait(60)
+    assert progress.complete and progress.done == 40 and progress.failed_examples == 1
+    wrong = post(client, "/examples", {"method": "Saliency", "page_size": 64, "filter": {"order": "loss"}}).get_json()
+    assert sorted(e["id"] for e in wrong["examples"]) == [i for i in range(40) if i != 5]
