@@ -208,13 +208,18 @@ def display_dl(dl: Any, bs: int | None) -> Any:
 
 def dl_block_size(dl: Any) -> int | None:
     """The batch size of a fastai DataLoader that reads its items by index in order (what
-    :func:`dl_block` reads), else None (an iterable dataset: read forward only)."""
+    :func:`dl_block` reads), else None (an iterable dataset: read forward only). It lists the
+    DataLoader's order once: callers keep the answer."""
     bs = getattr(dl, "bs", None)
     if not getattr(dl, "indexed", False) or not isinstance(bs, int) or bs < 1:
         return None
-    if getattr(dl, "shuffle", False) or getattr(dl, "drop_last", False) or type(dl).__name__ == "SortedDL":
+    if getattr(dl, "shuffle", False) or getattr(dl, "drop_last", False):
         return None
-    return bs
+    try:  # an order of its own (fastai's SortedDL sorts texts by length) is read forward only
+        in_order = list(dl.get_idxs()) == list(range(len(dl.dataset)))
+    except Exception:
+        return None
+    return bs if in_order else None
 
 
 def dl_block(dl: Any, start: int, stop: int) -> Any:

@@ -145,6 +145,7 @@ class FastaiBatches:
     def __init__(self, dl: Any) -> None:
         self.dl = dl
         self.n_inp = int(getattr(dl, "n_inp", 1) or 1)
+        self._block_size: int | None | bool = False  # not asked yet
 
     def __len__(self) -> int:
         return len(self.dl.dataset)
@@ -157,7 +158,9 @@ class FastaiBatches:
     @property
     def block_size(self) -> int | None:
         """Items a batch holds, when the DataLoader reads its items by index (see ``read_block``)."""
-        return dl_block_size(self.dl)
+        if self._block_size is False:
+            self._block_size = dl_block_size(self.dl)
+        return self._block_size
 
     def read_block(self, start: int, stop: int) -> Batch:
         """Items ``start..stop-1`` at once (an :class:`insights_app.dataset.IndexedDataset`)."""

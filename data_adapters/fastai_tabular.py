@@ -118,6 +118,7 @@ class TabularBatches:
         self.dl = dl
         self.normalize = normalize
         self.has_cats, self.has_conts, self.labelled = has_cats, has_conts, labelled
+        self._block_size: int | None | bool = False  # not asked yet
 
     def __len__(self) -> int:
         return len(self.dl.dataset)
@@ -129,7 +130,9 @@ class TabularBatches:
     @property
     def block_size(self) -> int | None:
         """Rows a batch holds, when the DataLoader reads its rows by index (see ``read_block``)."""
-        return dl_block_size(self.dl)
+        if self._block_size is False:
+            self._block_size = dl_block_size(self.dl)
+        return self._block_size
 
     def read_block(self, start: int, stop: int) -> Batch:
         """Rows ``start..stop-1`` at once (an :class:`insights_app.dataset.IndexedDataset`)."""

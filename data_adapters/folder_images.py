@@ -162,8 +162,12 @@ class FolderImages:
 
     @property
     def block_size(self) -> int:
-        """Files its iteration batches together (readers by position ask for aligned blocks of it)."""
-        return self.batch_size
+        """Files read together by position: a batch, fewer when their pixels would pass BATCH_BYTES
+        (as iteration cuts its batches; an image does not depend on the others read with it)."""
+        if self.size is None:
+            return self.batch_size
+        per_image = self.channels * self.size[0] * self.size[1] * 4
+        return max(1, min(self.batch_size, BATCH_BYTES // per_image))
 
     def read_block(self, start: int, stop: int) -> Block:
         """Files ``start..stop-1`` at once (an :class:`insights_app.dataset.IndexedDataset`): the
