@@ -206,6 +206,37 @@ def display_dl(dl: Any, bs: int | None) -> Any:
     return ordered_dl(dl, bs, without=(Normalize,))
 
 
+def dl_block_size(dl: Any) -> int | None:
+    """The batch size of a fastai DataLoader that reads its items by index in order (what
+    :func:`dl_block` reads), else None (an iterable dataset: read forward only). It lists the
+    DataLoader's order once: callers keep the answer."""
+    bs = getattr(dl, "bs", None)
+    if not getattr(dl, "indexed", False) or not isinstance(bs, int) or bs < 1:
+        return None
+    if getattr(dl, "shuffle", False) or getattr(dl, "drop_last", False):
+        return None
+    try:  # an order of its own (fastai's SortedDL sorts texts by length) is read forward only
+        in_order = list(dl.get_idxs()) == list(range(len(dl.dataset)))
+    except Exception:
+        return None
+    return bs if in_order else None
+
+
+def dl_block(dl: Any, start: int, stop: int) -> Any:
+    """Items ``start..stop-1`` of a fastai DataLoader as one batch, made as its iteration makes it
+    (item transforms, collation, batch transforms), without reading the items before them."""
+    from fastai.torch_core import to_device
+
+    dl.before_iter()  # the batch transforms' split (validation transforms), as iteration sets it
+    items = [dl.do_item(i) for i in range(start, stop)]
+    if any(item is None for item in items):
+        raise AdapterError(f"the DataLoader skips some of its items {start}..{stop - 1}; it cannot be read by index")
+    b = dl.do_batch(items)
+    if dl.device is not None:
+        b = to_device(b, dl.device)
+    return dl.after_batch(b)
+
+
 def label_list(y: Any, n: int) -> list[int | None]:
     """Targets of a batch -> class indices (None: no label). One-hot (multi-label) rows count only
     when exactly one class is set: a Batch label is a single class."""

@@ -53,6 +53,8 @@ from .fastai_common import (
     activation,
     choose_dl,
     display_dl,
+    dl_block,
+    dl_block_size,
     label_list,
     unreduced,
     vocab_names,
@@ -143,6 +145,7 @@ class FastaiBatches:
     def __init__(self, dl: Any) -> None:
         self.dl = dl
         self.n_inp = int(getattr(dl, "n_inp", 1) or 1)
+        self._block_size: int | None | bool = False  # not asked yet
 
     def __len__(self) -> int:
         return len(self.dl.dataset)
@@ -152,20 +155,34 @@ class FastaiBatches:
         """The dataset pass's total."""
         return len(self.dl.dataset)
 
+    @property
+    def block_size(self) -> int | None:
+        """Items a batch holds, when the DataLoader reads its items by index (see ``read_block``)."""
+        if self._block_size is False:
+            self._block_size = dl_block_size(self.dl)
+        return self._block_size
+
+    def read_block(self, start: int, stop: int) -> Batch:
+        """Items ``start..stop-1`` at once (an :class:`insights_app.dataset.IndexedDataset`)."""
+        return self._batch(dl_block(self.dl, start, stop))
+
+    def _batch(self, b: Any) -> Batch:
+        b = tuple(b) if isinstance(b, (tuple, list)) else (b,)
+        if self.n_inp != 1:
+            raise AdapterError(f"the learner takes {self.n_inp} inputs; this adapter shows one image input")
+        x = plain(b[0])
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise AdapterError(
+                f"the learner's inputs are {shape}, not images (N, C, H, W); this adapter shows image learners"
+            )
+        n = int(x.shape[0])
+        labels = label_list(b[1], n) if len(b) > 1 else [None] * n
+        return Batch(x.detach(), labels)
+
     def __iter__(self) -> Iterator[Batch]:
         for b in self.dl:
-            b = tuple(b) if isinstance(b, (tuple, list)) else (b,)
-            if self.n_inp != 1:
-                raise AdapterError(f"the learner takes {self.n_inp} inputs; this adapter shows one image input")
-            x = plain(b[0])
-            if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
-                shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-                raise AdapterError(
-                    f"the learner's inputs are {shape}, not images (N, C, H, W); this adapter shows image learners"
-                )
-            n = int(x.shape[0])
-            labels = label_list(b[1], n) if len(b) > 1 else [None] * n
-            yield Batch(x.detach(), labels)
+            yield self._batch(b)
 
 
 def _source(
@@ -206,8 +223,9 @@ def _source(
         "multi_label": score.kind == "sigmoid",
         "normalize": repr(normalizer) if normalizer else None,
     }
-    if hasattr(dataset, "__len__"):
-        info["length"] = len(dataset)
+    length = getattr(dataset, "n_examples", None)
+    if isinstance(length, int):
+        info["length"] = length
     return Source(model, names, score, features, dataset, name=name, info=info, loss_func=unreduced(loss_func))
 
 

@@ -69,7 +69,16 @@ from .base import (
     prepare_model,
 )
 from .classes import read_classes
-from .fastai_common import activation, label_list, named_dl, ordered_dl, unreduced, vocab_names
+from .fastai_common import (
+    activation,
+    dl_block,
+    dl_block_size,
+    label_list,
+    named_dl,
+    ordered_dl,
+    unreduced,
+    vocab_names,
+)
 from .fastai_tabular_model import (
     CategoricalFeature,
     ContinuousFeature,
@@ -109,6 +118,7 @@ class TabularBatches:
         self.dl = dl
         self.normalize = normalize
         self.has_cats, self.has_conts, self.labelled = has_cats, has_conts, labelled
+        self._block_size: int | None | bool = False  # not asked yet
 
     def __len__(self) -> int:
         return len(self.dl.dataset)
@@ -116,6 +126,38 @@ class TabularBatches:
     @property
     def n_examples(self) -> int:
         return len(self.dl.dataset)
+
+    @property
+    def block_size(self) -> int | None:
+        """Rows a batch holds, when the DataLoader reads its rows by index (see ``read_block``)."""
+        if self._block_size is False:
+            self._block_size = dl_block_size(self.dl)
+        return self._block_size
+
+    def read_block(self, start: int, stop: int) -> Batch:
+        """Rows ``start..stop-1`` at once (an :class:`insights_app.dataset.IndexedDataset`)."""
+        with warnings.catch_warnings():  # torch's note on fastai's read-only DataFrame arrays
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return self._batch(dl_block(self.dl, start, stop))
+
+    def _batch(self, b: Any) -> Batch:
+        cats, conts = plain(b[0]), plain(b[1])
+        n = int(cats.shape[0])
+        inputs = []
+        if self.has_cats:
+            inputs.append(cats.detach().long())
+        if self.has_conts:
+            x = conts.detach().float()
+            inputs.append(self.normalize.inverse(x) if self.normalize is not None else x)
+        labels: list[int | None] = [None] * n
+        if self.labelled and len(b) > 2:
+            y = plain(b[2])
+            if isinstance(y, torch.Tensor) and y.dim() == 2 and y.shape[1] == 1:
+                y = y[:, 0]
+            if isinstance(y, torch.Tensor) and not y.is_floating_point():
+                y = y.long()
+            labels = label_list(y, n)
+        return Batch(tuple(inputs), labels)
 
     def __iter__(self) -> Iterator[Batch]:
         rows = iter(self.dl)
@@ -126,23 +168,7 @@ class TabularBatches:
                     b = next(rows)
                 except StopIteration:
                     return
-            cats, conts = plain(b[0]), plain(b[1])
-            n = int(cats.shape[0])
-            inputs = []
-            if self.has_cats:
-                inputs.append(cats.detach().long())
-            if self.has_conts:
-                x = conts.detach().float()
-                inputs.append(self.normalize.inverse(x) if self.normalize is not None else x)
-            labels: list[int | None] = [None] * n
-            if self.labelled and len(b) > 2:
-                y = plain(b[2])
-                if isinstance(y, torch.Tensor) and y.dim() == 2 and y.shape[1] == 1:
-                    y = y[:, 0]
-                if isinstance(y, torch.Tensor) and not y.is_floating_point():
-                    y = y.long()
-                labels = label_list(y, n)
-            yield Batch(tuple(inputs), labels)
+            yield self._batch(b)
 
 
 def _procs(to: Any) -> list[Any]:

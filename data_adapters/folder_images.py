@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from insights_app import Batch
+from insights_app.dataset import Block
 from insights_app.limits import MAX_RESIZE_SIDE
 
 from .base import AdapterError
@@ -158,6 +159,34 @@ class FolderImages:
         if self.size is None:
             self.size = (int(x.shape[1]), int(x.shape[2]))
         return x
+
+    @property
+    def block_size(self) -> int:
+        """Files read together by position: a batch, fewer when their pixels would pass BATCH_BYTES
+        (as iteration cuts its batches; an image does not depend on the others read with it)."""
+        if self.size is None:
+            return self.batch_size
+        per_image = self.channels * self.size[0] * self.size[1] * 4
+        return max(1, min(self.batch_size, BATCH_BYTES // per_image))
+
+    def read_block(self, start: int, stop: int) -> Block:
+        """Files ``start..stop-1`` at once (an :class:`insights_app.dataset.IndexedDataset`): the
+        readable ones as one Batch, the others as missing positions (skipped, as iteration skips them)."""
+        images: list[torch.Tensor] = []
+        labels: list[int | None] = []
+        positions: list[int] = []
+        missing: dict[int, str] = {}
+        for position in range(max(0, start), min(stop, len(self.entries))):
+            path, label = self.entries[position]
+            x = self._read(path)
+            if x is None:
+                with self._lock:
+                    missing[position] = f"{path} is not a readable image ({self._skipped.get(path, '')})"
+                continue
+            images.append(x)
+            labels.append(label)
+            positions.append(position)
+        return Block(Batch(torch.stack(images), labels) if images else None, positions, missing)
 
     def __iter__(self) -> Iterator[Batch]:
         """One batch per ``batch_size`` files (unreadable ones left out), cut where its pixels reach

@@ -143,11 +143,29 @@ class EmbeddedBatches:
             raise TypeError("the number of examples is not known")
         return self._n
 
+    @property
+    def block_size(self) -> int | None:
+        """Texts a batch holds, when the batches can be read by position (a list of texts), else None."""
+        size = getattr(self.batches, "block_size", None)
+        return size if isinstance(size, int) and self._n is not None else None
+
+    def read_block(self, start: int, stop: int) -> Batch:
+        """Texts ``start..stop-1`` at once, padded as their batch is (an
+        :class:`insights_app.dataset.IndexedDataset` when :attr:`block_size` is not None)."""
+        read = getattr(self.batches, "read_block", None)
+        if read is None:
+            raise TypeError("these batches cannot be read by position")
+        ids, labels = read(start, stop)
+        return self._batch(ids, labels)
+
+    def _batch(self, ids: torch.Tensor, labels: Sequence[int | None]) -> Batch:
+        ids = plain(ids).detach().cpu().long()
+        emb = embedding_call(self.layer, ids)
+        return Batch(self.codec.display(emb, ids), list(labels), additional_args=ids)
+
     def __iter__(self) -> Iterator[Batch]:
         for ids, labels in self.batches:
-            ids = plain(ids).detach().cpu().long()
-            emb = embedding_call(self.layer, ids)
-            yield Batch(self.codec.display(emb, ids), list(labels), additional_args=ids)
+            yield self._batch(ids, labels)
 
 
 def pad_ids(seqs: Sequence[Sequence[int]], pad_index: int, pad_first: bool = False) -> torch.Tensor:
@@ -197,8 +215,16 @@ class TextBatches:
             )
         return ids[: self.max_tokens] if self.max_tokens else ids
 
+    @property
+    def block_size(self) -> int:
+        """Texts padded together (a reader by position asks for aligned blocks of it)."""
+        return self.batch_size
+
+    def read_block(self, start: int, stop: int) -> tuple[torch.Tensor, list[int | None]]:
+        """Texts ``start..stop-1``, tokenized and padded together."""
+        seqs = [self.tokens(t) for t in self.texts[start:stop]]
+        return pad_ids(seqs, self.pad_index, self.pad_first), list(self.labels[start : start + len(seqs)])
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, list[int | None]]]:
         for start in range(0, len(self.texts), self.batch_size):
-            chunk = self.texts[start : start + self.batch_size]
-            seqs = [self.tokens(t) for t in chunk]
-            yield pad_ids(seqs, self.pad_index, self.pad_first), list(self.labels[start : start + len(chunk)])
+            yield self.read_block(start, start + self.batch_size)

@@ -130,19 +130,57 @@ class TorchImages:
                 f"images of different shapes {shapes[:3]} cannot form a batch; resize them in the dataset's transform"
             ) from None
 
+    def _loader_batch(self, b: Any) -> Batch:
+        """One collated batch of a DataLoader as a Batch."""
+        x, y = split_item(b)
+        if isinstance(x, torch.Tensor) and x.dim() in (3, 4):
+            xs = list(x if x.dim() == 4 else x[:, None])
+        else:
+            xs = list(x)
+        labels: list[int | None] = [None] * len(xs)
+        if y is not None:
+            ys = list(y) if not isinstance(y, torch.Tensor) or y.dim() > 0 else [y]
+            if len(ys) == len(xs):
+                labels = [to_label(v) for v in ys]
+        return Batch(self._images(xs), labels)
+
     def _from_loader(self, loader: DataLoader) -> Iterator[Batch]:
         for b in loader:
-            x, y = split_item(b)
-            if isinstance(x, torch.Tensor) and x.dim() in (3, 4):
-                xs = list(x if x.dim() == 4 else x[:, None])
-            else:
-                xs = list(x)
-            labels: list[int | None] = [None] * len(xs)
-            if y is not None:
-                ys = list(y) if not isinstance(y, torch.Tensor) or y.dim() > 0 else [y]
-                if len(ys) == len(xs):
-                    labels = [to_label(v) for v in ys]
-            yield Batch(self._images(xs), labels)
+            yield self._loader_batch(b)
+
+    @property
+    def block_size(self) -> int | None:
+        """Items its iteration batches together when it can be read by index (a map-style dataset, or
+        a DataLoader reading one in order); None when it can only be iterated."""
+        data = self.data
+        if isinstance(data, DataLoader):
+            sampler = getattr(data.batch_sampler, "sampler", None)
+            if (
+                isinstance(data.dataset, IterableDataset)
+                or not isinstance(sampler, SequentialSampler)
+                or not isinstance(data.batch_size, int)
+                or not is_map_style(data.dataset)
+            ):
+                return None
+            return data.batch_size
+        return self.batch_size if is_map_style(data) else None
+
+    def __len__(self) -> int:
+        n = self.n_examples
+        if n is None:
+            raise TypeError("the dataset does not know its length")
+        return n
+
+    def read_block(self, start: int, stop: int) -> Batch:
+        """Items ``start..stop-1`` at once, as their iteration batches them (an
+        :class:`insights_app.dataset.IndexedDataset` when :attr:`block_size` is not None)."""
+        data = self.data
+        if isinstance(data, DataLoader):
+            items = [data.dataset[i] for i in range(start, stop)]
+            return self._loader_batch(data.collate_fn(items))
+        dataset = cast(Any, data)
+        (batch,) = self._from_items([dataset[i] for i in range(start, stop)])
+        return batch
 
     def _from_items(self, items: Iterable[Any]) -> Iterator[Batch]:
         xs: list[Any] = []
@@ -165,10 +203,15 @@ class TorchImages:
         data = self.data
         if isinstance(data, DataLoader):
             return self._from_loader(data)
-        if isinstance(data, IterableDataset) or not (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
+        if not is_map_style(data):
             # Not map-style: iterated as given (an IterableDataset or any iterable).
             return self._from_items(cast(Iterable[Any], data))
         return self._from_items(self._map_style(data))
+
+
+def is_map_style(data: Any) -> bool:
+    """Whether ``data`` is read by index: ``__getitem__`` and ``__len__``, not an IterableDataset."""
+    return not isinstance(data, IterableDataset) and hasattr(data, "__getitem__") and hasattr(data, "__len__")
 
 
 def stable_loader(loader: DataLoader) -> DataLoader:

@@ -5,6 +5,12 @@ restart. Here every example gets a stable id (its position in iteration order); 
 re-iterable source (list, DataLoader, anything whose ``iter()`` returns a fresh iterator)
 is restarted to reach examples that fell out of the cache, and a one-shot generator is
 kept in memory up to a bound, beyond which its oldest examples are reported as gone.
+
+A source that knows its length and can be indexed (:class:`IndexedDataset`: an image folder,
+a map-style torch Dataset, a fastai DataLoader's items, a list of texts) is never read forward:
+any example is read at once, in the block of ``block_size`` positions that holds it (the same
+rows its iteration batches together, so a padded text reads the same either way), and its
+id is its position in the source.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -208,6 +214,65 @@ class ExampleBatch:
         )
 
 
+@dataclass
+class Block:
+    """Positions ``start..`` of an indexed dataset read at once: a Batch of the rows it could read
+    (``positions``: the position of each row) and the positions it could not, with why (an
+    unreadable image file: the folder skips it, so its id shows nothing)."""
+
+    batch: Batch | None
+    positions: list[int]
+    missing: dict[int, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class IndexedDataset(Protocol):
+    """A dataset of Batch that knows its length and reads any stretch of it at once.
+
+    ``len()`` counts positions (examples, or files that may turn out unreadable);
+    ``read_block(start, stop)`` gives positions ``start..stop-1`` as one :class:`Batch` (every
+    row present) or a :class:`Block`; ``block_size`` is the stretch the dataset's iteration
+    batches together (readers ask for aligned blocks of it, so an example reads the same either
+    way). A dataset that cannot say (an iterable Dataset) has ``block_size`` None.
+    """
+
+    block_size: int | None
+
+    def __len__(self) -> int: ...
+
+    def read_block(self, start: int, stop: int) -> Batch | Block: ...
+
+
+def indexed(dataset: Any) -> IndexedDataset | None:
+    """``dataset`` when it can be read by position (see :class:`IndexedDataset`), else None."""
+    if not isinstance(dataset, IndexedDataset):
+        return None
+    size = dataset.block_size
+    if not isinstance(size, int) or size < 1:
+        return None
+    try:
+        len(dataset)
+    except TypeError:
+        return None
+    return dataset
+
+
+def as_block(got: Batch | Block, start: int) -> Block:
+    """What ``read_block`` returned, as a Block (a Batch holds every position from ``start`` on)."""
+    if isinstance(got, Block):
+        return got
+    _, n, _ = _checked(got)
+    return Block(got, list(range(start, start + n)))
+
+
+class Unreadable(DatasetError):
+    """A position of an indexed dataset that holds nothing to show (an unreadable file): pages skip it."""
+
+    def __init__(self, ex_id: int, why: str) -> None:
+        super().__init__(f"example {ex_id} cannot be read: {why}")
+        self.ex_id = ex_id
+
+
 def _example_bytes(ex: Example) -> int:
     return sum(int(x.element_size() * x.nelement()) for x in ex.inputs)
 
@@ -248,18 +313,22 @@ class ExampleStore:
         self.max_cached_bytes = max(1, int(max_cached_bytes))
         self.max_read = max(1, int(max_read))
         self._cached_bytes = 0
-        try:
-            probe = iter(dataset)
-        except TypeError as exc:
-            raise DatasetError("the dataset must be an iterable of Batch") from exc
-        self.reiterable = probe is not dataset
-        self._iter: Iterator[Any] | None = probe
+        self.indexed = indexed(dataset)  # read by position, at once (None: read forward)
+        self._iter: Iterator[Any] | None = None
+        if self.indexed is None:
+            try:
+                self._iter = iter(dataset)
+            except TypeError as exc:
+                raise DatasetError("the dataset must be an iterable of Batch") from exc
+        self.reiterable = self.indexed is not None or self._iter is not dataset
         self._next_id = 0
         self._cache: OrderedDict[int, Example] = OrderedDict()
         self._cache_lock = threading.Lock()  # the cache: held for dictionary operations only
         self._read_lock = threading.Lock()  # the source: held while reading from it
-        self.length: int | None = None  # known once the end was reached
+        # Known once the end was reached, or at once for an indexed dataset.
+        self.length: int | None = None if self.indexed is None else len(self.indexed)
         self.read_to = 0  # examples read so far: the furthest the source has been read
+        self._missing: dict[int, str] = {}  # an indexed dataset's positions found unreadable, with why
         self.failure: str | None = None  # a one-shot source that raised: its message, for ever
         self.restarts = 0
         self.errors = 0
@@ -287,6 +356,11 @@ class ExampleStore:
         examples = split_batch(batch, self._next_id, self.labels)
         self._next_id += len(examples)
         self.read_to = max(self.read_to, self._next_id)
+        self._keep(examples)
+        return True
+
+    def _keep(self, examples: list[Example]) -> None:
+        """Cache ``examples`` (just read), evicting the least recently used beyond the bounds."""
         with self._cache_lock:
             for ex in examples:
                 old = self._cache.pop(ex.id, None)
@@ -300,7 +374,38 @@ class ExampleStore:
             ):
                 _, old = self._cache.popitem(last=False)
                 self._cached_bytes -= _example_bytes(old)
-        return True
+
+    def _read_indexed(self, source: IndexedDataset, ex_id: int) -> Example:
+        """(Holding the read lock) the aligned block holding ``ex_id``, read at once and cached."""
+        size = source.block_size or 1
+        start = ex_id // size * size
+        stop = min(start + size, self.length if self.length is not None else start + size)
+        try:
+            block = as_block(source.read_block(start, stop), start)
+        except DatasetError:
+            self.errors += 1
+            raise
+        except Exception as exc:
+            self.errors += 1
+            raise DatasetError(
+                f"the dataset raised {type(exc).__name__} reading examples {start}..{stop - 1}: {exc}"
+            ) from exc
+        self._missing.update(block.missing)
+        examples: list[Example] = []
+        if block.batch is not None:
+            examples = split_batch(block.batch, 0)
+            if len(examples) != len(block.positions):
+                raise DatasetError(f"the dataset read {len(examples)} examples for {len(block.positions)} positions")
+            for ex, position in zip(examples, block.positions):
+                ex.id = position
+        self.read_to = max(self.read_to, stop)
+        self._keep(examples)
+        found = next((ex for ex in examples if ex.id == ex_id), None)
+        if found is not None:
+            return found
+        if ex_id in self._missing:
+            raise Unreadable(ex_id, self._missing[ex_id])
+        raise DatasetError(f"example {ex_id} was not in the block the dataset read")
 
     def _reached_end(self) -> bool:
         self.length = self._next_id
@@ -341,6 +446,11 @@ class ExampleStore:
                 return ex
             if self.length is not None and ex_id >= self.length:
                 raise IndexError(ex_id)
+            if self.indexed is not None:
+                if ex_id in self._missing:
+                    raise Unreadable(ex_id, self._missing[ex_id])
+                raise_if_cancelled(cancel)
+                return self._read_indexed(self.indexed, ex_id)
             if self.failure is not None and ex_id >= self._next_id:
                 raise DatasetError(self.failure)
             if ex_id >= self.read_to + self.max_read:
@@ -366,6 +476,13 @@ class ExampleStore:
 
     def get_many(self, ids: Sequence[int], cancel: Cancel | None = None) -> list[Example]:
         return [self.get(i, cancel) for i in ids]
+
+    def reachable(self, ex_id: int) -> bool:
+        """Whether :meth:`get` may read ``ex_id`` now without :class:`NotReadYet` (an indexed dataset
+        reaches every id; a forward reader, those before the bound one request reads to)."""
+        if self.indexed is not None or self._cached(ex_id) is not None:
+            return True
+        return ex_id < self.read_to + self.max_read
 
     def exists(self, ex_id: int, cancel: Cancel | None = None) -> bool:
         try:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..dataset import Example
+from ..dataset import Example, Unreadable
 from ..errors import DatasetError
 from ..protocols import VisualizerLike
 
@@ -51,16 +51,22 @@ class Run:
         return CHUNK if self.limit is None else max(0, min(CHUNK, self.limit - first))
 
     def read_chunk(self, first: int) -> list[Example]:
-        """The examples ``first``, ``first + 1``, ... of the chunk starting there (fewer at the end)."""
+        """The examples ``first``, ``first + 1``, ... of the chunk starting there (fewer at the end).
+        Unreadable positions of an indexed dataset (a file that does not decode) are passed over,
+        so the next chunk starts after the last example's id."""
         n = self.chunk_size(first)
         out: list[Example] = []
-        for i in range(first, first + n):
+        i = first
+        while len(out) < n:
             try:
                 out.append(self.vis.store.get(i))
             except IndexError:
                 break
+            except Unreadable:
+                pass
             except DatasetError:
                 raise
+            i += 1
         return out
 
     def wanted_targets(self, chunk: Sequence[Example]) -> list[int | None]:

@@ -25,5 +25,5 @@ def run_local(run: Run) -> None:
                 for result in results:
                     if result.error:
                         run.failure(result.example_id, engine.name, spec.name, result.error)
-        ex_id += len(chunk)
+        ex_id = chunk[-1].id + 1  # past the chunk (and any unreadable position in it)
         run.advance(len(chunk))

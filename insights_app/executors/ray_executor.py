@@ -389,7 +389,7 @@ def run_ray(run: Run, address: str | None = None, workers: int | None = None) ->
                     break
                 plan = stored_for(run, chunk, run.wanted_targets(chunk))
                 plan.first = ex_id
-                ex_id += len(chunk)
+                ex_id = chunk[-1].id + 1  # past the chunk (and any unreadable position in it)
                 if plan.complete:
                     run.advance(len(chunk))
                     continue

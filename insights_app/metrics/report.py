@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from ..dataset import ExampleBatch
+from ..dataset import ExampleBatch, Unreadable
 from ..engine import Explanation, arguments_key, fingerprints
 from ..engine.readthrough import Backing, ReadThrough
 from ..errors import ValidationError
@@ -53,6 +53,8 @@ def _examples(vis: VisualizerLike, ids: Sequence[int], cancel: Cancel | None) ->
             out.append(vis.store.get(i, cancel))
         except IndexError:
             break
+        except Unreadable:  # an unreadable file of an indexed dataset: not in the sample
+            continue
     return out
 
 

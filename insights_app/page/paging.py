@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..cancel import Cancel, raise_if_cancelled
-from ..dataset import Example, ExampleStore, NotReadYet
+from ..dataset import Example, ExampleStore, NotReadYet, Unreadable
 from ..engine import Prediction
 from ..errors import DatasetError
 from .query import Filter
@@ -163,20 +163,25 @@ class Pager:
         while (until is None or len(idx.matches) < until) and not idx.done and budget > 0:
             raise_if_cancelled(cancel)
             batch: list[Example] = []
+            passed = 0  # ids passed over: the batch's, and unreadable positions of an indexed dataset
             while len(batch) < min(PREDICT_CHUNK, budget):
                 try:
-                    batch.append(self.store.get(idx.next_id + len(batch), cancel))
+                    batch.append(self.store.get(idx.next_id + passed, cancel))
                 except IndexError:
                     idx.done = True
                     break
-            if not batch:
+                except Unreadable:
+                    pass
+                passed += 1
+            if not passed:
                 break
-            preds = self.predict(batch, cancel)
-            for j, ex in enumerate(batch):
-                if matches(flt, ex.label, [p[j] for p in preds]):
-                    idx.matches.append(ex.id)
-            idx.next_id += len(batch)
-            budget -= len(batch)
+            if batch:
+                preds = self.predict(batch, cancel)
+                for j, ex in enumerate(batch):
+                    if matches(flt, ex.label, [p[j] for p in preds]):
+                        idx.matches.append(ex.id)
+            idx.next_id += passed
+            budget -= passed
             scanned += len(batch)
         return scanned
 
@@ -190,6 +195,10 @@ class Pager:
         ids = select(self.dataset_pass.snapshot(), flt)
         start, stop = page * page_size, (page + 1) * page_size
         chosen = [int(i) for i in ids[start:stop]]
+        # A dataset read forward reaches only so far in one request: the ids past that are left
+        # out and named (an indexed one reaches every id).
+        beyond = [i for i in chosen if not self.store.reachable(i)]
+        chosen = [i for i in chosen if self.store.reachable(i)]
         covered = progress.done
         msg = ""
         if not progress.complete:
@@ -200,13 +209,15 @@ class Pager:
             )
             if progress.state in ("failed", "paused") and progress.message:
                 msg += " " + progress.message
-        elif not chosen:
+        elif not chosen and not beyond:
             msg = (
                 f"No example matches this filter ({covered} examples, the whole dataset)."
                 if not len(ids)
                 else f"{len(ids)} example{'s match' if len(ids) != 1 else ' matches'} this filter: page {page + 1} "
                 f"is past the last page, {(len(ids) - 1) // page_size + 1}."
             )
+        if beyond:
+            msg = (msg + " " if msg else "") + self._beyond_note(beyond)
         return PageInfo(
             chosen,
             page,
@@ -218,6 +229,17 @@ class Pager:
             msg,
             matched=len(ids),
             dataset_size=self.store.length,
+        )
+
+    def _beyond_note(self, beyond: Sequence[int]) -> str:
+        """Why a triage page leaves out ``beyond`` (ids a forward-read dataset cannot reach now)."""
+        shown = ", ".join(str(i) for i in sorted(beyond)[:5]) + (", ..." if len(beyond) > 5 else "")
+        return (
+            f"{len(beyond)} example{'s' if len(beyond) != 1 else ''} of this page ({shown}) "
+            f"{'lie' if len(beyond) != 1 else 'lies'} beyond the {self.store.read_to} examples read so far: "
+            f"this dataset is read forward, at most {self.store.max_read} more per request, so "
+            f"{'they are' if len(beyond) != 1 else 'it is'} left out. Page through the dataset (no filter) "
+            "to read further, or give a dataset that can be indexed (a list, a map-style Dataset)."
         )
 
     def _filtered_page(self, flt: Filter, idx: FilterIndex, page: int, page_size: int) -> PageInfo:
@@ -255,7 +277,34 @@ class Pager:
             dataset_size=self.store.length,
         )
 
+    def _indexed_range_page(self, page: int, page_size: int, total: int, cancel: Cancel | None) -> PageInfo:
+        """A page of a dataset read by position: its ids at once (unreadable positions left out)."""
+        start, stop = page * page_size, min((page + 1) * page_size, total)
+        ids = []
+        for ex_id in range(start, stop):
+            try:
+                self.store.get(ex_id, cancel)
+            except Unreadable:
+                continue
+            ids.append(ex_id)
+        has_next = stop < total
+        msg = ""
+        if start >= total:
+            msg = (
+                f"The dataset has {total} examples: page {page + 1} is past the last page, "
+                f"{max(1, (total - 1) // page_size + 1)}."
+                if total
+                else "The dataset is empty."
+            )
+        elif not ids:
+            msg = f"None of the examples {start}..{stop - 1} can be read (unreadable files): page on."
+        return PageInfo(
+            ids, page, page_size, stop, not has_next, has_next, total, msg, matched=total, dataset_size=total
+        )
+
     def _range_page(self, page: int, page_size: int, cancel: Cancel | None = None) -> PageInfo:
+        if self.store.indexed is not None and self.store.length is not None:
+            return self._indexed_range_page(page, page_size, self.store.length, cancel)
         start, stop = page * page_size, (page + 1) * page_size
         ids = []
         try:

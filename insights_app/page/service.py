@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..cancel import Cancel
-from ..dataset import Example, ExampleBatch, NotReadYet
+from ..dataset import Example, ExampleBatch, NotReadYet, Unreadable
 from ..engine import Engine, Explanation, Prediction, Result
 from ..errors import ValidationError
 from ..metrics.sanity import sanity_check
@@ -209,6 +209,8 @@ def example_of(vis: VisualizerLike, q: AttributeQuery, cancel: Cancel | None = N
         raise ValidationError("example_id", f"no example {q.example_id} in the dataset") from None
     except NotReadYet as exc:
         raise ValidationError("example_id", f"{exc} (page forward to reach it)") from None
+    except Unreadable as exc:  # an unreadable file of an indexed dataset (pages skip it)
+        raise ValidationError("example_id", str(exc)) from None
 
 
 def attributed(vis: VisualizerLike, q: AttributeQuery, cancel: Cancel | None = None) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..dataset import Batch, ExampleBatch, ExampleStore, batch_rows
+from ..dataset import Batch, ExampleBatch, ExampleStore, as_block, batch_rows
 from ..engine import fingerprints
 from ..errors import Busy, ComputationError, DatasetError
 from .losses import LossChoice, LossFn, choose_loss
@@ -62,6 +62,16 @@ class PassProgress:
             "limit": self.limit,
             "failed_examples": self.failed_examples,
         }
+
+
+@dataclass
+class Hole:
+    """A position of an indexed dataset that holds nothing (an unreadable file): a failed row."""
+
+    why: str
+
+
+Batches = Iterator[tuple[ExampleBatch | Hole, list[int | None]]]
 
 
 def known_size(dataset: Any) -> int | None:
@@ -105,7 +115,7 @@ class DatasetPass:
         self._stop = threading.Event()
         self._finished = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
-        self._iter: Iterator[tuple[ExampleBatch, list[int | None]]] | None = None
+        self._iter: Batches | None = None
         self._state = "idle"
         self._message = ""
         self._complete = False
@@ -203,7 +213,10 @@ class DatasetPass:
     def _run(self) -> None:
         try:
             if self._iter is None:
-                self._iter = self._batches(self.records.n) if self.store.reiterable else self._read_batches()
+                if self.store.indexed is not None:  # read by position: the ids the pages give
+                    self._iter = self._indexed_batches(self.records.n)
+                else:
+                    self._iter = self._batches(self.records.n) if self.store.reiterable else self._read_batches()
             while True:
                 if self._stop.is_set():
                     self._finish("paused", "Cancelled: press Start to resume where it stopped.")
@@ -219,6 +232,9 @@ class DatasetPass:
                     self._iter = None
                     self._finish("done", self._end_note(), complete=self.store.reiterable)
                     return
+                if isinstance(batch, Hole):
+                    self.records.append(np.full(1, -1, np.int32), [self._hole_rows(batch.why) for _ in self.engines])
+                    continue
                 keep = self.limit - self.records.n
                 if len(batch) > keep:
                     batch, labels = batch.select(slice(0, keep)), labels[:keep]
@@ -244,7 +260,7 @@ class DatasetPass:
             "the whole dataset."
         )
 
-    def _batches(self, skip: int) -> Iterator[tuple[ExampleBatch, list[int | None]]]:
+    def _batches(self, skip: int) -> Batches:
         """The dataset's batches from a fresh iteration, split to PASS_MAX_ROWS, from example ``skip`` on."""
         position = 0
         iterator = iter(self.store.dataset)
@@ -266,7 +282,48 @@ class DatasetPass:
             for i in range(start, n, PASS_MAX_ROWS):
                 yield batch.select(slice(i, i + PASS_MAX_ROWS)), labels[i : i + PASS_MAX_ROWS]
 
-    def _read_batches(self) -> Iterator[tuple[ExampleBatch, list[int | None]]]:
+    def _indexed_batches(self, skip: int) -> Batches:
+        """An indexed dataset's blocks from position ``skip`` on, read by position (so that each
+        example's id is the one the pages give it), an unreadable position as a :class:`Hole`."""
+        source = self.store.indexed
+        assert source is not None
+        total, size = len(source), source.block_size or 1
+        start = skip // size * size
+        while start < total:
+            stop = min(start + size, total)
+            try:
+                block = as_block(source.read_block(start, stop), start)
+            except DatasetError:
+                raise
+            except Exception as exc:
+                raise DatasetError(
+                    f"the dataset raised {type(exc).__name__} reading examples {start}..{stop - 1}: {exc}"
+                ) from exc
+            rows, labels = batch_rows(block.batch, 0) if block.batch is not None else (None, [])
+            row_of = {position: j for j, position in enumerate(block.positions)}
+            position = max(start, skip)
+            while position < stop:
+                j = row_of.get(position)
+                if rows is None or j is None:
+                    yield Hole(block.missing.get(position, "the dataset did not read it")), [None]
+                    position += 1
+                    continue
+                n = 1
+                while position + n < stop and n < PASS_MAX_ROWS and row_of.get(position + n) == j + n:
+                    n += 1
+                part = rows.select(slice(j, j + n))
+                part.ids = list(range(position, position + n))
+                yield part, labels[j : j + n]
+                position += n
+            start = stop
+
+    def _hole_rows(self, why: str) -> ModelRows:
+        rows = empty_rows(1, self.records.k)
+        rows.failed[0] = True
+        rows.errors[0] = why
+        return rows
+
+    def _read_batches(self) -> Batches:
         """A one-shot generator: the examples the pages' reader has read, as far as it keeps them."""
         ex_id = self.records.n
         while ex_id < self.store.read_to:
