@@ -393,7 +393,7 @@ class ExampleStore:
         self._missing.update(block.missing)
         examples: list[Example] = []
         if block.batch is not None:
-            examples = split_batch(block.batch, 0)
+            examples = split_batch(block.batch, 0, self.labels)
             if len(examples) != len(block.positions):
                 raise DatasetError(f"the dataset read {len(examples)} examples for {len(block.positions)} positions")
             for ex, position in zip(examples, block.positions):

@@ -167,6 +167,21 @@ def test_labels_outside_the_classes_are_unlabeled_with_one_warning(caplog):
     assert len(warnings) == 1 and "not one of the model's 3 classes" in warnings[0]
 
 
+def test_labels_outside_the_classes_are_unlabeled_when_the_source_is_read_by_position():
+    """The same rule on a map-style torch Dataset, which the pages and the pass read by position."""
+    from data_adapters import from_dataset
+
+    x = torch.rand(6, 1, 8, 8)
+    labels = torch.tensor([0, 2**32, 5, 1, 2, 7])  # a 3-class model
+    vis = from_dataset(torch.utils.data.TensorDataset(x, labels), seeded(TinyCNN, n_classes=3), ["x", "y", "z"])
+    assert vis.store.indexed is not None  # read by position, not forward
+    page = vis.page({"method": "Saliency", "page": 1, "page_size": 3})
+    assert [ex["id"] for ex in page["examples"]] == [3, 4, 5]
+    assert [ex["label"] and ex["label"]["name"] for ex in page["examples"]] == ["y", "z", None]
+    interp = vis.interpretation(progress=False)
+    assert interp.labels.tolist() == [0, -1, -1, 1, 2, -1]
+
+
 # ---------------------------------------------------------------- CSV cells a spreadsheet would run
 
 

@@ -299,7 +299,7 @@ class DatasetPass:
                 raise DatasetError(
                     f"the dataset raised {type(exc).__name__} reading examples {start}..{stop - 1}: {exc}"
                 ) from exc
-            rows, labels = batch_rows(block.batch, 0) if block.batch is not None else (None, [])
+            rows, labels = batch_rows(block.batch, 0, self.store.labels) if block.batch is not None else (None, [])
             row_of = {position: j for j, position in enumerate(block.positions)}
             position = max(start, skip)
             while position < stop:
