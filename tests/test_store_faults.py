@@ -226,3 +226,20 @@ def test_prune_during_a_precompute_does_not_make_its_summary_lie(tmp_path):
     assert (summary.examples, summary.stored, summary.already, summary.failed) == (32, 32, 0, 0)
     assert summary.unsaved == 0
     assert summary.line().startswith("32 examples: 32 maps stored, 0 already stored, 0 failed,")
+
+
+def test_prune_refuses_a_read_only_store_in_one_line(tmp_path, monkeypatch, capsys, caplog):
+    import launch
+
+    filled(tmp_path)
+    caplog.set_level(logging.WARNING)
+    before = (tmp_path / FILE_NAME).read_bytes()
+    real = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, mode, **k: False if mode & os.W_OK and str(tmp_path) in str(p) else real(p, mode)
+    )
+    assert launch.main(["prune", "--store", str(tmp_path), "--max-size", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be written" in err and err.count("\n") == 1, err
+    assert store_warnings(caplog) == []  # the one line is the whole message
+    assert (tmp_path / FILE_NAME).read_bytes() == before

@@ -11,6 +11,7 @@ store; the counts of what was written and what could not be are kept for precomp
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 import threading
 import time
@@ -85,9 +86,8 @@ class Faults:
             kind, pause = "write", FAILED_PAUSE_S
             self.problem = f"cannot write to the store {self.path} ({exc})"
             detail = f"{self.problem}: results are answered without being stored"
-        self._skip_until = time.monotonic() + pause
-        if cannot_write(exc):
-            self.read_only = True
+        # a file this process may not write stays so: writes skip it from now on (it is still read)
+        self._skip_until = math.inf if cannot_write(exc) else time.monotonic() + pause
         self.warn_once(kind, detail)
 
     def read_failed(self, exc: sqlite3.Error) -> None:
