@@ -243,3 +243,64 @@ def test_prune_refuses_a_read_only_store_in_one_line(tmp_path, monkeypatch, caps
     assert "cannot be written" in err and err.count("\n") == 1, err
     assert store_warnings(caplog) == []  # the one line is the whole message
     assert (tmp_path / FILE_NAME).read_bytes() == before
+
+
+FULL_DISK_CLI = """
+import sys
+import insights_app.store.sqlite as sqlite
+
+class FullStore(sqlite.Store):
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.full = True
+    def _connect(self):
+        conn = super()._connect()
+        if getattr(self, "full", False):
+            conn.execute("PRAGMA max_page_count = 1")
+        return conn
+
+sqlite.Store = FullStore  # the store the command line opens: its disk is full
+sys.path.insert(0, sys.argv[1])
+import launch
+sys.exit(launch.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
+def test_precompute_on_a_full_disk_finishes_with_one_warning_and_an_honest_summary(tmp_path):
+    import subprocess
+    import sys
+
+    from launch_helpers import ROOT, TESTS, launch_env
+
+    from insights_app.demos.digits import write_digit_images
+
+    write_digit_images(tmp_path / "digits", size=16, valid_fraction=0.2, limit=60)
+    data = tmp_path / "digits" / "valid"
+    args = [
+        "--model",
+        "launch_helpers:digits_net",
+        "--data",
+        str(data),
+        "--channels",
+        "1",
+        "--store",
+        str(tmp_path / "s"),
+    ]
+    args += ["--methods", "Saliency", "--limit", "12"]
+    env = launch_env(tmp_path / "cache")
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_CLI, str(ROOT), "precompute", *args],
+        cwd=TESTS,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1 and "database or disk is full" in warnings[0], done.stderr
+    summary = done.stdout.strip().splitlines()[-1]
+    stored = int(summary.split(": ")[1].split(" maps stored")[0])
+    assert summary.startswith("12 examples: ") and f"{12 - stored} computed but not stored" in summary, summary
+    assert Store(tmp_path / "s").counts()["explanations"] == stored
