@@ -114,39 +114,49 @@ def test_a_store_locked_by_another_process_is_waited_for_briefly_then_gone_witho
 
 
 def test_a_read_only_store_is_served_as_it_is(tmp_path, caplog, reference, monkeypatch):
-    """Opened immutable: what it holds is served without the model, what it lacks is computed, the
-    file is not touched. (Tests run as root, for whom chmod stops no write: the read-only file system
-    is simulated where the store asks whether it may write, os.access, and by read_only=True.)"""
+    """Opened read-only (else immutable): what it holds is served without the model, what it lacks is
+    computed, the file is not written. (Tests run as root, for whom chmod stops no write: the read-only
+    file system is simulated where the store asks whether it may write, os.access, and by read_only=True;
+    "immutable" is a read-only file system where not even SQLite's -shm file can be made, so that a
+    mode=ro open fails as it would there.)"""
     source = filled(tmp_path / "source")
-    for how in ("detected", "asked"):
+    real_access, real_connect = os.access, sqlite3.connect
+
+    def no_shm(database, *a, **k):
+        if "mode=ro" in str(database):
+            raise sqlite3.OperationalError("unable to open database file")
+        return real_connect(database, *a, **k)
+
+    for how in ("detected", "asked", "immutable"):
         directory = tmp_path / how
         directory.mkdir()
         shutil.copy(source / FILE_NAME, directory / FILE_NAME)
         before = (directory / FILE_NAME).read_bytes()
         caplog.clear()
         caplog.set_level(logging.WARNING)
-        if how == "detected":
-            real = os.access
-            monkeypatch.setattr(
-                os,
-                "access",
-                lambda p, mode, **k: False if mode & os.W_OK and str(directory) in str(p) else real(p, mode),
-            )
-            store = Store(directory)
-        else:
-            store = Store(directory, read_only=True)
-        monkeypatch.undo()
+        monkeypatch.setattr(
+            os,
+            "access",
+            lambda p, mode, **k: False if mode & os.W_OK and str(directory) in str(p) else real_access(p, mode),
+        )
+        if how == "immutable":
+            monkeypatch.setattr(sqlite3, "connect", no_shm)
+        store = Store(directory, read_only=how == "asked")
         assert store.read_only
         vis = make_visualizer(models=make_model(), store=store)
         forwards = []
         engine = vis.engines[0]
         forward = engine.forward
-        engine.forward = lambda *a, **k: forwards.append(1) or forward(*a, **k)
+        engine.forward = lambda *a, _f=forward, **k: forwards.append(1) or _f(*a, **k)
         assert answer_differences(reference[0], answered(vis, dict(PAGE, page=0))) == []
         assert forwards == []  # read from the store
         assert answer_differences(reference[1], answered(vis, dict(PAGE, page=1))) == []
+        monkeypatch.undo()
         assert (directory / FILE_NAME).read_bytes() == before
-        assert sorted(p.name for p in directory.iterdir()) == [FILE_NAME]
+        wal = directory / f"{FILE_NAME}-wal"
+        assert not wal.exists() or wal.stat().st_size == 0  # nothing written beside it either
+        if how == "immutable":
+            assert sorted(p.name for p in directory.iterdir()) == [FILE_NAME]
         warnings = store_warnings(caplog)
         assert len(warnings) == 1 and "read-only" in warnings[0], warnings
 

@@ -97,7 +97,9 @@ class Store:
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._writes = 0
-        if read_only or (self.path.is_file() and not self._writable()):
+        self._read_only_mode = "mode=ro"
+        writable = os.access(self.directory, os.W_OK) and os.access(self.path, os.W_OK)
+        if read_only or (self.path.is_file() and not writable):
             self._open_read_only("opened so" if read_only else "this process cannot write it")
             return
         self._check_or_create()
@@ -107,15 +109,12 @@ class Store:
         return self.faults.read_only
 
     # ------------------------------------------------------------ connections
-    def _writable(self) -> bool:
-        return os.access(self.directory, os.W_OK) and os.access(self.path, os.W_OK)
-
     def _connect(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                if self.faults.read_only:  # immutable: no lock, no -wal or -shm file (none can be made)
-                    uri = f"{self.path.resolve().as_uri()}?immutable=1"
+                if self.faults.read_only:  # mode=ro, else immutable (no -wal or -shm file can be made)
+                    uri = f"{self.path.resolve().as_uri()}?{self._read_only_mode}"
                     conn = sqlite3.connect(uri, uri=True, timeout=LOCK_WAIT_S, isolation_level=None)
                 else:
                     conn = sqlite3.connect(str(self.path), timeout=LOCK_WAIT_S, isolation_level=None)
@@ -147,12 +146,19 @@ class Store:
             )
 
     def _open_read_only(self, why: str) -> None:
-        """Serve the store as it is, opened immutable (a read-only file system allows nothing else)."""
+        """Serve the store as it is, opened read-only, else immutable (all a read-only file system allows)."""
         if not self.path.is_file():
             raise StoreError(f"{self.directory} holds no store ({FILE_NAME}) and cannot be written")
-        self.close()
         self.faults.read_only = True
-        app_id, _, version = self._identify(self._connect())
+        for mode in ("mode=ro", "immutable=1"):  # read-only sees other writers' commits; immutable needs no -shm
+            self.close()
+            self._read_only_mode = mode
+            try:
+                app_id, _, version = self._identify(self._connect())
+                break
+            except StoreError:
+                if mode == "immutable=1":
+                    raise
         self._check_ours(app_id, version)
         self.faults.set_read_only(why)
 
