@@ -27,7 +27,11 @@ TARGETS = ("top1", "label")
 
 @dataclass
 class PrecomputeSummary:
-    """What a run did: examples seen, maps stored by this run, found stored already, failed."""
+    """What a run did: examples seen, maps stored by this run, found stored already, failed, and
+    computed but not stored (the store could not be written: ``unsaved``, ``store_problem`` says why).
+
+    ``stored`` counts the rows this run's writes committed, so other processes writing or pruning
+    the store meanwhile do not change it."""
 
     examples: int = 0
     stored: int = 0
@@ -36,11 +40,14 @@ class PrecomputeSummary:
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)  # the first few messages
     startup_seconds: float = 0.0  # of ``seconds``: joining Ray and starting its actors (ray executor)
+    unsaved: int = 0
+    store_problem: str | None = None
 
     def line(self) -> str:
+        unsaved = f", {self.unsaved} computed but not stored ({self.store_problem})" if self.unsaved else ""
         return (
             f"{self.examples} examples: {self.stored} maps stored, {self.already} already stored, "
-            f"{self.failed} failed, in {self.seconds:.1f} s"
+            f"{self.failed} failed{unsaved}, in {self.seconds:.1f} s"
         )
 
 
@@ -104,7 +111,8 @@ def precompute(
 
         require_ray()  # before anything runs: one line if Ray is not installed
     summary = PrecomputeSummary()
-    before = vis.results_store.counts()["explanations"]
+    faults = vis.results_store.faults  # what this process writes, whatever others do to the store meanwhile
+    written, unwritten = faults.written["explanations"], faults.unwritten["explanations"]
     t0 = time.monotonic()
     run = Run(vis, specs, targets, limit, summary, progress_bar(vis, limit, progress), progress, report)
     try:
@@ -118,9 +126,11 @@ def precompute(
         if run.bar is not None:
             run.bar.close()
         summary.seconds = time.monotonic() - t0
-        summary.stored = vis.results_store.counts()["explanations"] - before
+        summary.stored = faults.written["explanations"] - written
+        summary.unsaved = faults.unwritten["explanations"] - unwritten
+        summary.store_problem = faults.problem if summary.unsaved else None
         wanted = summary.examples * len(specs) * len(vis.engines)
-        summary.already = max(0, wanted - summary.stored - summary.failed)
+        summary.already = max(0, wanted - summary.stored - summary.unsaved - summary.failed)
     return summary
 
 

@@ -8,6 +8,8 @@ kept (an example's error) are neither cached nor stored: the next request tries 
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar, cast
@@ -17,6 +19,9 @@ from ..cache import LRUCache
 K = TypeVar("K", bound=Hashable)
 S = TypeVar("S", bound=Hashable)
 V = TypeVar("V")
+R = TypeVar("R")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class ReadThrough(Generic[K, V]):
         self.memory = memory
         self.size = size
         self.keep = keep
+        self._store_failed = threading.Event()  # set once a store call raised (said once)
 
     def get_many(
         self,
@@ -78,7 +84,7 @@ class ReadThrough(Generic[K, V]):
         store_keys: dict[int, S] = {}
         if backing is not None:
             store_keys = dict(zip(missing, backing.keys(missing)))
-            stored = backing.read([store_keys[j] for j in missing])
+            stored = self._guarded(backing.read, [store_keys[j] for j in missing]) or {}
             still = []
             for j in missing:
                 hit = stored.get(store_keys[j])
@@ -97,8 +103,20 @@ class ReadThrough(Generic[K, V]):
                     if backing is not None:
                         rows.append((store_keys[j], value))
             if rows and backing is not None:
-                backing.write(rows)
+                self._guarded(backing.write, rows)
         return cast(list[V], found)
+
+    def _guarded(self, call: Callable[[list], R], arg: list) -> R | None:
+        """A store call that must not cost the answer: the store handles its own faults (a warning,
+        then nothing found or nothing written); anything it still raises is logged once, and the
+        values are answered from memory or computed as if nothing were stored."""
+        try:
+            return call(arg)
+        except Exception as exc:  # noqa: BLE001 - the store is a cache: no fault of it may fail a request
+            if not self._store_failed.is_set():
+                self._store_failed.set()
+                log.warning("the store failed (%s: %s): answering without it", type(exc).__name__, exc)
+            return None
 
     def remember(self, keys: Sequence[K], values: Sequence[V]) -> None:
         """Cache values computed elsewhere (one pass that gave several kinds of value at once)."""
@@ -110,4 +128,4 @@ class ReadThrough(Generic[K, V]):
         """Store values computed elsewhere, one per position of ``backing``'s keys."""
         rows = [(s, value) for s, value in zip(backing.keys(list(range(len(values)))), values) if self.keep(value)]
         if rows:
-            backing.write(rows)
+            self._guarded(backing.write, rows)

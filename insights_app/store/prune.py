@@ -51,6 +51,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 def prune_command(argv: Sequence[str], prog: str, out: Callable[[str], None]) -> int:
     """Run the command; raises ValueError or StoreError with a one-line message on a user mistake."""
+    import os
     from pathlib import Path
 
     from . import software_versions
@@ -60,7 +61,14 @@ def prune_command(argv: Sequence[str], prog: str, out: Callable[[str], None]) ->
     max_bytes: int | None = None if args.max_size is None else parse_size(args.max_size)
     if not (Path(args.store).expanduser() / FILE_NAME).is_file():
         raise StoreError(f"{args.store} holds no store ({FILE_NAME}); nothing to prune")
+    directory = Path(args.store).expanduser()
+    read_only = StoreError(f"{args.store} cannot be written (a read-only file system?); nothing is pruned")
+    if not (os.access(directory, os.W_OK) and os.access(directory / FILE_NAME, os.W_OK)):
+        raise read_only  # before the store is opened (read-only, it would say so in a warning of its own)
     store = Store(args.store)
+    if store.read_only:
+        store.close()
+        raise read_only
     before = store.counts()
     dropped = 0 if args.keep_other_versions else store.drop_other_software(software_versions())
     removed = store.prune(max_bytes)

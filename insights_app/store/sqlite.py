@@ -7,6 +7,11 @@ ever stale. A file that is not ours (another application's database, or not a da
 refused with one line and never written to. The size is bounded: past ``max_bytes`` of
 stored maps, the oldest rows go first (``prune``).
 
+It is a cache, so its faults never cost an answer (:mod:`.faults`): a lock is waited for at most
+``LOCK_WAIT_S``, then the store is gone without; a write that fails (a full disk, a lock) is
+skipped with one warning; a store on a read-only file system is opened immutable and read; a
+damaged row (:mod:`.codec`) is absent, so it is computed again and rewritten.
+
 Each thread gets its own connection (sqlite3 connections are not shared across threads);
 writes are serialized by a lock of the store object, so one process has one writer.
 """
@@ -19,75 +24,41 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import StoreError
+from .codec import (
+    DamagedRow,
+    PassRow,
+    StoredExplanation,
+    decode_explanation,
+    decode_maps,
+    decode_optional_real,
+    decode_text,
+    decode_top,
+    encode_maps,
+    loads,
+)
+from .faults import Faults, cannot_write, is_locked
+from .schema import SCHEMA, SCHEMA_2, SCHEMA_VERSION, execute_script
 
 APPLICATION_ID = 0x49415031  # "IAP1": PRAGMA application_id of an insights-app store
-SCHEMA_VERSION = 2  # 2: the dataset pass's rows and the quality metrics (a store of version 1 gains them)
 FILE_NAME = "insights.sqlite"
 DEFAULT_MAX_BYTES = 4 * 2**30
 TABLES_BY_SOFTWARE = ("explanations", "predictions", "pass_rows", "pass_losses", "metrics")
 PRUNE_EVERY = 256  # writes between two checks of the size bound
-
-SCHEMA = """
-CREATE TABLE explanations (
-    model TEXT NOT NULL, example TEXT NOT NULL, key TEXT NOT NULL, target INTEGER NOT NULL,
-    software TEXT NOT NULL, maps BLOB NOT NULL, contributions TEXT NOT NULL, nbytes INTEGER NOT NULL,
-    created REAL NOT NULL,
-    PRIMARY KEY (model, example, key, target, software)
-) WITHOUT ROWID;
-CREATE INDEX explanations_created ON explanations (created);
-CREATE TABLE predictions (
-    model TEXT NOT NULL, example TEXT NOT NULL, software TEXT NOT NULL,
-    indices BLOB NOT NULL, scores BLOB NOT NULL, created REAL NOT NULL,
-    PRIMARY KEY (model, example, software)
-) WITHOUT ROWID;
-"""
-SCHEMA_2 = """
-CREATE TABLE IF NOT EXISTS pass_rows (
-    model TEXT NOT NULL, example TEXT NOT NULL, label INTEGER NOT NULL, software TEXT NOT NULL, loss TEXT NOT NULL,
-    top_classes BLOB NOT NULL, top_scores BLOB NOT NULL, label_score REAL, loss_value REAL, created REAL NOT NULL,
-    PRIMARY KEY (model, example, label, software, loss)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS pass_losses (
-    model TEXT NOT NULL, software TEXT NOT NULL, loss TEXT NOT NULL, name TEXT NOT NULL, note TEXT NOT NULL,
-    PRIMARY KEY (model, software, loss)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS metrics (
-    model TEXT NOT NULL, example TEXT NOT NULL, key TEXT NOT NULL, target INTEGER NOT NULL, software TEXT NOT NULL,
-    metric TEXT NOT NULL, value TEXT NOT NULL, created REAL NOT NULL,
-    PRIMARY KEY (model, example, key, target, software, metric)
-) WITHOUT ROWID;
-"""
+LOCK_WAIT_S = 1.0  # how long a read or a write waits for another process's lock before going without the store
 
 
-def _execute_script(conn: sqlite3.Connection, script: str) -> None:
-    """Statements one by one inside the caller's transaction (executescript would commit it)."""
-    for statement in script.strip().split(";"):
-        if statement.strip():
-            conn.execute(statement)
+def _ints(values: Sequence[int] | np.ndarray) -> sqlite3.Binary:
+    return sqlite3.Binary(np.asarray(values, "<i4").tobytes())
 
 
-def encode_maps(maps: Sequence[np.ndarray]) -> bytes:
-    """Arrays as one blob: a JSON header of (dtype, shape) per array, a newline, their bytes."""
-    arrays = [np.ascontiguousarray(m) for m in maps]
-    header = json.dumps([[a.dtype.str, list(a.shape)] for a in arrays]).encode()
-    return header + b"\n" + b"".join(a.tobytes() for a in arrays)
-
-
-def decode_maps(blob: bytes) -> list[np.ndarray]:
-    header, _, body = blob.partition(b"\n")
-    out, offset = [], 0
-    for dtype, shape in json.loads(header):
-        dt = np.dtype(dtype)
-        size = int(np.prod(shape)) * dt.itemsize
-        out.append(np.frombuffer(body, dtype=dt, count=int(np.prod(shape)), offset=offset).reshape(shape).copy())
-        offset += size
-    return out
+def _floats(values: Sequence[float] | np.ndarray) -> sqlite3.Binary:
+    return sqlite3.Binary(np.asarray(values, "<f4").tobytes())
 
 
 def _real(value: float) -> float | None:
@@ -95,40 +66,59 @@ def _real(value: float) -> float | None:
     return None if value != value else value  # NaN is stored as NULL
 
 
-# (top classes, top scores, label score, loss): one model's dataset-pass row of one example
-PassRow = tuple[np.ndarray, np.ndarray, float, float]
 # (example fingerprint, method key, target or None, metric key) -> a JSON value
 MetricKey = tuple[str, str, int | None, str]
 # (example fingerprint, method key, target or None) -> (maps, contributions)
 ExplanationKey = tuple[str, str, int | None]
-StoredExplanation = tuple[list[np.ndarray], list[float]]
 
 
 class Store:
-    """One store directory (its SQLite file); safe to share across threads."""
+    """One store directory (its SQLite file); safe to share across threads.
 
-    def __init__(self, directory: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    ``read_only``: serve what it holds, never write (as a store on a read-only file system is).
+    ``faults.written`` and ``faults.unwritten`` count the rows this object committed and those it could
+    not, per table (precompute's summary reads them, not the row counts, which other processes change).
+    """
+
+    def __init__(
+        self, directory: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES, *, read_only: bool = False
+    ) -> None:
         self.directory = Path(directory).expanduser()
         self.path = self.directory / FILE_NAME
         self.max_bytes = max(1, int(max_bytes))
         if self.directory.exists() and not self.directory.is_dir():
             raise StoreError(f"store {self.directory} is a file, not a directory")
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create the store directory {self.directory}: {exc.strerror}") from None
+        if not read_only:
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the store directory {self.directory}: {exc.strerror}") from None
+        self.faults = Faults(str(self.path))
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._writes = 0
+        self._read_only_mode = "mode=ro"
+        writable = os.access(self.directory, os.W_OK) and os.access(self.path, os.W_OK)
+        if read_only or (self.path.is_file() and not writable):
+            self._open_read_only("opened so" if read_only else "this process cannot write it")
+            return
         self._check_or_create()
+
+    @property
+    def read_only(self) -> bool:
+        return self.faults.read_only
 
     # ------------------------------------------------------------ connections
     def _connect(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
-                conn.execute("PRAGMA busy_timeout = 30000")
+                if self.faults.read_only:  # mode=ro, else immutable (no -wal or -shm file can be made)
+                    uri = f"{self.path.resolve().as_uri()}?{self._read_only_mode}"
+                    conn = sqlite3.connect(uri, uri=True, timeout=LOCK_WAIT_S, isolation_level=None)
+                else:
+                    conn = sqlite3.connect(str(self.path), timeout=LOCK_WAIT_S, isolation_level=None)
+                conn.execute(f"PRAGMA busy_timeout = {int(LOCK_WAIT_S * 1000)}")
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open the store {self.path}: {exc}") from None
             self._local.conn = conn
@@ -137,14 +127,55 @@ class Store:
     def _refuse(self, why: str) -> StoreError:
         return StoreError(f"{self.path} {why}; it is left as it is: choose another store directory")
 
-    def _check_or_create(self) -> None:
-        conn = self._connect()
+    def _identify(self, conn: sqlite3.Connection) -> tuple[int, int, int]:
+        """(application id, tables, format version); StoreError if the file is not a database."""
         try:
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
             raise self._refuse(f"is not an SQLite database ({exc})") from None
+        return app_id, tables, version
+
+    def _check_ours(self, app_id: int, version: int) -> None:
+        if app_id != APPLICATION_ID:
+            raise self._refuse("is not an insights-app store (another application's database)")
+        if version > SCHEMA_VERSION:
+            raise self._refuse(
+                f"was written by a newer insights-app (store format {version}, this one reads {SCHEMA_VERSION})"
+            )
+
+    def _open_read_only(self, why: str) -> None:
+        """Serve the store as it is, opened read-only, else immutable (all a read-only file system allows)."""
+        if not self.path.is_file():
+            raise StoreError(f"{self.directory} holds no store ({FILE_NAME}) and cannot be written")
+        self.faults.read_only = True
+        for mode in ("mode=ro", "immutable=1"):  # read-only sees other writers' commits; immutable needs no -shm
+            self.close()
+            self._read_only_mode = mode
+            try:
+                app_id, _, version = self._identify(self._connect())
+                break
+            except StoreError:
+                if mode == "immutable=1":
+                    raise
+        self._check_ours(app_id, version)
+        self.faults.set_read_only(why)
+
+    def _check_or_create(self) -> None:
+        conn = self._connect()
+        try:
+            app_id, tables, version = self._identify(conn)
+        except StoreError:
+            if not self.path.is_file():
+                raise
+            try:  # a valid store this process cannot open for writing (its -shm or -wal cannot be made)
+                self._open_read_only("it cannot be opened for writing")
+                return
+            except StoreError:
+                pass
+            self.close()
+            raise
         if app_id == 0 and tables == 0:
             with self._write_lock:
                 try:
@@ -152,18 +183,20 @@ class Store:
                 except sqlite3.Error as exc:
                     raise StoreError(f"cannot create the store {self.path}: {exc}") from None
                 with self._transaction(conn, "create"):
-                    _execute_script(conn, SCHEMA + SCHEMA_2)
+                    execute_script(conn, SCHEMA + SCHEMA_2)
                     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             return
-        if app_id != APPLICATION_ID:
-            raise self._refuse("is not an insights-app store (another application's database)")
-        if version > SCHEMA_VERSION:
-            raise self._refuse(
-                f"was written by a newer insights-app (store format {version}, this one reads {SCHEMA_VERSION})"
-            )
+        self._check_ours(app_id, version)
         try:
             conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as exc:
+            if cannot_write(exc):
+                self._open_read_only(str(exc))
+                return
+            if not is_locked(exc):  # locked: another process has it open, in WAL already
+                raise self._refuse(f"is damaged ({exc})") from None
+        try:
             conn.execute("SELECT count(*) FROM explanations LIMIT 1").fetchone()
         except sqlite3.DatabaseError as exc:
             raise self._refuse(f"is damaged ({exc})") from None
@@ -171,23 +204,38 @@ class Store:
             self._upgrade(conn)
 
     def _upgrade(self, conn: sqlite3.Connection) -> None:
-        """A store of an older format gains the newer tables (what it holds stays valid)."""
-        with self._write_lock, self._transaction(conn, "upgrade"):
-            _execute_script(conn, SCHEMA_2)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        """A store of an older format gains the newer tables (what it holds stays valid); one that
+        cannot be written now is read as it is (its newer tables are found empty)."""
+        try:
+            with self._write_lock, self._transaction(conn, "upgrade"):
+                execute_script(conn, SCHEMA_2)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except StoreError as exc:
+            self.faults.warn_once("upgrade", f"{exc}: it is read as it is")
 
     @contextlib.contextmanager
     def _transaction(self, conn: sqlite3.Connection, what: str) -> Iterator[None]:
         """One whole transaction (the caller holds the write lock): committed, or rolled back and
         reported as "cannot <what> the store"."""
         try:
+            with self._committed(conn):
+                yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot {what} the store {self.path}: {exc}") from None
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _committed(conn: sqlite3.Connection) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back (if SQLite has not) when anything raises."""
+        try:
             conn.execute("BEGIN IMMEDIATE")
             yield
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except BaseException:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise StoreError(f"cannot {what} the store {self.path}: {exc}") from None
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -195,205 +243,187 @@ class Store:
             conn.close()
             self._local.conn = None
 
+    # ------------------------------------------------------------ reading
+    def _lookup(
+        self,
+        table: str,
+        sql: str,
+        wanted: Iterable[tuple[Hashable, tuple]],
+        decode: Callable[[tuple], object],
+    ) -> dict:
+        """The decoded row of each (key, parameters) found; a damaged row is absent (and said once),
+        a store that cannot be read finds nothing more (and says so once)."""
+        found: dict = {}
+        try:
+            conn = self._connect()
+            for key, params in wanted:
+                try:
+                    row = conn.execute(sql, params).fetchone()
+                except sqlite3.OperationalError:
+                    raise  # locked, or unreadable: the rest would fail too
+                except sqlite3.DatabaseError as exc:  # this row's page is damaged
+                    self.faults.damaged(table, str(exc))
+                    continue
+                if row is None:
+                    continue
+                try:
+                    found[key] = decode(row)
+                except DamagedRow as exc:
+                    self.faults.damaged(table, str(exc))
+        except sqlite3.Error as exc:
+            self.faults.read_failed(exc)
+        except StoreError as exc:
+            self.faults.warn_once("read", f"{exc}: results are computed")
+        return found
+
     # ------------------------------------------------------------ explanations
     def get_explanations(
         self, model: str, software: str, keys: Sequence[ExplanationKey]
     ) -> dict[ExplanationKey, StoredExplanation]:
-        """The stored explanations among ``keys`` of one model (missing keys are absent)."""
-        found: dict[ExplanationKey, StoredExplanation] = {}
-        if not keys:
-            return found
-        conn = self._connect()
-        try:
-            for ex, key, target in keys:
-                row = conn.execute(
-                    "SELECT maps, contributions FROM explanations WHERE model=? AND example=? AND key=? AND target=? "
-                    "AND software=?",
-                    (model, ex, key, -1 if target is None else int(target), software),
-                ).fetchone()
-                if row is not None:
-                    found[(ex, key, target)] = (decode_maps(row[0]), json.loads(row[1]))
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot read the store {self.path}: {exc}") from None
-        return found
+        """The stored explanations among ``keys`` of one model (missing or damaged keys are absent)."""
+        return self._lookup(
+            "explanations",
+            "SELECT maps, CAST(contributions AS BLOB) FROM explanations WHERE model=? AND example=? AND key=? "
+            "AND target=? AND software=?",
+            (((ex, key, t), (model, ex, key, -1 if t is None else int(t), software)) for ex, key, t in keys),
+            lambda row: decode_explanation(row[0], row[1]),
+        )
 
     def put_explanations(
         self, model: str, software: str, rows: Iterable[tuple[ExplanationKey, Sequence[np.ndarray], Sequence[float]]]
     ) -> int:
-        """Store explanations (one transaction); returns how many were written."""
+        """Store explanations (one transaction); returns how many were written (0 when the store
+        could not be written: see :mod:`.faults`)."""
         now = time.time()
         values = []
         for (ex, key, target), maps, contribs in rows:
-            blob = encode_maps(maps)
-            values.append(
-                (
-                    model,
-                    ex,
-                    key,
-                    -1 if target is None else int(target),
-                    software,
-                    sqlite3.Binary(blob),
-                    json.dumps([float(c) for c in contribs]),
-                    len(blob),
-                    now,
-                )
-            )
-        if not values:
-            return 0
-        self._write("INSERT OR REPLACE INTO explanations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
-        return len(values)
+            blob, target_ = encode_maps(maps), -1 if target is None else int(target)
+            shares = json.dumps([float(c) for c in contribs])
+            values.append((model, ex, key, target_, software, sqlite3.Binary(blob), shares, len(blob), now))
+        return self._write(
+            "explanations", "INSERT OR REPLACE INTO explanations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values
+        )
 
     # ------------------------------------------------------------ predictions
     def get_predictions(
         self, model: str, software: str, examples: Sequence[str]
     ) -> dict[str, tuple[list[int], list[float]]]:
-        found: dict[str, tuple[list[int], list[float]]] = {}
-        conn = self._connect()
-        try:
-            for ex in examples:
-                row = conn.execute(
-                    "SELECT indices, scores FROM predictions WHERE model=? AND example=? AND software=?",
-                    (model, ex, software),
-                ).fetchone()
-                if row is not None:
-                    found[ex] = (
-                        np.frombuffer(row[0], dtype="<i4").tolist(),
-                        np.frombuffer(row[1], dtype="<f4").tolist(),
-                    )
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot read the store {self.path}: {exc}") from None
-        return found
+        def decode(row: tuple) -> tuple[list[int], list[float]]:
+            indices, scores = decode_top(row[0], row[1])
+            return indices.tolist(), scores.tolist()
+
+        return self._lookup(
+            "predictions",
+            "SELECT indices, scores FROM predictions WHERE model=? AND example=? AND software=?",
+            ((ex, (model, ex, software)) for ex in examples),
+            decode,
+        )
 
     def put_predictions(
         self, model: str, software: str, rows: Iterable[tuple[str, Sequence[int], Sequence[float]]]
     ) -> int:
         now = time.time()
-        values = [
-            (
-                model,
-                ex,
-                software,
-                sqlite3.Binary(np.asarray(idx, "<i4").tobytes()),
-                sqlite3.Binary(np.asarray(scores, "<f4").tobytes()),
-                now,
-            )
-            for ex, idx, scores in rows
-        ]
-        if values:
-            self._write("INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?)", values)
-        return len(values)
+        values = [(model, ex, software, _ints(idx), _floats(scores), now) for ex, idx, scores in rows]
+        return self._write("predictions", "INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?)", values)
 
     # ------------------------------------------------------------ the dataset pass
     def get_pass_rows(
         self, model: str, software: str, loss: str, keys: Sequence[tuple[str, int]]
     ) -> dict[tuple[str, int], PassRow]:
         """The stored pass rows among ``keys`` (example fingerprint, label or -1) of one model and loss."""
-        found: dict[tuple[str, int], PassRow] = {}
-        conn = self._connect()
-        try:
-            for ex, label in keys:
-                row = conn.execute(
-                    "SELECT top_classes, top_scores, label_score, loss_value FROM pass_rows WHERE "
-                    "model=? AND example=? AND label=? AND software=? AND loss=?",
-                    (model, ex, int(label), software, loss),
-                ).fetchone()
-                if row is not None:
-                    found[(ex, label)] = (
-                        np.frombuffer(row[0], dtype="<i4").copy(),
-                        np.frombuffer(row[1], dtype="<f4").copy(),
-                        float("nan") if row[2] is None else row[2],
-                        float("nan") if row[3] is None else row[3],
-                    )
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot read the store {self.path}: {exc}") from None
-        return found
+
+        def decode(row: tuple) -> PassRow:
+            classes, scores = decode_top(row[0], row[1])
+            return classes, scores, decode_optional_real(row[2]), decode_optional_real(row[3])
+
+        return self._lookup(
+            "pass_rows",
+            "SELECT top_classes, top_scores, label_score, loss_value FROM pass_rows WHERE "
+            "model=? AND example=? AND label=? AND software=? AND loss=?",
+            (((ex, label), (model, ex, int(label), software, loss)) for ex, label in keys),
+            decode,
+        )
 
     def put_pass_rows(
         self, model: str, software: str, loss: str, rows: Iterable[tuple[tuple[str, int], PassRow]]
     ) -> int:
         now = time.time()
         values = [
-            (
-                model,
-                ex,
-                int(label),
-                software,
-                loss,
-                sqlite3.Binary(np.asarray(classes, "<i4").tobytes()),
-                sqlite3.Binary(np.asarray(scores, "<f4").tobytes()),
-                _real(label_score),
-                _real(loss_value),
-                now,
-            )
-            for (ex, label), (classes, scores, label_score, loss_value) in rows
+            (model, ex, int(label), software, loss, _ints(classes), _floats(scores), _real(score), _real(loss_), now)
+            for (ex, label), (classes, scores, score, loss_) in rows
         ]
-        if values:
-            self._write("INSERT OR REPLACE INTO pass_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
-        return len(values)
+        return self._write(
+            "pass_rows", "INSERT OR REPLACE INTO pass_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values
+        )
 
     def get_pass_loss(self, model: str, software: str, loss: str) -> tuple[str, str] | None:
         """The (name, note) of the loss the pass chose for this model, if a pass stored one."""
-        row = self._read_one(
-            "SELECT name, note FROM pass_losses WHERE model=? AND software=? AND loss=?", (model, software, loss)
+        found = self._lookup(
+            "pass_losses",
+            "SELECT CAST(name AS BLOB), CAST(note AS BLOB) FROM pass_losses WHERE model=? AND software=? AND loss=?",
+            [(loss, (model, software, loss))],
+            lambda row: (decode_text(row[0]), decode_text(row[1])),
         )
-        return None if row is None else (row[0], row[1])
+        return found.get(loss)
 
     def put_pass_loss(self, model: str, software: str, loss: str, name: str, note: str) -> None:
-        self._write("INSERT OR REPLACE INTO pass_losses VALUES (?, ?, ?, ?, ?)", [(model, software, loss, name, note)])
+        self._write(
+            "pass_losses",
+            "INSERT OR REPLACE INTO pass_losses VALUES (?, ?, ?, ?, ?)",
+            [(model, software, loss, name, note)],
+        )
 
     # ------------------------------------------------------------ quality metrics
     def get_metrics(self, model: str, software: str, keys: Sequence[MetricKey]) -> dict[MetricKey, object]:
         """Stored metric values (JSON) among ``keys`` (example, method key, target or None, metric key)."""
-        found: dict[MetricKey, object] = {}
-        conn = self._connect()
-        try:
-            for ex, key, target, metric in keys:
-                row = conn.execute(
-                    "SELECT value FROM metrics WHERE model=? AND example=? AND key=? AND target=? AND "
-                    "software=? AND metric=?",
-                    (model, ex, key, -1 if target is None else int(target), software, metric),
-                ).fetchone()
-                if row is not None:
-                    found[(ex, key, target, metric)] = json.loads(row[0])
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot read the store {self.path}: {exc}") from None
-        return found
+        return self._lookup(
+            "metrics",
+            "SELECT CAST(value AS BLOB) FROM metrics WHERE model=? AND example=? AND key=? AND target=? AND "
+            "software=? AND metric=?",
+            (
+                ((ex, key, t, metric), (model, ex, key, -1 if t is None else int(t), software, metric))
+                for ex, key, t, metric in keys
+            ),
+            lambda row: loads(row[0]),
+        )
 
     def put_metrics(self, model: str, software: str, rows: Iterable[tuple[MetricKey, object]]) -> int:
         now = time.time()
         values = [
-            (
-                model,
-                ex,
-                key,
-                -1 if target is None else int(target),
-                software,
-                metric,
-                json.dumps(value, allow_nan=False),
-                now,
-            )
-            for (ex, key, target, metric), value in rows
+            (model, ex, key, -1 if t is None else int(t), software, metric, json.dumps(value, allow_nan=False), now)
+            for (ex, key, t, metric), value in rows
         ]
-        if values:
-            self._write("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
-        return len(values)
-
-    def _read_one(self, sql: str, params: tuple) -> tuple | None:
-        try:
-            return self._connect().execute(sql, params).fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot read the store {self.path}: {exc}") from None
+        return self._write("metrics", "INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
 
     # ------------------------------------------------------------ writing, size
-    def _write(self, sql: str, values: list[tuple]) -> None:
-        conn = self._connect()
+    def _write(self, table: str, sql: str, values: list[tuple]) -> int:
+        """One transaction of rows; how many were stored (0: the store is skipped, see :mod:`.faults`)."""
+        if not values:
+            return 0
+        if self.faults.skipping():
+            self.faults.not_written(table, len(values))
+            return 0
         with self._write_lock:
-            with self._transaction(conn, "write to"):
-                conn.executemany(sql, values)
+            try:
+                conn = self._connect()
+                with self._committed(conn):
+                    conn.executemany(sql, values)
+            except sqlite3.Error as exc:
+                self.faults.write_failed(table, len(values), exc)
+                return 0
+            except StoreError as exc:  # the connection could not be opened
+                self.faults.not_written(table, len(values))
+                self.faults.warn_once("write", f"{exc}: results are answered without being stored")
+                return 0
+            self.faults.wrote(table, len(values))
             self._writes += len(values)
             if self._writes >= PRUNE_EVERY:
                 self._writes = 0
-                self._prune_locked(self.max_bytes)
+                try:
+                    self._prune_locked(self.max_bytes)
+                except (sqlite3.Error, StoreError) as exc:  # the bound is kept at a later write
+                    self.faults.warn_once("prune", f"cannot keep the store {self.path} within its bound now ({exc})")
+        return len(values)
 
     def stored_bytes(self) -> int:
         row = self._connect().execute("SELECT coalesce(sum(nbytes), 0) FROM explanations").fetchone()
@@ -453,3 +483,17 @@ class Store:
         }
         out["bytes"] = self.stored_bytes()
         return out
+
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "FILE_NAME",
+    "LOCK_WAIT_S",
+    "SCHEMA_VERSION",
+    "MetricKey",
+    "PassRow",
+    "Store",
+    "StoreError",
+    "decode_maps",
+    "encode_maps",
+]

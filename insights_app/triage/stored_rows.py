@@ -64,10 +64,14 @@ def rows_with_store(
     compute: Callable[[list[int]], ModelRows | None],
 ) -> ModelRows | None:
     """One model's rows of ``batch``: the stored ones read, the others computed by ``compute`` (of
-    the missing rows' positions) and stored. None when ``compute`` was stopped."""
+    the missing rows' positions) and stored. None when ``compute`` was stopped. A damaged stored
+    row is missing (the store says so once), so it is computed again and rewritten."""
     fps = fingerprints(batch)
     keys: list[tuple[str, int]] = [(fp, int(label)) for fp, label in zip(fps, labels.tolist())]
     stored = model_store.pass_rows(key, keys)
+    if any(len(row[0]) > k for row in stored.values()):  # more top classes than the pass keeps: not ours
+        model_store.store.faults.damaged("pass_rows", "more top classes than the pass keeps")
+        stored = {kk: row for kk, row in stored.items() if len(row[0]) <= k}
     missing = [j for j, kk in enumerate(keys) if kk not in stored]
     computed = compute(missing) if missing else None
     if missing and computed is None:
