@@ -130,7 +130,7 @@ def test_the_sanity_check_says_whether_the_map_depends_on_the_model(ui, server):
     assert steps.count() >= 3  # the original, then at least 2 randomized steps
     assert steps.first.inner_text().strip() == "Original model"
     captions = page.eval_on_selector_all(".ia-sanity-step figcaption", "els => els.map(e => e.textContent)")
-    assert re.match(r"^fc randomized:Spearman -?\d\.\d\d · SSIM -?\d\.\d\d$", captions[1]), captions
+    assert re.match(r"^fc \(Linear\) randomized:Spearman -?\d\.\d\d · SSIM -?\d\.\d\d$", captions[1]), captions
     assert all(re.search(r"randomized:Spearman", c) for c in captions[1:])
     assert page.locator(".ia-sanity-step img").count() == steps.count()
     assert "Sanity check done" in page.locator(".ia-sanity [role=status]").inner_text()
