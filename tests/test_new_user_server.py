@@ -1,0 +1,116 @@
+"""What a new user met on the server side (issue 29, item 4): a quiet terminal, the method report's
+progress, names a user recognises (layers, pages), and an exported report that reads on its own."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import urllib.request
+
+from reliability_helpers import make_visualizer, serving
+
+
+def test_a_burst_of_requests_logs_no_queue_depth_warnings(caplog):
+    """A page load and its polling arrive in bursts; waitress's "Task queue depth is N" (300 lines in five
+    minutes of use) must not reach the terminal, and still shows with --debug (debug level)."""
+    vis = make_visualizer()
+    caplog.set_level(logging.DEBUG)
+    with serving(vis) as url:
+        paths = ["/api/v1/health", "/api/v1/config", "/", "/static/app.js"] * 10
+        errors: list[BaseException] = []
+
+        def get(path: str) -> None:
+            try:
+                with urllib.request.urlopen(url + path, timeout=30) as answer:
+                    answer.read()
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=get, args=(p,)) for p in paths]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert not errors, errors[:3]
+    queued = [r for r in caplog.records if "queue depth" in r.getMessage().lower()]
+    assert queued, "the burst should have queued (40 requests, 2 threads)"
+    assert all(r.levelno <= logging.DEBUG for r in queued), [(r.name, r.levelname) for r in queued[:3]]
+
+
+def test_the_sanity_check_names_its_steps_by_the_models_layers():
+    """A step said "13 randomized" (an index into nn.Sequential): it names the layer's kind and place."""
+    import torch
+
+    from insights_app.demos.digits import digits_cnn
+    from insights_app.transport.server import create_app
+
+    torch.manual_seed(0)
+    vis = make_visualizer(digits_cnn())
+    client = create_app(vis, token="").test_client()
+    answer = client.post("/api/v1/sanity", json={"example_id": 0, "method": "Saliency"}).get_json()
+    steps = [s["randomized"] for s in answer["sanity"]["steps"]]
+    assert steps[0] == "Linear (layer 13)", steps
+    assert any("Conv2d (layer 0)" in s for s in steps), steps
+    assert not any(s.strip().isdigit() for s in " + ".join(steps).split(" + ")), steps
+
+
+def test_the_exported_report_reads_on_its_own():
+    """Each map has its target and a colour scale with numbers; the filter and the arguments are in words,
+    with no raw JSON and no "None"."""
+    import re
+
+    from reliability_helpers import Digits
+
+    from insights_app.page.export import html_report
+
+    vis = make_visualizer(dataset=Digits(n=24, batch_size=8))
+    body = {
+        "method": "Occlusion",
+        "arguments": {"window": None},
+        "filter": {"prediction": "incorrect", "classes": ["3", "5"], "class_source": "label"},
+        "visualization": {"sign": "all"},
+    }
+    text, n = html_report(vis, body, limit=3)
+    assert n > 0
+    assert "None" not in text and "{" not in text.split("<body>", 1)[1].split("<section", 1)[0]
+    meta = re.search(r'<div class="meta">(.*?)</div>', text).group(1)
+    assert "misclassified examples, labelled 3, 5" in meta, meta
+    figures = re.findall(r"<figure>.*?</figure>", text)
+    assert len(figures) == n
+    for fig in figures:
+        assert re.search(r"target: \d", fig), fig[-400:]
+        ends = re.findall(r'<span class="n">([^<]+)</span>', fig)
+        assert len(ends) == 2 and float(ends[0].replace("−", "-")) < 0 < float(ends[1]), ends
+        assert "linear-gradient(" in fig and 'aria-label="Colour scale: attribution from' in fig
+
+
+def test_folder_pages_are_named_from_their_source(tmp_path):
+    """from_folder over a model load_model read: the page is titled by the folder and the model named by its
+    weights file (it said "Insights" and "ConvNet"); a given title or name still wins."""
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from adapters_helpers import digit_cnn, write_digit_folders
+
+    from data_adapters import from_folder
+    from data_adapters.weights import load_model
+
+    folder = tmp_path / "handwriting"
+    write_digit_folders(folder, n_train=0, n_valid=12)
+    torch.manual_seed(0)
+    torch.save(digit_cnn(10), tmp_path / "mnist_small.pt")
+    model = load_model(str(tmp_path / "mnist_small.pt"))
+    classes = [str(i) for i in range(10)]
+    vis = from_folder(folder / "valid", model, classes, channels=1, size=16)
+    assert vis.title == "Insights: valid"
+    assert [e.name for e in vis.engines] == ["mnist_small"]
+    named = from_folder(folder / "valid", model, classes, channels=1, size=16, title="Digits", name="cnn")
+    assert named.title == "Digits" and [e.name for e in named.engines] == ["cnn"]
+    # The command line names --model the same way: the weights file's stem (not --arch), or the callable's name.
+    from data_adapters.weights import source_name
+
+    assert source_name("weights/resnet18-pets.pt") == "resnet18-pets"
+    assert source_name("mymodels:zoo.build_model") == "build_model"
