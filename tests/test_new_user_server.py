@@ -114,3 +114,39 @@ def test_folder_pages_are_named_from_their_source(tmp_path):
 
     assert source_name("weights/resnet18-pets.pt") == "resnet18-pets"
     assert source_name("mymodels:zoo.build_model") == "build_model"
+
+
+def test_the_method_report_streams_its_progress_then_the_report():
+    """With "stream": true the report answers progress events (share done, time left) before its result,
+    and the result equals the plain answer's."""
+    import json
+
+    from reliability_helpers import without_timing
+
+    from insights_app.transport.server import create_app
+
+    vis = make_visualizer()
+    client = create_app(vis, token="").test_client()
+    body = {"methods": ["Saliency", "IntegratedGradients"], "sample": 8, "sanity": 2, "metrics": ["deletion"]}
+    answer = client.post("/api/v1/method_report", json=dict(body, stream=True))
+    assert answer.status_code == 200 and answer.mimetype == "application/x-ndjson"
+    events = [json.loads(line) for line in answer.get_data(as_text=True).splitlines() if line.strip()]
+    kinds = [e["type"] for e in events]
+    assert kinds == ["progress"] * 5 + ["report", "done"], kinds
+    progress = events[:5]
+    assert [p["steps_done"] for p in progress] == [0, 1, 2, 3, 4] and all(p["steps"] == 4 for p in progress)
+    assert [p["step"] for p in progress] == [
+        "TinyCNN: Saliency",
+        "TinyCNN: Saliency (sanity check)",
+        "TinyCNN: Integrated Gradients",
+        "TinyCNN: Integrated Gradients (sanity check)",
+        None,
+    ]
+    shares = [p["done"] for p in progress]
+    assert shares[0] == 0 and shares[-1] == 1 and shares == sorted(shares)
+    assert progress[0]["left_ms"] is None and all(p["left_ms"] >= 0 for p in progress[1:])
+    assert progress[-1]["left_ms"] == 0
+    plain = client.post("/api/v1/method_report", json=body).get_json()
+    assert without_timing(events[5]["report"]) == without_timing(plain)
+    refused = client.post("/api/v1/method_report", json=dict(body, stream=True, methods=["Nope"]))
+    assert refused.status_code == 400  # refused before any work, not as an event midway
