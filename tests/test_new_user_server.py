@@ -7,6 +7,7 @@ import logging
 import threading
 import urllib.request
 
+import pytest
 from reliability_helpers import make_visualizer, serving
 
 
@@ -150,3 +151,35 @@ def test_the_method_report_streams_its_progress_then_the_report():
     assert without_timing(events[5]["report"]) == without_timing(plain)
     refused = client.post("/api/v1/method_report", json=dict(body, stream=True, methods=["Nope"]))
     assert refused.status_code == 400  # refused before any work, not as an event midway
+
+
+@pytest.mark.slow
+def test_the_pages_time_left_is_measured_on_the_chunks_after_the_first(ui):
+    """The Occlusion page said "about 39 s left" with 50 s to go: the estimate took the first example (computed
+    alone) as the rate for all. It is measured on the chunks after it, and counts down between them."""
+    from ui_helpers import serve
+
+    handle = serve(make_visualizer())
+    try:
+        page = ui.page
+        page.goto(handle.url)
+        got = page.evaluate(
+            """async () => {
+              const { TimeLeft } = await import("./static/lib/eta.js");
+              const eta = new TimeLeft();
+              eta.start(0);
+              const before = eta.left(500, 64);
+              eta.done(1000, 1);                         // the first example, alone: 1 s
+              const afterFirst = eta.left(1000, 63);
+              for (let i = 0; i < 7; i++) eta.done(15000 + i, 1);   // a chunk of 7: 2 s each
+              return { before, afterFirst, now: eta.left(15006, 56), later: eta.left(25006, 56),
+                       past: eta.left(500000, 56) };
+            }"""
+        )
+    finally:
+        handle.close()
+    assert got["before"] is None
+    assert got["afterFirst"] == 63_000  # only the first one is known: its time
+    assert abs(got["now"] - 2000 * 56) < 50  # 2 s per example of the later chunk, not (15 s / 8) per example
+    assert abs(got["later"] - (got["now"] - 10_000)) < 1  # counted down between events
+    assert got["past"] == 0  # "finishing", never a negative or stale number
