@@ -183,3 +183,16 @@ def test_the_pages_time_left_is_measured_on_the_chunks_after_the_first(ui):
     assert abs(got["now"] - 2000 * 56) < 50  # 2 s per example of the later chunk, not (15 s / 8) per example
     assert abs(got["later"] - (got["now"] - 10_000)) < 1  # counted down between events
     assert got["past"] == 0  # "finishing", never a negative or stale number
+
+
+def test_the_readme_says_how_to_get_a_notebook_and_stays_short():
+    """A new user reading the notebook section learns that a notebook is installed separately; the README stays
+    within 700 lines (the manual's details live in docs/)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 700
+    section = text.split("### 2. Embed the widget in a notebook", 1)[1].split("\n### ", 1)[0]
+    assert re.search(r"pip install jupyterlab", section) and re.search(r"pip install notebook", section)
+    assert "jupyter lab" in section
