@@ -75,7 +75,7 @@ def test_the_exported_report_reads_on_its_own():
     assert n > 0
     assert "None" not in text and "{" not in text.split("<body>", 1)[1].split("<section", 1)[0]
     meta = re.search(r'<div class="meta">(.*?)</div>', text).group(1)
-    assert "misclassified examples, labelled 3, 5" in meta, meta
+    assert "wrongly predicted examples, labelled 3, 5" in meta, meta
     figures = re.findall(r"<figure>.*?</figure>", text)
     assert len(figures) == n
     for fig in figures:

@@ -156,11 +156,11 @@ def report_events(vis: VisualizerLike, plan: ReportPlan, cancel: Cancel | None =
     examples = _examples(vis, ids, cancel)
     models = [{"index": m, "name": e.name, "methods": []} for m, e in enumerate(vis.engines)]
     results: list[Result] = []
-    keep = plan.options.kept_attributions()
     for i, (m, spec, params, is_sanity, weight) in enumerate(steps):
         engine = vis.engines[m]
         rows = cast(list, models[m]["methods"])
         if not is_sanity:
+            keep = plan.options.kept_attributions()  # this method's attributions only, for its metrics
             results = engine.run(examples, spec, params, cancel=cancel, keep_attributions=keep)
             values = engine.metrics(examples, results, spec, params, plan.options, cancel, attributions=keep)
             rows.append(_row(spec, plan.options, values, results))

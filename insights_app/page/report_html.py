@@ -64,9 +64,9 @@ def _class_names(indices: Sequence[int], classes: Sequence[str]) -> str:
 
 
 def filter_words(f: Filter, classes: Sequence[str], model_names: Sequence[str]) -> str:
-    """A page filter as a sentence fragment ("misclassified examples predicted as 3, largest loss first")."""
+    """A page filter as a sentence fragment ("wrongly predicted examples labelled 3, largest loss first")."""
     parts: list[str] = []
-    subject = {"correct": "correctly classified examples", "incorrect": "misclassified examples"}.get(
+    subject = {"correct": "correctly predicted examples", "incorrect": "wrongly predicted examples"}.get(
         f.prediction, "all examples"
     )
     parts.append(subject)
