@@ -300,6 +300,8 @@ class Source:
     dataset: Iterable[Batch]
     name: str | None = None
     info: dict = field(default_factory=dict)
+    # The page's title unless the visualizer is given one (e.g. the image folder's name).
+    title: str | None = None
     # One loss per example (outputs, labels) for the dataset pass; None: chosen from the score function.
     loss_func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
@@ -307,6 +309,8 @@ class Source:
         """An AttributionVisualizer over this source; ``kwargs`` go to its constructor (e.g. ``title``)."""
         if self.name and "model_names" not in kwargs:
             kwargs["model_names"] = [self.name]
+        if self.title and "title" not in kwargs:
+            kwargs["title"] = self.title
         if self.loss_func is not None and "loss_func" not in kwargs:
             kwargs["loss_func"] = self.loss_func
         return AttributionVisualizer(

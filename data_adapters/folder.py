@@ -50,6 +50,7 @@ from .folder_labels import (
     label_entries,
     read_label_csv,
 )
+from .weights import source_name_of
 
 log = logging.getLogger(__name__)
 __all__ = [
@@ -140,7 +141,10 @@ def source_from_folder(
         score_function(score),
         features,
         dataset,
-        name=name,
+        # Named from the source unless given: the weights file load_model read (else the model's class, as
+        # the visualizer does), and the page titled by the folder.
+        name=name or source_name_of(model),
+        title=f"Insights: {root.name or root}",
         info={
             "root": str(root),
             "files": len(entries),
@@ -202,8 +206,10 @@ def from_folder(
     ``size``: int or (height, width) every image is resized to (default: the first
     image's size); ``resize``: 'squish' or 'crop'. ``mean``/``std``: the normalization
     the model expects, applied to the 0..1 images before the model. ``channels``: 3 (RGB)
-    or 1 (grayscale). ``score``: 'softmax', 'sigmoid', None or a callable. Other keyword
-    arguments go to :class:`insights_app.AttributionVisualizer`.
+    or 1 (grayscale). ``score``: 'softmax', 'sigmoid', None or a callable. ``name``: the model's
+    name on the page (default: the stem of the weights file ``load_model`` read, else its class).
+    Other keyword arguments go to :class:`insights_app.AttributionVisualizer`; without a ``title``,
+    the page is titled by the folder's name.
     """
     return source_from_folder(
         path,

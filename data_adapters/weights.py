@@ -31,12 +31,25 @@ from .errors import AdapterError, ClassCountError
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
-__all__ = ["WEIGHT_SUFFIXES", "build_arch", "check_state_dict", "fits", "load_model", "model_spec"]
+__all__ = [
+    "SOURCE_NAME",
+    "WEIGHT_SUFFIXES",
+    "build_arch",
+    "check_state_dict",
+    "fits",
+    "load_model",
+    "model_spec",
+    "source_name",
+    "source_name_of",
+]
 
 log = logging.getLogger(__name__)
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 SpecKind = Literal["file", "factory"]
+# The attribute load_model sets on the model it returns: what the page calls it unless named (the weights
+# file's stem), so that from_folder(path, load_model("pets.pt", "resnet18")) shows "pets", not "ResNet".
+SOURCE_NAME = "insights_source_name"
 
 
 def model_spec(spec: str) -> tuple[SpecKind, Path | str]:
@@ -62,11 +75,32 @@ def load_model(spec: str, arch: str | None = None, n_classes: int | None = None)
     kind, target = model_spec(spec)
     if kind == "file":
         assert isinstance(target, Path)
-        return model_from_file(target, arch, n_classes)
-    if arch:
-        raise AdapterError("--arch goes with a weights file, not with --model module:callable")
-    check_importable(spec)  # a typo in the module's name fails before torch is imported
-    return model_from_factory(spec)
+        model = model_from_file(target, arch, n_classes)
+    else:
+        if arch:
+            raise AdapterError("--arch goes with a weights file, not with --model module:callable")
+        check_importable(spec)  # a typo in the module's name fails before torch is imported
+        model = model_from_factory(spec)
+    try:
+        setattr(model, SOURCE_NAME, source_name(spec))
+    except (AttributeError, TypeError):  # a module that refuses new attributes keeps its class's name
+        log.debug("cannot record the source name on %s", type(model).__name__)
+    return model
+
+
+def source_name(spec: str) -> str:
+    """What a model loaded from ``spec`` is called unless named: the weights file's stem ("pets" for
+    pets.pt, whatever its architecture), or the callable's name ("build_model" for mymodels:build_model)."""
+    path = Path(spec).expanduser()
+    if ":" in spec and path.suffix.lower() not in WEIGHT_SUFFIXES and not path.is_file():
+        return spec.rpartition(":")[2].rpartition(".")[2] or spec
+    return path.stem or spec
+
+
+def source_name_of(model: object) -> str | None:
+    """The name :func:`load_model` recorded on ``model`` (None for a model built otherwise)."""
+    name = getattr(model, SOURCE_NAME, None)
+    return name if isinstance(name, str) and name else None
 
 
 def cwd_importable() -> None:

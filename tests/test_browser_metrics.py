@@ -130,7 +130,7 @@ def test_the_sanity_check_says_whether_the_map_depends_on_the_model(ui, server):
     assert steps.count() >= 3  # the original, then at least 2 randomized steps
     assert steps.first.inner_text().strip() == "Original model"
     captions = page.eval_on_selector_all(".ia-sanity-step figcaption", "els => els.map(e => e.textContent)")
-    assert re.match(r"^fc randomized:Spearman -?\d\.\d\d · SSIM -?\d\.\d\d$", captions[1]), captions
+    assert re.match(r"^fc \(Linear\) randomized:Spearman -?\d\.\d\d · SSIM -?\d\.\d\d$", captions[1]), captions
     assert all(re.search(r"randomized:Spearman", c) for c in captions[1:])
     assert page.locator(".ia-sanity-step img").count() == steps.count()
     assert "Sanity check done" in page.locator(".ia-sanity [role=status]").inner_text()
@@ -253,3 +253,33 @@ def test_the_method_report_table_and_its_cancel(ui, server):
     page.set_viewport_size({"width": 480, "height": 1000})
     page.locator(".ia-report").scroll_into_view_if_needed()
     shot(page, "method-report-narrow")
+
+
+def test_the_method_report_shows_progress_with_time_left_and_cancels(ui, server):
+    """The report took 25.6 s with only a sentence on screen: a progress bar, the time left, and Cancel."""
+    open_app(ui, server.url + "?method=Saliency&size=2&dataset=0")
+    page = ui.page
+    page.wait_for_selector(".ia-report-run")
+    page.fill("input[name=report_sample]", "400")
+    page.fill("input[name=report_sanity]", "0")
+    page.click(".ia-report-run")
+    bar = page.locator("progress.ia-report-progress")
+    bar.wait_for(state="visible")
+    # A step finished: the bar moved and the time left is said (the server's estimate, counted down).
+    page.wait_for_function(
+        "() => { const b = document.querySelector('progress.ia-report-progress');"
+        " return b && b.value > 0 && /about \\d+ (s|min)[^·]* left/.test("
+        "document.querySelector('.ia-report-elapsed').textContent); }",
+        timeout=120_000,
+    )
+    value = float(bar.evaluate("b => b.value"))
+    assert 0 < value < 1, value
+    assert re.search(r"\d+% ?, about \d+", bar.get_attribute("aria-valuetext") or "") or "left" in (
+        bar.get_attribute("aria-valuetext") or ""
+    )
+    page.click(".ia-report-cancel")
+    page.wait_for_function(
+        "() => document.querySelector('.ia-report-status').textContent === 'Method report cancelled.'"
+    )
+    assert bar.is_hidden() and page.locator(".ia-report-run").is_enabled()
+    assert page.locator(".ia-report-elapsed").inner_text() == ""

@@ -238,7 +238,7 @@ def test_weights_file_with_torchvision_arch_csv_labels_and_normalization(fresh_d
     )
     try:
         assert "found 24 images (24 labeled)" in launched.output
-        assert get_config(launched)["models"][0]["name"] == "resnet18"
+        assert get_config(launched)["models"][0]["name"] == "resnet18-digits"  # the weights file's stem
         page = assert_serves_digits(launched, page_size=4)
         truth = [ex["label"]["name"] for ex in page["examples"]]
         assert truth == [r[1] for r in list(csv.reader(open(data / "labels.csv")))[1:5]]

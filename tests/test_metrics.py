@@ -173,7 +173,7 @@ def test_the_sanity_check_flags_a_method_that_ignores_the_model(trained):
             [r.explanation.target for r in results],
             [r.explanation.maps for r in results],
         )
-        assert all(len(c.steps) == 3 and c.steps[0] == "fc" for c in checked)  # last layer first, then down
+        assert all(len(c.steps) == 3 and c.steps[0] == "fc (Linear)" for c in checked)  # last layer first, then down
         verdicts[method] = sum(c.insensitive for c in checked)
     assert verdicts == {"EdgeMap": 8, "IntegratedGradients": 0, "Saliency": 0}
     assert all(torch.equal(before[k], v) for k, v in trained.state_dict().items())  # the user's model is untouched

@@ -37,7 +37,9 @@ CHECKS = [
     response_schema_conformance,
     negative_data_rejection,
 ]
-FUZZ = dict(deadline=None, database=None, suppress_health_check=list(HealthCheck), print_blob=True)
+# derandomize: the same cases every run (a fresh-clone CI run once drew only 2 answered /attribute requests, against
+# the 10 this seed gives; the generation is random in what it tries, never in whether a run passes).
+FUZZ = dict(deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck), print_blob=True)
 
 
 def two_model_visualizer():

@@ -40,7 +40,7 @@ def visualizer_kwargs(args: argparse.Namespace, title: str) -> dict[str, Any]:
 def visualizer_from_model(args: argparse.Namespace, out: Say, note: Say | None = None) -> AttributionVisualizer:
     from data_adapters.errors import ChannelsError, ClassCountError
     from data_adapters.folder import source_from_folder
-    from data_adapters.weights import load_model
+    from data_adapters.weights import load_model, source_name
 
     note = note or say_note
     classes = args.class_names
@@ -61,7 +61,7 @@ def visualizer_from_model(args: argparse.Namespace, out: Say, note: Say | None =
             resize=args.resize,
             score=None if args.score == "none" else args.score,
             device=args.device,
-            name=args.arch or Path(args.model.split(":")[-1]).stem,
+            name=source_name(args.model),
         )
     except ClassCountError as exc:
         raise CliError(class_count_message(args, exc)) from exc

@@ -40,7 +40,7 @@ MAX_STEPS = 12  # randomization steps at most (a deep model's layers are grouped
 class SanityResult:
     """One example's check: per step, the layers randomized so far and the similarity to the original."""
 
-    steps: list[str] = field(default_factory=list)  # the layer randomized at each step (cumulative)
+    steps: list[str] = field(default_factory=list)  # the layers randomized at each step, named (cumulative)
     spearman: list[float | None] = field(default_factory=list)
     ssim: list[float | None] = field(default_factory=list)
     maps: list[list[np.ndarray]] = field(default_factory=list)  # per step, per feature (as the page shows them)
@@ -71,6 +71,17 @@ def layers(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
     ]
 
 
+def layer_label(name: str, module: torch.nn.Module) -> str:
+    """A layer as a user recognises it: its attribute name with its kind ("fc (Linear)"), or, inside an
+    ``nn.Sequential`` whose names are bare indices, its kind with where it is ("Linear (layer 13)")."""
+    kind = type(module).__name__
+    if not name or name == kind:
+        return kind
+    if all(part.isdigit() for part in name.split(".")):
+        return f"{kind} (layer {name})"
+    return f"{name} ({kind})"
+
+
 def cascade(model: torch.nn.Module, seed: int = 0, max_steps: int = MAX_STEPS) -> list[tuple[str, torch.nn.Module]]:
     """Copies of the model with more and more of its layers randomized, last layer first."""
     work = copy.deepcopy(model)
@@ -84,7 +95,7 @@ def cascade(model: torch.nn.Module, seed: int = 0, max_steps: int = MAX_STEPS) -
         names = []
         for i in group:
             name, module = owned[int(i)]
-            names.append(name)
+            names.append(layer_label(name, module))
             with torch.no_grad():
                 for p in module.parameters(recurse=False):
                     # Kaiming-uniform-like re-initialization at the original's scale: the layer keeps

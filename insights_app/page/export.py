@@ -24,6 +24,7 @@ from ..cancel import Cancel, raise_if_cancelled
 from ..errors import ValidationError
 from ..metrics.spec import MetricSpec
 from ..protocols import VisualizerLike
+from .report_html import LEGEND_STYLE, argument_words, filter_words, map_figure
 from .service import page_document
 
 FORMATS = ("csv", "npz", "html")
@@ -222,9 +223,9 @@ def html_report(
             rows = "".join(
                 f"<tr><td>{html.escape(p['label'])}</td><td>{p['score'] * 100:.1f}%</td></tr>" for p in m["predictions"]
             )
+            target = (m.get("target") or {}).get("name")
             maps = "".join(
-                f'<img alt="{html.escape(q.method.label)} map of {html.escape(a["name"])}" '
-                f'src="{html.escape(a["image"])}">'
+                map_figure(a["image"], f"{q.method.label} map of {a['name']}", target, a.get("scale"), q.visualization)
                 for a in m.get("attributions", [])
                 if a.get("image")
             )
@@ -235,18 +236,19 @@ def html_report(
                 f"<div><div>{html.escape(m['name'])} {verdict}</div><table>{rows}</table>{loss}{error}</div>{maps}"
             )
         cards.append('<section class="card">' + "".join(parts) + "</section>")
-    args = ", ".join(f"{k}={v}" for k, v in q.arguments.items())
+    args = argument_words(q.method, q.arguments)
+    shown = filter_words(q.filter, vis.classes, [e.name for e in vis.engines])
     doc = io.StringIO()
     doc.write(
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
         "style-src 'unsafe-inline'\">"
-        f"<title>{html.escape(vis.title)}: report</title><style>{STYLE}</style></head><body>"
+        f"<title>{html.escape(vis.title)}: report</title><style>{STYLE}{LEGEND_STYLE}</style></head><body>"
     )
     doc.write(
         f'<h1>{html.escape(vis.title)}</h1><div class="meta">Models: '
         f"{html.escape(', '.join(e.name for e in vis.engines))} · method: {html.escape(q.method.label)}"
-        f"{' (' + html.escape(args) + ')' if args else ''} · filter: {html.escape(json.dumps(body.get('filter') or {}))}"
+        f"{' (' + html.escape(args) + ')' if args else ''} · {html.escape(shown)}"
         f" · {len(cards)} examples · made {time.strftime('%Y-%m-%d %H:%M')}</div>"
     )
     doc.write("".join(cards) or "<p>No example matches this filter.</p>")

@@ -12,6 +12,9 @@ What waitress is told, and why:
 - an idle connection is closed after 30 s, and up to 500 may be open, so that a few idle
   sockets cannot keep everyone else out;
 - errors waitress answers itself (431, 413, a bad chunk or URI) are JSON like ours;
+- waitress's "Task queue depth is N" warning (one line per request that waits for a thread: about 300 in
+  five minutes of ordinary use, since the page loads its files and polls in bursts) is logged at debug
+  level, so it shows with ``--debug`` only; waiting is normal here, the bounds above keep it short;
 - an answer is sent from memory up to 32 MiB (waitress's default spools anything over 1 MiB to a
   temporary file first: a page of 16 examples at 224x224 is 6.4 MB, 3.1 ms through the file
   against 0.3 ms from memory; the answer is in memory already as Flask's body).
@@ -82,6 +85,17 @@ class JsonErrorChannel(HTTPChannel):
     task_class = MarkedTask
 
 
+class QueueDepthLog:
+    """Takes waitress's queue warnings (a dispatcher's ``queue_logger``) and logs them at debug level.
+
+    A queue is how a burst of requests is served, not a fault: as warnings they filled the terminal.
+    Set on each dispatcher we own, so waitress's logger itself (and any other server) is left alone.
+    """
+
+    def warning(self, message: str, *args: object) -> None:
+        log.debug(message, *args)
+
+
 class RoutingDispatcher:
     """Two pools of request threads: one for the requests that run the models, one for the rest.
 
@@ -102,8 +116,10 @@ class RoutingDispatcher:
         self.access = access
         self.max_waiting = max_waiting
         self.compute = ThreadedTaskDispatcher()
+        self.compute.queue_logger = QueueDepthLog()
         self.compute.set_thread_count(compute_threads)
         self.quick = ThreadedTaskDispatcher()
+        self.quick.queue_logger = QueueDepthLog()
         self.quick.set_thread_count(quick_threads)
 
     def _computes(self, channel: Any) -> bool:

@@ -2,7 +2,9 @@
 
 For each model and method: the mean and spread of each metric, and the sanity check on a few
 of the examples (see :mod:`insights_app.metrics.report`). Values go through the store, so a
-second report over the same sample is read, not computed.
+second report over the same sample is read, not computed. With ``"stream": true`` the answer is
+NDJSON: ``progress`` events (the step, the share done, the time left) while it runs, then the
+``report``, then ``done``; the page draws its progress bar from them.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from ..errors import ValidationError
 from ..metrics import MetricOptions, parse_metrics
 from ..metrics.options import ABSENT
 from ..metrics.options import request_schema as metrics_schema
-from ..metrics.report import SAMPLE_MAX, SANITY_MAX, method_report
-from ..page.fields import MISSING, Array, Body, Delegated, Int, Name, Object, ParseState
+from ..metrics.report import SAMPLE_MAX, SANITY_MAX, plan_report, report_events
+from ..page.fields import MISSING, Array, Body, Bool, Delegated, Int, Name, Object, ParseState
 from ..protocols import VisualizerLike
-from .view import View
+from .view import Stream, View
 
 
 def _arguments(values: tuple[Any, ...], state: ParseState) -> dict[str, Any]:
@@ -51,6 +53,7 @@ class ReportRequest:
     sample: int
     sanity: int
     metrics: MetricOptions
+    stream: bool = False
 
 
 BODY = Body(
@@ -75,6 +78,7 @@ BODY = Body(
                     }
                 },
             ),
+            "stream": Bool(False, "answer as NDJSON events (progress..., report, done)"),
             "sample": Int(1, SAMPLE_MAX, 64, "examples (default 64)"),
             "sanity": Int(
                 0,
@@ -87,14 +91,20 @@ BODY = Body(
                 ("metrics", "metric_arguments"), _metrics, lambda scope: metrics_schema(scope.metrics)
             ),
         },
-        lambda v, state: ReportRequest(v["methods"], v["arguments"], v["sample"], v["sanity"], v["metrics"]),
+        lambda v, state: ReportRequest(
+            v["methods"], v["arguments"], v["sample"], v["sanity"], v["metrics"], v["stream"]
+        ),
     )
 )
 
 
-def report(vis: VisualizerLike, body: Any, cancel: Cancel | None = None) -> dict[str, Any]:
+def report(vis: VisualizerLike, body: Any, cancel: Cancel | None = None) -> Stream | dict[str, Any]:
     r = BODY.parse(body, vis.defaults)
-    return method_report(vis, r.methods, r.sample, r.metrics, r.arguments, r.sanity, cancel)
+    plan = plan_report(vis, r.methods, r.sample, r.metrics, r.arguments, r.sanity)  # refusals before any work
+    events = report_events(vis, plan, cancel)
+    if r.stream:
+        return Stream(events)
+    return next(e["report"] for e in events if e["type"] == "report")
 
 
 VIEW = View(
@@ -103,10 +113,32 @@ VIEW = View(
     "Every method's quality metrics over a sample of the dataset, per model",
     request_schema=BODY.openapi,
     computes=True,
+    streams=True,
     responses={
         "200": {
-            "description": "per model and method: each metric's mean and spread, and the sanity check",
-            "content": {"application/json": {"schema": {"type": "object"}}},
+            "description": "per model and method: each metric's mean and spread, and the sanity check "
+            "(stream=false), or NDJSON events (stream=true): 'progress' (step, steps_done, steps, done as a "
+            "share, elapsed_ms, left_ms), then 'report' (the report), then 'done'",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "application/x-ndjson": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["type"],
+                        "properties": {
+                            "type": {"type": "string", "enum": ["progress", "report", "done", "error"]},
+                            "step": {"type": "string", "nullable": True},
+                            "steps_done": {"type": "integer"},
+                            "steps": {"type": "integer"},
+                            "done": {"type": "number"},
+                            "elapsed_ms": {"type": "number"},
+                            "left_ms": {"type": "number", "nullable": True},
+                            "report": {"type": "object"},
+                            "error": {"type": "string"},
+                        },
+                    }
+                },
+            },
         }
     },
 )

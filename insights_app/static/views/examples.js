@@ -8,6 +8,7 @@ import { showsImages } from "./features/index.js";
 import { apiError } from "../lib/transport.js";
 import { failCard, fillCard, placeholderCard } from "./cards.js";
 import { exportReportControl } from "../controls/export-report.js";
+import { TimeLeft } from "../lib/eta.js";
 
 /** A toolbar button that opens a view which declares an entry (views/index.js). */
 function viewEntry(app, view) {
@@ -107,9 +108,16 @@ class ExamplesView {
     let info = null;
     let failed = null;
     let done = false;
-    let started = now(); // when the attributions started (after the previews)
+    let eta = new TimeLeft(); // when the attributions started (after the previews), and their chunks' times
+    eta.start(now());
     let computed = 0;
     const pending = new Map();
+    // "about 12 s left" from the chunks finished so far (not the first one's time), counted down each second.
+    const leftText = (remaining) => {
+      const ms = eta.left(now(), remaining);
+      return ms === null ? "" : ms >= 1000 ? ` · about ${duration(ms)} left` : " · finishing";
+    };
+    let shared = null; // the shared-scale progress (computed, total), when the page draws on one scale
     const progress = () => {
       if (!info) return;
       if (!pending.size) {
@@ -121,9 +129,13 @@ class ExamplesView {
         this.announce(info);
         return;
       }
-      const left = computed ? ` · about ${duration(((now() - started) / computed) * pending.size)} left` : "";
-      this.setStatus(info, `Computing ${computed ? `${pending.size} more` : `${pending.size} example${pending.size === 1 ? "" : "s"}`}${left}…`);
+      if (shared) {
+        this.setStatus(info, `Computed ${shared.computed} of ${shared.total}; the maps are drawn together on one scale${leftText(shared.total - shared.computed)}…`);
+        return;
+      }
+      this.setStatus(info, `Computing ${computed ? `${pending.size} more` : `${pending.size} example${pending.size === 1 ? "" : "s"}`}${leftText(pending.size)}…`);
     };
+    const ticker = setInterval(() => { if (gen === this.generation && pending.size) progress(); }, 1000);
     const onEvent = (ev) => {
       if (gen !== this.generation || !ev) return;
       if (ev.type === "page") {
@@ -138,25 +150,30 @@ class ExamplesView {
           this.cards.set(id, card);
           put(this.grid, card.el);
         }
-        started = now();
+        eta = new TimeLeft();
+        eta.start(now());
         progress();
       } else if (ev.type === "preview") {
         const card = pending.get(ev.example.id);
         if (card) fillCard(app, card, ev.example, body);
-        started = now();
+        eta = new TimeLeft();
+        eta.start(now());
       } else if (ev.type === "example") {
         const card = pending.get(ev.example.id);
         if (!card) return;
         pending.delete(ev.example.id);
         computed += 1;
+        if (!shared) eta.done(now(), 1);
         fillCard(app, card, ev.example, body);
         this.noteScales(ev.example, body.visualization);
         progress();
       } else if (ev.type === "progress") {
         // A shared scale: the maps are computed first and drawn together at the end.
         computed = ev.computed;
+        if (ev.computed) eta.done(now(), 0, ev.computed);
+        shared = ev.computed < ev.total ? { computed: ev.computed, total: ev.total } : null;
         for (const card of pending.values()) card.el.dataset.progress = `${ev.computed}/${ev.total}`;
-        if (info) this.setStatus(info, `Computed ${ev.computed} of ${ev.total}; the maps are drawn together on one scale${ev.computed ? ` · about ${duration(((now() - started) / ev.computed) * (ev.total - ev.computed))} left` : ""}…`);
+        if (info) progress();
       } else if (ev.type === "count") {
         info = { ...ev, type: "page" };
         this.lastInfo = info;
@@ -173,12 +190,14 @@ class ExamplesView {
       const answer = await app.transport.request("examples", body, { onEvent, signal: ctrl ? ctrl.signal : undefined });
       if (answer && answer.page) asEvents(answer, onEvent); // the page as one document (it did not stream)
     } catch (exc) {
+      clearInterval(ticker);
       if (gen !== this.generation) return;
       if (exc && exc.name === "AbortError") {
         if (this.cancelled !== gen) return;
         cancelled = true;
       } else failed = exc;
     }
+    clearInterval(ticker);
     if (gen !== this.generation) return;
     app.setBusy(false);
     this.grid.removeAttribute("aria-busy");

@@ -1,8 +1,10 @@
 // The Dataset view's "Method report": every chosen method's quality metrics over a sample of the
 // dataset (mean ± std per model), and the sanity check on a few of its examples, from the server's
-// method_report view. It can take minutes: Cancel aborts the request, which stops the server's work
-// (the transports turn an aborted request into the engine's Cancel). A polite live region says what
-// is happening; the tables mark each column's best value (bold, and "best" for screen readers).
+// method_report view. It can take minutes: the request streams (progress events, then the report), so
+// a <progress> bar shows the share done and "about N s left" (the server's estimate from the steps
+// finished so far, counted down between events); Cancel aborts the request, which stops the server's
+// work (the transports turn an aborted request into the engine's Cancel). A polite live region says
+// what is happening; the tables mark each column's best value (bold, and "best" for screen readers).
 
 import { clear, fmt, h, put, spinner } from "../lib/dom.js";
 import { numberInput, uid } from "../controls/fields.js";
@@ -37,6 +39,8 @@ export function methodReport(app) {
   let timer = null;
   const status = h("div", { class: "ia-report-status", role: "status", "aria-live": "polite" });
   const elapsed = h("span", { class: "ia-muted ia-report-elapsed" }); // not live: it ticks every second
+  const bar = h("progress", { class: "ia-report-progress", max: "1", value: "0", "aria-label": "Method report progress", hidden: true });
+  let last = null; // the latest progress event and when it came
   const results = h("div", { class: "ia-report-results" });
   const picker = h("div", { class: "ia-method-picker", role: "group", "aria-label": "Methods in the report" },
     cfg.methods.map((m) => h("label", { class: "ia-check-chip" + (chosen.has(m.name) ? " ia-on" : ""), title: m.help },
@@ -57,7 +61,24 @@ export function methodReport(app) {
     runBtn.disabled = busy;
     if (timer) clearInterval(timer);
     timer = null;
-    if (!busy) elapsed.textContent = "";
+    bar.hidden = !busy;
+    if (!busy) {
+      elapsed.textContent = "";
+      bar.value = 0;
+      last = null;
+    }
+  };
+
+  // "12 s so far · about 8 s left": the server's estimate (from the finished steps' measured time),
+  // counted down since its event; past it, "finishing" rather than a wrong number.
+  const tick = (started) => {
+    const parts = [`${duration(Date.now() - started)} so far`];
+    if (last && typeof last.ev.left_ms === "number") {
+      const left = last.ev.left_ms - (Date.now() - last.at);
+      parts.push(left >= 1000 ? `about ${duration(left)} left` : "finishing");
+    }
+    if (last && last.ev.step) parts.push(last.ev.step);
+    elapsed.textContent = parts.join(" · ");
   };
 
   async function run() {
@@ -77,10 +98,24 @@ export function methodReport(app) {
     const started = Date.now();
     status.textContent = `Running the method report: ${methods.length} method${methods.length === 1 ? "" : "s"} on ${sample} example${sample === 1 ? "" : "s"}…`;
     put(clear(results), spinner("Computing the metrics…"));
-    timer = setInterval(() => { elapsed.textContent = `${duration(Date.now() - started)} so far`; }, 1000);
+    timer = setInterval(() => tick(started), 1000);
+    let report = null;
+    let failed = null;
+    const onEvent = (ev) => {
+      if (app.destroyed || abort !== ctrl || !ev) return;
+      if (ev.type === "progress") {
+        last = { ev, at: Date.now() };
+        bar.value = Math.min(1, Math.max(0, Number(ev.done) || 0));
+        bar.setAttribute("aria-valuetext", `${Math.round(bar.value * 100)}%${typeof ev.left_ms === "number" ? `, about ${duration(ev.left_ms)} left` : ""}`);
+        tick(started);
+      } else if (ev.type === "report") report = ev.report;
+      else if (ev.type === "error") failed = ev.error || "the method report failed";
+    };
     try {
-      const report = await app.transport.request("method_report", body, { signal: ctrl.signal });
+      const answer = await app.transport.request("method_report", body, { signal: ctrl.signal, onEvent });
       if (app.destroyed || abort !== ctrl) return;
+      if (answer && answer.models) report = answer; // answered as one document (it did not stream)
+      if (failed || !report) throw new Error(failed || "the method report ended without its results");
       put(clear(results), report.models.map((model) => modelTable(report, model, metricSpecs(cfg))));
       const flagged = report.models.flatMap((m) => m.methods.filter((r) => r.sanity && r.sanity.flag).map((r) => r.label));
       status.textContent = `Method report ready: ${report.examples} examples in ${duration(report.elapsed_ms)}.${flagged.length ? ` Insensitive to the model: ${[...new Set(flagged)].join(", ")}.` : ""}`;
@@ -109,7 +144,7 @@ export function methodReport(app) {
       label("Sample", sampleInput),
       label("Sanity check on", sanityInput),
       h("label", { class: "ia-switch" }, slowBox, texts.slowLabel),
-      runBtn, cancelBtn, elapsed),
+      runBtn, cancelBtn, bar, elapsed),
     status, results);
   return {
     el,

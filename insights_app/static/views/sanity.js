@@ -124,7 +124,8 @@ class SanityView {
     const row = h("div", { class: "ia-sanity-row" },
       this.figure(m.attributions, "Original model", null, { ex, m, body }),
       s.steps.map((step, i) => this.figure(step.attributions,
-        `${i === 0 ? step.randomized : `${s.steps[0].randomized} to ${step.randomized}`} randomized`,
+        // Each step is named by the model's layers ("fc (Linear)", "Linear (layer 13)"), cumulative from the last one.
+        `${i === 0 ? step.randomized : `${s.steps[0].randomized} down to ${step.randomized}`} randomized`,
         `Spearman ${two(step.spearman)} · SSIM ${two(step.ssim)}`, { ex, m, body })));
     put(clear(box), head,
       h("div", { class: "ia-help" }, `${model.name} → ${targetName}`),
