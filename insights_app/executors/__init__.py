@@ -16,11 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..dataset import Example
 from ..errors import DatasetError
 from ..protocols import VisualizerLike
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # at run time, only the executors import torch (preflight imports ray_address, torch-free)
+    from ..dataset import Example
     from ..precompute import PrecomputeSummary
 
 EXECUTORS = ("local", "ray")
