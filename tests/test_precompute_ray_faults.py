@@ -33,27 +33,38 @@ from insights_app.testing import TinyCNN, seeded
 TRIP = 20  # the example that kills a worker: in the second chunk (examples 16-31) of N = 40
 
 
+class Crash(BaseException):
+    """A worker's process ending, in :class:`FakeRay` (no ``except Exception`` stops it)."""
+
+
 class DyingCNN(TinyCNN):
     """TinyCNN that ends its own process when it meets ``trip`` in a Ray worker: the first time only
-    when ``marker`` is given (the file records that it happened), else every time."""
+    when ``marker`` is given (the file records that it happened), else every time. ``in_process``:
+    raise :class:`Crash` instead, in this process too (the workers of :class:`FakeRay` are here)."""
 
-    def __init__(self, trip: torch.Tensor, marker: str | None) -> None:
+    def __init__(self, trip: torch.Tensor, marker: str | None, in_process: bool = False) -> None:
         super().__init__()
         self.trip = trip  # a plain attribute, not a buffer: the model's weights are TinyCNN's
         self.marker = marker
+        self.in_process = in_process
         self.home = os.getpid()  # this process: never here (the local executor's run is the reference)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if os.getpid() != self.home and any(torch.equal(row, self.trip) for row in x):
-            if self.marker is None:
-                os._exit(1)
-            try:
-                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
-            except FileExistsError:
-                pass
-            else:
-                os._exit(1)
+        armed = self.in_process or os.getpid() != self.home
+        if armed and any(torch.equal(row, self.trip) for row in x) and self.first_time():
+            if self.in_process:
+                raise Crash
+            os._exit(1)
         return super().forward(x)
+
+    def first_time(self) -> bool:
+        if self.marker is None:
+            return True
+        try:
+            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return False
+        return True
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +76,9 @@ def ray_cluster():
     ray.shutdown()
 
 
-def dying(store, marker):
-    return make_visualizer(models=seeded(DyingCNN, digits(N)[0][TRIP], marker, seed=0), dataset=Digits(N), store=store)
+def dying(store, marker, in_process=False):
+    model = seeded(DyingCNN, digits(N)[0][TRIP], marker, in_process, seed=0)
+    return make_visualizer(models=model, dataset=Digits(N), store=store)
 
 
 @pytest.mark.slow
@@ -117,6 +129,148 @@ def test_a_chunk_that_kills_every_worker_it_meets_fails_alone(tmp_path, ray_clus
     got_maps, got_predictions = rows(tmp_path / "ray")
     assert len(got_maps) == N - 16 and set(got_maps) <= set(want_maps)
     assert len(got_predictions) == N - 16 and set(got_predictions) <= set(want_predictions)
+
+
+# ---------------------------------------------------------------------- the same, on a Ray of this process
+
+
+class FakeRay:
+    """The part of Ray the executor uses, its actors computing in this process as each task is sent
+    (in order, as an actor does): deterministic and fast, so the driver's handling of a dead actor is
+    checked on every run, not only where a Ray instance starts. A :class:`Crash` kills its actor: that
+    task and every later one answer ``ActorDiedError``, as Ray's do."""
+
+    class exceptions:  # noqa: N801  (ray.exceptions)
+        class RayError(Exception):
+            pass
+
+        class RayActorError(RayError):
+            pass
+
+        class ActorDiedError(RayActorError):
+            pass
+
+    class Ref:
+        def __init__(self, value=None, error=None):
+            self.value, self.error = value, error
+
+    class Actor:
+        def __init__(self, cls, args):
+            self.dead = self.crashed = False  # crashed: died of a Crash (not killed)
+            self.body = cls(*args)
+
+        def __getattr__(self, name):
+            actor = self
+
+            class Method:
+                @staticmethod
+                def remote(*args):
+                    if not actor.dead:
+                        try:
+                            return FakeRay.Ref(getattr(actor.body, name)(*args))
+                        except Crash:
+                            actor.dead = actor.crashed = True
+                    return FakeRay.Ref(error=FakeRay.exceptions.ActorDiedError("The actor died unexpectedly."))
+
+            return Method
+
+    def __init__(self) -> None:
+        self.actors: list[FakeRay.Actor] = []
+
+    def remote(self, cls):
+        actors = self.actors
+
+        class ActorClass:
+            @staticmethod
+            def options(**_):
+                return ActorClass
+
+            @staticmethod
+            def remote(*args):
+                actors.append(FakeRay.Actor(cls, args))
+                return actors[-1]
+
+        return ActorClass
+
+    def is_initialized(self):
+        return True
+
+    def available_resources(self):
+        return {"CPU": 2.0}
+
+    def put(self, value):
+        return value
+
+    def wait(self, refs, num_returns=1, timeout=None):
+        return list(refs)[:num_returns], list(refs)[num_returns:]
+
+    def get(self, ref, timeout=None):
+        if ref.error is not None:
+            raise ref.error
+        return ref.value
+
+    def kill(self, actor):
+        actor.dead = True
+
+    def shutdown(self):
+        pass
+
+
+@pytest.fixture
+def fake_ray(monkeypatch):
+    ray = FakeRay()
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    return ray
+
+
+def test_a_dead_workers_chunk_is_computed_again_by_another(tmp_path, fake_ray):
+    """Before: "unexpected ActorDiedError", exit 1, no summary."""
+    local = precompute(dying(tmp_path / "local", None), METHODS, ARGUMENTS, progress=False)
+    said: list[str] = []
+    marker = tmp_path / "died"
+    on_fake = precompute(
+        dying(tmp_path / "fake", str(marker), in_process=True),
+        METHODS,
+        ARGUMENTS,
+        progress=False,
+        executor="ray",
+        workers=2,
+        report=said.append,
+    )
+    assert marker.exists() and sum(actor.crashed for actor in fake_ray.actors) == 1
+    wanted = N * len(METHODS)
+    for summary in (local, on_fake):
+        assert (summary.examples, summary.stored, summary.already, summary.failed) == (N, wanted, 0, 0), summary
+    assert rows(tmp_path / "fake") == rows(tmp_path / "local")
+    assert said == [
+        "a Ray worker died (ActorDiedError: The actor died unexpectedly.); its examples 16-31 are computed again, "
+        "and a new worker is starting"
+    ]
+    assert len(fake_ray.actors) == 3  # two, and the replacement
+
+
+def test_a_chunk_that_kills_two_workers_fails_and_the_run_goes_on(tmp_path, fake_ray):
+    on_fake = precompute(
+        dying(tmp_path / "fake", None, in_process=True), ["Saliency"], progress=False, executor="ray", workers=2
+    )
+    assert (on_fake.examples, on_fake.stored, on_fake.already, on_fake.failed) == (N, N - 16, 0, 16), on_fake
+    assert on_fake.failures[0].endswith(
+        ", Saliency: the Ray worker computing examples 16-31 died 2 times (ActorDiedError: The actor died unexpectedly.)"
+    ), on_fake.failures
+    assert [f.split(",")[0] for f in on_fake.failures] == [f"example {i}" for i in range(16, 21)]
+    assert sum(actor.crashed for actor in fake_ray.actors) == 2 and len(fake_ray.actors) == 4
+
+
+def test_when_every_worker_is_dead_the_run_stops_with_what_is_stored(tmp_path, fake_ray, monkeypatch):
+    from insights_app.errors import ComputationError
+    from insights_app.executors import ray_executor
+
+    monkeypatch.setattr(ray_executor, "MAX_ATTEMPTS", 5)  # the chunk is tried until no worker is left
+    with pytest.raises(ComputationError, match=r"every Ray worker died \(4 deaths, the last: ActorDiedError"):
+        precompute(
+            dying(tmp_path / "fake", None, in_process=True), ["Saliency"], progress=False, executor="ray", workers=2
+        )
+    assert len(fake_ray.actors) == 4
 
 
 # ---------------------------------------------------------------------- an address where no cluster answers

@@ -247,6 +247,7 @@ class Cluster:
         self.replacements_left -= 1
         actor_class, payload_ref, path = self._spawn
         actor = actor_class.remote(payload_ref, path, 1)
+        self.actors.append(actor)  # killed by close() even before it is ready
         return actor, actor.ready.remote()
 
     def close(self) -> None:
@@ -371,12 +372,11 @@ class Workers:
         actor, _ = self.starting.pop(ref)
         try:
             theirs, _ = self.ray.get(ref)
-        except self.ray.exceptions.RayActorError as exc:
+        except self.ray.exceptions.RayError as exc:
             log.warning("a new Ray worker failed to start: %s", exc)
             self.cluster.drop(actor)
             return
         self.cluster.check_versions(theirs)
-        self.cluster.actors.append(actor)
         self.free.extend([actor] * IN_FLIGHT_PER_ACTOR)
 
 
@@ -427,7 +427,7 @@ def run_ray(run: Run, address: str | None = None, workers: int | None = None) ->
     ex_id, exhausted = 0, False
     try:
         while True:
-            while pool is None or pool.free:
+            while pool is None or pool.free or not pool.busy:
                 if again:
                     plan = again.popleft()
                 else:
@@ -446,14 +446,14 @@ def run_ray(run: Run, address: str | None = None, workers: int | None = None) ->
                     cluster.start_actors(run, workers)
                     run.summary.startup_seconds += time.monotonic() - started
                     pool = Workers(run, cluster)
-                pool.submit(plan)
-            if pool is None or not pool.busy:
-                if pool is not None and (again or not exhausted):
+                if not pool.free:  # no actor left, none starting
                     raise ComputationError(
                         f"every Ray worker died ({pool.deaths} deaths, the last: {pool.last_death}); "
-                        f"{run.summary.examples} examples are done and stored"
+                        f"{run.summary.examples} examples are done and stored (a new run computes the rest)"
                     )
-                break
+                pool.submit(plan)
+            if pool is None or (not pool.pending and not again and exhausted):
+                break  # (a replacement still starting is not waited for)
             done, lost = pool.wait()
             for plan, result in done:
                 _write(run, plan, result)
