@@ -102,7 +102,7 @@ def run(visualizer: AttributionVisualizer, args: argparse.Namespace, out: Say = 
             workers=workers,
         )
     except ValidationError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(str(exc).replace("ray_address:", "--ray-address:", 1)) from None
     for failure in summary.failures:
         print(f"{PROG}: failed: {failure}", file=sys.stderr, flush=True)
     out(summary.line())

@@ -59,6 +59,18 @@ def preflight(args: argparse.Namespace) -> None:
         args.results_store = open_store(args.store)
     if getattr(args, "command", "serve") == "serve":
         check_port(args.host, args.port)
+    if getattr(args, "executor", None) == "ray" and getattr(args, "ray_address", None):
+        check_ray_address(args.ray_address)
+
+
+def check_ray_address(address: str) -> None:
+    """``--ray-address`` answers as a Ray cluster does, checked within seconds: joining an address where
+    nothing answers would retry for about ten minutes (Ray's own retries)."""
+    from insights_app.executors.ray_address import probe
+
+    problem = probe(address)
+    if problem:
+        raise CliError(f"--ray-address {address}: {problem}")
 
 
 def check_readable(path: Path, flag: str) -> None:

@@ -16,11 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..dataset import Example, Unreadable
 from ..errors import DatasetError
 from ..protocols import VisualizerLike
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # at run time, only the executors import torch (preflight imports ray_address, torch-free)
+    from ..dataset import Example
     from ..precompute import PrecomputeSummary
 
 EXECUTORS = ("local", "ray")
@@ -54,6 +54,8 @@ class Run:
         """The examples ``first``, ``first + 1``, ... of the chunk starting there (fewer at the end).
         Unreadable positions of an indexed dataset (a file that does not decode) are passed over,
         so the next chunk starts after the last example's id."""
+        from ..dataset import Unreadable  # here: importing this package stays torch-free (see above)
+
         n = self.chunk_size(first)
         out: list[Example] = []
         i = first
