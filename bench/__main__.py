@@ -48,7 +48,7 @@ QUICK_PLAN = {
 }
 PLANS = {"default": DEFAULT_PLAN, "full": FULL_PLAN}
 DEFAULT_MODELS = ["cnn32", "resnet18"]
-SECTIONS = ("pages", "render", "memory", "pass", "precompute")
+SECTIONS = ("pages", "render", "memory", "pass", "precompute", "stored")
 
 
 def _csv(text: str) -> list[str]:
@@ -164,6 +164,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="Ray worker counts the precompute section runs, one run each (default 1,2)",
     )
     ap.add_argument(
+        "--stored-rounds",
+        type=int,
+        default=None,
+        help="fresh processes per visit mode in the stored section (vis.page and HTTP; default 5, --quick 3)",
+    )
+    ap.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -193,6 +199,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         ap.error("--precompute-examples must be at least 16")
     if a.precompute_rounds is not None and a.precompute_rounds < 1:
         ap.error("--precompute-rounds must be at least 1")
+    if a.stored_rounds is not None and a.stored_rounds < 1:
+        ap.error("--stored-rounds must be at least 1")
     if a.pass_sizes is not None and len(a.pass_sizes) != 2:
         ap.error("--pass-sizes takes two sizes: the 32x32 folder's and the 224x224 folder's")
     return a
@@ -307,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": report.machine(a.device if "pages" in a.sections else "cpu"),
         "command": "python -m bench " + " ".join(argv or sys.argv[1:]),
     }
-    pages = render = memory = passes = pre = None
+    pages = render = memory = passes = pre = stored = None
     if "pages" in a.sections:
         _log(f"pages: server vs raw captum ({'quick' if a.quick else a.plan} plan)")
         pages = run_pages(a)
@@ -354,9 +362,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             n, a.precompute_rounds or (2 if a.quick else 3), workers, threads=a.threads, log=_log, workdir=_workdir(a)
         )
         out["precompute"] = pre.to_json()
+    if "stored" in a.sections:
+        from . import stored as stored_bench
+
+        rounds = a.stored_rounds or (3 if a.quick else 5)
+        _log(
+            f"stored: the first visit of a precomputed page of {stored_bench.PAGE_SIZE} {stored_bench.SIDE}x"
+            f"{stored_bench.SIDE} examples in a fresh process ({rounds} processes per visit mode)"
+        )
+        stored = stored_bench.run(rounds, log=_log, workdir=_workdir(a))
+        out["stored"] = stored.to_json()
     out["elapsed_s"] = time.perf_counter() - started
-    out["targets"] = report.targets(pages, render, memory, passes, pre)
-    print(report.markdown(out["machine"], pages, render, memory, out["targets"], out["elapsed_s"], passes, pre))
+    out["targets"] = report.targets(pages, render, memory, passes, pre, stored)
+    print(report.markdown(out["machine"], pages, render, memory, out["targets"], out["elapsed_s"], passes, pre, stored))
     if a.json:
         a.json.write_text(json.dumps(out, indent=2))
         _log(f"wrote {a.json}")

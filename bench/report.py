@@ -228,6 +228,7 @@ def targets(
     memory: Sequence[Any] | None,
     passes: Sequence[Any] | None = None,
     precompute: Any | None = None,
+    stored: Any | None = None,
 ) -> list[dict[str, Any]]:
     """Each target of the issue: met or not, and the figures behind the verdict."""
     out: list[dict[str, Any]] = []
@@ -364,6 +365,10 @@ def targets(
                     "detail": "every worker count" if not differ else f"differs with {differ} workers",
                 }
             )
+    if stored is not None and stored.visits:
+        from .stored import target as stored_target
+
+        out.append(stored_target(stored))
     return out
 
 
@@ -376,6 +381,7 @@ def markdown(
     elapsed_s: float,
     passes: Sequence[Any] | None = None,
     precompute: Any | None = None,
+    stored: Any | None = None,
 ) -> str:
     parts = [
         f"## Benchmarks ({info['date']}, {info['cpu']}, {info['cores']} cores, torch {info['torch']} with "
@@ -437,6 +443,22 @@ def markdown(
             "given apart)." + ray_start + (f" {precompute.note}." if precompute.note else ""),
             "",
             precompute_table(precompute),
+            "",
+        ]
+    if stored is not None and stored.visits:
+        from .stored import table as stored_table
+
+        parts += [
+            f"### The first visit of a stored page in a fresh process ({stored.page_size} examples, "
+            f"{stored.side}x{stored.side})",
+            "",
+            f"A new Python process per round builds the visualizer on a store precomputed before, waits "
+            f"{stored.settle_s:g} s (its start-up's background work), then times the first page, the same page "
+            "again (*second*) and another stored page (*other*: the page's own work, without the process's "
+            "first-use costs). Medians over the rounds; CPU: the child's process CPU time (all threads). "
+            "*start-up*: building the visualizer (and starting its server).",
+            "",
+            stored_table(stored),
             "",
         ]
     if verdicts:

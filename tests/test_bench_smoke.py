@@ -401,3 +401,34 @@ def test_split_breaks_a_page_into_parts_that_nest_and_leaves_the_engine_as_it_wa
     assert cell["page"]["min"] >= cell["engine_run"]["min"] >= cell["attribute"]["min"]
     assert "server" in format_row("Saliency", cell)
     assert main(["--model", "cnn32", "--steps", "NoSuchMethod"]) == 2
+
+
+@pytest.mark.slow
+def test_stored_section_times_a_fresh_process_and_reads_only_the_store(tmp_path):
+    from bench import stored
+    from bench.report import machine, markdown, targets
+
+    res = stored.run(rounds=1, n=16, page_size=8, modes=("page",), settle_s=0.1, workdir=tmp_path)
+    (visit,) = res.visits  # one fresh process
+    assert visit.mode == "page" and visit.examples == 8 and visit.forwards == 0  # every map from the store
+    assert min(visit.first_ms, visit.second_ms, visit.other_ms, visit.first_cpu_ms, visit.import_ms) > 0
+    assert res.to_json()["medians"]["page"]["first_ms"] == visit.first_ms
+    (verdict,) = targets(None, None, None, None, None, res)
+    assert verdict["target"].startswith("first visit of a stored page of 8 in a fresh process under 25 ms")
+    assert verdict["detail"].endswith("0 forward passes")
+    text = markdown(machine(), None, None, None, [verdict], 1.0, None, None, res)
+    assert "### The first visit of a stored page in a fresh process (8 examples, 16x16)" in text
+    assert "| vis.page | 1 |" in text
+    assert not list(tmp_path.glob("insights-bench-*"))  # the store is removed
+
+
+def test_stored_section_child_over_http(tmp_path):
+    from bench import stored
+    from insights_app.precompute import precompute
+
+    vis = stored.build_visualizer(tmp_path, 8)
+    precompute(vis, [stored.METHOD], {stored.METHOD: stored.ARGUMENTS}, progress=False)
+    vis.stop()
+    visit = stored.child(tmp_path, 8, stored.SIDE, 4, "http", 0.0)
+    assert visit.mode == "http" and visit.examples == 4 and visit.forwards == 0
+    assert min(visit.first_ms, visit.second_ms, visit.other_ms) > 0

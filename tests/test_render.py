@@ -132,3 +132,21 @@ def test_png_decodes_to_the_exact_pixels_and_compresses_only_what_compresses(kin
         assert len(png) < 0.1 * raw_bytes
     else:
         assert raw_bytes < len(png) < 1.01 * raw_bytes + 200
+
+
+def test_a_presenter_builds_the_default_palettes_tables_before_the_first_page():
+    """Issue 29: the colour tables (matplotlib colormaps) were built by the first page in a process."""
+    from insights_app.features import ImageFeature
+    from insights_app.page.present import Presenter
+    from insights_app.page.query import Visualization
+    from insights_app.page.render import SIGNS, colormap_lut
+
+    colormap_lut.cache_clear()
+    try:
+        Presenter([ImageFeature("image")], ["a", "b"], ["m"])
+        built = colormap_lut.cache_info().currsize
+        for sign in SIGNS:
+            colormap_lut(sign, Visualization.palette)
+        assert built == len(SIGNS) and colormap_lut.cache_info().currsize == built  # nothing left to build
+    finally:
+        colormap_lut.cache_clear()

@@ -433,3 +433,64 @@ def test_precompute_killed_then_rerun_while_two_servers_read_the_store(tmp_path)
         assert m.shape == (16, 16) and np.isfinite(m).all()
     third = run(pre, env, cwd=TESTS, timeout=400)
     assert f"{n} examples: 0 maps stored, {2 * n} already stored, 0 failed" in third.stdout, third.stdout
+
+
+def test_the_first_stored_page_neither_probes_the_score_function_nor_hashes_the_model(tmp_path):
+    """Issue 29: a restarted server's first stored page paid for the model's fingerprint (every weight
+    hashed, the score function probed on the compute thread, whose first torch call started an OpenMP
+    team spinning on the second core). The fingerprint is begun when the visualizer is built."""
+    import hashlib
+
+    from insights_app.store import fingerprint
+
+    make_visualizer(models=seeded(TinyCNN, seed=0), store=tmp_path).page(PAGE)
+    probes: list[str] = []
+
+    def score(out):
+        probes.append(threading.current_thread().name)
+        return torch.softmax(out, dim=1)
+
+    hashed: list[str] = []
+    digest = fingerprint._update_tensor
+
+    def counted(h, t):
+        hashed.append(threading.current_thread().name)
+        digest(h, t)
+
+    fingerprint._update_tensor = counted
+    try:
+        vis = make_visualizer(models=seeded(TinyCNN, seed=0), store=tmp_path, score_func=score)
+        assert probes == [threading.current_thread().name]  # probed once, where the visualizer is built
+        assert vis.engines[0].store.model  # the hashing thread's fingerprint (waited for when not done)
+        weights_hashed = len(hashed)
+        counter = calls(vis)
+        page = vis.page(PAGE)
+    finally:
+        fingerprint._update_tensor = digest
+    assert counter == {"attribute": 0, "forward": 0} and len(page["examples"]) == 6  # all from the store
+    assert len(probes) == 1 and set(hashed[:weights_hashed]) == {"insights-app model fingerprint"}
+    assert hashed[weights_hashed:] == [vis.engines[0].compute.name] * 6  # the page hashed its 6 examples' inputs
+    vis.stop()
+
+    # The same digest as the lazy one it replaces (a store's rows stay found): the weights' bytes by name.
+    model = seeded(TinyCNN, seed=0)
+    h = hashlib.sha256(b"insights-app model v1")
+    h.update(type(model).__qualname__.encode())
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode() + f"{t.dtype}{tuple(t.shape)}".encode() + t.numpy().tobytes())
+    h.update("\x00".join(["a", "b"]).encode() + fingerprint.score_kind(score).encode())
+    want = h.hexdigest()
+    assert fingerprint.model_fingerprint(model, ["a", "b"], score) == want
+    assert fingerprint.ModelFingerprint(model, ["a", "b"], score).value() == want
+
+
+def test_a_failing_fingerprint_fails_where_it_is_needed():
+    from insights_app.store.fingerprint import ModelFingerprint
+
+    class Odd(torch.nn.Module):
+        def state_dict(self, *a, **k):
+            raise RuntimeError("no state")
+
+    fp = ModelFingerprint(Odd(), ["a"], None)
+    with pytest.raises(RuntimeError, match="no state"):
+        fp.value()

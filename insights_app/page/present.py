@@ -23,7 +23,7 @@ from ..features import BaseFeature, feature_type
 from ..registry import Registry
 from .feature_kinds import FeatureRenderer, build_registry, renderer_for
 from .query import Visualization
-from .render import shrink_image, to_display_image
+from .render import shrink_image, to_display_image, warm_up
 
 log = logging.getLogger(__name__)
 ORIGINALS_KEPT = 1024  # (example, feature) inputs as shown
@@ -55,6 +55,9 @@ class Presenter:
         # Rendered attributions (PNG data URLs) per explanation and view: a repeated page is then
         # JSON only. Bounded by bytes; a miss just renders again.
         self._rendered = LRUCache(4096, RENDERED_CACHE_BYTES)
+        # The default palette's colour tables and the drawing code's first calls, here rather than
+        # in the first page (a fraction of a millisecond once a process has built them).
+        warm_up(Visualization.palette)
 
     def example(self, ex: Example, models: list[dict[str, Any]]) -> dict[str, Any]:
         """An example with its inputs as shown and one entry per model (from :meth:`model`)."""

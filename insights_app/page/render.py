@@ -69,6 +69,19 @@ def colormap_lut(sign: str, palette: str = "captum") -> np.ndarray:
     return lut
 
 
+def warm_up(palette: str = "colorblind") -> None:
+    """Build a palette's colour tables and draw and encode one tiny map, so that the first page in
+    a process does not pay for them (measured: the tables, through matplotlib's colormaps, about
+    1.5 ms of a stored page of 64 maps' first visit; the first calls of the drawing and PNG code
+    about as much again)."""
+    for sign in SIGNS:
+        colormap_lut(sign, palette)
+    image = np.zeros((2, 2, 3), np.uint8)
+    for sign in ("all", "absolute_value"):
+        encode_png_base64(render_attribution(np.eye(2, dtype=np.float32), image, sign=sign, palette=palette))
+    encode_png_base64(to_display_image(np.zeros((3, 2, 2), np.float32)))
+
+
 def colormap_stops(sign: str, palette: str, n: int = 9) -> list:
     """``n`` evenly spaced colours of a colormap as "#rrggbb" (the page draws its legends with them)."""
     lut = colormap_lut(sign, palette)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .fingerprint import example_fingerprints, model_fingerprint, software_versions
+from .fingerprint import ModelFingerprint, example_fingerprints, model_fingerprint, software_versions
 from .sqlite import DEFAULT_MAX_BYTES, FILE_NAME, MetricKey, PassRow, Store, StoreError
 
 if TYPE_CHECKING:  # torch is imported where a model is fingerprinted (the command line opens a store first)
@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # torch is imported where a model is fingerprinted (the comma
 
 
 class ModelStore:
-    """One model's results in a store; the model's fingerprint is computed on first use."""
+    """One model's results in a store; the model's fingerprint is begun at once, in the background."""
 
     def __init__(
         self, store: Store, model: torch.nn.Module, classes: Sequence[str], score_func: Callable[..., Any] | None
@@ -29,14 +29,12 @@ class ModelStore:
         self._model = model
         self._classes = list(classes)
         self._score_func = score_func
-        self._fingerprint: str | None = None
+        self._fingerprint = ModelFingerprint(model, self._classes, score_func)  # not on a request's path
         self.software = software_versions()
 
     @property
     def model(self) -> str:
-        if self._fingerprint is None:
-            self._fingerprint = model_fingerprint(self._model, self._classes, self._score_func)
-        return self._fingerprint
+        return self._fingerprint.value()
 
     def explanations(
         self, keys: Sequence[tuple[str, str, int | None]]
