@@ -106,7 +106,7 @@ def test_fuzz_live_server_over_http():
             generation_mode=GenerationMode.NEGATIVE
         )
 
-        @settings(max_examples=150, **FUZZ)
+        @settings(max_examples=60, **FUZZ)
         @given(case=strategy)
         def fuzz(case):
             response = case.call(base_url=url, headers=AUTH, timeout=60)
