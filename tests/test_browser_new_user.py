@@ -190,7 +190,7 @@ def test_at_420px_the_title_wraps_the_form_folds_and_the_toolbar_covers_no_card(
     shot(page, "new-user-420-cards")
 
     page.goto(tabular_server.url + "?dataset=0")
-    page.wait_for_selector(".ia-hist", timeout=60_000)
+    page.wait_for_selector(".ia-dcard-matrix .ia-cm-wrap", timeout=60_000)  # drawn once the pass has counts
     box = page.evaluate("""() => { const c = document.querySelector('.ia-dcard-matrix'), w = c.querySelector('.ia-cm-wrap');
       const r = c.getBoundingClientRect(), m = document.querySelector('.ia-main').getBoundingClientRect();
       return {card: [r.left, r.right], wrap: w.getBoundingClientRect().right, main: m.right}; }""")
